@@ -1,0 +1,3 @@
+//! AWS IoT device data endpoint: shadow REST requests and responses, thing and shadow names.
+//!
+//! Spec: `aws-iot-shadow.md`.

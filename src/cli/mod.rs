@@ -1,0 +1,89 @@
+//! Command-line front end. The only place where `anyhow` is used: every handler returns
+//! `anyhow::Result`, and [`main`] turns the error chain into one sentence and an exit code.
+
+mod pki;
+mod sim;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    /// The operation failed (device, credentials, endpoint).
+    pub const FAILURE: u8 = 1;
+    /// Bad usage or configuration (clap also exits with 2).
+    pub const USAGE: u8 = 2;
+}
+
+/// Provision ESP32-AT modules for AWS IoT and use device shadows through them.
+#[derive(Debug, Parser)]
+#[command(name = "esp-aws", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build, inspect and check the credential files an ESP32-AT module needs.
+    #[command(subcommand)]
+    Pki(pki::PkiCommand),
+    /// Run the local AWS IoT endpoint (and, with a module, the virtual ESP32-AT).
+    Sim(sim::SimArgs),
+}
+
+/// An error that carries its own exit code (for usage and configuration errors).
+#[derive(Debug)]
+pub struct Exit {
+    code: u8,
+    message: String,
+}
+
+impl Exit {
+    /// A usage or configuration error: exit code 2.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Exit {
+            code: exit::USAGE,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Parses the command line, runs the command, maps failures to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Pki(cmd) => pki::run(cmd),
+        Command::Sim(args) => sim::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => report(&err),
+    }
+}
+
+fn report(err: &anyhow::Error) -> ExitCode {
+    // A closed stdout (`esp-aws ... | head`) is not a failure worth a message.
+    if err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    }) {
+        return ExitCode::SUCCESS;
+    }
+    let code = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<Exit>())
+        .map_or(exit::FAILURE, |exit| exit.code);
+    eprintln!("error: {err:#}");
+    ExitCode::from(code)
+}

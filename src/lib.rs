@@ -1,0 +1,37 @@
+//! esp-aws: provision an ESP32 running Espressif's ESP-AT firmware for AWS IoT, and use
+//! device shadows through it.
+//!
+//! The crate is a library with a thin command-line front end (`esp-aws`). Every wire
+//! protocol has a sans-I/O core (bytes in, events or bytes out) and a thin driver on top of
+//! the one transport seam, [`transport::Transport`]:
+//!
+//! ```text
+//!  PEM files ──pki──► AtPKI bins ──at (AT+SYSFLASH / AT+SYSMFG)──┐
+//!                               └──rom (ROM bootloader, SLIP)────┤
+//!                                                                ▼
+//!  CLI ──► aws (HTTP/1.1, shadow) ──► at (driver, digester) ──► Transport ◄──► ESP32-AT
+//!                                                                 ▲            (or sim)
+//!  sim: virtual ESP32-AT module on a pty ◄── real TLS ──► local AWS IoT endpoint
+//! ```
+//!
+//! | module | what it is for | spec |
+//! |---|---|---|
+//! | [`pki`] | AtPKI containers, PEM/X.509 inspection, credential pre-flight checks | `esp-at.md` §2 |
+//! | [`at`] | ESP-AT host driver: digester, commands, sessions | `esp-at.md` §4–§7 |
+//! | [`rom`] | ESP32 ROM serial bootloader: SLIP and packet codec, flasher | `rom-bootloader.md` |
+//! | [`aws`] | AWS IoT shadow REST: requests, responses, names | `aws-iot-shadow.md` |
+//! | [`sim`] | the virtual module and the local AWS IoT endpoint | all of the above |
+//! | [`transport`] | the one I/O seam between drivers and a serial line | |
+//!
+//! The reference documents named in the table are the project's protocol notes; each module
+//! says which section it implements.
+
+#![deny(missing_docs, missing_debug_implementations)]
+#![forbid(unsafe_code)]
+
+pub mod at;
+pub mod aws;
+pub mod pki;
+pub mod rom;
+pub mod sim;
+pub mod transport;

@@ -1,0 +1,1 @@
+//! The single integration-test binary: each topic lives in its own module.
