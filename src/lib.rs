@@ -21,6 +21,8 @@
 //! | [`rom`] | ESP32 ROM serial bootloader: SLIP and packet codec, flasher | `rom-bootloader.md` |
 //! | [`aws`] | AWS IoT shadow REST: requests, responses, names | `aws-iot-shadow.md` |
 //! | [`sim`] | the virtual module and the local AWS IoT endpoint | all of the above |
+//! | [`firmware`] | facts about the three ESP-AT generations | `esp-at.md` §1, §3 |
+//! | [`partition`] | ESP-IDF partition tables (ESP-AT's secondary table) | `esp-at.md` §3.4 |
 //! | [`transport`] | the one I/O seam between drivers and a serial line | |
 //!
 //! The reference documents named in the table are the project's protocol notes; each module
@@ -31,6 +33,8 @@
 
 pub mod at;
 pub mod aws;
+pub mod firmware;
+pub mod partition;
 pub mod pki;
 pub mod rom;
 pub mod sim;

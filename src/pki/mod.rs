@@ -2,3 +2,5 @@
 //! that catch bad credentials before they reach a device.
 //!
 //! Spec: `esp-at.md` §2 (AtPKI), `pitfalls.md` items 2, 3 and 8 (what goes wrong).
+
+pub mod atpki;

@@ -1,0 +1,141 @@
+//! ESP-IDF partition tables in their binary form: ESP-AT keeps its credential partitions
+//! in a secondary table at 0x20000 that generic tools do not see.
+//!
+//! Spec: `esp-at.md` §3.4. Each entry is 32 bytes: magic `AA 50`, type, subtype, offset
+//! (u32 LE), size (u32 LE), a 16-byte NUL-padded label, flags (u32 LE). `gen_esp32part.py`
+//! appends an MD5 entry (`EB EB`, 14 × `FF`, MD5 of the entries) and pads with `FF` to 0xC00.
+
+use md5::{Digest, Md5};
+
+/// Size of one entry.
+pub const ENTRY_LEN: usize = 32;
+/// Size of a table as `gen_esp32part.py` writes it.
+pub const TABLE_LEN: usize = 0xC00;
+const ENTRY_MAGIC: [u8; 2] = [0xAA, 0x50];
+const MD5_MAGIC: [u8; 2] = [0xEB, 0xEB];
+
+/// A partition type byte (newtype so that unknown values survive a round trip).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PartitionType(pub u8);
+
+impl PartitionType {
+    /// `app`.
+    pub const APP: PartitionType = PartitionType(0x00);
+    /// `data`.
+    pub const DATA: PartitionType = PartitionType(0x01);
+    /// ESP-AT's customised type 0x40 (PKI slots, `ble_data`, `factory_param`, …).
+    pub const CUSTOMIZED: PartitionType = PartitionType(0x40);
+}
+
+/// One partition of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    /// Label, at most 16 bytes.
+    pub name: String,
+    /// Type byte.
+    pub kind: PartitionType,
+    /// Subtype byte.
+    pub subtype: u8,
+    /// Absolute flash address.
+    pub offset: u32,
+    /// Size in bytes.
+    pub size: u32,
+}
+
+impl Partition {
+    /// A partition with no flags.
+    pub fn new(name: &str, kind: PartitionType, subtype: u8, offset: u32, size: u32) -> Self {
+        Partition {
+            name: name.to_string(),
+            kind,
+            subtype,
+            offset,
+            size,
+        }
+    }
+
+    /// Whether `addr` falls inside this partition.
+    pub fn contains(&self, addr: u32) -> bool {
+        addr >= self.offset && u64::from(addr) < u64::from(self.offset) + u64::from(self.size)
+    }
+}
+
+/// Encodes a table exactly as `gen_esp32part.py` does (with the MD5 entry, padded to
+/// 0xC00 bytes). Labels longer than 16 bytes are cut, as the format cannot hold them.
+pub fn encode(partitions: &[Partition]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(TABLE_LEN);
+    for p in partitions {
+        out.extend_from_slice(&ENTRY_MAGIC);
+        out.push(p.kind.0);
+        out.push(p.subtype);
+        out.extend_from_slice(&p.offset.to_le_bytes());
+        out.extend_from_slice(&p.size.to_le_bytes());
+        let mut label = [0u8; 16];
+        let name = p.name.as_bytes();
+        let n = name.len().min(16);
+        label[..n].copy_from_slice(&name[..n]);
+        out.extend_from_slice(&label);
+        out.extend_from_slice(&0u32.to_le_bytes());
+    }
+    let digest = Md5::digest(&out);
+    out.extend_from_slice(&MD5_MAGIC);
+    out.extend_from_slice(&[0xFF; 14]);
+    out.extend_from_slice(&digest);
+    out.resize(TABLE_LEN.max(out.len()), 0xFF);
+    out
+}
+
+/// Parses a table the way ESP-AT's firmware does: walk 32-byte entries while the magic is
+/// `AA 50`; the first other entry (MD5 entry, erased flash) ends the list. The MD5 is not
+/// verified, as the firmware does not verify it either.
+pub fn parse(data: &[u8]) -> Vec<Partition> {
+    data.chunks_exact(ENTRY_LEN)
+        .take_while(|e| e[..2] == ENTRY_MAGIC)
+        .map(|e| {
+            let label = &e[12..28];
+            let end = label.iter().position(|&b| b == 0).unwrap_or(label.len());
+            Partition {
+                name: String::from_utf8_lossy(&label[..end]).into_owned(),
+                kind: PartitionType(e[2]),
+                subtype: e[3],
+                offset: u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+                size: u32::from_le_bytes([e[8], e[9], e[10], e[11]]),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firmware::Generation;
+
+    #[test]
+    fn round_trips_every_generation_table() {
+        for generation in Generation::ALL {
+            let table = generation.secondary_table();
+            let bytes = encode(&table);
+            assert_eq!(bytes.len(), TABLE_LEN);
+            assert_eq!(parse(&bytes), table, "{generation}");
+        }
+    }
+
+    #[test]
+    fn md5_entry_ends_the_list_and_covers_the_entries() {
+        let table = Generation::V1_1_3.secondary_table();
+        let bytes = encode(&table);
+        let md5_at = table.len() * ENTRY_LEN;
+        assert_eq!(&bytes[md5_at..md5_at + 2], &MD5_MAGIC);
+        assert_eq!(
+            &bytes[md5_at + 16..md5_at + 32],
+            Md5::digest(&bytes[..md5_at]).as_slice()
+        );
+        assert!(bytes[md5_at + 32..].iter().all(|&b| b == 0xFF));
+    }
+
+    #[test]
+    fn erased_flash_is_an_empty_table() {
+        assert!(parse(&[0xFF; TABLE_LEN]).is_empty());
+        assert!(parse(&[]).is_empty());
+    }
+}
