@@ -1,1 +1,7 @@
 //! The single integration-test binary: each topic lives in its own module.
+
+mod util;
+
+mod pki;
+mod pki_check;
+mod pki_props;

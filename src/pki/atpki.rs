@@ -339,6 +339,22 @@ impl Bin {
     }
 }
 
+impl Bin {
+    /// Decodes the bin at the start of a partition image read back from flash: the bytes
+    /// after the bin must be erased flash (`0xFF`), as `AT+SYSFLASH` erase-then-write leaves
+    /// them. Returns the bin and its size.
+    pub fn decode_partition(data: &[u8]) -> Result<(Bin, usize), DecodeError> {
+        let (bin, used) = Bin::decode_prefix(data)?;
+        if data[used..].iter().any(|&b| b != 0xFF) {
+            return Err(DecodeError::LengthMismatch {
+                declared: (used - HEADER_LEN) as u32,
+                actual: data.len() - HEADER_LEN,
+            });
+        }
+        Ok((bin, used))
+    }
+}
+
 /// Offsets of the item headers as ESP-AT v1.x firmware (1.0–1.2) computes them when it walks
 /// to item `k`: it steps `4 + len + 4 - (len & 3)` per item, assuming 4 padding bytes where
 /// AtPKI wrote none (`len % 4 == 0`). Item 0 is always right; item k ≥ 1 is 4 bytes late for

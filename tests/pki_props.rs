@@ -1,0 +1,72 @@
+//! Property tests: the AtPKI decoder and the credential classifier never panic, whatever
+//! the bytes; encoding and decoding are inverse.
+
+use esp_aws::pki::atpki::{Bin, ItemKind};
+use esp_aws::pki::material;
+use proptest::prelude::*;
+
+fn items() -> impl Strategy<Value = Vec<(u8, Vec<u8>)>> {
+    prop::collection::vec((1u8..=3, prop::collection::vec(any::<u8>(), 0..300)), 0..8)
+}
+
+/// Bytes that start like a bin (magic, small count and length), to reach the item walk.
+fn bin_like() -> impl Strategy<Value = Vec<u8>> {
+    (
+        0u16..6,
+        0u32..400,
+        prop::collection::vec(any::<u8>(), 0..400),
+    )
+        .prop_map(|(count, len, rest)| {
+            let mut v = vec![0xF1, 0xF1];
+            v.extend_from_slice(&count.to_le_bytes());
+            v.extend_from_slice(&len.to_le_bytes());
+            v.extend_from_slice(&rest);
+            v
+        })
+}
+
+proptest! {
+    #[test]
+    fn decode_never_panics(data in prop::collection::vec(any::<u8>(), 0..600)) {
+        if let Ok((_, used)) = Bin::decode_prefix(&data) {
+            prop_assert!(used <= data.len());
+        }
+        let _ = Bin::decode(&data);
+        let _ = Bin::decode_partition(&data);
+    }
+
+    #[test]
+    fn decode_never_panics_on_bin_like_input(data in bin_like()) {
+        if let Ok((bin, used)) = Bin::decode_prefix(&data) {
+            prop_assert!(used <= data.len());
+            // Whatever decodes re-encodes to exactly the bytes it came from.
+            prop_assert_eq!(bin.encode().unwrap(), data[..used].to_vec());
+        }
+    }
+
+    #[test]
+    fn build_then_decode_is_identity(pairs in items()) {
+        let bin = Bin::from_pairs(pairs.iter().map(|(k, c)| (ItemKind(*k), c.clone()))).unwrap();
+        let bytes = bin.encode().unwrap();
+        prop_assert_eq!(bytes.len() % 4, 0);
+        prop_assert_eq!(Bin::decode(&bytes).unwrap(), bin.clone());
+        // Grouping kept each type's argument order and numbered ids per type.
+        for kind in 1u8..=3 {
+            let input: Vec<_> = pairs.iter().filter(|(k, _)| *k == kind).map(|(_, c)| c.clone()).collect();
+            let stored: Vec<_> = bin.items.iter().filter(|i| i.kind == ItemKind(kind)).collect();
+            prop_assert_eq!(stored.iter().map(|i| i.content.clone()).collect::<Vec<_>>(), input);
+            prop_assert!(stored.iter().enumerate().all(|(n, i)| usize::from(i.id) == n));
+        }
+    }
+
+    #[test]
+    fn classify_never_panics(data in prop::collection::vec(any::<u8>(), 0..400)) {
+        let _ = material::classify(&data);
+        let mut pem = b"-----BEGIN CERTIFICATE-----\n".to_vec();
+        pem.extend_from_slice(&data);
+        let _ = material::classify(&pem);
+        let mut der = vec![0x30, 0x82];
+        der.extend_from_slice(&data);
+        let _ = material::classify(&der);
+    }
+}
