@@ -5,3 +5,5 @@ mod util;
 mod pki;
 mod pki_check;
 mod pki_props;
+
+mod at_digest;

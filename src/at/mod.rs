@@ -2,3 +2,5 @@
 //! command, and a session that adapts to the firmware generation it finds.
 //!
 //! Spec: `esp-at.md` §4 (framing), §5 (commands), §6 (flows), §7 (host parser rules).
+
+pub mod digest;
