@@ -88,7 +88,7 @@ fn byte_at_a_time_emits_nothing_early() {
     let mut ends = Vec::new(); // byte count at which each event completes
     let mut consumed_before = 0;
     let mut pending_len = TRANSCRIPT.len();
-    while let Some(_) = whole.next_event() {
+    while whole.next_event().is_some() {
         let now_pending = whole.pending().len();
         consumed_before += pending_len - now_pending;
         pending_len = now_pending;
