@@ -1,0 +1,403 @@
+//! Device shadow requests as the CLI builds them, and AWS's answers turned into causes.
+//!
+//! `shadow set` items follow HTTPie's convention: `path=string` sends a JSON string (so
+//! `prop1=12` sends `"12"`, as the classic guide did), `path:=json` sends raw JSON
+//! (`prop1:=12` is the number, `a.b:=null` deletes a nested key). Dots nest; `\.` is a
+//! literal dot.
+//!
+//! Spec: `aws-iot-shadow.md` §2 (operations), §3.1 (request document), §4 (errors), §5
+//! (limits).
+
+use serde_json::{Map, Value};
+
+/// A `shadow set` item or document that cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ItemError {
+    /// No `=` at all.
+    #[error("'{0}' is not an item: write path=string or path:=json")]
+    NoSeparator(String),
+    /// An empty path or path segment.
+    #[error("'{0}' has an empty key: write a.b=value, not a..b=value or =value")]
+    EmptyKey(String),
+    /// `:=` with invalid JSON.
+    #[error("'{item}': the value after := is not JSON ({reason}); quote strings with = instead")]
+    BadJson {
+        /// The item.
+        item: String,
+        /// serde_json's message.
+        reason: String,
+    },
+    /// Two items that cannot both hold (`a=1` and `a.b=2`).
+    #[error("'{0}' conflicts with an earlier item that sets part of the same path to a value")]
+    Conflict(String),
+    /// A request document from a file that is not one.
+    #[error("the document is not a shadow update: {0}")]
+    BadDocument(String),
+    /// Over AWS's 64-byte client token limit.
+    #[error("the client token is {0} bytes; AWS accepts at most 64")]
+    ClientTokenTooLong(usize),
+    /// Over AWS's 8 KB state limit.
+    #[error("the document is {0} bytes; AWS accepts at most 8192 bytes of state")]
+    TooLarge(usize),
+    /// Deeper than AWS's 6 levels of state.
+    #[error("the state is nested {0} levels deep; AWS accepts at most 6")]
+    TooDeep(usize),
+}
+
+/// One parsed item: a path and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// Keys from the outermost in.
+    pub path: Vec<String>,
+    /// The value (`null` deletes).
+    pub value: Value,
+}
+
+/// Parses `path=string` or `path:=json`.
+pub fn parse_item(item: &str) -> Result<Item, ItemError> {
+    let eq = item
+        .find('=')
+        .ok_or_else(|| ItemError::NoSeparator(item.to_string()))?;
+    let (raw_path, json) = match item[..eq].strip_suffix(':') {
+        Some(path) => (path, true),
+        None => (&item[..eq], false),
+    };
+    let text = &item[eq + 1..];
+    let mut path = Vec::new();
+    let mut current = String::new();
+    let mut chars = raw_path.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'.') => {
+                current.push('.');
+                chars.next();
+            }
+            '.' => path.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    path.push(current);
+    if path.iter().any(String::is_empty) {
+        return Err(ItemError::EmptyKey(item.to_string()));
+    }
+    let value = if json {
+        serde_json::from_str(text).map_err(|e| ItemError::BadJson {
+            item: item.to_string(),
+            reason: e.to_string(),
+        })?
+    } else {
+        Value::String(text.to_string())
+    };
+    Ok(Item { path, value })
+}
+
+/// Merges items into one state object (`a.b=1 a.c=2` → `{"a":{"b":"1","c":"2"}}`).
+pub fn state_from_items(items: &[String]) -> Result<Map<String, Value>, ItemError> {
+    let mut root = Map::new();
+    for raw in items {
+        let item = parse_item(raw)?;
+        let (last, parents) = item.path.split_last().expect("a path has at least one key");
+        let mut node = &mut root;
+        for key in parents {
+            let entry = node
+                .entry(key.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            node = entry
+                .as_object_mut()
+                .ok_or_else(|| ItemError::Conflict(raw.clone()))?;
+        }
+        if node.get(last).is_some_and(Value::is_object) && !item.value.is_object() {
+            return Err(ItemError::Conflict(raw.clone()));
+        }
+        node.insert(last.clone(), item.value);
+    }
+    Ok(root)
+}
+
+/// What `shadow set` sends.
+#[derive(Debug, Clone, Default)]
+pub struct Update {
+    /// The state section (`desired` or `reported`).
+    pub state: Map<String, Value>,
+    /// Put the state under `reported` instead of `desired`.
+    pub reported: bool,
+    /// Optimistic locking: the version the update applies to.
+    pub version: Option<u64>,
+    /// Echoed back by AWS.
+    pub client_token: Option<String>,
+}
+
+impl Update {
+    /// The request document, checked against AWS's limits before anything is sent.
+    pub fn document(&self) -> Result<Value, ItemError> {
+        let section = if self.reported { "reported" } else { "desired" };
+        let mut state = Map::new();
+        state.insert(section.to_string(), Value::Object(self.state.clone()));
+        let mut doc = Map::new();
+        doc.insert("state".into(), Value::Object(state));
+        if let Some(token) = &self.client_token {
+            doc.insert("clientToken".into(), Value::String(token.clone()));
+        }
+        if let Some(version) = self.version {
+            doc.insert("version".into(), Value::from(version));
+        }
+        let doc = Value::Object(doc);
+        check_document(&doc)?;
+        Ok(doc)
+    }
+}
+
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        // AWS counts arrays as values, not levels.
+        _ => 0,
+    }
+}
+
+/// Checks a request document the way AWS will (`aws-iot-shadow.md` §3.1, §5), so that a
+/// document AWS would refuse is refused here with the reason.
+pub fn check_document(doc: &Value) -> Result<(), ItemError> {
+    let obj = doc
+        .as_object()
+        .ok_or_else(|| ItemError::BadDocument("it is not a JSON object".into()))?;
+    let state = obj
+        .get("state")
+        .ok_or_else(|| ItemError::BadDocument("it has no \"state\" node".into()))?;
+    if !state.is_object() && !state.is_null() {
+        return Err(ItemError::BadDocument(
+            "\"state\" must be an object or null".into(),
+        ));
+    }
+    if let Some(token) = obj.get("clientToken").and_then(Value::as_str) {
+        if token.len() > 64 {
+            return Err(ItemError::ClientTokenTooLong(token.len()));
+        }
+    }
+    for section in ["desired", "reported"] {
+        if let Some(s) = state.get(section) {
+            let d = depth(s);
+            if d > 6 {
+                return Err(ItemError::TooDeep(d));
+            }
+        }
+    }
+    let size = serde_json::to_vec(state).map_or(0, |v| v.len());
+    if size > 8192 {
+        return Err(ItemError::TooLarge(size));
+    }
+    Ok(())
+}
+
+/// Percent-encodes a path segment or query value (RFC 3986 unreserved characters stay).
+pub fn encode_component(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (keep_slash && b == b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `/things/<thing>/shadow[?name=<shadow>]`.
+pub fn shadow_path(thing: &str, name: Option<&str>) -> String {
+    let mut path = format!("/things/{}/shadow", encode_component(thing, false));
+    if let Some(name) = name {
+        path.push_str("?name=");
+        path.push_str(&encode_component(name, false));
+    }
+    path
+}
+
+/// `/api/things/shadow/ListNamedShadowsForThing/<thing>[?pageSize=N&nextToken=T]`.
+pub fn list_path(thing: &str, page_size: Option<u32>, next_token: Option<&str>) -> String {
+    let mut path = format!(
+        "/api/things/shadow/ListNamedShadowsForThing/{}",
+        encode_component(thing, false)
+    );
+    let mut sep = '?';
+    if let Some(n) = page_size {
+        path.push_str(&format!("{sep}pageSize={n}"));
+        sep = '&';
+    }
+    if let Some(t) = next_token {
+        path.push_str(&format!("{sep}nextToken={}", encode_component(t, false)));
+    }
+    path
+}
+
+/// `/topics/<topic>?qos=<0|1>`.
+pub fn publish_path(topic: &str, qos: u8) -> String {
+    format!("/topics/{}?qos={qos}", encode_component(topic, true))
+}
+
+/// Why AWS (or the local endpoint) refused a request, classified by what the user must do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// 403 `Missing Authentication Token`: port 443 without the ALPN for certificate auth.
+    #[error(
+        "AWS answered 403 Missing Authentication Token: on port 443 certificate authentication needs ALPN x-amzn-http-ca; use port 8443 (the default) or firmware 2.1+ with --port-443"
+    )]
+    MissingAuthToken,
+    /// Any other 403.
+    #[error(
+        "AWS refused the request (403 {message}): the certificate is not ACTIVE or its policy lacks {action}"
+    )]
+    Forbidden {
+        /// AWS's message.
+        message: String,
+        /// The IAM action the operation needs.
+        action: &'static str,
+    },
+    /// 404 on a shadow.
+    #[error("thing '{thing}' has no shadow{named} yet: create it with `esp-aws shadow set {thing}{name_flag} key=value`")]
+    NoShadow {
+        /// The thing.
+        thing: String,
+        /// " named 'x'" or "".
+        named: String,
+        /// " --name x" or "".
+        name_flag: String,
+    },
+    /// 409 version conflict.
+    #[error("version conflict: the shadow is no longer at version {sent}; read it again (shadow get) and retry with --version {current}")]
+    VersionConflict {
+        /// The version sent.
+        sent: u64,
+        /// The shadow's version now, when it could be read (else the one sent).
+        current: u64,
+    },
+    /// 413.
+    #[error("AWS refused the document as too large (413): shadow state is limited to 8 KB")]
+    TooLarge,
+    /// 429.
+    #[error("AWS is throttling requests (429 {0}): wait a moment and retry")]
+    Throttled(String),
+    /// Anything else.
+    #[error("AWS answered {status}: {message}")]
+    Other {
+        /// HTTP status.
+        status: u16,
+        /// AWS's message (or the body).
+        message: String,
+    },
+}
+
+/// AWS's error body `{"code":…,"message":…}`, or its 403 body `{"message":…}`.
+pub fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn items_follow_httpie() {
+        assert_eq!(
+            parse_item("prop1=12").unwrap(),
+            Item {
+                path: vec!["prop1".into()],
+                value: json!("12")
+            }
+        );
+        assert_eq!(parse_item("prop1:=12").unwrap().value, json!(12));
+        assert_eq!(
+            parse_item("a.b:=null").unwrap(),
+            Item {
+                path: vec!["a".into(), "b".into()],
+                value: Value::Null
+            }
+        );
+        assert_eq!(parse_item(r"a\.b=x").unwrap().path, vec!["a.b".to_string()]);
+        assert_eq!(
+            parse_item("url=http://x?a=b").unwrap().value,
+            json!("http://x?a=b")
+        );
+        assert_eq!(parse_item("x:=[1,2]").unwrap().value, json!([1, 2]));
+        assert_eq!(parse_item("s=").unwrap().value, json!(""));
+        assert_eq!(
+            parse_item("prop1").unwrap_err(),
+            ItemError::NoSeparator("prop1".into())
+        );
+        assert_eq!(
+            parse_item("a..b=1").unwrap_err(),
+            ItemError::EmptyKey("a..b=1".into())
+        );
+        assert!(matches!(
+            parse_item("a:=tru").unwrap_err(),
+            ItemError::BadJson { .. }
+        ));
+    }
+
+    #[test]
+    fn items_merge_into_one_state() {
+        let items: Vec<String> = ["a.b=1", "a.c:=2", "d:=null"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            Value::Object(state_from_items(&items).unwrap()),
+            json!({"a": {"b": "1", "c": 2}, "d": null})
+        );
+        let clash: Vec<String> = ["a=1", "a.b=2"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            state_from_items(&clash).unwrap_err(),
+            ItemError::Conflict("a.b=2".into())
+        );
+    }
+
+    #[test]
+    fn update_document_and_limits() {
+        let update = Update {
+            state: state_from_items(&["prop1=12".to_string()]).unwrap(),
+            reported: false,
+            version: Some(7),
+            client_token: Some("tok".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&update.document().unwrap()).unwrap(),
+            r#"{"state":{"desired":{"prop1":"12"}},"clientToken":"tok","version":7}"#
+        );
+        let deep = Update {
+            state: state_from_items(&["a.b.c.d.e.f.g=1".to_string()]).unwrap(),
+            ..Update::default()
+        };
+        assert_eq!(deep.document().unwrap_err(), ItemError::TooDeep(7));
+        let token = Update {
+            client_token: Some("x".repeat(65)),
+            ..Update::default()
+        };
+        assert_eq!(
+            token.document().unwrap_err(),
+            ItemError::ClientTokenTooLong(65)
+        );
+        assert!(matches!(
+            check_document(&json!({"desired": {}})),
+            Err(ItemError::BadDocument(_))
+        ));
+    }
+
+    #[test]
+    fn paths_are_encoded() {
+        assert_eq!(shadow_path("lnu_001", None), "/things/lnu_001/shadow");
+        assert_eq!(
+            shadow_path("lnu_001", Some("cfg")),
+            "/things/lnu_001/shadow?name=cfg"
+        );
+        assert_eq!(
+            list_path("t", Some(2), Some("a b")),
+            "/api/things/shadow/ListNamedShadowsForThing/t?pageSize=2&nextToken=a%20b"
+        );
+        assert_eq!(publish_path("dev/1/temp", 1), "/topics/dev/1/temp?qos=1");
+    }
+}
