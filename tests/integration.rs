@@ -7,3 +7,4 @@ mod pki_check;
 mod pki_props;
 
 mod at_digest;
+mod at_session;

@@ -1,0 +1,603 @@
+//! A session with one ESP-AT module: probe it once, adapt to its firmware generation, get
+//! its clock right, open a mutual-TLS link and carry HTTP requests over it.
+//!
+//! Spec: `esp-at.md` §6.1 (capability probe), §6.3 (shadow request flow), §5.5–§5.15 (the
+//! commands), `pitfalls.md` items 1, 5, 6, 7, 13, 17 (what goes wrong).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::client::{AtClient, Error as AtError, Trace};
+use crate::aws::http::{self, HttpError, Parsed, Response};
+use crate::firmware::Generation;
+use crate::transport::Transport;
+
+/// Why a session step failed. Each variant's text names the likely cause and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An AT command failed in a way this layer does not interpret further.
+    #[error(transparent)]
+    At(#[from] AtError),
+    /// Nothing answered `AT`.
+    #[error(
+        "nothing answered AT: check that this is the module's AT port (UART1 on ESP32, not the USB port of a DevKitC) and that the baud rate is right (default 115200)"
+    )]
+    NoAnswer,
+    /// Boot-log or ROM text instead of AT replies.
+    #[error(
+        "this port shows the ESP32's boot log ({0}): it is the log/download UART (UART0); ESP-AT listens on UART1 (GPIO16/17 on WROOM-32)"
+    )]
+    LogPort(String),
+    /// `AT+GMR` without a version line this tool knows.
+    #[error("the module's AT+GMR answer has no 'AT version:' line this tool understands: {0}")]
+    UnknownFirmware(String),
+    /// The clock never became plausible.
+    #[error(
+        "the module's clock did not sync within {} s (it still reads {reads}): SNTP (UDP 123) is probably blocked; {hint}",
+        .waited.as_secs()
+    )]
+    ClockNotSynced {
+        /// How long we polled.
+        waited: Duration,
+        /// What the clock read last.
+        reads: String,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// `--time-from-host` on firmware that cannot set its clock.
+    #[error("firmware 1.x has no AT+SYSTIMESTAMP, so the clock can only be set by SNTP; make UDP port 123 reachable for the module")]
+    HostTimeUnsupported,
+    /// Port 443 needs ALPN, which 1.x lacks.
+    #[error(
+        "port 443 needs ALPN x-amzn-http-ca, which ESP-AT 1.x cannot send (AT+CIPSSLCALPN arrived in 2.1): use port 8443"
+    )]
+    AlpnUnsupported,
+    /// `AT+CIPSSLCCONF` reported missing credentials.
+    #[error(
+        "the module has no usable {what} (AT+CIPSSLCCONF said {said}): run `esp-aws provision`"
+    )]
+    MissingCredentials {
+        /// `certificate`, `private key`, `CA`.
+        what: &'static str,
+        /// The module's words.
+        said: String,
+    },
+    /// `AT+CIPSTART` answered `ERROR`.
+    #[error(
+        "the TLS connection to {host}:{port} failed (AT+CIPSTART answered ERROR); with the clock synced and credentials present, the likely causes are a CA that does not match the endpoint, a certificate that is not ACTIVE in AWS IoT, or an endpoint the module cannot reach: run `esp-aws doctor`"
+    )]
+    ConnectFailed {
+        /// Endpoint.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// No response to an HTTP request in time.
+    #[error("no HTTP response from {0} within the time limit: the connection may have stalled; retry, or run `esp-aws doctor`")]
+    ResponseTimeout(String),
+    /// The response bytes were not HTTP.
+    #[error("the endpoint's response could not be read: {0}")]
+    Http(#[from] HttpError),
+    /// The link dropped and the request may not be repeated safely.
+    #[error(
+        "the connection dropped before the response arrived; the update may or may not have been applied: read the shadow (shadow get) before retrying"
+    )]
+    DroppedUnsafe,
+}
+
+/// What the probe found out about the module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// Generation, from the `AT version:` line.
+    pub generation: Generation,
+    /// The `AT version:` line's version (`1.1.3.0`).
+    pub version: String,
+    /// All `AT+GMR` lines.
+    pub gmr: Vec<String>,
+}
+
+/// Time limits of a session.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// An ordinary command.
+    pub command: Duration,
+    /// `AT+CIPSTART` (TCP connect + TLS handshake).
+    pub connect: Duration,
+    /// An HTTP response, from the end of sending to its last byte.
+    pub response: Duration,
+    /// Waiting for SNTP.
+    pub clock: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            command: Duration::from_secs(3),
+            connect: Duration::from_secs(30),
+            response: Duration::from_secs(20),
+            clock: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The earliest time a synced clock can show: certificates issued before this tool existed
+/// cannot be checked against a clock that reads earlier, and 1970 is what an unsynced module
+/// reads. Callers pass the device certificate's notBefore when they know it.
+pub const PLAUSIBLE_SINCE: i64 = 1_735_689_600; // 2025-01-01T00:00:00Z
+
+/// A probed module.
+pub struct Session<T: Transport> {
+    client: AtClient<T>,
+    info: ModuleInfo,
+    timeouts: Timeouts,
+    link: Option<(String, u16)>,
+    passive: bool,
+    tls_configured: bool,
+}
+
+impl<T: Transport> std::fmt::Debug for Session<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("info", &self.info)
+            .field("link", &self.link)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Text that only the log/download UART prints: ROM banner, bootloader and ESP-IDF logs.
+fn looks_like_boot_log(text: &str) -> Option<&'static str> {
+    [
+        ("rst:0x", "a reset reason line"),
+        ("ets ", "the ROM banner"),
+        ("boot:0x", "the boot-mode line"),
+        ("waiting for download", "the ROM's download-mode banner"),
+        ("I (", "ESP-IDF log lines"),
+        ("load:0x", "the bootloader's load lines"),
+    ]
+    .iter()
+    .find(|(needle, _)| text.contains(needle))
+    .map(|(_, what)| *what)
+}
+
+/// Parses the `AT version:` line of `AT+GMR` into (version, generation).
+pub fn parse_version(lines: &[String]) -> Option<(String, Generation)> {
+    let line = lines.iter().find_map(|l| l.strip_prefix("AT version:"))?;
+    let version: String = line
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next()?, parts.next().unwrap_or(0));
+    let generation = match (major, minor) {
+        (0 | 1, _) => Generation::V1_1_3,
+        (2, _) | (3, 0) => Generation::V2_4,
+        _ => Generation::V4_1,
+    };
+    Some((version, generation))
+}
+
+/// Parses asctime (`Thu Jan  1 00:00:12 1970`) as UTC Unix seconds.
+pub fn parse_asctime(text: &str) -> Option<i64> {
+    let mut it = text.split_whitespace();
+    let _weekday = it.next()?;
+    let month = match it.next()? {
+        "Jan" => 1,
+        "Feb" => 2,
+        "Mar" => 3,
+        "Apr" => 4,
+        "May" => 5,
+        "Jun" => 6,
+        "Jul" => 7,
+        "Aug" => 8,
+        "Sep" => 9,
+        "Oct" => 10,
+        "Nov" => 11,
+        "Dec" => 12,
+        _ => return None,
+    };
+    let day: u8 = it.next()?.parse().ok()?;
+    let mut hms = it.next()?.split(':').map(|p| p.parse::<u8>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    let year: i32 = it.next()?.parse().ok()?;
+    let date =
+        time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()?;
+    let t = time::Time::from_hms(h, m, s).ok()?;
+    Some(
+        time::PrimitiveDateTime::new(date, t)
+            .assume_utc()
+            .unix_timestamp(),
+    )
+}
+
+fn host_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl<T: Transport> Session<T> {
+    /// Probes the module on `io`: `AT` until it answers, `ATE0`, `AT+GMR`, and on 2.x+
+    /// `AT+SYSLOG=1` so that errors come with their `ERR CODE`.
+    pub fn open(io: T, trace: Option<Trace>, timeouts: Timeouts) -> Result<Session<T>, Error> {
+        let mut client = AtClient::new(io);
+        client.set_trace(trace);
+        let mut answered = false;
+        let mut seen = String::new();
+        for _ in 0..3 {
+            match client.command("AT", Duration::from_millis(700)) {
+                Ok(_) => {
+                    answered = true;
+                    break;
+                }
+                Err(AtError::Timeout { .. }) => seen.push_str(&client.take_stray_text()),
+                // A reboot or a stale error from before: the next AT will tell.
+                Err(AtError::Rebooted(_) | AtError::Failed { .. } | AtError::Busy(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !answered {
+            return Err(match looks_like_boot_log(&seen) {
+                Some(what) => Error::LogPort(what.to_string()),
+                None => Error::NoAnswer,
+            });
+        }
+        client.command("ATE0", timeouts.command)?;
+        let gmr = client.command("AT+GMR", timeouts.command)?.lines;
+        let (version, generation) =
+            parse_version(&gmr).ok_or_else(|| Error::UnknownFirmware(gmr.join(" | ")))?;
+        if generation != Generation::V1_1_3 {
+            // Makes failing commands print their ERR CODE; harmless if refused.
+            let _ = client.command("AT+SYSLOG=1", timeouts.command);
+        }
+        client.take_rebooted();
+        Ok(Session {
+            client,
+            info: ModuleInfo {
+                generation,
+                version,
+                gmr,
+            },
+            timeouts,
+            link: None,
+            passive: false,
+            tls_configured: false,
+        })
+    }
+
+    /// What the probe found.
+    pub fn info(&self) -> &ModuleInfo {
+        &self.info
+    }
+
+    /// The AT client, for commands this type does not wrap.
+    pub fn client(&mut self) -> &mut AtClient<T> {
+        &mut self.client
+    }
+
+    /// The time limits in force.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// The module's clock as Unix seconds (UTC).
+    pub fn clock(&mut self) -> Result<i64, Error> {
+        if self.info.generation == Generation::V1_1_3 {
+            let reply = self
+                .client
+                .command("AT+CIPSNTPTIME?", self.timeouts.command)?;
+            let text = reply.value("+CIPSNTPTIME:").unwrap_or("");
+            parse_asctime(text).ok_or_else(|| {
+                AtError::Unexpected {
+                    command: "AT+CIPSNTPTIME?".into(),
+                    reply: text.into(),
+                }
+                .into()
+            })
+        } else {
+            let reply = self
+                .client
+                .command("AT+SYSTIMESTAMP?", self.timeouts.command)?;
+            let text = reply.value("+SYSTIMESTAMP:").unwrap_or("");
+            text.trim().parse().map_err(|_| {
+                AtError::Unexpected {
+                    command: "AT+SYSTIMESTAMP?".into(),
+                    reply: text.into(),
+                }
+                .into()
+            })
+        }
+    }
+
+    /// Makes sure the module's clock reads at least `min` (Unix seconds): sets it from the
+    /// host when asked and possible, else starts SNTP and polls until it syncs.
+    pub fn ensure_clock(&mut self, min: i64, from_host: bool) -> Result<i64, Error> {
+        let now = self.clock()?;
+        if now >= min {
+            return Ok(now);
+        }
+        if from_host {
+            if self.info.generation == Generation::V1_1_3 {
+                return Err(Error::HostTimeUnsupported);
+            }
+            self.client.command(
+                &format!("AT+SYSTIMESTAMP={}", host_now()),
+                self.timeouts.command,
+            )?;
+            return self.clock();
+        }
+        // Timezone 0: TLS checks use UTC, and 1.x's TZ handling inverts the sign.
+        self.client.command(
+            "AT+CIPSNTPCFG=1,0,\"pool.ntp.org\",\"time.google.com\"",
+            self.timeouts.command,
+        )?;
+        let started = Instant::now();
+        let mut reads = now;
+        while started.elapsed() < self.timeouts.clock {
+            // Wait a little (4.1 also announces the sync with +TIME_UPDATED).
+            let until = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < until && !self.client.time_updated() {
+                if self.client.next_event(until)?.is_none() {
+                    break;
+                }
+            }
+            reads = self.clock()?;
+            if reads >= min {
+                return Ok(reads);
+            }
+        }
+        Err(Error::ClockNotSynced {
+            waited: started.elapsed(),
+            reads: crate::pki::summary::format_time(reads),
+            hint: if self.info.generation == Generation::V1_1_3 {
+                "firmware 1.x can only sync by SNTP, so let the module reach an NTP server"
+            } else {
+                "rerun with --time-from-host to set it from this computer"
+            },
+        })
+    }
+
+    /// Configures mutual TLS (certificate 0, CA 0), SNI where the firmware has it, ALPN for
+    /// port 443, and passive receive where the firmware has it.
+    pub fn configure_tls(&mut self, host: &str, port: u16) -> Result<(), Error> {
+        let g = self.info.generation;
+        if port == 443 && g == Generation::V1_1_3 {
+            return Err(Error::AlpnUnsupported);
+        }
+        let reply = self
+            .client
+            .command("AT+CIPSSLCCONF=3,0,0", self.timeouts.command);
+        let lines = match &reply {
+            Ok(r) => r.lines.clone(),
+            // 1.x saves the setting and then answers ERROR when client_cert is not a bin.
+            Err(AtError::Failed { lines, .. }) if g == Generation::V1_1_3 => {
+                let mut l = lines.clone();
+                l.push("ERROR".into());
+                l
+            }
+            Err(e) => return Err(e.clone().into()),
+        };
+        for (needle, what) in [
+            ("NO CERT FOUND", "certificate"),
+            ("NO PRVT_KEY FOUND", "private key"),
+            ("NO CA FOUND", "CA"),
+            ("ERROR", "certificate"),
+        ] {
+            if lines.iter().any(|l| l == needle) {
+                return Err(Error::MissingCredentials {
+                    what,
+                    said: needle.to_string(),
+                });
+            }
+        }
+        if g != Generation::V1_1_3 {
+            self.client
+                .command(&format!("AT+CIPSSLCSNI=\"{host}\""), self.timeouts.command)?;
+            if port == 443 {
+                self.client
+                    .command("AT+CIPSSLCALPN=1,\"x-amzn-http-ca\"", self.timeouts.command)?;
+            }
+            let passive = if g == Generation::V2_4 {
+                "AT+CIPRECVMODE=1"
+            } else {
+                "AT+CIPRECVTYPE=1"
+            };
+            self.passive = self.client.command(passive, self.timeouts.command).is_ok();
+        }
+        self.tls_configured = true;
+        Ok(())
+    }
+
+    /// Opens the TLS link (`AT+CIPSTART="SSL",…`), closing a stale one left by an earlier
+    /// process if that is what stands in the way.
+    pub fn connect(&mut self, host: &str, port: u16) -> Result<(), Error> {
+        if !self.tls_configured {
+            self.configure_tls(host, port)?;
+        }
+        let start = format!("AT+CIPSTART=\"SSL\",\"{host}\",{port}");
+        self.client.clear_closed();
+        match self.client.command(&start, self.timeouts.connect) {
+            Ok(_) => {}
+            Err(AtError::Failed { .. }) => {
+                // A link from an earlier process makes CIPSTART fail at once; if CIPCLOSE
+                // finds one, try again.
+                if self
+                    .client
+                    .command("AT+CIPCLOSE", self.timeouts.command)
+                    .is_err()
+                {
+                    return Err(Error::ConnectFailed {
+                        host: host.into(),
+                        port,
+                    });
+                }
+                self.client.clear_closed();
+                self.client
+                    .command(&start, self.timeouts.connect)
+                    .map_err(|_| Error::ConnectFailed {
+                        host: host.into(),
+                        port,
+                    })?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.link = Some((host.to_string(), port));
+        Ok(())
+    }
+
+    /// Whether a link is open (as far as the URCs tell).
+    pub fn connected(&self) -> bool {
+        self.link.is_some() && !self.client.closed()
+    }
+
+    /// Closes the link if one is open.
+    pub fn close(&mut self) -> Result<(), Error> {
+        if self.link.take().is_some() && !self.client.closed() {
+            let _ = self.client.command("AT+CIPCLOSE", self.timeouts.command);
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), AtError> {
+        for chunk in bytes.chunks(self.info.generation.cipsend_max()) {
+            self.client.command_with_payload(
+                &format!("AT+CIPSEND={}", chunk.len()),
+                chunk,
+                false,
+                self.timeouts.command,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Reads until a whole HTTP response has arrived.
+    fn read_response(&mut self, host: &str) -> Result<Response, Error> {
+        let deadline = Instant::now() + self.timeouts.response;
+        let mut buf = Vec::new();
+        loop {
+            buf.extend(self.client.take_rx(usize::MAX));
+            if self.passive && self.client.take_data_announced() {
+                loop {
+                    match self
+                        .client
+                        .command("AT+CIPRECVDATA=2920", self.timeouts.command)
+                    {
+                        Ok(reply) => match reply.binary {
+                            Some(bytes) if !bytes.is_empty() => buf.extend(bytes),
+                            _ => break,
+                        },
+                        // ERROR: nothing (more) buffered.
+                        Err(AtError::Failed { .. }) => break,
+                        Err(e) => return Err(e.into()),
+                    }
+                    if let Parsed::Complete(..) = http::parse_response(&buf, false)? {
+                        break;
+                    }
+                }
+            }
+            let closed = self.client.closed() && self.client.rx_len() == 0;
+            if let Parsed::Complete(response, _) = http::parse_response(&buf, closed)? {
+                self.client.absorb_buffered();
+                if !response.keep_alive() {
+                    self.link = None;
+                }
+                return Ok(response);
+            }
+            if closed {
+                return Err(AtError::LinkClosed.into());
+            }
+            if !self.client.wait_data(deadline)? {
+                return Err(Error::ResponseTimeout(host.to_string()));
+            }
+        }
+    }
+
+    /// Sends one HTTP request over the link (opening it if needed) and returns the
+    /// response. If the link drops or the module reboots first, the request is repeated once
+    /// on a new link when `retry_safe` says repeating it cannot do harm, or when it provably
+    /// never left the module.
+    pub fn request(
+        &mut self,
+        host: &str,
+        port: u16,
+        request: &[u8],
+        retry_safe: bool,
+    ) -> Result<Response, Error> {
+        for attempt in 0..2 {
+            if !self.connected() {
+                if self.client.take_rebooted() {
+                    // RAM settings (passive mode) are gone after a reboot; NVS ones stay.
+                    self.tls_configured = false;
+                    let _ = self.client.command("ATE0", self.timeouts.command);
+                }
+                self.connect(host, port)?;
+            }
+            let sent = self.send(request);
+            let send_failed = sent.is_err();
+            let outcome = match sent {
+                Ok(()) => self.read_response(host),
+                Err(e) => Err(e.into()),
+            };
+            let retryable = match &outcome {
+                Ok(_) => return outcome,
+                // SEND FAIL or a drop before SEND OK: the request did not (fully) leave.
+                Err(Error::At(AtError::SendFailed | AtError::Failed { .. })) if send_failed => true,
+                Err(Error::At(AtError::LinkClosed | AtError::Rebooted(_))) => {
+                    retry_safe || send_failed
+                }
+                _ => false,
+            };
+            self.link = None;
+            if !retryable || attempt == 1 {
+                return match outcome {
+                    Err(Error::At(AtError::LinkClosed | AtError::Rebooted(_))) if !retry_safe => {
+                        Err(Error::DroppedUnsafe)
+                    }
+                    other => other,
+                };
+            }
+            log::info!("link lost ({:?}); reconnecting once", outcome.err());
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_map_to_generations() {
+        let v = |s: &str| parse_version(&[s.to_string()]);
+        assert_eq!(
+            v("AT version:1.1.3.0(5a40576 - Nov 28 2018 12:50:55)"),
+            Some(("1.1.3.0".into(), Generation::V1_1_3))
+        );
+        assert_eq!(
+            v("AT version:2.2.0.0(c6fa6bf - ESP32 - Jul  2 2021 06:44:05)"),
+            Some(("2.2.0.0".into(), Generation::V2_4))
+        );
+        assert_eq!(
+            v("AT version:3.0.0.0(x)"),
+            Some(("3.0.0.0".into(), Generation::V2_4))
+        );
+        assert_eq!(
+            v("AT version:3.2.0.0(x)"),
+            Some(("3.2.0.0".into(), Generation::V4_1))
+        );
+        assert_eq!(
+            v("AT version:4.1.1.0(ba4dd0e - ESP32 - Jul 31 2025 08:37:48)"),
+            Some(("4.1.1.0".into(), Generation::V4_1))
+        );
+        assert_eq!(v("SDK version:v4.3"), None);
+    }
+
+    #[test]
+    fn asctime() {
+        assert_eq!(parse_asctime("Thu Jan  1 00:00:12 1970"), Some(12));
+        assert_eq!(
+            parse_asctime("Fri Feb 22 13:45:11 2019"),
+            Some(1_550_843_111)
+        );
+        assert_eq!(parse_asctime("garbage"), None);
+    }
+}
