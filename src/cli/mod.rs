@@ -1,7 +1,10 @@
 //! Command-line front end. The only place where `anyhow` is used: every handler returns
 //! `anyhow::Result`, and [`main`] turns the error chain into one sentence and an exit code.
 
+mod at;
+mod device;
 mod pki;
+mod shadow;
 mod sim;
 
 use std::process::ExitCode;
@@ -29,6 +32,10 @@ enum Command {
     /// Build, inspect and check the credential files an ESP32-AT module needs.
     #[command(subcommand)]
     Pki(pki::PkiCommand),
+    /// Read and update AWS IoT device shadows through the module.
+    Shadow(shadow::ShadowArgs),
+    /// Send raw AT commands and print the module's answers.
+    At(at::AtArgs),
     /// Run the local AWS IoT endpoint (and, with a module, the virtual ESP32-AT).
     Sim(sim::SimArgs),
 }
@@ -63,6 +70,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Pki(cmd) => pki::run(cmd),
+        Command::Shadow(args) => shadow::run(args),
+        Command::At(args) => at::run(args),
         Command::Sim(args) => sim::run(args),
     };
     match result {

@@ -1,0 +1,71 @@
+//! `esp-aws at`: send raw AT commands and print what the module answers — the debugging
+//! tool everybody otherwise builds by hand.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use esp_aws::at::client::{escape, AtClient, Error as AtError, Trace};
+use esp_aws::transport::SerialTransport;
+
+use super::device::{self, DeviceArgs};
+
+/// Arguments of `esp-aws at`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  esp-aws at --port /dev/ttyUSB1 AT+GMR 'AT+CIPSNTPTIME?'\n\nEach command is sent with \\r\\n; its response lines are printed, then OK or ERROR.\nCommands that need a payload after a `>` prompt (AT+CIPSEND, AT+SYSFLASH=1) are not for this tool."
+)]
+pub struct AtArgs {
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// How long to wait for each answer, in seconds.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    /// The commands, e.g. AT+GMR.
+    #[arg(value_name = "COMMAND", required = true)]
+    commands: Vec<String>,
+}
+
+pub fn run(args: AtArgs) -> anyhow::Result<ExitCode> {
+    let settings = device::resolve(&args.device, None)?;
+    let transport = SerialTransport::open(&settings.port, settings.baud)?;
+    let mut client = AtClient::new(transport);
+    if settings.trace {
+        client.set_trace(Some(Trace::new(Box::new(std::io::stderr()))));
+    }
+    let mut failed = false;
+    for command in &args.commands {
+        println!("> {command}");
+        match client.command(command, Duration::from_secs(args.timeout)) {
+            Ok(reply) => {
+                for line in &reply.lines {
+                    println!("{line}");
+                }
+                if let Some(bytes) = &reply.binary {
+                    println!("<{} bytes> {}", bytes.len(), escape(bytes));
+                }
+                println!("OK");
+            }
+            Err(AtError::Failed {
+                lines, err_code, ..
+            }) => {
+                for line in &lines {
+                    println!("{line}");
+                }
+                if let Some(code) = err_code {
+                    println!("{code}");
+                }
+                println!("ERROR");
+                failed = true;
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(super::exit::FAILURE)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,230 @@
+//! Settings shared by every command that talks to a module: where it is, how fast, which
+//! endpoint, and the config file that `provision` and `sim` write so that afterwards
+//! `esp-aws shadow get lnu_001` needs nothing else.
+//!
+//! Precedence: command-line flag, then environment variable, then `./esp-aws.toml`, then
+//! the user config file (`$XDG_CONFIG_HOME/esp-aws/config.toml`, else
+//! `~/.config/esp-aws/config.toml`).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use esp_aws::at::client::Trace;
+use esp_aws::at::session::{Session, Timeouts};
+use esp_aws::transport::SerialTransport;
+use serde::{Deserialize, Serialize};
+
+use super::Exit;
+
+/// Flags of every device command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeviceArgs {
+    /// Serial port of the module's AT UART (e.g. /dev/ttyUSB0, or the pty `esp-aws sim` prints).
+    #[arg(
+        short = 'p',
+        long,
+        env = "ESP_AWS_PORT",
+        value_name = "PORT",
+        global = true
+    )]
+    pub port: Option<String>,
+    /// Baud rate of the AT UART [default: 115200].
+    #[arg(
+        short = 'b',
+        long,
+        env = "ESP_AWS_BAUD",
+        value_name = "BAUD",
+        global = true
+    )]
+    pub baud: Option<u32>,
+    /// Print every byte sent and received, with time deltas (key material is redacted).
+    #[arg(long, global = true)]
+    pub trace: bool,
+}
+
+/// Flags of commands that reach the endpoint.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EndpointArgs {
+    /// AWS IoT data endpoint (`<prefix>-ats.iot.<region>.amazonaws.com`).
+    #[arg(
+        short = 'e',
+        long,
+        env = "ESP_AWS_ENDPOINT",
+        value_name = "HOST",
+        global = true
+    )]
+    pub endpoint: Option<String>,
+    /// Endpoint port: 8443, or 443 with ALPN x-amzn-http-ca (firmware 2.1+).
+    #[arg(long, value_name = "PORT", global = true, value_parser = clap::builder::PossibleValuesParser::new(["8443", "443"]))]
+    pub endpoint_port: Option<String>,
+    /// Set the module's clock from this computer instead of waiting for SNTP (firmware 2.x+).
+    #[arg(long, global = true)]
+    pub time_from_host: bool,
+}
+
+/// The config file's contents.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Config {
+    /// Serial port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// Baud rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baud: Option<u32>,
+    /// Endpoint host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Endpoint port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_port: Option<u16>,
+    /// Default thing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thing: Option<String>,
+    /// Firmware generation found at provisioning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<String>,
+}
+
+/// The config files in the order they are read.
+pub fn config_paths() -> Vec<PathBuf> {
+    let mut paths = vec![PathBuf::from("esp-aws.toml")];
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        paths.push(Path::new(&dir).join("esp-aws/config.toml"));
+    } else if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        paths.push(Path::new(&home).join(".config/esp-aws/config.toml"));
+    }
+    paths
+}
+
+/// Reads the first config file that exists (a broken one is an error, not ignored).
+pub fn load_config() -> anyhow::Result<(Config, Option<PathBuf>)> {
+    for path in config_paths() {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let config = toml::from_str(&text).map_err(|e| {
+                    Exit::usage(format!(
+                        "{} is not a valid esp-aws config: {e}",
+                        path.display()
+                    ))
+                })?;
+                return Ok((config, Some(path)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+    Ok((Config::default(), None))
+}
+
+#[allow(dead_code)] // called by `sim` and `provision`
+/// Writes `config` to `./esp-aws.toml`, keeping what is there for fields it leaves unset.
+pub fn save_config(update: &Config) -> anyhow::Result<PathBuf> {
+    let path = PathBuf::from("esp-aws.toml");
+    let mut config: Config = match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).unwrap_or_default(),
+        Err(_) => Config::default(),
+    };
+    macro_rules! merge {
+        ($($f:ident),*) => { $( if update.$f.is_some() { config.$f = update.$f.clone(); } )* };
+    }
+    merge!(port, baud, endpoint, endpoint_port, thing, firmware);
+    let text = format!(
+        "# written by esp-aws; flags and ESP_AWS_* variables override it\n{}",
+        toml::to_string(&config)?
+    );
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Everything needed to reach the module and the endpoint.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Serial port.
+    pub port: String,
+    /// Baud rate.
+    pub baud: u32,
+    /// Endpoint host, if known.
+    pub endpoint: Option<String>,
+    /// Endpoint port.
+    pub endpoint_port: u16,
+    /// Set the clock from the host.
+    pub time_from_host: bool,
+    /// Print a transcript.
+    pub trace: bool,
+}
+
+impl Settings {
+    /// The endpoint, or a usage error naming every way to give it.
+    pub fn endpoint(&self) -> anyhow::Result<&str> {
+        self.endpoint.as_deref().ok_or_else(|| {
+            Exit::usage("no endpoint: pass --endpoint HOST, set ESP_AWS_ENDPOINT, or run `esp-aws provision` once").into()
+        })
+    }
+}
+
+/// Resolves the settings from flags, environment (clap already folded it into the flags),
+/// and config; finds the port if none is given anywhere.
+pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::Result<Settings> {
+    let (config, _) = load_config()?;
+    let port = match device.port.clone().or(config.port.clone()) {
+        Some(port) => port,
+        None => detect_port()?,
+    };
+    let endpoint_port = match endpoint.and_then(|e| e.endpoint_port.as_deref()) {
+        Some(p) => p.parse().unwrap_or(8443),
+        None => config.endpoint_port.unwrap_or(8443),
+    };
+    Ok(Settings {
+        port,
+        baud: device.baud.or(config.baud).unwrap_or(115_200),
+        endpoint: endpoint
+            .and_then(|e| e.endpoint.clone())
+            .or(config.endpoint),
+        endpoint_port,
+        time_from_host: endpoint.is_some_and(|e| e.time_from_host),
+        trace: device.trace,
+    })
+}
+
+/// The one USB serial port, if there is exactly one.
+fn detect_port() -> anyhow::Result<String> {
+    let ports = serialport::available_ports().unwrap_or_default();
+    let usb: Vec<_> = ports
+        .iter()
+        .filter(|p| matches!(p.port_type, serialport::SerialPortType::UsbPort(_)))
+        .collect();
+    match usb.as_slice() {
+        [one] => Ok(one.port_name.clone()),
+        [] => Err(Exit::usage(
+            "no --port given and no USB serial port found: pass --port (or ESP_AWS_PORT), or start `esp-aws sim` for a virtual module",
+        )
+        .into()),
+        many => {
+            let names: Vec<_> = many.iter().map(|p| p.port_name.as_str()).collect();
+            Err(Exit::usage(format!("several serial ports found ({}): choose one with --port", names.join(", "))).into())
+        }
+    }
+}
+
+/// Opens the port and probes the module.
+pub fn open_session(settings: &Settings) -> anyhow::Result<Session<SerialTransport>> {
+    let transport = SerialTransport::open(&settings.port, settings.baud)?;
+    let trace = settings
+        .trace
+        .then(|| Trace::new(Box::new(std::io::stderr())));
+    let session = Session::open(transport, trace, Timeouts::default())
+        .with_context(|| settings.port.clone())?;
+    log::info!(
+        "module on {}: ESP-AT {} ({})",
+        settings.port,
+        session.info().version,
+        session.info().generation
+    );
+    Ok(session)
+}
+
+/// Whether stdout is a terminal (pretty output) or a pipe (compact output).
+pub fn stdout_is_terminal() -> bool {
+    std::io::stdout().is_terminal()
+}

@@ -1,0 +1,489 @@
+//! `esp-aws shadow get|set|delete|list|publish`: AWS IoT device shadows through the
+//! module's TLS socket.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+use esp_aws::at::session::{Session, PLAUSIBLE_SINCE};
+use esp_aws::aws::http::{encode_request, Response};
+use esp_aws::aws::shadow::{self, ApiError, Update};
+use esp_aws::pki::summary::format_time;
+use esp_aws::transport::Transport;
+use serde_json::Value;
+
+use super::device::{self, DeviceArgs, EndpointArgs, Settings};
+use super::Exit;
+
+/// Shadow commands.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  esp-aws shadow get lnu_001
+  esp-aws shadow set lnu_001 prop1=12
+  esp-aws shadow set lnu_001 prop1:=12 led.on:=true --reported
+  esp-aws shadow set lnu_001 --file update.json
+  esp-aws shadow delete lnu_001 --name config
+
+After `esp-aws provision` (or with `esp-aws sim` running) no flags are needed: the port and
+endpoint come from ./esp-aws.toml. Exit codes: 0 ok, 1 failed, 2 usage, 3 no such shadow.")]
+pub struct ShadowArgs {
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+    #[command(subcommand)]
+    command: ShadowCommand,
+}
+
+/// How `shadow get` prints the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// The JSON document (pretty on a terminal, compact when piped).
+    Json,
+    /// Desired, reported and delta side by side, with versions and timestamps.
+    Table,
+}
+
+#[derive(Debug, Subcommand)]
+enum ShadowCommand {
+    /// Print a thing's shadow document (GET /things/THING/shadow).
+    Get {
+        /// Thing name.
+        thing: String,
+        /// Named shadow (default: the classic shadow).
+        #[arg(long)]
+        name: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Json)]
+        output: Output,
+    },
+    /// Update a shadow's desired (or reported) state (POST /things/THING/shadow).
+    ///
+    /// ITEM is `path=string` or `path:=json`, as in HTTPie: `prop1=12` sends the string "12",
+    /// `prop1:=12` the number 12, `a.b:=null` deletes the nested key b.
+    Set {
+        /// Thing name.
+        thing: String,
+        /// `path=string` or `path:=json` items.
+        #[arg(value_name = "ITEM")]
+        items: Vec<String>,
+        /// Update the reported state instead of the desired state.
+        #[arg(long)]
+        reported: bool,
+        /// Named shadow.
+        #[arg(long)]
+        name: Option<String>,
+        /// Apply only if the shadow is at this version (optimistic locking).
+        #[arg(long)]
+        version: Option<u64>,
+        /// Client token echoed by AWS (at most 64 bytes).
+        #[arg(long)]
+        client_token: Option<String>,
+        /// Send this request document instead (`-` for standard input).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["items", "reported"])]
+        file: Option<String>,
+    },
+    /// Delete a shadow (DELETE /things/THING/shadow).
+    Delete {
+        /// Thing name.
+        thing: String,
+        /// Named shadow.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List a thing's named shadows.
+    List {
+        /// Thing name.
+        thing: String,
+        /// Results per page.
+        #[arg(long)]
+        page_size: Option<u32>,
+        /// Token from the previous page.
+        #[arg(long)]
+        next_token: Option<String>,
+    },
+    /// Publish a message to an MQTT topic through the REST API (POST /topics/TOPIC).
+    Publish {
+        /// Topic.
+        topic: String,
+        /// Quality of service.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+        qos: u8,
+        /// Message body (`-` for standard input; default: empty).
+        #[arg(long, value_name = "FILE")]
+        file: Option<String>,
+    },
+}
+
+fn read_input(file: &str) -> anyhow::Result<Vec<u8>> {
+    if file == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read standard input")?;
+        Ok(buf)
+    } else {
+        std::fs::read(file).with_context(|| format!("cannot read {file}"))
+    }
+}
+
+struct Link<T: Transport> {
+    session: Session<T>,
+    host: String,
+    port: u16,
+}
+
+impl<T: Transport> Link<T> {
+    fn request(
+        &mut self,
+        method: &str,
+        target: &str,
+        body: Option<&[u8]>,
+        retry_safe: bool,
+    ) -> anyhow::Result<Response> {
+        let bytes = encode_request(method, target, &self.host, body);
+        Ok(self
+            .session
+            .request(&self.host, self.port, &bytes, retry_safe)?)
+    }
+}
+
+/// Opens the module, syncs its clock and sets up TLS.
+fn connect(settings: &Settings) -> anyhow::Result<Link<esp_aws::transport::SerialTransport>> {
+    let host = settings.endpoint()?.to_string();
+    let mut session = device::open_session(settings)?;
+    session.ensure_clock(PLAUSIBLE_SINCE, settings.time_from_host)?;
+    session.configure_tls(&host, settings.endpoint_port)?;
+    Ok(Link {
+        session,
+        host,
+        port: settings.endpoint_port,
+    })
+}
+
+/// Turns a non-2xx response into the sentence that names its cause.
+fn api_error(
+    response: &Response,
+    action: &'static str,
+    thing: &str,
+    name: Option<&str>,
+) -> ApiError {
+    let message = shadow::error_message(&response.body);
+    match response.status {
+        403 if message == "Missing Authentication Token" => ApiError::MissingAuthToken,
+        403 => ApiError::Forbidden { message, action },
+        404 => ApiError::NoShadow {
+            thing: thing.to_string(),
+            named: name.map(|n| format!(" named '{n}'")).unwrap_or_default(),
+            name_flag: name.map(|n| format!(" --name {n}")).unwrap_or_default(),
+        },
+        413 => ApiError::TooLarge,
+        429 => ApiError::Throttled(message),
+        status => ApiError::Other { status, message },
+    }
+}
+
+fn exit_for(error: &ApiError) -> u8 {
+    match error {
+        ApiError::NoShadow { .. } => 3,
+        _ => super::exit::FAILURE,
+    }
+}
+
+fn print_json(value: &Value) -> anyhow::Result<()> {
+    let text = if device::stdout_is_terminal() {
+        serde_json::to_string_pretty(value)?
+    } else {
+        value.to_string()
+    };
+    println!("{text}");
+    Ok(())
+}
+
+pub fn run(args: ShadowArgs) -> anyhow::Result<ExitCode> {
+    let settings = device::resolve(&args.device, Some(&args.endpoint))?;
+    // Check what can be checked before the module is touched.
+    let prepared = prepare(&args.command)?;
+    let mut link = connect(&settings)?;
+    let result = execute(&mut link, &args.command, prepared);
+    let _ = link.session.close();
+    result
+}
+
+/// The request body of a `set`, `publish` (validated before any device traffic).
+fn prepare(command: &ShadowCommand) -> anyhow::Result<Option<Vec<u8>>> {
+    Ok(match command {
+        ShadowCommand::Set {
+            items,
+            reported,
+            version,
+            client_token,
+            file,
+            ..
+        } => {
+            let doc = match file {
+                Some(file) => {
+                    let bytes = read_input(file)?;
+                    let mut doc: Value = serde_json::from_slice(&bytes)
+                        .map_err(|e| Exit::usage(format!("{file} is not JSON: {e}")))?;
+                    if let (Some(v), Some(obj)) = (version, doc.as_object_mut()) {
+                        obj.insert("version".into(), (*v).into());
+                    }
+                    if let (Some(t), Some(obj)) = (client_token, doc.as_object_mut()) {
+                        obj.insert("clientToken".into(), t.clone().into());
+                    }
+                    shadow::check_document(&doc).map_err(|e| Exit::usage(e.to_string()))?;
+                    doc
+                }
+                None if items.is_empty() => {
+                    return Err(
+                        Exit::usage("nothing to set: give ITEMs (prop1=12) or --file FILE").into(),
+                    )
+                }
+                None => {
+                    let state =
+                        shadow::state_from_items(items).map_err(|e| Exit::usage(e.to_string()))?;
+                    let update = Update {
+                        state,
+                        reported: *reported,
+                        version: *version,
+                        client_token: client_token.clone(),
+                    };
+                    update.document().map_err(|e| Exit::usage(e.to_string()))?
+                }
+            };
+            Some(serde_json::to_vec(&doc)?)
+        }
+        ShadowCommand::Publish {
+            file: Some(file), ..
+        } => Some(read_input(file)?),
+        ShadowCommand::Publish { file: None, .. } => Some(Vec::new()),
+        _ => None,
+    })
+}
+
+fn execute<T: Transport>(
+    link: &mut Link<T>,
+    command: &ShadowCommand,
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        ShadowCommand::Get {
+            thing,
+            name,
+            output,
+        } => {
+            let response = link.request(
+                "GET",
+                &shadow::shadow_path(thing, name.as_deref()),
+                None,
+                true,
+            )?;
+            if response.status != 200 {
+                let e = api_error(&response, "iot:GetThingShadow", thing, name.as_deref());
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(exit_for(&e)));
+            }
+            let doc: Value = serde_json::from_slice(&response.body)
+                .context("the shadow document is not JSON")?;
+            match output {
+                Output::Json => print_json(&doc)?,
+                Output::Table => print_table(thing, name.as_deref(), &doc),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ShadowCommand::Set {
+            thing,
+            name,
+            version,
+            ..
+        } => {
+            let body = body.unwrap_or_default();
+            // Without a version an update can be repeated harmlessly on a new link.
+            let retry_safe = version.is_none();
+            let response = link.request(
+                "POST",
+                &shadow::shadow_path(thing, name.as_deref()),
+                Some(&body),
+                retry_safe,
+            )?;
+            if response.status == 409 {
+                let current =
+                    current_version(link, thing, name.as_deref()).unwrap_or(version.unwrap_or(0));
+                let e = ApiError::VersionConflict {
+                    sent: version.unwrap_or(0),
+                    current,
+                };
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(super::exit::FAILURE));
+            }
+            if response.status != 200 {
+                let e = api_error(&response, "iot:UpdateThingShadow", thing, name.as_deref());
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(exit_for(&e)));
+            }
+            let doc: Value = serde_json::from_slice(&response.body)
+                .context("the accepted document is not JSON")?;
+            print_json(&doc)?;
+            if let Some(v) = doc.get("version") {
+                eprintln!(
+                    "accepted: {thing}{} is now at version {v}",
+                    name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ShadowCommand::Delete { thing, name } => {
+            let response = link.request(
+                "DELETE",
+                &shadow::shadow_path(thing, name.as_deref()),
+                None,
+                true,
+            )?;
+            if response.status != 200 {
+                let e = api_error(&response, "iot:DeleteThingShadow", thing, name.as_deref());
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(exit_for(&e)));
+            }
+            let doc: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+            print_json(&doc)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ShadowCommand::List {
+            thing,
+            page_size,
+            next_token,
+        } => {
+            let target = shadow::list_path(thing, *page_size, next_token.as_deref());
+            let response = link.request("GET", &target, None, true)?;
+            if response.status != 200 {
+                let e = api_error(&response, "iot:ListNamedShadowsForThing", thing, None);
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(exit_for(&e)));
+            }
+            let doc: Value =
+                serde_json::from_slice(&response.body).context("the list is not JSON")?;
+            print_json(&doc)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ShadowCommand::Publish { topic, qos, .. } => {
+            let body = body.unwrap_or_default();
+            let response = link.request(
+                "POST",
+                &shadow::publish_path(topic, *qos),
+                Some(&body),
+                *qos == 0,
+            )?;
+            if response.status != 200 {
+                let e = api_error(&response, "iot:Publish", topic, None);
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(super::exit::FAILURE));
+            }
+            eprintln!("published {} bytes to {topic}", body.len());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn current_version<T: Transport>(
+    link: &mut Link<T>,
+    thing: &str,
+    name: Option<&str>,
+) -> Option<u64> {
+    let response = link
+        .request("GET", &shadow::shadow_path(thing, name), None, true)
+        .ok()?;
+    let doc: Value = serde_json::from_slice(&response.body).ok()?;
+    doc.get("version")?.as_u64()
+}
+
+/// Flattens nested objects to `a.b` keys; arrays and scalars are leaves.
+fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        _ if prefix.is_empty() => {}
+        v => out.push((prefix.to_string(), v.clone())),
+    }
+}
+
+fn leaf<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(value, |v, k| v.get(k))
+}
+
+fn print_table(thing: &str, name: Option<&str>, doc: &Value) {
+    let shadow_name = name.map_or("classic shadow".to_string(), |n| format!("shadow '{n}'"));
+    let version = doc.get("version").map_or("?".into(), Value::to_string);
+    let updated = doc
+        .get("timestamp")
+        .and_then(Value::as_i64)
+        .map_or("?".into(), format_time);
+    println!("{thing} ({shadow_name}): version {version}, last updated {updated}");
+    let state = &doc["state"];
+    let mut keys: Vec<String> = Vec::new();
+    for section in ["desired", "reported", "delta"] {
+        let mut leaves = Vec::new();
+        flatten("", &state[section], &mut leaves);
+        for (k, _) in leaves {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    let cell = |section: &str, key: &str| {
+        leaf(&state[section], key).map_or("-".to_string(), Value::to_string)
+    };
+    let stamp = |key: &str| {
+        ["reported", "desired"]
+            .iter()
+            .filter_map(|s| {
+                leaf(&doc["metadata"][s], key)
+                    .and_then(|m| m.get("timestamp"))
+                    .and_then(Value::as_i64)
+            })
+            .max()
+            .map_or("-".to_string(), format_time)
+    };
+    let rows: Vec<[String; 5]> = keys
+        .iter()
+        .map(|k| {
+            [
+                k.clone(),
+                cell("desired", k),
+                cell("reported", k),
+                cell("delta", k),
+                stamp(k),
+            ]
+        })
+        .collect();
+    let header = ["KEY", "DESIRED", "REPORTED", "DELTA", "UPDATED"].map(str::to_string);
+    let widths: Vec<usize> = (0..5)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    if rows.is_empty() {
+        println!("(the shadow holds no state)");
+    }
+}
