@@ -20,6 +20,7 @@
 //! | [`at`] | ESP-AT host driver: digester, commands, sessions | `esp-at.md` §4–§7 |
 //! | [`rom`] | ESP32 ROM serial bootloader: SLIP and packet codec, flasher | `rom-bootloader.md` |
 //! | [`aws`] | AWS IoT shadow REST: requests, responses, names | `aws-iot-shadow.md` |
+//! | [`provision`] | writing credentials onto a module over AT, verified | `esp-at.md` §5.17, §5.18, §6.2 |
 //! | [`sim`] | the virtual module and the local AWS IoT endpoint | all of the above |
 //! | [`firmware`] | facts about the three ESP-AT generations | `esp-at.md` §1, §3 |
 //! | [`partition`] | ESP-IDF partition tables (ESP-AT's secondary table) | `esp-at.md` §3.4 |
@@ -36,6 +37,7 @@ pub mod aws;
 pub mod firmware;
 pub mod partition;
 pub mod pki;
+pub mod provision;
 pub mod rom;
 pub mod sim;
 pub mod transport;

@@ -117,7 +117,6 @@ pub fn load_config() -> anyhow::Result<(Config, Option<PathBuf>)> {
     Ok((Config::default(), None))
 }
 
-#[allow(dead_code)] // called by `sim` and `provision`
 /// Writes `config` to `./esp-aws.toml`, keeping what is there for fields it leaves unset.
 pub fn save_config(update: &Config) -> anyhow::Result<PathBuf> {
     let path = PathBuf::from("esp-aws.toml");

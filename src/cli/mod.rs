@@ -4,6 +4,7 @@
 mod at;
 mod device;
 mod pki;
+mod provision;
 mod shadow;
 mod sim;
 
@@ -32,6 +33,8 @@ enum Command {
     /// Build, inspect and check the credential files an ESP32-AT module needs.
     #[command(subcommand)]
     Pki(pki::PkiCommand),
+    /// Check, write and verify a module's AWS IoT credentials, then test the connection.
+    Provision(provision::ProvisionArgs),
     /// Read and update AWS IoT device shadows through the module.
     Shadow(shadow::ShadowArgs),
     /// Send raw AT commands and print the module's answers.
@@ -70,6 +73,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Pki(cmd) => pki::run(cmd),
+        Command::Provision(args) => provision::run(args),
         Command::Shadow(args) => shadow::run(args),
         Command::At(args) => at::run(args),
         Command::Sim(args) => sim::run(args),

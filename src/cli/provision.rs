@@ -1,0 +1,321 @@
+//! `esp-aws provision`: steps 1–5 of the classic guide in one command that checks first,
+//! writes only what differs, verifies, and ends with a live request.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use esp_aws::at::session::PLAUSIBLE_SINCE;
+use esp_aws::aws::http::encode_request;
+use esp_aws::aws::shadow;
+use esp_aws::pki::atpki;
+use esp_aws::pki::check::{self, Status};
+use esp_aws::provision::{self, Credentials, Outcome, Progress};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::device::{self, Config, DeviceArgs, EndpointArgs};
+use super::Exit;
+
+/// Arguments of `esp-aws provision`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  esp-aws provision --port /dev/ttyUSB0 --from ~/Downloads/lnu_001 --endpoint a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com --thing lnu_001
+  esp-aws provision --port /dev/ttyUSB0 --cert dev.pem.crt --key dev.pem.key --ca AmazonRootCA1.pem --endpoint HOST
+
+The credentials are checked first (as `esp-aws pki check` does); nothing is written if a
+check fails. Slots that already hold the same bytes are not rewritten.")]
+pub struct ProvisionArgs {
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+    /// Device certificate (`*-certificate.pem.crt`).
+    #[arg(long, value_name = "FILE", requires_all = ["key", "ca"], conflicts_with = "from")]
+    cert: Option<PathBuf>,
+    /// Private key (`*-private.pem.key`).
+    #[arg(long, value_name = "FILE", requires_all = ["cert", "ca"], conflicts_with = "from")]
+    key: Option<PathBuf>,
+    /// Root CA (`AmazonRootCA1.pem`).
+    #[arg(long, value_name = "FILE", requires_all = ["cert", "key"], conflicts_with = "from")]
+    ca: Option<PathBuf>,
+    /// A folder with the files the AWS console downloads.
+    #[arg(long, value_name = "DIR")]
+    from: Option<PathBuf>,
+    /// Thing whose shadow the live check reads (and the default for `shadow` commands).
+    #[arg(long, value_name = "NAME")]
+    thing: Option<String>,
+}
+
+/// Finds the AWS console's downloads in `dir`: exactly one `*-certificate.pem.crt`, one
+/// `*-private.pem.key`, and one of `AmazonRootCA1.pem`/`AmazonRootCA3.pem`.
+pub fn find_downloads(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    entries.sort();
+    let name = |p: &PathBuf| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let pick = |what: &str,
+                flag: &str,
+                matches: &dyn Fn(&str) -> bool|
+     -> anyhow::Result<PathBuf> {
+        let found: Vec<&PathBuf> = entries.iter().filter(|p| matches(&name(p))).collect();
+        match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(
+                Exit::usage(format!("{} has no {what}: pass {flag} FILE", dir.display())).into(),
+            ),
+            many => {
+                let names: Vec<String> = many.iter().map(|p| name(p)).collect();
+                Err(Exit::usage(format!(
+                    "{} holds more than one {what} ({}): pass {flag} FILE to choose",
+                    dir.display(),
+                    names.join(", ")
+                ))
+                .into())
+            }
+        }
+    };
+    let cert = pick(
+        "device certificate (*-certificate.pem.crt)",
+        "--cert",
+        &|n| n.ends_with("-certificate.pem.crt"),
+    )?;
+    let key = pick("private key (*-private.pem.key)", "--key", &|n| {
+        n.ends_with("-private.pem.key")
+    })?;
+    let ca = pick(
+        "Amazon root CA (AmazonRootCA1.pem or AmazonRootCA3.pem)",
+        "--ca",
+        &|n| n == "AmazonRootCA1.pem" || n == "AmazonRootCA3.pem",
+    )?;
+    Ok((cert, key, ca))
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Prints a step's result: a line on a pipe, a finished bar on a terminal.
+struct Steps {
+    terminal: bool,
+    started: Instant,
+}
+
+impl Steps {
+    fn bar(&self, message: &str) -> Option<ProgressBar> {
+        if !self.terminal {
+            return None;
+        }
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {bytes}/{total_bytes}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message(message.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        Some(bar)
+    }
+
+    fn done(&self, mark: &str, text: &str) {
+        eprintln!(
+            "{mark} {text} ({:.1} s)",
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
+    let (cert_path, key_path, ca_path) = match (&args.from, &args.cert, &args.key, &args.ca) {
+        (Some(dir), ..) => {
+            let found = find_downloads(dir)?;
+            eprintln!(
+                "using {}, {} and {} from {}",
+                found.0.file_name().unwrap_or_default().to_string_lossy(),
+                found.1.file_name().unwrap_or_default().to_string_lossy(),
+                found.2.file_name().unwrap_or_default().to_string_lossy(),
+                dir.display()
+            );
+            found
+        }
+        (None, Some(c), Some(k), Some(a)) => (c.clone(), k.clone(), a.clone()),
+        _ => {
+            return Err(
+                Exit::usage("give the credentials: --from DIR, or --cert, --key and --ca").into(),
+            )
+        }
+    };
+    let settings = device::resolve(&args.device, Some(&args.endpoint))?;
+    let endpoint = settings.endpoint()?.to_string();
+    let (config, _) = device::load_config()?;
+    let thing = args.thing.clone().or(config.thing);
+    let creds = Credentials {
+        cert: read(&cert_path)?,
+        key: read(&key_path)?,
+        ca: read(&ca_path)?,
+    };
+
+    // 1. Pre-flight: nothing touches the module unless every check passes.
+    let report = check::run(&check::Inputs {
+        cert: &creds.cert,
+        key: &creds.key,
+        ca: &creds.ca,
+        endpoint: Some(&endpoint),
+        now: now(),
+        slot_size: atpki::DEFAULT_PARTITION_SIZE,
+    });
+    for finding in report.checks.iter().filter(|f| f.status != Status::Pass) {
+        eprintln!("{} {}", finding.status.mark(), finding.message);
+    }
+    if !report.ok {
+        bail!(
+            "the credentials failed the pre-flight checks above; nothing was written to the module"
+        );
+    }
+    let steps = Steps {
+        terminal: device::stdout_is_terminal()
+            && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        started: Instant::now(),
+    };
+    steps.done("✓", "credentials checked");
+
+    // 2. The module.
+    let mut session = device::open_session(&settings)?;
+    let generation = session.info().generation;
+    steps.done(
+        "✓",
+        &format!(
+            "ESP-AT {} on {} (generation {generation})",
+            session.info().version,
+            settings.port
+        ),
+    );
+
+    // 3. Write what differs, verify.
+    let bar = steps.bar("writing credentials");
+    let mut on_progress = |p: Progress| {
+        let Some(bar) = &bar else {
+            if let Progress::Verifying(slot) = p {
+                eprintln!("  {slot}: written, verifying");
+            }
+            return;
+        };
+        match p {
+            Progress::Checking(slot) => bar.set_message(format!("checking {slot}")),
+            Progress::Writing { slot, done, total } => {
+                bar.set_message(format!("writing {slot}"));
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            }
+            Progress::Verifying(slot) => bar.set_message(format!("verifying {slot}")),
+        }
+    };
+    let slots = provision::write_credentials(&mut session, &creds, &mut on_progress);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let slots = slots?;
+    for s in &slots {
+        let what = match s.outcome {
+            Outcome::Written => "written and verified",
+            Outcome::Unchanged => "unchanged, not rewritten",
+        };
+        steps.done(
+            "✓",
+            &format!("{} at {}: {} bytes, {what}", s.slot, s.location, s.bytes),
+        );
+    }
+
+    // 4. Clock and TLS configuration.
+    let not_before = check_not_before(&creds.cert)
+        .unwrap_or(PLAUSIBLE_SINCE)
+        .max(PLAUSIBLE_SINCE);
+    let clock = session.ensure_clock(not_before, settings.time_from_host)?;
+    steps.done(
+        "✓",
+        &format!(
+            "module clock at {}",
+            esp_aws::pki::summary::format_time(clock)
+        ),
+    );
+    session.configure_tls(&endpoint, settings.endpoint_port)?;
+    steps.done("✓", "mutual TLS configured (AT+CIPSSLCCONF=3,0,0)");
+
+    // 5. Live check.
+    let live = match &thing {
+        Some(thing) => {
+            let request = encode_request("GET", &shadow::shadow_path(thing, None), &endpoint, None);
+            let response = session.request(&endpoint, settings.endpoint_port, &request, true)?;
+            match response.status {
+                200 => format!("GET {thing}'s shadow: 200, version {}", version_of(&response.body)),
+                404 => format!("GET {thing}'s shadow: 404, no shadow yet (create one with `esp-aws shadow set {thing} key=value`)"),
+                403 => {
+                    let message = shadow::error_message(&response.body);
+                    bail!("the module connected, but AWS refused the shadow read (403 {message}): check that the certificate is ACTIVE and its policy allows iot:GetThingShadow");
+                }
+                s => bail!("the module connected, but the shadow read answered {s}: {}", shadow::error_message(&response.body)),
+            }
+        }
+        None => {
+            session.connect(&endpoint, settings.endpoint_port)?;
+            "TLS connection established (no --thing given, so no shadow was read)".to_string()
+        }
+    };
+    let _ = session.close();
+    steps.done("✓", &format!("live check: {live}"));
+
+    let saved = device::save_config(&Config {
+        port: Some(settings.port.clone()),
+        baud: Some(settings.baud),
+        endpoint: Some(endpoint.clone()),
+        endpoint_port: Some(settings.endpoint_port),
+        thing: thing.clone(),
+        firmware: Some(generation.name().to_string()),
+    })?;
+    let written = slots
+        .iter()
+        .filter(|s| s.outcome == Outcome::Written)
+        .count();
+    println!(
+        "provisioned {} ({}): {written} slot{} written, {} unchanged; settings saved to {}",
+        settings.port,
+        generation,
+        if written == 1 { "" } else { "s" },
+        slots.len() - written,
+        saved.display()
+    );
+    if written == 0 {
+        println!("the module already held exactly these credentials: nothing was written");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_not_before(cert: &[u8]) -> Option<i64> {
+    match esp_aws::pki::material::classify(cert).ok()? {
+        esp_aws::pki::material::Material::Certificates { certs, .. } => {
+            esp_aws::pki::summary::certificate(&certs[0])
+                .ok()
+                .map(|s| s.not_before)
+        }
+        _ => None,
+    }
+}
+
+fn version_of(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("version").map(|v| v.to_string()))
+        .unwrap_or_else(|| "?".into())
+}
