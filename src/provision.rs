@@ -254,27 +254,7 @@ fn write_mfg<T: Transport>(
     let mut reports = Vec::new();
     for (slot, kind) in SLOTS {
         progress(Progress::Checking(slot));
-        // Write under the key name the image already uses (`client_cert.0` in the default
-        // image, which holds two; `<ns>` when a namespace holds one file).
-        let keys: Vec<String> = match session
-            .client()
-            .command(&format!("AT+SYSMFG=1,\"{slot}\""), timeout)
-        {
-            Ok(reply) => reply
-                .lines
-                .iter()
-                .filter_map(|l| l.strip_prefix("+SYSMFG:"))
-                .filter_map(|l| l.split(',').nth(1).map(|k| k.trim_matches('"').to_string()))
-                .collect(),
-            Err(AtError::Failed { .. }) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
-        let mut sorted = keys.clone();
-        sorted.sort();
-        let key = sorted
-            .first()
-            .cloned()
-            .unwrap_or_else(|| format!("{slot}.0"));
+        let (key, present) = mfg_key(session, slot)?;
         let data = content(creds, kind);
         let secret = kind.is_key();
         let read = |session: &mut Session<T>| -> Result<Option<Vec<u8>>, Error> {
@@ -290,7 +270,7 @@ fn write_mfg<T: Transport>(
                 Err(e) => Err(e.into()),
             }
         };
-        if keys.contains(&key) && read(session)?.as_deref() == Some(data) {
+        if present && read(session)?.as_deref() == Some(data) {
             reports.push(SlotReport {
                 slot,
                 location: key,
@@ -328,6 +308,34 @@ fn write_mfg<T: Transport>(
         });
     }
     Ok(reports)
+}
+
+/// The NVS key a credential namespace stores its file under, and whether it exists yet:
+/// the name the image already uses (`client_cert.0` in the default image, which holds two
+/// files; `<ns>` when a namespace holds one), else `<ns>.0`.
+pub fn mfg_key<T: Transport>(
+    session: &mut Session<T>,
+    slot: &str,
+) -> Result<(String, bool), Error> {
+    let timeout = session.timeouts().command;
+    let mut keys: Vec<String> = match session
+        .client()
+        .command(&format!("AT+SYSMFG=1,\"{slot}\""), timeout)
+    {
+        Ok(reply) => reply
+            .lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("+SYSMFG:"))
+            .filter_map(|l| l.split(',').nth(1).map(|k| k.trim_matches('"').to_string()))
+            .collect(),
+        Err(AtError::Failed { .. }) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    keys.sort();
+    Ok(match keys.into_iter().next() {
+        Some(key) => (key, true),
+        None => (format!("{slot}.0"), false),
+    })
 }
 
 /// Whether a generation's credentials can be written through the ROM bootloader (raw

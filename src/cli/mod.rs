@@ -3,6 +3,7 @@
 
 mod at;
 mod device;
+mod doctor;
 mod pki;
 mod provision;
 mod shadow;
@@ -37,6 +38,8 @@ enum Command {
     Provision(provision::ProvisionArgs),
     /// Read and update AWS IoT device shadows through the module.
     Shadow(shadow::ShadowArgs),
+    /// Walk the chain from serial port to shadow and say what is broken.
+    Doctor(doctor::DoctorArgs),
     /// Send raw AT commands and print the module's answers.
     At(at::AtArgs),
     /// Run the local AWS IoT endpoint (and, with a module, the virtual ESP32-AT).
@@ -76,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Provision(args) => provision::run(args),
         Command::Shadow(args) => shadow::run(args),
         Command::At(args) => at::run(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Sim(args) => sim::run(args),
     };
     match result {

@@ -1,0 +1,346 @@
+//! `esp-aws doctor`: walks the chain from serial port to shadow and stops at the first
+//! broken link, saying in one sentence what is wrong and what to do.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use esp_aws::at::client::Error as AtError;
+use esp_aws::at::session::{Session, Timeouts, PLAUSIBLE_SINCE};
+use esp_aws::aws::http::encode_request;
+use esp_aws::aws::shadow;
+use esp_aws::pki::atpki::{self, Bin};
+use esp_aws::pki::check::{self, Status};
+use esp_aws::pki::summary::{fingerprint, format_time};
+use esp_aws::provision;
+use esp_aws::transport::{SerialTransport, Transport};
+use serde::Serialize;
+
+use super::device::{self, DeviceArgs, EndpointArgs};
+
+/// Arguments of `esp-aws doctor`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Checks, in order: port opens, something answers AT, firmware generation, Wi-Fi,
+clock, credentials on the module (compared with local files when given), the local files
+themselves, endpoint, TLS connection, shadow read. Stops at the first failure.
+Exit code 0 when every check passes, 1 otherwise."
+)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+    /// Local device certificate to compare with the module's.
+    #[arg(long, value_name = "FILE", requires_all = ["key", "ca"], conflicts_with = "from")]
+    cert: Option<PathBuf>,
+    /// Local private key to compare with the module's.
+    #[arg(long, value_name = "FILE", requires_all = ["cert", "ca"], conflicts_with = "from")]
+    key: Option<PathBuf>,
+    /// Local root CA to compare with the module's.
+    #[arg(long, value_name = "FILE", requires_all = ["cert", "key"], conflicts_with = "from")]
+    ca: Option<PathBuf>,
+    /// A folder with the AWS console's downloads (instead of --cert/--key/--ca).
+    #[arg(long, value_name = "DIR")]
+    from: Option<PathBuf>,
+    /// Thing whose shadow to read [default: from the config file].
+    #[arg(long, value_name = "NAME")]
+    thing: Option<String>,
+    /// Print JSON instead of a checklist.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Item {
+    check: &'static str,
+    status: Status,
+    message: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Report {
+    ok: bool,
+    checks: Vec<Item>,
+}
+
+impl Report {
+    fn pass(&mut self, check: &'static str, message: impl Into<String>) {
+        self.checks.push(Item {
+            check,
+            status: Status::Pass,
+            message: message.into(),
+        });
+    }
+    fn warn(&mut self, check: &'static str, message: impl Into<String>) {
+        self.checks.push(Item {
+            check,
+            status: Status::Warn,
+            message: message.into(),
+        });
+    }
+    /// Records the failure; the walk stops here.
+    fn fail(&mut self, check: &'static str, message: impl Into<String>) -> Stop {
+        self.checks.push(Item {
+            check,
+            status: Status::Fail,
+            message: message.into(),
+        });
+        Stop
+    }
+}
+
+/// Marker: a check failed and the walk ends.
+struct Stop;
+
+pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let mut report = Report::default();
+    let _ = walk(&args, &mut report);
+    report.ok = report.checks.iter().all(|c| c.status != Status::Fail);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for item in &report.checks {
+            println!("{} {:<12} {}", item.status.mark(), item.check, item.message);
+        }
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::exit::FAILURE)
+    })
+}
+
+fn local_files(args: &DoctorArgs) -> anyhow::Result<Option<provision::Credentials>> {
+    let paths = match (&args.from, &args.cert, &args.key, &args.ca) {
+        (Some(dir), ..) => Some(super::provision::find_downloads(dir)?),
+        (None, Some(c), Some(k), Some(a)) => Some((c.clone(), k.clone(), a.clone())),
+        _ => None,
+    };
+    Ok(match paths {
+        Some((c, k, a)) => Some(provision::Credentials {
+            cert: std::fs::read(c)?,
+            key: std::fs::read(k)?,
+            ca: std::fs::read(a)?,
+        }),
+        None => None,
+    })
+}
+
+fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
+    let settings = match device::resolve(&args.device, Some(&args.endpoint)) {
+        Ok(s) => s,
+        Err(e) => return Err(report.fail("port", format!("{e:#}"))),
+    };
+    let local = match local_files(args) {
+        Ok(l) => l,
+        Err(e) => return Err(report.fail("files", format!("{e:#}"))),
+    };
+    let transport = match SerialTransport::open(&settings.port, settings.baud) {
+        Ok(t) => t,
+        Err(e) => return Err(report.fail("port", e.to_string())),
+    };
+    report.pass(
+        "port",
+        format!("{} opens at {} baud", settings.port, settings.baud),
+    );
+
+    let mut session = match Session::open(transport, None, Timeouts::default()) {
+        Ok(s) => s,
+        Err(e) => return Err(report.fail("at", e.to_string())),
+    };
+    report.pass("at", "the module answers AT");
+    let info = session.info().clone();
+    report.pass(
+        "firmware",
+        format!("ESP-AT {} (generation {})", info.version, info.generation),
+    );
+
+    let timeout = session.timeouts().command;
+    match session.client().command("AT+CWJAP?", timeout) {
+        Ok(reply) => match reply.value("+CWJAP:") {
+            Some(ap) => report.pass("wifi", format!("joined to {}", ap.split(',').next().unwrap_or(ap))),
+            None => {
+                return Err(report.fail("wifi", "the module is not joined to a Wi-Fi network: join one with AT+CWJAP=\"ssid\",\"password\" (esp-aws at)"))
+            }
+        },
+        Err(e) => return Err(report.fail("wifi", e.to_string())),
+    }
+
+    let min = PLAUSIBLE_SINCE;
+    match session.ensure_clock(min, settings.time_from_host) {
+        Ok(t) => report.pass(
+            "clock",
+            format!("the module's clock reads {}", format_time(t)),
+        ),
+        Err(e) => return Err(report.fail("clock", e.to_string())),
+    }
+
+    check_module_credentials(&mut session, local.as_ref(), report)?;
+
+    if let Some(local) = &local {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let r = check::run(&check::Inputs {
+            cert: &local.cert,
+            key: &local.key,
+            ca: &local.ca,
+            endpoint: settings.endpoint.as_deref(),
+            now,
+            slot_size: atpki::DEFAULT_PARTITION_SIZE,
+        });
+        for f in &r.checks {
+            match f.status {
+                Status::Fail => return Err(report.fail(f.check, f.message.clone())),
+                Status::Warn => report.warn(f.check, f.message.clone()),
+                _ => {}
+            }
+        }
+        report.pass("files", "the local files pass every pre-flight check");
+    }
+
+    let Some(endpoint) = settings.endpoint.clone() else {
+        return Err(report.fail(
+            "endpoint",
+            "no endpoint known: pass --endpoint HOST or set ESP_AWS_ENDPOINT",
+        ));
+    };
+    match check::parse_ats_endpoint(&endpoint) {
+        Some((_, region)) => report.pass(
+            "endpoint",
+            format!("{endpoint} (an ATS data endpoint in {region})"),
+        ),
+        None => report.warn(
+            "endpoint",
+            format!("{endpoint} does not have the <prefix>-ats.iot.<region>.amazonaws.com shape"),
+        ),
+    }
+
+    if let Err(e) = session
+        .configure_tls(&endpoint, settings.endpoint_port)
+        .and_then(|_| session.connect(&endpoint, settings.endpoint_port))
+    {
+        return Err(report.fail("tls", e.to_string()));
+    }
+    report.pass(
+        "tls",
+        format!(
+            "TLS connection to {endpoint}:{} established",
+            settings.endpoint_port
+        ),
+    );
+
+    let (config, _) = device::load_config().unwrap_or_default();
+    let Some(thing) = args.thing.clone().or(config.thing) else {
+        report.warn(
+            "shadow",
+            "no thing given (--thing): shadow access not checked",
+        );
+        let _ = session.close();
+        return Ok(());
+    };
+    let request = encode_request("GET", &shadow::shadow_path(&thing, None), &endpoint, None);
+    let result = session.request(&endpoint, settings.endpoint_port, &request, true);
+    let _ = session.close();
+    match result {
+        Ok(r) if r.status == 200 => report.pass("shadow", format!("GET {thing}'s shadow: 200")),
+        Ok(r) if r.status == 404 => report.pass(
+            "shadow",
+            format!("GET {thing}'s shadow: 404, no shadow yet (everything up to AWS works)"),
+        ),
+        Ok(r) => {
+            let message = shadow::error_message(&r.body);
+            let sentence = match r.status {
+                403 if message == "Missing Authentication Token" => {
+                    "AWS answered 403 Missing Authentication Token: port 443 needs ALPN x-amzn-http-ca; use port 8443".to_string()
+                }
+                403 => format!("AWS answered 403 ({message}): the certificate is not ACTIVE, or its policy does not allow iot:GetThingShadow on {thing}"),
+                s => format!("AWS answered {s}: {message}"),
+            };
+            return Err(report.fail("shadow", sentence));
+        }
+        Err(e) => return Err(report.fail("shadow", e.to_string())),
+    }
+    Ok(())
+}
+
+/// Reads the credential slots back and says whether they hold usable credentials, and
+/// whether they are the local files.
+fn check_module_credentials<T: Transport>(
+    session: &mut Session<T>,
+    local: Option<&provision::Credentials>,
+    report: &mut Report,
+) -> Result<(), Stop> {
+    let timeout = session.timeouts().command;
+    let slots: [(&str, Option<&[u8]>); 3] = [
+        ("client_cert", local.map(|l| l.cert.as_slice())),
+        ("client_key", local.map(|l| l.key.as_slice())),
+        ("client_ca", local.map(|l| l.ca.as_slice())),
+    ];
+    let pki = session.info().generation.uses_pki_partitions();
+    let table = if pki {
+        match provision::partitions(session) {
+            Ok(t) => t,
+            Err(e) => return Err(report.fail("credentials", e.to_string())),
+        }
+    } else {
+        Vec::new()
+    };
+    for (slot, local) in slots {
+        let stored: Result<Option<Vec<u8>>, AtError> = if pki {
+            let Some((_, _, size)) = table.iter().find(|(n, ..)| n == slot) else {
+                return Err(
+                    report.fail("credentials", format!("the module has no {slot} partition"))
+                );
+            };
+            let command = format!("AT+SYSFLASH=2,\"{slot}\",0,{size}");
+            session
+                .client()
+                .command_secret_reply(&command, timeout)
+                .map(|r| {
+                    r.binary
+                        .and_then(|data| Bin::decode_partition(&data).ok())
+                        .and_then(|(bin, _)| bin.items.into_iter().next().map(|i| i.content))
+                })
+        } else {
+            let key = match provision::mfg_key(session, slot) {
+                Ok((key, _)) => key,
+                Err(e) => return Err(report.fail("credentials", e.to_string())),
+            };
+            match session
+                .client()
+                .command_secret_reply(&format!("AT+SYSMFG=1,\"{slot}\",\"{key}\""), timeout)
+            {
+                Ok(r) => Ok(r.binary),
+                Err(AtError::Failed { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        let stored = match stored {
+            Ok(s) => s,
+            Err(e) => return Err(report.fail("credentials", e.to_string())),
+        };
+        let Some(stored) = stored else {
+            return Err(report.fail(
+                "credentials",
+                format!("{slot} holds no credential: run `esp-aws provision`"),
+            ));
+        };
+        match local {
+            Some(local) if local != stored.as_slice() => {
+                return Err(report.fail(
+                    "credentials",
+                    format!(
+                        "{slot} on the module differs from the local file (SHA-256 {}… vs {}…): run `esp-aws provision` with these files",
+                        &fingerprint(&stored)[..11],
+                        &fingerprint(local)[..11]
+                    ),
+                ))
+            }
+            Some(_) => report.pass("credentials", format!("{slot} matches the local file ({} bytes)", stored.len())),
+            None => report.pass("credentials", format!("{slot} holds {} bytes", stored.len())),
+        }
+    }
+    Ok(())
+}
