@@ -1,3 +1,5 @@
 //! AWS IoT device data endpoint: shadow REST requests and responses, thing and shadow names.
 //!
 //! Spec: `aws-iot-shadow.md`.
+
+pub mod names;

@@ -2,3 +2,5 @@
 //!
 //! Both are product features (`esp-aws sim`, `esp-aws demo`) and the ground every
 //! end-to-end test stands on.
+
+pub mod endpoint;
