@@ -248,7 +248,7 @@ fn dispatch(
     let op = api::route(req)?;
     // The certificate was ACTIVE at the handshake; the policy is read now, so a policy
     // change applies to open connections too.
-    if cert.is_none_or(|c| c.policy == Policy::Deny) {
+    if !cert.is_some_and(|c| c.policy == Policy::Allow) {
         log::info!("{} denied by policy", op.action());
         return Err(ShadowError::new(ErrorKind::Forbidden, "Forbidden"));
     }

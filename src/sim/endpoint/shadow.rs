@@ -424,7 +424,7 @@ impl ShadowStore {
             .iter()
             .filter(|(k, r)| k.thing == thing && r.document.is_some())
             .filter_map(|(k, _)| k.shadow.as_deref())
-            .filter(|name| after.as_deref().is_none_or(|a| *name > a))
+            .filter(|name| after.as_deref().map_or(true, |a| *name > a))
             .collect();
         let page = &names[..names.len().min(page_size)];
         let mut out = Map::new();

@@ -42,7 +42,7 @@ pub enum RegistryRefusal {
 #[derive(Debug)]
 pub struct LiveRegistry {
     path: PathBuf,
-    cached: Mutex<(Option<(u64, u64, SystemTime)>, Arc<Registry>)>,
+    cached: Mutex<(Option<FileStamp>, Arc<Registry>)>,
 }
 
 impl LiveRegistry {
@@ -84,7 +84,11 @@ impl LiveRegistry {
     }
 }
 
-fn stamp(path: &std::path::Path) -> Option<(u64, u64, SystemTime)> {
+/// Inode, size and modification time: an atomic replace changes the inode even when the
+/// clock's granularity hides the new modification time.
+type FileStamp = (u64, u64, SystemTime);
+
+fn stamp(path: &std::path::Path) -> Option<FileStamp> {
     let m = fs::metadata(path).ok()?;
     #[cfg(unix)]
     let ino = std::os::unix::fs::MetadataExt::ino(&m);
