@@ -1,1 +1,4 @@
 //! The single integration-test binary: each topic lives in its own module.
+
+mod endpoint;
+mod endpoint_util;
