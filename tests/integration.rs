@@ -2,3 +2,4 @@
 
 mod endpoint;
 mod endpoint_util;
+mod endpoint_tls;
