@@ -7,7 +7,12 @@ use esp_aws::sim::endpoint::shadow::{ShadowKey, ShadowStore};
 
 const T0: u64 = 1_700_000_000;
 
-fn update(store: &mut ShadowStore, key: &ShadowKey, body: &str, now: u64) -> Result<String, (u16, String)> {
+fn update(
+    store: &mut ShadowStore,
+    key: &ShadowKey,
+    body: &str,
+    now: u64,
+) -> Result<String, (u16, String)> {
     store
         .update(key, body.as_bytes(), now)
         .map(|o| o.body)
@@ -57,10 +62,13 @@ mod semantics {
             (
                 404,
                 "ResourceNotFoundException:",
-                r#"{"code":404,"message":"No shadow exists with name: 'lnu_001'","traceId":"id"}"#.to_string()
+                r#"{"code":404,"message":"No shadow exists with name: 'lnu_001'","traceId":"id"}"#
+                    .to_string()
             )
         );
-        let e = s.get(&ShadowKey::named("lnu_001", "simShadow1"), T0).unwrap_err();
+        let e = s
+            .get(&ShadowKey::named("lnu_001", "simShadow1"), T0)
+            .unwrap_err();
         assert_eq!(e.message, "No shadow exists with name: 'simShadow1'");
     }
 
@@ -73,17 +81,32 @@ mod semantics {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["state"]["delta"].to_string(), r#"{"a":{"b":{"c":"d2"}}}"#);
         // When reported catches up, the delta disappears but desired stays.
-        update(&mut s, &k, r#"{"state":{"reported":{"a":{"b":{"c":"d2"}}}}}"#, T0 + 1).unwrap();
+        update(
+            &mut s,
+            &k,
+            r#"{"state":{"reported":{"a":{"b":{"c":"d2"}}}}}"#,
+            T0 + 1,
+        )
+        .unwrap();
         let v: serde_json::Value = serde_json::from_str(&s.get(&k, T0 + 1).unwrap()).unwrap();
         assert!(v["state"].get("delta").is_none(), "{v}");
-        assert_eq!(v["state"]["desired"].to_string(), r#"{"a":{"b":{"c":"d2"}}}"#);
+        assert_eq!(
+            v["state"]["desired"].to_string(),
+            r#"{"a":{"b":{"c":"d2"}}}"#
+        );
     }
 
     #[test]
     fn arrays_are_replaced_whole_and_compared_whole() {
         let mut s = ShadowStore::new();
         let k = classic();
-        update(&mut s, &k, r#"{"state":{"desired":{"list":["value_1","value_2"]}}}"#, T0).unwrap();
+        update(
+            &mut s,
+            &k,
+            r#"{"state":{"desired":{"list":["value_1","value_2"]}}}"#,
+            T0,
+        )
+        .unwrap();
         update(&mut s, &k, r#"{"state":{"desired":{"list":["value_1"]},"reported":{"list":["value_1","value_2"]}}}"#, T0 + 5).unwrap();
         assert_eq!(
             s.get(&k, T0 + 9),
@@ -99,7 +122,13 @@ mod semantics {
     fn null_deletes_leaf_and_last_key_removes_section() {
         let mut s = ShadowStore::new();
         let k = classic();
-        update(&mut s, &k, r#"{"state":{"desired":{"a":1,"b":2},"reported":{"r":1}}}"#, T0).unwrap();
+        update(
+            &mut s,
+            &k,
+            r#"{"state":{"desired":{"a":1,"b":2},"reported":{"r":1}}}"#,
+            T0,
+        )
+        .unwrap();
         assert_eq!(
             update(&mut s, &k, r#"{"state":{"desired":{"a":null}}}"#, T0 + 1),
             Ok(format!(
@@ -121,7 +150,13 @@ mod semantics {
     fn desired_null_removes_the_section() {
         let mut s = ShadowStore::new();
         let k = classic();
-        update(&mut s, &k, r#"{"state":{"desired":{"a":1},"reported":{"a":2}}}"#, T0).unwrap();
+        update(
+            &mut s,
+            &k,
+            r#"{"state":{"desired":{"a":1},"reported":{"a":2}}}"#,
+            T0,
+        )
+        .unwrap();
         assert_eq!(
             update(&mut s, &k, r#"{"state":{"desired":null}}"#, T0 + 1),
             Ok(format!(
@@ -164,11 +199,15 @@ mod semantics {
         let k = classic();
         assert_eq!(
             update(&mut s, &k, r#"{"state":{}}"#, T0),
-            Ok(format!(r#"{{"state":{{}},"metadata":{{}},"version":1,"timestamp":{T0}}}"#))
+            Ok(format!(
+                r#"{{"state":{{}},"metadata":{{}},"version":1,"timestamp":{T0}}}"#
+            ))
         );
         assert_eq!(
             s.get(&k, T0),
-            Ok(format!(r#"{{"state":{{}},"metadata":{{}},"version":1,"timestamp":{T0}}}"#))
+            Ok(format!(
+                r#"{{"state":{{}},"metadata":{{}},"version":1,"timestamp":{T0}}}"#
+            ))
         );
         update(&mut s, &k, r#"{"state":{"desired":{"a":1}}}"#, T0).unwrap();
         update(&mut s, &k, r#"{"state":{}}"#, T0 + 1).unwrap();
@@ -182,7 +221,12 @@ mod semantics {
         let mut s = ShadowStore::new();
         let k = classic();
         assert_eq!(
-            update(&mut s, &k, r#"{"state":{"desired":{"prop1":"13"},"reported":{}}}"#, T0),
+            update(
+                &mut s,
+                &k,
+                r#"{"state":{"desired":{"prop1":"13"},"reported":{}}}"#,
+                T0
+            ),
             Ok(format!(
                 r#"{{"state":{{"desired":{{"prop1":"13"}},"reported":{{}}}},"metadata":{{"desired":{{"prop1":{{"timestamp":{T0}}}}},"reported":{{}}}},"version":1,"timestamp":{T0}}}"#
             ))
@@ -195,12 +239,21 @@ mod semantics {
     fn empty_objects_as_values_and_type_changes() {
         let mut s = ShadowStore::new();
         let k = classic();
-        update(&mut s, &k, r#"{"state":{"reported":{"a":1,"b":{"c":3}}}}"#, T0).unwrap();
+        update(
+            &mut s,
+            &k,
+            r#"{"state":{"reported":{"a":1,"b":{"c":3}}}}"#,
+            T0,
+        )
+        .unwrap();
         update(&mut s, &k, r#"{"state":{"reported":{"d":{}}}}"#, T0).unwrap();
         update(&mut s, &k, r#"{"state":{"reported":{"b":{"c":{}}}}}"#, T0).unwrap();
         update(&mut s, &k, r#"{"state":{"reported":{"a":{"d":3}}}}"#, T0).unwrap();
         let v: serde_json::Value = serde_json::from_str(&s.get(&k, T0).unwrap()).unwrap();
-        assert_eq!(v["state"]["reported"].to_string(), r#"{"a":{"d":3},"b":{"c":{}},"d":{}}"#);
+        assert_eq!(
+            v["state"]["reported"].to_string(),
+            r#"{"a":{"d":3},"b":{"c":{}},"d":{}}"#
+        );
         assert_eq!(
             v["metadata"]["reported"].to_string(),
             format!(r#"{{"a":{{"d":{{"timestamp":{T0}}}}},"b":{{"c":{{}}}},"d":{{}}}}"#)
@@ -211,11 +264,25 @@ mod semantics {
     fn emptied_nested_object_stays_and_gives_no_delta() {
         let mut s = ShadowStore::new();
         let k = classic();
-        update(&mut s, &k, r#"{"state":{"desired":{"rgb":{"r":1,"g":2}}}}"#, T0).unwrap();
-        update(&mut s, &k, r#"{"state":{"desired":{"rgb":{"r":null,"g":null}}}}"#, T0).unwrap();
+        update(
+            &mut s,
+            &k,
+            r#"{"state":{"desired":{"rgb":{"r":1,"g":2}}}}"#,
+            T0,
+        )
+        .unwrap();
+        update(
+            &mut s,
+            &k,
+            r#"{"state":{"desired":{"rgb":{"r":null,"g":null}}}}"#,
+            T0,
+        )
+        .unwrap();
         assert_eq!(
             s.get(&k, T0),
-            Ok(format!(r#"{{"state":{{"desired":{{"rgb":{{}}}}}},"metadata":{{"desired":{{"rgb":{{}}}}}},"version":2,"timestamp":{T0}}}"#))
+            Ok(format!(
+                r#"{{"state":{{"desired":{{"rgb":{{}}}}}},"metadata":{{"desired":{{"rgb":{{}}}}}},"version":2,"timestamp":{T0}}}"#
+            ))
         );
     }
 
@@ -231,7 +298,9 @@ mod semantics {
         );
         assert_eq!(
             s.get(&k, T0),
-            Ok(format!(r#"{{"state":{{}},"metadata":{{}},"version":1,"timestamp":{T0}}}"#))
+            Ok(format!(
+                r#"{{"state":{{}},"metadata":{{}},"version":1,"timestamp":{T0}}}"#
+            ))
         );
     }
 
@@ -239,8 +308,20 @@ mod semantics {
     fn metadata_timestamps_are_per_leaf_and_survive_other_updates() {
         let mut s = ShadowStore::new();
         let k = classic();
-        update(&mut s, &k, r#"{"state":{"reported":{"Color":"red","x":{"y":1}}}}"#, 1719859716).unwrap();
-        update(&mut s, &k, r#"{"state":{"desired":{"Color":"green"},"reported":{"x":{"z":2}}}}"#, 1719859726).unwrap();
+        update(
+            &mut s,
+            &k,
+            r#"{"state":{"reported":{"Color":"red","x":{"y":1}}}}"#,
+            1719859716,
+        )
+        .unwrap();
+        update(
+            &mut s,
+            &k,
+            r#"{"state":{"desired":{"Color":"green"},"reported":{"x":{"z":2}}}}"#,
+            1719859726,
+        )
+        .unwrap();
         let v: serde_json::Value = serde_json::from_str(&s.get(&k, 1719859730).unwrap()).unwrap();
         assert_eq!(
             v["metadata"].to_string(),
@@ -252,7 +333,13 @@ mod semantics {
     fn numeric_equality_in_delta() {
         let mut s = ShadowStore::new();
         let k = classic();
-        update(&mut s, &k, r#"{"state":{"desired":{"n":1,"m":2},"reported":{"n":1.0,"m":2.5}}}"#, T0).unwrap();
+        update(
+            &mut s,
+            &k,
+            r#"{"state":{"desired":{"n":1,"m":2},"reported":{"n":1.0,"m":2.5}}}"#,
+            T0,
+        )
+        .unwrap();
         let v: serde_json::Value = serde_json::from_str(&s.get(&k, T0).unwrap()).unwrap();
         assert_eq!(v["state"]["delta"].to_string(), r#"{"m":2}"#);
     }
@@ -264,11 +351,19 @@ mod semantics {
         for _ in 0..3 {
             update(&mut s, &k, r#"{"state":{"reported":{"a":1}}}"#, T0).unwrap();
         }
-        assert_eq!(s.delete(&k, T0 + 1).map(|o| o.body), Ok(format!(r#"{{"version":4,"timestamp":{}}}"#, T0 + 1)));
+        assert_eq!(
+            s.delete(&k, T0 + 1).map(|o| o.body),
+            Ok(format!(r#"{{"version":4,"timestamp":{}}}"#, T0 + 1))
+        );
         assert_eq!(s.get(&k, T0).unwrap_err().kind.status(), 404);
-        assert_eq!(s.delete(&k, T0).unwrap_err().message, "No shadow exists with name: 'lnu_001'");
-        let v: serde_json::Value =
-            serde_json::from_str(&update(&mut s, &k, r#"{"state":{"reported":{"b":1}}}"#, T0).unwrap()).unwrap();
+        assert_eq!(
+            s.delete(&k, T0).unwrap_err().message,
+            "No shadow exists with name: 'lnu_001'"
+        );
+        let v: serde_json::Value = serde_json::from_str(
+            &update(&mut s, &k, r#"{"state":{"reported":{"b":1}}}"#, T0).unwrap(),
+        )
+        .unwrap();
         assert_eq!(v["version"], 5);
         // The re-created shadow holds only what was written after the delete.
         let v: serde_json::Value = serde_json::from_str(&s.get(&k, T0).unwrap()).unwrap();
@@ -281,24 +376,51 @@ mod semantics {
         let k = classic();
         // A shadow that does not exist accepts only version 1 (the one the update creates).
         assert_eq!(
-            update(&mut s, &k, r#"{"state":{"reported":{"a":1}},"version":2}"#, T0),
+            update(
+                &mut s,
+                &k,
+                r#"{"state":{"reported":{"a":1}},"version":2}"#,
+                T0
+            ),
             err(400, "Invalid version")
         );
-        update(&mut s, &k, r#"{"state":{"reported":{"a":1}},"version":1}"#, T0).unwrap();
+        update(
+            &mut s,
+            &k,
+            r#"{"state":{"reported":{"a":1}},"version":1}"#,
+            T0,
+        )
+        .unwrap();
         assert_eq!(
             update(&mut s, &k, r#"{"state":{"reported":{"a":2}},"version":5,"clientToken":"426bfd96"}"#, T0),
             Err((409, r#"{"code":409,"message":"Version conflict","traceId":"TRACE","clientToken":"426bfd96"}"#.into()))
         );
-        let ok = update(&mut s, &k, r#"{"state":{"reported":{"a":2}},"version":1}"#, T0).unwrap();
+        let ok = update(
+            &mut s,
+            &k,
+            r#"{"state":{"reported":{"a":2}},"version":1}"#,
+            T0,
+        )
+        .unwrap();
         assert!(ok.contains(r#""version":2"#), "{ok}");
         // Omitting the version bypasses the check.
         assert!(update(&mut s, &k, r#"{"state":{"reported":{"a":3}}}"#, T0).is_ok());
         assert_eq!(
-            update(&mut s, &k, r#"{"state":{"reported":{"a":2}},"version":"3"}"#, T0),
+            update(
+                &mut s,
+                &k,
+                r#"{"state":{"reported":{"a":2}},"version":"3"}"#,
+                T0
+            ),
             err(400, "Invalid version")
         );
         assert_eq!(
-            update(&mut s, &k, r#"{"state":{"reported":{"a":2}},"version":2.5}"#, T0),
+            update(
+                &mut s,
+                &k,
+                r#"{"state":{"reported":{"a":2}},"version":2.5}"#,
+                T0
+            ),
             err(400, "Invalid version")
         );
     }
@@ -309,14 +431,24 @@ mod semantics {
         let k = classic();
         let t64 = "t".repeat(64);
         assert_eq!(
-            update(&mut s, &k, &format!(r#"{{"clientToken":"{t64}","state":{{"reported":{{"a":1}}}}}}"#), T0),
+            update(
+                &mut s,
+                &k,
+                &format!(r#"{{"clientToken":"{t64}","state":{{"reported":{{"a":1}}}}}}"#),
+                T0
+            ),
             Ok(format!(
                 r#"{{"state":{{"reported":{{"a":1}}}},"metadata":{{"reported":{{"a":{{"timestamp":{T0}}}}}}},"version":1,"timestamp":{T0},"clientToken":"{t64}"}}"#
             ))
         );
         let t65 = "t".repeat(65);
         assert_eq!(
-            update(&mut s, &k, &format!(r#"{{"clientToken":"{t65}","state":{{"reported":{{"a":1}}}}}}"#), T0),
+            update(
+                &mut s,
+                &k,
+                &format!(r#"{{"clientToken":"{t65}","state":{{"reported":{{"a":1}}}}}}"#),
+                T0
+            ),
             err(400, "Invalid clientToken")
         );
         assert_eq!(
@@ -341,9 +473,18 @@ mod semantics {
             (r#"{"desired":{}}"#, "Missing required node: state"),
             (r#"{"state":5}"#, "State node must be an object"),
             (r#"{"state":[]}"#, "State node must be an object"),
-            (r#"{"state":{"desired":"x"}}"#, "Desired node must be an object"),
-            (r#"{"state":{"reported":[1]}}"#, "Reported node must be an object"),
-            (r#"{"state":{"other":{}}}"#, "State contains an invalid node"),
+            (
+                r#"{"state":{"desired":"x"}}"#,
+                "Desired node must be an object",
+            ),
+            (
+                r#"{"state":{"reported":[1]}}"#,
+                "Reported node must be an object",
+            ),
+            (
+                r#"{"state":{"other":{}}}"#,
+                "State contains an invalid node",
+            ),
             (r#"{"state":{"desired":{"a":[1,null]}}}"#, "Invalid JSON"),
             (
                 r#"{"state":{"desired":{"a":{"b":{"c":{"d":{"e":{"f":{"g":1}}}}}}}}}"#,
@@ -355,16 +496,41 @@ mod semantics {
             ),
         ];
         for (body, message) in cases {
-            assert_eq!(update(&mut s, &k, body, T0), err(400, message), "body {body}");
+            assert_eq!(
+                update(&mut s, &k, body, T0),
+                err(400, message),
+                "body {body}"
+            );
         }
-        assert!(s.record(&k).is_none(), "no rejected request may create the shadow");
+        assert!(
+            s.record(&k).is_none(),
+            "no rejected request may create the shadow"
+        );
         // Six levels of keys are fine, and so is an empty object on the seventh.
-        assert!(update(&mut s, &k, r#"{"state":{"desired":{"a":{"b":{"c":{"d":{"e":{"f":1}}}}}}}}"#, T0).is_ok());
-        assert!(update(&mut s, &k, r#"{"state":{"desired":{"a":{"b":{"c":{"d":{"e":{"f":{}}}}}}}}}"#, T0).is_ok());
-        let e = s.update(&k, b"{\"state\":{\"desired\":{\"a\":\"\xff\"}}}", T0).unwrap_err();
+        assert!(update(
+            &mut s,
+            &k,
+            r#"{"state":{"desired":{"a":{"b":{"c":{"d":{"e":{"f":1}}}}}}}}"#,
+            T0
+        )
+        .is_ok());
+        assert!(update(
+            &mut s,
+            &k,
+            r#"{"state":{"desired":{"a":{"b":{"c":{"d":{"e":{"f":{}}}}}}}}}"#,
+            T0
+        )
+        .is_ok());
+        let e = s
+            .update(&k, b"{\"state\":{\"desired\":{\"a\":\"\xff\"}}}", T0)
+            .unwrap_err();
         assert_eq!(
             (e.kind.status(), e.kind.error_type(), e.message.as_str()),
-            (415, "UnsupportedDocumentEncodingException:", "Unsupported documented encoding; supported encoding is UTF-8")
+            (
+                415,
+                "UnsupportedDocumentEncodingException:",
+                "Unsupported documented encoding; supported encoding is UTF-8"
+            )
         );
     }
 
@@ -373,7 +539,12 @@ mod semantics {
         let mut s = ShadowStore::new();
         let k = classic();
         assert_eq!(
-            update(&mut s, &k, r#"{"state":{"delta":{"x":1},"reported":{"a":1}},"metadata":{"junk":1}}"#, T0),
+            update(
+                &mut s,
+                &k,
+                r#"{"state":{"delta":{"x":1},"reported":{"a":1}},"metadata":{"junk":1}}"#,
+                T0
+            ),
             Ok(format!(
                 r#"{{"state":{{"reported":{{"a":1}}}},"metadata":{{"reported":{{"a":{{"timestamp":{T0}}}}}}},"version":1,"timestamp":{T0}}}"#
             ))
@@ -385,12 +556,28 @@ mod semantics {
         let mut s = ShadowStore::new();
         let k = classic();
         let big = "x".repeat(4000);
-        update(&mut s, &k, &format!(r#"{{"state":{{"desired":{{"a":"{big}"}}}}}}"#), T0).unwrap();
-        update(&mut s, &k, &format!(r#"{{"state":{{"reported":{{"a":"{big}"}}}}}}"#), T0).unwrap();
+        update(
+            &mut s,
+            &k,
+            &format!(r#"{{"state":{{"desired":{{"a":"{big}"}}}}}}"#),
+            T0,
+        )
+        .unwrap();
+        update(
+            &mut s,
+            &k,
+            &format!(r#"{{"state":{{"reported":{{"a":"{big}"}}}}}}"#),
+            T0,
+        )
+        .unwrap();
         // 2 × 4008 bytes stored; 200 more tips it over 8192.
         let more = "y".repeat(200);
         let e = s
-            .update(&k, format!(r#"{{"state":{{"reported":{{"b":"{more}"}}}}}}"#).as_bytes(), T0)
+            .update(
+                &k,
+                format!(r#"{{"state":{{"reported":{{"b":"{more}"}}}}}}"#).as_bytes(),
+                T0,
+            )
             .unwrap_err();
         assert_eq!(
             (e.kind.status(), e.kind.error_type(), e.body("T")),
@@ -400,11 +587,21 @@ mod semantics {
                 r#"{"code":413,"message":"The payload exceeds the maximum size allowed","traceId":"T"}"#.to_string()
             )
         );
-        assert_eq!(s.record(&k).map(|r| r.version), Some(2), "a rejected update changes nothing");
+        assert_eq!(
+            s.record(&k).map(|r| r.version),
+            Some(2),
+            "a rejected update changes nothing"
+        );
         // Metadata does not count: many small leaves fit although their metadata is large.
         let mut s = ShadowStore::new();
         let leaves: Vec<String> = (0..700).map(|i| format!(r#""k{i}":1"#)).collect();
-        assert!(update(&mut s, &k, &format!(r#"{{"state":{{"reported":{{{}}}}}}}"#, leaves.join(",")), T0).is_ok());
+        assert!(update(
+            &mut s,
+            &k,
+            &format!(r#"{{"state":{{"reported":{{{}}}}}}}"#, leaves.join(",")),
+            T0
+        )
+        .is_ok());
     }
 
     #[test]
@@ -419,7 +616,10 @@ mod semantics {
         assert!(s.get(&a, T0).unwrap().contains(r#""reported":{"n":"a2"}"#));
         assert!(s.get(&ShadowKey::named("other", "a"), T0).is_err());
         s.delete(&a, T0).unwrap();
-        assert!(s.get(&classic, T0).is_ok(), "deleting a named shadow leaves the classic one");
+        assert!(
+            s.get(&classic, T0).is_ok(),
+            "deleting a named shadow leaves the classic one"
+        );
     }
 
     #[test]
@@ -427,22 +627,55 @@ mod semantics {
         let mut s = ShadowStore::new();
         update(&mut s, &classic(), r#"{"state":{}}"#, T0).unwrap();
         for n in ["c", "a", "e", "b", "d"] {
-            update(&mut s, &ShadowKey::named("lnu_001", n), r#"{"state":{}}"#, T0).unwrap();
+            update(
+                &mut s,
+                &ShadowKey::named("lnu_001", n),
+                r#"{"state":{}}"#,
+                T0,
+            )
+            .unwrap();
         }
-        update(&mut s, &ShadowKey::named("other", "z"), r#"{"state":{}}"#, T0).unwrap();
+        update(
+            &mut s,
+            &ShadowKey::named("other", "z"),
+            r#"{"state":{}}"#,
+            T0,
+        )
+        .unwrap();
         s.delete(&ShadowKey::named("lnu_001", "d"), T0).unwrap();
         let page1 = s.list_named("lnu_001", Some("2"), None, T0).unwrap();
-        assert_eq!(page1, format!(r#"{{"results":["a","b"],"nextToken":"62","timestamp":{T0}}}"#));
+        assert_eq!(
+            page1,
+            format!(r#"{{"results":["a","b"],"nextToken":"62","timestamp":{T0}}}"#)
+        );
         let page2 = s.list_named("lnu_001", Some("2"), Some("62"), T0).unwrap();
-        assert_eq!(page2, format!(r#"{{"results":["c","e"],"timestamp":{T0}}}"#));
+        assert_eq!(
+            page2,
+            format!(r#"{{"results":["c","e"],"timestamp":{T0}}}"#)
+        );
         assert_eq!(
             s.list_named("lnu_001", None, None, T0),
-            Ok(format!(r#"{{"results":["a","b","c","e"],"timestamp":{T0}}}"#))
+            Ok(format!(
+                r#"{{"results":["a","b","c","e"],"timestamp":{T0}}}"#
+            ))
         );
-        assert_eq!(s.list_named("nobody", None, None, T0), Ok(format!(r#"{{"results":[],"timestamp":{T0}}}"#)));
+        assert_eq!(
+            s.list_named("nobody", None, None, T0),
+            Ok(format!(r#"{{"results":[],"timestamp":{T0}}}"#))
+        );
         for bad in ["0", "101", "x"] {
-            assert_eq!(s.list_named("lnu_001", Some(bad), None, T0).unwrap_err().message, "Invalid pageSize");
+            assert_eq!(
+                s.list_named("lnu_001", Some(bad), None, T0)
+                    .unwrap_err()
+                    .message,
+                "Invalid pageSize"
+            );
         }
-        assert_eq!(s.list_named("lnu_001", None, Some("zz"), T0).unwrap_err().message, "Invalid nextToken");
+        assert_eq!(
+            s.list_named("lnu_001", None, Some("zz"), T0)
+                .unwrap_err()
+                .message,
+            "Invalid nextToken"
+        );
     }
 }

@@ -20,16 +20,33 @@ fn update_and_get_with_aws_headers_and_exact_bodies() {
     let (clock, c) = manual();
     let ep = start_with(c, |_| {});
     let mut conn = ep.connect("lnu_001");
-    let r = conn.post("/things/lnu_001/shadow", r#"{"state":{"desired":{"prop1":"12"}},"clientToken":"ct"}"#);
+    let r = conn.post(
+        "/things/lnu_001/shadow",
+        r#"{"state":{"desired":{"prop1":"12"}},"clientToken":"ct"}"#,
+    );
     assert_eq!(r.status, 200);
     assert_eq!(
         r.body,
-        format!(r#"{{"state":{{"desired":{{"prop1":"12"}}}},"metadata":{{"desired":{{"prop1":{{"timestamp":{T0}}}}}}},"version":1,"timestamp":{T0},"clientToken":"ct"}}"#)
+        format!(
+            r#"{{"state":{{"desired":{{"prop1":"12"}}}},"metadata":{{"desired":{{"prop1":{{"timestamp":{T0}}}}}}},"version":1,"timestamp":{T0},"clientToken":"ct"}}"#
+        )
     );
     let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["content-type", "content-length", "date", "x-amzn-RequestId", "connection"]);
+    assert_eq!(
+        names,
+        [
+            "content-type",
+            "content-length",
+            "date",
+            "x-amzn-RequestId",
+            "connection"
+        ]
+    );
     assert_eq!(r.header("content-type"), Some("application/json"));
-    assert_eq!(r.header("content-length"), Some(r.body.len().to_string().as_str()));
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str())
+    );
     assert_eq!(r.header("date"), Some("Tue, 14 Nov 2023 22:13:20 GMT"));
     assert_eq!(r.header("connection"), Some("keep-alive"));
     let id = r.request_id();
@@ -43,11 +60,25 @@ fn update_and_get_with_aws_headers_and_exact_bodies() {
     );
     assert_eq!((r.status, r.body.as_str()), (200, expected.as_str()));
     // What the client read is what the endpoint stores.
-    assert_eq!(ep.handle.shadow_document(&ShadowKey::classic("lnu_001")), Some(expected));
-    assert_eq!(ep.handle.shadow(&ShadowKey::classic("lnu_001")).map(|r| r.version), Some(1));
+    assert_eq!(
+        ep.handle.shadow_document(&ShadowKey::classic("lnu_001")),
+        Some(expected)
+    );
+    assert_eq!(
+        ep.handle
+            .shadow(&ShadowKey::classic("lnu_001"))
+            .map(|r| r.version),
+        Some(1)
+    );
 
     let r = conn.delete("/things/lnu_001/shadow");
-    assert_eq!((r.status, r.body.as_str()), (200, format!(r#"{{"version":2,"timestamp":{}}}"#, T0 + 30).as_str()));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            200,
+            format!(r#"{{"version":2,"timestamp":{}}}"#, T0 + 30).as_str()
+        )
+    );
 }
 
 #[test]
@@ -56,11 +87,17 @@ fn error_responses_carry_error_type_and_close_by_default() {
     let mut conn = ep.connect("lnu_001");
     let r = conn.get("/things/lnu_001/shadow?name=lamp");
     assert_eq!(r.status, 404);
-    assert_eq!(r.header("x-amzn-ErrorType"), Some("ResourceNotFoundException:"));
+    assert_eq!(
+        r.header("x-amzn-ErrorType"),
+        Some("ResourceNotFoundException:")
+    );
     assert_eq!(r.header("connection"), Some("close"));
     assert_eq!(
         r.body,
-        format!(r#"{{"code":404,"message":"No shadow exists with name: 'lamp'","traceId":"{}"}}"#, r.request_id())
+        format!(
+            r#"{{"code":404,"message":"No shadow exists with name: 'lamp'","traceId":"{}"}}"#,
+            r.request_id()
+        )
     );
     assert!(conn.is_closed());
 }
@@ -70,20 +107,66 @@ fn keep_alive_after_errors_when_configured() {
     let ep = start_with(None, |c| c.close_after_error = false);
     let mut conn = ep.connect("lnu_001");
     let cases = [
-        ("POST", "/things/lnu_001/shadow", Some("{"), 400, "InvalidRequestException:", "Invalid JSON"),
-        ("POST", "/things/lnu_001/shadow", Some(r#"{"state":{},"version":7}"#), 400, "InvalidRequestException:", "Invalid version"),
-        ("PUT", "/things/lnu_001/shadow", None, 405, "MethodNotAllowedException:", "The specified combination of HTTP verb and URI is not supported"),
-        ("GET", "/things/no%20spaces/shadow", None, 400, "InvalidRequestException:", "ThingName must match pattern [a-zA-Z0-9:_-]+"),
-        ("GET", "/things/lnu_001/shadow?name=a%2Fb", None, 400, "InvalidRequestException:", "ShadowName must match pattern [$a-zA-Z0-9:_-]+"),
+        (
+            "POST",
+            "/things/lnu_001/shadow",
+            Some("{"),
+            400,
+            "InvalidRequestException:",
+            "Invalid JSON",
+        ),
+        (
+            "POST",
+            "/things/lnu_001/shadow",
+            Some(r#"{"state":{},"version":7}"#),
+            400,
+            "InvalidRequestException:",
+            "Invalid version",
+        ),
+        (
+            "PUT",
+            "/things/lnu_001/shadow",
+            None,
+            405,
+            "MethodNotAllowedException:",
+            "The specified combination of HTTP verb and URI is not supported",
+        ),
+        (
+            "GET",
+            "/things/no%20spaces/shadow",
+            None,
+            400,
+            "InvalidRequestException:",
+            "ThingName must match pattern [a-zA-Z0-9:_-]+",
+        ),
+        (
+            "GET",
+            "/things/lnu_001/shadow?name=a%2Fb",
+            None,
+            400,
+            "InvalidRequestException:",
+            "ShadowName must match pattern [$a-zA-Z0-9:_-]+",
+        ),
     ];
     for (method, target, body, status, kind, message) in cases {
-        let r = conn.request(method, target, body).expect("answered on the same connection");
+        let r = conn
+            .request(method, target, body)
+            .expect("answered on the same connection");
         assert_eq!(r.status, status, "{method} {target}");
         assert_eq!(r.header("x-amzn-ErrorType"), Some(kind));
         assert_eq!(r.header("connection"), Some("keep-alive"));
-        assert_eq!(r.body, format!(r#"{{"code":{status},"message":"{message}","traceId":"{}"}}"#, r.request_id()));
+        assert_eq!(
+            r.body,
+            format!(
+                r#"{{"code":{status},"message":"{message}","traceId":"{}"}}"#,
+                r.request_id()
+            )
+        );
     }
-    let r = conn.post("/things/lnu_001/shadow", r#"{"state":{"reported":{"ok":true}}}"#);
+    let r = conn.post(
+        "/things/lnu_001/shadow",
+        r#"{"state":{"reported":{"ok":true}}}"#,
+    );
     assert_eq!(r.status, 200);
 }
 
@@ -92,7 +175,10 @@ fn many_requests_on_one_keep_alive_connection_and_pipelining() {
     let ep = start();
     let mut conn = ep.connect("lnu_001");
     for i in 1..=20 {
-        let r = conn.post("/things/lnu_001/shadow", &format!(r#"{{"state":{{"reported":{{"i":{i}}}}}}}"#));
+        let r = conn.post(
+            "/things/lnu_001/shadow",
+            &format!(r#"{{"state":{{"reported":{{"i":{i}}}}}}}"#),
+        );
         assert!(r.body.contains(&format!(r#""version":{i},"#)), "{}", r.body);
     }
     // Three pipelined requests in one write come back in order.
@@ -111,7 +197,9 @@ fn more_than_ten_in_flight_requests_get_429() {
     let mut conn = ep.connect("lnu_001");
     let req = "GET /things/lnu_001/shadow?name=x HTTP/1.1\r\nHost: h\r\n\r\n";
     conn.send_raw(req.repeat(11).as_bytes()).unwrap();
-    let statuses: Vec<u16> = (0..11).map(|_| conn.read_response().unwrap().status).collect();
+    let statuses: Vec<u16> = (0..11)
+        .map(|_| conn.read_response().unwrap().status)
+        .collect();
     // The eleven requests travel in one TLS record, so the endpoint sees them all at once.
     let mut expected = vec![404; 10];
     expected.push(429);
@@ -122,7 +210,14 @@ fn more_than_ten_in_flight_requests_get_429() {
 fn tls12_and_tls13_both_work() {
     let ep = start();
     for tls in [Tls::V12, Tls::V13] {
-        let mut conn = Conn::open(ep.handle.rest_addr(), ep.handle.host(), &ep.creds("lnu_001"), tls, None).unwrap();
+        let mut conn = Conn::open(
+            ep.handle.rest_addr(),
+            ep.handle.host(),
+            &ep.creds("lnu_001"),
+            tls,
+            None,
+        )
+        .unwrap();
         let version = conn.tls.conn.protocol_version();
         assert_eq!(
             version,
@@ -147,7 +242,13 @@ fn try_get(addr: std::net::SocketAddr, host: &str, creds: &Creds, tls: Tls) -> R
 fn inactive_certificate_fails_the_handshake_with_an_alert() {
     let ep = start();
     for tls in [Tls::V12, Tls::V13] {
-        let e = try_get(ep.handle.rest_addr(), ep.handle.host(), &ep.creds("dormant"), tls).unwrap_err();
+        let e = try_get(
+            ep.handle.rest_addr(),
+            ep.handle.host(),
+            &ep.creds("dormant"),
+            tls,
+        )
+        .unwrap_err();
         assert!(e.contains("CertificateUnknown"), "{tls:?}: {e}");
     }
 }
@@ -160,7 +261,11 @@ fn unknown_certificate_fails_the_handshake() {
     let other = crate::endpoint_util::fresh_state();
     let mut account = Account::open(other.path()).unwrap();
     let files = account
-        .create_thing("stranger", CertStatus::Active, esp_aws::sim::endpoint::Policy::Allow)
+        .create_thing(
+            "stranger",
+            CertStatus::Active,
+            esp_aws::sim::endpoint::Policy::Allow,
+        )
         .unwrap();
     let creds = Creds {
         cert: Some((files.cert, files.key)),
@@ -185,10 +290,14 @@ fn deactivating_a_certificate_applies_to_a_running_endpoint() {
     assert_eq!(try_get(addr, &host, &creds, Tls::Any), Ok(404));
     let id = ep.handle.thing_files("lnu_001").unwrap().cert_id;
     let mut account = Account::open(ep.state.path()).unwrap();
-    account.set_certificate_status(&id[..12], CertStatus::Inactive).unwrap();
+    account
+        .set_certificate_status(&id[..12], CertStatus::Inactive)
+        .unwrap();
     let e = try_get(addr, &host, &creds, Tls::Any).unwrap_err();
     assert!(e.contains("CertificateUnknown"), "{e}");
-    account.set_certificate_status(&id, CertStatus::Active).unwrap();
+    account
+        .set_certificate_status(&id, CertStatus::Active)
+        .unwrap();
     assert_eq!(try_get(addr, &host, &creds, Tls::Any), Ok(404));
 }
 
@@ -199,7 +308,13 @@ fn policy_deny_gets_403_forbidden() {
     let r = conn.post("/things/denied/shadow", r#"{"state":{}}"#);
     assert_eq!(r.status, 403);
     assert_eq!(r.header("x-amzn-ErrorType"), Some("ForbiddenException:"));
-    assert_eq!(r.body, format!(r#"{{"code":403,"message":"Forbidden","traceId":"{}"}}"#, r.request_id()));
+    assert_eq!(
+        r.body,
+        format!(
+            r#"{{"code":403,"message":"Forbidden","traceId":"{}"}}"#,
+            r.request_id()
+        )
+    );
     assert_eq!(ep.handle.shadow(&ShadowKey::classic("denied")), None);
 }
 
@@ -207,7 +322,14 @@ fn policy_deny_gets_403_forbidden() {
 fn port_443_needs_alpn_x_amzn_http_ca() {
     let ep = start();
     let creds = ep.creds("lnu_001");
-    let mut plain = Conn::open(ep.handle.alpn_addr(), ep.handle.host(), &creds, Tls::Any, None).unwrap();
+    let mut plain = Conn::open(
+        ep.handle.alpn_addr(),
+        ep.handle.host(),
+        &creds,
+        Tls::Any,
+        None,
+    )
+    .unwrap();
     let r = plain.get("/things/lnu_001/shadow");
     let id = r.request_id();
     assert_eq!(r.status, 403);
@@ -218,16 +340,41 @@ fn port_443_needs_alpn_x_amzn_http_ca() {
             ("content-length".to_string(), "91".to_string()),
             ("x-amzn-RequestId".to_string(), id.clone()),
             ("connection".to_string(), "Keep-Alive".to_string()),
-            ("x-amzn-ErrorType".to_string(), "ForbiddenException:".to_string()),
+            (
+                "x-amzn-ErrorType".to_string(),
+                "ForbiddenException:".to_string()
+            ),
         ]
     );
-    assert_eq!(r.body, format!(r#"{{"message":"Missing Authentication Token","traceId":"{id}"}}"#));
+    assert_eq!(
+        r.body,
+        format!(r#"{{"message":"Missing Authentication Token","traceId":"{id}"}}"#)
+    );
 
-    let mut alpn = Conn::open(ep.handle.alpn_addr(), ep.handle.host(), &creds, Tls::Any, Some(b"x-amzn-http-ca")).unwrap();
+    let mut alpn = Conn::open(
+        ep.handle.alpn_addr(),
+        ep.handle.host(),
+        &creds,
+        Tls::Any,
+        Some(b"x-amzn-http-ca"),
+    )
+    .unwrap();
     assert_eq!(alpn.tls.conn.alpn_protocol(), Some(&b"x-amzn-http-ca"[..]));
-    assert_eq!(alpn.post("/things/lnu_001/shadow", r#"{"state":{"reported":{"p":443}}}"#).status, 200);
+    assert_eq!(
+        alpn.post(
+            "/things/lnu_001/shadow",
+            r#"{"state":{"reported":{"p":443}}}"#
+        )
+        .status,
+        200
+    );
     let log = ep.handle.requests();
-    assert_eq!(log.iter().map(|r| (r.listener, r.status)).collect::<Vec<_>>(), [(Listener::Alpn, 403), (Listener::Alpn, 200)]);
+    assert_eq!(
+        log.iter()
+            .map(|r| (r.listener, r.status))
+            .collect::<Vec<_>>(),
+        [(Listener::Alpn, 403), (Listener::Alpn, 200)]
+    );
     assert_eq!(log[1].alpn.as_deref(), Some("x-amzn-http-ca"));
     assert_eq!(log[1].thing.as_deref(), Some("lnu_001"));
     assert_eq!(log[1].sni.as_deref(), Some(ep.handle.host()));
@@ -241,32 +388,59 @@ fn resolve_maps_aws_ports_to_listeners() {
     assert_eq!(h.resolve(h.host(), 443), Some(h.alpn_addr()));
     assert_eq!(h.resolve(h.host(), 8883), None);
     assert_eq!(h.resolve("example.com", 8443), None);
-    assert!(h.host().ends_with("-ats.iot.us-east-1.amazonaws.com"), "{}", h.host());
+    assert!(
+        h.host().ends_with("-ats.iot.us-east-1.amazonaws.com"),
+        "{}",
+        h.host()
+    );
 }
 
 #[test]
 fn malformed_http_gets_400_and_a_clean_close() {
     let ep = start();
     let mut conn = ep.connect("lnu_001");
-    conn.send_raw(b"GET /things/lnu_001/shadow HTTP/1.1\r\nBad Header\r\n\r\n").unwrap();
+    conn.send_raw(b"GET /things/lnu_001/shadow HTTP/1.1\r\nBad Header\r\n\r\n")
+        .unwrap();
     let r = conn.read_response().unwrap();
     assert_eq!((r.status, r.header("connection")), (400, Some("close")));
-    assert_eq!(r.body, format!(r#"{{"code":400,"message":"Bad Request","traceId":"{}"}}"#, r.request_id()));
+    assert_eq!(
+        r.body,
+        format!(
+            r#"{{"code":400,"message":"Bad Request","traceId":"{}"}}"#,
+            r.request_id()
+        )
+    );
     assert!(conn.is_closed());
     // The endpoint is unharmed.
-    assert_eq!(ep.connect("lnu_001").get("/things/lnu_001/shadow").status, 404);
+    assert_eq!(
+        ep.connect("lnu_001").get("/things/lnu_001/shadow").status,
+        404
+    );
 }
 
 #[test]
 fn a_stalled_client_never_blocks_another() {
     let ep = start();
     let mut stalled = ep.connect("lnu_001");
-    stalled.send_raw(b"POST /things/lnu_001/shadow HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"sta").unwrap();
+    stalled
+        .send_raw(b"POST /things/lnu_001/shadow HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"sta")
+        .unwrap();
     let mut other = ep.connect("lnu_001");
-    assert_eq!(other.post("/things/lnu_001/shadow", r#"{"state":{"reported":{"x":1}}}"#).status, 200);
+    assert_eq!(
+        other
+            .post(
+                "/things/lnu_001/shadow",
+                r#"{"state":{"reported":{"x":1}}}"#
+            )
+            .status,
+        200
+    );
     // A client that connects and never finishes its handshake does not block either.
     let _silent = std::net::TcpStream::connect(ep.handle.rest_addr()).unwrap();
-    assert_eq!(ep.connect("lnu_001").get("/things/lnu_001/shadow").status, 200);
+    assert_eq!(
+        ep.connect("lnu_001").get("/things/lnu_001/shadow").status,
+        200
+    );
 }
 
 #[test]
@@ -280,7 +454,10 @@ fn concurrent_updates_to_one_shadow_are_serialized_and_none_lost() {
             s.spawn(move || {
                 let mut conn = ep.connect("lnu_001");
                 for i in 0..per {
-                    let r = conn.post("/things/lnu_001/shadow", &format!(r#"{{"state":{{"reported":{{"t{t}_{i}":{i}}}}}}}"#));
+                    let r = conn.post(
+                        "/things/lnu_001/shadow",
+                        &format!(r#"{{"state":{{"reported":{{"t{t}_{i}":{i}}}}}}}"#),
+                    );
                     assert_eq!(r.status, 200, "{}", r.body);
                 }
             });
@@ -297,23 +474,48 @@ fn named_shadows_list_and_publish_over_tls() {
     let ep = start();
     let mut conn = ep.connect("lnu_001");
     for n in ["b", "a", "$c"] {
-        assert_eq!(conn.post(&format!("/things/lnu_001/shadow?name={n}"), r#"{"state":{"desired":{"x":1}}}"#).status, 200);
+        assert_eq!(
+            conn.post(
+                &format!("/things/lnu_001/shadow?name={n}"),
+                r#"{"state":{"desired":{"x":1}}}"#
+            )
+            .status,
+            200
+        );
     }
     let r = conn.get("/api/things/shadow/ListNamedShadowsForThing/lnu_001?pageSize=2");
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(v["results"].to_string(), r#"["$c","a"]"#);
     let token = v["nextToken"].as_str().unwrap().to_string();
-    let r = conn.get(&format!("/api/things/shadow/ListNamedShadowsForThing/lnu_001?pageSize=2&nextToken={token}"));
+    let r = conn.get(&format!(
+        "/api/things/shadow/ListNamedShadowsForThing/lnu_001?pageSize=2&nextToken={token}"
+    ));
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(v["results"].to_string(), r#"["b"]"#);
     assert!(v.get("nextToken").is_none());
 
-    let r = conn.request("POST", "/topics/sensors%2Flnu_001%2Ftemp?qos=1", Some("21.5")).unwrap();
+    let r = conn
+        .request(
+            "POST",
+            "/topics/sensors%2Flnu_001%2Ftemp?qos=1",
+            Some("21.5"),
+        )
+        .unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(r.body, format!(r#"{{"message":"OK","traceId":"{}"}}"#, r.request_id()));
+    assert_eq!(
+        r.body,
+        format!(r#"{{"message":"OK","traceId":"{}"}}"#, r.request_id())
+    );
     let pubs = ep.handle.publications();
     assert_eq!(pubs.len(), 1);
-    assert_eq!((pubs[0].topic.as_str(), pubs[0].qos, pubs[0].payload.as_slice()), ("sensors/lnu_001/temp", 1, &b"21.5"[..]));
+    assert_eq!(
+        (
+            pubs[0].topic.as_str(),
+            pubs[0].qos,
+            pubs[0].payload.as_slice()
+        ),
+        ("sensors/lnu_001/temp", 1, &b"21.5"[..])
+    );
 }
 
 #[test]
@@ -322,10 +524,16 @@ fn request_log_file_has_one_json_line_per_request() {
     let path = log.path().to_path_buf();
     let ep = start_with(None, |c| c.log_file = Some(path.clone()));
     let mut conn = ep.connect("lnu_001");
-    conn.post("/things/lnu_001/shadow", r#"{"state":{"reported":{"a":1}}}"#);
+    conn.post(
+        "/things/lnu_001/shadow",
+        r#"{"state":{"reported":{"a":1}}}"#,
+    );
     conn.get("/things/lnu_001/shadow");
     let text = std::fs::read_to_string(&path).unwrap();
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["method"], "POST");
     assert_eq!(lines[0]["listener"], "8443");
@@ -337,23 +545,44 @@ fn request_log_file_has_one_json_line_per_request() {
 #[test]
 fn restart_keeps_shadows_and_version_counters() {
     let state = crate::endpoint_util::fresh_state();
-    let start = || esp_aws::sim::endpoint::Endpoint::start(esp_aws::sim::endpoint::EndpointConfig::new(state.path())).unwrap();
+    let start = || {
+        esp_aws::sim::endpoint::Endpoint::start(esp_aws::sim::endpoint::EndpointConfig::new(
+            state.path(),
+        ))
+        .unwrap()
+    };
     let creds = |h: &esp_aws::sim::endpoint::EndpointHandle| {
         let f = h.thing_files("lnu_001").unwrap();
-        Creds { cert: Some((f.cert, f.key)), ca: f.ca }
+        Creds {
+            cert: Some((f.cert, f.key)),
+            ca: f.ca,
+        }
     };
     {
         let h = start();
         let mut c = Conn::open(h.rest_addr(), h.host(), &creds(&h), Tls::Any, None).unwrap();
-        c.post("/things/lnu_001/shadow", r#"{"state":{"reported":{"a":1}}}"#);
-        c.post("/things/lnu_001/shadow?name=gone", r#"{"state":{"reported":{"a":1}}}"#);
+        c.post(
+            "/things/lnu_001/shadow",
+            r#"{"state":{"reported":{"a":1}}}"#,
+        );
+        c.post(
+            "/things/lnu_001/shadow?name=gone",
+            r#"{"state":{"reported":{"a":1}}}"#,
+        );
         c.delete("/things/lnu_001/shadow?name=gone");
     }
     let h = start();
     let mut c = Conn::open(h.rest_addr(), h.host(), &creds(&h), Tls::Any, None).unwrap();
-    assert!(c.get("/things/lnu_001/shadow").body.contains(r#""reported":{"a":1}"#));
+    assert!(c
+        .get("/things/lnu_001/shadow")
+        .body
+        .contains(r#""reported":{"a":1}"#));
     let r = c.post("/things/lnu_001/shadow?name=gone", r#"{"state":{}}"#);
-    assert!(r.body.contains(r#""version":3"#), "counter survives delete and restart: {}", r.body);
+    assert!(
+        r.body.contains(r#""version":3"#),
+        "counter survives delete and restart: {}",
+        r.body
+    );
 }
 
 #[test]
@@ -375,11 +604,21 @@ fn curl_talks_to_the_endpoint_with_the_account_files() {
             .args(extra)
             .output()
             .expect("curl runs (install curl)");
-        assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "curl failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let url = format!("https://{host}:{port}/things/lnu_001/shadow");
-    let out = curl(&["-H", "Content-Type: application/json", "-d", r#"{"state":{"desired":{"led":"on"}}}"#, &url]);
+    let out = curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"state":{"desired":{"led":"on"}}}"#,
+        &url,
+    ]);
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
     let out = curl(&[&url]);
     assert!(out.contains("\r\nx-amzn-RequestId: "), "{out}");

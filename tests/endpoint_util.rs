@@ -65,7 +65,10 @@ pub struct TestEndpoint {
     pub state: tempfile::TempDir,
 }
 
-pub fn start_with(clock: Option<Arc<dyn Clock>>, tweak: impl FnOnce(&mut EndpointConfig)) -> TestEndpoint {
+pub fn start_with(
+    clock: Option<Arc<dyn Clock>>,
+    tweak: impl FnOnce(&mut EndpointConfig),
+) -> TestEndpoint {
     let state = fresh_state();
     let mut config = EndpointConfig::new(state.path());
     if let Some(c) = clock {
@@ -104,8 +107,14 @@ impl TestEndpoint {
     }
 
     pub fn connect(&self, thing: &str) -> Conn {
-        Conn::open(self.handle.rest_addr(), self.handle.host(), &self.creds(thing), Tls::Any, None)
-            .expect("connects")
+        Conn::open(
+            self.handle.rest_addr(),
+            self.handle.host(),
+            &self.creds(thing),
+            Tls::Any,
+            None,
+        )
+        .expect("connects")
     }
 }
 
@@ -119,10 +128,11 @@ pub fn client_config(creds: &Creds, tls: Tls, alpn: Option<&[u8]>) -> Arc<Client
         Tls::V12 => vec![&rustls::version::TLS12],
         Tls::V13 => vec![&rustls::version::TLS13],
     };
-    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&versions)
-        .expect("versions")
-        .with_root_certificates(roots);
+    let builder =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&versions)
+            .expect("versions")
+            .with_root_certificates(roots);
     let mut config = match &creds.cert {
         Some((cert, key)) => builder
             .with_client_auth_cert(
@@ -155,7 +165,9 @@ impl Resp {
     }
 
     pub fn request_id(&self) -> String {
-        self.header("x-amzn-RequestId").expect("request id").to_string()
+        self.header("x-amzn-RequestId")
+            .expect("request id")
+            .to_string()
     }
 }
 
@@ -166,7 +178,13 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn open(addr: SocketAddr, host: &str, creds: &Creds, tls: Tls, alpn: Option<&[u8]>) -> Result<Conn, std::io::Error> {
+    pub fn open(
+        addr: SocketAddr,
+        host: &str,
+        creds: &Creds,
+        tls: Tls,
+        alpn: Option<&[u8]>,
+    ) -> Result<Conn, std::io::Error> {
         let config = client_config(creds, tls, alpn);
         let tcp = TcpStream::connect(addr)?;
         tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
@@ -201,7 +219,12 @@ impl Conn {
         self.send_raw(req.as_bytes())
     }
 
-    pub fn request(&mut self, method: &str, target: &str, body: Option<&str>) -> std::io::Result<Resp> {
+    pub fn request(
+        &mut self,
+        method: &str,
+        target: &str,
+        body: Option<&str>,
+    ) -> std::io::Result<Resp> {
         self.send(method, target, body)?;
         self.read_response()
     }
@@ -211,11 +234,13 @@ impl Conn {
     }
 
     pub fn post(&mut self, target: &str, body: &str) -> Resp {
-        self.request("POST", target, Some(body)).expect("POST answered")
+        self.request("POST", target, Some(body))
+            .expect("POST answered")
     }
 
     pub fn delete(&mut self, target: &str) -> Resp {
-        self.request("DELETE", target, None).expect("DELETE answered")
+        self.request("DELETE", target, None)
+            .expect("DELETE answered")
     }
 
     /// Reads one response, by `content-length`.
@@ -223,11 +248,18 @@ impl Conn {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut resp = httparse::Response::new(&mut headers);
-            if let httparse::Status::Complete(head) = resp.parse(&self.buf).map_err(std::io::Error::other)? {
+            if let httparse::Status::Complete(head) =
+                resp.parse(&self.buf).map_err(std::io::Error::other)?
+            {
                 let headers: Vec<(String, String)> = resp
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
                     .collect();
                 let status = resp.code.unwrap_or(0);
                 let len: usize = headers
@@ -238,13 +270,20 @@ impl Conn {
                 if self.buf.len() >= head + len {
                     let body = String::from_utf8_lossy(&self.buf[head..head + len]).into_owned();
                     self.buf.drain(..head + len);
-                    return Ok(Resp { status, headers, body });
+                    return Ok(Resp {
+                        status,
+                        headers,
+                        body,
+                    });
                 }
             }
             let mut chunk = [0u8; 8192];
             let n = self.tls.read(&mut chunk)?;
             if n == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "closed",
+                ));
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }

@@ -114,7 +114,10 @@ mod tests {
     fn shadow_names() {
         assert_eq!(validate_shadow_name("$config"), Ok(()));
         assert_eq!(validate_shadow_name(""), Err(NameError::ShadowNamePattern));
-        assert_eq!(validate_shadow_name("a/b"), Err(NameError::ShadowNamePattern));
+        assert_eq!(
+            validate_shadow_name("a/b"),
+            Err(NameError::ShadowNamePattern)
+        );
         assert_eq!(validate_shadow_name(&"s".repeat(64)), Ok(()));
         assert_eq!(
             validate_shadow_name(&"s".repeat(65)),
@@ -129,7 +132,10 @@ mod tests {
         assert_eq!(validate_topic("a/+/b"), Err(NameError::TopicWildcard));
         assert_eq!(validate_topic("a/#"), Err(NameError::TopicWildcard));
         assert_eq!(validate_topic("1/2/3/4/5/6/7/8"), Ok(()));
-        assert_eq!(validate_topic("1/2/3/4/5/6/7/8/9"), Err(NameError::TopicTooDeep));
+        assert_eq!(
+            validate_topic("1/2/3/4/5/6/7/8/9"),
+            Err(NameError::TopicTooDeep)
+        );
         assert_eq!(
             validate_topic(&"t".repeat(257)),
             Err(NameError::TopicTooLong)

@@ -131,9 +131,8 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
                 CertCommand::Activate(a) => (a, CertStatus::Active),
                 CertCommand::Deactivate(a) => (a, CertStatus::Inactive),
             };
-            let mut account = Account::open(&args.state).with_context(|| {
-                format!("cannot open the account in {}", args.state.display())
-            })?;
+            let mut account = Account::open(&args.state)
+                .with_context(|| format!("cannot open the account in {}", args.state.display()))?;
             let id = account.set_certificate_status(&args.cert_id, status)?;
             let word = match status {
                 CertStatus::Active => "ACTIVE",
@@ -154,7 +153,10 @@ fn run_endpoint(args: RunArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     let Some(state) = args.state else {
-        return Err(super::Exit::usage("--state DIR is required (the simulated account lives there)").into());
+        return Err(super::Exit::usage(
+            "--state DIR is required (the simulated account lives there)",
+        )
+        .into());
     };
     let mut config = EndpointConfig::new(&state);
     config.region = args.region;

@@ -24,8 +24,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SignatureAlgorithm,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SignatureAlgorithm,
 };
 use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
@@ -200,8 +200,14 @@ pub struct ThingFiles {
 fn valid_region(region: &str) -> bool {
     let parts: Vec<&str> = region.split('-').collect();
     parts.len() >= 3
-        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
-        && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
 }
 
 impl Account {
@@ -257,14 +263,21 @@ impl Account {
         let mut server_params = CertificateParams::default();
         server_params.distinguished_name = dn(&format!("*.iot.{region}.amazonaws.com"));
         server_params.subject_alt_names = vec![
-            SanType::DnsName(format!("*.iot.{region}.amazonaws.com").try_into().map_err(pki_err)?),
+            SanType::DnsName(
+                format!("*.iot.{region}.amazonaws.com")
+                    .try_into()
+                    .map_err(pki_err)?,
+            ),
             SanType::DnsName(endpoint.clone().try_into().map_err(pki_err)?),
             SanType::DnsName("localhost".try_into().map_err(pki_err)?),
             SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
         ];
         server_params.not_before = not_before;
         server_params.not_after = ca_not_after();
-        server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        server_params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server_cert = server_params
             .signed_by(&RsaPublic::new(&server_key)?, &root_issuer)
@@ -277,7 +290,9 @@ impl Account {
         let device_ca_key = new_rsa_key()?;
         let device_ca_params = ca_params(DEVICE_CA_CN, not_before, device_not_after());
         let device_ca_kp = signing_key(&device_ca_key)?;
-        let device_ca_cert = device_ca_params.self_signed(&device_ca_kp).map_err(pki_err)?;
+        let device_ca_cert = device_ca_params
+            .self_signed(&device_ca_kp)
+            .map_err(pki_err)?;
         write_file(&dir.join(DEVICE_CA_CERT), device_ca_cert.pem().as_bytes())?;
         write_secret(&dir.join(DEVICE_CA_KEY), &pkcs8_pem(&device_ca_key)?)?;
 
@@ -327,7 +342,11 @@ impl Account {
 
     /// The files of `thing`'s first certificate.
     pub fn thing_files(&self, thing: &str) -> Option<ThingFiles> {
-        let cert = self.registry.certificates.iter().find(|c| c.thing == thing)?;
+        let cert = self
+            .registry
+            .certificates
+            .iter()
+            .find(|c| c.thing == thing)?;
         Some(self.files_of(cert))
     }
 
@@ -343,18 +362,22 @@ impl Account {
     }
 
     /// The server's certificate chain and key, for the TLS listeners.
-    pub fn server_identity(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), AccountError> {
+    pub fn server_identity(
+        &self,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), AccountError> {
         let cert_path = self.dir.join(SERVER_CERT);
         let key_path = self.dir.join(SERVER_KEY);
-        let cert = CertificateDer::from_pem_file(&cert_path).map_err(|e| AccountError::Corrupt {
-            path: cert_path.clone(),
-            reason: e.to_string(),
-        })?;
+        let cert =
+            CertificateDer::from_pem_file(&cert_path).map_err(|e| AccountError::Corrupt {
+                path: cert_path.clone(),
+                reason: e.to_string(),
+            })?;
         let root_path = self.root_ca_path();
-        let root = CertificateDer::from_pem_file(&root_path).map_err(|e| AccountError::Corrupt {
-            path: root_path.clone(),
-            reason: e.to_string(),
-        })?;
+        let root =
+            CertificateDer::from_pem_file(&root_path).map_err(|e| AccountError::Corrupt {
+                path: root_path.clone(),
+                reason: e.to_string(),
+            })?;
         let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| AccountError::Corrupt {
             path: key_path.clone(),
             reason: e.to_string(),
@@ -373,38 +396,60 @@ impl Account {
 
     /// Creates a thing with a new RSA-2048 certificate, registered with `status` and `policy`,
     /// and saves the registry. Returns the new certificate's files.
-    pub fn create_thing(&mut self, name: &str, status: CertStatus, policy: Policy) -> Result<ThingFiles, AccountError> {
+    pub fn create_thing(
+        &mut self,
+        name: &str,
+        status: CertStatus,
+        policy: Policy,
+    ) -> Result<ThingFiles, AccountError> {
         self.reload()?;
         self.add_thing(name, status, policy)
     }
 
-    fn add_thing(&mut self, name: &str, status: CertStatus, policy: Policy) -> Result<ThingFiles, AccountError> {
-        crate::aws::names::validate_thing_name(name).map_err(|reason| AccountError::BadThingName {
-            name: name.to_string(),
-            reason,
+    fn add_thing(
+        &mut self,
+        name: &str,
+        status: CertStatus,
+        policy: Policy,
+    ) -> Result<ThingFiles, AccountError> {
+        crate::aws::names::validate_thing_name(name).map_err(|reason| {
+            AccountError::BadThingName {
+                name: name.to_string(),
+                reason,
+            }
         })?;
         if self.registry.things.iter().any(|t| t == name) {
             return Err(AccountError::ThingExists(name.to_string()));
         }
         let ca_key_path = self.dir.join(DEVICE_CA_KEY);
         let ca_pem = fs::read(&ca_key_path).map_err(io_err(&ca_key_path))?;
-        let ca_der = PrivatePkcs8KeyDer::from_pem_slice(&ca_pem).map_err(|e| AccountError::Corrupt {
-            path: ca_key_path.clone(),
-            reason: e.to_string(),
-        })?;
-        let ca_kp = KeyPair::from_pkcs8_der_and_sign_algo(&ca_der, &rcgen::PKCS_RSA_SHA256).map_err(pki_err)?;
+        let ca_der =
+            PrivatePkcs8KeyDer::from_pem_slice(&ca_pem).map_err(|e| AccountError::Corrupt {
+                path: ca_key_path.clone(),
+                reason: e.to_string(),
+            })?;
+        let ca_kp = KeyPair::from_pkcs8_der_and_sign_algo(&ca_der, &rcgen::PKCS_RSA_SHA256)
+            .map_err(pki_err)?;
         // The issuer is rebuilt from the same parameters the CA was made with: same subject,
         // same key, so the same authority key identifier.
-        let issuer = Issuer::new(ca_params(DEVICE_CA_CN, OffsetDateTime::now_utc(), device_not_after()), ca_kp);
+        let issuer = Issuer::new(
+            ca_params(DEVICE_CA_CN, OffsetDateTime::now_utc(), device_not_after()),
+            ca_kp,
+        );
 
         let key = new_rsa_key()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = dn("AWS IoT Certificate");
         params.not_before = OffsetDateTime::now_utc() - Duration::days(1);
         params.not_after = device_not_after();
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&RsaPublic::new(&key)?, &issuer).map_err(pki_err)?;
+        let cert = params
+            .signed_by(&RsaPublic::new(&key)?, &issuer)
+            .map_err(pki_err)?;
         let id = cert_id(cert.der());
 
         let rel_dir = PathBuf::from("things").join(name);
@@ -437,7 +482,11 @@ impl Account {
 
     /// Sets a certificate's status; `id` may be any unambiguous prefix of the ID. Returns the
     /// full ID. A running endpoint sees the change at its next handshake.
-    pub fn set_certificate_status(&mut self, id: &str, status: CertStatus) -> Result<String, AccountError> {
+    pub fn set_certificate_status(
+        &mut self,
+        id: &str,
+        status: CertStatus,
+    ) -> Result<String, AccountError> {
         self.reload()?;
         let matches: Vec<usize> = self
             .registry

@@ -62,7 +62,9 @@ fn invalid(message: impl Into<String>) -> ShadowError {
 /// Works out which operation `req` asks for.
 pub fn route(req: &Request) -> Result<Operation, ShadowError> {
     let not_found = || ShadowError::new(ErrorKind::ResourceNotFound, "Not Found");
-    let segments = req.path_segments().ok_or_else(|| invalid("Invalid URI encoding"))?;
+    let segments = req
+        .path_segments()
+        .ok_or_else(|| invalid("Invalid URI encoding"))?;
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["things", thing, "shadow"] => {

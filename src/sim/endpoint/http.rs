@@ -297,9 +297,14 @@ mod tests {
 
     #[test]
     fn partial_then_complete() {
-        let full = b"POST /things/t/shadow?name=a%24b HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}";
+        let full =
+            b"POST /things/t/shadow?name=a%24b HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}";
         for cut in 0..full.len() {
-            assert_eq!(parse_request(&full[..cut]), Ok(Parsed::Partial), "cut {cut}");
+            assert_eq!(
+                parse_request(&full[..cut]),
+                Ok(Parsed::Partial),
+                "cut {cut}"
+            );
         }
         let Ok(Parsed::Complete(req, n)) = parse_request(full) else {
             panic!("not complete")

@@ -120,7 +120,10 @@ impl Journal {
         }
         // Start from a compacted copy: it drops superseded lines and any torn tail, so later
         // appends never follow a partial line.
-        let compacted: Vec<Arc<str>> = order.iter().filter_map(|id| latest.get(id).cloned()).collect();
+        let compacted: Vec<Arc<str>> = order
+            .iter()
+            .filter_map(|id| latest.get(id).cloned())
+            .collect();
         rewrite(&path, &compacted).map_err(io_err)?;
         let file = OpenOptions::new()
             .append(true)
@@ -176,11 +179,7 @@ impl Journal {
             if st.durable >= ticket.0 {
                 return Ok(());
             }
-            st = self
-                .shared
-                .done
-                .wait(st)
-                .unwrap_or_else(|p| p.into_inner());
+            st = self.shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
         }
     }
 }
@@ -202,7 +201,12 @@ fn key_id(key: &ShadowKey) -> String {
     }
 }
 
-fn writer_loop(shared: Arc<Shared>, mut file: File, path: PathBuf, mut latest: HashMap<String, Arc<str>>) {
+fn writer_loop(
+    shared: Arc<Shared>,
+    mut file: File,
+    path: PathBuf,
+    mut latest: HashMap<String, Arc<str>>,
+) {
     let mut written: u64 = file.metadata().map(|m| m.len()).unwrap_or(0);
     loop {
         let (batch, batch_latest, upto) = {
@@ -238,7 +242,8 @@ fn writer_loop(shared: Arc<Shared>, mut file: File, path: PathBuf, mut latest: H
         }
         if written > COMPACT_BYTES {
             let lines: Vec<Arc<str>> = latest.values().cloned().collect();
-            match rewrite(&path, &lines).and_then(|()| OpenOptions::new().append(true).open(&path)) {
+            match rewrite(&path, &lines).and_then(|()| OpenOptions::new().append(true).open(&path))
+            {
                 Ok(f) => {
                     file = f;
                     written = file.metadata().map(|m| m.len()).unwrap_or(0);

@@ -272,7 +272,10 @@ impl Shadows {
         };
         self.journal.wait(ticket).map_err(|e| {
             log::error!("{e}");
-            shadow::ShadowError::new(shadow::ErrorKind::InternalFailure, "Internal service failure")
+            shadow::ShadowError::new(
+                shadow::ErrorKind::InternalFailure,
+                "Internal service failure",
+            )
         })?;
         Ok(body)
     }
@@ -358,7 +361,8 @@ impl Endpoint {
         let rest = bind(config.rest_addr)?;
         let alpn = bind(config.alpn_addr)?;
         let local = |l: &TcpListener, addr| {
-            l.local_addr().map_err(|source| Error::Bind { addr, source })
+            l.local_addr()
+                .map_err(|source| Error::Bind { addr, source })
         };
         let rest_addr = local(&rest, config.rest_addr)?;
         let alpn_addr = local(&alpn, config.alpn_addr)?;
@@ -459,8 +463,8 @@ impl EndpointHandle {
     /// Anything else is not served here.
     pub fn resolve(&self, host: &str, port: u16) -> Option<SocketAddr> {
         let suffix = format!(".iot.{}.amazonaws.com", self.account.registry().region);
-        let ours = host.eq_ignore_ascii_case(self.host())
-            || host.to_ascii_lowercase().ends_with(&suffix);
+        let ours =
+            host.eq_ignore_ascii_case(self.host()) || host.to_ascii_lowercase().ends_with(&suffix);
         match (ours, port) {
             (true, REST_PORT) => Some(self.rest_addr),
             (true, ALPN_PORT) => Some(self.alpn_addr),

@@ -74,7 +74,12 @@ struct Peer {
     rest_enabled: bool,
 }
 
-fn serve(tcp: TcpStream, config: Arc<ServerConfig>, which: Listener, shared: &Shared) -> io::Result<()> {
+fn serve(
+    tcp: TcpStream,
+    config: Arc<ServerConfig>,
+    which: Listener,
+    shared: &Shared,
+) -> io::Result<()> {
     tcp.set_nodelay(true)?;
     tcp.set_read_timeout(Some(IDLE_TIMEOUT))?;
     let conn = ServerConnection::new(config).map_err(io::Error::other)?;
@@ -95,7 +100,8 @@ fn serve(tcp: TcpStream, config: Arc<ServerConfig>, which: Listener, shared: &Sh
     let rest_enabled = match which {
         Listener::Rest => true,
         Listener::Alpn => {
-            alpn.as_deref().map(str::as_bytes) == Some(super::tls::ALPN_HTTP_CA) && cert_id.is_some()
+            alpn.as_deref().map(str::as_bytes) == Some(super::tls::ALPN_HTTP_CA)
+                && cert_id.is_some()
         }
     };
     let peer = Peer {
@@ -192,7 +198,12 @@ fn new_request_id() -> String {
     )
 }
 
-fn error_response(shared: &Shared, e: &ShadowError, request_id: &str, force_close: bool) -> Response {
+fn error_response(
+    shared: &Shared,
+    e: &ShadowError,
+    request_id: &str,
+    force_close: bool,
+) -> Response {
     Response::json(
         e.kind.status(),
         e.body(request_id),
@@ -262,16 +273,18 @@ fn dispatch(
             thing,
             page_size,
             next_token,
-        } => shared.shadows.read(|s| {
-            s.list_named(&thing, page_size.as_deref(), next_token.as_deref(), now)
-        }),
+        } => shared
+            .shadows
+            .read(|s| s.list_named(&thing, page_size.as_deref(), next_token.as_deref(), now)),
         Operation::Publish { topic, qos } => {
             shared.log.publish(Publication {
                 topic,
                 qos,
                 payload: req.body.clone(),
             });
-            Ok(format!("{{\"message\":\"OK\",\"traceId\":\"{request_id}\"}}"))
+            Ok(format!(
+                "{{\"message\":\"OK\",\"traceId\":\"{request_id}\"}}"
+            ))
         }
     }
 }

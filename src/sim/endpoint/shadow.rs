@@ -315,7 +315,9 @@ impl ShadowStore {
         let exists = current.document.is_some();
         if let Some(v) = request.version {
             if exists && v != current.version {
-                return Err(ShadowError::new(ErrorKind::Conflict, "Version conflict").with_token(&token));
+                return Err(
+                    ShadowError::new(ErrorKind::Conflict, "Version conflict").with_token(&token)
+                );
             }
             // A shadow that does not exist has no version to compare against; like
             // Greengrass, accept only the version the update is about to create.
@@ -417,7 +419,9 @@ impl ShadowStore {
         };
         let after = match next_token {
             None => None,
-            Some(t) => Some(decode_token(t).ok_or_else(|| ShadowError::invalid("Invalid nextToken"))?),
+            Some(t) => {
+                Some(decode_token(t).ok_or_else(|| ShadowError::invalid("Invalid nextToken"))?)
+            }
         };
         let names: Vec<&str> = self
             .records
@@ -545,9 +549,7 @@ fn parse_update(body: &[u8]) -> Result<UpdateRequest, ShadowError> {
 
 fn has_null_in_array(v: &Value) -> bool {
     match v {
-        Value::Array(items) => items
-            .iter()
-            .any(|i| i.is_null() || has_null_in_array(i)),
+        Value::Array(items) => items.iter().any(|i| i.is_null() || has_null_in_array(i)),
         Value::Object(m) => m.values().any(has_null_in_array),
         _ => false,
     }
@@ -566,7 +568,12 @@ fn too_deep(v: &Value, level: usize) -> bool {
 
 /// Merges `patch` into `state` (objects recursively, everything else replaced whole, `null`
 /// deletes) and keeps `meta` the per-leaf timestamp mirror of `state`.
-fn merge(state: &mut Map<String, Value>, meta: &mut Map<String, Value>, patch: &Map<String, Value>, now: u64) {
+fn merge(
+    state: &mut Map<String, Value>,
+    meta: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+    now: u64,
+) {
     for (k, v) in patch {
         match v {
             Value::Null => {
@@ -588,7 +595,10 @@ fn merge(state: &mut Map<String, Value>, meta: &mut Map<String, Value>, patch: &
                     merge(existing, m, p, now);
                 } else {
                     let stripped = strip_nulls(p);
-                    meta.insert(k.clone(), stored_metadata(&Value::Object(stripped.clone()), now));
+                    meta.insert(
+                        k.clone(),
+                        stored_metadata(&Value::Object(stripped.clone()), now),
+                    );
                     state.insert(k.clone(), Value::Object(stripped));
                 }
             }
@@ -644,7 +654,10 @@ fn request_metadata(patch: &Map<String, Value>, now: u64) -> Map<String, Value> 
 /// The delta of `desired` against `reported` (§3.3): keys missing from or different in
 /// `reported`, objects recursed with the path kept, arrays and scalars whole, reported-only
 /// keys never, empty desired objects never (Greengrass's choice).
-pub fn delta(desired: &Map<String, Value>, reported: Option<&Map<String, Value>>) -> Map<String, Value> {
+pub fn delta(
+    desired: &Map<String, Value>,
+    reported: Option<&Map<String, Value>>,
+) -> Map<String, Value> {
     let mut out = Map::new();
     for (k, d) in desired {
         let r = reported.and_then(|r| r.get(k));

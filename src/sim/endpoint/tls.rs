@@ -199,12 +199,11 @@ pub fn server_config(
     verifier: Arc<dyn ClientCertVerifier>,
     alpn: Vec<Vec<u8>>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let mut config = ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-    .with_client_cert_verifier(verifier)
-    .with_single_cert(chain, key)?;
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)?;
     config.send_tls13_tickets = 0;
     config.alpn_protocols = alpn;
     Ok(Arc::new(config))
