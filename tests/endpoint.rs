@@ -679,3 +679,157 @@ mod semantics {
         );
     }
 }
+
+mod journal {
+    use esp_aws::sim::endpoint::journal::{Journal, JOURNAL_FILE};
+    use esp_aws::sim::endpoint::shadow::{ShadowKey, ShadowStore};
+
+    fn write(journal: &Journal, store: &mut ShadowStore, key: &ShadowKey, body: &str) {
+        let outcome = store.update(key, body.as_bytes(), 1).unwrap();
+        journal.wait(journal.append(key, &outcome.record)).unwrap();
+    }
+
+    #[test]
+    fn replay_returns_the_last_record_per_shadow_and_skips_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ShadowKey::classic("a");
+        let b = ShadowKey::named("a", "b");
+        let mut store = ShadowStore::new();
+        {
+            let (journal, records) = Journal::open(dir.path()).unwrap();
+            assert!(records.is_empty());
+            write(
+                &journal,
+                &mut store,
+                &a,
+                r#"{"state":{"reported":{"x":1}}}"#,
+            );
+            write(
+                &journal,
+                &mut store,
+                &b,
+                r#"{"state":{"reported":{"y":1}}}"#,
+            );
+            write(
+                &journal,
+                &mut store,
+                &a,
+                r#"{"state":{"reported":{"x":2}}}"#,
+            );
+        }
+        // A crash in the middle of an append leaves half a line.
+        let path = dir.path().join(JOURNAL_FILE);
+        let mut text = std::fs::read(&path).unwrap();
+        text.extend_from_slice(br#"{"key":{"thing":"a","shadow":null},"record":{"vers"#);
+        std::fs::write(&path, text).unwrap();
+
+        let (journal, records) = Journal::open(dir.path()).unwrap();
+        let mut replayed = ShadowStore::new();
+        for (k, r) in records {
+            replayed.restore(k, r);
+        }
+        assert_eq!(replayed.get(&a, 9), store.get(&a, 9));
+        assert_eq!(replayed.get(&b, 9), store.get(&b, 9));
+        assert_eq!(replayed.record(&a).unwrap().version, 2);
+        // Appends after a torn tail start on a fresh line.
+        write(
+            &journal,
+            &mut replayed,
+            &a,
+            r#"{"state":{"reported":{"x":3}}}"#,
+        );
+        drop(journal);
+        let (_j, records) = Journal::open(dir.path()).unwrap();
+        let rec = records.into_iter().find(|(k, _)| *k == a).unwrap().1;
+        assert_eq!(rec.version, 3);
+    }
+
+    #[test]
+    fn compaction_keeps_one_line_per_shadow() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<ShadowKey> = (0..4)
+            .map(|i| ShadowKey::classic(format!("t{i}")))
+            .collect();
+        let mut store = ShadowStore::new();
+        {
+            let (journal, _) = Journal::open_with_compaction(dir.path(), 2048).unwrap();
+            for round in 0..100 {
+                for k in &keys {
+                    write(
+                        &journal,
+                        &mut store,
+                        k,
+                        &format!(r#"{{"state":{{"reported":{{"round":{round}}}}}}}"#),
+                    );
+                }
+            }
+        }
+        let size = std::fs::metadata(dir.path().join(JOURNAL_FILE))
+            .unwrap()
+            .len();
+        assert!(size < 4096, "journal was not compacted: {size} bytes");
+        let (_j, records) = Journal::open(dir.path()).unwrap();
+        assert_eq!(records.len(), 4);
+        for (k, r) in records {
+            assert_eq!(r.version, 100, "{k:?}");
+            let mut replayed = ShadowStore::new();
+            replayed.restore(k.clone(), r);
+            assert_eq!(replayed.get(&k, 1), store.get(&k, 1));
+        }
+    }
+}
+
+mod props {
+    use esp_aws::sim::endpoint::http::{parse_request, Parsed};
+    use esp_aws::sim::endpoint::shadow::{ShadowKey, ShadowStore, MAX_STATE_BYTES};
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i32>().prop_map(serde_json::Value::from),
+            "[a-c]{0,3}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(8, 64, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(serde_json::Value::from),
+                prop::collection::btree_map("[a-d]", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn http_parser_never_panics_and_never_overreads(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(Parsed::Complete(_, used)) = parse_request(&bytes) {
+                prop_assert!(used <= bytes.len());
+            }
+        }
+
+        #[test]
+        fn updates_never_panic_and_keep_the_invariants(docs in prop::collection::vec(json_value(), 1..6)) {
+            let mut store = ShadowStore::new();
+            let key = ShadowKey::classic("p");
+            let mut version = 0;
+            for doc in docs {
+                let body = serde_json::json!({"state": {"desired": doc.clone(), "reported": doc}}).to_string();
+                if store.update(&key, body.as_bytes(), 5).is_ok() {
+                    version += 1;
+                }
+                let record = store.record(&key).cloned().unwrap_or_default();
+                prop_assert_eq!(record.version, version);
+                if let Some(d) = &record.document {
+                    prop_assert!(d.state_size() <= MAX_STATE_BYTES);
+                    // Desired equals reported here, so there is never a delta.
+                    prop_assert_eq!(d.delta(), None);
+                    let got: serde_json::Value = serde_json::from_str(&store.get(&key, 5).unwrap()).unwrap();
+                    prop_assert!(got["state"].get("delta").is_none());
+                }
+            }
+        }
+    }
+}

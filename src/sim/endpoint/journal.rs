@@ -22,8 +22,8 @@ use super::shadow::{ShadowKey, ShadowRecord};
 
 /// Journal file name inside the shadow directory.
 pub const JOURNAL_FILE: &str = "shadows.jsonl";
-/// Size past which the journal is compacted.
-const COMPACT_BYTES: u64 = 8 * 1024 * 1024;
+/// Size past which the journal is compacted, unless told otherwise.
+pub const DEFAULT_COMPACT_BYTES: u64 = 8 * 1024 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Line {
@@ -93,6 +93,14 @@ impl Journal {
     /// Opens (creating if needed) the journal in `dir`, replays it, and starts the writer.
     /// Returns the journal and the records it held.
     pub fn open(dir: &Path) -> Result<(Journal, Vec<(ShadowKey, ShadowRecord)>), JournalError> {
+        Journal::open_with_compaction(dir, DEFAULT_COMPACT_BYTES)
+    }
+
+    /// [`Journal::open`] with the size past which the journal is compacted.
+    pub fn open_with_compaction(
+        dir: &Path,
+        compact_bytes: u64,
+    ) -> Result<(Journal, Vec<(ShadowKey, ShadowRecord)>), JournalError> {
         let path = dir.join(JOURNAL_FILE);
         let io_err = |source| JournalError::Io {
             path: path.clone(),
@@ -137,7 +145,7 @@ impl Journal {
         let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("shadow-journal".into())
-            .spawn(move || writer_loop(writer_shared, file, path, latest))
+            .spawn(move || writer_loop(writer_shared, file, path, latest, compact_bytes))
             .map_err(|source| JournalError::Io {
                 path: dir.join(JOURNAL_FILE),
                 source,
@@ -158,6 +166,7 @@ impl Journal {
             key: key.clone(),
             record: record.clone(),
         })
+        // Serializing plain records (string keys, JSON values) cannot fail.
         .unwrap_or_default();
         let mut st = lock(&self.shared.state);
         st.pending.extend_from_slice(line.as_bytes());
@@ -206,6 +215,7 @@ fn writer_loop(
     mut file: File,
     path: PathBuf,
     mut latest: HashMap<String, Arc<str>>,
+    compact_bytes: u64,
 ) {
     let mut written: u64 = file.metadata().map(|m| m.len()).unwrap_or(0);
     loop {
@@ -240,7 +250,7 @@ fn writer_loop(
         for (id, line) in batch_latest {
             latest.insert(id, line);
         }
-        if written > COMPACT_BYTES {
+        if written > compact_bytes {
             let lines: Vec<Arc<str>> = latest.values().cloned().collect();
             match rewrite(&path, &lines).and_then(|()| OpenOptions::new().append(true).open(&path))
             {
