@@ -629,3 +629,102 @@ fn curl_talks_to_the_endpoint_with_the_account_files() {
     let key = std::fs::read_to_string(&files.key).unwrap();
     assert!(key.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
 }
+
+#[test]
+fn injected_faults_apply_to_the_next_requests_in_order() {
+    use esp_aws::sim::endpoint::Fault;
+    let ep = start_with(None, |c| c.close_after_error = false);
+    let mut conn = ep.connect("lnu_001");
+    ep.handle.inject_fault(Fault::InternalFailure);
+    ep.handle.inject_fault(Fault::ServiceUnavailable);
+    let r = conn.get("/things/lnu_001/shadow");
+    assert_eq!(
+        (r.status, r.header("x-amzn-ErrorType")),
+        (500, Some("InternalFailureException:"))
+    );
+    assert_eq!(
+        r.body,
+        format!(
+            r#"{{"code":500,"message":"Internal service failure","traceId":"{}"}}"#,
+            r.request_id()
+        )
+    );
+    let r = conn.get("/things/lnu_001/shadow");
+    assert_eq!(
+        (r.status, r.header("x-amzn-ErrorType")),
+        (503, Some("ServiceUnavailableException:"))
+    );
+    assert_eq!(
+        conn.get("/things/lnu_001/shadow").status,
+        404,
+        "faults are used up"
+    );
+
+    ep.handle
+        .inject_fault(Fault::Delay(std::time::Duration::from_millis(300)));
+    let started = std::time::Instant::now();
+    assert_eq!(conn.get("/things/lnu_001/shadow").status, 404);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+
+    ep.handle.inject_fault(Fault::TruncatedBody);
+    conn.send(
+        "POST",
+        "/things/lnu_001/shadow",
+        Some(r#"{"state":{"reported":{"a":1}}}"#),
+    )
+    .unwrap();
+    let e = conn.read_response().unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+    // The update itself was applied; only its response was cut.
+    assert_eq!(
+        ep.handle
+            .shadow(&ShadowKey::classic("lnu_001"))
+            .map(|r| r.version),
+        Some(1)
+    );
+
+    let mut conn = ep.connect("lnu_001");
+    ep.handle.inject_fault(Fault::Reset);
+    assert!(conn.request("GET", "/things/lnu_001/shadow", None).is_err());
+    assert_eq!(
+        ep.connect("lnu_001").get("/things/lnu_001/shadow").status,
+        200
+    );
+}
+
+#[test]
+fn sni_can_be_required_and_unknown_certs_can_be_dropped_after_the_handshake() {
+    use esp_aws::sim::endpoint::CertRefusal;
+    let ep = start_with(None, |c| {
+        c.require_sni = true;
+        c.cert_refusal = CertRefusal::CloseAfterHandshake;
+    });
+    // An IP address as server name means no SNI is sent.
+    let e = Conn::open(
+        ep.handle.rest_addr(),
+        "127.0.0.1",
+        &ep.creds("lnu_001"),
+        Tls::Any,
+        None,
+    )
+    .err()
+    .expect("refused");
+    assert!(e.to_string().contains("alert"), "{e}");
+    assert_eq!(
+        ep.connect("lnu_001").get("/things/lnu_001/shadow").status,
+        404
+    );
+    // The INACTIVE certificate completes the handshake, then the connection just ends.
+    let mut conn = Conn::open(
+        ep.handle.rest_addr(),
+        ep.handle.host(),
+        &ep.creds("dormant"),
+        Tls::V12,
+        None,
+    )
+    .expect("handshake completes");
+    let e = conn
+        .request("GET", "/things/dormant/shadow", None)
+        .unwrap_err();
+    assert!(!e.to_string().contains("alert"), "{e}");
+}

@@ -113,6 +113,39 @@ pub struct EndpointConfig {
     /// Close the connection after a 4xx/5xx response (the one AWS capture closed after a
     /// 404); with `false` the connection stays open after errors too.
     pub close_after_error: bool,
+    /// Refuse a ClientHello without SNI (the 2023 AWS guide's rule); off by default, as
+    /// today's AWS accepts one.
+    pub require_sni: bool,
+    /// How a registered-but-unusable (unknown or INACTIVE) client certificate is refused.
+    pub cert_refusal: CertRefusal,
+}
+
+/// How the endpoint refuses an unknown or INACTIVE client certificate (§6: AWS was seen doing
+/// both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertRefusal {
+    /// Fail the handshake with a `certificate_unknown` alert.
+    #[default]
+    Alert,
+    /// Complete the handshake, then close the connection without answering.
+    CloseAfterHandshake,
+}
+
+/// A fault injected into the handling of one upcoming request (in arrival order, on any
+/// connection), so clients can be tested against a misbehaving endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Wait this long, then answer normally.
+    Delay(Duration),
+    /// Answer 500 `InternalFailureException:` `Internal service failure`.
+    InternalFailure,
+    /// Answer 503 `ServiceUnavailableException:`.
+    ServiceUnavailable,
+    /// Send the head and half of the body, then close the connection.
+    TruncatedBody,
+    /// Close the connection without answering.
+    Reset,
 }
 
 impl EndpointConfig {
@@ -126,6 +159,8 @@ impl EndpointConfig {
             clock: Arc::new(SystemClock),
             log_file: None,
             close_after_error: true,
+            require_sni: false,
+            cert_refusal: CertRefusal::Alert,
         }
     }
 }
@@ -293,6 +328,7 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) registry: Arc<tls::LiveRegistry>,
     pub(crate) close_after_error: bool,
+    pub(crate) faults: Mutex<std::collections::VecDeque<Fault>>,
     pub(crate) stop: AtomicBool,
     /// Open connections by id, so that dropping the handle can close them.
     pub(crate) connections: Mutex<std::collections::HashMap<u64, TcpStream>>,
@@ -339,8 +375,10 @@ impl Endpoint {
                 device_ca.clone(),
                 Arc::clone(&registry),
                 true,
+                config.cert_refusal == CertRefusal::Alert,
             )?),
             Vec::new(),
+            config.require_sni,
         )?;
         // Offering http/1.1 after x-amzn-http-ca lets ordinary clients (curl) that do not ask
         // for the AWS protocol finish the handshake and see AWS's 403, as on the real port 443.
@@ -351,8 +389,10 @@ impl Endpoint {
                 device_ca,
                 Arc::clone(&registry),
                 false,
+                config.cert_refusal == CertRefusal::Alert,
             )?),
             vec![tls::ALPN_HTTP_CA.to_vec(), b"http/1.1".to_vec()],
+            config.require_sni,
         )?;
 
         let bind = |addr: SocketAddr| {
@@ -379,6 +419,7 @@ impl Endpoint {
             clock: config.clock,
             registry,
             close_after_error: config.close_after_error,
+            faults: Mutex::new(std::collections::VecDeque::new()),
             stop: AtomicBool::new(false),
             connections: Mutex::new(std::collections::HashMap::new()),
             next_connection: std::sync::atomic::AtomicU64::new(0),
@@ -505,6 +546,16 @@ impl EndpointHandle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Queues a fault for the next request that arrives (faults apply one per request, in
+    /// the order queued).
+    pub fn inject_fault(&self, fault: Fault) {
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(fault);
     }
 
     /// The stored record of a shadow (version counter and document), as the endpoint holds

@@ -14,7 +14,7 @@ use super::account::{Certificate, Policy};
 use super::api::{self, Operation};
 use super::http::{self, HttpError, Parsed, Request, Response};
 use super::shadow::{ErrorKind, ShadowError};
-use super::{epoch_seconds, Listener, LoggedRequest, Publication, Shared};
+use super::{epoch_seconds, Fault, Listener, LoggedRequest, Publication, Shared};
 
 /// A connection idle this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -88,11 +88,16 @@ fn serve(
         // On failure rustls has queued an alert; complete_io sends it before returning.
         tls.conn.complete_io(&mut tls.sock)?;
     }
-    let cert_id = tls
-        .conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| super::account::cert_id(c));
+    let peer_cert = tls.conn.peer_certificates().and_then(|c| c.first());
+    if let Some(cert) = peer_cert {
+        // With CertRefusal::Alert the verifier has already failed such a handshake; with
+        // CloseAfterHandshake this is where the connection ends.
+        if let Err(refusal) = shared.registry.check(cert) {
+            log::info!("closing after handshake: {refusal}");
+            return Ok(());
+        }
+    }
+    let cert_id = peer_cert.map(|c| super::account::cert_id(c));
     let alpn = tls
         .conn
         .alpn_protocol()
@@ -124,16 +129,29 @@ fn serve(
                 Ok(Parsed::Complete(req, used)) => {
                     buf.drain(..used);
                     answered += 1;
-                    let resp = if answered > MAX_IN_FLIGHT {
-                        error_response(
-                            shared,
-                            &ShadowError::new(ErrorKind::Throttling, "Rate exceeded"),
-                            &new_request_id(),
-                            true,
-                        )
+                    let (resp, fault) = if answered > MAX_IN_FLIGHT {
+                        let e = ShadowError::new(ErrorKind::Throttling, "Rate exceeded");
+                        (error_response(shared, &e, &new_request_id(), true), None)
                     } else {
                         handle(shared, &peer, &req)
                     };
+                    match fault {
+                        Some(Fault::Reset) => {
+                            // Answer what came before, then vanish without a response.
+                            tls.write_all(&out)?;
+                            tls.flush()?;
+                            return tls.sock.shutdown(std::net::Shutdown::Both);
+                        }
+                        Some(Fault::TruncatedBody) => {
+                            let bytes = resp.encode();
+                            let cut = bytes.len() - resp.body.len() / 2;
+                            out.extend_from_slice(&bytes[..cut]);
+                            tls.write_all(&out)?;
+                            tls.flush()?;
+                            return tls.sock.shutdown(std::net::Shutdown::Both);
+                        }
+                        _ => {}
+                    }
                     out.extend_from_slice(&resp.encode());
                     if resp.close || req.wants_close() {
                         close = true;
@@ -214,12 +232,35 @@ fn error_response(
     )
 }
 
-fn handle(shared: &Shared, peer: &Peer, req: &Request) -> Response {
+/// Answers one request; also returns the fault injected into it, if any, for the
+/// connection to act on (reset, truncation).
+fn handle(shared: &Shared, peer: &Peer, req: &Request) -> (Response, Option<Fault>) {
+    let fault = shared
+        .faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .pop_front();
+    if let Some(Fault::Delay(d)) = &fault {
+        std::thread::sleep(*d);
+    }
     let request_id = new_request_id();
     let now = shared.clock.now();
     let now_s = epoch_seconds(now);
     let mut thing = None;
-    let resp = if !peer.rest_enabled {
+    let injected = match &fault {
+        Some(Fault::InternalFailure) => Some(ShadowError::new(
+            ErrorKind::InternalFailure,
+            "Internal service failure",
+        )),
+        Some(Fault::ServiceUnavailable) => Some(ShadowError::new(
+            ErrorKind::ServiceUnavailable,
+            "Service Unavailable",
+        )),
+        _ => None,
+    };
+    let resp = if let Some(e) = injected {
+        error_response(shared, &e, &request_id, false)
+    } else if !peer.rest_enabled {
         Response::missing_authentication_token(&request_id)
     } else {
         let cert = peer
@@ -246,7 +287,7 @@ fn handle(shared: &Shared, peer: &Peer, req: &Request) -> Response {
         cert_id: peer.cert_id.clone(),
         thing,
     });
-    resp
+    (resp, fault)
 }
 
 fn dispatch(

@@ -15,7 +15,8 @@ use std::time::SystemTime;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, RootCertStore,
     ServerConfig, SignatureScheme,
@@ -103,15 +104,19 @@ pub struct RegistryVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     registry: Arc<LiveRegistry>,
     mandatory: bool,
+    refuse_in_handshake: bool,
 }
 
 impl RegistryVerifier {
     /// A verifier trusting `device_ca`. With `mandatory` false a client may also connect
-    /// without a certificate (port 443 serves SigV4 clients too).
+    /// without a certificate (port 443 serves SigV4 clients too). With `refuse_in_handshake`
+    /// false, unknown and INACTIVE certificates pass the handshake and the connection is
+    /// expected to close right after it.
     pub fn new(
         device_ca: CertificateDer<'static>,
         registry: Arc<LiveRegistry>,
         mandatory: bool,
+        refuse_in_handshake: bool,
     ) -> Result<Self, rustls::Error> {
         let mut roots = RootCertStore::empty();
         roots.add(device_ca)?;
@@ -131,6 +136,7 @@ impl RegistryVerifier {
             inner,
             registry,
             mandatory,
+            refuse_in_handshake,
         })
     }
 }
@@ -158,6 +164,7 @@ impl ClientCertVerifier for RegistryVerifier {
             .verify_client_cert(end_entity, intermediates, now)?;
         match self.registry.check(end_entity) {
             Ok(_) => Ok(ClientCertVerified::assertion()),
+            Err(_) if !self.refuse_in_handshake => Ok(ClientCertVerified::assertion()),
             Err(refusal) => {
                 log::info!("handshake refused: {refusal}");
                 // `Other` maps to the certificate_unknown alert.
@@ -191,19 +198,44 @@ impl ClientCertVerifier for RegistryVerifier {
     }
 }
 
+/// Serves the one server certificate, or nothing (failing the handshake) when SNI is
+/// required and the client sent none.
+#[derive(Debug)]
+struct SniPolicy {
+    key: Arc<CertifiedKey>,
+    require_sni: bool,
+}
+
+impl ResolvesServerCert for SniPolicy {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if self.require_sni && hello.server_name().is_none() {
+            log::info!("handshake refused: no SNI");
+            return None;
+        }
+        Some(Arc::clone(&self.key))
+    }
+}
+
 /// A server configuration: TLS 1.2 and 1.3, no session tickets (AWS IoT does not support the
-/// SessionTicket extension), the given client verifier and ALPN list.
+/// SessionTicket extension), the given client verifier and ALPN list, SNI optional or
+/// required.
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     verifier: Arc<dyn ClientCertVerifier>,
     alpn: Vec<Vec<u8>>,
+    require_sni: bool,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let signing_key = provider.key_provider.load_private_key(key)?;
+    let certified = Arc::new(CertifiedKey::new(chain, signing_key));
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(SniPolicy {
+            key: certified,
+            require_sni,
+        }));
     config.send_tls13_tickets = 0;
     config.alpn_protocols = alpn;
     Ok(Arc::new(config))
