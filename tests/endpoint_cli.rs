@@ -202,6 +202,41 @@ fn thing_create_and_cert_deactivate_apply_to_a_running_endpoint() {
     assert!(String::from_utf8_lossy(&dup.stderr).contains("thing 'sensor_2' already exists"));
     let bad = run(&["sim", "thing", "create", "no spaces"], state.path());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("ThingName must match pattern"));
+    let bad = run(
+        &["sim", "thing", "create", "t3", "--deny-action", "iot:Fly"],
+        state.path(),
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown action 'iot:Fly'"));
+    let reader = run(
+        &[
+            "sim",
+            "thing",
+            "create",
+            "reader",
+            "--deny-action",
+            "iot:UpdateThingShadow",
+        ],
+        state.path(),
+    );
+    assert!(
+        reader.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reader.stderr)
+    );
+    let registry: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.path().join("account.json")).unwrap())
+            .unwrap();
+    let reader_cert = registry["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["thing"] == "reader")
+        .unwrap();
+    assert_eq!(
+        reader_cert["denied_actions"],
+        serde_json::json!(["iot:UpdateThingShadow"])
+    );
 
     let lnu = sim.creds();
     assert!(sim

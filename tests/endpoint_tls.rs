@@ -728,3 +728,33 @@ fn sni_can_be_required_and_unknown_certs_can_be_dropped_after_the_handshake() {
         .unwrap_err();
     assert!(!e.to_string().contains("alert"), "{e}");
 }
+
+#[test]
+fn a_policy_can_deny_single_actions_on_a_running_endpoint() {
+    let ep = start();
+    let id = ep.handle.thing_files("lnu_001").unwrap().cert_id;
+    let mut conn = ep.connect("lnu_001");
+    assert_eq!(
+        conn.post("/things/lnu_001/shadow", r#"{"state":{}}"#)
+            .status,
+        200
+    );
+    let mut account = Account::open(ep.state.path()).unwrap();
+    account
+        .set_denied_actions(&id, &["iot:UpdateThingShadow"])
+        .unwrap();
+    let mut conn = ep.connect("lnu_001");
+    let r = conn.post("/things/lnu_001/shadow", r#"{"state":{}}"#);
+    assert_eq!(
+        (r.status, r.header("x-amzn-ErrorType")),
+        (403, Some("ForbiddenException:"))
+    );
+    let mut conn = ep.connect("lnu_001");
+    assert_eq!(
+        conn.get("/things/lnu_001/shadow").status,
+        200,
+        "reading is still allowed"
+    );
+    let e = account.set_denied_actions(&id, &["iot:Fly"]).unwrap_err();
+    assert!(e.to_string().starts_with("unknown action 'iot:Fly'"), "{e}");
+}

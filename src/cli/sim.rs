@@ -70,6 +70,10 @@ enum ThingCommand {
         /// Policy attached to the certificate.
         #[arg(long, value_enum, default_value = "allow")]
         policy: PolicyArg,
+        /// With `--policy allow`, still deny this action (repeatable), e.g.
+        /// iot:UpdateThingShadow.
+        #[arg(long = "deny-action", value_name = "ACTION")]
+        deny_actions: Vec<String>,
     },
 }
 
@@ -106,6 +110,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             state,
             inactive,
             policy,
+            deny_actions,
         })) => {
             let mut account = Account::open(&state)
                 .with_context(|| format!("cannot open the account in {}", state.display()))?;
@@ -118,7 +123,22 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
                 PolicyArg::Allow => Policy::Allow,
                 PolicyArg::Deny => Policy::Deny,
             };
+            // Check the actions before anything is created.
+            if let Some(bad) = deny_actions
+                .iter()
+                .find(|a| !esp_aws::sim::endpoint::account::ACTIONS.contains(&a.as_str()))
+            {
+                return Err(super::Exit::usage(format!(
+                    "unknown action '{bad}' (known: {})",
+                    esp_aws::sim::endpoint::account::ACTIONS.join(", ")
+                ))
+                .into());
+            }
             let files = account.create_thing(&name, status, policy)?;
+            if !deny_actions.is_empty() {
+                let actions: Vec<&str> = deny_actions.iter().map(String::as_str).collect();
+                account.set_denied_actions(&files.cert_id, &actions)?;
+            }
             println!("thing:   {}", files.thing);
             println!("cert id: {}", files.cert_id);
             println!("cert:    {}", files.cert.display());

@@ -43,6 +43,15 @@ pub const DEFAULT_THING: &str = "lnu_001";
 /// The region a new account is created in unless told otherwise.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
+/// The actions a policy can allow or deny on the data endpoint.
+pub const ACTIONS: [&str; 5] = [
+    "iot:GetThingShadow",
+    "iot:UpdateThingShadow",
+    "iot:DeleteThingShadow",
+    "iot:ListNamedShadowsForThing",
+    "iot:Publish",
+];
+
 const ROOT_KEY: &str = "pki/root-ca.key";
 const SERVER_CERT: &str = "pki/server.pem.crt";
 const SERVER_KEY: &str = "pki/server.key";
@@ -101,6 +110,9 @@ pub enum AccountError {
     /// No certificate ID starts with the given text.
     #[error("no certificate with ID '{0}' in this account")]
     NoSuchCertificate(String),
+    /// An action name the endpoint does not know.
+    #[error("unknown action '{0}' (known: iot:GetThingShadow, iot:UpdateThingShadow, iot:DeleteThingShadow, iot:ListNamedShadowsForThing, iot:Publish)")]
+    UnknownAction(String),
     /// More than one certificate ID starts with the given text.
     #[error("'{0}' matches more than one certificate ID; give more characters")]
     AmbiguousCertificate(String),
@@ -149,6 +161,10 @@ pub struct Certificate {
     pub status: CertStatus,
     /// The attached policy.
     pub policy: Policy,
+    /// Actions an `Allow` policy still refuses (e.g. `iot:UpdateThingShadow`), to test a
+    /// client against a policy that lacks one permission.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied_actions: Vec<String>,
     /// Certificate file, relative to the state directory.
     pub cert: PathBuf,
     /// Private key file, relative to the state directory.
@@ -471,6 +487,7 @@ impl Account {
             thing: name.to_string(),
             status,
             policy,
+            denied_actions: Vec::new(),
             cert: rel_cert,
             key: rel_key,
         };
@@ -488,6 +505,33 @@ impl Account {
         status: CertStatus,
     ) -> Result<String, AccountError> {
         self.reload()?;
+        let index = self.find_certificate(id)?;
+        self.registry.certificates[index].status = status;
+        self.save()?;
+        Ok(self.registry.certificates[index].id.clone())
+    }
+
+    /// Sets the actions a certificate's policy refuses (empty: none); `id` may be a prefix.
+    /// A running endpoint applies it from the next request. Returns the full ID.
+    pub fn set_denied_actions(
+        &mut self,
+        id: &str,
+        actions: &[&str],
+    ) -> Result<String, AccountError> {
+        for a in actions {
+            if !ACTIONS.contains(a) {
+                return Err(AccountError::UnknownAction((*a).to_string()));
+            }
+        }
+        self.reload()?;
+        let index = self.find_certificate(id)?;
+        self.registry.certificates[index].denied_actions =
+            actions.iter().map(|a| (*a).to_string()).collect();
+        self.save()?;
+        Ok(self.registry.certificates[index].id.clone())
+    }
+
+    fn find_certificate(&self, id: &str) -> Result<usize, AccountError> {
         let matches: Vec<usize> = self
             .registry
             .certificates
@@ -496,14 +540,11 @@ impl Account {
             .filter(|(_, c)| !id.is_empty() && c.id.starts_with(&id.to_ascii_lowercase()))
             .map(|(i, _)| i)
             .collect();
-        let index = match matches.as_slice() {
-            [] => return Err(AccountError::NoSuchCertificate(id.to_string())),
-            [i] => *i,
-            _ => return Err(AccountError::AmbiguousCertificate(id.to_string())),
-        };
-        self.registry.certificates[index].status = status;
-        self.save()?;
-        Ok(self.registry.certificates[index].id.clone())
+        match matches.as_slice() {
+            [] => Err(AccountError::NoSuchCertificate(id.to_string())),
+            [i] => Ok(*i),
+            _ => Err(AccountError::AmbiguousCertificate(id.to_string())),
+        }
     }
 
     fn save(&self) -> Result<(), AccountError> {

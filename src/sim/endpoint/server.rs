@@ -300,7 +300,10 @@ fn dispatch(
     let op = api::route(req)?;
     // The certificate was ACTIVE at the handshake; the policy is read now, so a policy
     // change applies to open connections too.
-    if !cert.is_some_and(|c| c.policy == Policy::Allow) {
+    let allowed = cert.is_some_and(|c| {
+        c.policy == Policy::Allow && !c.denied_actions.iter().any(|a| a == op.action())
+    });
+    if !allowed {
         log::info!("{} denied by policy", op.action());
         return Err(ShadowError::new(ErrorKind::Forbidden, "Forbidden"));
     }
