@@ -833,3 +833,133 @@ mod props {
         }
     }
 }
+
+mod account {
+    use std::sync::Arc;
+
+    use esp_aws::sim::endpoint::account::{Account, AccountError};
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use x509_parser::prelude::*;
+
+    fn pem_der(path: &std::path::Path) -> Vec<u8> {
+        CertificateDer::from_pem_file(path).unwrap().to_vec()
+    }
+
+    #[test]
+    fn credentials_look_like_aws_downloads_and_are_valid_from_yesterday() {
+        let state = crate::endpoint_util::fresh_state();
+        let account = Account::open(state.path()).unwrap();
+        let files = account.thing_files("lnu_001").unwrap();
+        assert_eq!(files.cert_id.len(), 64);
+        assert_eq!(
+            files.cert.file_name().unwrap().to_str().unwrap(),
+            format!("{}-certificate.pem.crt", files.cert_id)
+        );
+        assert_eq!(
+            files.key.file_name().unwrap().to_str().unwrap(),
+            format!("{}-private.pem.key", files.cert_id)
+        );
+        assert_eq!(files.ca.file_name().unwrap(), "AmazonRootCA1.pem");
+        let key = std::fs::read_to_string(&files.key).unwrap();
+        assert!(
+            key.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"),
+            "PKCS#1 as AWS hands out"
+        );
+
+        let device_der = pem_der(&files.cert);
+        assert_eq!(
+            esp_aws::sim::endpoint::account::cert_id(&device_der),
+            files.cert_id
+        );
+        let (_, device) = X509Certificate::from_der(&device_der).unwrap();
+        // RSA-2048: ESP-AT v3.1–v3.2 cannot parse EC keys.
+        let spki = device.public_key().parsed().unwrap();
+        match spki {
+            x509_parser::public_key::PublicKey::RSA(rsa) => assert_eq!(rsa.key_size(), 2048),
+            other => panic!("device key is not RSA: {other:?}"),
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        // The template account was made moments ago (in this test run).
+        let not_before = device.validity().not_before.timestamp();
+        assert!(
+            (now - 86400 - 3600..=now - 86400 + 60).contains(&not_before),
+            "notBefore {not_before}, now {now}"
+        );
+
+        let root_der = pem_der(&files.ca);
+        let (_, root) = X509Certificate::from_der(&root_der).unwrap();
+        let root_cn = root.subject().to_string();
+        assert!(
+            root_cn.contains("Simulated") && root_cn.contains("NOT AMAZON"),
+            "{root_cn}"
+        );
+        assert!(root.is_ca());
+    }
+
+    #[test]
+    fn server_certificate_verifies_for_the_endpoint_now_but_not_in_1970() {
+        let state = crate::endpoint_util::fresh_state();
+        let account = Account::open(state.path()).unwrap();
+        let (chain, _key) = account.server_identity().unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(account.root_ca_path()).unwrap())
+            .unwrap();
+        let verifier = WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let host = ServerName::try_from(account.endpoint().to_string()).unwrap();
+        assert!(verifier
+            .verify_server_cert(&chain[0], &chain[1..], &host, &[], UnixTime::now())
+            .is_ok());
+        let other_host = ServerName::try_from("abc-ats.iot.us-east-1.amazonaws.com").unwrap();
+        assert!(
+            verifier
+                .verify_server_cert(&chain[0], &chain[1..], &other_host, &[], UnixTime::now())
+                .is_ok(),
+            "wildcard"
+        );
+        // A device whose clock was never synced is at 1970: it must reject the certificate.
+        let e = verifier
+            .verify_server_cert(
+                &chain[0],
+                &chain[1..],
+                &host,
+                &[],
+                UnixTime::since_unix_epoch(std::time::Duration::from_secs(0)),
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("not valid yet"), "{e}");
+    }
+
+    #[test]
+    fn regions_are_checked_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Account::open_or_create(dir.path(), Some("moon")),
+            Err(AccountError::BadRegion(_))
+        ));
+        let state = crate::endpoint_util::fresh_state();
+        let e = Account::open_or_create(state.path(), Some("eu-west-1")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the state directory was created for region us-east-1, not eu-west-1; use another --state directory"
+        );
+        let a = Account::open_or_create(state.path(), Some("us-east-1")).unwrap();
+        assert!(a.endpoint().ends_with("-ats.iot.us-east-1.amazonaws.com"));
+        let prefix = a.endpoint().split('-').next().unwrap();
+        assert_eq!(prefix.len(), 14);
+        assert!(prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+    }
+}
