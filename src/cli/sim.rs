@@ -112,7 +112,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             policy,
             deny_actions,
         })) => {
-            let mut account = Account::open(&state)
+            // Like the endpoint, the first command on a new state directory creates the
+            // account.
+            let mut account = Account::open_or_create(&state, None)
                 .with_context(|| format!("cannot open the account in {}", state.display()))?;
             let status = if inactive {
                 CertStatus::Inactive
@@ -151,6 +153,18 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
                 CertCommand::Activate(a) => (a, CertStatus::Active),
                 CertCommand::Deactivate(a) => (a, CertStatus::Inactive),
             };
+            if !args
+                .state
+                .join(esp_aws::sim::endpoint::account::ACCOUNT_FILE)
+                .exists()
+            {
+                return Err(super::Exit::usage(format!(
+                    "{} holds no simulated account; `esp-aws sim --no-module --state {}` creates one",
+                    args.state.display(),
+                    args.state.display()
+                ))
+                .into());
+            }
             let mut account = Account::open(&args.state)
                 .with_context(|| format!("cannot open the account in {}", args.state.display()))?;
             let id = account.set_certificate_status(&args.cert_id, status)?;
