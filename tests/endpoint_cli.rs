@@ -116,6 +116,9 @@ fn plain_sim_says_the_module_is_not_available_yet() {
         !state.path().join("account.json").exists(),
         "nothing created"
     );
+    let out = run(&["sim", "cert", "deactivate", "abc"], state.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no simulated account"));
 }
 
 #[test]
