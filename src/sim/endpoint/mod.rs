@@ -27,6 +27,7 @@ mod server;
 pub mod shadow;
 pub mod tls;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -250,8 +251,8 @@ pub struct Publication {
 /// The request log: kept in memory, optionally mirrored as JSON lines to a file.
 #[derive(Debug, Default)]
 pub(crate) struct RequestLog {
-    requests: Mutex<Vec<LoggedRequest>>,
-    publications: Mutex<Vec<Publication>>,
+    requests: Mutex<VecDeque<LoggedRequest>>,
+    publications: Mutex<VecDeque<Publication>>,
     file: Option<Mutex<File>>,
 }
 
@@ -269,14 +270,31 @@ impl RequestLog {
         self.requests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(entry);
+            .push_bounded(entry);
     }
 
     pub(crate) fn publish(&self, p: Publication) {
         self.publications
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(p);
+            .push_bounded(p);
+    }
+}
+
+/// How many requests (and publications) the in-memory log keeps: enough for any test, and a
+/// long-running `esp-aws sim` does not grow without bound (the `--log` file keeps everything).
+pub const LOG_CAPACITY: usize = 10_000;
+
+trait PushBounded<T> {
+    fn push_bounded(&mut self, item: T);
+}
+
+impl<T> PushBounded<T> for VecDeque<T> {
+    fn push_bounded(&mut self, item: T) {
+        if self.len() == LOG_CAPACITY {
+            self.pop_front();
+        }
+        self.push_back(item);
     }
 }
 
@@ -528,24 +546,28 @@ impl EndpointHandle {
         account.thing_files(thing)
     }
 
-    /// Every request answered so far, in order.
+    /// The requests answered so far, in order (the most recent [`LOG_CAPACITY`]).
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.shared
             .log
             .requests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .iter()
+            .cloned()
+            .collect()
     }
 
-    /// Every message published through `POST /topics/...`.
+    /// The messages published through `POST /topics/...` (the most recent [`LOG_CAPACITY`]).
     pub fn publications(&self) -> Vec<Publication> {
         self.shared
             .log
             .publications
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Queues a fault for the next request that arrives (faults apply one per request, in
