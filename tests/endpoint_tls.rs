@@ -758,3 +758,21 @@ fn a_policy_can_deny_single_actions_on_a_running_endpoint() {
     let e = account.set_denied_actions(&id, &["iot:Fly"]).unwrap_err();
     assert!(e.to_string().starts_with("unknown action 'iot:Fly'"), "{e}");
 }
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body() {
+    let ep = start();
+    let mut conn = ep.connect("lnu_001");
+    let body = r#"{"state":{"reported":{"big":true}}}"#;
+    let head = format!(
+        "POST /things/lnu_001/shadow HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    conn.send_raw(head.as_bytes()).unwrap();
+    assert_eq!(conn.read_response().unwrap().status, 100);
+    conn.send_raw(body.as_bytes()).unwrap();
+    let r = conn.read_response().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The next request on the connection gets no stray 100.
+    assert_eq!(conn.get("/things/lnu_001/shadow").status, 200);
+}

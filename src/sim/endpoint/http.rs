@@ -159,6 +159,20 @@ pub fn parse_request(buf: &[u8]) -> Result<Parsed, HttpError> {
     ))
 }
 
+/// Whether `buf` starts with a complete request head that carries `Expect: 100-continue`
+/// (curl sends it for bodies over 1 KiB and waits a second for `100 Continue` otherwise).
+pub fn expects_continue(buf: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    matches!(req.parse(buf), Ok(httparse::Status::Complete(_)))
+        && req.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue")
+        })
+}
+
+/// The interim response that tells a client to send its body.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// Decodes `%XX` escapes; `None` when an escape is invalid or the result is not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();

@@ -119,15 +119,24 @@ fn serve(
 
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
+    // Whether the request at the front of `buf` has already been sent `100 Continue`.
+    let mut continued = false;
     loop {
         let mut out = Vec::new();
         let mut answered = 0;
         let mut close = false;
         loop {
             match http::parse_request(&buf) {
-                Ok(Parsed::Partial) => break,
+                Ok(Parsed::Partial) => {
+                    if !continued && http::expects_continue(&buf) {
+                        out.extend_from_slice(http::CONTINUE);
+                        continued = true;
+                    }
+                    break;
+                }
                 Ok(Parsed::Complete(req, used)) => {
                     buf.drain(..used);
+                    continued = false;
                     answered += 1;
                     let (resp, fault) = if answered > MAX_IN_FLIGHT {
                         let e = ShadowError::new(ErrorKind::Throttling, "Rate exceeded");
