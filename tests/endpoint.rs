@@ -811,6 +811,20 @@ mod props {
         }
 
         #[test]
+        fn routing_never_panics(method in "(GET|POST|DELETE|PUT|get)", target in "/[a-zA-Z0-9%/?=&:_$+.-]{0,60}") {
+            let req = esp_aws::sim::endpoint::http::Request {
+                method,
+                target,
+                minor_version: 1,
+                headers: vec![],
+                body: vec![],
+            };
+            if let Err(e) = esp_aws::sim::endpoint::api::route(&req) {
+                prop_assert!(matches!(e.kind.status(), 400 | 404 | 405), "{e:?}");
+            }
+        }
+
+        #[test]
         fn updates_never_panic_and_keep_the_invariants(docs in prop::collection::vec(json_value(), 1..6)) {
             let mut store = ShadowStore::new();
             let key = ShadowKey::classic("p");

@@ -32,11 +32,16 @@ struct SimProcess {
 
 impl SimProcess {
     fn start(state: &Path) -> SimProcess {
+        SimProcess::start_with(state, &[])
+    }
+
+    fn start_with(state: &Path, extra: &[&str]) -> SimProcess {
         let sim_json = state.join("sim.json");
         let _ = std::fs::remove_file(&sim_json);
         let mut child = esp_aws()
             .args(["sim", "--no-module", "--state"])
             .arg(state)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -124,7 +129,22 @@ fn plain_sim_says_the_module_is_not_available_yet() {
 #[test]
 fn no_module_writes_sim_json_and_serves() {
     let state = fresh_state();
-    let sim = SimProcess::start(state.path());
+    let log = state.path().join("requests.jsonl");
+    let port = {
+        // A port that was free a moment ago; the endpoint must bind exactly it.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let sim = SimProcess::start_with(
+        state.path(),
+        &[
+            "--rest-port",
+            &port.to_string(),
+            "--log",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(sim.rest_addr().port(), port);
     for field in [
         "endpoint",
         "rest_addr",
@@ -168,6 +188,10 @@ fn no_module_writes_sim_json_and_serves() {
         .status,
         200
     );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let entry: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(entry["target"], "/things/lnu_001/shadow");
+    assert_eq!(entry["status"], 200);
 }
 
 #[test]
