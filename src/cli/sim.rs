@@ -192,6 +192,9 @@ fn run_endpoint(args: RunArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     };
+    // A sim.json left by an earlier run describes listeners that are gone; remove it so that
+    // scripts waiting for the file never read stale addresses.
+    let _ = std::fs::remove_file(state.join(esp_aws::sim::endpoint::SIM_JSON));
     let mut config = EndpointConfig::new(&state);
     config.region = args.region;
     config.rest_addr = SocketAddr::new(args.bind, args.rest_port.unwrap_or(0));
