@@ -8,3 +8,8 @@ mod pki_props;
 
 mod at_digest;
 mod at_session;
+
+mod endpoint;
+mod endpoint_cli;
+mod endpoint_tls;
+mod endpoint_util;

@@ -3,4 +3,5 @@
 //! Spec: `aws-iot-shadow.md`.
 
 pub mod http;
+pub mod names;
 pub mod shadow;

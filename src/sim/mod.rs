@@ -4,4 +4,5 @@
 //! end-to-end test stands on.
 
 pub mod device;
+pub mod endpoint;
 pub mod flash;

@@ -1,0 +1,651 @@
+//! The local AWS IoT data endpoint: a stand-in for `<prefix>-ats.iot.<region>.amazonaws.com`
+//! that speaks mutual TLS and the Device Shadow REST API with AWS's semantics, and keeps
+//! every acknowledged update on disk.
+//!
+//! It is used in-process by tests ([`Endpoint::start`]) and run by `esp-aws sim`. The layers:
+//!
+//! | module | role |
+//! |---|---|
+//! | [`shadow`] | sans-I/O shadow semantics: merge, delta, metadata, versions, exact bodies |
+//! | [`api`] | sans-I/O routing: path and verb → operation, name checks |
+//! | [`http`] | sans-I/O HTTP/1.1 request parsing and response encoding |
+//! | [`journal`] | durability: append-only journal with group commit |
+//! | [`account`] | the simulated account: PKI, things, certificates, policies |
+//! | [`tls`] | server TLS configuration and the registry-backed client-certificate check |
+//! | `server` | the listeners: one thread per connection, keep-alive |
+//!
+//! Two listeners play AWS's two certificate ports: the REST listener is port 8443 (client
+//! certificate required, ALPN ignored), the ALPN listener is port 443 (ALPN `x-amzn-http-ca`
+//! selects the REST API; without it a request gets AWS's `Missing Authentication Token` 403).
+//! Spec: `aws-iot-shadow.md` §1–§7, with the mock choices of §10.
+
+pub mod account;
+pub mod api;
+pub mod http;
+pub mod journal;
+mod server;
+pub mod shadow;
+pub mod tls;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+pub use account::{Account, AccountError, CertStatus, Policy, ThingFiles};
+pub use shadow::{ShadowKey, ShadowRecord};
+
+/// The port AWS serves certificate-authenticated HTTPS on without ALPN.
+pub const REST_PORT: u16 = 8443;
+/// The port AWS serves HTTPS on with ALPN `x-amzn-http-ca`.
+pub const ALPN_PORT: u16 = 443;
+/// The file, inside the state directory, that describes a running endpoint to scripts.
+pub const SIM_JSON: &str = "sim.json";
+
+/// The time source for timestamps, versions' metadata and the `date` header. Injected so that
+/// tests can assert exact bodies.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// A clock that stands still until told to move.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<Mutex<SystemTime>>);
+
+impl ManualClock {
+    /// A clock showing `epoch_seconds`.
+    pub fn new(epoch_seconds: u64) -> Self {
+        ManualClock(Arc::new(Mutex::new(
+            UNIX_EPOCH + Duration::from_secs(epoch_seconds),
+        )))
+    }
+
+    /// Sets the time to `epoch_seconds`.
+    pub fn set(&self, epoch_seconds: u64) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
+            UNIX_EPOCH + Duration::from_secs(epoch_seconds);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn epoch_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// How to start an endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// The state directory (account, credentials, shadows); created on first start.
+    pub state_dir: PathBuf,
+    /// Region of a new account (`None`: us-east-1); must match an existing one.
+    pub region: Option<String>,
+    /// Where the REST ("8443") listener binds; default `127.0.0.1:0`.
+    pub rest_addr: SocketAddr,
+    /// Where the ALPN ("443") listener binds; default `127.0.0.1:0`.
+    pub alpn_addr: SocketAddr,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Append every request as a JSON line to this file.
+    pub log_file: Option<PathBuf>,
+    /// Close the connection after a 4xx/5xx response (the one AWS capture closed after a
+    /// 404); with `false` the connection stays open after errors too.
+    pub close_after_error: bool,
+    /// Refuse a ClientHello without SNI (the 2023 AWS guide's rule); off by default, as
+    /// today's AWS accepts one.
+    pub require_sni: bool,
+    /// How a registered-but-unusable (unknown or INACTIVE) client certificate is refused.
+    pub cert_refusal: CertRefusal,
+}
+
+/// How the endpoint refuses an unknown or INACTIVE client certificate (§6: AWS was seen doing
+/// both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertRefusal {
+    /// Fail the handshake with a `certificate_unknown` alert.
+    #[default]
+    Alert,
+    /// Complete the handshake, then close the connection without answering.
+    CloseAfterHandshake,
+}
+
+/// A fault injected into the handling of one upcoming request (in arrival order, on any
+/// connection), so clients can be tested against a misbehaving endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Wait this long, then answer normally.
+    Delay(Duration),
+    /// Answer 500 `InternalFailureException:` `Internal service failure`.
+    InternalFailure,
+    /// Answer 503 `ServiceUnavailableException:`.
+    ServiceUnavailable,
+    /// Send the head and half of the body, then close the connection.
+    TruncatedBody,
+    /// Close the connection without answering.
+    Reset,
+}
+
+impl EndpointConfig {
+    /// Defaults for a state directory: loopback, ephemeral ports, system clock.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        EndpointConfig {
+            state_dir: state_dir.into(),
+            region: None,
+            rest_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            alpn_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            clock: Arc::new(SystemClock),
+            log_file: None,
+            close_after_error: true,
+            require_sni: false,
+            cert_refusal: CertRefusal::Alert,
+        }
+    }
+}
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The account could not be opened or created.
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    /// The shadow journal could not be opened.
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: io::Error,
+    },
+    /// The TLS configuration was refused (bad key or certificate in the state directory).
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] rustls::Error),
+    /// A file (log, sim.json) could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// Which listener a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Listener {
+    /// The port-8443 listener.
+    #[serde(rename = "8443")]
+    Rest,
+    /// The port-443 listener.
+    #[serde(rename = "443")]
+    Alpn,
+}
+
+/// One request as the endpoint saw and answered it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoggedRequest {
+    /// Epoch seconds (endpoint clock).
+    pub time: u64,
+    /// Listener.
+    pub listener: Listener,
+    /// `x-amzn-RequestId` of the response.
+    pub request_id: String,
+    /// Method.
+    pub method: String,
+    /// Request target (path and query).
+    pub target: String,
+    /// Request headers.
+    pub headers: Vec<(String, String)>,
+    /// Request body (lossy UTF-8).
+    pub body: String,
+    /// Response status.
+    pub status: u16,
+    /// TLS server name the client sent (SNI).
+    pub sni: Option<String>,
+    /// ALPN protocol negotiated.
+    pub alpn: Option<String>,
+    /// Certificate ID of the client certificate.
+    pub cert_id: Option<String>,
+    /// The thing that certificate belongs to.
+    pub thing: Option<String>,
+}
+
+/// A message accepted by `POST /topics/...`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Publication {
+    /// The topic.
+    pub topic: String,
+    /// QoS 0 or 1.
+    pub qos: u8,
+    /// The payload bytes.
+    pub payload: Vec<u8>,
+}
+
+/// The request log: kept in memory, optionally mirrored as JSON lines to a file.
+#[derive(Debug, Default)]
+pub(crate) struct RequestLog {
+    requests: Mutex<VecDeque<LoggedRequest>>,
+    publications: Mutex<VecDeque<Publication>>,
+    file: Option<Mutex<File>>,
+}
+
+impl RequestLog {
+    pub(crate) fn record(&self, entry: LoggedRequest) {
+        if let Some(file) = &self.file {
+            if let Ok(mut line) = serde_json::to_vec(&entry) {
+                line.push(b'\n');
+                let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = f.write_all(&line) {
+                    log::warn!("request log: {e}");
+                }
+            }
+        }
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_bounded(entry);
+    }
+
+    pub(crate) fn publish(&self, p: Publication) {
+        self.publications
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_bounded(p);
+    }
+}
+
+/// How many requests (and publications) the in-memory log keeps: enough for any test, and a
+/// long-running `esp-aws sim` does not grow without bound (the `--log` file keeps everything).
+pub const LOG_CAPACITY: usize = 10_000;
+
+trait PushBounded<T> {
+    fn push_bounded(&mut self, item: T);
+}
+
+impl<T> PushBounded<T> for VecDeque<T> {
+    fn push_bounded(&mut self, item: T) {
+        if self.len() == LOG_CAPACITY {
+            self.pop_front();
+        }
+        self.push_back(item);
+    }
+}
+
+/// The shadows plus their journal: every change is applied under one lock and appended to
+/// the journal in that order; the caller waits for the journal before answering.
+#[derive(Debug)]
+pub(crate) struct Shadows {
+    store: Mutex<shadow::ShadowStore>,
+    journal: journal::Journal,
+}
+
+impl Shadows {
+    fn lock(&self) -> std::sync::MutexGuard<'_, shadow::ShadowStore> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs a mutating operation; on success the change is durable before this returns.
+    pub(crate) fn mutate(
+        &self,
+        key: &ShadowKey,
+        f: impl FnOnce(&mut shadow::ShadowStore) -> Result<shadow::UpdateOutcome, shadow::ShadowError>,
+    ) -> Result<String, shadow::ShadowError> {
+        let (body, ticket) = {
+            let mut store = self.lock();
+            let outcome = f(&mut store)?;
+            let ticket = self.journal.append(key, &outcome.record);
+            (outcome.body, ticket)
+        };
+        self.journal.wait(ticket).map_err(|e| {
+            log::error!("{e}");
+            shadow::ShadowError::new(
+                shadow::ErrorKind::InternalFailure,
+                "Internal service failure",
+            )
+        })?;
+        Ok(body)
+    }
+
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&shadow::ShadowStore) -> T) -> T {
+        f(&self.lock())
+    }
+}
+
+/// State shared by the listeners and the handle.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) shadows: Shadows,
+    pub(crate) log: RequestLog,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) registry: Arc<tls::LiveRegistry>,
+    pub(crate) close_after_error: bool,
+    pub(crate) faults: Mutex<std::collections::VecDeque<Fault>>,
+    pub(crate) stop: AtomicBool,
+    /// Open connections by id, so that dropping the handle can close them.
+    pub(crate) connections: Mutex<std::collections::HashMap<u64, TcpStream>>,
+    pub(crate) next_connection: std::sync::atomic::AtomicU64,
+}
+
+/// Starts endpoints.
+#[derive(Debug)]
+pub struct Endpoint;
+
+impl Endpoint {
+    /// Opens or creates the account in the state directory, replays the shadow journal, binds
+    /// both listeners and starts serving. The endpoint runs until the handle is dropped.
+    pub fn start(config: EndpointConfig) -> Result<EndpointHandle, Error> {
+        let account = Account::open_or_create(&config.state_dir, config.region.as_deref())?;
+        let (journal, records) = journal::Journal::open(&account.dir().join("shadows"))?;
+        let mut store = shadow::ShadowStore::new();
+        for (k, r) in records {
+            store.restore(k, r);
+        }
+        let log_file = match &config.log_file {
+            None => None,
+            Some(path) => Some(Mutex::new(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|source| Error::Io {
+                        path: path.clone(),
+                        source,
+                    })?,
+            )),
+        };
+        let registry = Arc::new(tls::LiveRegistry::new(
+            account.dir(),
+            account.registry().clone(),
+        ));
+        let (chain, key) = account.server_identity()?;
+        let device_ca = account.device_ca()?;
+        let rest_config = tls::server_config(
+            chain.clone(),
+            key.clone_key(),
+            Arc::new(tls::RegistryVerifier::new(
+                device_ca.clone(),
+                Arc::clone(&registry),
+                true,
+                config.cert_refusal == CertRefusal::Alert,
+            )?),
+            Vec::new(),
+            config.require_sni,
+        )?;
+        // Offering http/1.1 after x-amzn-http-ca lets ordinary clients (curl) that do not ask
+        // for the AWS protocol finish the handshake and see AWS's 403, as on the real port 443.
+        let alpn_config = tls::server_config(
+            chain,
+            key,
+            Arc::new(tls::RegistryVerifier::new(
+                device_ca,
+                Arc::clone(&registry),
+                false,
+                config.cert_refusal == CertRefusal::Alert,
+            )?),
+            vec![tls::ALPN_HTTP_CA.to_vec(), b"http/1.1".to_vec()],
+            config.require_sni,
+        )?;
+
+        let bind = |addr: SocketAddr| {
+            TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })
+        };
+        let rest = bind(config.rest_addr)?;
+        let alpn = bind(config.alpn_addr)?;
+        let local = |l: &TcpListener, addr| {
+            l.local_addr()
+                .map_err(|source| Error::Bind { addr, source })
+        };
+        let rest_addr = local(&rest, config.rest_addr)?;
+        let alpn_addr = local(&alpn, config.alpn_addr)?;
+
+        let shared = Arc::new(Shared {
+            shadows: Shadows {
+                store: Mutex::new(store),
+                journal,
+            },
+            log: RequestLog {
+                file: log_file,
+                ..RequestLog::default()
+            },
+            clock: config.clock,
+            registry,
+            close_after_error: config.close_after_error,
+            faults: Mutex::new(std::collections::VecDeque::new()),
+            stop: AtomicBool::new(false),
+            connections: Mutex::new(std::collections::HashMap::new()),
+            next_connection: std::sync::atomic::AtomicU64::new(0),
+        });
+        let acceptors = vec![
+            server::spawn_acceptor(rest, rest_config, Listener::Rest, Arc::clone(&shared))
+                .map_err(|source| Error::Bind {
+                    addr: rest_addr,
+                    source,
+                })?,
+            server::spawn_acceptor(alpn, alpn_config, Listener::Alpn, Arc::clone(&shared))
+                .map_err(|source| Error::Bind {
+                    addr: alpn_addr,
+                    source,
+                })?,
+        ];
+        Ok(EndpointHandle {
+            shared,
+            account,
+            rest_addr,
+            alpn_addr,
+            acceptors,
+        })
+    }
+}
+
+/// A running endpoint. Dropping it stops the listeners and closes every connection.
+#[derive(Debug)]
+pub struct EndpointHandle {
+    shared: Arc<Shared>,
+    account: Account,
+    rest_addr: SocketAddr,
+    alpn_addr: SocketAddr,
+    acceptors: Vec<JoinHandle<()>>,
+}
+
+/// The contents of `sim.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimInfo {
+    /// Endpoint host name.
+    pub endpoint: String,
+    /// Bound address of the "8443" listener.
+    pub rest_addr: String,
+    /// Bound address of the "443" listener.
+    pub alpn_addr: String,
+    /// Region.
+    pub region: String,
+    /// The thing whose credentials follow.
+    pub thing: String,
+    /// Its certificate ID.
+    pub cert_id: String,
+    /// Absolute path of its certificate.
+    pub cert: PathBuf,
+    /// Absolute path of its private key.
+    pub key: PathBuf,
+    /// Absolute path of the (simulated) root CA.
+    pub ca: PathBuf,
+    /// The state directory.
+    pub state: PathBuf,
+    /// Process ID of the endpoint.
+    pub pid: u32,
+}
+
+impl EndpointHandle {
+    /// Bound address of the REST ("8443") listener.
+    pub fn rest_addr(&self) -> SocketAddr {
+        self.rest_addr
+    }
+
+    /// Bound address of the ALPN ("443") listener.
+    pub fn alpn_addr(&self) -> SocketAddr {
+        self.alpn_addr
+    }
+
+    /// The endpoint host name, `<prefix>-ats.iot.<region>.amazonaws.com`.
+    pub fn host(&self) -> &str {
+        self.account.endpoint()
+    }
+
+    /// Where a connection to `(host, port)` should go: this endpoint's host (or a host under
+    /// `iot.<region>.amazonaws.com`) on 8443 is the REST listener, on 443 the ALPN listener.
+    /// Anything else is not served here.
+    pub fn resolve(&self, host: &str, port: u16) -> Option<SocketAddr> {
+        let suffix = format!(".iot.{}.amazonaws.com", self.account.registry().region);
+        let ours =
+            host.eq_ignore_ascii_case(self.host()) || host.to_ascii_lowercase().ends_with(&suffix);
+        match (ours, port) {
+            (true, REST_PORT) => Some(self.rest_addr),
+            (true, ALPN_PORT) => Some(self.alpn_addr),
+            _ => None,
+        }
+    }
+
+    /// The simulated account (its registry as of start; use [`Account::reload`] on a clone
+    /// for later changes).
+    pub fn account(&self) -> &Account {
+        &self.account
+    }
+
+    /// The files of the default thing (`lnu_001`), or of any thing by name.
+    pub fn thing_files(&self, thing: &str) -> Option<ThingFiles> {
+        let mut account = self.account.clone();
+        if account.reload().is_err() {
+            return self.account.thing_files(thing);
+        }
+        account.thing_files(thing)
+    }
+
+    /// The requests answered so far, in order (the most recent [`LOG_CAPACITY`]).
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.shared
+            .log
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// The messages published through `POST /topics/...` (the most recent [`LOG_CAPACITY`]).
+    pub fn publications(&self) -> Vec<Publication> {
+        self.shared
+            .log
+            .publications
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Queues a fault for the next request that arrives (faults apply one per request, in
+    /// the order queued).
+    pub fn inject_fault(&self, fault: Fault) {
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(fault);
+    }
+
+    /// The stored record of a shadow (version counter and document), as the endpoint holds
+    /// it: what a client reads back must match this.
+    pub fn shadow(&self, key: &ShadowKey) -> Option<ShadowRecord> {
+        self.shared.shadows.read(|s| s.record(key).cloned())
+    }
+
+    /// The GET body the endpoint would send for `key` at its current clock.
+    pub fn shadow_document(&self, key: &ShadowKey) -> Option<String> {
+        let now = epoch_seconds(self.shared.clock.now());
+        self.shared.shadows.read(|s| s.get(key, now).ok())
+    }
+
+    /// What `sim.json` holds for this endpoint and the default thing.
+    pub fn sim_info(&self) -> Option<SimInfo> {
+        let files = self.thing_files(account::DEFAULT_THING).or_else(|| {
+            let c = self.account.registry().certificates.first()?;
+            Some(self.account.files_of(c))
+        })?;
+        Some(SimInfo {
+            endpoint: self.host().to_string(),
+            rest_addr: self.rest_addr.to_string(),
+            alpn_addr: self.alpn_addr.to_string(),
+            region: self.account.registry().region.clone(),
+            thing: files.thing,
+            cert_id: files.cert_id,
+            cert: files.cert,
+            key: files.key,
+            ca: files.ca,
+            state: self.account.dir().to_path_buf(),
+            pid: std::process::id(),
+        })
+    }
+
+    /// Writes `sim.json` into the state directory (atomically) and returns its path.
+    pub fn write_sim_json(&self) -> Result<PathBuf, Error> {
+        let path = self.account.dir().join(SIM_JSON);
+        let info = self.sim_info();
+        let text = serde_json::to_string_pretty(&info).unwrap_or_default();
+        account::write_atomic(&path, text.as_bytes())?;
+        Ok(path)
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> &Path {
+        self.account.dir()
+    }
+}
+
+impl Drop for EndpointHandle {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the blocked accept calls.
+        let _ = TcpStream::connect(self.rest_addr);
+        let _ = TcpStream::connect(self.alpn_addr);
+        for a in self.acceptors.drain(..) {
+            let _ = a.join();
+        }
+        let conns = std::mem::take(
+            &mut *self
+                .shared
+                .connections
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for c in conns.into_values() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}

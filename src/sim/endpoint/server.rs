@@ -1,0 +1,343 @@
+//! The listeners: accept, TLS handshake, then HTTP/1.1 keep-alive, one thread per connection
+//! so that no client ever waits for another.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+use super::account::{Certificate, Policy};
+use super::api::{self, Operation};
+use super::http::{self, HttpError, Parsed, Request, Response};
+use super::shadow::{ErrorKind, ShadowError};
+use super::{epoch_seconds, Fault, Listener, LoggedRequest, Publication, Shared};
+
+/// A connection idle this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// AWS answers 429 beyond this many requests in flight on one connection.
+const MAX_IN_FLIGHT: usize = 10;
+
+pub(super) fn spawn_acceptor(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    which: Listener,
+    shared: Arc<Shared>,
+) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("endpoint-accept-{which:?}"))
+        .spawn(move || {
+            for stream in listener.incoming() {
+                if shared.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+                if let Ok(clone) = stream.try_clone() {
+                    shared
+                        .connections
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(id, clone);
+                }
+                let shared = Arc::clone(&shared);
+                let config = Arc::clone(&config);
+                let spawned = std::thread::Builder::new()
+                    .name("endpoint-conn".into())
+                    .spawn(move || {
+                        if let Err(e) = serve(stream, config, which, &shared) {
+                            log::debug!("connection ended: {e}");
+                        }
+                        shared
+                            .connections
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&id);
+                    });
+                if let Err(e) = spawned {
+                    log::warn!("cannot start a connection thread: {e}");
+                }
+            }
+        })
+}
+
+/// What the connection knows about its client once the handshake is done.
+struct Peer {
+    listener: Listener,
+    sni: Option<String>,
+    alpn: Option<String>,
+    cert_id: Option<String>,
+    /// The REST API is served (8443, or 443 with the AWS ALPN and a certificate).
+    rest_enabled: bool,
+}
+
+fn serve(
+    tcp: TcpStream,
+    config: Arc<ServerConfig>,
+    which: Listener,
+    shared: &Shared,
+) -> io::Result<()> {
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    let conn = ServerConnection::new(config).map_err(io::Error::other)?;
+    let mut tls = StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        // On failure rustls has queued an alert; complete_io sends it before returning.
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    let peer_cert = tls.conn.peer_certificates().and_then(|c| c.first());
+    if let Some(cert) = peer_cert {
+        // With CertRefusal::Alert the verifier has already failed such a handshake; with
+        // CloseAfterHandshake this is where the connection ends.
+        if let Err(refusal) = shared.registry.check(cert) {
+            log::info!("closing after handshake: {refusal}");
+            return Ok(());
+        }
+    }
+    let cert_id = peer_cert.map(|c| super::account::cert_id(c));
+    let alpn = tls
+        .conn
+        .alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    let rest_enabled = match which {
+        Listener::Rest => true,
+        Listener::Alpn => {
+            alpn.as_deref().map(str::as_bytes) == Some(super::tls::ALPN_HTTP_CA)
+                && cert_id.is_some()
+        }
+    };
+    let peer = Peer {
+        listener: which,
+        sni: tls.conn.server_name().map(str::to_string),
+        alpn,
+        cert_id,
+        rest_enabled,
+    };
+
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    // Whether the request at the front of `buf` has already been sent `100 Continue`.
+    let mut continued = false;
+    loop {
+        let mut out = Vec::new();
+        let mut answered = 0;
+        let mut close = false;
+        loop {
+            match http::parse_request(&buf) {
+                Ok(Parsed::Partial) => {
+                    if !continued && http::expects_continue(&buf) {
+                        out.extend_from_slice(http::CONTINUE);
+                        continued = true;
+                    }
+                    break;
+                }
+                Ok(Parsed::Complete(req, used)) => {
+                    buf.drain(..used);
+                    continued = false;
+                    answered += 1;
+                    let (resp, fault) = if answered > MAX_IN_FLIGHT {
+                        let e = ShadowError::new(ErrorKind::Throttling, "Rate exceeded");
+                        (error_response(shared, &e, &new_request_id(), true), None)
+                    } else {
+                        handle(shared, &peer, &req)
+                    };
+                    match fault {
+                        Some(Fault::Reset) => {
+                            // Answer what came before, then vanish without a response.
+                            tls.write_all(&out)?;
+                            tls.flush()?;
+                            return tls.sock.shutdown(std::net::Shutdown::Both);
+                        }
+                        Some(Fault::TruncatedBody) => {
+                            let bytes = resp.encode();
+                            let cut = bytes.len() - resp.body.len() / 2;
+                            out.extend_from_slice(&bytes[..cut]);
+                            tls.write_all(&out)?;
+                            tls.flush()?;
+                            return tls.sock.shutdown(std::net::Shutdown::Both);
+                        }
+                        _ => {}
+                    }
+                    out.extend_from_slice(&resp.encode());
+                    if resp.close || req.wants_close() {
+                        close = true;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let message = match e {
+                        HttpError::TooLarge => ShadowError::new(
+                            ErrorKind::RequestEntityTooLarge,
+                            "The payload exceeds the maximum size allowed",
+                        ),
+                        HttpError::Malformed(_) => {
+                            ShadowError::new(ErrorKind::InvalidRequest, "Bad Request")
+                        }
+                    };
+                    log::info!("closing connection after unreadable request: {e}");
+                    let resp = error_response(shared, &message, &new_request_id(), true);
+                    out.extend_from_slice(&resp.encode());
+                    close = true;
+                    break;
+                }
+            }
+        }
+        if !out.is_empty() {
+            tls.write_all(&out)?;
+            tls.flush()?;
+        }
+        if close {
+            tls.conn.send_close_notify();
+            let _ = tls.conn.complete_io(&mut tls.sock);
+            return Ok(());
+        }
+        let n = match tls.read(&mut chunk) {
+            Ok(n) => n,
+            // A client that hangs up without close_notify is common and harmless here.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn new_request_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    // Request IDs only need to be unique; if the system RNG fails, a zero ID still works.
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn error_response(
+    shared: &Shared,
+    e: &ShadowError,
+    request_id: &str,
+    force_close: bool,
+) -> Response {
+    Response::json(
+        e.kind.status(),
+        e.body(request_id),
+        request_id,
+        shared.clock.now(),
+        Some(e.kind.error_type()),
+        force_close || shared.close_after_error,
+    )
+}
+
+/// Answers one request; also returns the fault injected into it, if any, for the
+/// connection to act on (reset, truncation).
+fn handle(shared: &Shared, peer: &Peer, req: &Request) -> (Response, Option<Fault>) {
+    let fault = shared
+        .faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .pop_front();
+    if let Some(Fault::Delay(d)) = &fault {
+        std::thread::sleep(*d);
+    }
+    let request_id = new_request_id();
+    let now = shared.clock.now();
+    let now_s = epoch_seconds(now);
+    let mut thing = None;
+    let injected = match &fault {
+        Some(Fault::InternalFailure) => Some(ShadowError::new(
+            ErrorKind::InternalFailure,
+            "Internal service failure",
+        )),
+        Some(Fault::ServiceUnavailable) => Some(ShadowError::new(
+            ErrorKind::ServiceUnavailable,
+            "Service Unavailable",
+        )),
+        _ => None,
+    };
+    let resp = if let Some(e) = injected {
+        error_response(shared, &e, &request_id, false)
+    } else if !peer.rest_enabled {
+        Response::missing_authentication_token(&request_id)
+    } else {
+        let cert = peer
+            .cert_id
+            .as_deref()
+            .and_then(|id| shared.registry.current().certificate(id).cloned());
+        thing = cert.as_ref().map(|c| c.thing.clone());
+        match dispatch(shared, cert.as_ref(), req, now_s, &request_id) {
+            Ok(body) => Response::json(200, body, &request_id, now, None, false),
+            Err(e) => error_response(shared, &e, &request_id, false),
+        }
+    };
+    shared.log.record(LoggedRequest {
+        time: now_s,
+        listener: peer.listener,
+        request_id,
+        method: req.method.clone(),
+        target: req.target.clone(),
+        headers: req.headers.clone(),
+        body: String::from_utf8_lossy(&req.body).into_owned(),
+        status: resp.status,
+        sni: peer.sni.clone(),
+        alpn: peer.alpn.clone(),
+        cert_id: peer.cert_id.clone(),
+        thing,
+    });
+    (resp, fault)
+}
+
+fn dispatch(
+    shared: &Shared,
+    cert: Option<&Certificate>,
+    req: &Request,
+    now: u64,
+    request_id: &str,
+) -> Result<String, ShadowError> {
+    let op = api::route(req)?;
+    // The certificate was ACTIVE at the handshake; the policy is read now, so a policy
+    // change applies to open connections too.
+    let allowed = cert.is_some_and(|c| {
+        c.policy == Policy::Allow && !c.denied_actions.iter().any(|a| a == op.action())
+    });
+    if !allowed {
+        log::info!("{} denied by policy", op.action());
+        return Err(ShadowError::new(ErrorKind::Forbidden, "Forbidden"));
+    }
+    match op {
+        Operation::GetThingShadow(key) => shared.shadows.read(|s| s.get(&key, now)),
+        Operation::UpdateThingShadow(key) => shared
+            .shadows
+            .mutate(&key, |s| s.update(&key, &req.body, now)),
+        Operation::DeleteThingShadow(key) => shared.shadows.mutate(&key, |s| s.delete(&key, now)),
+        Operation::ListNamedShadowsForThing {
+            thing,
+            page_size,
+            next_token,
+        } => shared
+            .shadows
+            .read(|s| s.list_named(&thing, page_size.as_deref(), next_token.as_deref(), now)),
+        Operation::Publish { topic, qos } => {
+            shared.log.publish(Publication {
+                topic,
+                qos,
+                payload: req.body.clone(),
+            });
+            Ok(format!(
+                "{{\"message\":\"OK\",\"traceId\":\"{request_id}\"}}"
+            ))
+        }
+    }
+}
