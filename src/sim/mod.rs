@@ -3,5 +3,6 @@
 //! Both are product features (`esp-aws sim`, `esp-aws demo`) and the ground every
 //! end-to-end test stands on.
 
+pub mod at;
 pub mod device;
 pub mod flash;
