@@ -452,7 +452,7 @@ impl AtFirmware {
             _ if tz.abs() >= 100 => tz.signum() * ((tz.abs() / 100) * 3600 + (tz.abs() % 100) * 60),
             _ => tz * 3600,
         };
-        let mut line = format!("+CIPSNTPTIME:{}", asctime((utc + offset).max(0)));
+        let mut line = format!("+CIPSNTPTIME:{}", asctime(utc + offset));
         if self.generation == Generation::V1_1_3 {
             // 1.1.3 keeps asctime's own newline (`esp-at.md` §5.6).
             line.push('\n');

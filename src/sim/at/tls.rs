@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::time_provider::TimeProvider;
@@ -231,6 +232,22 @@ pub fn client(
         Generation::V4_1 => rustls::DEFAULT_VERSIONS,
         _ => &[&rustls::version::TLS12],
     };
+    // Read in the firmware's order: cert, key, then CA (`cert_len`, `prvtkey_len`,
+    // `ca_len` on the log port).
+    let own_cert = if params.auth & 1 != 0 {
+        let cert = source.item(Slot::Cert, params.pki as usize)?;
+        log.push(format!("cert_len={}", cert.len()));
+        let key = source.item(Slot::Key, params.pki as usize)?;
+        log.push(format!("prvtkey_len={}", key.len()));
+        let chain = parse_certs(&cert)?;
+        let key = provider
+            .key_provider
+            .load_private_key(parse_key(&key)?)
+            .map_err(|e| format!("ctx fail: {e}"))?;
+        Some(Arc::new(CertifiedKey::new(chain, key)))
+    } else {
+        None
+    };
     let verifier = if params.auth & 2 != 0 {
         let ca = source.item(Slot::Ca, params.ca as usize)?;
         log.push(format!("ca_len={}", ca.len()));
@@ -252,23 +269,17 @@ pub fn client(
         check_name: generation != Generation::V1_1_3,
         provider: provider.clone(),
     });
-    let builder = ClientConfig::builder_with_details(provider, clock)
+    let builder = ClientConfig::builder_with_details(provider.clone(), clock)
         .with_protocol_versions(versions)
         .map_err(|e| format!("ctx fail: {e}"))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let mut config = if params.auth & 1 != 0 {
-        let cert = source.item(Slot::Cert, params.pki as usize)?;
-        log.push(format!("cert_len={}", cert.len()));
-        let key = source.item(Slot::Key, params.pki as usize)?;
-        log.push(format!("prvtkey_len={}", key.len()));
-        let chain = parse_certs(&cert)?;
-        let key = parse_key(&key)?;
-        builder
-            .with_client_auth_cert(chain, key)
-            .map_err(|e| format!("ctx fail: {e}"))?
-    } else {
-        builder.with_no_client_auth()
+    // Handed over as is, like mbedTLS's own-cert setup: the firmware neither checks that
+    // key and certificate match nor rejects X.509 v1 certificates (which webpki, behind
+    // rustls' `with_client_auth_cert`, would).
+    let mut config = match own_cert {
+        Some(own) => builder.with_client_cert_resolver(Arc::new(OwnCert(own))),
+        None => builder.with_no_client_auth(),
     };
     log.push("ctx ok".into());
     // 1.1.3 sends no SNI (no command for it, and its OpenSSL-compat path sets no host
@@ -278,6 +289,24 @@ pub fn client(
     let name = params.sni.clone().unwrap_or_else(|| params.host.clone());
     let name = ServerName::try_from(name).map_err(|_| "gethostbyname fail".to_string())?;
     ClientConnection::new(Arc::new(config), name).map_err(|e| format!("ssl fail: {e}"))
+}
+
+/// The module's one client certificate, offered whatever the server asks for.
+#[derive(Debug)]
+struct OwnCert(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for OwnCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug)]

@@ -1,0 +1,1 @@
+//! Every fault knob, exercised.

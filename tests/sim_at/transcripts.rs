@@ -1,0 +1,1 @@
+//! Per-generation transcripts: exact bytes for each command, including error paths.
