@@ -176,6 +176,9 @@ impl ServerSocket {
             if self.inbox.len() < head_len + content_length {
                 return;
             }
+            let close = req.headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close")
+            });
             let method = req.method.unwrap_or("").to_string();
             let path = req.path.unwrap_or("").to_string();
             let body = self.inbox[head_len..head_len + content_length].to_vec();
@@ -192,6 +195,11 @@ impl ServerSocket {
             self.flush_tls();
             self.conn.writer().write_all(reply.as_bytes()).unwrap();
             self.flush_tls();
+            if close {
+                self.conn.send_close_notify();
+                self.flush_tls();
+                self.dead = true;
+            }
         }
     }
 
