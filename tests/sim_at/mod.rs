@@ -2,13 +2,14 @@
 //! `Device` seam only: bytes in at a fake time, bytes out, compared exactly. Nothing here
 //! uses the project's own AT driver.
 
+mod data;
 mod faults;
 mod server;
 mod tls_flow;
 mod transcripts;
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use esp_aws::firmware::Generation;
 use esp_aws::sim::at::{AtFirmware, AtFirmwareBuilder, UtcSource};
@@ -123,7 +124,22 @@ impl Sim {
     }
 }
 
-/// Unix seconds now (for sanity checks on host-time behaviour).
-pub fn host_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+/// Splits device output into active single-link `+IPD` payloads (without `AT+CIPDINFO`)
+/// and the bytes around them: `(payloads, everything else)`.
+pub fn ipd_frames(out: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
+    let mut frames = Vec::new();
+    let mut rest = Vec::new();
+    let mut i = 0;
+    while i < out.len() {
+        if out[i..].starts_with(b"\r\n+IPD,") {
+            let head_end = i + out[i..].iter().position(|&b| b == b':').expect("':' after +IPD");
+            let len: usize = std::str::from_utf8(&out[i + 7..head_end]).unwrap().parse().unwrap();
+            frames.push(out[head_end + 1..head_end + 1 + len].to_vec());
+            i = head_end + 1 + len;
+        } else {
+            rest.push(out[i]);
+            i += 1;
+        }
+    }
+    (frames, rest)
 }

@@ -12,7 +12,7 @@ use esp_aws::pki::atpki::{Bin, ItemKind};
 use super::{builder, esc, fixture, Sim};
 use crate::assert_bytes;
 
-fn post(body: &str) -> Vec<u8> {
+pub(super) fn post(body: &str) -> Vec<u8> {
     format!(
         "POST /things/lnu_001/shadow HTTP/1.1\r\nHost: {ENDPOINT}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -20,11 +20,11 @@ fn post(body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn get() -> Vec<u8> {
+pub(super) fn get() -> Vec<u8> {
     format!("GET /things/lnu_001/shadow HTTP/1.1\r\nHost: {ENDPOINT}\r\n\r\n").into_bytes()
 }
 
-fn response_frames(status: &str, body: &str) -> Vec<u8> {
+pub(super) fn response_frames(status: &str, body: &str) -> Vec<u8> {
     let head = format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\ndate: Tue, 01 Dec 2026 00:00:05 GMT\r\nx-amzn-RequestId: 00000000-0000-0000-0000-000000000000\r\nconnection: keep-alive\r\n\r\n",
         body.len()
@@ -35,20 +35,27 @@ fn response_frames(status: &str, body: &str) -> Vec<u8> {
 }
 
 /// A booted module with echo off, the fixture device cert/key and `ca` written with
-/// `AT+SYSFLASH`, SNTP synced, and `AT+CIPSSLCCONF=3,0,0` set.
-fn provisioned(generation: Generation, net: TestNet, ca_bin: &[u8]) -> Sim {
+/// `AT+SYSFLASH` ("4.1": the PEMs with `AT+SYSMFG`), SNTP synced, and `AT+CIPSSLCCONF=3,0,0` set.
+pub(super) fn provisioned(generation: Generation, net: TestNet, ca_bin: &[u8]) -> Sim {
     let mut sim = Sim::boot_with(builder(generation).network(net));
     sim.echo_off();
-    sim.sysflash_write("client_cert", &fixture("cert_rsa.bin"));
-    sim.sysflash_write("client_key", &fixture("key_rsa.bin"));
-    sim.sysflash_write("client_ca", ca_bin);
+    if generation == Generation::V4_1 {
+        sysmfg_write(&mut sim, "client_cert", "client_cert.0", &fixture("dev_rsa_cert.pem"));
+        sysmfg_write(&mut sim, "client_key", "client_key.0", &fixture("dev_rsa_key.pem"));
+        let ca = Bin::decode(ca_bin).unwrap().items.remove(0).content;
+        sysmfg_write(&mut sim, "client_ca", "client_ca.0", &ca);
+    } else {
+        sim.sysflash_write("client_cert", &fixture("cert_rsa.bin"));
+        sim.sysflash_write("client_key", &fixture("key_rsa.bin"));
+        sim.sysflash_write("client_ca", ca_bin);
+    }
     assert_bytes!(sim.cmd("AT+CIPSNTPCFG=1,0,\"us.pool.ntp.org\""), b"\r\nOK\r\n");
     sim.advance(Duration::from_secs(3));
     assert_bytes!(sim.cmd("AT+CIPSSLCCONF=3,0,0"), b"\r\nOK\r\n");
     sim
 }
 
-fn send(sim: &mut Sim, payload: &[u8]) -> Vec<u8> {
+pub(super) fn send(sim: &mut Sim, payload: &[u8]) -> Vec<u8> {
     assert_bytes!(sim.cmd(&format!("AT+CIPSEND={}", payload.len())), b"\r\nOK\r\n\r\n>");
     sim.send(payload)
 }
@@ -128,11 +135,11 @@ fn classic_guide_flow_on_1_1_3() {
     assert_eq!(seen.alpn, [None]);
 }
 
-fn cipstart(sim: &mut Sim, port: u16) -> Vec<u8> {
+pub(super) fn cipstart(sim: &mut Sim, port: u16) -> Vec<u8> {
     sim.cmd(&format!("AT+CIPSTART=\"SSL\",\"{ENDPOINT}\",{port}"))
 }
 
-fn fixture_net(pki: &ServerPki) -> TestNet {
+pub(super) fn fixture_net(pki: &ServerPki) -> TestNet {
     TestNet::new(pki, &fixture("ca_rsa_cert.pem"))
 }
 

@@ -600,7 +600,10 @@ impl AtFirmware {
             return;
         };
         let buffered = link.buffered();
-        if buffered > 0 && !link.notified {
+        let fresh = std::mem::take(&mut link.fresh);
+        // One announcement per arrival, and none until the host has read (a partial read
+        // does not re-announce what is left).
+        if buffered > 0 && fresh && !link.notified {
             link.notified = true;
             // "2.4" announces what arrived at the socket layer (TLS bytes), so the
             // announced length exceeds what AT+CIPRECVDATA returns (v2.1 docs).

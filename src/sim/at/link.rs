@@ -27,6 +27,8 @@ pub(super) struct Link {
     pub wire_since_read: usize,
     /// A passive-mode `+IPD,<len>` was printed and the host has not read since.
     pub notified: bool,
+    /// Data arrived since the last passive-mode notification check.
+    pub fresh: bool,
 }
 
 impl Link {
@@ -41,6 +43,7 @@ impl Link {
             records: VecDeque::new(),
             wire_since_read: 0,
             notified: false,
+            fresh: false,
         }
     }
 
@@ -88,6 +91,7 @@ impl Link {
                                 Ok(chunk) => {
                                     let len = chunk.len();
                                     self.records.push_back(chunk.to_vec());
+                                    self.fresh = true;
                                     reader.consume(len);
                                 }
                             }
