@@ -33,11 +33,17 @@ fn cipsend_prompt_length_and_limits() {
         assert_bytes!(sim.cmd(&format!("AT+CIPSEND={}", max + 1)), too_long);
         // The payload arrives in pieces; nothing is answered until exactly <len> bytes.
         let request = get();
-        assert_bytes!(sim.cmd(&format!("AT+CIPSEND={}", request.len())), b"\r\nOK\r\n\r\n>");
+        assert_bytes!(
+            sim.cmd(&format!("AT+CIPSEND={}", request.len())),
+            b"\r\nOK\r\n\r\n>"
+        );
         assert_bytes!(sim.send(&request[..10]), b"");
         let out = sim.send(&request[10..]);
         let (frames, rest) = ipd_frames(&out);
-        assert_bytes!(rest, format!("\r\nRecv {} bytes\r\n\r\nSEND OK\r\n", request.len()));
+        assert_bytes!(
+            rest,
+            format!("\r\nRecv {} bytes\r\n\r\nSEND OK\r\n", request.len())
+        );
         assert_eq!(frames.len(), 2);
         // Bytes beyond <len> in the same write reach the parser while the send runs.
         assert_bytes!(sim.cmd("AT+CIPSEND=4"), b"\r\nOK\r\n\r\n>");
@@ -47,7 +53,11 @@ fn cipsend_prompt_length_and_limits() {
             "\r\nbusy p...\r\n"
         };
         let out = sim.send(b"GET AT\r\n");
-        assert!(esc(&out).starts_with("\\r\\nRecv 4 bytes\\r\\n\\r\\nSEND OK\\r\\n"), "{}", esc(&out));
+        assert!(
+            esc(&out).starts_with("\\r\\nRecv 4 bytes\\r\\n\\r\\nSEND OK\\r\\n"),
+            "{}",
+            esc(&out)
+        );
         assert!(esc(&out).ends_with(&esc(busy.as_bytes())), "{}", esc(&out));
     }
 }
@@ -71,7 +81,10 @@ fn peer_close_prints_closed_right_after_the_data() {
     let mut sim = connected(Generation::V1_1_3);
     let request = get_and_close();
     let mut expected = format!("\r\nRecv {} bytes\r\n\r\nSEND OK\r\n", request.len()).into_bytes();
-    expected.extend(response_frames("404 Not Found", r#"{"code":404,"message":"No shadow exists with name: 'lnu_001'"}"#));
+    expected.extend(response_frames(
+        "404 Not Found",
+        r#"{"code":404,"message":"No shadow exists with name: 'lnu_001'"}"#,
+    ));
     expected.extend_from_slice(b"CLOSED\r\n");
     assert_bytes!(send(&mut sim, &request), expected);
     assert_bytes!(sim.cmd("AT+CIPSTATUS"), b"STATUS:4\r\n\r\nOK\r\n");
@@ -93,9 +106,15 @@ fn passive_receive_on_2_4_and_4_1() {
         let plain: Vec<u8> = frames.concat();
         let out = send(&mut sim, &request);
         let text = esc(&out);
-        let prefix = format!("\\r\\nRecv {} bytes\\r\\n\\r\\nSEND OK\\r\\n\\r\\n+IPD,", request.len());
+        let prefix = format!(
+            "\\r\\nRecv {} bytes\\r\\n\\r\\nSEND OK\\r\\n\\r\\n+IPD,",
+            request.len()
+        );
         assert!(text.starts_with(&prefix), "{text}");
-        let announced: usize = text[prefix.len()..].trim_end_matches("\\r\\n").parse().unwrap();
+        let announced: usize = text[prefix.len()..]
+            .trim_end_matches("\\r\\n")
+            .parse()
+            .unwrap();
         if generation == Generation::V2_4 {
             // "2.4" announces TLS bytes: more than AT+CIPRECVDATA will return.
             assert!(announced > plain.len(), "{announced} vs {}", plain.len());
@@ -104,7 +123,10 @@ fn passive_receive_on_2_4_and_4_1() {
         }
         // The peer has closed, but CLOSED waits until the data is read.
         assert_bytes!(sim.advance(std::time::Duration::from_secs(1)), b"");
-        assert_bytes!(sim.cmd("AT+CIPRECVLEN?"), format!("+CIPRECVLEN:{}\r\n\r\nOK\r\n", plain.len()));
+        assert_bytes!(
+            sim.cmd("AT+CIPRECVLEN?"),
+            format!("+CIPRECVLEN:{}\r\n\r\nOK\r\n", plain.len())
+        );
         let mut first = b"+CIPRECVDATA:100,".to_vec();
         first.extend_from_slice(&plain[..100]);
         first.extend_from_slice(b"\r\nOK\r\n");
@@ -133,12 +155,25 @@ fn multi_link_prefixes_and_dinfo() {
         // The mode cannot change while a link exists.
         assert_bytes!(sim.cmd("AT+CIPMUX=0"), b"\r\nERROR\r\n");
         let request = get();
-        assert_bytes!(sim.cmd(&format!("AT+CIPSEND=2,{}", request.len())), b"\r\nOK\r\n\r\n>");
+        assert_bytes!(
+            sim.cmd(&format!("AT+CIPSEND=2,{}", request.len())),
+            b"\r\nOK\r\n\r\n>"
+        );
         let out = sim.send(&request);
-        let ip = if generation == Generation::V1_1_3 { "52.94.236.248" } else { "\"52.94.236.248\"" };
+        let ip = if generation == Generation::V1_1_3 {
+            "52.94.236.248"
+        } else {
+            "\"52.94.236.248\""
+        };
         let text = String::from_utf8_lossy(&out);
-        assert!(text.contains(&format!("\r\n+IPD,2,195,{ip},8443:HTTP/1.1 404")), "{text}");
-        assert!(text.contains(&format!("\r\n+IPD,2,62,{ip},8443:{{")), "{text}");
+        assert!(
+            text.contains(&format!("\r\n+IPD,2,195,{ip},8443:HTTP/1.1 404")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("\r\n+IPD,2,62,{ip},8443:{{")),
+            "{text}"
+        );
         assert_bytes!(sim.cmd("AT+CIPCLOSE=2"), b"2,CLOSED\r\n\r\nOK\r\n");
         assert_bytes!(sim.cmd("AT+CIPCLOSE=5"), b"\r\nERROR\r\n");
     }

@@ -21,7 +21,11 @@ pub const UTC_AT_POWER_ON: u64 = 1_796_083_200;
 /// Renders bytes with `\r`, `\n` and non-printables escaped, so failures show a readable
 /// transcript diff.
 pub fn esc(bytes: &[u8]) -> String {
-    bytes.iter().flat_map(|&b| std::ascii::escape_default(b)).map(char::from).collect()
+    bytes
+        .iter()
+        .flat_map(|&b| std::ascii::escape_default(b))
+        .map(char::from)
+        .collect()
 }
 
 /// Asserts exact bytes, showing both sides escaped.
@@ -41,7 +45,9 @@ macro_rules! assert_bytes {
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/atpki").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/atpki")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -54,7 +60,9 @@ pub struct Sim {
 /// The builder every test starts from: deterministic time, default delays.
 pub fn builder(generation: Generation) -> AtFirmwareBuilder {
     AtFirmware::builder(generation)
-        .utc(UtcSource::AtPowerOn(UNIX_EPOCH + Duration::from_secs(UTC_AT_POWER_ON)))
+        .utc(UtcSource::AtPowerOn(
+            UNIX_EPOCH + Duration::from_secs(UTC_AT_POWER_ON),
+        ))
         .sntp_delay(Duration::from_secs(2))
         .ready_delay(Duration::from_millis(300))
 }
@@ -117,7 +125,10 @@ impl Sim {
     /// Erases `partition` and writes `data` at offset 0 with `AT+SYSFLASH`, checking every
     /// reply. Echo must be off.
     pub fn sysflash_write(&mut self, partition: &str, data: &[u8]) {
-        assert_bytes!(self.cmd(&format!("AT+SYSFLASH=0,\"{partition}\"")), b"\r\nOK\r\n");
+        assert_bytes!(
+            self.cmd(&format!("AT+SYSFLASH=0,\"{partition}\"")),
+            b"\r\nOK\r\n"
+        );
         let prompt = self.cmd(&format!("AT+SYSFLASH=1,\"{partition}\",0,{}", data.len()));
         assert_bytes!(prompt, b">");
         assert_bytes!(self.send(data), b"\r\nOK\r\n");
@@ -132,8 +143,14 @@ pub fn ipd_frames(out: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
     let mut i = 0;
     while i < out.len() {
         if out[i..].starts_with(b"\r\n+IPD,") {
-            let head_end = i + out[i..].iter().position(|&b| b == b':').expect("':' after +IPD");
-            let len: usize = std::str::from_utf8(&out[i + 7..head_end]).unwrap().parse().unwrap();
+            let head_end = i + out[i..]
+                .iter()
+                .position(|&b| b == b':')
+                .expect("':' after +IPD");
+            let len: usize = std::str::from_utf8(&out[i + 7..head_end])
+                .unwrap()
+                .parse()
+                .unwrap();
             frames.push(out[head_end + 1..head_end + 1 + len].to_vec());
             i = head_end + 1 + len;
         } else {

@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls::time_provider::TimeProvider;
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls::{ServerConfig, ServerConnection};
 
 use esp_aws::pki::atpki::{Bin, ItemKind};
@@ -27,7 +27,9 @@ struct FixedTime;
 
 impl TimeProvider for FixedTime {
     fn current_time(&self) -> Option<UnixTime> {
-        Some(UnixTime::since_unix_epoch(Duration::from_secs(super::UTC_AT_POWER_ON)))
+        Some(UnixTime::since_unix_epoch(Duration::from_secs(
+            super::UTC_AT_POWER_ON,
+        )))
     }
 }
 
@@ -43,7 +45,9 @@ impl ServerPki {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "Sim Test Server CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Sim Test Server CA");
         let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
         let key = KeyPair::generate().unwrap();
         let cert = CertificateParams::new(vec![name.to_string()])
@@ -184,7 +188,11 @@ impl ServerSocket {
             let body = self.inbox[head_len..head_len + content_length].to_vec();
             self.inbox.drain(..head_len + content_length);
             let (status, reply) = self.handle(&method, &body);
-            self.seen.lock().unwrap().requests.push((method, path, body));
+            self.seen
+                .lock()
+                .unwrap()
+                .requests
+                .push((method, path, body));
             let head = format!(
                 "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\ndate: Tue, 01 Dec 2026 00:00:05 GMT\r\nx-amzn-RequestId: 00000000-0000-0000-0000-000000000000\r\nconnection: keep-alive\r\n\r\n",
                 reply.len()
@@ -217,7 +225,10 @@ impl ServerSocket {
             }
             "GET" => match shadow.as_ref() {
                 Some(doc) => ("200 OK", doc.clone()),
-                None => ("404 Not Found", r#"{"code":404,"message":"No shadow exists with name: 'lnu_001'"}"#.to_string()),
+                None => (
+                    "404 Not Found",
+                    r#"{"code":404,"message":"No shadow exists with name: 'lnu_001'"}"#.to_string(),
+                ),
             },
             _ => ("405 Method Not Allowed", r#"{"code":405}"#.to_string()),
         }
@@ -244,7 +255,8 @@ impl Write for ServerSocket {
         if !self.recorded_hello && !self.conn.is_handshaking() {
             self.recorded_hello = true;
             let mut seen = self.seen.lock().unwrap();
-            seen.alpn.push(self.conn.alpn_protocol().map(<[u8]>::to_vec));
+            seen.alpn
+                .push(self.conn.alpn_protocol().map(<[u8]>::to_vec));
             seen.sni.push(self.conn.server_name().map(str::to_string));
         }
         let mut plain = Vec::new();
@@ -353,11 +365,15 @@ impl ClientCertVerifier for V1TolerantClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let key = public_key(cert).ok_or(rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let key = public_key(cert).ok_or(rustls::Error::InvalidCertificate(
+            CertificateError::BadEncoding,
+        ))?;
         if rsa_or_ecdsa_verify(&key, dss.scheme, message, dss.signature()) {
             Ok(HandshakeSignatureValid::assertion())
         } else {
-            Err(rustls::Error::InvalidCertificate(CertificateError::BadSignature))
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::BadSignature,
+            ))
         }
     }
 

@@ -40,8 +40,18 @@ pub(super) fn provisioned(generation: Generation, net: TestNet, ca_bin: &[u8]) -
     let mut sim = Sim::boot_with(builder(generation).network(net));
     sim.echo_off();
     if generation == Generation::V4_1 {
-        sysmfg_write(&mut sim, "client_cert", "client_cert.0", &fixture("dev_rsa_cert.pem"));
-        sysmfg_write(&mut sim, "client_key", "client_key.0", &fixture("dev_rsa_key.pem"));
+        sysmfg_write(
+            &mut sim,
+            "client_cert",
+            "client_cert.0",
+            &fixture("dev_rsa_cert.pem"),
+        );
+        sysmfg_write(
+            &mut sim,
+            "client_key",
+            "client_key.0",
+            &fixture("dev_rsa_key.pem"),
+        );
         let ca = Bin::decode(ca_bin).unwrap().items.remove(0).content;
         sysmfg_write(&mut sim, "client_ca", "client_ca.0", &ca);
     } else {
@@ -49,14 +59,20 @@ pub(super) fn provisioned(generation: Generation, net: TestNet, ca_bin: &[u8]) -
         sim.sysflash_write("client_key", &fixture("key_rsa.bin"));
         sim.sysflash_write("client_ca", ca_bin);
     }
-    assert_bytes!(sim.cmd("AT+CIPSNTPCFG=1,0,\"us.pool.ntp.org\""), b"\r\nOK\r\n");
+    assert_bytes!(
+        sim.cmd("AT+CIPSNTPCFG=1,0,\"us.pool.ntp.org\""),
+        b"\r\nOK\r\n"
+    );
     sim.advance(Duration::from_secs(3));
     assert_bytes!(sim.cmd("AT+CIPSSLCCONF=3,0,0"), b"\r\nOK\r\n");
     sim
 }
 
 pub(super) fn send(sim: &mut Sim, payload: &[u8]) -> Vec<u8> {
-    assert_bytes!(sim.cmd(&format!("AT+CIPSEND={}", payload.len())), b"\r\nOK\r\n\r\n>");
+    assert_bytes!(
+        sim.cmd(&format!("AT+CIPSEND={}", payload.len())),
+        b"\r\nOK\r\n\r\n>"
+    );
     sim.send(payload)
 }
 
@@ -79,7 +95,10 @@ fn classic_guide_flow_on_1_1_3() {
 
     // Step 3 of the guide: SNTP with timezone 1. Until the sync the clock counts from the
     // epoch; "1.1.3" sets TZ=GMT+1, which POSIX reads as UTC-1.
-    assert_bytes!(sim.cmd("AT+CIPSNTPCFG=1,1,\"us.pool.ntp.org\""), b"\r\nOK\r\n");
+    assert_bytes!(
+        sim.cmd("AT+CIPSNTPCFG=1,1,\"us.pool.ntp.org\""),
+        b"\r\nOK\r\n"
+    );
     assert_bytes!(
         sim.cmd("AT+CIPSNTPTIME?"),
         b"+CIPSNTPTIME:Wed Dec 31 23:00:01 1969\n\r\nOK\r\n"
@@ -154,7 +173,11 @@ fn clock_not_synced_fails_cipstart_with_bare_error() {
     assert_bytes!(sim.cmd("AT+CIPSSLCCONF=3,0,0"), b"\r\nOK\r\n");
     // No SNTP: the module believes it is 1970, before the server certificate's notBefore.
     assert_bytes!(cipstart(&mut sim, 8443), b"\r\nERROR\r\n");
-    assert!(sim.dev.take_log().iter().any(|l| l.starts_with("ssl connect fail")));
+    assert!(sim
+        .dev
+        .take_log()
+        .iter()
+        .any(|l| l.starts_with("ssl connect fail")));
     // No CLOSED follows a link that never connected.
     assert_bytes!(sim.advance(Duration::from_secs(1)), b"");
     // After the sync the same command connects.
@@ -167,22 +190,36 @@ fn clock_not_synced_fails_cipstart_with_bare_error() {
 fn ntp_down_fault_keeps_the_clock_in_1970() {
     let pki = ServerPki::new(ENDPOINT);
     let faults = "ntp-down".parse().unwrap();
-    let mut sim = Sim::boot_with(builder(Generation::V2_4).network(fixture_net(&pki)).faults(faults, 1));
+    let mut sim = Sim::boot_with(
+        builder(Generation::V2_4)
+            .network(fixture_net(&pki))
+            .faults(faults, 1),
+    );
     sim.echo_off();
     assert_bytes!(sim.cmd("AT+CIPSNTPCFG=1,0,\"pool.ntp.org\""), b"\r\nOK\r\n");
     sim.advance(Duration::from_secs(60));
     assert_bytes!(sim.cmd("AT+SYSTIMESTAMP?"), b"+SYSTIMESTAMP:61\r\nOK\r\n");
-    assert_bytes!(sim.cmd("AT+CIPSNTPTIME?"), b"+CIPSNTPTIME:Thu Jan  1 00:01:01 1970\r\nOK\r\n");
+    assert_bytes!(
+        sim.cmd("AT+CIPSNTPTIME?"),
+        b"+CIPSNTPTIME:Thu Jan  1 00:01:01 1970\r\nOK\r\n"
+    );
     // The NTP-free way out (`esp-at.md` §5.7).
     assert_bytes!(sim.cmd("AT+SYSTIMESTAMP=1796083200"), b"\r\nOK\r\n");
-    assert_bytes!(sim.cmd("AT+SYSTIMESTAMP?"), b"+SYSTIMESTAMP:1796083200\r\nOK\r\n");
+    assert_bytes!(
+        sim.cmd("AT+SYSTIMESTAMP?"),
+        b"+SYSTIMESTAMP:1796083200\r\nOK\r\n"
+    );
 }
 
 #[test]
 fn wrong_ca_fails_cipstart() {
     let pki = ServerPki::new(ENDPOINT);
     // The fixture CA did not sign the server certificate.
-    let mut sim = provisioned(Generation::V1_1_3, fixture_net(&pki), &fixture("ca_rsa.bin"));
+    let mut sim = provisioned(
+        Generation::V1_1_3,
+        fixture_net(&pki),
+        &fixture("ca_rsa.bin"),
+    );
     assert_bytes!(cipstart(&mut sim, 8443), b"\r\nERROR\r\n");
     assert!(sim
         .dev
@@ -208,7 +245,10 @@ fn credential_errors_fail_cipstart_with_bare_error() {
     // An erased client_cert: bad magic.
     assert_bytes!(sim.cmd("AT+SYSFLASH=0,\"client_cert\""), b"\r\nOK\r\n");
     assert_bytes!(cipstart(&mut sim, 8443), b"\r\nERROR\r\n");
-    assert!(sim.dev.take_log().contains(&"client_cert format error:ffff".to_string()));
+    assert!(sim
+        .dev
+        .take_log()
+        .contains(&"client_cert format error:ffff".to_string()));
     // A length field beyond the 8 KiB partition.
     let mut bin = fixture("cert_rsa.bin");
     bin[4..8].copy_from_slice(&0x2000u32.to_le_bytes());
@@ -216,9 +256,15 @@ fn credential_errors_fail_cipstart_with_bare_error() {
     assert_bytes!(cipstart(&mut sim, 8443), b"\r\nERROR\r\n");
     // Index beyond the count.
     sim.sysflash_write("client_cert", &fixture("cert_rsa.bin"));
-    assert_bytes!(sim.cmd("AT+CIPSSLCCONF=3,1,0"), b"NO CERT FOUND\r\nNO PRVT_KEY FOUND\r\n\r\nOK\r\n");
+    assert_bytes!(
+        sim.cmd("AT+CIPSSLCCONF=3,1,0"),
+        b"NO CERT FOUND\r\nNO PRVT_KEY FOUND\r\n\r\nOK\r\n"
+    );
     assert_bytes!(cipstart(&mut sim, 8443), b"\r\nERROR\r\n");
-    assert!(sim.dev.take_log().contains(&"Error:The max PKI count is 1".to_string()));
+    assert!(sim
+        .dev
+        .take_log()
+        .contains(&"Error:The max PKI count is 1".to_string()));
     assert_bytes!(sim.cmd("AT+CIPSSLCCONF=3,0,0"), b"\r\nOK\r\n");
     assert_bytes!(cipstart(&mut sim, 8443), b"CONNECT\r\n\r\nOK\r\n");
 }
@@ -230,25 +276,40 @@ fn empty_partitions_report_not_found_per_generation() {
     sim.echo_off();
     sim.sysflash_write("client_cert", &fixture("cert_rsa.bin"));
     sim.sysflash_write("client_key", &fixture("key_rsa.bin"));
-    assert_bytes!(sim.cmd("AT+CIPSSLCCONF=3,0,0"), b"NO CA FOUND\r\n\r\nOK\r\n");
+    assert_bytes!(
+        sim.cmd("AT+CIPSSLCCONF=3,0,0"),
+        b"NO CA FOUND\r\n\r\nOK\r\n"
+    );
     // A valid bin with no items: NO CERT FOUND (checked for every auth mode in "1.1.3").
     sim.sysflash_write("client_cert", b"\xf1\xf1\x00\x00\x00\x00\x00\x00");
-    assert_bytes!(sim.cmd("AT+CIPSSLCCONF=0"), b"NO CERT FOUND\r\nNO CA FOUND\r\n\r\nOK\r\n");
+    assert_bytes!(
+        sim.cmd("AT+CIPSSLCCONF=0"),
+        b"NO CERT FOUND\r\nNO CA FOUND\r\n\r\nOK\r\n"
+    );
     // An erased client_cert: ERROR, although the setting was saved (it survives a reboot).
     assert_bytes!(sim.cmd("AT+SYSFLASH=0,\"client_cert\""), b"\r\nOK\r\n");
     assert_bytes!(sim.cmd("AT+CIPSSLCCONF=2,0,0"), b"\r\nERROR\r\n");
     assert_bytes!(sim.cmd("AT+RST"), b"\r\nOK\r\n");
     sim.advance(Duration::from_secs(1));
     sim.echo_off();
-    assert_bytes!(sim.cmd("AT+CIPSSLCCONF?"), b"+CIPSSLCCONF:0,2,0,0\r\n\r\nOK\r\n");
+    assert_bytes!(
+        sim.cmd("AT+CIPSSLCCONF?"),
+        b"+CIPSSLCCONF:0,2,0,0\r\n\r\nOK\r\n"
+    );
 
     // "2.4": only the slots the auth mode uses are checked, and it never fails.
     let mut sim = Sim::boot(Generation::V2_4);
     sim.echo_off();
-    assert_bytes!(sim.cmd("AT+CIPSSLCCONF=1"), b"NO CERT FOUND\r\nNO PRVT_KEY FOUND\r\n\r\nOK\r\n");
+    assert_bytes!(
+        sim.cmd("AT+CIPSSLCCONF=1"),
+        b"NO CERT FOUND\r\nNO PRVT_KEY FOUND\r\n\r\nOK\r\n"
+    );
     assert_bytes!(sim.cmd("AT+CIPSSLCCONF=2"), b"NO CA FOUND\r\n\r\nOK\r\n");
     assert_bytes!(sim.cmd("AT+CIPSSLCCONF=0"), b"\r\nOK\r\n");
-    assert_bytes!(sim.cmd("AT+CIPSSLCCONF?"), b"+CIPSSLCCONF:0,0,0,0\r\n\r\nOK\r\n");
+    assert_bytes!(
+        sim.cmd("AT+CIPSSLCCONF?"),
+        b"+CIPSSLCCONF:0,0,0,0\r\n\r\nOK\r\n"
+    );
 }
 
 #[test]
@@ -289,8 +350,14 @@ fn sni_alpn_and_port_443_on_2_4() {
     assert_bytes!(send(&mut sim, &get()), expected);
     assert_bytes!(sim.cmd("AT+CIPCLOSE"), b"CLOSED\r\n\r\nOK\r\n");
     // With the ALPN name AWS wants, and an explicit SNI.
-    assert_bytes!(sim.cmd("AT+CIPSSLCALPN=1,\"x-amzn-http-ca\""), b"\r\nOK\r\n");
-    assert_bytes!(sim.cmd(&format!("AT+CIPSSLCSNI=\"{ENDPOINT}\"")), b"\r\nOK\r\n");
+    assert_bytes!(
+        sim.cmd("AT+CIPSSLCALPN=1,\"x-amzn-http-ca\""),
+        b"\r\nOK\r\n"
+    );
+    assert_bytes!(
+        sim.cmd(&format!("AT+CIPSSLCSNI=\"{ENDPOINT}\"")),
+        b"\r\nOK\r\n"
+    );
     assert_bytes!(
         sim.cmd("AT+CIPSSLCALPN?"),
         b"+CIPSSLCALPN:0,x-amzn-http-ca\r\n\r\nOK\r\n"
@@ -301,10 +368,17 @@ fn sni_alpn_and_port_443_on_2_4() {
     );
     assert_bytes!(cipstart(&mut sim, 443), b"CONNECT\r\n\r\nOK\r\n");
     let out = send(&mut sim, &get());
-    assert!(esc(&out).contains("HTTP/1.1 404 Not Found"), "{}", esc(&out));
+    assert!(
+        esc(&out).contains("HTTP/1.1 404 Not Found"),
+        "{}",
+        esc(&out)
+    );
     let seen = seen.lock().unwrap();
     assert_eq!(seen.alpn, [None, Some(b"x-amzn-http-ca".to_vec())]);
-    assert_eq!(seen.sni, [Some(ENDPOINT.to_string()), Some(ENDPOINT.to_string())]);
+    assert_eq!(
+        seen.sni,
+        [Some(ENDPOINT.to_string()), Some(ENDPOINT.to_string())]
+    );
 }
 
 #[test]
@@ -337,15 +411,35 @@ fn mfg_nvs_credentials_on_4_1() {
         b"+SYSMFG:\"client_cert\",\"client_cert.0\",8\r\n+SYSMFG:\"client_cert\",\"client_cert.1\",8\r\n\r\nOK\r\n"
     );
     // AtPKI-wrapped blobs (a v2-era habit) do not parse: the header holds NUL bytes.
-    sysmfg_write(&mut sim, "client_cert", "client_cert.0", &fixture("cert_rsa.bin"));
-    sysmfg_write(&mut sim, "client_key", "client_key.0", &fixture("key_rsa.bin"));
+    sysmfg_write(
+        &mut sim,
+        "client_cert",
+        "client_cert.0",
+        &fixture("cert_rsa.bin"),
+    );
+    sysmfg_write(
+        &mut sim,
+        "client_key",
+        "client_key.0",
+        &fixture("key_rsa.bin"),
+    );
     sysmfg_write(&mut sim, "client_ca", "client_ca.0", &pki.ca_bin());
     assert_bytes!(sim.cmd("AT+SYSTIMESTAMP=1796083200"), b"\r\nOK\r\n");
     assert_bytes!(sim.cmd("AT+CIPSSLCCONF=3,0,0"), b"\r\nOK\r\n");
     assert_bytes!(cipstart(&mut sim, 8443), b"\r\nERROR\r\n");
     // Raw PEM, as the 4.1 docs say.
-    sysmfg_write(&mut sim, "client_cert", "client_cert.0", &fixture("dev_rsa_cert.pem"));
-    sysmfg_write(&mut sim, "client_key", "client_key.0", &fixture("dev_rsa_key.pem"));
+    sysmfg_write(
+        &mut sim,
+        "client_cert",
+        "client_cert.0",
+        &fixture("dev_rsa_cert.pem"),
+    );
+    sysmfg_write(
+        &mut sim,
+        "client_key",
+        "client_key.0",
+        &fixture("dev_rsa_key.pem"),
+    );
     sysmfg_write(&mut sim, "client_ca", "client_ca.0", pki.ca_pem.as_bytes());
     assert_bytes!(cipstart(&mut sim, 8443), b"CONNECT\r\n\r\nOK\r\n");
     let out = send(&mut sim, &get());

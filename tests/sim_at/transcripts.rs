@@ -118,12 +118,18 @@ fn basics_on_2_4() {
             ),
             ("AT+SYSTIMESTAMP?\r\n", "+SYSTIMESTAMP:1\r\nOK\r\n"),
             // No trailing \n after asctime in 2.4.
-            ("AT+CIPSNTPTIME?\r\n", "+CIPSNTPTIME:Thu Jan  1 00:00:01 1970\r\nOK\r\n"),
+            (
+                "AT+CIPSNTPTIME?\r\n",
+                "+CIPSNTPTIME:Thu Jan  1 00:00:01 1970\r\nOK\r\n",
+            ),
             // Timezone -12…14 or ±hhmm.
             ("AT+CIPSNTPCFG=1,-1200\r\n", "\r\nOK\r\n"),
             ("AT+CIPSNTPCFG=1,15\r\n", "\r\nERROR\r\n"),
             ("AT+CIPSNTPCFG=1,530,\"pool.ntp.org\"\r\n", "\r\nOK\r\n"),
-            ("AT+CIPSNTPCFG?\r\n", "+CIPSNTPCFG:1,530,\"pool.ntp.org\"\r\n\r\nOK\r\n"),
+            (
+                "AT+CIPSNTPCFG?\r\n",
+                "+CIPSNTPCFG:1,530,\"pool.ntp.org\"\r\n\r\nOK\r\n",
+            ),
             ("AT+CIPSNTPCFG=0\r\n", "\r\nOK\r\n"),
             ("AT+CIPSNTPCFG?\r\n", "+CIPSNTPCFG:0\r\n\r\nOK\r\n"),
             // Optional indices.
@@ -207,14 +213,26 @@ fn mfg_nvs_survives_a_restart_and_erase_empties_it() {
     ));
     let mut sim = Sim::boot_with(builder(Generation::V4_1).flash(flash.clone()));
     sim.echo_off();
-    run(&mut sim, &[("AT+SYSMFG=2,\"client_ca\",\"client_ca.0\",8,3\r\n", "\r\nOK\r\n\r\n>"), ("PEM", "\r\nOK\r\n")]);
+    run(
+        &mut sim,
+        &[
+            (
+                "AT+SYSMFG=2,\"client_ca\",\"client_ca.0\",8,3\r\n",
+                "\r\nOK\r\n\r\n>",
+            ),
+            ("PEM", "\r\nOK\r\n"),
+        ],
+    );
     // A new module on the same flash: the key is still there.
     let mut sim = Sim::boot_with(builder(Generation::V4_1).flash(flash.clone()));
     sim.echo_off();
     run(
         &mut sim,
         &[
-            ("AT+SYSMFG=1,\"client_ca\",\"client_ca.0\"\r\n", "+SYSMFG:\"client_ca\",\"client_ca.0\",8,3,PEM\r\nOK\r\n"),
+            (
+                "AT+SYSMFG=1,\"client_ca\",\"client_ca.0\"\r\n",
+                "+SYSMFG:\"client_ca\",\"client_ca.0\",8,3,PEM\r\nOK\r\n",
+            ),
             // Erasing the whole partition erases every namespace (and stays erased).
             ("AT+SYSFLASH=0,\"mfg_nvs\"\r\n", "\r\nOK\r\n"),
             ("AT+SYSMFG?\r\n", "\r\nOK\r\n"),
@@ -238,10 +256,19 @@ fn sysflash_rules() {
             }
         };
         let steps: Vec<(String, String)> = vec![
-            ("AT+SYSFLASH=0,\"client_cert\",0,4096\r\n".into(), "\r\nOK\r\n".into()),
+            (
+                "AT+SYSFLASH=0,\"client_cert\",0,4096\r\n".into(),
+                "\r\nOK\r\n".into(),
+            ),
             // Erase ranges must be 4 KiB aligned.
-            ("AT+SYSFLASH=0,\"client_cert\",0,100\r\n".into(), code("010a0001")),
-            ("AT+SYSFLASH=0,\"client_cert\",2048,4096\r\n".into(), code("010a0001")),
+            (
+                "AT+SYSFLASH=0,\"client_cert\",0,100\r\n".into(),
+                code("010a0001"),
+            ),
+            (
+                "AT+SYSFLASH=0,\"client_cert\",2048,4096\r\n".into(),
+                code("010a0001"),
+            ),
             ("AT+SYSFLASH=0,\"nope\"\r\n".into(), code("010a0000")),
             // fatfs is type data: out of reach for 1.1.3's type+name lookup.
             (
@@ -252,7 +279,10 @@ fn sysflash_rules() {
                     "+SYSFLASH:1,\u{ff}\r\nOK\r\n".into()
                 },
             ),
-            ("AT+SYSFLASH=1,\"client_cert\",0\r\n".into(), code("01060000")),
+            (
+                "AT+SYSFLASH=1,\"client_cert\",0\r\n".into(),
+                code("01060000"),
+            ),
             // Bare prompt, then exactly <length> bytes.
             ("AT+SYSFLASH=1,\"client_cert\",0,4\r\n".into(), ">".into()),
             ("\u{f0}\u{0f}".into(), "".into()),
@@ -271,10 +301,17 @@ fn sysflash_rules() {
             b"+SYSFLASH:6,\xf0\x0f\x41\x42\xff\xff\r\nOK\r\n"
         );
         // The range check reports but does not stop the prompt; the write then fails.
-        let range = if generation == Generation::V1_1_3 { "ERR CODE:0x01070000\r\n>" } else { ">" };
+        let range = if generation == Generation::V1_1_3 {
+            "ERR CODE:0x01070000\r\n>"
+        } else {
+            ">"
+        };
         assert_bytes!(sim.cmd("AT+SYSFLASH=1,\"client_cert\",8190,4"), range);
         assert_bytes!(sim.send(b"WXYZ"), code("010a0003"));
-        assert_bytes!(sim.cmd("AT+SYSFLASH=2,\"client_cert\",8190,4"), code("01070000"));
+        assert_bytes!(
+            sim.cmd("AT+SYSFLASH=2,\"client_cert\",8190,4"),
+            code("01070000")
+        );
     }
 }
 
@@ -287,15 +324,26 @@ fn sysflash_write_of_the_fixture_bins_reads_back() {
     let mut want = format!("+SYSFLASH:{},", cert.len()).into_bytes();
     want.extend_from_slice(&cert);
     want.extend_from_slice(b"\r\nOK\r\n");
-    assert_bytes!(sim.cmd(&format!("AT+SYSFLASH=2,\"client_cert\",0,{}", cert.len())), want);
+    assert_bytes!(
+        sim.cmd(&format!("AT+SYSFLASH=2,\"client_cert\",0,{}", cert.len())),
+        want
+    );
     let addr = 0x2a000;
-    assert_eq!(sim.dev.flash().read(|f| f.read(addr, cert.len()).unwrap().to_vec()), cert);
+    assert_eq!(
+        sim.dev
+            .flash()
+            .read(|f| f.read(addr, cert.len()).unwrap().to_vec()),
+        cert
+    );
 }
 
 #[test]
 fn busy_while_a_command_runs() {
     for (generation, busy) in [
-        (Generation::V1_1_3, "ERR CODE:0x010b0000\r\n\r\nbusy p...\r\n"),
+        (
+            Generation::V1_1_3,
+            "ERR CODE:0x010b0000\r\n\r\nbusy p...\r\n",
+        ),
         (Generation::V2_4, "\r\nbusy p...\r\n"),
         (Generation::V4_1, "\r\nbusy p...\r\n"),
     ] {
@@ -307,21 +355,39 @@ fn busy_while_a_command_runs() {
             b"WIFI DISCONNECT\r\n"
         );
         assert_bytes!(sim.cmd("AT"), busy);
-        assert_bytes!(sim.advance(Duration::from_millis(1000)), b"WIFI CONNECTED\r\n");
-        assert_bytes!(sim.advance(Duration::from_millis(500)), b"WIFI GOT IP\r\n\r\nOK\r\n");
+        assert_bytes!(
+            sim.advance(Duration::from_millis(1000)),
+            b"WIFI CONNECTED\r\n"
+        );
+        assert_bytes!(
+            sim.advance(Duration::from_millis(500)),
+            b"WIFI GOT IP\r\n\r\nOK\r\n"
+        );
         assert_bytes!(sim.cmd("AT"), b"\r\nOK\r\n");
         // A wrong password.
-        assert_bytes!(sim.cmd("AT+CWJAP=\"esp-aws-sim\",\"nope\""), b"WIFI DISCONNECT\r\n");
-        assert_bytes!(sim.advance(Duration::from_secs(2)), b"+CWJAP:2\r\n\r\nERROR\r\n");
+        assert_bytes!(
+            sim.cmd("AT+CWJAP=\"esp-aws-sim\",\"nope\""),
+            b"WIFI DISCONNECT\r\n"
+        );
+        assert_bytes!(
+            sim.advance(Duration::from_secs(2)),
+            b"+CWJAP:2\r\n\r\nERROR\r\n"
+        );
         assert_bytes!(sim.cmd("AT+CWJAP?"), b"\r\nOK\r\n");
         assert_bytes!(sim.cmd("AT+CIPSTATUS"), b"STATUS:5\r\n\r\nOK\r\n");
         // A command glued behind one that runs for a while: refused as busy.
         assert_bytes!(sim.send(b"AT+CWJAP=\"other\",\"x\"\r\nAT\r\n"), busy);
-        assert_bytes!(sim.advance(Duration::from_secs(2)), b"+CWJAP:3\r\n\r\nERROR\r\n");
+        assert_bytes!(
+            sim.advance(Duration::from_secs(2)),
+            b"+CWJAP:3\r\n\r\nERROR\r\n"
+        );
         // AT+RST still gets through.
         assert_bytes!(sim.cmd("AT+CWJAP=\"esp-aws-sim\",\"esp-aws-sim\""), b"");
         assert_bytes!(sim.cmd("AT+RST"), b"\r\nWill force to restart!!!\r\n");
-        assert_bytes!(sim.advance(Duration::from_secs(1)), b"\r\nready\r\nWIFI CONNECTED\r\nWIFI GOT IP\r\n");
+        assert_bytes!(
+            sim.advance(Duration::from_secs(1)),
+            b"\r\nready\r\nWIFI CONNECTED\r\nWIFI GOT IP\r\n"
+        );
     }
 }
 
@@ -340,7 +406,10 @@ fn restart_restores_echo_and_ram_settings() {
             ("AT\r\n", ""),
         ],
     );
-    assert_bytes!(sim.advance(Duration::from_millis(300)), b"\r\nready\r\nWIFI CONNECTED\r\nWIFI GOT IP\r\n");
+    assert_bytes!(
+        sim.advance(Duration::from_millis(300)),
+        b"\r\nready\r\nWIFI CONNECTED\r\nWIFI GOT IP\r\n"
+    );
     run(
         &mut sim,
         &[
@@ -375,9 +444,17 @@ fn sntp_sync_and_time_updated() {
         assert_bytes!(sim.cmd("AT+CIPSNTPCFG=1,0,\"pool.ntp.org\""), b"\r\nOK\r\n");
         // OK means configured, not synced.
         assert_bytes!(sim.advance(Duration::from_millis(1999)), b"");
-        let urc: &[u8] = if generation == Generation::V4_1 { b"+TIME_UPDATED\r\n" } else { b"" };
+        let urc: &[u8] = if generation == Generation::V4_1 {
+            b"+TIME_UPDATED\r\n"
+        } else {
+            b""
+        };
         assert_bytes!(sim.advance(Duration::from_millis(1)), urc);
-        let nl = if generation == Generation::V1_1_3 { "\n" } else { "" };
+        let nl = if generation == Generation::V1_1_3 {
+            "\n"
+        } else {
+            ""
+        };
         assert_bytes!(
             sim.cmd("AT+CIPSNTPTIME?"),
             format!("+CIPSNTPTIME:Tue Dec  1 00:00:03 2026{nl}\r\nOK\r\n")
@@ -399,7 +476,10 @@ fn overlong_lines_are_refused() {
     let mut sim = Sim::boot(Generation::V1_1_3);
     sim.echo_off();
     let long = format!("AT+{}\r\n", "X".repeat(300));
-    assert_bytes!(sim.send(long.as_bytes()), b"ERR CODE:0x01040000\r\n\r\nERROR\r\n");
+    assert_bytes!(
+        sim.send(long.as_bytes()),
+        b"ERR CODE:0x01040000\r\n\r\nERROR\r\n"
+    );
     assert_bytes!(sim.cmd("AT"), b"\r\nOK\r\n");
 }
 

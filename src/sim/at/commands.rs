@@ -105,22 +105,43 @@ pub(super) fn default_mfg() -> KvStore {
         },
     };
     store.set("factory_param", "max_tx_power", int(kind::I8, 78));
-    store.set("factory_param", "module_name", Value { kind: kind::STR, data: b"WROOM-32".to_vec() });
+    store.set(
+        "factory_param",
+        "module_name",
+        Value {
+            kind: kind::STR,
+            data: b"WROOM-32".to_vec(),
+        },
+    );
     store.set("factory_param", "uart_baudrate", int(kind::I32, 115_200));
     store.set("factory_param", "uart_cts_pin", int(kind::I8, 15));
     store.set("factory_param", "uart_port", int(kind::U8, 1));
     store.set("factory_param", "uart_rts_pin", int(kind::I8, 14));
     store.set("factory_param", "uart_rx_pin", int(kind::I8, 16));
     store.set("factory_param", "uart_tx_pin", int(kind::I8, 17));
-    let placeholder = |what: &str| Value {
+    let placeholder = |what: &str| {
+        Value {
         kind: kind::BLOB,
         data: format!("-----BEGIN {what}-----\nZXNwLWF3cyBzaW11bGF0b3IgcGxhY2Vob2xkZXI=\n-----END {what}-----\n")
             .into_bytes(),
+    }
     };
     for n in 0..2 {
-        store.set("client_cert", &format!("client_cert.{n}"), placeholder("CERTIFICATE"));
-        store.set("client_key", &format!("client_key.{n}"), placeholder("RSA PRIVATE KEY"));
-        store.set("client_ca", &format!("client_ca.{n}"), placeholder("CERTIFICATE"));
+        store.set(
+            "client_cert",
+            &format!("client_cert.{n}"),
+            placeholder("CERTIFICATE"),
+        );
+        store.set(
+            "client_key",
+            &format!("client_key.{n}"),
+            placeholder("RSA PRIVATE KEY"),
+        );
+        store.set(
+            "client_ca",
+            &format!("client_ca.{n}"),
+            placeholder("CERTIFICATE"),
+        );
     }
     for ns in ["server_cert", "server_ca", "mqtt_cert", "mqtt_ca"] {
         store.set(ns, ns, placeholder("CERTIFICATE"));
@@ -165,10 +186,16 @@ impl AtFirmware {
             };
         }
         let result = match (parsed.name.as_str(), op) {
-            ("", Op::Exec) => Ok(self.ok()),
+            ("", Op::Exec) => {
+                self.ok();
+                Ok(())
+            }
             ("E0", Op::Exec) | ("E1", Op::Exec) => {
                 self.ram.echo = parsed.name == "E1";
-                Ok(self.ok())
+                {
+                    self.ok();
+                    Ok(())
+                }
             }
             ("+RST", Op::Exec) => {
                 self.ok();
@@ -179,49 +206,81 @@ impl AtFirmware {
                 self.restore();
                 Ok(())
             }
-            ("+GMR", Op::Exec) => Ok(self.gmr()),
+            ("+GMR", Op::Exec) => {
+                self.gmr();
+                Ok(())
+            }
             ("+CWMODE", Op::Query) => {
                 self.emit(b"+CWMODE:1\r\n");
-                Ok(self.ok())
+                {
+                    self.ok();
+                    Ok(())
+                }
             }
             ("+CWMODE", Op::Set(p)) => Args(p).int_in(0, 0..=3).map(|_| self.ok()),
-            ("+CWJAP", Op::Query) => Ok(self.cwjap_query()),
+            ("+CWJAP", Op::Query) => {
+                self.cwjap_query();
+                Ok(())
+            }
             ("+CWJAP", Op::Set(p)) => self.cwjap_set(&Args(p)),
             ("+CWQAP", Op::Exec) => {
                 if self.ram.wifi {
                     self.ram.wifi = false;
                     self.emit(b"WIFI DISCONNECT\r\n");
                 }
-                Ok(self.ok())
+                {
+                    self.ok();
+                    Ok(())
+                }
             }
             ("+UART_CUR", Op::Set(p)) => Args(p).int_in(0, 80..=5_000_000).map(|_| self.ok()),
             ("+CIPSNTPCFG", Op::Set(p)) => self.sntp_set(&Args(p)),
-            ("+CIPSNTPCFG", Op::Query) => Ok(self.sntp_query()),
-            ("+CIPSNTPTIME", Op::Query) => Ok(self.sntp_time()),
+            ("+CIPSNTPCFG", Op::Query) => {
+                self.sntp_query();
+                Ok(())
+            }
+            ("+CIPSNTPTIME", Op::Query) => {
+                self.sntp_time();
+                Ok(())
+            }
             ("+SYSTIMESTAMP", Op::Query) if v2 => {
                 let secs = self.unix_time(self.now);
                 self.emit_str(&format!("+SYSTIMESTAMP:{secs}"));
-                Ok(self.ok())
+                {
+                    self.ok();
+                    Ok(())
+                }
             }
-            ("+SYSTIMESTAMP", Op::Set(p)) if v2 => Args(p).int_in(0, 0..=i64::from(u32::MAX)).map(|secs| {
-                self.rtc = Rtc {
-                    base_ms: secs as u64 * 1000,
-                    base_at: self.now,
-                };
-                self.ok()
-            }),
+            ("+SYSTIMESTAMP", Op::Set(p)) if v2 => {
+                Args(p).int_in(0, 0..=i64::from(u32::MAX)).map(|secs| {
+                    self.rtc = Rtc {
+                        base_ms: secs as u64 * 1000,
+                        base_at: self.now,
+                    };
+                    self.ok()
+                })
+            }
             ("+SYSLOG", Op::Query) if v2 => {
                 let on = u8::from(self.ram.syslog);
                 self.emit_str(&format!("+SYSLOG:{on}\r\n"));
-                Ok(self.ok())
+                {
+                    self.ok();
+                    Ok(())
+                }
             }
             ("+SYSLOG", Op::Set(p)) if v2 => Args(p).int_in(0, 0..=1).map(|v| {
                 self.ram.syslog = v == 1;
                 self.ok()
             }),
-            ("+SYSFLASH", Op::Query) => Ok(self.sysflash_query()),
+            ("+SYSFLASH", Op::Query) => {
+                self.sysflash_query();
+                Ok(())
+            }
             ("+SYSFLASH", Op::Set(p)) => self.sysflash_set(&Args(p)),
-            ("+SYSMFG", Op::Query) if v4 => Ok(self.sysmfg_list()),
+            ("+SYSMFG", Op::Query) if v4 => {
+                self.sysmfg_list();
+                Ok(())
+            }
             ("+SYSMFG", Op::Set(p)) if v4 => self.sysmfg_set(&Args(p)),
             (name, op) => match self.ip_command(name, op) {
                 Some(result) => result,
@@ -236,13 +295,36 @@ impl AtFirmware {
 
     fn known(&self, name: &str) -> bool {
         const ALL: &[&str] = &[
-            "", "E0", "E1", "+RST", "+RESTORE", "+GMR", "+CWMODE", "+CWJAP", "+CWQAP",
-            "+UART_CUR", "+CIPSNTPCFG", "+CIPSNTPTIME", "+SYSFLASH", "+CIPSSLCCONF", "+CIPMUX",
-            "+CIPDINFO", "+CIPSTART", "+CIPSEND", "+CIPCLOSE", "+CIPSTATUS",
+            "",
+            "E0",
+            "E1",
+            "+RST",
+            "+RESTORE",
+            "+GMR",
+            "+CWMODE",
+            "+CWJAP",
+            "+CWQAP",
+            "+UART_CUR",
+            "+CIPSNTPCFG",
+            "+CIPSNTPTIME",
+            "+SYSFLASH",
+            "+CIPSSLCCONF",
+            "+CIPMUX",
+            "+CIPDINFO",
+            "+CIPSTART",
+            "+CIPSEND",
+            "+CIPCLOSE",
+            "+CIPSTATUS",
         ];
         const V2: &[&str] = &[
-            "+SYSTIMESTAMP", "+SYSLOG", "+CIPSSLCSNI", "+CIPSSLCALPN", "+CIPRECVMODE",
-            "+CIPRECVDATA", "+CIPRECVLEN", "+CIPSTATE",
+            "+SYSTIMESTAMP",
+            "+SYSLOG",
+            "+CIPSSLCSNI",
+            "+CIPSSLCALPN",
+            "+CIPRECVMODE",
+            "+CIPRECVDATA",
+            "+CIPRECVLEN",
+            "+CIPSTATE",
         ];
         const V4: &[&str] = &["+SYSMFG", "+CIPRECVTYPE"];
         ALL.contains(&name)
@@ -255,7 +337,14 @@ impl AtFirmware {
         // Factory reset: NVS settings (SSL configuration, saved Wi-Fi) are erased; the
         // credential partitions and mfg_nvs are not.
         self.nvs.entries.clear();
-        self.nvs.set(SIM_NS, "init", Value { kind: kind::U8, data: vec![1] });
+        self.nvs.set(
+            SIM_NS,
+            "init",
+            Value {
+                kind: kind::U8,
+                data: vec![1],
+            },
+        );
         self.save_nvs();
         self.reboot();
     }
@@ -370,7 +459,14 @@ impl AtFirmware {
         if now >= got_ip_at {
             self.ram.mode = Mode::Command;
             self.ram.wifi = true;
-            self.nvs.set(SIM_NS, "wifi", Value { kind: kind::U8, data: vec![1] });
+            self.nvs.set(
+                SIM_NS,
+                "wifi",
+                Value {
+                    kind: kind::U8,
+                    data: vec![1],
+                },
+            );
             self.save_nvs();
             self.emit(b"WIFI GOT IP\r\n");
             self.ok();
@@ -385,7 +481,10 @@ impl AtFirmware {
         if enable == 0 {
             self.ram.sntp.enabled = false;
             self.ram.sntp.sync_at = None;
-            return Ok(self.ok());
+            return {
+                self.ok();
+                Ok(())
+            };
         }
         let timezone = args.int(1)?;
         let valid_tz = if v1 {
@@ -482,7 +581,8 @@ impl AtFirmware {
             .into_iter()
             .find(|p| {
                 p.name == name
-                    && (self.generation != Generation::V1_1_3 || p.kind == PartitionType::CUSTOMIZED)
+                    && (self.generation != Generation::V1_1_3
+                        || p.kind == PartitionType::CUSTOMIZED)
             })
             .map(|p| (p.offset, p.size))
     }
@@ -497,7 +597,10 @@ impl AtFirmware {
             return Err(SYSFLASH_NO_PARTITION);
         };
         let (offset, len) = if args.len() == 4 {
-            (args.int_in(2, 0..=i64::from(u32::MAX))? as u32, args.int_in(3, 0..=i64::from(u32::MAX))? as usize)
+            (
+                args.int_in(2, 0..=i64::from(u32::MAX))? as u32,
+                args.int_in(3, 0..=i64::from(u32::MAX))? as usize,
+            )
         } else {
             (0, size as usize)
         };
@@ -632,7 +735,11 @@ impl AtFirmware {
                     let len = args.int_in(4, 1..=(data.len() - offset) as i64)? as usize;
                     data = data[offset..offset + len].to_vec();
                 }
-                self.emit_str(&format!("+SYSMFG:\"{ns}\",\"{key}\",{},{},", value.kind, data.len()));
+                self.emit_str(&format!(
+                    "+SYSMFG:\"{ns}\",\"{key}\",{},{},",
+                    value.kind,
+                    data.len()
+                ));
                 self.emit(&data);
                 self.ok();
             }

@@ -285,7 +285,10 @@ mod tests {
             .iter()
             .filter(|f| f.is_transient())
             .all(|f| all.rate(*f) == f.default_rate()));
-        assert_eq!("all=0.5".parse::<FaultSpec>().unwrap().rate(Fault::Noise), 0.5);
+        assert_eq!(
+            "all=0.5".parse::<FaultSpec>().unwrap().rate(Fault::Noise),
+            0.5
+        );
         assert!("".parse::<FaultSpec>().unwrap().is_empty());
     }
 
@@ -293,7 +296,9 @@ mod tests {
     fn rejects_bad_items_in_one_sentence() {
         let err = "urc,splitipd".parse::<FaultSpec>().unwrap_err();
         assert_eq!(err.item, "splitipd");
-        assert!(err.to_string().starts_with("bad fault 'splitipd': use names"));
+        assert!(err
+            .to_string()
+            .starts_with("bad fault 'splitipd': use names"));
         assert!("urc=1.5".parse::<FaultSpec>().is_err());
         assert!("urc=x".parse::<FaultSpec>().is_err());
     }
@@ -302,7 +307,11 @@ mod tests {
     fn same_seed_same_decisions() {
         let mut a = Faults::new(FaultSpec::all(), 7);
         let mut b = Faults::new(FaultSpec::all(), 7);
-        let roll = |f: &mut Faults| (0..100).map(|_| f.fires(Fault::SplitIpd)).collect::<Vec<_>>();
+        let roll = |f: &mut Faults| {
+            (0..100)
+                .map(|_| f.fires(Fault::SplitIpd))
+                .collect::<Vec<_>>()
+        };
         let first = roll(&mut a);
         assert_eq!(first, roll(&mut b));
         assert!(first.contains(&true) && first.contains(&false));

@@ -34,7 +34,10 @@ impl AtFirmware {
             ("+CIPMUX", Op::Query) => {
                 let line = format!("+CIPMUX:{}\r\n", u8::from(mux));
                 self.emit_str(&line);
-                Ok(self.ok())
+                {
+                    self.ok();
+                    Ok(())
+                }
             }
             ("+CIPMUX", Op::Set(p)) => Args(p).int_in(0, 0..=1).map(|v| {
                 if self.ram.links.iter().any(Option::is_some) {
@@ -49,14 +52,23 @@ impl AtFirmware {
                 self.ram.dinfo = v == 1;
                 self.ok()
             }),
-            ("+CIPSTATUS", Op::Exec) => Ok(self.cipstatus()),
+            ("+CIPSTATUS", Op::Exec) => {
+                self.cipstatus();
+                Ok(())
+            }
             ("+CIPSTATE", Op::Query) if v2 => {
                 for line in self.link_lines("+CIPSTATE") {
                     self.emit_str(&line);
                 }
-                Ok(self.ok())
+                {
+                    self.ok();
+                    Ok(())
+                }
             }
-            ("+CIPSSLCCONF", Op::Query) => Ok(self.sslcconf_query()),
+            ("+CIPSSLCCONF", Op::Query) => {
+                self.sslcconf_query();
+                Ok(())
+            }
             ("+CIPSSLCCONF", Op::Set(p)) => self.sslcconf_set(&Args(p)),
             ("+CIPSSLCSNI", Op::Query) if v2 => {
                 let lines: Vec<String> = (0..LINKS)
@@ -68,7 +80,10 @@ impl AtFirmware {
                 for line in lines {
                     self.emit_str(&line);
                 }
-                Ok(self.ok())
+                {
+                    self.ok();
+                    Ok(())
+                }
             }
             ("+CIPSSLCSNI", Op::Set(p)) if v2 => self.sslcsni_set(&Args(p)),
             ("+CIPSSLCALPN", Op::Query) if v2 => {
@@ -79,15 +94,23 @@ impl AtFirmware {
                 for line in lines {
                     self.emit_str(&line);
                 }
-                Ok(self.ok())
+                {
+                    self.ok();
+                    Ok(())
+                }
             }
             ("+CIPSSLCALPN", Op::Set(p)) if v2 => self.sslcalpn_set(&Args(p)),
             ("+CIPSTART", Op::Set(p)) => self.cipstart(&Args(p)),
             ("+CIPSEND", Op::Set(p)) => self.cipsend(&Args(p)),
-            ("+CIPCLOSE", Op::Exec) if !mux => Ok(self.cipclose(0)),
+            ("+CIPCLOSE", Op::Exec) if !mux => {
+                self.cipclose(0);
+                Ok(())
+            }
             ("+CIPCLOSE", Op::Set(p)) if mux => Args(p).int_in(0, 0..=5).map(|id| {
                 if id == 5 {
-                    let open: Vec<usize> = (0..LINKS).filter(|&i| self.ram.links[i].is_some()).collect();
+                    let open: Vec<usize> = (0..LINKS)
+                        .filter(|&i| self.ram.links[i].is_some())
+                        .collect();
                     if open.is_empty() {
                         return self.error(None);
                     }
@@ -102,7 +125,10 @@ impl AtFirmware {
             ("+CIPRECVMODE", Op::Query) if v2 => {
                 let line = format!("+CIPRECVMODE:{}\r\n", u8::from(self.ram.passive[0]));
                 self.emit_str(&line);
-                Ok(self.ok())
+                {
+                    self.ok();
+                    Ok(())
+                }
             }
             ("+CIPRECVMODE", Op::Set(p)) if v2 => Args(p).int_in(0, 0..=1).map(|v| {
                 self.ram.passive = [v == 1; LINKS];
@@ -114,11 +140,17 @@ impl AtFirmware {
                     let line = format!("+CIPRECVTYPE:{id},{}\r\n", u8::from(self.ram.passive[id]));
                     self.emit_str(&line);
                 }
-                Ok(self.ok())
+                {
+                    self.ok();
+                    Ok(())
+                }
             }
             ("+CIPRECVTYPE", Op::Set(p)) if v4 => self.recvtype_set(&Args(p)),
             ("+CIPRECVDATA", Op::Set(p)) if v2 => self.recvdata(&Args(p)),
-            ("+CIPRECVLEN", Op::Query) if v2 => Ok(self.recvlen()),
+            ("+CIPRECVLEN", Op::Query) if v2 => {
+                self.recvlen();
+                Ok(())
+            }
             _ => return None,
         })
     }
@@ -187,7 +219,11 @@ impl AtFirmware {
             return Ok((vec![0], 0));
         }
         let id = args.int_in(0, 0..=5)? as usize;
-        let ids = if id == 5 { (0..LINKS).collect() } else { vec![id] };
+        let ids = if id == 5 {
+            (0..LINKS).collect()
+        } else {
+            vec![id]
+        };
         Ok((ids, 1))
     }
 
@@ -307,7 +343,11 @@ impl AtFirmware {
         } else {
             (0, 0)
         };
-        let max_params = p + if self.generation == Generation::V4_1 { 6 } else { 5 };
+        let max_params = p + if self.generation == Generation::V4_1 {
+            6
+        } else {
+            5
+        };
         if args.len() < p + 3 || args.len() > max_params {
             return Err(PARA_NUM);
         }
@@ -505,7 +545,8 @@ impl AtFirmware {
 
     pub(super) fn pump_links(&mut self) {
         for id in 0..LINKS {
-            let connecting = matches!(self.ram.mode, Mode::Busy(Job::Connect { link, .. }) if link == id);
+            let connecting =
+                matches!(self.ram.mode, Mode::Busy(Job::Connect { link, .. }) if link == id);
             let Some(link) = self.ram.links[id].as_mut() else {
                 continue;
             };
@@ -652,7 +693,11 @@ impl AtFirmware {
             1 => ((0..LINKS).collect::<Vec<_>>(), args.int_in(0, 0..=1)?),
             2 => {
                 let id = args.int_in(0, 0..=5)? as usize;
-                let ids = if id == 5 { (0..LINKS).collect() } else { vec![id] };
+                let ids = if id == 5 {
+                    (0..LINKS).collect()
+                } else {
+                    vec![id]
+                };
                 (ids, args.int_in(1, 0..=1)?)
             }
             _ => return Err(PARA_NUM),
@@ -676,7 +721,10 @@ impl AtFirmware {
         let len = args.int_in(p, 1..=RECVDATA_MAX)? as usize;
         let dinfo = self.ram.dinfo;
         let passive = self.ram.passive[id];
-        let Some(link) = self.ram.links[id].as_mut().filter(|l| passive && l.buffered() > 0) else {
+        let Some(link) = self.ram.links[id]
+            .as_mut()
+            .filter(|l| passive && l.buffered() > 0)
+        else {
             self.error(None);
             return Ok(());
         };

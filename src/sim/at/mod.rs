@@ -86,7 +86,8 @@ impl UtcSource {
             UtcSource::Host => SystemTime::now(),
             UtcSource::AtPowerOn(t) => t + since_power_on,
         };
-        t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+        t.duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
     }
 }
 
@@ -343,6 +344,12 @@ impl AtFirmware {
         }
     }
 
+    /// Replaces the fault set and reseeds the generator (faults can be switched on after
+    /// a clean setup, or off again).
+    pub fn set_faults(&mut self, faults: FaultSpec, seed: u64) {
+        self.faults = Faults::new(faults, seed);
+    }
+
     /// The generation this module plays.
     pub fn generation(&self) -> Generation {
         self.generation
@@ -544,7 +551,11 @@ impl AtFirmware {
                     got_ip_at,
                     connected,
                     ..
-                } => consider(if *connected { *got_ip_at } else { *connected_at }),
+                } => consider(if *connected {
+                    *got_ip_at
+                } else {
+                    *connected_at
+                }),
                 Job::Connect { not_before, .. } => consider((*not_before).max(self.now)),
             }
         }
@@ -589,10 +600,7 @@ impl AtFirmware {
                     let end = if self.ram.line.last() == Some(&b'\r') && bytes[0] == b'\n' {
                         Some(1)
                     } else {
-                        bytes
-                            .windows(2)
-                            .position(|w| w == b"\r\n")
-                            .map(|i| i + 2)
+                        bytes.windows(2).position(|w| w == b"\r\n").map(|i| i + 2)
                     };
                     let (segment, rest) = match end {
                         Some(i) => bytes.split_at(i),
@@ -653,5 +661,62 @@ impl Device for AtFirmware {
         self.advance(now);
         out.append(&mut self.out);
         self.next_deadline()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const VOCABULARY: &[&[u8]] = &[
+        b"AT\r\n",
+        b"ATE0\r\n",
+        b"AT+RST\r\n",
+        b"AT+SYSLOG=1\r\n",
+        b"AT+CIPMUX=1\r\n",
+        b"AT+SYSFLASH=1,\"client_cert\",0,8\r\n",
+        b"AT+SYSFLASH=1,\"mfg_nvs\",4,16\r\n",
+        b"AT+SYSFLASH=2,\"client_ca\",8188,8\r\n",
+        b"AT+SYSFLASH=0,\"mfg_nvs\",0,4096\r\n",
+        b"AT+SYSMFG=2,\"a\",\"b\",8,3\r\n",
+        b"AT+SYSMFG=1,\"factory_param\",\"module_name\",9,9\r\n",
+        b"AT+CIPSSLCCONF=5,3,255,255\r\n",
+        b"AT+CIPSNTPCFG=1,-1259\r\n",
+        b"AT+CIPRECVDATA=5,1\r\n",
+        b"AT+CIPSEND=0,1\r\n",
+        b"AT+CWJAP=\"esp-aws-sim\",\"esp-aws-sim\"\r\n",
+        b"AT+SYSTIMESTAMP=4294967295\r\n",
+        b"AT+CIPSNTPTIME?\r\n",
+        b"\xf1\xf1\x01\x00\xff\xff\xff\xff",
+    ];
+
+    fn chunk() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::sample::select(VOCABULARY).prop_map(<[u8]>::to_vec),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever the host writes, whenever, the module never panics.
+        #[test]
+        fn arbitrary_input_never_panics(
+            generation in proptest::sample::select(Generation::ALL.to_vec()),
+            chunks in proptest::collection::vec((chunk(), 0u64..3000), 0..40),
+        ) {
+            let mut module = AtFirmware::builder(generation)
+                .faults(FaultSpec::all(), 1)
+                .build();
+            let mut now = Duration::ZERO;
+            let mut out = Vec::new();
+            for (bytes, step_ms) in chunks {
+                now += Duration::from_millis(step_ms);
+                module.receive(now, &bytes);
+                module.poll(now, &mut out);
+            }
+            module.poll(now + Duration::from_secs(60), &mut out);
+        }
     }
 }

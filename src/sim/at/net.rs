@@ -64,8 +64,7 @@ impl TcpNetwork {
     /// Sends connections to `host:port` to `addr` (for example the endpoint name on 8443 to
     /// the REST listener's local address).
     pub fn route(mut self, host: &str, port: u16, addr: SocketAddr) -> TcpNetwork {
-        self.routes
-            .insert((host.to_ascii_lowercase(), port), addr);
+        self.routes.insert((host.to_ascii_lowercase(), port), addr);
         self
     }
 

@@ -78,9 +78,7 @@ impl KvStore {
             return false;
         }
         let erase_len = bytes.len().div_ceil(SECTOR_SIZE) * SECTOR_SIZE;
-        flash.modify(|f| {
-            f.erase(addr, erase_len).is_ok() && f.write(addr, &bytes).is_ok()
-        })
+        flash.modify(|f| f.erase(addr, erase_len).is_ok() && f.write(addr, &bytes).is_ok())
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -152,8 +150,22 @@ mod tests {
         let flash = SharedFlash::in_memory(Flash::factory(Generation::V4_1));
         assert_eq!(KvStore::load(&flash, 0x21000, 0x1c000), None);
         let mut store = KvStore::default();
-        store.set("client_cert", "client_cert.0", Value { kind: kind::BLOB, data: b"PEM".to_vec() });
-        store.set("factory_param", "uart_baudrate", Value { kind: kind::I32, data: 115200i32.to_le_bytes().to_vec() });
+        store.set(
+            "client_cert",
+            "client_cert.0",
+            Value {
+                kind: kind::BLOB,
+                data: b"PEM".to_vec(),
+            },
+        );
+        store.set(
+            "factory_param",
+            "uart_baudrate",
+            Value {
+                kind: kind::I32,
+                data: 115200i32.to_le_bytes().to_vec(),
+            },
+        );
         assert!(store.save(&flash, 0x21000, 0x1c000));
         assert_eq!(KvStore::load(&flash, 0x21000, 0x1c000), Some(store.clone()));
         // Saving again erases first, so a shorter store replaces a longer one cleanly.

@@ -16,11 +16,14 @@ use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
-use rustls::sign::CertifiedKey;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
 use rustls::time_provider::TimeProvider;
-use rustls::{CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
+    SignatureScheme,
+};
 
 use crate::firmware::Generation;
 use crate::pki::atpki::{HEADER_LEN, ITEM_HEADER_LEN, MAGIC};
@@ -66,7 +69,11 @@ impl CredentialSource<'_> {
     /// valid AtPKI bin (bad magic, length beyond the partition).
     pub fn count(&self, slot: Slot) -> Result<usize, String> {
         if self.generation == Generation::V4_1 {
-            return Ok(self.mfg.entries.get(slot.name()).map_or(0, |keys| keys.len()));
+            return Ok(self
+                .mfg
+                .entries
+                .get(slot.name())
+                .map_or(0, |keys| keys.len()));
         }
         let (header, _) = self.partition(slot)?;
         Ok(header)
@@ -81,7 +88,12 @@ impl CredentialSource<'_> {
                 .get(slot.name())
                 .and_then(|keys| keys.values().nth(index))
                 .map(|v| v.data.clone())
-                .ok_or_else(|| format!("Error:The max PKI count is {}", self.count(slot).unwrap_or(0)));
+                .ok_or_else(|| {
+                    format!(
+                        "Error:The max PKI count is {}",
+                        self.count(slot).unwrap_or(0)
+                    )
+                });
         }
         let (count, data) = self.partition(slot)?;
         if index >= count {
@@ -89,7 +101,8 @@ impl CredentialSource<'_> {
         }
         let mut offset = HEADER_LEN;
         for _ in 0..index {
-            let len = item_len(&data, offset).ok_or_else(|| format!("{} format error", slot.name()))?;
+            let len =
+                item_len(&data, offset).ok_or_else(|| format!("{} format error", slot.name()))?;
             offset += if self.generation == Generation::V1_1_3 {
                 // v1.x assumes 4 padding bytes when len % 4 == 0 (esp-at.md §2.6).
                 ITEM_HEADER_LEN + len + 4 - (len & 3)
@@ -159,7 +172,7 @@ pub fn parse_certs(item: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> 
         return Ok(certs);
     }
     match x509_parser::parse_x509_certificate(item) {
-        Ok((rest, _)) if rest.is_empty() => Ok(vec![CertificateDer::from(item.to_vec())]),
+        Ok(([], _)) => Ok(vec![CertificateDer::from(item.to_vec())]),
         _ => Err("x509 parse failed".into()),
     }
 }
@@ -253,7 +266,9 @@ pub fn client(
         log.push(format!("ca_len={}", ca.len()));
         let mut roots = RootCertStore::empty();
         for cert in parse_certs(&ca)? {
-            roots.add(cert).map_err(|e| format!("ca parse failed: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("ca parse failed: {e}"))?;
         }
         let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
