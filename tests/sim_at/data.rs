@@ -178,3 +178,87 @@ fn multi_link_prefixes_and_dinfo() {
         assert_bytes!(sim.cmd("AT+CIPCLOSE=5"), b"\r\nERROR\r\n");
     }
 }
+
+#[test]
+fn lone_plus_plus_plus_cancels_a_send_on_1_1_3() {
+    let mut sim = connected(Generation::V1_1_3);
+    assert_bytes!(sim.cmd("AT+CIPSEND=10"), b"\r\nOK\r\n\r\n>");
+    assert_bytes!(sim.send(b"+++"), b"\r\nSEND Canceled\r\n");
+    assert_bytes!(sim.cmd("AT"), b"\r\nOK\r\n");
+    // Later generations take it as payload.
+    let mut sim = connected(Generation::V2_4);
+    assert_bytes!(sim.cmd("AT+CIPSEND=3"), b"\r\nOK\r\n\r\n>");
+    assert_bytes!(sim.send(b"+++"), b"\r\nRecv 3 bytes\r\n\r\nSEND OK\r\n");
+}
+
+/// The product wiring: `TcpNetwork` routing the endpoint name to a real listener. The
+/// server runs on a thread, so the module is polled until the answer is there (bounded
+/// by a generous wall-clock limit; nothing is asserted about timing).
+#[test]
+fn tcp_network_reaches_a_real_listener() {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::time::{Duration, Instant};
+
+    use esp_aws::sim::at::TcpNetwork;
+
+    let pki = ServerPki::new(ENDPOINT);
+    let config = fixture_net(&pki).server_config();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let conn = rustls::ServerConnection::new(config).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, stream);
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.ends_with(b"\r\n\r\n") {
+            let n = tls.read(&mut buf).unwrap();
+            assert!(n > 0, "client went away");
+            request.extend_from_slice(&buf[..n]);
+        }
+        tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+            .unwrap();
+        tls.write_all(b"{}").unwrap();
+        tls.conn.send_close_notify();
+        tls.flush().unwrap();
+        request
+    });
+
+    let net = TcpNetwork::new().route(ENDPOINT, 8443, addr);
+    let mut sim = Sim::boot_with(super::builder(Generation::V2_4).network(net));
+    sim.echo_off();
+    sim.sysflash_write("client_cert", &super::fixture("cert_rsa.bin"));
+    sim.sysflash_write("client_key", &super::fixture("key_rsa.bin"));
+    sim.sysflash_write("client_ca", &pki.ca_bin());
+    assert_bytes!(sim.cmd("AT+SYSTIMESTAMP=1796083200"), b"\r\nOK\r\n");
+    assert_bytes!(sim.cmd("AT+CIPSSLCCONF=3,0,0"), b"\r\nOK\r\n");
+
+    let wait_for = |sim: &mut Sim, first: Vec<u8>, end: &[u8]| {
+        let limit = Instant::now() + Duration::from_secs(20);
+        let mut out = first;
+        while !out.ends_with(end) {
+            assert!(Instant::now() < limit, "timed out: {}", esc(&out));
+            std::thread::sleep(Duration::from_millis(2));
+            out.extend(sim.advance(Duration::from_millis(5)));
+        }
+        out
+    };
+    let first = cipstart(&mut sim, 8443);
+    assert_bytes!(
+        wait_for(&mut sim, first, b"\r\nOK\r\n"),
+        b"CONNECT\r\n\r\nOK\r\n"
+    );
+    let request = get();
+    assert_bytes!(
+        sim.cmd(&format!("AT+CIPSEND={}", request.len())),
+        b"\r\nOK\r\n\r\n>"
+    );
+    let first = sim.send(&request);
+    let mut want = format!("\r\nRecv {} bytes\r\n\r\nSEND OK\r\n", request.len()).into_bytes();
+    want.extend_from_slice(
+        b"\r\n+IPD,38:HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n\r\n+IPD,2:{}CLOSED\r\n",
+    );
+    assert_bytes!(wait_for(&mut sim, first, b"CLOSED\r\n"), want);
+    assert_eq!(server.join().unwrap(), request);
+}

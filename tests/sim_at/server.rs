@@ -118,6 +118,13 @@ impl TestNet {
     }
 }
 
+impl TestNet {
+    /// The server configuration, for a real TCP listener.
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.config.clone()
+    }
+}
+
 impl Network for TestNet {
     fn connect(&mut self, host: &str, port: u16) -> io::Result<Box<dyn Socket>> {
         if host != ENDPOINT || !(port == 8443 || port == 443) {

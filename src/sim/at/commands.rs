@@ -233,6 +233,21 @@ impl AtFirmware {
                     Ok(())
                 }
             }
+            // The line settings belong to the carrier (the pty pump); the module accepts
+            // them without changing its own behaviour.
+            ("+UART_DEF", Op::Set(p)) => Args(p).int_in(0, 80..=5_000_000).map(|_| self.ok()),
+            ("+SYSMSG", Op::Query) if v2 => {
+                let line = format!("+SYSMSG:{}\r\n", self.ram.sysmsg);
+                self.emit_str(&line);
+                self.ok();
+                Ok(())
+            }
+            // Stored and reported, but the `+LINK_CONN` forms it selects are not modelled:
+            // hosts are told to leave it at 0 (`esp-at.md` §5.19).
+            ("+SYSMSG", Op::Set(p)) if v2 => Args(p).int_in(0, 0..=7).map(|v| {
+                self.ram.sysmsg = v as u8;
+                self.ok()
+            }),
             ("+UART_CUR", Op::Set(p)) => Args(p).int_in(0, 80..=5_000_000).map(|_| self.ok()),
             ("+CIPSNTPCFG", Op::Set(p)) => self.sntp_set(&Args(p)),
             ("+CIPSNTPCFG", Op::Query) => {

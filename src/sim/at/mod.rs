@@ -226,7 +226,7 @@ struct Sntp {
 }
 
 /// What the module is doing with serial input.
-#[derive(Debug, Default)]
+#[derive(Default)]
 enum Mode {
     /// Accumulating a command line.
     #[default]
@@ -239,6 +239,23 @@ enum Mode {
     },
     /// A command is running; input gets `busy p...`.
     Busy(Job),
+}
+
+impl std::fmt::Debug for Mode {
+    // A prompt may be collecting a private key (`AT+SYSMFG`, `AT+SYSFLASH`): show only
+    // how much has arrived.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mode::Command => f.write_str("Command"),
+            Mode::Prompt { target, len, buf } => f
+                .debug_struct("Prompt")
+                .field("target", target)
+                .field("len", len)
+                .field("received", &buf.len())
+                .finish(),
+            Mode::Busy(job) => f.debug_tuple("Busy").field(job).finish(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -282,6 +299,7 @@ struct Ram {
     passive: [bool; LINKS],
     had_link: bool,
     wifi: bool,
+    sysmsg: u8,
 }
 
 impl Default for Ram {
@@ -301,6 +319,7 @@ impl Default for Ram {
             passive: [false; LINKS],
             had_link: false,
             wifi: false,
+            sysmsg: 0,
         }
     }
 }
@@ -556,7 +575,18 @@ impl AtFirmware {
                 } else {
                     *connected_at
                 }),
-                Job::Connect { not_before, .. } => consider((*not_before).max(self.now)),
+                // While the handshake runs the link's network poll below applies; once it
+                // is done, CONNECT waits for the slow-handshake delay.
+                Job::Connect {
+                    not_before,
+                    deadline,
+                    ..
+                } => {
+                    if *not_before > self.now {
+                        consider(*not_before);
+                    }
+                    consider((*deadline).max(self.now + NET_POLL));
+                }
             }
         }
         if self.ram.links.iter().any(Option::is_some) {
@@ -578,6 +608,16 @@ impl AtFirmware {
                     } else {
                         self.busy();
                     }
+                    return;
+                }
+                Mode::Prompt {
+                    target: PromptTarget::CipSend { .. },
+                    buf,
+                    ..
+                } if self.generation == Generation::V1_1_3 && buf.is_empty() && bytes == b"+++" => {
+                    // "1.1.3" cancels a pending send on a lone `+++` (`esp-at.md` §5.13).
+                    self.ram.mode = Mode::Command;
+                    self.emit(b"\r\nSEND Canceled\r\n");
                     return;
                 }
                 Mode::Prompt { len, buf, .. } => {
