@@ -91,6 +91,7 @@ fn basics_on_1_1_3() {
             ("AT+CIPSTART=\"SSL\",\"a\",1\r\n", "ERR CODE:0x01050000\r\n\r\nERROR\r\n"),
             ("AT+CIPSTART=\"SSL\",\"a\r\n", "ERR CODE:0x01080000\r\n\r\nERROR\r\n"),
             ("AT+UART_CUR=115200,8,1,0,0\r\n", "\r\nOK\r\n"),
+            ("AT+SYSMSG?\r\n", "ERR CODE:0x01090000\r\n\r\nERROR\r\n"),
             ("AT+CWMODE?\r\n", "+CWMODE:1\r\n\r\nOK\r\n"),
             ("AT+GMR=?\r\n", "\r\nOK\r\n"),
         ],
@@ -145,6 +146,9 @@ fn basics_on_2_4() {
             ("AT+CIPRECVTYPE?\r\n", "\r\nERROR\r\n"),
             ("AT+CIPSEND=8193\r\n", "\r\nERROR\r\n"),
             ("AT+CIPSTATE?\r\n", "\r\nOK\r\n"),
+            ("AT+SYSMSG?\r\n", "+SYSMSG:0\r\n\r\nOK\r\n"),
+            ("AT+SYSMSG=8\r\n", "\r\nERROR\r\n"),
+            ("AT+UART_DEF=115200,8,1,0,3\r\n", "\r\nOK\r\n"),
         ],
     );
     let table = String::from_utf8(sim.cmd("AT+SYSFLASH?")).unwrap();

@@ -320,6 +320,7 @@ impl AtFirmware {
             "+CWJAP",
             "+CWQAP",
             "+UART_CUR",
+            "+UART_DEF",
             "+CIPSNTPCFG",
             "+CIPSNTPTIME",
             "+SYSFLASH",
@@ -340,6 +341,7 @@ impl AtFirmware {
             "+CIPRECVDATA",
             "+CIPRECVLEN",
             "+CIPSTATE",
+            "+SYSMSG",
         ];
         const V4: &[&str] = &["+SYSMFG", "+CIPRECVTYPE"];
         ALL.contains(&name)
