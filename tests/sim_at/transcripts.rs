@@ -494,3 +494,32 @@ fn device_never_asks_for_polls_when_idle() {
     assert_eq!(sim.dev.poll(sim.now, &mut out), None);
     assert!(out.is_empty());
 }
+
+#[test]
+fn hardware_reset_restarts_the_clock_and_rereads_nvs() {
+    let mut sim = Sim::boot(Generation::V1_1_3);
+    sim.echo_off();
+    assert_bytes!(sim.cmd("AT+CIPSNTPCFG=1,0"), b"\r\nOK\r\n");
+    sim.advance(Duration::from_secs(3));
+    assert_eq!(sim.dev.unix_time(sim.now), super::UTC_AT_POWER_ON + 4);
+    assert_bytes!(sim.cmd("AT+CIPSSLCCONF=0"), b"\r\nERROR\r\n");
+    // Something else (the ROM bootloader) rewrites the flash, then EN is pulsed.
+    sim.dev
+        .flash()
+        .modify(|f| f.erase(0x12000, 0xe000).unwrap());
+    sim.dev.hardware_reset(sim.now);
+    assert_bytes!(
+        sim.advance(Duration::from_millis(300)),
+        b"\r\nready\r\nWIFI CONNECTED\r\nWIFI GOT IP\r\n"
+    );
+    assert_eq!(sim.dev.unix_time(sim.now), 0);
+    sim.echo_off();
+    assert_bytes!(
+        sim.cmd("AT+CIPSNTPTIME?"),
+        b"+CIPSNTPTIME:Thu Jan  1 00:00:00 1970\n\r\nOK\r\n"
+    );
+    assert_bytes!(
+        sim.cmd("AT+CIPSSLCCONF?"),
+        b"+CIPSSLCCONF:0,0,0,0\r\n\r\nOK\r\n"
+    );
+}

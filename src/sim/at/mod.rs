@@ -369,6 +369,21 @@ impl AtFirmware {
         self.faults = Faults::new(faults, seed);
     }
 
+    /// A chip reset through the EN pin (or a power cycle) at `now`: unlike `AT+RST`, the
+    /// RTC restarts at the Unix epoch, and NVS settings are re-read from the flash (which
+    /// the ROM bootloader may have rewritten meanwhile). `ready` follows after the ready
+    /// delay.
+    pub fn hardware_reset(&mut self, now: Duration) {
+        self.advance(now);
+        self.reboot();
+        self.rtc = Rtc {
+            base_ms: 0,
+            base_at: self.now,
+        };
+        self.nvs = KvStore::default();
+        self.load_nvs();
+    }
+
     /// The generation this module plays.
     pub fn generation(&self) -> Generation {
         self.generation
