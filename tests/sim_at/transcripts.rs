@@ -485,6 +485,16 @@ fn overlong_lines_are_refused() {
         b"ERR CODE:0x01040000\r\n\r\nERROR\r\n"
     );
     assert_bytes!(sim.cmd("AT"), b"\r\nOK\r\n");
+    // Written in pieces: one refusal, and the rest of the line is dropped with it.
+    assert_bytes!(sim.send(&[b'A'; 200]), b"");
+    assert_bytes!(
+        sim.send(&[b'A'; 200]),
+        b"ERR CODE:0x01040000\r\n\r\nERROR\r\n"
+    );
+    assert_bytes!(sim.send(&[b'A'; 200]), b"");
+    assert_bytes!(sim.send(b"\r"), b"");
+    assert_bytes!(sim.send(b"\n"), b"");
+    assert_bytes!(sim.cmd("AT"), b"\r\nOK\r\n");
 }
 
 #[test]

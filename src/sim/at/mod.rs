@@ -300,6 +300,8 @@ struct Ram {
     had_link: bool,
     wifi: bool,
     sysmsg: u8,
+    /// The current line overflowed [`MAX_LINE`] and is being discarded.
+    overflow: bool,
 }
 
 impl Default for Ram {
@@ -320,6 +322,7 @@ impl Default for Ram {
             had_link: false,
             wifi: false,
             sysmsg: 0,
+            overflow: false,
         }
     }
 }
@@ -668,14 +671,25 @@ impl AtFirmware {
                     bytes = rest;
                     if !self.ram.line.ends_with(b"\r\n") {
                         if self.ram.line.len() > MAX_LINE {
-                            // Overlong input without a terminator is dropped.
+                            // Overlong input is refused once and dropped up to its
+                            // terminator (a trailing `\r` is kept to pair with a `\n`).
+                            if !self.ram.overflow {
+                                self.error(Some(0x0104_0000));
+                            }
+                            self.ram.overflow = true;
+                            let cr = self.ram.line.last() == Some(&b'\r');
                             self.ram.line.clear();
-                            self.error(Some(0x0104_0000));
+                            if cr {
+                                self.ram.line.push(b'\r');
+                            }
                         }
                         continue;
                     }
                     let mut line = std::mem::take(&mut self.ram.line);
                     line.truncate(line.len() - 2);
+                    if std::mem::take(&mut self.ram.overflow) {
+                        continue;
+                    }
                     if self.faults.fires(Fault::Reboot) {
                         self.log("Guru Meditation Error: simulated crash");
                         self.reboot();
