@@ -445,3 +445,17 @@ fn mfg_nvs_credentials_on_4_1() {
     let out = send(&mut sim, &get());
     assert!(esc(&out).contains("\\r\\n+IPD,"), "{}", esc(&out));
 }
+
+#[test]
+fn port_443_without_alpn_answers_403_on_1_1_3() {
+    // The guide's step 5: 1.1.3 cannot send ALPN, so the REST API on 443 says 403.
+    let pki = ServerPki::new(ENDPOINT);
+    let mut sim = provisioned(Generation::V1_1_3, fixture_net(&pki), &pki.ca_bin());
+    assert_bytes!(cipstart(&mut sim, 443), b"CONNECT\r\n\r\nOK\r\n");
+    let mut expected = format!("\r\nRecv {} bytes\r\n\r\nSEND OK\r\n", get().len()).into_bytes();
+    expected.extend(response_frames(
+        "403 Forbidden",
+        r#"{"message":"Forbidden"}"#,
+    ));
+    assert_bytes!(send(&mut sim, &get()), expected);
+}

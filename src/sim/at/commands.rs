@@ -1,5 +1,13 @@
 //! Command dispatch and the basic, Wi-Fi, time, flash and `mfg_nvs` commands
 //! (`esp-at.md` §5.1–§5.7, §5.10, §5.17–§5.19). The SSL/IP commands are in `ip.rs`.
+//!
+//! `ERR CODE` values: the reference establishes those for unknown commands (`0x01090000`),
+//! busy (`0x010b0000`) and `AT+SYSFLASH` (`0x010a000x`). For the rest the sub-category
+//! table of `esp-at.md` §4.5 is applied: a line without `AT` `0x01030000`, an unparseable
+//! line `0x01080000`, wrong parameter count `0x01060000`, wrong parameter type
+//! `0x01050000`, a value out of range `0x01070000`, an operation the command lacks
+//! `0x010c0000`, an overlong line `0x01040000`. Failures of state or network (no link, TLS,
+//! DNS) are a bare `ERROR` in every generation, as §4.5 says for `AT+CIPSTART`/`AT+CIPSEND`.
 
 use std::time::Duration;
 
