@@ -32,9 +32,9 @@ pub mod fault;
 mod ip;
 mod link;
 pub mod net;
-pub mod parse;
-pub mod store;
-pub mod tls;
+mod parse;
+mod store;
+mod tls;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
