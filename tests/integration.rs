@@ -13,3 +13,5 @@ mod endpoint;
 mod endpoint_cli;
 mod endpoint_tls;
 mod endpoint_util;
+
+mod sim_at;

@@ -3,6 +3,7 @@
 //! Both are product features (`esp-aws sim`, `esp-aws demo`) and the ground every
 //! end-to-end test stands on.
 
+pub mod at;
 pub mod device;
 pub mod endpoint;
 pub mod flash;
