@@ -378,6 +378,8 @@ fn port_443_needs_alpn_x_amzn_http_ca() {
     assert_eq!(log[1].alpn.as_deref(), Some("x-amzn-http-ca"));
     assert_eq!(log[1].thing.as_deref(), Some("lnu_001"));
     assert_eq!(log[1].sni.as_deref(), Some(ep.handle.host()));
+    let subject = log[1].cert_subject.as_deref().unwrap_or_default();
+    assert!(subject.contains("CN=AWS IoT Certificate"), "{subject}");
 }
 
 #[test]

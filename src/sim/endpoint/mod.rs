@@ -233,6 +233,8 @@ pub struct LoggedRequest {
     pub alpn: Option<String>,
     /// Certificate ID of the client certificate.
     pub cert_id: Option<String>,
+    /// Subject of the client certificate (e.g. `CN=AWS IoT Certificate, O=...`).
+    pub cert_subject: Option<String>,
     /// The thing that certificate belongs to.
     pub thing: Option<String>,
 }

@@ -70,6 +70,7 @@ struct Peer {
     sni: Option<String>,
     alpn: Option<String>,
     cert_id: Option<String>,
+    cert_subject: Option<String>,
     /// The REST API is served (8443, or 443 with the AWS ALPN and a certificate).
     rest_enabled: bool,
 }
@@ -98,6 +99,10 @@ fn serve(
         }
     }
     let cert_id = peer_cert.map(|c| super::account::cert_id(c));
+    let cert_subject = peer_cert.and_then(|c| {
+        let (_, parsed) = x509_parser::parse_x509_certificate(c).ok()?;
+        Some(parsed.subject().to_string())
+    });
     let alpn = tls
         .conn
         .alpn_protocol()
@@ -114,6 +119,7 @@ fn serve(
         sni: tls.conn.server_name().map(str::to_string),
         alpn,
         cert_id,
+        cert_subject,
         rest_enabled,
     };
 
@@ -294,6 +300,7 @@ fn handle(shared: &Shared, peer: &Peer, req: &Request) -> (Response, Option<Faul
         sni: peer.sni.clone(),
         alpn: peer.alpn.clone(),
         cert_id: peer.cert_id.clone(),
+        cert_subject: peer.cert_subject.clone(),
         thing,
     });
     (resp, fault)
