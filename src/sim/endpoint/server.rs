@@ -337,6 +337,25 @@ fn dispatch(
             .shadows
             .read(|s| s.list_named(&thing, page_size.as_deref(), next_token.as_deref(), now)),
         Operation::Publish { topic, qos } => {
+            // A publish to a shadow's reserved topic is a shadow request, as over MQTT. Its
+            // outcome would go to the /accepted or /rejected topics, which HTTP cannot
+            // subscribe to, so the publisher gets the plain OK either way.
+            match api::shadow_topic(&topic) {
+                Some((key, api::ShadowTopicAction::Update)) => {
+                    if let Err(e) = shared
+                        .shadows
+                        .mutate(&key, |s| s.update(&key, &req.body, now))
+                    {
+                        log::info!("{topic} rejected: {e}");
+                    }
+                }
+                Some((key, api::ShadowTopicAction::Delete)) => {
+                    if let Err(e) = shared.shadows.mutate(&key, |s| s.delete(&key, now)) {
+                        log::info!("{topic} rejected: {e}");
+                    }
+                }
+                None => {}
+            }
             shared.log.publish(Publication {
                 topic,
                 qos,
