@@ -189,11 +189,8 @@ fn no_module_writes_sim_json_and_serves() {
         200
     );
     // A second endpoint on the same state directory refuses to start.
-    let err = esp_aws::sim::endpoint::Endpoint::start(esp_aws::sim::endpoint::EndpointConfig::new(
-        state.path(),
-    ))
-    .err()
-    .expect("second endpoint refused");
+    let second = esp_aws::sim::endpoint::EndpointConfig::new(state.path());
+    let err = esp_aws::sim::endpoint::Endpoint::start(second).expect_err("second endpoint refused");
     assert_eq!(
         err.to_string(),
         format!(
