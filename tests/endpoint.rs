@@ -962,6 +962,26 @@ mod account {
             Account::open_or_create(dir.path(), Some("moon")),
             Err(AccountError::BadRegion(_))
         ));
+        let eu = Account::open_or_create(dir.path(), Some("eu-west-1")).unwrap();
+        assert!(
+            eu.endpoint().ends_with("-ats.iot.eu-west-1.amazonaws.com"),
+            "{}",
+            eu.endpoint()
+        );
+        let (chain, _) = eu.server_identity().unwrap();
+        let (_, server) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
+        let sans = server
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .clone();
+        assert!(
+            sans.iter()
+                .any(|n| n.to_string().contains("*.iot.eu-west-1.amazonaws.com")),
+            "{sans:?}"
+        );
         let state = crate::endpoint_util::fresh_state();
         let e = Account::open_or_create(state.path(), Some("eu-west-1")).unwrap_err();
         assert_eq!(

@@ -188,6 +188,17 @@ fn no_module_writes_sim_json_and_serves() {
         .status,
         200
     );
+    // A second endpoint on the same state directory refuses to start.
+    let second = esp_aws::sim::endpoint::EndpointConfig::new(state.path());
+    let err = esp_aws::sim::endpoint::Endpoint::start(second).expect_err("second endpoint refused");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "another endpoint (process {}) is serving {}; stop it or use another --state directory",
+            sim.info["pid"],
+            sim.str("state")
+        )
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     let entry: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(entry["target"], "/things/lnu_001/shadow");

@@ -378,6 +378,8 @@ fn port_443_needs_alpn_x_amzn_http_ca() {
     assert_eq!(log[1].alpn.as_deref(), Some("x-amzn-http-ca"));
     assert_eq!(log[1].thing.as_deref(), Some("lnu_001"));
     assert_eq!(log[1].sni.as_deref(), Some(ep.handle.host()));
+    let subject = log[1].cert_subject.as_deref().unwrap_or_default();
+    assert!(subject.contains("CN=AWS IoT Certificate"), "{subject}");
 }
 
 #[test]
@@ -506,8 +508,23 @@ fn named_shadows_list_and_publish_over_tls() {
         r.body,
         format!(r#"{{"message":"OK","traceId":"{}"}}"#, r.request_id())
     );
+    // A publish to a shadow's reserved update topic updates the shadow, as over MQTT.
+    let r = conn
+        .request(
+            "POST",
+            "/topics/%24aws%2Fthings%2Flnu_001%2Fshadow%2Fname%2Fa%2Fupdate",
+            Some(r#"{"state":{"reported":{"x":1}}}"#),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let a = ep.handle.shadow(&ShadowKey::named("lnu_001", "a")).unwrap();
+    assert_eq!(a.version, 2);
+    assert_eq!(
+        serde_json::Value::Object(a.document.unwrap().reported.unwrap()).to_string(),
+        r#"{"x":1}"#
+    );
     let pubs = ep.handle.publications();
-    assert_eq!(pubs.len(), 1);
+    assert_eq!(pubs.len(), 2);
     assert_eq!(
         (
             pubs[0].topic.as_str(),

@@ -20,9 +20,11 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 fn template() -> &'static Path {
     static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
+        // Kept for the whole test run (statics are never dropped), so it lives under
+        // target/ rather than in the system temp directory.
         let dir = tempfile::Builder::new()
-            .prefix("esp-aws-endpoint-template")
-            .tempdir()
+            .prefix("endpoint-template")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .expect("temp dir")
             .keep();
         let mut account = Account::open_or_create(&dir, None).expect("create account");

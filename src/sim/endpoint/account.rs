@@ -683,7 +683,12 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AccountError
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, path)?;
+        // The rename itself is durable only once the directory is synced.
+        if let Some(dir) = path.parent() {
+            fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     result.map_err(io_err(path))
 }

@@ -116,6 +116,40 @@ pub fn route(req: &Request) -> Result<Operation, ShadowError> {
     }
 }
 
+/// What a publish to a shadow's reserved MQTT topic asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowTopicAction {
+    /// `.../update`: the payload is an update request document.
+    Update,
+    /// `.../delete`: the payload is ignored.
+    Delete,
+}
+
+/// Recognises `$aws/things/<thing>/shadow/update|delete` and the named-shadow form
+/// `$aws/things/<thing>/shadow/name/<shadow>/update|delete` (`aws-iot-shadow.md` §8).
+pub fn shadow_topic(topic: &str) -> Option<(ShadowKey, ShadowTopicAction)> {
+    let parts: Vec<&str> = topic.split('/').collect();
+    let (thing, shadow, verb) = match parts.as_slice() {
+        ["$aws", "things", thing, "shadow", verb] => (*thing, None, *verb),
+        ["$aws", "things", thing, "shadow", "name", shadow, verb] => (*thing, Some(*shadow), *verb),
+        _ => return None,
+    };
+    names::validate_thing_name(thing).ok()?;
+    if let Some(s) = shadow {
+        names::validate_shadow_name(s).ok()?;
+    }
+    let action = match verb {
+        "update" => ShadowTopicAction::Update,
+        "delete" => ShadowTopicAction::Delete,
+        _ => return None,
+    };
+    let key = ShadowKey {
+        thing: thing.to_string(),
+        shadow: shadow.map(str::to_string),
+    };
+    Some((key, action))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +162,21 @@ mod tests {
             headers: vec![],
             body: vec![],
         }
+    }
+
+    #[test]
+    fn shadow_topics() {
+        assert_eq!(
+            shadow_topic("$aws/things/t/shadow/update"),
+            Some((ShadowKey::classic("t"), ShadowTopicAction::Update))
+        );
+        assert_eq!(
+            shadow_topic("$aws/things/t/shadow/name/n/delete"),
+            Some((ShadowKey::named("t", "n"), ShadowTopicAction::Delete))
+        );
+        assert_eq!(shadow_topic("$aws/things/t/shadow/get"), None);
+        assert_eq!(shadow_topic("$aws/things/t/shadow/update/delta"), None);
+        assert_eq!(shadow_topic("things/t/shadow/update"), None);
     }
 
     #[test]

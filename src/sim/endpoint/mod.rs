@@ -176,6 +176,14 @@ pub enum Error {
     /// The shadow journal could not be opened.
     #[error(transparent)]
     Journal(#[from] journal::JournalError),
+    /// Another running endpoint serves the same state directory.
+    #[error("another endpoint (process {pid}) is serving {dir}; stop it or use another --state directory")]
+    InUse {
+        /// The state directory.
+        dir: PathBuf,
+        /// The other process.
+        pid: u32,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -233,6 +241,8 @@ pub struct LoggedRequest {
     pub alpn: Option<String>,
     /// Certificate ID of the client certificate.
     pub cert_id: Option<String>,
+    /// Subject of the client certificate (e.g. `CN=AWS IoT Certificate, O=...`).
+    pub cert_subject: Option<String>,
     /// The thing that certificate belongs to.
     pub thing: Option<String>,
 }
@@ -362,6 +372,7 @@ impl Endpoint {
     /// both listeners and starts serving. The endpoint runs until the handle is dropped.
     pub fn start(config: EndpointConfig) -> Result<EndpointHandle, Error> {
         let account = Account::open_or_create(&config.state_dir, config.region.as_deref())?;
+        let lock = StateLock::acquire(account.dir())?;
         let (journal, records) = journal::Journal::open(&account.dir().join("shadows"))?;
         let mut store = shadow::ShadowStore::new();
         for (k, r) in records {
@@ -460,7 +471,52 @@ impl Endpoint {
             rest_addr,
             alpn_addr,
             acceptors,
+            _lock: lock,
         })
+    }
+}
+
+/// Marks a state directory as served by this process, so that a second endpoint on the same
+/// directory refuses to start instead of interleaving its journal with ours. The mark is a
+/// file holding our PID and executable; it counts only while that process is alive and runs
+/// that executable (a PID reused after `kill -9` does not), and only on systems with
+/// `/proc`.
+#[derive(Debug)]
+struct StateLock {
+    path: PathBuf,
+}
+
+/// The lock file inside the state directory.
+const LOCK_FILE: &str = "endpoint.pid";
+
+impl StateLock {
+    fn acquire(dir: &Path) -> Result<StateLock, Error> {
+        let path = dir.join(LOCK_FILE);
+        let me = std::process::id();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let mut lines = text.lines();
+            let pid = lines.next().and_then(|l| l.trim().parse::<u32>().ok());
+            let exe = lines.next().map(PathBuf::from);
+            if let (Some(pid), Some(exe)) = (pid, exe) {
+                let running =
+                    std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == exe);
+                if pid != me && running {
+                    return Err(Error::InUse {
+                        dir: dir.to_path_buf(),
+                        pid,
+                    });
+                }
+            }
+        }
+        let exe = std::env::current_exe().unwrap_or_default();
+        account::write_atomic(&path, format!("{me}\n{}\n", exe.display()).as_bytes())?;
+        Ok(StateLock { path })
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -472,6 +528,7 @@ pub struct EndpointHandle {
     rest_addr: SocketAddr,
     alpn_addr: SocketAddr,
     acceptors: Vec<JoinHandle<()>>,
+    _lock: StateLock,
 }
 
 /// The contents of `sim.json`.

@@ -70,6 +70,7 @@ struct Peer {
     sni: Option<String>,
     alpn: Option<String>,
     cert_id: Option<String>,
+    cert_subject: Option<String>,
     /// The REST API is served (8443, or 443 with the AWS ALPN and a certificate).
     rest_enabled: bool,
 }
@@ -98,6 +99,10 @@ fn serve(
         }
     }
     let cert_id = peer_cert.map(|c| super::account::cert_id(c));
+    let cert_subject = peer_cert.and_then(|c| {
+        let (_, parsed) = x509_parser::parse_x509_certificate(c).ok()?;
+        Some(parsed.subject().to_string())
+    });
     let alpn = tls
         .conn
         .alpn_protocol()
@@ -114,6 +119,7 @@ fn serve(
         sni: tls.conn.server_name().map(str::to_string),
         alpn,
         cert_id,
+        cert_subject,
         rest_enabled,
     };
 
@@ -294,6 +300,7 @@ fn handle(shared: &Shared, peer: &Peer, req: &Request) -> (Response, Option<Faul
         sni: peer.sni.clone(),
         alpn: peer.alpn.clone(),
         cert_id: peer.cert_id.clone(),
+        cert_subject: peer.cert_subject.clone(),
         thing,
     });
     (resp, fault)
@@ -330,6 +337,25 @@ fn dispatch(
             .shadows
             .read(|s| s.list_named(&thing, page_size.as_deref(), next_token.as_deref(), now)),
         Operation::Publish { topic, qos } => {
+            // A publish to a shadow's reserved topic is a shadow request, as over MQTT. Its
+            // outcome would go to the /accepted or /rejected topics, which HTTP cannot
+            // subscribe to, so the publisher gets the plain OK either way.
+            match api::shadow_topic(&topic) {
+                Some((key, api::ShadowTopicAction::Update)) => {
+                    if let Err(e) = shared
+                        .shadows
+                        .mutate(&key, |s| s.update(&key, &req.body, now))
+                    {
+                        log::info!("{topic} rejected: {e}");
+                    }
+                }
+                Some((key, api::ShadowTopicAction::Delete)) => {
+                    if let Err(e) = shared.shadows.mutate(&key, |s| s.delete(&key, now)) {
+                        log::info!("{topic} rejected: {e}");
+                    }
+                }
+                None => {}
+            }
             shared.log.publish(Publication {
                 topic,
                 qos,
