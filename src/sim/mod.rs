@@ -5,3 +5,5 @@
 
 pub mod device;
 pub mod flash;
+pub mod pty;
+pub mod rom;
