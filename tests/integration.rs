@@ -1,1 +1,3 @@
 //! The single integration-test binary: each topic lives in its own module.
+
+mod esptool;
