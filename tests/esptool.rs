@@ -128,9 +128,15 @@ fn esptool_writes_verifies_and_reads_back_three_files() {
     let mut write = vec!["write-flash"];
     write.extend(args.iter().map(String::as_str));
     let out = run_ok(port, &write);
-    assert!(out.contains("Chip type:          ESP32-D0WD (revision v2.0)"), "{out}");
+    assert!(
+        out.contains("Chip type:          ESP32-D0WD (revision v2.0)"),
+        "{out}"
+    );
     assert!(out.contains("Crystal frequency:  40MHz"), "{out}");
-    assert!(out.contains("MAC:                24:0a:c4:00:00:01"), "{out}");
+    assert!(
+        out.contains("MAC:                24:0a:c4:00:00:01"),
+        "{out}"
+    );
     assert!(!out.contains("Compressed"), "{out}");
     assert_eq!(out.matches("Hash of data verified.").count(), 3, "{out}");
     assert_flash_holds(&m.flash, &files);
@@ -138,14 +144,23 @@ fn esptool_writes_verifies_and_reads_back_three_files() {
     let mut verify = vec!["verify-flash"];
     verify.extend(args.iter().map(String::as_str));
     let out = run_ok(port, &verify);
-    assert_eq!(out.matches("Verification successful (digest matched).").count(), 3, "{out}");
+    assert_eq!(
+        out.matches("Verification successful (digest matched).")
+            .count(),
+        3,
+        "{out}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     for (addr, path, bytes) in &files {
         let back = dir.path().join(path.file_name().unwrap());
         let (addr, len) = (format!("{addr:#x}"), bytes.len().to_string());
         run_ok(port, &["read-flash", &addr, &len, back.to_str().unwrap()]);
-        assert!(std::fs::read(&back).unwrap() == *bytes, "{}", path.display());
+        assert!(
+            std::fs::read(&back).unwrap() == *bytes,
+            "{}",
+            path.display()
+        );
     }
 }
 
@@ -182,8 +197,8 @@ fn esptool_gets_no_sync_until_the_module_is_reset_into_download_mode() {
     let port = m.pty.path();
     let out = run(port, &["--connect-attempts", "1", "flash-id"]);
     assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("Failed to connect to ESP32"), "{text}");
     assert!(m.flash.read(|f| f.erase_count(0x2a000)) == 0);
 

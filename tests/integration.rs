@@ -1,3 +1,5 @@
 //! The single integration-test binary: each topic lives in its own module.
 
 mod esptool;
+mod rom;
+mod rom_props;

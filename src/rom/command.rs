@@ -414,9 +414,15 @@ mod tests {
     #[test]
     fn timeouts_scale_like_esptool() {
         assert_eq!(CommandKind::Sync.default_timeout(), SYNC_TIMEOUT);
-        assert_eq!(CommandKind::ReadReg.timeout_for_size(1 << 30), DEFAULT_TIMEOUT);
+        assert_eq!(
+            CommandKind::ReadReg.timeout_for_size(1 << 30),
+            DEFAULT_TIMEOUT
+        );
         // 40 s/MB × 0x2000 bytes is far below the 3 s floor.
-        assert_eq!(CommandKind::FlashBegin.timeout_for_size(0x2000), DEFAULT_TIMEOUT);
+        assert_eq!(
+            CommandKind::FlashBegin.timeout_for_size(0x2000),
+            DEFAULT_TIMEOUT
+        );
         assert_eq!(
             CommandKind::FlashBegin.timeout_for_size(0x400000),
             Duration::from_secs_f64(40.0 * 4.194304)

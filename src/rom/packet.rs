@@ -291,7 +291,10 @@ mod tests {
         assert!(r.data.is_empty());
         assert_eq!(r.status, RomStatus::OK);
         let r = Response::decode(&hex("010a0400831df00000000000")).unwrap();
-        assert_eq!((r.kind(), r.value), (Some(CommandKind::ReadReg), 0x00F0_1D83));
+        assert_eq!(
+            (r.kind(), r.value),
+            (Some(CommandKind::ReadReg), 0x00F0_1D83)
+        );
     }
 
     #[test]

@@ -261,7 +261,8 @@ impl Pump {
                 sleep = sleep.min(at.saturating_duration_since(instant));
             }
             if unflushed {
-                sleep = sleep.min((last_activity + self.idle_flush).saturating_duration_since(instant));
+                sleep =
+                    sleep.min((last_activity + self.idle_flush).saturating_duration_since(instant));
             }
             let mut events = PollFlags::POLLIN;
             if !self.backlog.is_empty() {
@@ -434,8 +435,10 @@ mod tests {
     #[test]
     fn wire_hands_over_bytes_when_their_stop_bit_is_out() {
         let t0 = Instant::now();
-        let mut wire = Wire::default();
-        wire.run_start = t0;
+        let mut wire = Wire {
+            run_start: t0,
+            ..Wire::default()
+        };
         // 1000 baud: 10 ms per byte.
         wire.push(b"abc", 1000, t0);
         let mut out = VecDeque::new();

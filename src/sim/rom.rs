@@ -308,7 +308,9 @@ impl RomDevice {
         self.regs = Registers::new(&self.config.mac);
         self.regs.set(GPIO_STRAP, strap_value(self.straps));
         self.op = FlashOp::default();
-        self.chip_size = self.flash.read(|f| u32::try_from(f.size()).unwrap_or(u32::MAX));
+        self.chip_size = self
+            .flash
+            .read(|f| u32::try_from(f.size()).unwrap_or(u32::MAX));
         self.baud = None;
         self.pending_baud = None;
         self.delayed = None;
@@ -367,7 +369,11 @@ impl RomDevice {
         // bytes than announced is treated as malformed (0x05), a choice the reference
         // leaves open.
         let Some(payload) = req.payload() else {
-            return Some((self.status_reply(req.op, invalid), Duration::ZERO, After::Nothing));
+            return Some((
+                self.status_reply(req.op, invalid),
+                Duration::ZERO,
+                After::Nothing,
+            ));
         };
         let w = |i: usize| read_word(payload, i);
         let op = req.op;
@@ -477,7 +483,10 @@ impl RomDevice {
                     self.status_reply(op, RomStatus::failed(RomErrorCode::FLASH_READ_LENGTH))
                 }
                 (Some(addr), Some(len)) => {
-                    match self.flash.read(|f| f.read(addr, len as usize).map(<[u8]>::to_vec)) {
+                    match self
+                        .flash
+                        .read(|f| f.read(addr, len as usize).map(<[u8]>::to_vec))
+                    {
                         Ok(bytes) => self.reply(Some(op), None, 64, &bytes, ok),
                         Err(_) => {
                             self.status_reply(op, RomStatus::failed(RomErrorCode::FLASH_READ))
@@ -498,10 +507,9 @@ impl RomDevice {
                         bytes
                     }
                     // A zero rate would divide by zero in the ROM; refuse it instead.
-                    None => self.status_reply(
-                        op,
-                        RomStatus::failed(RomErrorCode::INVALID_PARAMETER),
-                    ),
+                    None => {
+                        self.status_reply(op, RomStatus::failed(RomErrorCode::INVALID_PARAMETER))
+                    }
                 },
                 _ => self.status_reply(op, invalid),
             },
@@ -510,7 +518,7 @@ impl RomDevice {
                 (Some(addr), Some(size)) if req.size <= MAX_DATA_COMMAND => {
                     let digest = self
                         .flash
-                        .read(|f| f.read(addr, size as usize).map(|b| Md5::digest(b)));
+                        .read(|f| f.read(addr, size as usize).map(Md5::digest));
                     match digest {
                         Ok(digest) => {
                             let mut hex = [0u8; 32];
@@ -571,8 +579,7 @@ impl RomDevice {
         // the chip size SPI_SET_PARAMS announced.
         let sector = SECTOR_SIZE as u64;
         let len = u64::from(erase_size).div_ceil(sector) * sector;
-        if u64::from(offset) % sector != 0 || u64::from(offset) + len > u64::from(self.chip_size)
-        {
+        if u64::from(offset) % sector != 0 || u64::from(offset) + len > u64::from(self.chip_size) {
             return RomStatus::failed(RomErrorCode::FAILED);
         }
         match self.flash.modify(|f| f.erase(offset, len as usize)) {
@@ -676,8 +683,7 @@ impl RomDevice {
             );
             input = &input[consumed.min(input.len())..];
             inflate.pos += produced;
-            if inflate.pos == INFLATE_WINDOW || (status == TINFLStatus::Done && inflate.pos > 0)
-            {
+            if inflate.pos == INFLATE_WINDOW || (status == TINFLStatus::Done && inflate.pos > 0) {
                 let chunk = inflate.window[..inflate.pos].to_vec();
                 inflate.pos = 0;
                 *cost += self.program_cost(chunk.len());
@@ -692,8 +698,7 @@ impl RomDevice {
                 TINFLStatus::Done | TINFLStatus::NeedsMoreInput => break,
                 failed => {
                     // The ROM reports tinfl status s < 0 as error 10 − s.
-                    result =
-                        RomStatus::failed(RomErrorCode((10 - i16::from(failed as i8)) as u8));
+                    result = RomStatus::failed(RomErrorCode((10 - i16::from(failed as i8)) as u8));
                     break;
                 }
             }
@@ -771,9 +776,7 @@ impl Device for RomDevice {
             if self.state != State::Download {
                 return None;
             }
-            let Some(frame) = self.rx.pop() else {
-                return None;
-            };
+            let frame = self.rx.pop()?;
             // Frames with bad escapes or past the buffer are dropped without a reply.
             let Ok(frame) = frame else { continue };
             if let Some((bytes, cost, after)) = self.handle(&frame) {
