@@ -3,3 +3,4 @@
 mod esptool;
 mod rom;
 mod rom_props;
+mod rom_pty;
