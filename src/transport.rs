@@ -12,4 +12,12 @@ pub trait Transport: io::Read + io::Write + Send {
     fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()>;
     /// Drops whatever the device sent that has not been read yet.
     fn clear_input(&mut self) -> io::Result<()>;
+
+    /// Switches the line to `baud` (after the device was told to, e.g. ROM
+    /// CHANGE_BAUDRATE). Transports without a rate, such as in-memory doubles, keep the
+    /// default, which accepts any rate.
+    fn set_baud_rate(&mut self, baud: u32) -> io::Result<()> {
+        let _ = baud;
+        Ok(())
+    }
 }

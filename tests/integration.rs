@@ -2,5 +2,6 @@
 
 mod esptool;
 mod rom;
+mod rom_loader;
 mod rom_props;
 mod rom_pty;
