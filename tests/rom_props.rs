@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
+use esp_aws::rom::command::Command;
 use esp_aws::rom::packet::{RequestPacket, Response, HEADER_LEN, ROM_STATUS_LEN};
 use esp_aws::rom::slip::{self, SlipDecoder};
 use esp_aws::sim::device::{Device, SharedFlash};
@@ -99,5 +100,42 @@ proptest! {
                 prop_assert!(Response::decode(&frame.unwrap()).is_ok());
             }
         }
+    }
+
+    #[test]
+    fn rom_inflater_survives_arbitrary_streams(
+        pieces in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..256), 1..6),
+        zlib_header in any::<bool>(),
+    ) {
+        let flash = SharedFlash::in_memory(Flash::erased(0x20000));
+        let mut rom = RomDevice::builder()
+            .power_on_banner(false)
+            .flash_timing(FlashTiming::INSTANT)
+            .build(flash);
+        let mut wire = Vec::new();
+        slip::encode(&Command::FlashDeflBegin {
+            erase_size: 0x10000,
+            packets: pieces.len() as u32,
+            packet_size: 0x400,
+            offset: 0x10000,
+        }.to_bytes(), &mut wire);
+        for (seq, piece) in pieces.iter().enumerate() {
+            let mut data = piece.clone();
+            if zlib_header && seq == 0 {
+                // A valid zlib header, so the inflater gets into the deflate blocks.
+                data.splice(0..0, [0x78, 0xDA]);
+            }
+            slip::encode(&Command::FlashDeflData { seq: seq as u32, data: &data }.to_bytes(), &mut wire);
+        }
+        rom.receive(Duration::ZERO, &wire);
+        let mut out = Vec::new();
+        prop_assert_eq!(rom.poll(Duration::ZERO, &mut out), None);
+        let mut d = SlipDecoder::default();
+        d.push(&out);
+        let replies: Vec<Response> = drain(&mut d)
+            .into_iter()
+            .map(|f| Response::decode(&f.unwrap()).unwrap())
+            .collect();
+        prop_assert_eq!(replies.len(), pieces.len() + 1);
     }
 }

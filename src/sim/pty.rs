@@ -2,9 +2,10 @@
 //! a serial port (esptool, a terminal, our own CLI) can talk to it.
 //!
 //! A pump thread owns the pty master: it feeds what the host writes to the device, polls
-//! the device at the deadlines it asks for, and sends the device's output back paced at a
-//! baud rate (10 bits per byte, 8N1; 0 = as fast as possible), switching rate when the
-//! device does (ROM CHANGE_BAUDRATE). It flushes the module's [`SharedFlash`] to its file
+//! the device at the deadlines it asks for, and sends the device's output back. Both
+//! directions are paced at a baud rate (10 bits per byte, 8N1; 0 = as fast as possible): the
+//! device sees a host byte, and the host a device byte, once its stop bit is on the wire.
+//! The rate switches when the device changes its own (ROM CHANGE_BAUDRATE). It flushes the module's [`SharedFlash`] to its file
 //! when the line goes idle and at shutdown.
 //!
 //! The pty is raw from creation (`TTYPort::pair` applies `cfmakeraw`), so no CR/LF
@@ -105,7 +106,8 @@ impl PtyBuilder {
             idle_flush: self.idle_flush,
             ctl: ctl_rx,
             start: Instant::now(),
-            wire: Wire::default(),
+            tx: Wire::default(),
+            rx: Wire::default(),
             backlog: VecDeque::new(),
         };
         let thread = std::thread::Builder::new()
@@ -198,7 +200,11 @@ struct Pump {
     idle_flush: Duration,
     ctl: Receiver<Control>,
     start: Instant,
-    wire: Wire,
+    /// Device → host.
+    tx: Wire,
+    /// Host → device: a request reaches the device only once it is on the wire, so reply
+    /// timing includes the request's transmission time.
+    rx: Wire,
     /// Bytes whose time on the wire has come but that the pty would not take yet.
     backlog: VecDeque<u8>,
 }
@@ -208,6 +214,7 @@ impl Pump {
         let fd = self.master.as_raw_fd();
         let mut buf = vec![0u8; 4096];
         let mut out = Vec::new();
+        let mut arrived = VecDeque::new();
         let mut last_activity = Instant::now();
         let mut unflushed = false;
         loop {
@@ -216,7 +223,8 @@ impl Pump {
                     Ok(Control::Reset(mode, ack)) => {
                         let now = self.start.elapsed();
                         self.device.reset(now, mode);
-                        self.wire.clear();
+                        self.tx.clear();
+                        self.rx.clear();
                         self.backlog.clear();
                         let _ = ack.send(());
                     }
@@ -233,20 +241,22 @@ impl Pump {
 
             let instant = Instant::now();
             let now = instant - self.start;
+            self.rx.take_due(instant, &mut arrived);
+            if !arrived.is_empty() {
+                self.device.receive(now, arrived.make_contiguous());
+                arrived.clear();
+            }
             out.clear();
             let deadline = self.device.poll(now, &mut out);
             if !out.is_empty() {
-                let baud = match (self.baud, self.device.tx_baud()) {
-                    (0, _) => 0,
-                    (configured, device) => device.unwrap_or(configured),
-                };
-                self.wire.push(&out, baud, instant);
+                self.tx.push(&out, self.line_baud(), instant);
                 last_activity = instant;
             }
-            self.wire.take_due(instant, &mut self.backlog);
+            self.tx.take_due(instant, &mut self.backlog);
             self.send_backlog(fd)?;
 
-            if unflushed && self.wire.is_empty() && instant - last_activity >= self.idle_flush {
+            let idle = self.tx.is_empty() && self.rx.is_empty();
+            if unflushed && idle && instant - last_activity >= self.idle_flush {
                 self.flush_flash();
                 unflushed = false;
             }
@@ -257,8 +267,10 @@ impl Pump {
             if let Some(at) = deadline {
                 sleep = sleep.min(at.saturating_sub(now));
             }
-            if let Some(at) = self.wire.next_due() {
-                sleep = sleep.min(at.saturating_duration_since(instant));
+            for wire in [&self.tx, &self.rx] {
+                if let Some(at) = wire.next_due() {
+                    sleep = sleep.min(at.saturating_duration_since(instant));
+                }
             }
             if unflushed {
                 sleep =
@@ -281,9 +293,8 @@ impl Pump {
                 match nix::unistd::read(fd, &mut buf) {
                     Ok(0) => {}
                     Ok(n) => {
-                        let now = self.start.elapsed();
-                        self.device.receive(now, &buf[..n]);
                         last_activity = Instant::now();
+                        self.rx.push(&buf[..n], self.line_baud(), last_activity);
                         unflushed = true;
                     }
                     // EIO: no slave open (cannot happen while the pump holds one, but a
@@ -293,6 +304,15 @@ impl Pump {
                     Err(e) => return Err(e.into()),
                 }
             }
+        }
+    }
+
+    /// The rate both directions run at: the device's own once it changed it, else the
+    /// configured one; 0 (unpaced) wins.
+    fn line_baud(&self) -> u32 {
+        match (self.baud, self.device.tx_baud()) {
+            (0, _) => 0,
+            (configured, device) => device.unwrap_or(configured),
         }
     }
 

@@ -694,7 +694,13 @@ impl RomDevice {
                 }
             }
             match status {
-                TINFLStatus::HasMoreOutput => continue,
+                // More output waits for room: the window was just written out. An inflater
+                // that neither reads nor writes would never finish; treat that as failed.
+                TINFLStatus::HasMoreOutput if consumed > 0 || produced > 0 => continue,
+                TINFLStatus::HasMoreOutput => {
+                    result = RomStatus::failed(RomErrorCode::DEFLATE_FAILED);
+                    break;
+                }
                 TINFLStatus::Done | TINFLStatus::NeedsMoreInput => break,
                 failed => {
                     // The ROM reports tinfl status s < 0 as error 10 − s.
