@@ -208,3 +208,29 @@ fn esptool_gets_no_sync_until_the_module_is_reset_into_download_mode() {
     assert!(out.contains("Device: 4016"), "{out}");
     assert!(out.contains("Detected flash size: 4MB"), "{out}");
 }
+
+#[test]
+fn esptool_verify_reports_a_mismatch_byte_by_byte() {
+    let m = module(0, BootMode::Download);
+    let (addr, path, bytes) = pki_files().remove(0);
+    let addr = format!("{addr:#x}");
+    let path = path.to_str().unwrap();
+    run_ok(m.pty.path(), &["write-flash", &addr, path]);
+    // One bit flipped in flash, as a worn cell would.
+    m.flash
+        .modify(|f| f.write(0x2a000 + 0x123, &[bytes[0x123] & 0xFE]).unwrap());
+    let out = run(m.pty.path(), &["verify-flash", "--diff", &addr, path]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    // With --diff esptool reads the region back with READ_FLASH_SLOW and lists bytes.
+    assert!(
+        stdout.contains("Verification failed: 1 differences, first at 0x0002a123:"),
+        "{stdout}"
+    );
+    let line = format!(
+        "0x0002a123 {:02x} {:02x}",
+        bytes[0x123] & 0xFE,
+        bytes[0x123]
+    );
+    assert!(stdout.contains(&line), "{stdout}");
+}

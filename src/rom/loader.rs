@@ -140,6 +140,8 @@ pub struct RomLoader<T: Transport> {
     decoder: SlipDecoder,
     block_size: u32,
     flash_size: u32,
+    /// The line rate, to allow for a request's own transmission time in its timeout.
+    baud: u32,
     noise: Vec<u8>,
 }
 
@@ -152,6 +154,7 @@ impl<T: Transport> RomLoader<T> {
             decoder: SlipDecoder::default(),
             block_size: MAX_PACKET_SIZE,
             flash_size: 4 * 1024 * 1024,
+            baud: 115_200,
             noise: Vec::new(),
         }
     }
@@ -248,7 +251,10 @@ impl<T: Transport> RomLoader<T> {
         slip::encode(&command.to_bytes(), &mut wire);
         self.port.write_all(&wire)?;
         self.port.flush()?;
-        let reply = self.wait_reply(op, timeout)?;
+        // esptool's timeouts assume 0x400-byte blocks; a 0x1800-byte block at a low rate
+        // can take longer than that just to arrive.
+        let on_wire = Duration::from_secs_f64(wire.len() as f64 * 10.0 / f64::from(self.baud));
+        let reply = self.wait_reply(op, timeout + on_wire)?;
         if !reply.status.is_ok() {
             return Err(Error::Rom {
                 op,
@@ -308,6 +314,7 @@ impl<T: Transport> RomLoader<T> {
     pub fn change_baud(&mut self, baud: u32) -> Result<(), Error> {
         self.command(Command::ChangeBaudrate { baud })?;
         self.port.set_baud_rate(baud)?;
+        self.baud = baud.max(1);
         // Whatever arrives across the switch (the ROM's trailing empty frame, or garbage
         // on real hardware) is not a reply.
         self.port.clear_input()?;
