@@ -80,7 +80,7 @@ pub struct SlipDecoder {
     noise: Vec<u8>,
 }
 
-/// How much inter-frame noise a decoder remembers (the most recent bytes win).
+/// How much inter-frame noise a decoder remembers (at least the most recent half of it).
 const NOISE_LIMIT: usize = 4096;
 
 impl Default for SlipDecoder {
@@ -116,8 +116,10 @@ impl SlipDecoder {
         match (self.state, b) {
             (State::Idle, END) => self.state = State::Frame,
             (State::Idle, _) => {
+                // Keep the most recent text; dropping half at a time keeps this cheap for a
+                // chatty line.
                 if self.noise.len() == NOISE_LIMIT {
-                    self.noise.remove(0);
+                    self.noise.drain(..NOISE_LIMIT / 2);
                 }
                 self.noise.push(b);
             }
@@ -260,5 +262,15 @@ mod tests {
         assert_eq!(d.pop(), Some(Err(SlipError::TooLong { limit: 3 })));
         assert_eq!(d.pop(), Some(Ok(vec![9])));
         assert_eq!(d.pop(), None);
+    }
+
+    #[test]
+    fn noise_is_bounded_and_keeps_the_latest_text() {
+        let mut d = SlipDecoder::default();
+        let text: Vec<u8> = (0..10_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        d.push(&text);
+        let noise = d.take_noise();
+        assert!(noise.len() <= NOISE_LIMIT && noise.len() >= NOISE_LIMIT / 2);
+        assert!(text.ends_with(&noise));
     }
 }
