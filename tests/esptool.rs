@@ -128,15 +128,11 @@ fn esptool_writes_verifies_and_reads_back_three_files() {
     let mut write = vec!["write-flash"];
     write.extend(args.iter().map(String::as_str));
     let out = run_ok(port, &write);
-    assert!(
-        out.contains("Chip type:          ESP32-D0WD (revision v2.0)"),
-        "{out}"
-    );
-    assert!(out.contains("Crystal frequency:  40MHz"), "{out}");
-    assert!(
-        out.contains("MAC:                24:0a:c4:00:00:01"),
-        "{out}"
-    );
+    // What esptool derives from the emulated eFuse and UART registers (the column
+    // alignment of these lines is esptool's, so only the values are matched).
+    assert!(out.contains("ESP32-D0WD (revision v2.0)"), "{out}");
+    assert!(out.contains("40MHz"), "{out}");
+    assert!(out.contains("24:0a:c4:00:00:01"), "{out}");
     assert!(!out.contains("Compressed"), "{out}");
     assert_eq!(out.matches("Hash of data verified.").count(), 3, "{out}");
     assert_flash_holds(&m.flash, &files);
