@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use esp_aws::firmware::Generation;
 use esp_aws::rom::command::CommandKind;
-use esp_aws::rom::loader::{Error, RomLoader, WriteMethod, WriteReport};
+use esp_aws::rom::loader::{flash_size_from_id, Error, RomLoader, WriteMethod, WriteReport};
 use esp_aws::rom::packet::{RequestPacket, RomErrorCode, RomStatus};
 use esp_aws::rom::slip::SlipDecoder;
 use esp_aws::sim::device::{BootMode, Device, SharedFlash};
@@ -319,4 +319,17 @@ fn loader_flashes_through_the_pty() {
             bytes
         );
     }
+}
+
+#[test]
+fn loader_reads_the_flash_id_through_the_spi_registers() {
+    let (mut loader, _flash) = loader_with(BootMode::Download);
+    loader.connect().unwrap();
+    let id = loader.flash_id().unwrap();
+    assert_eq!(id, 0x0016_40EF);
+    assert_eq!(flash_size_from_id(id), Some(4 * 1024 * 1024));
+    assert_eq!(flash_size_from_id(0x00FF_40EF), None);
+    // The controller's user registers are restored afterwards.
+    assert_eq!(loader.read_reg(0x3FF4_201C).unwrap(), 0);
+    assert_eq!(loader.read_reg(0x3FF4_2024).unwrap(), 0);
 }

@@ -309,6 +309,58 @@ impl<T: Transport> RomLoader<T> {
         Ok(self.command(Command::ReadReg { addr })?.value)
     }
 
+    /// The flash chip's JEDEC ID (manufacturer in the low byte, then the 16-bit device
+    /// ID), read by running RDID (`0x9F`) on the SPI0 controller through register writes,
+    /// as esptool does (`rom-bootloader.md` §8.2). Not part of [`RomLoader::connect`]: it
+    /// costs nine round trips and writes do not need it.
+    pub fn flash_id(&mut self) -> Result<u32, Error> {
+        const SPI: u32 = 0x3FF4_2000;
+        const CMD: u32 = SPI;
+        const USR: u32 = SPI + 0x1C;
+        const USR2: u32 = SPI + 0x24;
+        const MISO_DLEN: u32 = SPI + 0x2C;
+        const W0: u32 = SPI + 0x80;
+        const CMD_USR: u32 = 1 << 18;
+        let saved = (self.read_reg(USR)?, self.read_reg(USR2)?);
+        // Command phase then 24 bits read back: "command" and "MISO" phases enabled.
+        for (addr, value) in [
+            (MISO_DLEN, 24 - 1),
+            (USR, (1 << 31) | (1 << 28)),
+            (USR2, (7 << 28) | 0x9F),
+            (W0, 0),
+            (CMD, CMD_USR),
+        ] {
+            self.write_reg(addr, value)?;
+        }
+        let mut done = false;
+        for _ in 0..10 {
+            if self.read_reg(CMD)? & CMD_USR == 0 {
+                done = true;
+                break;
+            }
+        }
+        if !done {
+            return Err(Error::Timeout {
+                op: CommandKind::ReadReg,
+                timeout: CommandKind::ReadReg.default_timeout(),
+            });
+        }
+        let id = self.read_reg(W0)? & 0x00FF_FFFF;
+        self.write_reg(USR, saved.0)?;
+        self.write_reg(USR2, saved.1)?;
+        Ok(id)
+    }
+
+    fn write_reg(&mut self, addr: u32, value: u32) -> Result<(), Error> {
+        self.command(Command::WriteReg {
+            addr,
+            value,
+            mask: u32::MAX,
+            delay_us: 0,
+        })?;
+        Ok(())
+    }
+
     /// Switches the ROM and the line to `baud`. The ROM answers at the old rate and then
     /// switches; the transport follows.
     pub fn change_baud(&mut self, baud: u32) -> Result<(), Error> {
@@ -447,6 +499,13 @@ fn is_transient(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
+}
+
+/// The capacity a JEDEC ID announces (its top byte is log2 of the size in bytes), if
+/// plausible for an SPI NOR flash (64 KiB to 256 MiB).
+pub fn flash_size_from_id(id: u32) -> Option<u32> {
+    let log2 = (id >> 16) & 0xFF;
+    (16..=28).contains(&log2).then(|| 1 << log2)
 }
 
 fn hex(bytes: &[u8]) -> String {
