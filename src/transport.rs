@@ -18,8 +18,11 @@ pub trait Transport: io::Read + io::Write + Send {
     fn set_modem_lines(&mut self, _dtr: bool, _rts: bool) -> io::Result<bool> {
         Ok(false)
     }
-    /// Changes the line speed.
-    fn set_baud(&mut self, _baud: u32) -> io::Result<()> {
+    /// Switches the line to `baud` (after the device was told to, e.g. ROM
+    /// CHANGE_BAUDRATE). Transports without a rate, such as in-memory doubles, keep the
+    /// default, which accepts any rate.
+    fn set_baud_rate(&mut self, baud: u32) -> io::Result<()> {
+        let _ = baud;
         Ok(())
     }
 }
@@ -140,7 +143,7 @@ impl Transport for SerialTransport {
             && self.port.write_request_to_send(rts).is_ok();
         Ok(ok)
     }
-    fn set_baud(&mut self, baud: u32) -> io::Result<()> {
+    fn set_baud_rate(&mut self, baud: u32) -> io::Result<()> {
         self.port.set_baud_rate(baud).map_err(io::Error::other)
     }
 }

@@ -15,3 +15,9 @@ mod endpoint_tls;
 mod endpoint_util;
 
 mod sim_at;
+
+mod esptool;
+mod rom;
+mod rom_loader;
+mod rom_props;
+mod rom_pty;

@@ -1,4 +1,16 @@
 //! ESP32 ROM serial bootloader: SLIP framing, the command/response packet codec, and the
-//! flasher that drives them. The codec is shared with the virtual module's ROM side.
+//! flasher that drives them ([`RomLoader`]). The codec is shared with the virtual module's ROM side
+//! ([`crate::sim::rom`]).
 //!
-//! Spec: `rom-bootloader.md`.
+//! Spec: `rom-bootloader.md` (§2 SLIP, §3 packets, §4 opcodes, §5 error codes, §7 client
+//! rules).
+
+pub mod command;
+pub mod loader;
+pub mod packet;
+pub mod slip;
+
+pub use command::{checksum, Command, CommandKind};
+pub use loader::{RomLoader, WriteMethod, WriteReport};
+pub use packet::{PacketError, RequestPacket, Response, RomErrorCode, RomStatus};
+pub use slip::{SlipDecoder, SlipError};

@@ -19,6 +19,37 @@ pub trait Device: Send {
     /// Returns the time at which it next wants to be polled even if no input arrives, or
     /// `None` if it only needs polling after input.
     fn poll(&mut self, now: Duration, out: &mut Vec<u8>) -> Option<Duration>;
+
+    /// The chip was reset (its EN line pulsed) with the boot strapping pins set for `mode`.
+    ///
+    /// A pty has no DTR/RTS lines to drive EN and GPIO0, so the carrier's handle calls this
+    /// instead. Output the device had produced but the carrier not yet sent is discarded
+    /// by the carrier. The default ignores resets.
+    fn reset(&mut self, now: Duration, mode: BootMode) {
+        let _ = (now, mode);
+    }
+
+    /// The rate the device's UART currently transmits at, when the device changed it
+    /// itself (the ROM after CHANGE_BAUDRATE, the AT firmware after `AT+UART_CUR`); `None`
+    /// means the carrier's configured rate.
+    ///
+    /// Bytes returned by [`Device::poll`] go out at the rate reported right after that
+    /// call, so a device that must answer at the old rate switches on a later poll.
+    fn tx_baud(&self) -> Option<u32> {
+        None
+    }
+}
+
+/// What the ESP32 runs after a reset, chosen by the strapping pins (GPIO0 above all) that
+/// the chip samples when it leaves reset (`rom-bootloader.md` §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum BootMode {
+    /// GPIO0 high: boot from SPI flash (`boot:0x13 (SPI_FAST_FLASH_BOOT)`), i.e. run the
+    /// application.
+    #[default]
+    Flash,
+    /// GPIO0 low: the ROM serial bootloader (`boot:0x3 (DOWNLOAD_BOOT(…))`).
+    Download,
 }
 
 /// A flash image shared by the personalities of one module (the AT firmware and the ROM

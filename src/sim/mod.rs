@@ -2,8 +2,15 @@
 //!
 //! Both are product features (`esp-aws sim`, `esp-aws demo`) and the ground every
 //! end-to-end test stands on.
+//!
+//! Each personality of the module is a sans-I/O [`device::Device`]; [`pty`] carries any of
+//! them on a raw pseudo-terminal with baud pacing, and [`rom`] is the ESP32 ROM serial
+//! bootloader that real esptool can flash through. A pty has no DTR/RTS lines, so resets
+//! into download mode or normal boot go through [`pty::Pty::reset`].
 
 pub mod at;
 pub mod device;
 pub mod endpoint;
 pub mod flash;
+pub mod pty;
+pub mod rom;

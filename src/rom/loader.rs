@@ -1,0 +1,513 @@
+//! A client for the ESP32 ROM serial bootloader over any [`Transport`]: sync, chip check,
+//! SPI attach, region writes (deflated when that is shorter), MD5 verification and reads.
+//!
+//! It follows the client rules of `rom-bootloader.md` §7 but keeps the session lean, since
+//! every command costs a round trip on a 115200-baud line:
+//! * no GET_SECURITY_INFO (the ESP32 ROM rejects it and esptool spends 0.4 s draining the
+//!   eight-fold rejection), no eFuse, MAC or crystal probing, no flash-ID dance: only the
+//!   chip magic is read;
+//! * blocks of up to 0x1800 bytes (the largest packet the ROM accepts, §4) instead of
+//!   esptool's 0x400, and the last block is not padded to the block size (the ROM only
+//!   wants whole words);
+//! * a region is compressed with zlib and sent with FLASH_DEFL_* when that is shorter;
+//! * a region whose MD5 already matches is not rewritten (no erase, no wear);
+//! * no FLASH_END: on the ROM it would reboot the chip (§7 rule 8).
+//!
+//! Every region written is verified with SPI_FLASH_MD5.
+
+use std::io::{self, Write as _};
+use std::time::{Duration, Instant};
+
+use md5::{Digest, Md5};
+
+use super::command::{Command, CommandKind, MAX_PACKET_SIZE, READ_FLASH_SLOW_MAX, SYNC_TIMEOUT};
+use super::packet::{PacketError, Response, RomStatus};
+use super::slip::{self, SlipDecoder};
+use crate::transport::Transport;
+
+/// `READ_REG 0x40001000` on an ESP32 (`CHIP_DETECT_MAGIC_REG_ADDR`).
+pub const ESP32_MAGIC: u32 = 0x00F0_1D83;
+const CHIP_MAGIC_REG: u32 = 0x4000_1000;
+
+/// How often SYNC is tried before giving up (esptool: 5 per connect attempt).
+const SYNC_ATTEMPTS: usize = 5;
+
+/// Replies that may be skipped while waiting for the one that matches (esptool: 100), e.g.
+/// the seven extra SYNC replies.
+const MAX_SKIPPED_REPLIES: usize = 100;
+
+/// Something went wrong talking to the ROM.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The serial line failed.
+    #[error("serial I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// No matching reply arrived in time.
+    #[error("no reply to {op} within {timeout:?}")]
+    Timeout {
+        /// The command.
+        op: CommandKind,
+        /// How long we waited.
+        timeout: Duration,
+    },
+    /// The ROM answered with a failure status.
+    #[error("{op} failed ({status})")]
+    Rom {
+        /// The command.
+        op: CommandKind,
+        /// The status bytes, as the ROM sent them.
+        status: RomStatus,
+    },
+    /// A reply had the wrong shape for its command.
+    #[error("malformed reply to {op}: {source}")]
+    Malformed {
+        /// The command.
+        op: CommandKind,
+        /// What was wrong.
+        source: PacketError,
+    },
+    /// A reply carried an unexpected amount of data.
+    #[error("reply to {op} carries {len} data bytes, expected {expected}")]
+    UnexpectedData {
+        /// The command.
+        op: CommandKind,
+        /// Data bytes received.
+        len: usize,
+        /// Data bytes expected.
+        expected: usize,
+    },
+    /// SYNC got no answer. `boot_log` holds whatever text the chip printed instead (a
+    /// `boot:0x13 (SPI_FAST_FLASH_BOOT)` banner means it booted the application).
+    #[error("the chip does not answer SYNC; is it in download mode (GPIO0 low at reset)?{}",
+        if boot_log.is_empty() { String::new() } else { format!(" It printed: {boot_log:?}") })]
+    NoSync {
+        /// Text seen on the line while trying, lossily decoded.
+        boot_log: String,
+    },
+    /// The chip is not an original ESP32.
+    #[error("chip magic {magic:#010x} is not an ESP32's ({ESP32_MAGIC:#010x})")]
+    NotEsp32 {
+        /// What READ_REG 0x40001000 returned.
+        magic: u32,
+    },
+    /// Flash writes must start on a 4 KiB sector, since the ROM erases whole sectors.
+    #[error("flash address {addr:#x} is not 4 KiB aligned")]
+    Unaligned {
+        /// The address.
+        addr: u32,
+    },
+    /// What the flash holds after a write is not what was sent.
+    #[error("MD5 of {len:#x} bytes at {addr:#x} is {actual}, expected {expected}")]
+    Md5Mismatch {
+        /// Region start.
+        addr: u32,
+        /// Region length.
+        len: u32,
+        /// MD5 of the data sent (hex).
+        expected: String,
+        /// MD5 the ROM computed (hex).
+        actual: String,
+    },
+}
+
+/// How a region was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMethod {
+    /// The flash already held the bytes; nothing was erased or written.
+    Unchanged,
+    /// FLASH_BEGIN / FLASH_DATA.
+    Plain,
+    /// FLASH_DEFL_BEGIN / FLASH_DEFL_DATA with a zlib stream.
+    Deflated,
+}
+
+/// What [`RomLoader::write_region`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteReport {
+    /// How the bytes went over the line.
+    pub method: WriteMethod,
+    /// Data blocks sent.
+    pub blocks: u32,
+    /// Payload bytes sent in those blocks (compressed size when deflated).
+    pub payload_bytes: usize,
+}
+
+/// A ROM bootloader session over `T`.
+#[derive(Debug)]
+pub struct RomLoader<T: Transport> {
+    port: T,
+    decoder: SlipDecoder,
+    block_size: u32,
+    flash_size: u32,
+    /// The line rate, to allow for a request's own transmission time in its timeout.
+    baud: u32,
+    noise: Vec<u8>,
+}
+
+impl<T: Transport> RomLoader<T> {
+    /// A loader on `port`, which must already be at the ROM's 115200 baud with the chip in
+    /// download mode.
+    pub fn new(port: T) -> RomLoader<T> {
+        RomLoader {
+            port,
+            decoder: SlipDecoder::default(),
+            block_size: MAX_PACKET_SIZE,
+            flash_size: 4 * 1024 * 1024,
+            baud: 115_200,
+            noise: Vec::new(),
+        }
+    }
+
+    /// The data block size for writes (default 0x1800, the ROM's maximum; esptool uses
+    /// 0x400). Clamped to 4..=0x1800 and rounded down to whole words.
+    pub fn set_block_size(&mut self, size: u32) {
+        self.block_size = size.clamp(4, MAX_PACKET_SIZE) & !3;
+    }
+
+    /// The flash size announced with SPI_SET_PARAMS (default 4 MiB, the ESP32-WROOM-32's);
+    /// the ROM refuses erases past it.
+    pub fn set_flash_size(&mut self, size: u32) {
+        self.flash_size = size;
+    }
+
+    /// The transport back.
+    pub fn into_inner(self) -> T {
+        self.port
+    }
+
+    /// Synchronises with the ROM and checks that the chip is an ESP32, then attaches the
+    /// SPI flash: everything needed before flash commands.
+    pub fn connect(&mut self) -> Result<(), Error> {
+        self.sync()?;
+        let magic = self.read_reg(CHIP_MAGIC_REG)?;
+        if magic != ESP32_MAGIC {
+            return Err(Error::NotEsp32 { magic });
+        }
+        self.command(Command::SpiAttach { pins: 0 })?;
+        self.command(Command::SpiSetParams {
+            total_size: self.flash_size,
+        })?;
+        Ok(())
+    }
+
+    /// SYNC until the ROM answers. The ROM sends eight replies; the seven extra ones are
+    /// skipped by the next command's reply matching rather than waited for.
+    pub fn sync(&mut self) -> Result<(), Error> {
+        for _ in 0..SYNC_ATTEMPTS {
+            // Keep what the chip printed (a boot banner says which mode it is in) before
+            // dropping stale input.
+            self.read_pending()?;
+            self.collect_noise();
+            self.decoder.clear();
+            self.port.clear_input()?;
+            match self.command_with_timeout(Command::Sync, SYNC_TIMEOUT) {
+                Ok(_) => return Ok(()),
+                Err(Error::Timeout { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        self.collect_noise();
+        Err(Error::NoSync {
+            boot_log: String::from_utf8_lossy(&self.noise).into_owned(),
+        })
+    }
+
+    /// Feeds the decoder whatever has already arrived, without waiting.
+    fn read_pending(&mut self) -> Result<(), Error> {
+        self.port.set_read_timeout(Duration::ZERO)?;
+        let mut buf = [0u8; 1024];
+        // Bounded: a chip that talks without pause must not keep us here.
+        for _ in 0..16 {
+            match self.port.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.decoder.push(&buf[..n]),
+                Err(e) if is_transient(&e) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn collect_noise(&mut self) {
+        let noise = self.decoder.take_noise();
+        self.noise.extend(noise);
+        let excess = self.noise.len().saturating_sub(4096);
+        self.noise.drain(..excess);
+    }
+
+    /// Sends `command` and returns its successful reply.
+    pub fn command(&mut self, command: Command<'_>) -> Result<Response, Error> {
+        self.command_with_timeout(command, command.timeout())
+    }
+
+    fn command_with_timeout(
+        &mut self,
+        command: Command<'_>,
+        timeout: Duration,
+    ) -> Result<Response, Error> {
+        let op = command.kind();
+        let mut wire = Vec::with_capacity(64);
+        slip::encode(&command.to_bytes(), &mut wire);
+        self.port.write_all(&wire)?;
+        self.port.flush()?;
+        // esptool's timeouts assume 0x400-byte blocks; a 0x1800-byte block at a low rate
+        // can take longer than that just to arrive.
+        let on_wire = Duration::from_secs_f64(wire.len() as f64 * 10.0 / f64::from(self.baud));
+        let reply = self.wait_reply(op, timeout + on_wire)?;
+        if !reply.status.is_ok() {
+            return Err(Error::Rom {
+                op,
+                status: reply.status,
+            });
+        }
+        Ok(reply)
+    }
+
+    /// Reads frames until the reply to `op` arrives, skipping replies to earlier commands
+    /// and anything that is not a response, as esptool does.
+    fn wait_reply(&mut self, op: CommandKind, timeout: Duration) -> Result<Response, Error> {
+        let deadline = Instant::now() + timeout;
+        let mut skipped = 0;
+        let mut buf = [0u8; 1024];
+        loop {
+            while let Some(frame) = self.decoder.pop() {
+                let Ok(frame) = frame else { continue };
+                match Response::decode(&frame) {
+                    Ok(reply) if reply.op == op as u8 => return Ok(reply),
+                    // The ESP32 ROM rejects unknown commands with the previous reply's
+                    // opcode: that rejection is the answer.
+                    Ok(reply) if reply.is_unsupported_reply_to(op) && op != CommandKind::Sync => {
+                        return Err(Error::Rom {
+                            op,
+                            status: reply.status,
+                        })
+                    }
+                    Ok(_) | Err(PacketError::NotAResponse(_) | PacketError::TooShort { .. }) => {}
+                    Err(source) => return Err(Error::Malformed { op, source }),
+                }
+                skipped += 1;
+                if skipped > MAX_SKIPPED_REPLIES {
+                    return Err(Error::Timeout { op, timeout });
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Timeout { op, timeout });
+            }
+            self.port.set_read_timeout(deadline - now)?;
+            match self.port.read(&mut buf) {
+                Ok(n) => self.decoder.push(&buf[..n]),
+                Err(e) if is_transient(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// READ_REG.
+    pub fn read_reg(&mut self, addr: u32) -> Result<u32, Error> {
+        Ok(self.command(Command::ReadReg { addr })?.value)
+    }
+
+    /// The flash chip's JEDEC ID (manufacturer in the low byte, then the 16-bit device
+    /// ID), read by running RDID (`0x9F`) on the SPI0 controller through register writes,
+    /// as esptool does (`rom-bootloader.md` §8.2). Not part of [`RomLoader::connect`]: it
+    /// costs nine round trips and writes do not need it.
+    pub fn flash_id(&mut self) -> Result<u32, Error> {
+        const SPI: u32 = 0x3FF4_2000;
+        const CMD: u32 = SPI;
+        const USR: u32 = SPI + 0x1C;
+        const USR2: u32 = SPI + 0x24;
+        const MISO_DLEN: u32 = SPI + 0x2C;
+        const W0: u32 = SPI + 0x80;
+        const CMD_USR: u32 = 1 << 18;
+        let saved = (self.read_reg(USR)?, self.read_reg(USR2)?);
+        // Command phase then 24 bits read back: "command" and "MISO" phases enabled.
+        for (addr, value) in [
+            (MISO_DLEN, 24 - 1),
+            (USR, (1 << 31) | (1 << 28)),
+            (USR2, (7 << 28) | 0x9F),
+            (W0, 0),
+            (CMD, CMD_USR),
+        ] {
+            self.write_reg(addr, value)?;
+        }
+        let mut done = false;
+        for _ in 0..10 {
+            if self.read_reg(CMD)? & CMD_USR == 0 {
+                done = true;
+                break;
+            }
+        }
+        if !done {
+            return Err(Error::Timeout {
+                op: CommandKind::ReadReg,
+                timeout: CommandKind::ReadReg.default_timeout(),
+            });
+        }
+        let id = self.read_reg(W0)? & 0x00FF_FFFF;
+        self.write_reg(USR, saved.0)?;
+        self.write_reg(USR2, saved.1)?;
+        Ok(id)
+    }
+
+    fn write_reg(&mut self, addr: u32, value: u32) -> Result<(), Error> {
+        self.command(Command::WriteReg {
+            addr,
+            value,
+            mask: u32::MAX,
+            delay_us: 0,
+        })?;
+        Ok(())
+    }
+
+    /// Switches the ROM and the line to `baud`. The ROM answers at the old rate and then
+    /// switches; the transport follows.
+    pub fn change_baud(&mut self, baud: u32) -> Result<(), Error> {
+        self.command(Command::ChangeBaudrate { baud })?;
+        self.port.set_baud_rate(baud)?;
+        self.baud = baud.max(1);
+        // Whatever arrives across the switch (the ROM's trailing empty frame, or garbage
+        // on real hardware) is not a reply.
+        self.port.clear_input()?;
+        self.decoder.clear();
+        Ok(())
+    }
+
+    /// The MD5 the ROM computes over `len` bytes of flash at `addr`.
+    pub fn flash_md5(&mut self, addr: u32, len: u32) -> Result<[u8; 16], Error> {
+        let op = CommandKind::SpiFlashMd5;
+        let reply = self.command(Command::SpiFlashMd5 { addr, size: len })?;
+        let unexpected = || Error::UnexpectedData {
+            op,
+            len: reply.data.len(),
+            expected: 32,
+        };
+        if reply.data.len() != 32 {
+            return Err(unexpected());
+        }
+        let mut digest = [0u8; 16];
+        for (byte, pair) in digest.iter_mut().zip(reply.data.chunks_exact(2)) {
+            let text = std::str::from_utf8(pair).map_err(|_| unexpected())?;
+            *byte = u8::from_str_radix(text, 16).map_err(|_| unexpected())?;
+        }
+        Ok(digest)
+    }
+
+    /// Reads `len` bytes of flash at `addr` with READ_FLASH_SLOW (64 bytes per command).
+    pub fn read_flash(&mut self, addr: u32, len: u32) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::with_capacity(len as usize);
+        let mut offset = 0;
+        while offset < len {
+            let n = (len - offset).min(READ_FLASH_SLOW_MAX);
+            let reply = self.command(Command::ReadFlashSlow {
+                addr: addr + offset,
+                len: n,
+            })?;
+            if reply.data.len() != READ_FLASH_SLOW_MAX as usize {
+                return Err(Error::UnexpectedData {
+                    op: CommandKind::ReadFlashSlow,
+                    len: reply.data.len(),
+                    expected: READ_FLASH_SLOW_MAX as usize,
+                });
+            }
+            out.extend_from_slice(&reply.data[..n as usize]);
+            offset += n;
+        }
+        Ok(out)
+    }
+
+    /// Writes `data` at `addr` (4 KiB aligned) and verifies it by MD5.
+    ///
+    /// The data is padded with `0xFF` to whole words. The sectors it touches are erased
+    /// first, so the rest of the last sector reads `0xFF` afterwards, unless the flash
+    /// already held exactly these bytes, in which case nothing is written.
+    pub fn write_region(&mut self, addr: u32, data: &[u8]) -> Result<WriteReport, Error> {
+        if addr % 0x1000 != 0 {
+            return Err(Error::Unaligned { addr });
+        }
+        let mut image = data.to_vec();
+        image.resize(data.len().next_multiple_of(4), 0xFF);
+        let len = u32::try_from(image.len()).unwrap_or(u32::MAX);
+        let expected: [u8; 16] = Md5::digest(&image).into();
+        if self.flash_md5(addr, len)? == expected {
+            return Ok(WriteReport {
+                method: WriteMethod::Unchanged,
+                blocks: 0,
+                payload_bytes: 0,
+            });
+        }
+
+        let compressed = {
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+            z.write_all(&image)?;
+            z.finish()?
+        };
+        let deflate = compressed.len() < image.len();
+        let payload: &[u8] = if deflate { &compressed } else { &image };
+        let block = self.block_size as usize;
+        let blocks = u32::try_from(payload.len().div_ceil(block)).unwrap_or(u32::MAX);
+        let begin = if deflate {
+            Command::FlashDeflBegin {
+                erase_size: len,
+                packets: blocks,
+                packet_size: self.block_size,
+                offset: addr,
+            }
+        } else {
+            Command::FlashBegin {
+                erase_size: len,
+                packets: blocks,
+                packet_size: self.block_size,
+                offset: addr,
+            }
+        };
+        self.command(begin)?;
+        for (seq, chunk) in payload.chunks(block).enumerate() {
+            let seq = seq as u32;
+            self.command(if deflate {
+                Command::FlashDeflData { seq, data: chunk }
+            } else {
+                Command::FlashData { seq, data: chunk }
+            })?;
+        }
+
+        let actual = self.flash_md5(addr, len)?;
+        if actual != expected {
+            return Err(Error::Md5Mismatch {
+                addr,
+                len,
+                expected: hex(&expected),
+                actual: hex(&actual),
+            });
+        }
+        Ok(WriteReport {
+            method: if deflate {
+                WriteMethod::Deflated
+            } else {
+                WriteMethod::Plain
+            },
+            blocks,
+            payload_bytes: payload.len(),
+        })
+    }
+}
+
+/// A read that found nothing (yet) rather than a broken line.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+/// The capacity a JEDEC ID announces (its top byte is log2 of the size in bytes), if
+/// plausible for an SPI NOR flash (64 KiB to 256 MiB).
+pub fn flash_size_from_id(id: u32) -> Option<u32> {
+    let log2 = (id >> 16) & 0xFF;
+    (16..=28).contains(&log2).then(|| 1 << log2)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
