@@ -108,19 +108,22 @@ impl Drop for SimProcess {
 }
 
 #[test]
-fn plain_sim_says_the_module_is_not_available_yet() {
+fn sim_refuses_bad_options_before_creating_anything() {
     let state = tempfile::tempdir().unwrap();
-    let out = run(&["sim"], state.path());
+    let out = run(
+        &["sim", "--faults", "split-ipd=2", "--no-config"],
+        state.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("virtual ESP32-AT module is not available yet") && err.contains("--no-module"),
-        "{err}"
-    );
+    assert!(err.starts_with("error: --faults: "), "{err}");
     assert!(
         !state.path().join("account.json").exists(),
         "nothing created"
     );
+    let out = run(&["sim", "reset"], state.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no simulator is running"));
     let out = run(&["sim", "cert", "deactivate", "abc"], state.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds no simulated account"));

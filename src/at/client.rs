@@ -441,6 +441,20 @@ impl<T: Transport> AtClient<T> {
         Ok(events)
     }
 
+    /// Throws away what the module sent before we started listening (a `ready` and Wi-Fi
+    /// URCs from its boot sit in the port's buffer until someone reads them), so that it is
+    /// not taken as the answer to the first command.
+    pub fn discard_stale(&mut self, quiet: Duration) -> Result<(), Error> {
+        self.io.clear_input()?;
+        self.drain(quiet, quiet * 10)?;
+        self.digester.clear();
+        self.rebooted = false;
+        self.closed = false;
+        self.rx.clear();
+        self.data_announced = false;
+        Ok(())
+    }
+
     /// Text the module sent that no command accounted for: lines of exchanges that timed
     /// out, then bytes that do not form an event yet (diagnostics: log-port text, noise).
     pub fn take_stray_text(&mut self) -> String {

@@ -221,6 +221,7 @@ impl<T: Transport> Session<T> {
     pub fn open(io: T, trace: Option<Trace>, timeouts: Timeouts) -> Result<Session<T>, Error> {
         let mut client = AtClient::new(io);
         client.set_trace(trace);
+        client.discard_stale(Duration::from_millis(30))?;
         let mut answered = false;
         let mut seen = String::new();
         for _ in 0..3 {
@@ -233,6 +234,13 @@ impl<T: Transport> Session<T> {
                 // A reboot or a stale error from before: the next AT will tell.
                 Err(AtError::Rebooted(_) | AtError::Failed { .. } | AtError::Busy(_)) => {}
                 Err(e) => return Err(e.into()),
+            }
+            // A late answer to this attempt must not be taken for the next one's.
+            for event in client.drain(Duration::from_millis(150), Duration::from_secs(1))? {
+                if let super::digest::Event::Line(l) = event {
+                    seen.push_str(&String::from_utf8_lossy(&l));
+                    seen.push('\n');
+                }
             }
         }
         if !answered {

@@ -32,6 +32,7 @@ pub fn run(args: AtArgs) -> anyhow::Result<ExitCode> {
     if settings.trace {
         client.set_trace(Some(Trace::new(Box::new(std::io::stderr()))));
     }
+    client.discard_stale(Duration::from_millis(30))?;
     let mut failed = false;
     for command in &args.commands {
         println!("> {command}");

@@ -1,12 +1,21 @@
-//! `esp-aws sim`: the local AWS IoT endpoint (and, later, the virtual module), plus the
-//! account commands `sim thing create` and `sim cert activate|deactivate`.
+//! `esp-aws sim`: the local AWS IoT endpoint and the virtual ESP32-AT module wired to it,
+//! plus the account commands `sim thing create` and `sim cert activate|deactivate`, and
+//! `sim reset` (the stand-in for the DTR/RTS auto-reset circuit a pty does not have).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use esp_aws::firmware::Generation;
+use esp_aws::sim::at::FaultSpec;
+use esp_aws::sim::device::BootMode;
 use esp_aws::sim::endpoint::{Account, CertStatus, Endpoint, EndpointConfig, Policy};
+use esp_aws::sim::{Simulator, SimulatorConfig};
 
 /// Arguments of `esp-aws sim`.
 #[derive(Debug, clap::Args)]
@@ -18,16 +27,45 @@ pub struct SimArgs {
     run: RunArgs,
 }
 
-/// Running the endpoint.
+/// Running the endpoint and the module.
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// Run the local AWS IoT endpoint alone, without the virtual ESP32-AT module.
     #[arg(long)]
     no_module: bool,
-    /// State directory: the simulated account, credentials and shadows (created on first
-    /// start, reused later).
+    /// State directory: the simulated account, credentials, shadows and the module's flash
+    /// (created on first start, reused later) [default: ./esp-aws-sim].
     #[arg(long, env = "ESP_AWS_SIM_STATE")]
     state: Option<PathBuf>,
+    /// Firmware generation the module plays.
+    #[arg(long, default_value = "1.1.3", value_parser = ["1.1.3", "2.4", "4.1"])]
+    firmware: String,
+    /// Line speed the module's output is paced at, 10 bits a byte (0: unthrottled).
+    #[arg(long, default_value_t = 115_200)]
+    baud: u32,
+    /// Boot mode at power-on: the AT firmware, or the ROM serial bootloader.
+    #[arg(long, value_enum, default_value = "normal")]
+    boot: BootArg,
+    /// Faults to inject: comma-separated split-ipd, glue-closed, urc, reboot, drop,
+    /// send-fail, ntp-down, noise, slow-handshake, each optionally =RATE (0..1), or all.
+    #[arg(long, value_name = "LIST")]
+    faults: Option<String>,
+    /// Seed of the fault generator (the same seed replays the same faults).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also make the module's serial device reachable at this path (a symlink).
+    #[arg(long, value_name = "PATH")]
+    link: Option<PathBuf>,
+    /// Make the module resolve HOST to ADDR (repeatable).
+    #[arg(long, value_name = "HOST=ADDR")]
+    resolve: Vec<String>,
+    /// Milliseconds from AT+CIPSNTPCFG to a synced module clock.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    sntp_delay: u64,
+    /// Do not write ./esp-aws.toml (by default the sim records its port and endpoint there,
+    /// so that other commands need no flags).
+    #[arg(long)]
+    no_config: bool,
     /// Port for the listener that plays AWS's port 8443 (default: an ephemeral port).
     #[arg(long)]
     rest_port: Option<u16>,
@@ -45,8 +83,35 @@ struct RunArgs {
     log: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BootArg {
+    /// GPIO0 high: the AT firmware runs.
+    Normal,
+    /// GPIO0 low: the ROM serial bootloader answers (for esptool or `provision --via rom`).
+    Download,
+}
+
+impl From<BootArg> for BootMode {
+    fn from(b: BootArg) -> BootMode {
+        match b {
+            BootArg::Normal => BootMode::Flash,
+            BootArg::Download => BootMode::Download,
+        }
+    }
+}
+
 #[derive(Debug, clap::Subcommand)]
 enum SimCommand {
+    /// Reset the running module into normal boot or the ROM bootloader (what the DTR/RTS
+    /// auto-reset circuit does on a board; a pty has no such lines).
+    Reset {
+        /// State directory of the running simulator.
+        #[arg(long, env = "ESP_AWS_SIM_STATE", default_value = "esp-aws-sim")]
+        state: PathBuf,
+        /// What to boot into.
+        #[arg(long, value_enum, default_value = "normal")]
+        boot: BootArg,
+    },
     /// Things of the simulated account.
     #[command(subcommand)]
     Thing(ThingCommand),
@@ -175,17 +240,179 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             println!("certificate {id} is now {word}");
             Ok(ExitCode::SUCCESS)
         }
-        None => run_endpoint(args.run),
+        Some(SimCommand::Reset { state, boot }) => {
+            let reply = control_request(&state, boot)?;
+            println!("{reply}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None if args.run.no_module => run_endpoint(args.run),
+        None => run_module(args.run),
+    }
+}
+
+/// Name of the control socket a running simulator listens on, in its state directory.
+const CONTROL_SOCKET: &str = "control.sock";
+
+fn control_request(state: &Path, boot: BootArg) -> anyhow::Result<String> {
+    let path = state.join(CONTROL_SOCKET);
+    let mut stream = UnixStream::connect(&path).map_err(|_| {
+        super::Exit::usage(format!(
+            "no simulator is running with state {} (no {}): start `esp-aws sim --state {}`",
+            state.display(),
+            path.display(),
+            state.display()
+        ))
+    })?;
+    let word = match boot {
+        BootArg::Normal => "normal",
+        BootArg::Download => "download",
+    };
+    stream.write_all(format!("reset {word}\n").as_bytes())?;
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply)?;
+    Ok(reply.trim().to_string())
+}
+
+/// Serves `reset normal|download` requests on the control socket.
+fn serve_control(sim: Arc<Simulator>, path: PathBuf) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut line = String::new();
+            let mut reader = BufReader::new(&stream);
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let reply = match line.trim() {
+                "reset normal" => sim
+                    .reset(BootMode::Flash)
+                    .map(|_| "module reset: normal boot (AT firmware)"),
+                "reset download" => sim
+                    .reset(BootMode::Download)
+                    .map(|_| "module reset: ROM bootloader (download mode)"),
+                _ => Ok("unknown request"),
+            };
+            let text = match reply {
+                Ok(t) => t.to_string(),
+                Err(e) => format!("error: {e}"),
+            };
+            let _ = (&stream).write_all(format!("{text}\n").as_bytes());
+        }
+    });
+    Ok(())
+}
+
+fn parse_resolve(items: &[String]) -> anyhow::Result<Vec<(String, IpAddr)>> {
+    items
+        .iter()
+        .map(|item| {
+            let (host, addr) = item.split_once('=').ok_or_else(|| {
+                super::Exit::usage(format!("--resolve '{item}' is not HOST=ADDR"))
+            })?;
+            let ip = addr.parse().map_err(|_| {
+                super::Exit::usage(format!("--resolve '{item}': '{addr}' is not an IP address"))
+            })?;
+            Ok((host.to_string(), ip))
+        })
+        .collect()
+}
+
+fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let state = args
+        .state
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("esp-aws-sim"));
+    let firmware: Generation = args
+        .firmware
+        .parse()
+        .map_err(|e: esp_aws::firmware::UnknownGeneration| super::Exit::usage(e.to_string()))?;
+    let faults = match &args.faults {
+        Some(list) => Some((
+            list.parse::<FaultSpec>()
+                .map_err(|e| super::Exit::usage(format!("--faults: {e}")))?,
+            args.seed,
+        )),
+        None => None,
+    };
+    let resolve = parse_resolve(&args.resolve)?;
+    let _ = std::fs::remove_file(state.join(esp_aws::sim::endpoint::SIM_JSON));
+    let mut config = SimulatorConfig::new(&state);
+    config.endpoint.region = args.region.clone();
+    config.endpoint.rest_addr = SocketAddr::new(args.bind, args.rest_port.unwrap_or(0));
+    config.endpoint.alpn_addr = SocketAddr::new(args.bind, args.alpn_port.unwrap_or(0));
+    config.endpoint.log_file = args.log.clone();
+    config.firmware = firmware;
+    config.baud = args.baud;
+    config.boot = args.boot.into();
+    config.faults = faults;
+    config.resolve = resolve;
+    config.sntp_delay = Duration::from_millis(args.sntp_delay);
+    let sim = Arc::new(
+        Simulator::start(config)
+            .with_context(|| format!("cannot start the simulator in {}", state.display()))?,
+    );
+    let mut port = sim.port().to_path_buf();
+    if let Some(link) = &args.link {
+        let _ = std::fs::remove_file(link);
+        std::os::unix::fs::symlink(sim.port(), link)
+            .with_context(|| format!("cannot create the link {}", link.display()))?;
+        port = link.clone();
+    }
+    serve_control(Arc::clone(&sim), state.join(CONTROL_SOCKET))?;
+    let sim_json = sim.write_sim_json()?;
+    let info = sim.endpoint().sim_info();
+    let endpoint = sim.endpoint().host().to_string();
+    println!("virtual ESP32 (ESP-AT {firmware}) on {}", port.display());
+    if args.boot == BootArg::Download {
+        println!("  in the ROM bootloader (download mode); `esp-aws sim reset --state {}` boots the AT firmware", state.display());
+    }
+    println!("local AWS IoT endpoint: {endpoint}");
+    println!(
+        "  port 8443 (REST): {}, port 443 (ALPN): {}",
+        sim.endpoint().rest_addr(),
+        sim.endpoint().alpn_addr()
+    );
+    if let Some(info) = &info {
+        println!(
+            "  thing {} with its AWS-style downloads in {}",
+            info.thing,
+            info.cert.parent().unwrap_or(Path::new(".")).display()
+        );
+    }
+    println!("  sim.json: {}", sim_json.display());
+    if !args.no_config {
+        let saved = super::device::save_config(&super::device::Config {
+            port: Some(port.display().to_string()),
+            baud: Some(if args.baud == 0 { 115_200 } else { args.baud }),
+            endpoint: Some(endpoint.clone()),
+            endpoint_port: Some(8443),
+            thing: info.as_ref().map(|i| i.thing.clone()),
+            firmware: Some(firmware.name().to_string()),
+        })?;
+        println!(
+            "  settings written to {} (so the commands below need no flags)",
+            saved.display()
+        );
+    }
+    if let Some(info) = &info {
+        println!("next:");
+        println!(
+            "  esp-aws provision --from {} --thing {}",
+            info.cert.parent().unwrap_or(Path::new(".")).display(),
+            info.thing
+        );
+        println!("  esp-aws shadow set {} prop1=12", info.thing);
+        println!("  esp-aws shadow get {}", info.thing);
+    }
+    println!("running until interrupted (Ctrl-C)");
+    loop {
+        std::thread::park();
     }
 }
 
 fn run_endpoint(args: RunArgs) -> anyhow::Result<ExitCode> {
-    if !args.no_module {
-        return Err(super::Exit::usage(
-            "the virtual ESP32-AT module is not available yet; run `esp-aws sim --no-module --state DIR` for the endpoint alone",
-        )
-        .into());
-    }
     let Some(state) = args.state else {
         return Err(super::Exit::usage(
             "--state DIR is required (the simulated account lives there)",

@@ -12,5 +12,9 @@ pub mod at;
 pub mod device;
 pub mod endpoint;
 pub mod flash;
+pub mod module;
 pub mod pty;
 pub mod rom;
+pub mod simulator;
+
+pub use simulator::{Simulator, SimulatorConfig};

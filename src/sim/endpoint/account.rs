@@ -11,6 +11,7 @@
 //! things/<thing>/<certid>-certificate.pem.crt       device certificate, as AWS names it
 //! things/<thing>/<certid>-private.pem.key           RSA key, PKCS#1 (`BEGIN RSA PRIVATE KEY`)
 //! things/<thing>/<certid>-public.pem.key
+//! things/<thing>/AmazonRootCA1.pem  a copy of the root, as the console's download page offers it
 //! shadows/shadows.jsonl              the shadow journal (see `journal`)
 //! ```
 //!
@@ -481,6 +482,10 @@ impl Account {
             .to_public_key_pem(LineEnding::LF)
             .map_err(pki_err)?;
         write_file(&self.dir.join(&rel_pub), pub_pem.as_bytes())?;
+        // The console offers the root CA on the same download page: a copy beside the
+        // thing's files makes the folder usable as `esp-aws provision --from`.
+        let root = fs::read(self.dir.join(ROOT_CA_FILE)).map_err(io_err(&self.dir))?;
+        write_file(&self.dir.join(&rel_dir).join(ROOT_CA_FILE), &root)?;
 
         let entry = Certificate {
             id,
