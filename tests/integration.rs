@@ -1,5 +1,6 @@
 //! The single integration-test binary: each topic lives in its own module.
 
+mod sim_util;
 mod util;
 
 mod pki;
@@ -21,3 +22,5 @@ mod rom;
 mod rom_loader;
 mod rom_props;
 mod rom_pty;
+
+mod shadow_e2e;

@@ -1,0 +1,124 @@
+//! End-to-end harness: an in-process simulator (local endpoint + virtual module on a pty)
+//! per test, and the real `esp-aws` binary run against it the way a user would.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use esp_aws::firmware::Generation;
+use esp_aws::sim::{Simulator, SimulatorConfig};
+
+use crate::util::Run;
+
+/// A state directory with a created account (RSA key generation takes a while), made once
+/// per test run and copied for each world.
+fn template() -> &'static Path {
+    static TEMPLATE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            esp_aws::sim::endpoint::Account::open_or_create(dir.path(), None).unwrap();
+            dir
+        })
+        .path()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// One test's world: a temporary working directory, a simulator whose state lives in it.
+pub struct World {
+    pub sim: Simulator,
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    /// A module of `firmware`, unthrottled, with a quick SNTP sync.
+    pub fn start(firmware: Generation) -> World {
+        World::start_with(firmware, |_| {})
+    }
+
+    /// Like [`World::start`], with the configuration adjusted by `adjust`.
+    pub fn start_with(firmware: Generation, adjust: impl FnOnce(&mut SimulatorConfig)) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        copy_dir(template(), &state);
+        let mut config = SimulatorConfig::new(&state);
+        config.firmware = firmware;
+        config.baud = 0;
+        config.sntp_delay = Duration::from_millis(200);
+        adjust(&mut config);
+        let sim = Simulator::start(config).unwrap();
+        World { sim, dir }
+    }
+
+    /// The endpoint host name.
+    pub fn host(&self) -> String {
+        self.sim.endpoint().host().to_string()
+    }
+
+    /// The folder with the default thing's AWS-style downloads.
+    pub fn thing_dir(&self) -> PathBuf {
+        let info = self.sim.endpoint().sim_info().unwrap();
+        info.cert.parent().unwrap().to_path_buf()
+    }
+
+    /// Runs `esp-aws` in the world's directory with the port and endpoint in the
+    /// environment (as a user's shell after `esp-aws sim` would have them in the config).
+    pub fn cli<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("ESP_AWS_PORT", self.sim.port())
+            .env("ESP_AWS_ENDPOINT", self.host())
+            .env_remove("ESP_AWS_BAUD")
+            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
+            .output()
+            .expect("run esp-aws")
+            .into()
+    }
+
+    /// `esp-aws provision --from <thing dir> --thing lnu_001`, asserted to succeed.
+    pub fn provision(&self) -> Run {
+        let mut args: Vec<std::ffi::OsString> = ["provision", "--thing", "lnu_001", "--from"]
+            .map(Into::into)
+            .to_vec();
+        args.push(self.thing_dir().into_os_string());
+        let run = self.cli(args);
+        assert_eq!(
+            run.code,
+            Some(0),
+            "provision failed:\n{}\n{}",
+            run.stdout,
+            run.stderr
+        );
+        run
+    }
+
+    /// The document the endpoint stores for a classic or named shadow, as a GET returns it.
+    pub fn stored(&self, thing: &str, name: Option<&str>) -> Option<serde_json::Value> {
+        let key = esp_aws::sim::endpoint::ShadowKey {
+            thing: thing.to_string(),
+            shadow: name.map(str::to_string),
+        };
+        self.sim
+            .endpoint()
+            .shadow_document(&key)
+            .map(|s| serde_json::from_str(&s).unwrap())
+    }
+}
