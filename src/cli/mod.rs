@@ -2,6 +2,7 @@
 //! `anyhow::Result`, and [`main`] turns the error chain into one sentence and an exit code.
 
 mod at;
+mod demo;
 mod device;
 mod doctor;
 mod pki;
@@ -44,6 +45,8 @@ enum Command {
     At(at::AtArgs),
     /// Run the local AWS IoT endpoint (and, with a module, the virtual ESP32-AT).
     Sim(sim::SimArgs),
+    /// Try everything without hardware: provision a virtual ESP32, set and read a shadow.
+    Demo(demo::DemoArgs),
 }
 
 /// An error that carries its own exit code (for usage and configuration errors).
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::At(args) => at::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(code) => code,

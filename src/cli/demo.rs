@@ -1,0 +1,353 @@
+//! `esp-aws demo`: the first command a newcomer runs. It starts the local AWS IoT endpoint
+//! and a virtual module in this process, then runs the real commands against them as a
+//! user would against hardware (`provision`, `shadow set`, `shadow get`), each as its own
+//! `esp-aws` process on the module's pty, so what it shows is exactly what those commands do.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use esp_aws::firmware::Generation;
+use esp_aws::sim::{Simulator, SimulatorConfig};
+
+/// Arguments of `esp-aws demo`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Needs no hardware, no network and no AWS account. With --keep the \
+virtual module stays up afterwards, so the printed commands can be tried by hand.")]
+pub struct DemoArgs {
+    /// Firmware generation the virtual module plays.
+    #[arg(long, default_value = "1.1.3", value_parser = ["1.1.3", "2.4", "4.1"])]
+    firmware: String,
+    /// Line speed of the virtual module's UART, 10 bits a byte (as a real one).
+    #[arg(long, default_value_t = 115_200)]
+    baud: u32,
+    /// Simulator state directory (account, credentials, shadows, the module's flash); it is
+    /// reused if it exists [default: a new temporary directory].
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// Keep the endpoint and the virtual module running after the steps (until Ctrl-C).
+    #[arg(long)]
+    keep: bool,
+    /// Milliseconds from AT+CIPSNTPCFG to a synced module clock (the module's SNTP query).
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    sntp_delay: u64,
+}
+
+/// One step's time limit: far above what any step takes, so that only a hang trips it.
+const STEP_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Where the demo works: the state directory, and whether it was made for this run.
+fn work_dir(state: Option<&Path>) -> anyhow::Result<(PathBuf, bool)> {
+    if let Some(dir) = state {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+        return Ok((std::path::absolute(dir).unwrap_or_else(|_| dir.into()), false));
+    }
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("esp-aws-demo-{}-{stamp}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the demo directory {}", dir.display()))?;
+    Ok((dir, true))
+}
+
+/// A trace line written by `--trace` (`+   0.002s >> AT\r\n`): it goes to the transcript,
+/// not to the screen.
+fn is_trace_line(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix('+') else {
+        return false;
+    };
+    let rest = rest.trim_start();
+    rest.split_once("s ")
+        .is_some_and(|(num, tail)| num.parse::<f64>().is_ok() && (tail.starts_with(">> ") || tail.starts_with("<< ")))
+}
+
+/// What one step printed and how it ended.
+struct StepRun {
+    code: Option<i32>,
+    stdout: String,
+    messages: Vec<String>,
+    elapsed: Duration,
+}
+
+/// Runs `esp-aws ARGS --trace` in `dir`, the transcript going to `transcript`.
+fn run_step(
+    exe: &Path,
+    dir: &Path,
+    args: &[String],
+    transcript: &mut std::fs::File,
+) -> anyhow::Result<StepRun> {
+    writeln!(transcript, "\n$ esp-aws {}", args.join(" "))?;
+    let started = Instant::now();
+    let mut child = Command::new(exe)
+        .args(args)
+        .arg("--trace")
+        .current_dir(dir)
+        // The demo's module, not whatever the user's shell or config points at.
+        .env_remove("ESP_AWS_PORT")
+        .env_remove("ESP_AWS_BAUD")
+        .env_remove("ESP_AWS_ENDPOINT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    let stdout = child.stdout.take();
+    let out_thread = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut out) = stdout {
+            let _ = std::io::Read::read_to_string(&mut out, &mut text);
+        }
+        text
+    });
+    let stderr = child.stderr.take();
+    let err_thread = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        if let Some(err) = stderr {
+            for line in BufReader::new(err).lines() {
+                match line {
+                    Ok(l) => lines.push(l),
+                    Err(_) => break,
+                }
+            }
+        }
+        lines
+    });
+    let code = loop {
+        if let Some(status) = child.try_wait()? {
+            break status.code();
+        }
+        if started.elapsed() > STEP_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "`esp-aws {}` did not finish within {} s and was stopped; the transcript so far is in the demo directory",
+                args.join(" "),
+                STEP_TIMEOUT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = started.elapsed();
+    let stdout = out_thread.join().unwrap_or_default();
+    let stderr = err_thread.join().unwrap_or_default();
+    let mut messages = Vec::new();
+    for line in stderr {
+        writeln!(transcript, "{line}")?;
+        if !is_trace_line(&line) {
+            messages.push(line);
+        }
+    }
+    for line in stdout.lines() {
+        writeln!(transcript, "stdout: {line}")?;
+    }
+    writeln!(
+        transcript,
+        "exit {} after {:.3} s",
+        code.map_or("by signal".to_string(), |c| c.to_string()),
+        elapsed.as_secs_f64()
+    )?;
+    Ok(StepRun {
+        code,
+        stdout,
+        messages,
+        elapsed,
+    })
+}
+
+/// Runs `esp-aws demo`.
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let firmware: Generation = args
+        .firmware
+        .parse()
+        .map_err(|e: esp_aws::firmware::UnknownGeneration| super::Exit::usage(e.to_string()))?;
+    if args.baud == 0 {
+        return Err(super::Exit::usage("--baud must be a real line speed (e.g. 115200)").into());
+    }
+    let exe = std::env::current_exe().context("cannot find the esp-aws binary to run")?;
+    let (dir, temporary) = work_dir(args.state.as_deref())?;
+    let transcript_path = dir.join("demo-transcript.txt");
+    let mut transcript = std::fs::File::create(&transcript_path)
+        .with_context(|| format!("cannot create {}", transcript_path.display()))?;
+    let demo_started = Instant::now();
+
+    println!("esp-aws demo: a virtual ESP32 (ESP-AT {firmware}, {} baud) and a local AWS IoT endpoint, no hardware or AWS account needed", args.baud);
+    println!("  working in {}", dir.display());
+
+    // 1. The simulator: endpoint, simulated account with the thing, module on a pty.
+    let started = Instant::now();
+    let mut config = SimulatorConfig::new(&dir);
+    config.firmware = firmware;
+    config.baud = args.baud;
+    config.sntp_delay = Duration::from_millis(args.sntp_delay);
+    // A throw-away directory needs no 4 MiB flash image on disk; a chosen one keeps it, so
+    // a second demo finds the module provisioned, as a real module would be.
+    config.persist_flash = !temporary;
+    let sim = Simulator::start(config)
+        .with_context(|| format!("cannot start the simulator in {}", dir.display()))?;
+    let info = sim
+        .endpoint()
+        .sim_info()
+        .context("the simulated account has no default thing")?;
+    let port = sim.port().display().to_string();
+    let host = sim.endpoint().host().to_string();
+    let downloads = info
+        .cert
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    println!(
+        "✓ started the local AWS IoT endpoint {host} and a virtual ESP32 on {port} ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "✓ simulated thing {} (certificate {}…, ACTIVE, allow-all policy); its AWS-style downloads are in {}",
+        info.thing,
+        &info.cert_id[..12.min(info.cert_id.len())],
+        downloads.display()
+    );
+    writeln!(
+        transcript,
+        "esp-aws demo: ESP-AT {firmware} at {} baud on {port}, endpoint {host}",
+        args.baud
+    )?;
+
+    // 2. The commands a user runs, each a real esp-aws process on the pty.
+    let device = [
+        "--port".to_string(),
+        port.clone(),
+        "--baud".to_string(),
+        args.baud.to_string(),
+        "--endpoint".to_string(),
+        host.clone(),
+    ];
+    let steps: Vec<(&str, Vec<String>)> = vec![
+        (
+            "provision",
+            [
+                "provision".to_string(),
+                "--from".to_string(),
+                downloads.display().to_string(),
+                "--thing".to_string(),
+                info.thing.clone(),
+            ]
+            .into_iter()
+            .chain(device.iter().cloned())
+            .collect(),
+        ),
+        (
+            "shadow set",
+            ["shadow", "set", info.thing.as_str(), "prop1=12"]
+                .map(String::from)
+                .into_iter()
+                .chain(device.iter().cloned())
+                .collect(),
+        ),
+        (
+            "shadow get",
+            ["shadow", "get", info.thing.as_str()]
+                .map(String::from)
+                .into_iter()
+                .chain(device.iter().cloned())
+                .collect(),
+        ),
+    ];
+    for (name, step_args) in &steps {
+        // Shown without the flags: after provision, ./esp-aws.toml supplies them.
+        let shown: Vec<&str> = step_args
+            .iter()
+            .take_while(|a| a.as_str() != "--port")
+            .map(String::as_str)
+            .collect();
+        println!("\n$ esp-aws {}", shown.join(" "));
+        let run = run_step(&exe, &dir, step_args, &mut transcript)?;
+        for line in &run.messages {
+            println!("  {line}");
+        }
+        for line in run.stdout.lines() {
+            println!("  {line}");
+        }
+        if run.code != Some(0) {
+            transcript.flush()?;
+            bail!(
+                "the demo's `{name}` step failed (exit {}) after {:.1} s; the messages above say why, and the device transcript is in {}",
+                run.code.map_or("by signal".to_string(), |c| c.to_string()),
+                run.elapsed.as_secs_f64(),
+                transcript_path.display()
+            );
+        }
+        println!("✓ {name} ({:.2} s)", run.elapsed.as_secs_f64());
+    }
+    // What the endpoint stores is what the get printed: the demo checks its own claim.
+    let key = esp_aws::sim::endpoint::ShadowKey {
+        thing: info.thing.clone(),
+        shadow: None,
+    };
+    let stored: Option<serde_json::Value> = sim
+        .endpoint()
+        .shadow_document(&key)
+        .and_then(|s| serde_json::from_str(&s).ok());
+    let prop1 = stored
+        .as_ref()
+        .and_then(|d| d.pointer("/state/desired/prop1").cloned());
+    if prop1 != Some(serde_json::Value::String("12".into())) {
+        bail!(
+            "the endpoint does not hold prop1=\"12\" for {} after the demo's update (it holds {}); see {}",
+            info.thing,
+            stored.map_or("no shadow".to_string(), |d| d.to_string()),
+            transcript_path.display()
+        );
+    }
+    transcript.flush()?;
+
+    println!(
+        "\ndone in {:.1} s: provisioned, set prop1=12 and read it back through the module's TLS socket",
+        demo_started.elapsed().as_secs_f64()
+    );
+    println!(
+        "transcript (every byte on the serial line, credentials redacted): {}",
+        transcript_path.display()
+    );
+    let me = "esp-aws";
+    if args.keep {
+        println!("\nthe virtual ESP32 stays on {port} until Ctrl-C; try (from any directory):");
+        let flags = format!("--port {port} --baud {} --endpoint {host}", args.baud);
+        println!("  {me} shadow get {} --output table {flags}", info.thing);
+        println!("  {me} shadow set {} prop1:=13 led.on:=true --reported {flags}", info.thing);
+        println!("  {me} doctor --thing {} {flags}", info.thing);
+        println!("  {me} at --port {port} AT+GMR 'AT+CIPSNTPTIME?'");
+        println!(
+            "or, in {} (its esp-aws.toml holds the settings): {me} shadow get {}",
+            dir.display(),
+            info.thing
+        );
+        std::io::stdout().flush()?;
+        loop {
+            std::thread::park();
+        }
+    }
+    println!("\nnext:");
+    println!("  {me} demo --keep                  keeps the virtual ESP32 running to try commands by hand");
+    println!("  {me} sim                          the simulator alone (writes ./esp-aws.toml for the commands)");
+    println!("  {me} provision --port /dev/ttyUSB0 --from ~/Downloads/<thing> --endpoint <prefix>-ats.iot.<region>.amazonaws.com --thing <thing>");
+    println!("                                    the same on a real module and AWS account");
+    drop(sim);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_trace_line;
+
+    #[test]
+    fn trace_lines_are_told_from_messages() {
+        assert!(is_trace_line("+   0.030s >> AT\\r\\n"));
+        assert!(is_trace_line("+  12.001s << \\r\\nOK\\r\\n"));
+        assert!(!is_trace_line("✓ credentials checked (0.0 s)"));
+        assert!(!is_trace_line("+ not a trace line"));
+        assert!(!is_trace_line("accepted: lnu_001 is now at version 1"));
+    }
+}
