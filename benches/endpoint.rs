@@ -5,6 +5,8 @@
 //! Target: 10× what moto_server 5.2.5 (plain HTTP, nothing on disk) sustains with 16 clients
 //! on the reference 2-core machine (about 430/s), i.e. 4,300 updates/s.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -184,24 +186,28 @@ fn main() {
     let rate16 = runs[1].rate();
     let pass = rate16 >= TARGET_16;
 
-    println!();
-    println!("endpoint: shadow updates over keep-alive TLS, fsync before every 200");
-    println!(
-        "{:>8} {:>9} {:>9} {:>12}",
-        "clients", "updates", "seconds", "updates/s"
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.clients.to_string(),
+                r.updates.to_string(),
+                format!("{:.2}", r.seconds),
+                format!("{:.0}", r.rate()),
+            ]
+        })
+        .collect();
+    common::print_table(
+        &format!(
+            "endpoint: shadow updates over keep-alive TLS, fsync before every 200; {}",
+            common::machine()
+        ),
+        &["clients", "updates", "seconds", "updates/s"],
+        &rows,
     );
-    for r in &runs {
-        println!(
-            "{:>8} {:>9} {:>9.2} {:>12.0}",
-            r.clients,
-            r.updates,
-            r.seconds,
-            r.rate()
-        );
-    }
     println!(
         "target: {TARGET_16:.0} updates/s with 16 clients (10x moto_server 5.2.5): {}",
-        if pass { "PASS" } else { "FAIL" }
+        common::verdict(pass)
     );
 
     let json = serde_json::json!({
@@ -214,6 +220,7 @@ fn main() {
         })).collect::<Vec<_>>(),
         "target_updates_per_second_16_clients": TARGET_16,
         "pass": pass,
+        "machine": common::machine(),
     });
     let path = out_dir.join("endpoint.json");
     std::fs::write(&path, serde_json::to_string_pretty(&json).expect("json"))
