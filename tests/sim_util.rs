@@ -63,6 +63,24 @@ impl World {
         World { sim, dir }
     }
 
+    /// Stops the simulator and starts a new one on the same state directory (the module's
+    /// flash and the account survive, as over a power cycle), configured by `adjust`.
+    pub fn restart_with(
+        self,
+        firmware: Generation,
+        adjust: impl FnOnce(&mut SimulatorConfig),
+    ) -> World {
+        let World { sim, dir } = self;
+        drop(sim);
+        let mut config = SimulatorConfig::new(dir.path().join("state"));
+        config.firmware = firmware;
+        config.baud = 0;
+        config.sntp_delay = Duration::from_millis(200);
+        adjust(&mut config);
+        let sim = Simulator::start(config).unwrap();
+        World { sim, dir }
+    }
+
     /// The endpoint host name.
     pub fn host(&self) -> String {
         self.sim.endpoint().host().to_string()

@@ -133,6 +133,8 @@ pub struct Session<T: Transport> {
     link: Option<(String, u16)>,
     passive: bool,
     tls_configured: bool,
+    /// The clock requirement of the last `ensure_clock`, restored after a reboot.
+    clock_need: Option<(i64, bool)>,
 }
 
 impl<T: Transport> std::fmt::Debug for Session<T> {
@@ -249,8 +251,23 @@ impl<T: Transport> Session<T> {
                 None => Error::NoAnswer,
             });
         }
-        client.command("ATE0", timeouts.command)?;
-        let gmr = client.command("AT+GMR", timeouts.command)?.lines;
+        // A module that reboots now (brown-out, crash) is answered by probing again.
+        let mut gmr = Vec::new();
+        for attempt in 0..3 {
+            let step = client
+                .command("ATE0", timeouts.command)
+                .and_then(|_| client.command("AT+GMR", timeouts.command));
+            match step {
+                Ok(reply) => {
+                    gmr = reply.lines;
+                    break;
+                }
+                Err(AtError::Rebooted(_)) if attempt < 2 => {
+                    client.drain(Duration::from_millis(200), Duration::from_secs(3))?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let (version, generation) =
             parse_version(&gmr).ok_or_else(|| Error::UnknownFirmware(gmr.join(" | ")))?;
         if generation != Generation::V1_1_3 {
@@ -269,6 +286,7 @@ impl<T: Transport> Session<T> {
             link: None,
             passive: false,
             tls_configured: false,
+            clock_need: None,
         })
     }
 
@@ -319,6 +337,11 @@ impl<T: Transport> Session<T> {
     /// Makes sure the module's clock reads at least `min` (Unix seconds): sets it from the
     /// host when asked and possible, else starts SNTP and polls until it syncs.
     pub fn ensure_clock(&mut self, min: i64, from_host: bool) -> Result<i64, Error> {
+        self.clock_need = Some((min, from_host));
+        self.after_reboot_retry(|s| s.ensure_clock_once(min, from_host))
+    }
+
+    fn ensure_clock_once(&mut self, min: i64, from_host: bool) -> Result<i64, Error> {
         let now = self.clock()?;
         if now >= min {
             return Ok(now);
@@ -367,6 +390,45 @@ impl<T: Transport> Session<T> {
     /// Configures mutual TLS (certificate 0, CA 0), SNI where the firmware has it, ALPN for
     /// port 443, and passive receive where the firmware has it.
     pub fn configure_tls(&mut self, host: &str, port: u16) -> Result<(), Error> {
+        self.after_reboot_retry(|s| s.configure_tls_once(host, port))
+    }
+
+    /// Runs `step`; if the module reboots during it, brings the session back (echo off,
+    /// SYSLOG, clock) and runs it once more. Setup steps are always safe to repeat.
+    fn after_reboot_retry<R>(
+        &mut self,
+        mut step: impl FnMut(&mut Self) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        match step(self) {
+            Err(Error::At(AtError::Rebooted(_))) => {
+                self.recover()?;
+                step(self)
+            }
+            other => other,
+        }
+    }
+
+    /// After `ready`: the module lost its links and RAM settings (echo is on again, passive
+    /// mode off, and after a power loss the clock reads 1970); NVS settings survive.
+    fn recover(&mut self) -> Result<(), Error> {
+        self.client
+            .drain(Duration::from_millis(200), Duration::from_secs(3))?;
+        self.client.take_rebooted();
+        self.link = None;
+        self.tls_configured = false;
+        self.passive = false;
+        let timeout = self.timeouts.command;
+        self.client.command("ATE0", timeout)?;
+        if self.info.generation != Generation::V1_1_3 {
+            let _ = self.client.command("AT+SYSLOG=1", timeout);
+        }
+        if let Some((min, from_host)) = self.clock_need {
+            self.ensure_clock_once(min, from_host)?;
+        }
+        Ok(())
+    }
+
+    fn configure_tls_once(&mut self, host: &str, port: u16) -> Result<(), Error> {
         let g = self.info.generation;
         if port == 443 && g == Generation::V1_1_3 {
             return Err(Error::AlpnUnsupported);
@@ -533,11 +595,9 @@ impl<T: Transport> Session<T> {
         for attempt in 0..2 {
             if !self.connected() {
                 if self.client.take_rebooted() {
-                    // RAM settings (passive mode) are gone after a reboot; NVS ones stay.
-                    self.tls_configured = false;
-                    let _ = self.client.command("ATE0", self.timeouts.command);
+                    self.recover()?;
                 }
-                self.connect(host, port)?;
+                self.after_reboot_retry(|s| s.connect(host, port))?;
             }
             let sent = self.send(request);
             let send_failed = sent.is_err();
