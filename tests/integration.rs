@@ -23,4 +23,6 @@ mod rom_loader;
 mod rom_props;
 mod rom_pty;
 
+mod cli_misc;
 mod shadow_e2e;
+mod sim_cli;

@@ -5,6 +5,7 @@ mod at;
 mod device;
 mod doctor;
 mod pki;
+mod ports;
 mod provision;
 mod shadow;
 mod sim;
@@ -40,6 +41,8 @@ enum Command {
     Shadow(shadow::ShadowArgs),
     /// Walk the chain from serial port to shadow and say what is broken.
     Doctor(doctor::DoctorArgs),
+    /// List the serial ports of this computer.
+    Ports,
     /// Send raw AT commands and print the module's answers.
     At(at::AtArgs),
     /// Run the local AWS IoT endpoint (and, with a module, the virtual ESP32-AT).
@@ -79,6 +82,7 @@ pub fn main() -> ExitCode {
         Command::Provision(args) => provision::run(args),
         Command::Shadow(args) => shadow::run(args),
         Command::At(args) => at::run(args),
+        Command::Ports => ports::run(),
         Command::Doctor(args) => doctor::run(args),
         Command::Sim(args) => sim::run(args),
     };
