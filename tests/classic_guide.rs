@@ -169,7 +169,10 @@ fn the_classic_guide_works_and_each_documented_failure_appears() {
     // That 403 keeps the connection alive (as AWS's does): close it, so that the next
     // CIPSTART fails for its own reason, not because a link exists.
     line.expect("}", Duration::from_secs(5));
-    assert_eq!(line.command("AT+CIPCLOSE", "\r\nOK\r\n"), "CLOSED\r\n\r\nOK\r\n");
+    assert_eq!(
+        line.command("AT+CIPCLOSE", "\r\nOK\r\n"),
+        "CLOSED\r\n\r\nOK\r\n"
+    );
 
     // An INACTIVE certificate (the account's `dormant` thing): the handshake fails, ERROR.
     let dormant = world.sim.endpoint().thing_files("dormant").unwrap();

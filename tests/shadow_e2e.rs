@@ -261,3 +261,56 @@ fn assert_one_sentence(fault: &str, run: &crate::util::Run) {
         run.stderr
     );
 }
+
+#[test]
+fn publish_reaches_the_endpoint() {
+    let world = World::start(Generation::V2_4);
+    world.provision();
+    let message = world.dir.path().join("msg.json");
+    std::fs::write(&message, br#"{"temp":21}"#).unwrap();
+    let run = world.cli([
+        "shadow".as_ref(),
+        "publish".as_ref(),
+        "dev/lnu_001/temp".as_ref(),
+        "--qos".as_ref(),
+        "1".as_ref(),
+        "--file".as_ref(),
+        message.as_os_str(),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stderr, "published 11 bytes to dev/lnu_001/temp\n");
+    let published = world.sim.endpoint().publications();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].topic, "dev/lnu_001/temp");
+    assert_eq!(published[0].payload, br#"{"temp":21}"#.to_vec());
+}
+
+#[test]
+fn a_policy_that_denies_gets_its_sentence() {
+    let world = World::start(Generation::V1_1_3);
+    let denied = world.sim.endpoint().thing_files("denied").unwrap();
+    let args: Vec<std::ffi::OsString> = vec![
+        "provision".into(),
+        "--thing".into(),
+        "denied".into(),
+        "--cert".into(),
+        denied.cert.into(),
+        "--key".into(),
+        denied.key.into(),
+        "--ca".into(),
+        denied.ca.into(),
+    ];
+    let provision = world.cli(args);
+    assert_eq!(provision.code, Some(1));
+    assert!(
+        provision.stderr.ends_with("error: the module connected, but AWS refused the shadow read (403 Forbidden): check that the certificate is ACTIVE and its policy allows iot:GetThingShadow\n"),
+        "{}",
+        provision.stderr
+    );
+    let get = world.cli(["shadow", "get", "denied"]);
+    assert_eq!(get.code, Some(1));
+    assert_eq!(
+        get.stderr,
+        "error: AWS refused the request (403 Forbidden): the certificate is not ACTIVE or its policy lacks iot:GetThingShadow\n"
+    );
+}
