@@ -10,6 +10,20 @@ use esp_aws::sim::{Simulator, SimulatorConfig};
 
 use crate::util::Run;
 
+/// A simulator on `state`: unthrottled, with a quick SNTP sync, then `adjust`ed.
+fn simulator(
+    state: &std::path::Path,
+    firmware: Generation,
+    adjust: impl FnOnce(&mut SimulatorConfig),
+) -> Simulator {
+    let mut config = SimulatorConfig::new(state);
+    config.firmware = firmware;
+    config.baud = 0;
+    config.sntp_delay = Duration::from_millis(200);
+    adjust(&mut config);
+    Simulator::start(config).unwrap()
+}
+
 /// One test's world: a simulator on a fresh copy of the test account (things `lnu_001`,
 /// `denied` with a deny policy, `dormant` with an INACTIVE certificate), and a working
 /// directory for the CLI.
@@ -29,12 +43,7 @@ impl World {
     pub fn start_with(firmware: Generation, adjust: impl FnOnce(&mut SimulatorConfig)) -> World {
         let dir = tempfile::tempdir().unwrap();
         let state = crate::endpoint_util::fresh_state();
-        let mut config = SimulatorConfig::new(state.path());
-        config.firmware = firmware;
-        config.baud = 0;
-        config.sntp_delay = Duration::from_millis(200);
-        adjust(&mut config);
-        let sim = Simulator::start(config).unwrap();
+        let sim = simulator(state.path(), firmware, adjust);
         World { sim, dir, state }
     }
 
@@ -47,12 +56,7 @@ impl World {
     ) -> World {
         let World { sim, dir, state } = self;
         drop(sim);
-        let mut config = SimulatorConfig::new(state.path());
-        config.firmware = firmware;
-        config.baud = 0;
-        config.sntp_delay = Duration::from_millis(200);
-        adjust(&mut config);
-        let sim = Simulator::start(config).unwrap();
+        let sim = simulator(state.path(), firmware, adjust);
         World { sim, dir, state }
     }
 
