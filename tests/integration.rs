@@ -23,4 +23,7 @@ mod rom_loader;
 mod rom_props;
 mod rom_pty;
 
+mod classic_guide;
+mod cli_misc;
 mod shadow_e2e;
+mod sim_cli;
