@@ -114,7 +114,13 @@ fn sim_peak(dir: &Path, baud: u32) -> u64 {
             .env("XDG_CONFIG_HOME", dir.join("xdg"))
             .stdin(Stdio::null());
         let run: Run = common::run_timed(cmd);
-        assert_eq!(run.code, Some(0), "esp-aws {}: {}", args.join(" "), run.why());
+        assert_eq!(
+            run.code,
+            Some(0),
+            "esp-aws {}: {}",
+            args.join(" "),
+            run.why()
+        );
     }
     vm_hwm(child.0.id()).expect("sim status")
 }

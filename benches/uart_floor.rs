@@ -7,8 +7,9 @@
 //! - warm `shadow get` / `shadow set`: one request on a TLS link that is already open (a
 //!   library `Session` driven in this process, several requests on one link, each timed and
 //!   counted with a byte-counting transport);
-//! - cold `shadow get`: the real binary in a new process on a provisioned module (probe,
-//!   clock check, TLS set-up, connect, request, close);
+//! - cold `shadow get`: the real binary in a new process on a provisioned module, once with
+//!   no TLS link on the module (closed beforehand, untimed) and once with the link the
+//!   previous command left open;
 //! - `provision` via AT on a fresh module, and again with unchanged files;
 //! - `provision --via rom`, when the binary has it.
 //!
@@ -84,9 +85,14 @@ fn cli_op(world: &World, args: &[&str], what: &str) -> (f64, Traffic, String) {
 /// Whether a transcript's host side wrote to a credential slot (erase or write).
 fn wrote_credentials(stderr: &str) -> bool {
     common::trace_records(stderr).iter().any(|(tx, text)| {
-        *tx && ["AT+SYSFLASH=0,", "AT+SYSFLASH=1,", "AT+SYSMFG=0,", "AT+SYSMFG=2,"]
-            .iter()
-            .any(|w| text.starts_with(w))
+        *tx && [
+            "AT+SYSFLASH=0,",
+            "AT+SYSFLASH=1,",
+            "AT+SYSMFG=0,",
+            "AT+SYSMFG=2,",
+        ]
+        .iter()
+        .any(|w| text.starts_with(w))
     })
 }
 
@@ -105,7 +111,12 @@ fn warm(world: &World, n: usize) -> (Vec<(f64, Traffic)>, Vec<(f64, Traffic)>) {
     let (mut gets, mut sets) = (Vec::new(), Vec::new());
     for i in 0..n + 1 {
         let body = format!(r#"{{"state":{{"desired":{{"prop1":"{}"}}}}}}"#, 10 + i % 90);
-        let post = encode_request("POST", "/things/lnu_001/shadow", &host, Some(body.as_bytes()));
+        let post = encode_request(
+            "POST",
+            "/things/lnu_001/shadow",
+            &host,
+            Some(body.as_bytes()),
+        );
         for (request, out) in [(&get, &mut gets), (&post, &mut sets)] {
             let (t0, r0) = (tx.load(Ordering::Relaxed), rx.load(Ordering::Relaxed));
             let started = Instant::now();
@@ -113,7 +124,11 @@ fn warm(world: &World, n: usize) -> (Vec<(f64, Traffic)>, Vec<(f64, Traffic)>) {
                 .request(&host, 8443, request, true)
                 .expect("warm request");
             let wall = started.elapsed().as_secs_f64();
-            assert_eq!(response.status, 200, "warm request answered {}", response.status);
+            assert_eq!(
+                response.status, 200,
+                "warm request answered {}",
+                response.status
+            );
             let traffic = Traffic {
                 tx: tx.load(Ordering::Relaxed) - t0,
                 rx: rx.load(Ordering::Relaxed) - r0,
@@ -142,7 +157,14 @@ fn measure(baud: u32, reps: usize, warm_n: usize, ops: &mut Vec<Op>) {
     let mut world = None;
     for _ in 0..reps {
         let w = World::start(Generation::V1_1_3, baud);
-        let (wall, t, _) = cli_op(&w, &w.provision_args().iter().map(String::as_str).collect::<Vec<_>>(), "provision (fresh)");
+        let (wall, t, _) = cli_op(
+            &w,
+            &w.provision_args()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            "provision (fresh)",
+        );
         fresh.push((wall, t));
         world = Some(w);
     }
@@ -182,6 +204,27 @@ fn measure(baud: u32, reps: usize, warm_n: usize, ops: &mut Vec<Op>) {
 
     let set = world.cli(&["shadow", "set", "lnu_001", "prop1=12"]);
     assert_eq!(set.code, Some(0), "shadow set: {}", set.why());
+    // Cold with no TLS link on the module (as after provisioning or a reset): the link is
+    // closed, untimed, before every run.
+    let mut cold = Vec::new();
+    for _ in 0..reps + 2 {
+        let _ = world.cli(&["at", "AT+CIPCLOSE"]);
+        let (wall, t, _) = cli_op(&world, &["shadow", "get", "lnu_001"], "shadow get (cold)");
+        cold.push((wall, t));
+    }
+    let (wall, t) = median_sample(cold);
+    ops.push(Op {
+        name: "shadow get, cold, no link open",
+        what:
+            "new process: refused CIPSEND, CIPSTART (TLS handshake), CIPSEND + GET, +IPD response",
+        baud,
+        runs: reps + 2,
+        wall,
+        traffic: t,
+        target: Some(COLD_TARGET),
+        extra_ok: None,
+    });
+    // Cold, with the link the previous command left open.
     let mut cold = Vec::new();
     for _ in 0..reps + 2 {
         let (wall, t, _) = cli_op(&world, &["shadow", "get", "lnu_001"], "shadow get (cold)");
@@ -189,8 +232,8 @@ fn measure(baud: u32, reps: usize, warm_n: usize, ops: &mut Vec<Op>) {
     }
     let (wall, t) = median_sample(cold);
     ops.push(Op {
-        name: "shadow get, cold",
-        what: "new process: probe, clock check, TLS config, CIPSTART (handshake), GET, CIPCLOSE",
+        name: "shadow get, cold, link left open",
+        what: "new process: CIPSEND + GET on the link the previous command left open",
         baud,
         runs: reps + 2,
         wall,
@@ -201,8 +244,16 @@ fn measure(baud: u32, reps: usize, warm_n: usize, ops: &mut Vec<Op>) {
 
     let (gets, sets) = warm(&world, warm_n);
     for (name, what, samples) in [
-        ("shadow get, warm", "CIPSEND + GET on an open link, +IPD response", gets),
-        ("shadow set, warm", "CIPSEND + POST on an open link, +IPD response (fsynced by the endpoint)", sets),
+        (
+            "shadow get, warm",
+            "CIPSEND + GET on an open link, +IPD response",
+            gets,
+        ),
+        (
+            "shadow set, warm",
+            "CIPSEND + POST on an open link, +IPD response (fsynced by the endpoint)",
+            sets,
+        ),
     ] {
         let runs = samples.len();
         let (wall, t) = median_sample(samples);
@@ -248,7 +299,11 @@ fn measure(baud: u32, reps: usize, warm_n: usize, ops: &mut Vec<Op>) {
 fn main() {
     let measuring = common::measuring();
     let (reps, warm_n) = if measuring { (3, 10) } else { (1, 1) };
-    let bauds: &[u32] = if measuring { &common::BAUDS } else { &[921_600] };
+    let bauds: &[u32] = if measuring {
+        &common::BAUDS
+    } else {
+        &[921_600]
+    };
     let started = Instant::now();
     let mut ops = Vec::new();
     for &baud in bauds {

@@ -294,6 +294,50 @@ impl<T: Transport> Session<T> {
         })
     }
 
+    /// A session on a provisioned firmware-1.x module that sends nothing up front: no
+    /// probe, no clock check, no TLS configuration, and the TLS link to `host:port` that an
+    /// earlier command may have left open taken as open. The first request's `AT+CIPSEND`
+    /// is the probe; a link that is gone costs one refused `AT+CIPSEND` and a reconnect.
+    ///
+    /// This is sound only where nothing the full set-up does is lost between processes:
+    /// firmware 1.x keeps `AT+CIPSSLCCONF` in NVS and has no passive receive mode that an
+    /// earlier session could have left on. A clock that is not synced, or credentials that
+    /// are missing, make the connect fail; callers then start over with [`Session::open`]
+    /// and the full set-up, which names the cause. Only requests that are harmless to
+    /// repeat should go through it.
+    pub fn resume(
+        io: T,
+        trace: Option<Trace>,
+        timeouts: Timeouts,
+        host: &str,
+        port: u16,
+    ) -> Result<Session<T>, Error> {
+        let mut client = AtClient::new(io);
+        client.set_trace(trace);
+        // Shorter than the probe's quiet period: anything stale that still arrives makes
+        // the first request fail, and the caller falls back to the full set-up.
+        client.discard_stale(Duration::from_millis(5))?;
+        Ok(Session {
+            client,
+            info: ModuleInfo {
+                generation: Generation::V1_1_3,
+                version: String::new(),
+                gmr: Vec::new(),
+            },
+            timeouts,
+            link: Some((host.to_string(), port)),
+            passive: false,
+            tls_configured: true,
+            clock_need: None,
+        })
+    }
+
+    /// Leaves the link open for the next command (see [`Session::resume`]): forgets it
+    /// without `AT+CIPCLOSE`.
+    pub fn keep_link(&mut self) {
+        self.link = None;
+    }
+
     /// What the probe found.
     pub fn info(&self) -> &ModuleInfo {
         &self.info
@@ -342,9 +386,14 @@ impl<T: Transport> Session<T> {
         })?;
         let started = Instant::now();
         let mut reads = now;
+        // An SNTP answer often comes within tens of milliseconds, and a provision that waits
+        // longer than it must loses that time on every module: poll soon, then back off
+        // (one poll is about 60 bytes on the line).
+        let mut pause = Duration::from_millis(50);
         while started.elapsed() < self.timeouts.clock {
             // Wait a little (4.1 also announces the sync with +TIME_UPDATED).
-            let until = Instant::now() + Duration::from_millis(500);
+            let until = Instant::now() + pause;
+            pause = (pause * 2).min(Duration::from_millis(500));
             while Instant::now() < until && !self.client.time_updated() {
                 if self.client.next_event(until)?.is_none() {
                     break;

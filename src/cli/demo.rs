@@ -14,8 +14,10 @@ use esp_aws::sim::{Simulator, SimulatorConfig};
 
 /// Arguments of `esp-aws demo`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Needs no hardware, no network and no AWS account. With --keep the \
-virtual module stays up afterwards, so the printed commands can be tried by hand.")]
+#[command(
+    after_help = "Needs no hardware, no network and no AWS account. With --keep the \
+virtual module stays up afterwards, so the printed commands can be tried by hand."
+)]
 pub struct DemoArgs {
     /// Firmware generation the virtual module plays.
     #[arg(long, default_value = "1.1.3", value_parser = ["1.1.3", "2.4", "4.1"])]
@@ -43,7 +45,10 @@ fn work_dir(state: Option<&Path>) -> anyhow::Result<(PathBuf, bool)> {
     if let Some(dir) = state {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
-        return Ok((std::path::absolute(dir).unwrap_or_else(|_| dir.into()), false));
+        return Ok((
+            std::path::absolute(dir).unwrap_or_else(|_| dir.into()),
+            false,
+        ));
     }
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -61,8 +66,9 @@ fn is_trace_line(line: &str) -> bool {
         return false;
     };
     let rest = rest.trim_start();
-    rest.split_once("s ")
-        .is_some_and(|(num, tail)| num.parse::<f64>().is_ok() && (tail.starts_with(">> ") || tail.starts_with("<< ")))
+    rest.split_once("s ").is_some_and(|(num, tail)| {
+        num.parse::<f64>().is_ok() && (tail.starts_with(">> ") || tail.starts_with("<< "))
+    })
 }
 
 /// What one step printed and how it ended.
@@ -194,11 +200,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .context("the simulated account has no default thing")?;
     let port = sim.port().display().to_string();
     let host = sim.endpoint().host().to_string();
-    let downloads = info
-        .cert
-        .parent()
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
+    let downloads = info.cert.parent().unwrap_or(Path::new(".")).to_path_buf();
     println!(
         "✓ started the local AWS IoT endpoint {host} and a virtual ESP32 on {port} ({:.1} s)",
         started.elapsed().as_secs_f64()
@@ -316,7 +318,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("\nthe virtual ESP32 stays on {port} until Ctrl-C; try (from any directory):");
         let flags = format!("--port {port} --baud {} --endpoint {host}", args.baud);
         println!("  {me} shadow get {} --output table {flags}", info.thing);
-        println!("  {me} shadow set {} prop1:=13 led.on:=true --reported {flags}", info.thing);
+        println!(
+            "  {me} shadow set {} prop1:=13 led.on:=true --reported {flags}",
+            info.thing
+        );
         println!("  {me} doctor --thing {} {flags}", info.thing);
         println!("  {me} at --port {port} AT+GMR 'AT+CIPSNTPTIME?'");
         println!(

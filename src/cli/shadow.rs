@@ -6,9 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use esp_aws::at::session::{Session, PLAUSIBLE_SINCE};
+use esp_aws::at::client::Trace;
+use esp_aws::at::session::{Error as SessionError, Session, Timeouts, PLAUSIBLE_SINCE};
 use esp_aws::aws::http::{encode_request, Response};
 use esp_aws::aws::shadow::{self, ApiError, Update};
+use esp_aws::firmware::Generation;
 use esp_aws::pki::summary::format_time;
 use esp_aws::transport::Transport;
 use serde_json::Value;
@@ -201,10 +203,67 @@ fn print_json(value: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The link for the quick path, when this command and module allow it: a firmware-1.x
+/// module that `esp-aws provision` set up on this very port (so its TLS configuration is
+/// in NVS), and a request that is harmless to repeat. Nothing is sent before the request
+/// itself, and a TLS link left open by the previous command is used as it is; see
+/// `Session::resume`.
+fn quick_link(
+    settings: &Settings,
+    command: &ShadowCommand,
+) -> Option<Link<esp_aws::transport::SerialTransport>> {
+    let repeatable = match command {
+        ShadowCommand::Get { .. } => true,
+        ShadowCommand::Set { version, .. } => version.is_none(),
+        _ => false,
+    };
+    let (config, _) = device::load_config().ok()?;
+    let provisioned_here = config.port.as_deref() == Some(settings.port.as_str())
+        && config.firmware.as_deref() == Some(Generation::V1_1_3.name());
+    if !repeatable || !provisioned_here || settings.time_from_host || settings.endpoint_port != 8443
+    {
+        return None;
+    }
+    let host = settings.endpoint.clone()?;
+    let transport =
+        esp_aws::transport::SerialTransport::open(&settings.port, settings.baud).ok()?;
+    let trace = settings
+        .trace
+        .then(|| Trace::new(Box::new(std::io::stderr())));
+    let session = Session::resume(
+        transport,
+        trace,
+        Timeouts::default(),
+        &host,
+        settings.endpoint_port,
+    )
+    .ok()?;
+    Some(Link {
+        session,
+        host,
+        port: settings.endpoint_port,
+    })
+}
+
 pub fn run(args: ShadowArgs) -> anyhow::Result<ExitCode> {
     let settings = device::resolve(&args.device, Some(&args.endpoint))?;
     // Check what can be checked before the module is touched.
     let prepared = prepare(&args.command)?;
+    if let Some(mut link) = quick_link(&settings, &args.command) {
+        match execute(&mut link, &args.command, prepared.clone()) {
+            // Whatever stood in the way (no link, a clock or credentials the connect
+            // needed, a module that rebooted or is not what was provisioned), the full
+            // set-up below finds it and names it; the request is one that may be repeated.
+            Err(e) if e.downcast_ref::<SessionError>().is_some() => {
+                log::info!("quick path failed ({e:#}); starting over with the full set-up");
+            }
+            // The link stays open for the next command (firmware 1.x keeps one link).
+            other => {
+                link.session.keep_link();
+                return other;
+            }
+        }
+    }
     let mut link = connect(&settings)?;
     let result = execute(&mut link, &args.command, prepared);
     let _ = link.session.close();
