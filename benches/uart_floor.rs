@@ -23,7 +23,7 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::{print_table, traffic, verdict, Traffic, World};
 use esp_aws::at::session::{Session, Timeouts, PLAUSIBLE_SINCE};
@@ -97,7 +97,9 @@ fn wrote_credentials(stderr: &str) -> bool {
 }
 
 /// Warm requests: one session, one link, `n` GETs and `n` POSTs alternating.
-fn warm(world: &World, n: usize) -> (Vec<(f64, Traffic)>, Vec<(f64, Traffic)>) {
+type Samples = Vec<(f64, Traffic)>;
+
+fn warm(world: &World, n: usize) -> (Samples, Samples, Samples) {
     let port = common::counting_port(world);
     let (tx, rx) = (port.tx.clone(), port.rx.clone());
     let host = world.host();
@@ -107,6 +109,24 @@ fn warm(world: &World, n: usize) -> (Vec<(f64, Traffic)>, Vec<(f64, Traffic)>) {
         .expect("module clock");
     session.configure_tls(&host, 8443).expect("configure TLS");
     session.connect(&host, 8443).expect("connect");
+    // The line's turnaround: `AT` answered by `OK`, 4 + 6 bytes, no network involved.
+    let mut ats = Vec::new();
+    for _ in 0..n * 2 {
+        let (t0, r0) = (tx.load(Ordering::Relaxed), rx.load(Ordering::Relaxed));
+        let started = Instant::now();
+        session
+            .client()
+            .command("AT", Duration::from_secs(3))
+            .expect("AT");
+        ats.push((
+            started.elapsed().as_secs_f64(),
+            Traffic {
+                tx: tx.load(Ordering::Relaxed) - t0,
+                rx: rx.load(Ordering::Relaxed) - r0,
+                round_trips: 1,
+            },
+        ));
+    }
     let get = encode_request("GET", "/things/lnu_001/shadow", &host, None);
     let (mut gets, mut sets) = (Vec::new(), Vec::new());
     for i in 0..n + 1 {
@@ -141,7 +161,7 @@ fn warm(world: &World, n: usize) -> (Vec<(f64, Traffic)>, Vec<(f64, Traffic)>) {
         }
     }
     let _ = session.close();
-    (gets, sets)
+    (ats, gets, sets)
 }
 
 /// Whether the binary has `provision --via`.
@@ -242,8 +262,13 @@ fn measure(baud: u32, reps: usize, warm_n: usize, ops: &mut Vec<Op>) {
         extra_ok: None,
     });
 
-    let (gets, sets) = warm(&world, warm_n);
+    let (ats, gets, sets) = warm(&world, warm_n);
     for (name, what, samples) in [
+        (
+            "AT → OK (one round trip)",
+            "the line's turnaround with no network in it; no target",
+            ats,
+        ),
         (
             "shadow get, warm",
             "CIPSEND + GET on an open link, +IPD response",
@@ -264,7 +289,7 @@ fn measure(baud: u32, reps: usize, warm_n: usize, ops: &mut Vec<Op>) {
             runs,
             wall,
             traffic: t,
-            target: Some(WARM_TARGET),
+            target: name.starts_with("shadow").then_some(WARM_TARGET),
             extra_ok: None,
         });
     }

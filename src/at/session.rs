@@ -227,7 +227,9 @@ impl<T: Transport> Session<T> {
     pub fn open(io: T, trace: Option<Trace>, timeouts: Timeouts) -> Result<Session<T>, Error> {
         let mut client = AtClient::new(io);
         client.set_trace(trace);
-        client.discard_stale(Duration::from_millis(30))?;
+        // Bytes still in flight arrive back to back, so a short quiet period marks their
+        // end; boot output that comes later still is what the probe's retries absorb.
+        client.discard_stale(Duration::from_millis(10))?;
         let mut answered = false;
         let mut seen = String::new();
         for _ in 0..3 {
@@ -386,10 +388,10 @@ impl<T: Transport> Session<T> {
         })?;
         let started = Instant::now();
         let mut reads = now;
-        // An SNTP answer often comes within tens of milliseconds, and a provision that waits
-        // longer than it must loses that time on every module: poll soon, then back off
-        // (one poll is about 60 bytes on the line).
-        let mut pause = Duration::from_millis(50);
+        // An SNTP answer can come within milliseconds, and a provision that waits longer
+        // than it must loses that time on every module: poll soon, then back off (one poll
+        // is about 60 bytes on the line).
+        let mut pause = Duration::from_millis(10);
         while started.elapsed() < self.timeouts.clock {
             // Wait a little (4.1 also announces the sync with +TIME_UPDATED).
             let until = Instant::now() + pause;
