@@ -25,5 +25,6 @@ mod rom_pty;
 
 mod classic_guide;
 mod cli_misc;
+mod demo;
 mod shadow_e2e;
 mod sim_cli;

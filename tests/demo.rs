@@ -1,0 +1,125 @@
+//! `esp-aws demo` end to end, and the quick path that `shadow get`/`set` take on a module
+//! provisioned on the same port.
+
+use esp_aws::firmware::Generation;
+use esp_aws::sim::device::BootMode;
+
+use crate::sim_util::World;
+use crate::util::esp_aws;
+
+/// The host's writes in a `--trace` transcript, in order.
+fn host_writes(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split_once(" >> ").map(|(_, text)| text))
+        .collect()
+}
+
+#[test]
+fn demo_provisions_sets_and_gets_and_a_second_run_finds_the_module_provisioned() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("demo");
+    let args = [
+        "demo".as_ref(),
+        "--sntp-delay".as_ref(),
+        "100".as_ref(),
+        "--state".as_ref(),
+        state.as_os_str(),
+    ];
+    let run = esp_aws(args);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    for step in ["✓ provision", "✓ shadow set", "✓ shadow get"] {
+        assert!(run.stdout.contains(step), "no '{step}' in:\n{}", run.stdout);
+    }
+    assert!(
+        run.stdout.contains("3 slots written, 0 unchanged"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(r#""delta":{"prop1":"12"}"#),
+        "{}",
+        run.stdout
+    );
+    // The transcript holds the serial traffic, with the key's bytes redacted.
+    let transcript = std::fs::read_to_string(state.join("demo-transcript.txt")).unwrap();
+    assert!(transcript.contains(">> AT+CIPSEND="), "{transcript}");
+    assert!(transcript.contains("bytes of credential data, not shown"));
+    assert!(!transcript.contains("PRIVATE KEY"), "the key leaked");
+    assert!(!run.stdout.contains("PRIVATE KEY"), "the key leaked");
+
+    // The module's flash is kept in the state directory, as a real module keeps it.
+    let again = esp_aws(args);
+    assert_eq!(again.code, Some(0), "{}\n{}", again.stdout, again.stderr);
+    assert!(
+        again.stdout.contains("0 slots written, 3 unchanged"),
+        "{}",
+        again.stdout
+    );
+    assert!(again.stdout.contains(r#""version":2"#), "{}", again.stdout);
+}
+
+#[test]
+fn demo_refuses_an_unknown_firmware() {
+    let run = esp_aws(["demo", "--firmware", "3.3"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+}
+
+#[test]
+fn shadow_commands_reuse_the_link_and_start_over_after_a_reboot() {
+    let world = World::start(Generation::V1_1_3);
+    world.provision();
+
+    // No probe and no set-up: the refused CIPSEND says there is no link yet.
+    let set = world.cli(["shadow", "set", "lnu_001", "prop1=12", "--trace"]);
+    assert_eq!(set.code, Some(0), "{}", set.stderr);
+    let writes = host_writes(&set.stderr);
+    assert!(writes[0].starts_with("AT+CIPSEND="), "{writes:?}");
+    assert!(writes[1].starts_with("AT+CIPSTART="), "{writes:?}");
+    assert!(
+        !writes.iter().any(|w| w.starts_with("AT+GMR")),
+        "{writes:?}"
+    );
+    assert!(
+        !writes.iter().any(|w| w.starts_with("AT+CIPCLOSE")),
+        "{writes:?}"
+    );
+
+    // The next command sends its request on the link the last one left open.
+    let get = world.cli(["shadow", "get", "lnu_001", "--trace"]);
+    assert_eq!(get.code, Some(0), "{}", get.stderr);
+    let writes = host_writes(&get.stderr);
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert!(writes[0].starts_with("AT+CIPSEND="), "{writes:?}");
+    assert!(
+        writes[1].starts_with("GET /things/lnu_001/shadow"),
+        "{writes:?}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&get.stdout).unwrap();
+    assert_eq!(Some(doc), world.stored("lnu_001", None));
+
+    // A reboot drops the link and the clock: the command starts over with the full probe
+    // and set-up, and still succeeds.
+    world.sim.reset(BootMode::Flash).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let get = world.cli(["shadow", "get", "lnu_001", "--trace"]);
+    assert_eq!(get.code, Some(0), "{}", get.stderr);
+    let writes = host_writes(&get.stderr);
+    assert!(writes.iter().any(|w| w.starts_with("AT+GMR")), "{writes:?}");
+    let doc: serde_json::Value = serde_json::from_str(&get.stdout).unwrap();
+    assert_eq!(doc["state"]["desired"]["prop1"], "12");
+
+    // A versioned update is not repeatable, so it always takes the full path.
+    let set = world.cli([
+        "shadow",
+        "set",
+        "lnu_001",
+        "prop1=13",
+        "--version",
+        "1",
+        "--trace",
+    ]);
+    assert_eq!(set.code, Some(0), "{}", set.stderr);
+    let writes = host_writes(&set.stderr);
+    assert_eq!(writes[0], "AT\\r\\n", "{writes:?}");
+}
