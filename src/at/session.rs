@@ -562,6 +562,15 @@ impl<T: Transport> Session<T> {
         let mut buf = Vec::new();
         loop {
             buf.extend(self.client.take_rx(usize::MAX));
+            // Passive mode left on by someone else (a session that did not set it up): the
+            // data would never be fetched, so say so rather than wait.
+            if !self.passive && self.client.take_data_announced() {
+                return Err(AtError::Unexpected {
+                    command: "AT+CIPSEND".into(),
+                    reply: "+IPD without data: the module is in passive receive mode".into(),
+                }
+                .into());
+            }
             if self.passive && self.client.take_data_announced() {
                 loop {
                     // 2920 bytes: the most the firmware hands over at once.
