@@ -24,3 +24,5 @@ mod rom_props;
 mod rom_pty;
 
 mod shadow_e2e;
+mod provision_e2e;
+mod doctor_e2e;

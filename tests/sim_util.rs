@@ -122,3 +122,49 @@ impl World {
             .map(|s| serde_json::from_str(&s).unwrap())
     }
 }
+
+/// Erase and write counts of every flash sector that holds credentials (the PKI partitions,
+/// or `mfg_nvs` on 4.1), to show that a run did or did not touch them.
+pub type Counters = Vec<(u32, u32)>;
+
+impl World {
+    /// The credential sectors' erase and write counters.
+    pub fn credential_counters(&self) -> Counters {
+        let names: &[&str] = if self.sim.firmware().uses_pki_partitions() {
+            &["client_cert", "client_key", "client_ca"]
+        } else {
+            &["mfg_nvs"]
+        };
+        self.sim.flash().read(|f| {
+            let mut out = Vec::new();
+            for name in names {
+                let (p, _) = f.partition(name).expect("credential partition");
+                for addr in (p.offset..p.offset + p.size).step_by(4096) {
+                    out.push((f.erase_count(addr), f.write_count(addr)));
+                }
+            }
+            out
+        })
+    }
+
+    /// The value of an `mfg_nvs` key, read back through the module's own `AT+SYSMFG`
+    /// (4.1), independently of the tool's writer.
+    pub fn mfg_value(&self, ns: &str, key: &str) -> Option<Vec<u8>> {
+        let port = self.sim.port().to_str().unwrap();
+        let io = esp_aws::transport::SerialTransport::open(port, 115_200).unwrap();
+        let mut session = esp_aws::at::session::Session::open(
+            io,
+            None,
+            esp_aws::at::session::Timeouts::default(),
+        )
+        .unwrap();
+        session
+            .client()
+            .command(
+                &format!("AT+SYSMFG=1,\"{ns}\",\"{key}\""),
+                Duration::from_secs(3),
+            )
+            .ok()
+            .and_then(|r| r.binary)
+    }
+}

@@ -1,0 +1,266 @@
+//! `esp-aws provision` end to end: the real binary against the virtual module on a pty, for
+//! every firmware generation, with the flash read back independently of the tool.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use esp_aws::firmware::Generation;
+use esp_aws::pki::atpki::ItemKind;
+use esp_aws::sim::at::{Fault, FaultSpec};
+use esp_aws::sim::device::BootMode;
+use esp_aws::sim::endpoint::{Account, CertStatus};
+
+use crate::sim_util::{Counters, World};
+use crate::util::{fixture, Run};
+
+/// The default thing's three files, as provision reads them.
+struct Files {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+fn files(world: &World) -> Files {
+    let dir = world.thing_dir();
+    let pick = |suffix: &str| {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(suffix))
+            .unwrap()
+    };
+    Files {
+        cert: pick("-certificate.pem.crt"),
+        key: pick("-private.pem.key"),
+        ca: dir.join("AmazonRootCA1.pem"),
+    }
+}
+
+fn provision_with(world: &World, extra: &[&str]) -> Run {
+    let mut args: Vec<std::ffi::OsString> = ["provision", "--thing", "lnu_001", "--from"]
+        .map(Into::into)
+        .to_vec();
+    args.push(world.thing_dir().into_os_string());
+    args.extend(extra.iter().map(Into::into));
+    world.cli(args)
+}
+
+fn provision_files(world: &World, cert: &Path, key: &Path, ca: &Path) -> Run {
+    let mut args: Vec<std::ffi::OsString> =
+        ["provision", "--thing", "lnu_001"].map(Into::into).to_vec();
+    for (flag, path) in [("--cert", cert), ("--key", key), ("--ca", ca)] {
+        args.push(flag.into());
+        args.push(path.into());
+    }
+    world.cli(args)
+}
+
+fn last_line(text: &str) -> &str {
+    text.lines().last().unwrap_or("")
+}
+
+/// Asserts that the module holds exactly what Espressif's tools would have put there: on
+/// PKI generations each partition starts with the AtPKI bin of the file and is erased
+/// (0xFF) after it; on 4.1 the `mfg_nvs` keys hold the raw PEM.
+fn assert_module_holds(world: &World, cert: &Path, key: &Path, ca: &Path) {
+    let generation = world.sim.firmware();
+    for (slot, kind, path) in [
+        ("client_cert", ItemKind::CERT, cert),
+        ("client_key", ItemKind::KEY, key),
+        ("client_ca", ItemKind::CA, ca),
+    ] {
+        let pem = std::fs::read(path).unwrap();
+        if generation.uses_pki_partitions() {
+            let (partition, bytes) = world
+                .sim
+                .flash()
+                .read(|f| f.partition(slot).map(|(p, b)| (p, b.to_vec())))
+                .unwrap();
+            let bin = esp_aws::pki::build(
+                &[esp_aws::pki::Input {
+                    kind,
+                    bytes: pem.clone(),
+                }],
+                partition.size as usize,
+            )
+            .unwrap();
+            assert!(
+                bytes.starts_with(&bin),
+                "{generation}: {slot} does not hold the AtPKI bin of {}",
+                path.display()
+            );
+            assert!(
+                bytes[bin.len()..].iter().all(|&b| b == 0xFF),
+                "{generation}: {slot} is not erased after its bin"
+            );
+        } else {
+            let stored = world.mfg_value(slot, &format!("{slot}.0"));
+            assert_eq!(
+                stored.as_deref(),
+                Some(pem.as_slice()),
+                "{generation}: mfg_nvs {slot}/{slot}.0 does not hold the raw PEM"
+            );
+        }
+    }
+}
+
+#[test]
+fn provision_then_shadow_set_and_get_on_every_generation() {
+    for generation in Generation::ALL {
+        let world = World::start(generation);
+        let run = provision_with(&world, &["--trace"]);
+        assert_eq!(run.code, Some(0), "{generation}: {}", run.stderr);
+        let f = files(&world);
+        // --from says which files it picked.
+        assert!(
+            run.stderr.contains(&format!(
+                "using {}, {} and AmazonRootCA1.pem from {}",
+                f.cert.file_name().unwrap().to_string_lossy(),
+                f.key.file_name().unwrap().to_string_lossy(),
+                world.thing_dir().display()
+            )),
+            "{generation}: {}",
+            run.stderr
+        );
+        for slot in ["client_cert", "client_key", "client_ca"] {
+            assert!(
+                run.stderr
+                    .lines()
+                    .any(|l| l.contains(&format!("{slot} at ")) && l.contains("written and verified")),
+                "{generation}: {slot} not reported written:\n{}",
+                run.stderr
+            );
+        }
+        assert!(
+            run.stderr.contains(
+                "live check: GET lnu_001's shadow: 404, no shadow yet (create one with `esp-aws shadow set lnu_001 key=value`)"
+            ),
+            "{generation}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stdout.contains("3 slots written, 0 unchanged"),
+            "{generation}: {}",
+            run.stdout
+        );
+        // The trace shows the exchange but never the private key.
+        assert!(run.stderr.contains(">> AT+GMR\\r\\n"), "{}", run.stderr);
+        let key = std::fs::read_to_string(&f.key).unwrap();
+        for line in key.lines().filter(|l| l.len() > 8) {
+            assert!(
+                !run.stderr.contains(line) && !run.stdout.contains(line),
+                "{generation}: the trace shows a line of the private key"
+            );
+        }
+        assert!(!run.stderr.contains("PRIVATE KEY"), "{generation}");
+        assert_module_holds(&world, &f.cert, &f.key, &f.ca);
+
+        // The settings the shadow commands read.
+        let config = std::fs::read_to_string(world.dir.path().join("esp-aws.toml")).unwrap();
+        let config: toml::Value = toml::from_str(&config).unwrap();
+        assert_eq!(
+            config["port"].as_str(),
+            Some(world.sim.port().to_str().unwrap())
+        );
+        assert_eq!(config["endpoint"].as_str(), Some(world.host().as_str()));
+        assert_eq!(config["thing"].as_str(), Some("lnu_001"));
+        assert_eq!(config["firmware"].as_str(), Some(generation.name()));
+        assert_eq!(config["baud"].as_integer(), Some(115_200));
+
+        let set = world.cli(["shadow", "set", "lnu_001", "prop1=12"]);
+        assert_eq!(set.code, Some(0), "{generation}: {}", set.stderr);
+        let get = world.cli(["shadow", "get", "lnu_001"]);
+        assert_eq!(get.code, Some(0), "{generation}: {}", get.stderr);
+        let got: serde_json::Value = serde_json::from_str(&get.stdout).unwrap();
+        assert_eq!(got["state"]["desired"]["prop1"], "12");
+    }
+}
+
+#[test]
+fn reprovisioning_the_same_files_writes_nothing() {
+    for generation in Generation::ALL {
+        let world = World::start(generation);
+        world.provision();
+        let before = world.credential_counters();
+        let run = provision_with(&world, &[]);
+        assert_eq!(run.code, Some(0), "{generation}: {}", run.stderr);
+        assert_eq!(
+            world.credential_counters(),
+            before,
+            "{generation}: the second run erased or wrote credential flash"
+        );
+        assert!(
+            run.stdout.contains("0 slots written, 3 unchanged"),
+            "{generation}: {}",
+            run.stdout
+        );
+        assert_eq!(
+            last_line(&run.stdout),
+            "the module already held exactly these credentials: nothing was written"
+        );
+        assert_eq!(
+            run.stderr
+                .lines()
+                .filter(|l| l.contains("unchanged, not rewritten"))
+                .count(),
+            3,
+            "{generation}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn from_with_two_certificates_is_a_usage_error() {
+    let world = World::start(Generation::V2_4);
+    let dir = world.dir.path().join("downloads");
+    std::fs::create_dir(&dir).unwrap();
+    let f = files(&world);
+    for p in [&f.cert, &f.key, &f.ca] {
+        std::fs::copy(p, dir.join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::copy(&f.cert, dir.join("0000-certificate.pem.crt")).unwrap();
+    let before = world.credential_counters();
+    let run = world.cli([
+        "provision".as_ref(),
+        "--from".as_ref(),
+        dir.as_os_str(),
+        "--thing".as_ref(),
+        "lnu_001".as_ref(),
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert_eq!(
+        last_line(&run.stderr),
+        format!(
+            "error: {} holds more than one device certificate (*-certificate.pem.crt) (0000-certificate.pem.crt, {}): pass --cert FILE to choose",
+            dir.display(),
+            f.cert.file_name().unwrap().to_string_lossy()
+        )
+    );
+    assert_eq!(world.credential_counters(), before);
+}
+
+#[test]
+fn key_that_does_not_match_the_certificate_writes_nothing() {
+    for generation in [Generation::V1_1_3, Generation::V4_1] {
+        let world = World::start(generation);
+        world.provision();
+        let before = world.credential_counters();
+        let f = files(&world);
+        let run = provision_files(&world, &f.cert, &fixture("atpki/dev_rsa_key.pem"), &f.ca);
+        assert_eq!(run.code, Some(1), "{generation}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("✗ the private key does not belong to this certificate: use the key that was downloaded together with it"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(
+            last_line(&run.stderr),
+            "error: the credentials failed the pre-flight checks above; nothing was written to the module"
+        );
+        assert_eq!(world.credential_counters(), before, "{generation}");
+        // The module still holds the good credentials.
+        assert_module_holds(&world, &f.cert, &f.key, &f.ca);
+    }
+}
