@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use esp_aws::firmware::Generation;
 use esp_aws::pki::atpki::ItemKind;
@@ -11,7 +10,7 @@ use esp_aws::sim::at::{Fault, FaultSpec};
 use esp_aws::sim::device::BootMode;
 use esp_aws::sim::endpoint::{Account, CertStatus};
 
-use crate::sim_util::{Counters, World};
+use crate::sim_util::World;
 use crate::util::{fixture, Run};
 
 /// The default thing's three files, as provision reads them.
@@ -262,5 +261,186 @@ fn key_that_does_not_match_the_certificate_writes_nothing() {
         assert_eq!(world.credential_counters(), before, "{generation}");
         // The module still holds the good credentials.
         assert_module_holds(&world, &f.cert, &f.key, &f.ca);
+    }
+}
+
+/// The sentence a failed run ends with.
+fn error_line(run: &Run) -> &str {
+    last_line(&run.stderr)
+}
+
+fn ntp_down(generation: Generation) -> World {
+    World::start_with(generation, |c| {
+        c.faults = Some((FaultSpec::none().with(Fault::NtpDown), 1));
+    })
+}
+
+#[test]
+fn blocked_ntp_stops_before_writing_and_time_from_host_fixes_it() {
+    let world = ntp_down(Generation::V2_4);
+    let before = world.credential_counters();
+    let run = provision_with(&world, &["--clock-timeout", "1"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(
+        error_line(&run),
+        "error: the module's clock did not sync within 1 s (it still reads 1970-01-01 00:00:01 UTC): SNTP (UDP 123) is probably blocked; rerun with --time-from-host to set it from this computer"
+    );
+    assert_eq!(world.credential_counters(), before, "written before the clock was right");
+
+    let run = provision_with(&world, &["--time-from-host"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("3 slots written"), "{}", run.stdout);
+    assert!(run.stderr.contains("live check: GET lnu_001's shadow: 404"));
+}
+
+#[test]
+fn blocked_ntp_on_1_x_cannot_be_fixed_from_the_host() {
+    let world = ntp_down(Generation::V1_1_3);
+    let before = world.credential_counters();
+    let run = provision_with(&world, &["--clock-timeout", "1"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        error_line(&run).ends_with("SNTP (UDP 123) is probably blocked; firmware 1.x can only sync by SNTP, so let the module reach an NTP server"),
+        "{}",
+        run.stderr
+    );
+    let run = provision_with(&world, &["--time-from-host"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(
+        error_line(&run),
+        "error: firmware 1.x has no AT+SYSTIMESTAMP, so the clock can only be set by SNTP; make UDP port 123 reachable for the module"
+    );
+    assert_eq!(world.credential_counters(), before);
+}
+
+#[test]
+fn a_ca_the_endpoint_does_not_chain_to_is_named() {
+    // 1.1.3 speaks TLS 1.2, 4.1 TLS 1.3: the handshake fails at different points.
+    for generation in [Generation::V1_1_3, Generation::V4_1] {
+        let world = World::start(generation);
+        let f = files(&world);
+        let wrong = fixture("atpki/ca_rsa_cert.pem");
+        let run = provision_files(&world, &f.cert, &f.key, &wrong);
+        assert_eq!(run.code, Some(1), "{generation}: {}", run.stderr);
+        assert_eq!(
+            error_line(&run),
+            format!("error: the TLS connection to {}:8443 failed because the CA on the module is not the root the endpoint's certificate chains to (without checking the server, the endpoint accepted the module's certificate): provision with the Amazon root CA the endpoint uses (AmazonRootCA1.pem)", world.host()),
+            "{generation}"
+        );
+        // The probe left mutual TLS configured: the right CA works at once.
+        let run = provision_with(&world, &[]);
+        assert_eq!(run.code, Some(0), "{generation}: {}", run.stderr);
+        assert!(run.stdout.contains("1 slot written, 2 unchanged"), "{}", run.stdout);
+    }
+}
+
+/// Deactivates the default thing's certificate in the account the running endpoint uses.
+pub fn deactivate(world: &World) {
+    let info = world.sim.endpoint().sim_info().unwrap();
+    let mut account = Account::open(world.sim.endpoint().state_dir()).unwrap();
+    account
+        .set_certificate_status(&info.cert_id, CertStatus::Inactive)
+        .unwrap();
+}
+
+#[test]
+fn an_inactive_certificate_is_named() {
+    for generation in [Generation::V2_4, Generation::V4_1] {
+        let world = World::start(generation);
+        deactivate(&world);
+        let run = provision_with(&world, &[]);
+        assert_eq!(run.code, Some(1), "{generation}: {}", run.stderr);
+        let host = world.host();
+        // 4.1 speaks TLS 1.3: the client's side of the handshake may be done before the
+        // endpoint looks at the certificate, so the refusal can arrive as a closed link.
+        let expected = format!("error: {host}:8443 refused the module's certificate (the TLS connection fails or is closed at once even with the server left unchecked, so the CA is not the cause): the certificate is not ACTIVE or not registered in AWS IoT; activate it in the AWS IoT console, or if it is active, check that the module's network reaches port 8443");
+        assert_eq!(error_line(&run), expected, "{generation}");
+    }
+}
+
+#[test]
+fn port_443_is_refused_on_1_x_before_writing_and_works_with_alpn_on_2_4() {
+    let world = World::start(Generation::V1_1_3);
+    let before = world.credential_counters();
+    let run = provision_with(&world, &["--endpoint-port", "443"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(
+        error_line(&run),
+        "error: port 443 needs ALPN x-amzn-http-ca, which ESP-AT 1.x cannot send (AT+CIPSSLCALPN arrived in 2.1): use port 8443"
+    );
+    assert_eq!(world.credential_counters(), before);
+
+    let world = World::start(Generation::V2_4);
+    let run = provision_with(&world, &["--endpoint-port", "443"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stderr.contains("live check: GET lnu_001's shadow: 404"));
+    let get = world.cli(["shadow", "get", "lnu_001"]);
+    assert_eq!(get.code, Some(3), "{}", get.stderr);
+}
+
+#[test]
+fn the_log_uart_is_recognised() {
+    crate::sim_util::with_log_port(|port| {
+        let run = crate::util::esp_aws([
+            "provision",
+            "--port",
+            port,
+            "--cert",
+            fixture("atpki/dev_rsa_cert.pem").to_str().unwrap(),
+            "--key",
+            fixture("atpki/dev_rsa_key.pem").to_str().unwrap(),
+            "--ca",
+            fixture("atpki/ca_rsa_cert.pem").to_str().unwrap(),
+            "--endpoint",
+            "a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com",
+        ]);
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert_eq!(
+            error_line(&run),
+            format!("error: {port}: this port shows the ESP32's boot log (a reset reason line): it is the log/download UART (UART0); ESP-AT listens on UART1 (GPIO16/17 on WROOM-32)")
+        );
+    });
+}
+
+/// Runs provision and resets the module as soon as the first credential write lands.
+pub fn provision_interrupted(world: &World) -> Run {
+    let before = world.credential_counters();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                let now = world.credential_counters();
+                if now.iter().zip(&before).any(|(a, b)| a.1 > b.1) {
+                    world.sim.reset(BootMode::Flash).unwrap();
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        let run = provision_with(world, &[]);
+        done.store(true, Ordering::SeqCst);
+        run
+    })
+}
+
+#[test]
+fn a_reboot_while_writing_is_repaired_by_the_next_run() {
+    for generation in Generation::ALL {
+        let world = World::start(generation);
+        let run = provision_interrupted(&world);
+        assert_eq!(run.code, Some(1), "{generation}: {}", run.stderr);
+        let line = error_line(&run);
+        assert!(
+            line.starts_with("error: the module rebooted during AT+SYS")
+                && line.ends_with(", so its credentials may be half-written: run `esp-aws provision` again; it finds what differs and rewrites only that"),
+            "{generation}: {}",
+            run.stderr
+        );
+        let run = provision_with(&world, &[]);
+        assert_eq!(run.code, Some(0), "{generation}: {}", run.stderr);
+        assert!(run.stderr.contains("written and verified"), "{}", run.stderr);
+        let f = files(&world);
+        assert_module_holds(&world, &f.cert, &f.key, &f.ca);
+        assert!(run.stderr.contains("live check: GET lnu_001's shadow: 404"));
     }
 }

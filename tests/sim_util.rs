@@ -168,3 +168,35 @@ impl World {
             .and_then(|r| r.binary)
     }
 }
+
+/// Runs `f` with the path of a port that behaves like an ESP32's log/download UART
+/// (UART0): the ROM prints its boot banner after every reset and nothing answers `AT`. The
+/// module is reset over and over while `f` runs, as a board's auto-reset circuit does when
+/// a program opens its USB port.
+pub fn with_log_port<R>(f: impl FnOnce(&str) -> R) -> R {
+    use esp_aws::sim::device::{BootMode, SharedFlash};
+    use esp_aws::sim::flash::Flash;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let flash = SharedFlash::in_memory(Flash::factory(Generation::V2_4));
+    let rom = esp_aws::sim::rom::RomDevice::builder()
+        .boot(BootMode::Flash)
+        .build(flash);
+    let pty = esp_aws::sim::pty::Pty::builder()
+        .baud(0)
+        .spawn(Box::new(rom))
+        .unwrap();
+    let path = pty.path().to_str().unwrap().to_string();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                let _ = pty.reset(BootMode::Flash);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let result = f(&path);
+        done.store(true, Ordering::SeqCst);
+        result
+    })
+}

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use esp_aws::at::session::PLAUSIBLE_SINCE;
+use esp_aws::at::session::{Error as SessionError, PLAUSIBLE_SINCE};
 use esp_aws::aws::http::encode_request;
 use esp_aws::aws::shadow;
+use esp_aws::firmware::Generation;
 use esp_aws::pki::atpki;
 use esp_aws::pki::check::{self, Status};
 use esp_aws::provision::{self, Credentials, Outcome, Progress};
@@ -203,7 +204,24 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         ),
     );
 
-    // 3. Write what differs, verify.
+    // 3. What the module cannot do, and a clock that cannot be set, stop the run before
+    // anything is written: a run that cannot finish leaves the device as it was.
+    if settings.endpoint_port == 443 && generation == Generation::V1_1_3 {
+        return Err(SessionError::AlpnUnsupported.into());
+    }
+    let not_before = check_not_before(&creds.cert)
+        .unwrap_or(PLAUSIBLE_SINCE)
+        .max(PLAUSIBLE_SINCE);
+    let clock = session.ensure_clock(not_before, settings.time_from_host)?;
+    steps.done(
+        "✓",
+        &format!(
+            "module clock at {}",
+            esp_aws::pki::summary::format_time(clock)
+        ),
+    );
+
+    // 4. Write what differs, verify.
     let bar = steps.bar("writing credentials");
     let mut on_progress = |p: Progress| {
         let Some(bar) = &bar else {
@@ -238,26 +256,18 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
-    // 4. Clock and TLS configuration.
-    let not_before = check_not_before(&creds.cert)
-        .unwrap_or(PLAUSIBLE_SINCE)
-        .max(PLAUSIBLE_SINCE);
-    let clock = session.ensure_clock(not_before, settings.time_from_host)?;
-    steps.done(
-        "✓",
-        &format!(
-            "module clock at {}",
-            esp_aws::pki::summary::format_time(clock)
-        ),
-    );
+    // 5. TLS configuration.
     session.configure_tls(&endpoint, settings.endpoint_port)?;
     steps.done("✓", "mutual TLS configured (AT+CIPSSLCCONF=3,0,0)");
 
-    // 5. Live check.
+    // 6. Live check.
+    let port = settings.endpoint_port;
     let live = match &thing {
         Some(thing) => {
             let request = encode_request("GET", &shadow::shadow_path(thing, None), &endpoint, None);
-            let response = session.request(&endpoint, settings.endpoint_port, &request, true)?;
+            let response = session
+                .request(&endpoint, port, &request, true)
+                .map_err(|e| provision::explain_tls_failure(&mut session, &endpoint, port, e))?;
             match response.status {
                 200 => format!("GET {thing}'s shadow: 200, version {}", version_of(&response.body)),
                 404 => format!("GET {thing}'s shadow: 404, no shadow yet (create one with `esp-aws shadow set {thing} key=value`)"),
@@ -269,7 +279,9 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
             }
         }
         None => {
-            session.connect(&endpoint, settings.endpoint_port)?;
+            session
+                .connect(&endpoint, port)
+                .map_err(|e| provision::explain_tls_failure(&mut session, &endpoint, port, e))?;
             "TLS connection established (no --thing given, so no shadow was read)".to_string()
         }
     };
