@@ -324,7 +324,7 @@ fn a_ca_the_endpoint_does_not_chain_to_is_named() {
         assert_eq!(run.code, Some(1), "{generation}: {}", run.stderr);
         assert_eq!(
             error_line(&run),
-            format!("error: the TLS connection to {}:8443 failed because the CA on the module is not the root the endpoint's certificate chains to (without checking the server, the endpoint accepted the module's certificate): provision with the Amazon root CA the endpoint uses (AmazonRootCA1.pem)", world.host()),
+            format!("error: the TLS connection to {}:8443 failed because the CA on the module is not the root the endpoint's certificate chains to (with the server left unchecked, the endpoint accepts the module's certificate and answers): provision with the Amazon root CA the endpoint uses (AmazonRootCA1.pem)", world.host()),
             "{generation}"
         );
         // The probe left mutual TLS configured: the right CA works at once.
