@@ -426,7 +426,10 @@ pub fn provision_interrupted(world: &World) -> Run {
 #[test]
 fn a_reboot_while_writing_is_repaired_by_the_next_run() {
     for generation in Generation::ALL {
-        let world = World::start(generation);
+        // At a real line speed the read-back after the first write takes long enough
+        // (about 0.1 s) for the reset to land inside the run, wherever the scheduler puts
+        // the watching thread.
+        let world = World::start_with(generation, |c| c.baud = 115_200);
         let run = provision_interrupted(&world);
         assert_eq!(run.code, Some(1), "{generation}: {}", run.stderr);
         let line = error_line(&run);
