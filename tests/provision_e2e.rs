@@ -335,7 +335,7 @@ fn a_ca_the_endpoint_does_not_chain_to_is_named() {
 }
 
 /// Deactivates the default thing's certificate in the account the running endpoint uses.
-pub fn deactivate(world: &World) {
+pub(crate) fn deactivate(world: &World) {
     let info = world.sim.endpoint().sim_info().unwrap();
     let mut account = Account::open(world.sim.endpoint().state_dir()).unwrap();
     account
@@ -403,7 +403,7 @@ fn the_log_uart_is_recognised() {
 }
 
 /// Runs provision and resets the module as soon as the first credential write lands.
-pub fn provision_interrupted(world: &World) -> Run {
+pub(crate) fn provision_interrupted(world: &World) -> Run {
     let before = world.credential_counters();
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
