@@ -213,7 +213,9 @@ pub fn explain_tls_failure<T: Transport>(
         }
         SessionError::At(AtError::LinkClosed | AtError::SendFailed)
         | SessionError::DroppedUnsafe => Error::CertificateRefused { host, port },
-        SessionError::At(AtError::Failed { ref command, .. }) if command.starts_with("AT+CIPSEND") => {
+        SessionError::At(AtError::Failed { ref command, .. })
+            if command.starts_with("AT+CIPSEND") =>
+        {
             Error::CertificateRefused { host, port }
         }
         e => e.into(),

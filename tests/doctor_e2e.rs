@@ -10,9 +10,8 @@ use crate::sim_util::World;
 use crate::util::{fixture, Run};
 
 fn doctor(world: &World, extra: &[&str]) -> Run {
-    let mut args: Vec<std::ffi::OsString> = ["doctor", "--thing", "lnu_001"]
-        .map(Into::into)
-        .to_vec();
+    let mut args: Vec<std::ffi::OsString> =
+        ["doctor", "--thing", "lnu_001"].map(Into::into).to_vec();
     args.extend(extra.iter().map(Into::into));
     world.cli(args)
 }
@@ -28,7 +27,9 @@ fn doctor_from(world: &World, extra: &[&str]) -> Run {
 fn failure(run: &Run) -> (String, String) {
     assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
     let line = run.stdout.lines().last().unwrap();
-    let rest = line.strip_prefix("✗ ").unwrap_or_else(|| panic!("{}", run.stdout));
+    let rest = line
+        .strip_prefix("✗ ")
+        .unwrap_or_else(|| panic!("{}", run.stdout));
     let (check, sentence) = rest.split_once(' ').unwrap();
     (check.to_string(), sentence.trim_start().to_string())
 }
@@ -40,7 +41,18 @@ fn a_provisioned_module_passes_every_check() {
         world.provision();
         let run = doctor_from(&world, &[]);
         assert_eq!(run.code, Some(0), "{generation}:\n{}", run.stdout);
-        for check in ["port", "at", "firmware", "wifi", "clock", "files", "credentials", "endpoint", "tls", "shadow"] {
+        for check in [
+            "port",
+            "at",
+            "firmware",
+            "wifi",
+            "clock",
+            "files",
+            "credentials",
+            "endpoint",
+            "tls",
+            "shadow",
+        ] {
             assert!(
                 run.stdout
                     .lines()
@@ -50,7 +62,9 @@ fn a_provisioned_module_passes_every_check() {
             );
         }
         assert!(run.stdout.contains("client_key matches the local file"));
-        assert!(run.stdout.contains("GET lnu_001's shadow: 404, no shadow yet"));
+        assert!(run
+            .stdout
+            .contains("GET lnu_001's shadow: 404, no shadow yet"));
 
         let json = doctor(&world, &["--json"]);
         assert_eq!(json.code, Some(0), "{}", json.stdout);
@@ -138,12 +152,7 @@ fn a_clock_that_never_syncs_is_named_and_time_from_host_fixes_it() {
         } else {
             // The clock is fixed; the next broken link is the unprovisioned module.
             assert!(run.stdout.contains("✓ clock "), "{}", run.stdout);
-            assert_eq!(
-                failure(&run).0,
-                "credentials",
-                "{}",
-                run.stdout
-            );
+            assert_eq!(failure(&run).0, "credentials", "{}", run.stdout);
         }
     }
 }
@@ -213,7 +222,12 @@ fn port_443_on_1_x_and_the_log_uart_are_named() {
             failure(&run),
             ("at".into(), "this port shows the ESP32's boot log (a reset reason line): it is the log/download UART (UART0); ESP-AT listens on UART1 (GPIO16/17 on WROOM-32)".into())
         );
-        assert!(run.stdout.starts_with(&format!("✓ port         {port} opens at 115200 baud\n")), "{}", run.stdout);
+        assert!(
+            run.stdout
+                .starts_with(&format!("✓ port         {port} opens at 115200 baud\n")),
+            "{}",
+            run.stdout
+        );
     });
 }
 

@@ -23,6 +23,6 @@ mod rom_loader;
 mod rom_props;
 mod rom_pty;
 
-mod shadow_e2e;
-mod provision_e2e;
 mod doctor_e2e;
+mod provision_e2e;
+mod shadow_e2e;

@@ -126,7 +126,8 @@ fn provision_then_shadow_set_and_get_on_every_generation() {
             assert!(
                 run.stderr
                     .lines()
-                    .any(|l| l.contains(&format!("{slot} at ")) && l.contains("written and verified")),
+                    .any(|l| l.contains(&format!("{slot} at "))
+                        && l.contains("written and verified")),
                 "{generation}: {slot} not reported written:\n{}",
                 run.stderr
             );
@@ -285,7 +286,11 @@ fn blocked_ntp_stops_before_writing_and_time_from_host_fixes_it() {
         error_line(&run),
         "error: the module's clock did not sync within 1 s (it still reads 1970-01-01 00:00:01 UTC): SNTP (UDP 123) is probably blocked; rerun with --time-from-host to set it from this computer"
     );
-    assert_eq!(world.credential_counters(), before, "written before the clock was right");
+    assert_eq!(
+        world.credential_counters(),
+        before,
+        "written before the clock was right"
+    );
 
     let run = provision_with(&world, &["--time-from-host"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
@@ -330,7 +335,11 @@ fn a_ca_the_endpoint_does_not_chain_to_is_named() {
         // The probe left mutual TLS configured: the right CA works at once.
         let run = provision_with(&world, &[]);
         assert_eq!(run.code, Some(0), "{generation}: {}", run.stderr);
-        assert!(run.stdout.contains("1 slot written, 2 unchanged"), "{}", run.stdout);
+        assert!(
+            run.stdout.contains("1 slot written, 2 unchanged"),
+            "{}",
+            run.stdout
+        );
     }
 }
 
@@ -441,7 +450,11 @@ fn a_reboot_while_writing_is_repaired_by_the_next_run() {
         );
         let run = provision_with(&world, &[]);
         assert_eq!(run.code, Some(0), "{generation}: {}", run.stderr);
-        assert!(run.stderr.contains("written and verified"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("written and verified"),
+            "{}",
+            run.stderr
+        );
         let f = files(&world);
         assert_module_holds(&world, &f.cert, &f.key, &f.ca);
         assert!(run.stderr.contains("live check: GET lnu_001's shadow: 404"));

@@ -63,7 +63,12 @@ pub struct EndpointArgs {
     #[arg(long, global = true)]
     pub time_from_host: bool,
     /// How long to wait for the module's clock to sync by SNTP, in seconds [default: 30].
-    #[arg(long, env = "ESP_AWS_CLOCK_TIMEOUT", value_name = "SECS", global = true)]
+    #[arg(
+        long,
+        env = "ESP_AWS_CLOCK_TIMEOUT",
+        value_name = "SECS",
+        global = true
+    )]
     pub clock_timeout: Option<u64>,
 }
 

@@ -240,7 +240,12 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
     let result = session.request(&endpoint, port, &request, true);
     let result = match result {
         Ok(r) => Ok(r),
-        Err(e) => Err(provision::explain_tls_failure(&mut session, &endpoint, port, e)),
+        Err(e) => Err(provision::explain_tls_failure(
+            &mut session,
+            &endpoint,
+            port,
+            e,
+        )),
     };
     let _ = session.close();
     match result {
