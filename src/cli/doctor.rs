@@ -23,8 +23,10 @@ use super::device::{self, DeviceArgs, EndpointArgs};
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Checks, in order: port opens, something answers AT, firmware generation, Wi-Fi,
-clock, credentials on the module (compared with local files when given), the local files
-themselves, endpoint, TLS connection, shadow read. Stops at the first failure.
+clock, the local files when given (every pre-flight check), credentials on the module
+(compared with the local files, or else checked like them: key matches certificate, CA),
+endpoint, TLS connection (a failure is probed: wrong CA or refused certificate), shadow
+read. Stops at the first failure.
 Exit code 0 when every check passes, 1 otherwise."
 )]
 pub struct DoctorArgs {
