@@ -247,3 +247,68 @@ fn half_written_credentials_are_named_until_provision_repairs_them() {
     world.provision();
     assert_eq!(doctor_from(&world, &[]).code, Some(0));
 }
+
+#[test]
+fn a_busy_port_a_silent_port_and_no_wi_fi_are_named() {
+    let world = World::start(Generation::V2_4);
+    let port = world.sim.port().to_str().unwrap().to_string();
+    {
+        // Another program (a serial monitor) holds the port.
+        let _held = esp_aws::transport::SerialTransport::open(&port, 115_200).unwrap();
+        let run = doctor(&world, &[]);
+        assert_eq!(
+            failure(&run),
+            ("port".into(), format!("{port} is busy: another program (a serial monitor, ModemManager, brltty) holds it; close it and retry"))
+        );
+    }
+    crate::sim_util::with_silent_port(|silent| {
+        let run = doctor(&world, &["--port", silent]);
+        assert_eq!(
+            failure(&run),
+            ("at".into(), "nothing answered AT: check that this is the module's AT port (UART1 on ESP32, not the USB port of a DevKitC) and that the baud rate is right (default 115200)".into())
+        );
+    });
+    assert_eq!(world.cli(["at", "AT+CWQAP"]).code, Some(0));
+    let run = doctor(&world, &[]);
+    assert_eq!(
+        failure(&run),
+        ("wifi".into(), "the module is not joined to a Wi-Fi network: join one with AT+CWJAP=\"ssid\",\"password\" (esp-aws at)".into())
+    );
+}
+
+#[test]
+fn a_policy_without_the_action_is_named() {
+    let world = World::start(Generation::V1_1_3);
+    world.provision();
+    let info = world.sim.endpoint().sim_info().unwrap();
+    esp_aws::sim::endpoint::Account::open(world.sim.endpoint().state_dir())
+        .unwrap()
+        .set_denied_actions(&info.cert_id, &["iot:GetThingShadow"])
+        .unwrap();
+    let run = doctor_from(&world, &["--trace"]);
+    let (check, sentence) = failure(&run);
+    assert_eq!(check, "shadow");
+    assert!(
+        sentence.starts_with("AWS answered 403 (")
+            && sentence.ends_with("): the certificate is not ACTIVE, or its policy does not allow iot:GetThingShadow on lnu_001"),
+        "{sentence}"
+    );
+    // The trace shows the exchange, never the key the module holds.
+    assert!(
+        run.stderr.contains(">> AT+SYSFLASH=2,\"client_key\""),
+        "{}",
+        run.stderr
+    );
+    let key = std::fs::read_dir(world.thing_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-private.pem.key"))
+        .unwrap();
+    for line in std::fs::read_to_string(key)
+        .unwrap()
+        .lines()
+        .filter(|l| l.len() > 8)
+    {
+        assert!(!run.stderr.contains(line) && !run.stdout.contains(line));
+    }
+}

@@ -140,9 +140,15 @@ fn provision_then_shadow_set_and_get_on_every_generation() {
             run.stderr
         );
         assert!(
-            run.stdout.contains("3 slots written, 0 unchanged"),
+            run.stdout
+                .contains("3 slots written (client_cert, client_key, client_ca), 0 unchanged;"),
             "{generation}: {}",
             run.stdout
+        );
+        // The summary ends with the live check's result.
+        assert_eq!(
+            last_line(&run.stdout),
+            "live check: GET lnu_001's shadow: 404, no shadow yet (create one with `esp-aws shadow set lnu_001 key=value`)"
         );
         // The trace shows the exchange but never the private key.
         assert!(run.stderr.contains(">> AT+GMR\\r\\n"), "{}", run.stderr);
@@ -191,7 +197,8 @@ fn reprovisioning_the_same_files_writes_nothing() {
             "{generation}: the second run erased or wrote credential flash"
         );
         assert!(
-            run.stdout.contains("0 slots written, 3 unchanged"),
+            run.stdout
+                .contains("0 slots written, 3 unchanged (client_cert, client_key, client_ca);"),
             "{generation}: {}",
             run.stdout
         );
@@ -294,7 +301,7 @@ fn blocked_ntp_stops_before_writing_and_time_from_host_fixes_it() {
 
     let run = provision_with(&world, &["--time-from-host"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert!(run.stdout.contains("3 slots written"), "{}", run.stdout);
+    assert!(run.stdout.contains("3 slots written ("), "{}", run.stdout);
     assert!(run.stderr.contains("live check: GET lnu_001's shadow: 404"));
 }
 
@@ -336,7 +343,8 @@ fn a_ca_the_endpoint_does_not_chain_to_is_named() {
         let run = provision_with(&world, &[]);
         assert_eq!(run.code, Some(0), "{generation}: {}", run.stderr);
         assert!(
-            run.stdout.contains("1 slot written, 2 unchanged"),
+            run.stdout
+                .contains("1 slot written (client_ca), 2 unchanged (client_cert, client_key);"),
             "{}",
             run.stdout
         );
@@ -459,4 +467,35 @@ fn a_reboot_while_writing_is_repaired_by_the_next_run() {
         assert_module_holds(&world, &f.cert, &f.key, &f.ca);
         assert!(run.stderr.contains("live check: GET lnu_001's shadow: 404"));
     }
+}
+
+#[test]
+fn a_silent_port_and_a_policy_without_the_action_are_named() {
+    crate::sim_util::with_silent_port(|port| {
+        let world = World::start(Generation::V2_4);
+        let run = provision_with(&world, &["--port", port]);
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert_eq!(
+            error_line(&run),
+            format!("error: {port}: nothing answered AT: check that this is the module's AT port (UART1 on ESP32, not the USB port of a DevKitC) and that the baud rate is right (default 115200)")
+        );
+    });
+
+    let world = World::start(Generation::V4_1);
+    let info = world.sim.endpoint().sim_info().unwrap();
+    Account::open(world.sim.endpoint().state_dir())
+        .unwrap()
+        .set_denied_actions(&info.cert_id, &["iot:GetThingShadow"])
+        .unwrap();
+    let run = provision_with(&world, &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        error_line(&run)
+            .starts_with("error: the module connected, but AWS refused the shadow read (403 ")
+            && error_line(&run).ends_with(
+                "): check that the certificate is ACTIVE and its policy allows iot:GetThingShadow"
+            ),
+        "{}",
+        run.stderr
+    );
 }

@@ -200,3 +200,21 @@ pub fn with_log_port<R>(f: impl FnOnce(&str) -> R) -> R {
         result
     })
 }
+
+/// Runs `f` with the path of a port on which nothing ever answers (a wrong port, or the
+/// right one at the wrong baud rate).
+pub fn with_silent_port<R>(f: impl FnOnce(&str) -> R) -> R {
+    use esp_aws::sim::device::{BootMode, SharedFlash};
+    use esp_aws::sim::flash::Flash;
+
+    let flash = SharedFlash::in_memory(Flash::factory(Generation::V2_4));
+    let rom = esp_aws::sim::rom::RomDevice::builder()
+        .boot(BootMode::Flash)
+        .power_on_banner(false)
+        .build(flash);
+    let pty = esp_aws::sim::pty::Pty::builder()
+        .baud(0)
+        .spawn(Box::new(rom))
+        .unwrap();
+    f(pty.path().to_str().unwrap())
+}

@@ -296,19 +296,34 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         thing: thing.clone(),
         firmware: Some(generation.name().to_string()),
     })?;
-    let written = slots
-        .iter()
-        .filter(|s| s.outcome == Outcome::Written)
-        .count();
+    let names = |outcome: Outcome| -> Vec<&str> {
+        slots
+            .iter()
+            .filter(|s| s.outcome == outcome)
+            .map(|s| s.slot)
+            .collect()
+    };
+    let list = |names: &[&str]| {
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", names.join(", "))
+        }
+    };
+    let (written, unchanged) = (names(Outcome::Written), names(Outcome::Unchanged));
     println!(
-        "provisioned {} ({}): {written} slot{} written, {} unchanged; settings saved to {}",
+        "provisioned {} ({}): {} slot{} written{}, {} unchanged{}; settings saved to {}",
         settings.port,
         generation,
-        if written == 1 { "" } else { "s" },
-        slots.len() - written,
+        written.len(),
+        if written.len() == 1 { "" } else { "s" },
+        list(&written),
+        unchanged.len(),
+        list(&unchanged),
         saved.display()
     );
-    if written == 0 {
+    println!("live check: {live}");
+    if written.is_empty() {
         println!("the module already held exactly these credentials: nothing was written");
     }
     Ok(ExitCode::SUCCESS)
