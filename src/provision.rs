@@ -45,9 +45,12 @@ pub enum Error {
     /// A reply that cannot be parsed.
     #[error("unexpected answer from the module: {0}")]
     Unexpected(String),
-    /// The module rebooted (or stopped answering) while credentials were being written.
+    /// The module rebooted while credentials were being written.
     #[error("the module rebooted during {0}, so its credentials may be half-written: run `esp-aws provision` again; it finds what differs and rewrites only that")]
     Interrupted(String),
+    /// The module stopped answering while credentials were being written.
+    #[error("the module stopped answering during {0}, so its credentials may be half-written: check the module's power and cable, then run `esp-aws provision` again; it finds what differs and rewrites only that")]
+    Stalled(String),
     /// A session step failed.
     #[error(transparent)]
     Session(#[from] SessionError),
@@ -161,9 +164,8 @@ pub fn write_credentials<T: Transport>(
     };
     // A reboot mid-way is not a failure of the files: say that a re-run finishes the job.
     result.map_err(|e| match e {
-        Error::At(AtError::Rebooted(command) | AtError::Timeout { command, .. }) => {
-            Error::Interrupted(command)
-        }
+        Error::At(AtError::Rebooted(command)) => Error::Interrupted(command),
+        Error::At(AtError::Timeout { command, .. }) => Error::Stalled(command),
         e => e,
     })
 }

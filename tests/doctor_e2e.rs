@@ -312,3 +312,33 @@ fn a_policy_without_the_action_is_named() {
         assert!(!run.stderr.contains(line) && !run.stdout.contains(line));
     }
 }
+
+#[test]
+fn an_unprovisioned_module_is_named_on_every_generation() {
+    for generation in Generation::ALL {
+        let world = World::start(generation);
+        let run = doctor(&world, &[]);
+        let (check, sentence) = failure(&run);
+        assert_eq!(check, "credentials", "{generation}: {}", run.stdout);
+        if generation.uses_pki_partitions() {
+            assert_eq!(
+                sentence,
+                "client_cert holds no credential: run `esp-aws provision`"
+            );
+        } else {
+            // The factory image's placeholders are not certificates.
+            assert!(
+                sentence.starts_with("client_cert on the module holds no usable credential (")
+                    && sentence.ends_with("): run `esp-aws provision`"),
+                "{sentence}"
+            );
+        }
+        let run = doctor_from(&world, &[]);
+        let (check, sentence) = failure(&run);
+        assert_eq!(check, "credentials", "{generation}: {}", run.stdout);
+        assert!(
+            sentence.starts_with("client_cert ") && sentence.contains("run `esp-aws provision`"),
+            "{generation}: {sentence}"
+        );
+    }
+}
