@@ -499,3 +499,58 @@ fn a_silent_port_and_a_policy_without_the_action_are_named() {
         run.stderr
     );
 }
+
+#[test]
+fn a_terminal_gets_progress_bars_and_the_same_lines() {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    use std::process::{Command, Stdio};
+
+    // At line speed each read-back takes about 0.1 s, so the bars are drawn.
+    let world = World::start_with(Generation::V2_4, |c| c.baud = 115_200);
+    let pty = nix::pty::openpty(None, None).unwrap();
+    // SAFETY: openpty returned two fresh descriptors that nothing else owns.
+    let (mut master, slave) = unsafe {
+        (
+            std::fs::File::from_raw_fd(pty.master),
+            std::fs::File::from_raw_fd(pty.slave),
+        )
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+        .args(["provision", "--thing", "lnu_001", "--from"])
+        .arg(world.thing_dir())
+        .current_dir(world.dir.path())
+        .env("ESP_AWS_PORT", world.sim.port())
+        .env("ESP_AWS_ENDPOINT", world.host())
+        .env("XDG_CONFIG_HOME", world.dir.path().join("xdg"))
+        .stdin(Stdio::null())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    // Read while the child runs, so that a full pty buffer can never block it; the read
+    // ends with EIO once the child has exited and the slave side is closed.
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match master.read(&mut buf) {
+                Ok(0) | Err(_) => return out,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    let status = child.wait().unwrap();
+    let out = reader.join().unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(status.success(), "{text}");
+    // A bar was drawn and cleared (indicatif erases its line with ESC [2K)...
+    assert!(text.contains("\u{1b}[2K"), "{text}");
+    assert!(text.contains("client_key"), "{text}");
+    // ...and the step lines are the same as in a pipe.
+    assert!(
+        text.contains("written and verified")
+            && text.contains("live check: GET lnu_001's shadow: 404"),
+        "{text}"
+    );
+}

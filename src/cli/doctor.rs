@@ -306,13 +306,15 @@ fn preflight(
         match f.status {
             // A stored file that does not even parse is a slot that was never provisioned
             // (4.1 images ship placeholders there).
-            Status::Fail if whose == "credentials" && !slot.is_empty() => return Err(report.fail(
-                "credentials",
-                format!(
+            Status::Fail if whose == "credentials" && !slot.is_empty() => {
+                return Err(report.fail(
+                    "credentials",
+                    format!(
                     "{slot} on the module holds no usable credential ({}): run `esp-aws provision`",
                     f.message
                 ),
-            )),
+                ))
+            }
             Status::Fail => return Err(report.fail(f.check, format!("{prefix}{}", f.message))),
             Status::Warn => report.warn(f.check, format!("{prefix}{}", f.message)),
             _ => {}

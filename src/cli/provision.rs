@@ -130,6 +130,25 @@ impl Steps {
         Some(bar)
     }
 
+    /// Runs one phase with a spinner on a terminal (nothing extra in a pipe).
+    fn phase<R>(&self, message: &str, f: impl FnOnce() -> R) -> R {
+        let spinner = self.terminal.then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_message(message.to_string());
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
+            bar
+        });
+        let result = f();
+        if let Some(bar) = spinner {
+            bar.finish_and_clear();
+        }
+        result
+    }
+
     fn done(&self, mark: &str, text: &str) {
         eprintln!(
             "{mark} {text} ({:.1} s)",
@@ -186,14 +205,16 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let steps = Steps {
+        // A bar redrawn over --trace lines would garble both.
         terminal: device::stdout_is_terminal()
-            && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            && std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && !settings.trace,
         started: Instant::now(),
     };
     steps.done("✓", "credentials checked");
 
     // 2. The module.
-    let mut session = device::open_session(&settings)?;
+    let mut session = steps.phase("probing the module", || device::open_session(&settings))?;
     let generation = session.info().generation;
     steps.done(
         "✓",
@@ -212,7 +233,9 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     let not_before = check_not_before(&creds.cert)
         .unwrap_or(PLAUSIBLE_SINCE)
         .max(PLAUSIBLE_SINCE);
-    let clock = session.ensure_clock(not_before, settings.time_from_host)?;
+    let clock = steps.phase("waiting for the module's clock", || {
+        session.ensure_clock(not_before, settings.time_from_host)
+    })?;
     steps.done(
         "✓",
         &format!(
@@ -265,8 +288,10 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     let live = match &thing {
         Some(thing) => {
             let request = encode_request("GET", &shadow::shadow_path(thing, None), &endpoint, None);
-            let response = session
-                .request(&endpoint, port, &request, true)
+            let response = steps
+                .phase("live check: reading the shadow", || {
+                    session.request(&endpoint, port, &request, true)
+                })
                 .map_err(|e| provision::explain_tls_failure(&mut session, &endpoint, port, e))?;
             match response.status {
                 200 => format!("GET {thing}'s shadow: 200, version {}", version_of(&response.body)),
@@ -279,8 +304,10 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
             }
         }
         None => {
-            session
-                .connect(&endpoint, port)
+            steps
+                .phase("live check: connecting", || {
+                    session.connect(&endpoint, port)
+                })
                 .map_err(|e| provision::explain_tls_failure(&mut session, &endpoint, port, e))?;
             "TLS connection established (no --thing given, so no shadow was read)".to_string()
         }
