@@ -554,3 +554,21 @@ fn a_terminal_gets_progress_bars_and_the_same_lines() {
         "{text}"
     );
 }
+
+#[test]
+fn a_thing_name_aws_refuses_is_a_usage_error_before_the_module_is_touched() {
+    let world = World::start(Generation::V1_1_3);
+    let before = world.credential_counters();
+    let mut args: Vec<std::ffi::OsString> = ["provision", "--thing", "lnu 001", "--from"]
+        .map(Into::into)
+        .to_vec();
+    args.push(world.thing_dir().into_os_string());
+    let run = world.cli(args);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert_eq!(
+        error_line(&run),
+        "error: 'lnu 001' is not a thing name AWS accepts: ThingName must match pattern [a-zA-Z0-9:_-]+"
+    );
+    assert_eq!(world.credential_counters(), before);
+    assert!(!world.dir.path().join("esp-aws.toml").exists());
+}

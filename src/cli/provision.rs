@@ -181,6 +181,14 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     let endpoint = settings.endpoint()?.to_string();
     let (config, _) = device::load_config()?;
     let thing = args.thing.clone().or(config.thing);
+    // A name AWS would refuse fails the live check only after the writes: refuse it now.
+    if let Some(name) = &thing {
+        if let Err(e) = esp_aws::aws::names::validate_thing_name(name) {
+            return Err(
+                Exit::usage(format!("'{name}' is not a thing name AWS accepts: {e}")).into(),
+            );
+        }
+    }
     let creds = Credentials {
         cert: read(&cert_path)?,
         key: read(&key_path)?,
