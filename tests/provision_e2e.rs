@@ -162,6 +162,19 @@ fn provision_then_shadow_set_and_get_on_every_generation() {
         assert!(!run.stderr.contains("PRIVATE KEY"), "{generation}");
         assert_module_holds(&world, &f.cert, &f.key, &f.ca);
 
+        // The live check was one GET of the thing's shadow, with the module's certificate,
+        // and with SNI where the firmware can send it.
+        let requests = world.sim.endpoint().requests();
+        assert_eq!(requests.len(), 1, "{generation}: {requests:?}");
+        let get = &requests[0];
+        assert_eq!(
+            (get.method.as_str(), get.target.as_str(), get.status),
+            ("GET", "/things/lnu_001/shadow", 404)
+        );
+        assert_eq!(get.thing.as_deref(), Some("lnu_001"));
+        let sni = (generation != Generation::V1_1_3).then(|| world.host());
+        assert_eq!(get.sni, sni, "{generation}");
+
         // The settings the shadow commands read.
         let config = std::fs::read_to_string(world.dir.path().join("esp-aws.toml")).unwrap();
         let config: toml::Value = toml::from_str(&config).unwrap();
