@@ -404,6 +404,10 @@ fn port_443_is_refused_on_1_x_before_writing_and_works_with_alpn_on_2_4() {
     let run = provision_with(&world, &["--endpoint-port", "443"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(run.stderr.contains("live check: GET lnu_001's shadow: 404"));
+    let requests = world.sim.endpoint().requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].listener, esp_aws::sim::endpoint::Listener::Alpn);
+    assert_eq!(requests[0].alpn.as_deref(), Some("x-amzn-http-ca"));
     let get = world.cli(["shadow", "get", "lnu_001"]);
     assert_eq!(get.code, Some(3), "{}", get.stderr);
 }
