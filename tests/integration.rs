@@ -24,3 +24,6 @@ mod rom_props;
 mod rom_pty;
 
 mod shadow_e2e;
+
+mod flash_cli;
+mod provision_rom;

@@ -4,6 +4,7 @@
 mod at;
 mod device;
 mod doctor;
+mod flash;
 mod pki;
 mod provision;
 mod shadow;
@@ -42,6 +43,8 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// Send raw AT commands and print the module's answers.
     At(at::AtArgs),
+    /// Write, read and verify flash through the ESP32 ROM bootloader (download mode).
+    Flash(flash::FlashArgs),
     /// Run the local AWS IoT endpoint (and, with a module, the virtual ESP32-AT).
     Sim(sim::SimArgs),
 }
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::At(args) => at::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Flash(args) => flash::run(args),
     };
     match result {
         Ok(code) => code,
