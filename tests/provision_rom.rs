@@ -61,16 +61,14 @@ fn erases(world: &World, addr: u32) -> u32 {
 
 fn esptool_verify(port: &Path, files: &[(u32, PathBuf)]) -> String {
     let mut cmd = Command::new(esptool());
-    cmd.args(["--chip", "esp32", "--port"])
-        .arg(port)
-        .args([
-            "--before",
-            "no-reset",
-            "--after",
-            "no-reset",
-            "--no-stub",
-            "verify-flash",
-        ]);
+    cmd.args(["--chip", "esp32", "--port"]).arg(port).args([
+        "--before",
+        "no-reset",
+        "--after",
+        "no-reset",
+        "--no-stub",
+        "verify-flash",
+    ]);
     for (addr, path) in files {
         cmd.arg(format!("{addr:#x}")).arg(path);
     }
@@ -105,13 +103,27 @@ fn provision_via_rom_writes_the_atpki_golden_bins_and_esptool_verifies_them() {
         "{}",
         run.stdout
     );
-    assert!(run.stderr.contains("client_key at 0x2c000: 1692 bytes, written and verified"));
+    assert!(run
+        .stderr
+        .contains("client_key at 0x2c000: 1692 bytes, written and verified"));
     // Found through the table, so no word about assumed offsets.
     assert!(!run.stderr.contains("were assumed"), "{}", run.stderr);
     // A pty has no RTS: the module stays in the bootloader and the user is told how to leave.
-    assert!(run.stderr.contains("stays in the ROM bootloader"), "{}", run.stderr);
-    assert!(run.stderr.contains("esp-aws sim reset --boot normal"), "{}", run.stderr);
-    assert!(run.stdout.contains("reset the module into normal boot"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("stays in the ROM bootloader"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("esp-aws sim reset --boot normal"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("reset the module into normal boot"),
+        "{}",
+        run.stdout
+    );
 
     for (addr, path) in golden() {
         let bin = std::fs::read(&path).unwrap();
@@ -138,14 +150,19 @@ fn provision_via_rom_writes_the_atpki_golden_bins_and_esptool_verifies_them() {
 #[test]
 fn provision_via_rom_with_the_sim_thing_then_again_writes_nothing() {
     let world = download_world(Generation::V1_1_3);
-    let mut args: Vec<std::ffi::OsString> = ["provision", "--via", "rom", "--thing", "lnu_001", "--from"]
-        .map(Into::into)
-        .to_vec();
+    let mut args: Vec<std::ffi::OsString> =
+        ["provision", "--via", "rom", "--thing", "lnu_001", "--from"]
+            .map(Into::into)
+            .to_vec();
     args.push(world.thing_dir().into_os_string());
     let first = world.cli(&args);
     assert_ok(&first);
     assert!(first.stdout.contains("3 slots written"), "{}", first.stdout);
-    assert!(first.stdout.contains("esp-aws shadow get lnu_001"), "{}", first.stdout);
+    assert!(
+        first.stdout.contains("esp-aws shadow get lnu_001"),
+        "{}",
+        first.stdout
+    );
 
     // The flash holds exactly what `pki build` makes from the same files.
     let dir = world.thing_dir();
@@ -183,14 +200,23 @@ fn provision_via_rom_with_the_sim_thing_then_again_writes_nothing() {
     let before: Vec<u32> = SLOTS.iter().map(|&(_, a)| erases(&world, a)).collect();
     let again = world.cli(&args);
     assert_ok(&again);
-    assert!(again.stdout.contains("0 slots written, 3 unchanged"), "{}", again.stdout);
     assert!(
-        again.stdout.contains("already held exactly these credentials: nothing was written"),
+        again.stdout.contains("0 slots written, 3 unchanged"),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        again
+            .stdout
+            .contains("already held exactly these credentials: nothing was written"),
         "{}",
         again.stdout
     );
     assert_eq!(
-        again.stderr.matches("unchanged (MD5 matched), not rewritten").count(),
+        again
+            .stderr
+            .matches("unchanged (MD5 matched), not rewritten")
+            .count(),
         3,
         "{}",
         again.stderr
@@ -233,7 +259,11 @@ fn provision_via_rom_stops_at_the_pre_flight_checks() {
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("✗"), "{}", run.stderr);
     assert!(
-        run.stderr.lines().last().unwrap().contains("nothing was written"),
+        run.stderr
+            .lines()
+            .last()
+            .unwrap()
+            .contains("nothing was written"),
         "{}",
         run.stderr
     );
@@ -277,7 +307,13 @@ fn provision_via_rom_keeps_data_sharing_a_sector_with_a_slot() {
             p.size = 0x1c00;
         }
     }
-    table.push(Partition::new("neighbour", PartitionType::CUSTOMIZED, 0x20, 0x2e000, 0x400));
+    table.push(Partition::new(
+        "neighbour",
+        PartitionType::CUSTOMIZED,
+        0x20,
+        0x2e000,
+        0x400,
+    ));
     let neighbour: Vec<u8> = (0..0x400u32).map(|i| (i * 7) as u8).collect();
     world.sim.flash().modify(|f| {
         f.erase(0x20000, 0x1000).unwrap();
@@ -286,10 +322,17 @@ fn provision_via_rom_keeps_data_sharing_a_sector_with_a_slot() {
     });
     let run = provision_fixtures(&world, &[]);
     assert_ok(&run);
-    assert!(run.stderr.contains("client_ca at 0x2e400"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("client_ca at 0x2e400"),
+        "{}",
+        run.stderr
+    );
     let ca = fixture_bytes("atpki/ca_rsa.bin");
     assert!(slot_bytes(&world, 0x2e400, ca.len()) == ca);
-    assert!(slot_bytes(&world, 0x2e000, 0x400) == neighbour, "the neighbour was clobbered");
+    assert!(
+        slot_bytes(&world, 0x2e000, 0x400) == neighbour,
+        "the neighbour was clobbered"
+    );
 }
 
 #[test]
@@ -313,7 +356,10 @@ fn provision_via_rom_on_a_module_in_normal_boot_says_how_to_enter_download_mode(
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     let last = run.stderr.lines().last().unwrap();
     assert!(last.contains("does not answer SYNC"), "{last}");
-    assert!(last.contains("hold BOOT (GPIO0) down, tap EN (RST)"), "{last}");
+    assert!(
+        last.contains("hold BOOT (GPIO0) down, tap EN (RST)"),
+        "{last}"
+    );
     assert!(last.contains("esp-aws sim reset --boot download"), "{last}");
     for (_, addr) in SLOTS {
         assert_eq!(erases(&world, addr), 0);

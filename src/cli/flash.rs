@@ -308,10 +308,7 @@ pub fn run(args: FlashArgs) -> anyhow::Result<ExitCode> {
             std::fs::write(&tmp, &data)
                 .and_then(|()| std::fs::rename(&tmp, &output))
                 .with_context(|| format!("cannot write {}", output.display()))?;
-            println!(
-                "read {len} bytes at {offset:#x} into {}",
-                output.display()
-            );
+            println!("read {len} bytes at {offset:#x} into {}", output.display());
             Ok(ExitCode::SUCCESS)
         }
         FlashCommand::Verify { items } => {

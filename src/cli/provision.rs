@@ -341,7 +341,11 @@ fn run_rom(
         "✓",
         &format!(
             "ESP32 ROM bootloader on {port}{}",
-            if reset { " (reset into download mode)" } else { "" }
+            if reset {
+                " (reset into download mode)"
+            } else {
+                ""
+            }
         ),
     );
     let (layout, slots) = rom_pki::write_credentials(&mut loader, creds, &mut |r| {
