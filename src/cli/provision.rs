@@ -176,6 +176,12 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
             )
         }
     };
+    if args.via == Via::At && args.rom.flash_baud.is_some() {
+        return Err(Exit::usage(
+            "--flash-baud applies to --via rom only (the AT path uses --baud)",
+        )
+        .into());
+    }
     let settings = device::resolve(&args.device, Some(&args.endpoint))?;
     let endpoint = settings.endpoint()?.to_string();
     let (config, _) = device::load_config()?;
