@@ -497,7 +497,8 @@ impl<T: Transport> RomLoader<T> {
     ///
     /// The data is padded with `0xFF` to whole words. The sectors it touches are erased
     /// first, so the rest of the last sector reads `0xFF` afterwards, unless the flash
-    /// already held exactly these bytes, in which case nothing is written.
+    /// already held exactly these bytes, in which case nothing is written. Trailing `0xFF`
+    /// bytes are left to the erase rather than sent.
     pub fn write_region(&mut self, addr: u32, data: &[u8]) -> Result<WriteReport, Error> {
         if addr % 0x1000 != 0 {
             return Err(Error::Unaligned { addr });
@@ -514,13 +515,21 @@ impl<T: Transport> RomLoader<T> {
             });
         }
 
+        // Trailing 0xFF bytes need not be sent or programmed: the erase at FLASH_BEGIN
+        // leaves them. (The ROM only checks the size against the erase at FLASH_END, which
+        // is never sent, §7 rule 8.)
+        let body_len = image
+            .iter()
+            .rposition(|&b| b != 0xFF)
+            .map_or(0, |i| (i + 1).next_multiple_of(4));
+        let body = &image[..body_len];
         let compressed = {
             let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-            z.write_all(&image)?;
+            z.write_all(body)?;
             z.finish()?
         };
-        let deflate = compressed.len() < image.len();
-        let payload: &[u8] = if deflate { &compressed } else { &image };
+        let deflate = !body.is_empty() && compressed.len() < body.len();
+        let payload: &[u8] = if deflate { &compressed } else { body };
         let block = self.block_size as usize;
         let blocks = u32::try_from(payload.len().div_ceil(block)).unwrap_or(u32::MAX);
         let begin = if deflate {

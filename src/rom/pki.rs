@@ -15,7 +15,9 @@
 //! sectors already hold that image (ROM MD5) is not rewritten. Every bin is built, and
 //! every check made, before the first byte is written.
 
-use crate::firmware::SECONDARY_TABLE_OFFSET;
+use md5::{Digest, Md5};
+
+use crate::firmware::{Generation, SECONDARY_TABLE_OFFSET};
 use crate::partition::{self, Partition, ENTRY_LEN, TABLE_LEN};
 use crate::pki::atpki::ItemKind;
 use crate::pki::{self as atpki_build, Input};
@@ -134,11 +136,25 @@ pub struct RomSlotReport {
     pub write: WriteReport,
 }
 
-/// Reads ESP-AT's secondary partition table through the ROM, entry pairs at a time, and
-/// stops at the first entry that is not one (the MD5 entry, or erased flash), as the
-/// firmware does: a 15-entry table costs 8 reads instead of the 48 of the whole 0xC00.
+/// Reads ESP-AT's secondary partition table through the ROM.
+///
+/// One SPI_FLASH_MD5 of the table's 0xC00 bytes first: when it equals the hash of a table
+/// ESP-AT's default ESP32 images ship (or of erased flash), the flash holds exactly that
+/// table and one round trip replaces eight reads. Otherwise the entries are read two at a
+/// time until the first that is not one (the MD5 entry, or erased flash), as the firmware
+/// parses them: a 15-entry table costs 8 reads instead of the 48 of the whole 0xC00.
 pub fn read_table<T: Transport>(loader: &mut RomLoader<T>) -> Result<Vec<Partition>, Error> {
     const CHUNK: u32 = 64;
+    let digest = loader.flash_md5(SECONDARY_TABLE_OFFSET, TABLE_LEN as u32)?;
+    if digest == <[u8; 16]>::from(Md5::digest([0xFF; TABLE_LEN])) {
+        return Ok(Vec::new());
+    }
+    for generation in Generation::ALL {
+        let table = generation.secondary_table();
+        if digest == <[u8; 16]>::from(Md5::digest(partition::encode(&table))) {
+            return Ok(table);
+        }
+    }
     let mut bytes = Vec::new();
     while bytes.len() < TABLE_LEN {
         let chunk = loader.read_flash(SECONDARY_TABLE_OFFSET + bytes.len() as u32, CHUNK)?;
@@ -293,7 +309,6 @@ pub fn write_credentials<T: Transport>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firmware::Generation;
 
     #[test]
     fn every_pki_generation_table_gives_its_slots() {
