@@ -242,6 +242,13 @@ fn bad_input_is_refused_before_the_device_is_touched() {
     let run = flash(&world, &["read", "0x3ff000", "0x2000", "-o", "x.bin"]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(!world.dir.path().join("x.bin").exists());
+    let run = flash(&world, &["read", "0x8000", "64", "-o", "no/such/dir/x.bin"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no/such/dir is not a directory"),
+        "{}",
+        run.stderr
+    );
     assert!(
         image(&world) == before,
         "a refused command changed the flash"

@@ -293,6 +293,18 @@ pub fn run(args: FlashArgs) -> anyhow::Result<ExitCode> {
                 ))
                 .into());
             }
+            let parent = output
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                return Err(Exit::usage(format!(
+                    "cannot write {}: {} is not a directory",
+                    output.display(),
+                    parent.display()
+                ))
+                .into());
+            }
             let (mut loader, _) = connect(port, &args.rom)?;
             let data = loader
                 .read_flash(offset, len)
@@ -304,7 +316,9 @@ pub fn run(args: FlashArgs) -> anyhow::Result<ExitCode> {
             }
             finish(&mut loader, port, &args.rom)?;
             // Written in one go after the whole read: no half-written output file.
-            let tmp = output.with_extension("part");
+            let mut tmp = output.clone().into_os_string();
+            tmp.push(".part");
+            let tmp = PathBuf::from(tmp);
             std::fs::write(&tmp, &data)
                 .and_then(|()| std::fs::rename(&tmp, &output))
                 .with_context(|| format!("cannot write {}", output.display()))?;
