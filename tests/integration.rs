@@ -23,7 +23,10 @@ mod rom_loader;
 mod rom_props;
 mod rom_pty;
 
+mod classic_guide;
+mod cli_misc;
 mod shadow_e2e;
+mod sim_cli;
 
 mod flash_cli;
 mod provision_rom;
