@@ -306,9 +306,34 @@ pub fn run(args: FlashArgs) -> anyhow::Result<ExitCode> {
                 .into());
             }
             let (mut loader, _) = connect(port, &args.rom)?;
-            let data = loader
-                .read_flash(offset, len)
-                .with_context(|| format!("reading {len:#x} bytes at {offset:#x}"))?;
+            // READ_FLASH_SLOW moves 64 bytes a round trip (about 5 KiB/s at 115200): show
+            // progress on a terminal for anything long.
+            let bar =
+                (std::io::IsTerminal::is_terminal(&std::io::stderr()) && len > 0x4000).then(|| {
+                    let bar = indicatif::ProgressBar::new(u64::from(len));
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "reading {bytes}/{total_bytes} {bar:30} {eta}",
+                        )
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                    );
+                    bar
+                });
+            let mut data = Vec::with_capacity(len as usize);
+            while (data.len() as u32) < len {
+                let at = offset + data.len() as u32;
+                let n = (len - data.len() as u32).min(0x1000);
+                let chunk = loader
+                    .read_flash(at, n)
+                    .with_context(|| format!("reading {n:#x} bytes at {at:#x}"))?;
+                data.extend_from_slice(&chunk);
+                if let Some(bar) = &bar {
+                    bar.set_position(data.len() as u64);
+                }
+            }
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
             // Checked against the ROM's own hash, so a corrupted read cannot pass silently.
             let expected: [u8; 16] = Md5::digest(&data).into();
             if loader.flash_md5(offset, len)? != expected {
