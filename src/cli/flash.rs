@@ -141,7 +141,7 @@ pub fn connect(port: &str, rom: &RomArgs) -> anyhow::Result<(RomLoader<SerialTra
     let reset = match loader.connect_with(rom.before.into()) {
         Ok(reset) => reset,
         Err(e @ loader::Error::NoSync { .. }) => bail!(
-            "{port}: {e} To enter it: {MANUAL_DOWNLOAD_MODE} ({})",
+            "{port}: {e} The port must be the download UART (UART0, a devkit's USB port), not the AT UART; to enter download mode: {MANUAL_DOWNLOAD_MODE} ({})",
             sim_reset_hint("download")
         ),
         Err(e) => return Err(e).with_context(|| port.to_string()),
