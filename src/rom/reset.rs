@@ -14,8 +14,7 @@ use std::time::Duration;
 use crate::transport::Transport;
 
 /// What a user without an auto-reset circuit does by hand to enter download mode.
-pub const MANUAL_DOWNLOAD_MODE: &str =
-    "hold BOOT (GPIO0) down, tap EN (RST), then release BOOT to enter the ROM bootloader";
+pub const MANUAL_DOWNLOAD_MODE: &str = "hold BOOT (GPIO0) down, tap EN (RST), then release BOOT";
 
 /// How long EN is held low (esptool `ClassicReset`, `HardReset`: 0.1 s).
 const EN_LOW: Duration = Duration::from_millis(100);
