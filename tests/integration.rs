@@ -23,6 +23,12 @@ mod rom_loader;
 mod rom_props;
 mod rom_pty;
 
+mod classic_guide;
+mod cli_misc;
 mod doctor_e2e;
 mod provision_e2e;
 mod shadow_e2e;
+mod sim_cli;
+
+mod flash_cli;
+mod provision_rom;

@@ -1,9 +1,8 @@
 //! End-to-end harness: an in-process simulator (local endpoint + virtual module on a pty)
 //! per test, and the real `esp-aws` binary run against it the way a user would.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use esp_aws::firmware::Generation;
@@ -11,36 +10,27 @@ use esp_aws::sim::{Simulator, SimulatorConfig};
 
 use crate::util::Run;
 
-/// A state directory with a created account (RSA key generation takes a while), made once
-/// per test run and copied for each world.
-fn template() -> &'static Path {
-    static TEMPLATE: OnceLock<tempfile::TempDir> = OnceLock::new();
-    TEMPLATE
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            esp_aws::sim::endpoint::Account::open_or_create(dir.path(), None).unwrap();
-            dir
-        })
-        .path()
+/// A simulator on `state`: unthrottled, with a quick SNTP sync, then `adjust`ed.
+fn simulator(
+    state: &std::path::Path,
+    firmware: Generation,
+    adjust: impl FnOnce(&mut SimulatorConfig),
+) -> Simulator {
+    let mut config = SimulatorConfig::new(state);
+    config.firmware = firmware;
+    config.baud = 0;
+    config.sntp_delay = Duration::from_millis(200);
+    adjust(&mut config);
+    Simulator::start(config).unwrap()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// One test's world: a temporary working directory, a simulator whose state lives in it.
+/// One test's world: a simulator on a fresh copy of the test account (things `lnu_001`,
+/// `denied` with a deny policy, `dormant` with an INACTIVE certificate), and a working
+/// directory for the CLI.
 pub struct World {
     pub sim: Simulator,
     pub dir: tempfile::TempDir,
+    pub state: tempfile::TempDir,
 }
 
 impl World {
@@ -52,15 +42,22 @@ impl World {
     /// Like [`World::start`], with the configuration adjusted by `adjust`.
     pub fn start_with(firmware: Generation, adjust: impl FnOnce(&mut SimulatorConfig)) -> World {
         let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        copy_dir(template(), &state);
-        let mut config = SimulatorConfig::new(&state);
-        config.firmware = firmware;
-        config.baud = 0;
-        config.sntp_delay = Duration::from_millis(200);
-        adjust(&mut config);
-        let sim = Simulator::start(config).unwrap();
-        World { sim, dir }
+        let state = crate::endpoint_util::fresh_state();
+        let sim = simulator(state.path(), firmware, adjust);
+        World { sim, dir, state }
+    }
+
+    /// Stops the simulator and starts a new one on the same state directory (the module's
+    /// flash and the account survive, as over a power cycle), configured by `adjust`.
+    pub fn restart_with(
+        self,
+        firmware: Generation,
+        adjust: impl FnOnce(&mut SimulatorConfig),
+    ) -> World {
+        let World { sim, dir, state } = self;
+        drop(sim);
+        let sim = simulator(state.path(), firmware, adjust);
+        World { sim, dir, state }
     }
 
     /// The endpoint host name.

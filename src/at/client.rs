@@ -38,7 +38,7 @@ pub enum Error {
     #[error("the module stayed busy (busy p...) and did not take {0}")]
     Busy(String),
     /// `ready` arrived mid-command: the module rebooted.
-    #[error("the module rebooted (it printed `ready`) during {0}")]
+    #[error("the module rebooted (it printed `ready`) during {0}; if it keeps doing that, check its power supply and look at its log UART for a crash")]
     Rebooted(String),
     /// `SEND FAIL`: the data did not reach the socket.
     #[error("the module could not send the data (SEND FAIL)")]

@@ -201,8 +201,33 @@ pub fn digest(buf: &[u8]) -> Digest {
     if line.last() == Some(&b'\r') {
         line = &line[..line.len() - 1];
     }
-    Digest::Event(classify_line(line), nl + 1)
+    match classify_line(line) {
+        // Query answers such as `+SYSTIMESTAMP:<n>` have no terminator of their own (the
+        // result string's `\r\n` ends them), and URCs come from other tasks with their own
+        // writes, so a URC can land right after one: `+SYSTIMESTAMP:0WIFI CONNECTED\r\n`.
+        // Split it off; the URC is the next event.
+        Event::Line(text) => match GLUED_URCS
+            .iter()
+            .find(|u| text.len() > u.len() && text.ends_with(u))
+        {
+            Some(urc) => {
+                let keep = text.len() - urc.len();
+                Digest::Event(Event::Line(text[..keep].to_vec()), keep)
+            }
+            None => Digest::Event(Event::Line(text), nl + 1),
+        },
+        event => Digest::Event(event, nl + 1),
+    }
 }
+
+/// URCs that can end up glued to the end of an unterminated response line.
+const GLUED_URCS: [&[u8]; 5] = [
+    b"WIFI CONNECTED",
+    b"WIFI GOT IP",
+    b"WIFI DISCONNECT",
+    b"+TIME_UPDATED",
+    b"ready",
+];
 
 fn classify_line(line: &[u8]) -> Event {
     match line {
@@ -662,6 +687,16 @@ mod tests {
                 38,
             ),
             (b"AT+GMR\r\n", Some(Event::Line(b"AT+GMR".to_vec())), 8),
+            (
+                b"+SYSTIMESTAMP:0WIFI CONNECTED\r\n",
+                Some(Event::Line(b"+SYSTIMESTAMP:0".to_vec())),
+                15,
+            ),
+            (
+                b"WIFI CONNECTED\r\n",
+                Some(Event::Urc(Urc::WifiConnected)),
+                16,
+            ),
         ];
         for (input, event, consumed) in cases {
             assert_eq!(

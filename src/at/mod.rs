@@ -4,5 +4,6 @@
 //! Spec: `esp-at.md` §4 (framing), §5 (commands), §6 (flows), §7 (host parser rules).
 
 pub mod client;
+pub mod commands;
 pub mod digest;
 pub mod session;

@@ -7,6 +7,10 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::client::{AtClient, Error as AtError, Trace};
+use super::commands::{
+    CloseLink, EchoOff, EnableSyslog, PassiveReceive, RecvData, Send, SetSysTimestamp, SntpConfig,
+    SntpTime, SslAlpn, SslClientConfig, SslSni, StartSsl, SysTimestamp,
+};
 use crate::aws::http::{self, HttpError, Parsed, Response};
 use crate::firmware::Generation;
 use crate::transport::Transport;
@@ -133,6 +137,8 @@ pub struct Session<T: Transport> {
     link: Option<(String, u16)>,
     passive: bool,
     tls_configured: bool,
+    /// The clock requirement of the last `ensure_clock`, restored after a reboot.
+    clock_need: Option<(i64, bool)>,
 }
 
 impl<T: Transport> std::fmt::Debug for Session<T> {
@@ -249,13 +255,28 @@ impl<T: Transport> Session<T> {
                 None => Error::NoAnswer,
             });
         }
-        client.command("ATE0", timeouts.command)?;
-        let gmr = client.command("AT+GMR", timeouts.command)?.lines;
+        // A module that reboots now (brown-out, crash) is answered by probing again.
+        let mut gmr = Vec::new();
+        for attempt in 0..3 {
+            match client
+                .run(&EchoOff)
+                .and_then(|_| client.command("AT+GMR", timeouts.command))
+            {
+                Ok(reply) => {
+                    gmr = reply.lines;
+                    break;
+                }
+                Err(AtError::Rebooted(_)) if attempt < 2 => {
+                    client.drain(Duration::from_millis(200), Duration::from_secs(3))?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let (version, generation) =
             parse_version(&gmr).ok_or_else(|| Error::UnknownFirmware(gmr.join(" | ")))?;
         if generation != Generation::V1_1_3 {
             // Makes failing commands print their ERR CODE; harmless if refused.
-            let _ = client.command("AT+SYSLOG=1", timeouts.command);
+            let _ = client.run(&EnableSyslog);
         }
         client.take_rebooted();
         Ok(Session {
@@ -269,6 +290,7 @@ impl<T: Transport> Session<T> {
             link: None,
             passive: false,
             tls_configured: false,
+            clock_need: None,
         })
     }
 
@@ -289,36 +311,21 @@ impl<T: Transport> Session<T> {
 
     /// The module's clock as Unix seconds (UTC).
     pub fn clock(&mut self) -> Result<i64, Error> {
-        if self.info.generation == Generation::V1_1_3 {
-            let reply = self
-                .client
-                .command("AT+CIPSNTPTIME?", self.timeouts.command)?;
-            let text = reply.value("+CIPSNTPTIME:").unwrap_or("");
-            parse_asctime(text).ok_or_else(|| {
-                AtError::Unexpected {
-                    command: "AT+CIPSNTPTIME?".into(),
-                    reply: text.into(),
-                }
-                .into()
-            })
+        Ok(if self.info.generation == Generation::V1_1_3 {
+            self.client.run(&SntpTime)?
         } else {
-            let reply = self
-                .client
-                .command("AT+SYSTIMESTAMP?", self.timeouts.command)?;
-            let text = reply.value("+SYSTIMESTAMP:").unwrap_or("");
-            text.trim().parse().map_err(|_| {
-                AtError::Unexpected {
-                    command: "AT+SYSTIMESTAMP?".into(),
-                    reply: text.into(),
-                }
-                .into()
-            })
-        }
+            self.client.run(&SysTimestamp)?
+        })
     }
 
     /// Makes sure the module's clock reads at least `min` (Unix seconds): sets it from the
     /// host when asked and possible, else starts SNTP and polls until it syncs.
     pub fn ensure_clock(&mut self, min: i64, from_host: bool) -> Result<i64, Error> {
+        self.clock_need = Some((min, from_host));
+        self.after_reboot_retry(|s| s.ensure_clock_once(min, from_host))
+    }
+
+    fn ensure_clock_once(&mut self, min: i64, from_host: bool) -> Result<i64, Error> {
         let now = self.clock()?;
         if now >= min {
             return Ok(now);
@@ -327,17 +334,12 @@ impl<T: Transport> Session<T> {
             if self.info.generation == Generation::V1_1_3 {
                 return Err(Error::HostTimeUnsupported);
             }
-            self.client.command(
-                &format!("AT+SYSTIMESTAMP={}", host_now()),
-                self.timeouts.command,
-            )?;
+            self.client.run(&SetSysTimestamp(host_now()))?;
             return self.clock();
         }
-        // Timezone 0: TLS checks use UTC, and 1.x's TZ handling inverts the sign.
-        self.client.command(
-            "AT+CIPSNTPCFG=1,0,\"pool.ntp.org\",\"time.google.com\"",
-            self.timeouts.command,
-        )?;
+        self.client.run(&SntpConfig {
+            servers: vec!["pool.ntp.org".into(), "time.google.com".into()],
+        })?;
         let started = Instant::now();
         let mut reads = now;
         while started.elapsed() < self.timeouts.clock {
@@ -367,15 +369,55 @@ impl<T: Transport> Session<T> {
     /// Configures mutual TLS (certificate 0, CA 0), SNI where the firmware has it, ALPN for
     /// port 443, and passive receive where the firmware has it.
     pub fn configure_tls(&mut self, host: &str, port: u16) -> Result<(), Error> {
+        self.after_reboot_retry(|s| s.configure_tls_once(host, port))
+    }
+
+    /// Runs `step`; if the module reboots during it, brings the session back (echo off,
+    /// SYSLOG, clock) and runs it once more. Setup steps are always safe to repeat.
+    fn after_reboot_retry<R>(
+        &mut self,
+        mut step: impl FnMut(&mut Self) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        match step(self) {
+            Err(Error::At(AtError::Rebooted(_))) => {
+                self.recover()?;
+                step(self)
+            }
+            other => other,
+        }
+    }
+
+    /// After `ready`: the module lost its links and RAM settings (echo is on again, passive
+    /// mode off, and after a power loss the clock reads 1970); NVS settings survive.
+    fn recover(&mut self) -> Result<(), Error> {
+        self.client
+            .drain(Duration::from_millis(200), Duration::from_secs(3))?;
+        self.client.take_rebooted();
+        self.link = None;
+        self.tls_configured = false;
+        self.passive = false;
+        self.client.run(&EchoOff)?;
+        if self.info.generation != Generation::V1_1_3 {
+            let _ = self.client.run(&EnableSyslog);
+        }
+        if let Some((min, from_host)) = self.clock_need {
+            self.ensure_clock_once(min, from_host)?;
+        }
+        Ok(())
+    }
+
+    fn configure_tls_once(&mut self, host: &str, port: u16) -> Result<(), Error> {
         let g = self.info.generation;
         if port == 443 && g == Generation::V1_1_3 {
             return Err(Error::AlpnUnsupported);
         }
-        let reply = self
-            .client
-            .command("AT+CIPSSLCCONF=3,0,0", self.timeouts.command);
+        let reply = self.client.run(&SslClientConfig {
+            auth: 3,
+            pki: 0,
+            ca: 0,
+        });
         let lines = match &reply {
-            Ok(r) => r.lines.clone(),
+            Ok(lines) => lines.clone(),
             // 1.x saves the setting and then answers ERROR when client_cert is not a bin.
             Err(AtError::Failed { lines, .. }) if g == Generation::V1_1_3 => {
                 let mut l = lines.clone();
@@ -398,18 +440,11 @@ impl<T: Transport> Session<T> {
             }
         }
         if g != Generation::V1_1_3 {
-            self.client
-                .command(&format!("AT+CIPSSLCSNI=\"{host}\""), self.timeouts.command)?;
+            self.client.run(&SslSni(host.to_string()))?;
             if port == 443 {
-                self.client
-                    .command("AT+CIPSSLCALPN=1,\"x-amzn-http-ca\"", self.timeouts.command)?;
+                self.client.run(&SslAlpn("x-amzn-http-ca".into()))?;
             }
-            let passive = if g == Generation::V2_4 {
-                "AT+CIPRECVMODE=1"
-            } else {
-                "AT+CIPRECVTYPE=1"
-            };
-            self.passive = self.client.command(passive, self.timeouts.command).is_ok();
+            self.passive = self.client.run(&PassiveReceive(g)).is_ok();
         }
         self.tls_configured = true;
         Ok(())
@@ -421,30 +456,28 @@ impl<T: Transport> Session<T> {
         if !self.tls_configured {
             self.configure_tls(host, port)?;
         }
-        let start = format!("AT+CIPSTART=\"SSL\",\"{host}\",{port}");
+        let start = StartSsl {
+            host: host.to_string(),
+            port,
+            timeout: self.timeouts.connect,
+        };
         self.client.clear_closed();
-        match self.client.command(&start, self.timeouts.connect) {
+        match self.client.run(&start) {
             Ok(_) => {}
             Err(AtError::Failed { .. }) => {
                 // A link from an earlier process makes CIPSTART fail at once; if CIPCLOSE
                 // finds one, try again.
-                if self
-                    .client
-                    .command("AT+CIPCLOSE", self.timeouts.command)
-                    .is_err()
-                {
+                if self.client.run(&CloseLink).is_err() {
                     return Err(Error::ConnectFailed {
                         host: host.into(),
                         port,
                     });
                 }
                 self.client.clear_closed();
-                self.client
-                    .command(&start, self.timeouts.connect)
-                    .map_err(|_| Error::ConnectFailed {
-                        host: host.into(),
-                        port,
-                    })?;
+                self.client.run(&start).map_err(|_| Error::ConnectFailed {
+                    host: host.into(),
+                    port,
+                })?;
             }
             Err(e) => return Err(e.into()),
         }
@@ -460,19 +493,14 @@ impl<T: Transport> Session<T> {
     /// Closes the link if one is open.
     pub fn close(&mut self) -> Result<(), Error> {
         if self.link.take().is_some() && !self.client.closed() {
-            let _ = self.client.command("AT+CIPCLOSE", self.timeouts.command);
+            let _ = self.client.run(&CloseLink);
         }
         Ok(())
     }
 
     fn send(&mut self, bytes: &[u8]) -> Result<(), AtError> {
         for chunk in bytes.chunks(self.info.generation.cipsend_max()) {
-            self.client.command_with_payload(
-                &format!("AT+CIPSEND={}", chunk.len()),
-                chunk,
-                false,
-                self.timeouts.command,
-            )?;
+            self.client.run_with_payload(&Send(chunk))?;
         }
         Ok(())
     }
@@ -485,14 +513,10 @@ impl<T: Transport> Session<T> {
             buf.extend(self.client.take_rx(usize::MAX));
             if self.passive && self.client.take_data_announced() {
                 loop {
-                    match self
-                        .client
-                        .command("AT+CIPRECVDATA=2920", self.timeouts.command)
-                    {
-                        Ok(reply) => match reply.binary {
-                            Some(bytes) if !bytes.is_empty() => buf.extend(bytes),
-                            _ => break,
-                        },
+                    // 2920 bytes: the most the firmware hands over at once.
+                    match self.client.run(&RecvData(2920)) {
+                        Ok(bytes) if !bytes.is_empty() => buf.extend(bytes),
+                        Ok(_) => break,
                         // ERROR: nothing (more) buffered.
                         Err(AtError::Failed { .. }) => break,
                         Err(e) => return Err(e.into()),
@@ -533,11 +557,9 @@ impl<T: Transport> Session<T> {
         for attempt in 0..2 {
             if !self.connected() {
                 if self.client.take_rebooted() {
-                    // RAM settings (passive mode) are gone after a reboot; NVS ones stay.
-                    self.tls_configured = false;
-                    let _ = self.client.command("ATE0", self.timeouts.command);
+                    self.recover()?;
                 }
-                self.connect(host, port)?;
+                self.after_reboot_retry(|s| s.connect(host, port))?;
             }
             let sent = self.send(request);
             let send_failed = sent.is_err();

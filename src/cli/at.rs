@@ -36,7 +36,17 @@ pub fn run(args: AtArgs) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for command in &args.commands {
         println!("> {command}");
-        match client.command(command, Duration::from_secs(args.timeout)) {
+        let timeout = Duration::from_secs(args.timeout);
+        let mut result = client.command(command, timeout);
+        if let Err(AtError::Rebooted(_)) = result {
+            // The command was lost in the reboot; say so and send it again once the module
+            // has finished booting.
+            println!("ready (the module rebooted; sending {command} again)");
+            client.drain(Duration::from_millis(200), Duration::from_secs(3))?;
+            client.take_rebooted();
+            result = client.command(command, timeout);
+        }
+        match result {
             Ok(reply) => {
                 for line in &reply.lines {
                     println!("{line}");

@@ -4,7 +4,9 @@
 mod at;
 mod device;
 mod doctor;
+mod flash;
 mod pki;
+mod ports;
 mod provision;
 mod shadow;
 mod sim;
@@ -40,8 +42,12 @@ enum Command {
     Shadow(shadow::ShadowArgs),
     /// Walk the chain from serial port to shadow and say what is broken.
     Doctor(doctor::DoctorArgs),
+    /// List the serial ports of this computer.
+    Ports,
     /// Send raw AT commands and print the module's answers.
     At(at::AtArgs),
+    /// Write, read and verify flash through the ESP32 ROM bootloader (download mode).
+    Flash(flash::FlashArgs),
     /// Run the local AWS IoT endpoint (and, with a module, the virtual ESP32-AT).
     Sim(sim::SimArgs),
 }
@@ -79,8 +85,10 @@ pub fn main() -> ExitCode {
         Command::Provision(args) => provision::run(args),
         Command::Shadow(args) => shadow::run(args),
         Command::At(args) => at::run(args),
+        Command::Ports => ports::run(),
         Command::Doctor(args) => doctor::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Flash(args) => flash::run(args),
     };
     match result {
         Ok(code) => code,

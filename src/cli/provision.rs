@@ -16,13 +16,25 @@ use esp_aws::provision::{self, Credentials, Outcome, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::device::{self, Config, DeviceArgs, EndpointArgs};
+use super::flash::{self, RomArgs};
 use super::Exit;
+
+/// `--via`: which of the module's two doors the credentials go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// AT commands on the AT UART (AT+SYSFLASH / AT+SYSMFG), then clock, TLS and a live check.
+    At,
+    /// The ROM serial bootloader on the download UART (module in download mode); ESP-AT
+    /// 1.x–3.0 only.
+    Rom,
+}
 
 /// Arguments of `esp-aws provision`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   esp-aws provision --port /dev/ttyUSB0 --from ~/Downloads/lnu_001 --endpoint a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com --thing lnu_001
   esp-aws provision --port /dev/ttyUSB0 --cert dev.pem.crt --key dev.pem.key --ca AmazonRootCA1.pem --endpoint HOST
+  esp-aws provision --via rom --port /dev/ttyUSB0 --from ~/Downloads/lnu_001 --endpoint HOST --flash-baud 921600
 
 The credentials are checked first (as `esp-aws pki check` does); nothing is written if a
 check fails. Slots that already hold the same bytes are not rewritten.")]
@@ -46,6 +58,13 @@ pub struct ProvisionArgs {
     /// Thing whose shadow the live check reads (and the default for `shadow` commands).
     #[arg(long, value_name = "NAME")]
     thing: Option<String>,
+    /// Write through the AT firmware (at) or the ROM bootloader (rom: the port is the
+    /// download UART and the module must be, or be reset, into download mode).
+    #[arg(long, value_enum, default_value = "at")]
+    via: Via,
+    /// With --via rom: reset strategies and line rate.
+    #[command(flatten)]
+    rom: RomArgs,
 }
 
 /// Finds the AWS console's downloads in `dir`: exactly one `*-certificate.pem.crt`, one
@@ -177,6 +196,12 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
             )
         }
     };
+    if args.via == Via::At && args.rom.flash_baud.is_some() {
+        return Err(Exit::usage(
+            "--flash-baud applies to --via rom only (the AT path uses --baud)",
+        )
+        .into());
+    }
     let settings = device::resolve(&args.device, Some(&args.endpoint))?;
     let endpoint = settings.endpoint()?.to_string();
     let (config, _) = device::load_config()?;
@@ -220,6 +245,9 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         started: Instant::now(),
     };
     steps.done("✓", "credentials checked");
+    if args.via == Via::Rom {
+        return run_rom(&args, &settings.port, &creds, &endpoint, thing, &steps);
+    }
 
     // 2. The module.
     let mut session = steps.phase("probing the module", || device::open_session(&settings))?;
@@ -361,6 +389,78 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     if written.is_empty() {
         println!("the module already held exactly these credentials: nothing was written");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Steps 2–3 through the ROM bootloader. Steps 4 and 5 need the firmware running, which
+/// download mode excludes: the summary says how to get there.
+fn run_rom(
+    args: &ProvisionArgs,
+    port: &str,
+    creds: &Credentials,
+    endpoint: &str,
+    thing: Option<String>,
+    steps: &Steps,
+) -> anyhow::Result<ExitCode> {
+    use esp_aws::rom::pki::{self as rom_pki, TableSource};
+
+    let (mut loader, reset) = flash::connect(port, &args.rom)?;
+    steps.done(
+        "✓",
+        &format!(
+            "ESP32 ROM bootloader on {port}{}",
+            if reset {
+                " (reset into download mode)"
+            } else {
+                ""
+            }
+        ),
+    );
+    let (layout, slots) = rom_pki::write_credentials(&mut loader, creds, &mut |r| {
+        let what = match r.report.outcome {
+            Outcome::Written => "written and verified (MD5)",
+            Outcome::Unchanged => "unchanged (MD5 matched), not rewritten",
+        };
+        steps.done(
+            "✓",
+            &format!(
+                "{} at {}: {} bytes, {what}",
+                r.report.slot, r.report.location, r.report.bytes
+            ),
+        );
+    })
+    .with_context(|| port.to_string())?;
+    if layout.source == TableSource::Fallback {
+        eprintln!("! no partition table at 0x20000 (erased, or not an ESP-AT image): the ESP32 1.x/2.x slots 0x2a000/0x2c000/0x2e000 were assumed");
+    }
+    let booted = flash::finish(&mut loader, port, &args.rom)?;
+
+    let saved = device::save_config(&Config {
+        endpoint: Some(endpoint.to_string()),
+        endpoint_port: None,
+        thing: thing.clone(),
+        ..Config::default()
+    })?;
+    let written = slots
+        .iter()
+        .filter(|s| s.report.outcome == Outcome::Written)
+        .count();
+    println!(
+        "provisioned {port} through the ROM bootloader: {written} slot{} written, {} unchanged; settings saved to {}",
+        if written == 1 { "" } else { "s" },
+        slots.len() - written,
+        saved.display()
+    );
+    if written == 0 {
+        println!("the module already held exactly these credentials: nothing was written");
+    }
+    let shadow = thing.map_or("esp-aws shadow get THING".to_string(), |t| {
+        format!("esp-aws shadow get {t}")
+    });
+    println!(
+        "the clock, TLS and live checks need the AT firmware running, which download mode excludes: {}then `esp-aws doctor` or `{shadow}` on the AT port uses the new credentials",
+        if booted { "" } else { "reset the module into normal boot, " }
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,0 +1,677 @@
+//! The AT commands the driver sends, one type each, carrying their own command line,
+//! expected response and time limit.
+//!
+//! Spec: `esp-at.md` §5 (each command's bytes per generation).
+
+use std::time::Duration;
+
+use super::client::{AtClient, Error, Reply};
+use super::session::{parse_asctime, parse_version};
+use crate::firmware::Generation;
+use crate::transport::Transport;
+
+/// Time limit of an ordinary command.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// An AT command: its line (without `\r\n`), its time limit, and how to read its reply.
+pub trait Command {
+    /// What a successful reply means.
+    type Response;
+    /// The command line, without the terminator.
+    fn line(&self) -> String;
+    /// How long the module may take to answer.
+    fn timeout(&self) -> Duration {
+        DEFAULT_TIMEOUT
+    }
+    /// Whether the reply carries credential bytes (kept out of traces).
+    fn secret_reply(&self) -> bool {
+        false
+    }
+    /// Interprets the reply to `OK`.
+    fn parse(&self, reply: Reply) -> Result<Self::Response, Error>;
+}
+
+/// A command answered by a `>` prompt, after which a payload is sent.
+pub trait PayloadCommand: Command {
+    /// The bytes sent after the prompt.
+    fn payload(&self) -> &[u8];
+    /// Whether the payload is credential material (kept out of traces).
+    fn secret(&self) -> bool {
+        false
+    }
+}
+
+impl<T: Transport> AtClient<T> {
+    /// Runs a typed command.
+    pub fn run<C: Command>(&mut self, command: &C) -> Result<C::Response, Error> {
+        let reply = if command.secret_reply() {
+            self.command_secret_reply(&command.line(), command.timeout())?
+        } else {
+            self.command(&command.line(), command.timeout())?
+        };
+        command.parse(reply)
+    }
+
+    /// Runs a typed command with a payload.
+    pub fn run_with_payload<C: PayloadCommand>(
+        &mut self,
+        command: &C,
+    ) -> Result<C::Response, Error> {
+        let reply = self.command_with_payload(
+            &command.line(),
+            command.payload(),
+            command.secret(),
+            command.timeout(),
+        )?;
+        command.parse(reply)
+    }
+}
+
+fn unexpected(command: &str, reply: &Reply) -> Error {
+    Error::Unexpected {
+        command: command.to_string(),
+        reply: reply.lines.join(" | "),
+    }
+}
+
+macro_rules! simple {
+    ($(#[$doc:meta])* $name:ident, $line:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name;
+
+        impl Command for $name {
+            type Response = ();
+            fn line(&self) -> String {
+                $line.to_string()
+            }
+            fn parse(&self, _reply: Reply) -> Result<(), Error> {
+                Ok(())
+            }
+        }
+    };
+}
+
+simple!(
+    /// `AT`: is anybody there?
+    Attention,
+    "AT"
+);
+simple!(
+    /// `ATE0`: stop echoing commands.
+    EchoOff,
+    "ATE0"
+);
+simple!(
+    /// `AT+SYSLOG=1` (2.x+): print `ERR CODE` lines before `ERROR`.
+    EnableSyslog,
+    "AT+SYSLOG=1"
+);
+simple!(
+    /// `AT+CIPCLOSE`: close the (single) link.
+    CloseLink,
+    "AT+CIPCLOSE"
+);
+
+/// `AT+GMR`: version lines → (version, generation, all lines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version;
+
+impl Command for Version {
+    type Response = (String, Generation, Vec<String>);
+    fn line(&self) -> String {
+        "AT+GMR".into()
+    }
+    fn parse(&self, reply: Reply) -> Result<Self::Response, Error> {
+        let (version, generation) =
+            parse_version(&reply.lines).ok_or_else(|| unexpected("AT+GMR", &reply))?;
+        Ok((version, generation, reply.lines))
+    }
+}
+
+/// `AT+CIPSNTPTIME?` (1.1.3's only clock query) → Unix seconds (UTC, timezone 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SntpTime;
+
+impl Command for SntpTime {
+    type Response = i64;
+    fn line(&self) -> String {
+        "AT+CIPSNTPTIME?".into()
+    }
+    fn parse(&self, reply: Reply) -> Result<i64, Error> {
+        reply
+            .value("+CIPSNTPTIME:")
+            .and_then(parse_asctime)
+            .ok_or_else(|| unexpected(&self.line(), &reply))
+    }
+}
+
+/// `AT+SYSTIMESTAMP?` (2.x+) → Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SysTimestamp;
+
+impl Command for SysTimestamp {
+    type Response = i64;
+    fn line(&self) -> String {
+        "AT+SYSTIMESTAMP?".into()
+    }
+    fn parse(&self, reply: Reply) -> Result<i64, Error> {
+        reply
+            .value("+SYSTIMESTAMP:")
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| unexpected(&self.line(), &reply))
+    }
+}
+
+/// `AT+SYSTIMESTAMP=<unix>` (2.x+): set the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetSysTimestamp(pub i64);
+
+impl Command for SetSysTimestamp {
+    type Response = ();
+    fn line(&self) -> String {
+        format!("AT+SYSTIMESTAMP={}", self.0)
+    }
+    fn parse(&self, _: Reply) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// `AT+CIPSNTPCFG=1,0,"s1",…`: SNTP on, timezone 0 (TLS uses UTC; 1.x inverts the sign of
+/// any other timezone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SntpConfig {
+    /// Up to three servers, each at most 32 bytes.
+    pub servers: Vec<String>,
+}
+
+impl Command for SntpConfig {
+    type Response = ();
+    fn line(&self) -> String {
+        let servers: Vec<String> = self
+            .servers
+            .iter()
+            .take(3)
+            .map(|s| format!(",\"{s}\""))
+            .collect();
+        format!("AT+CIPSNTPCFG=1,0{}", servers.concat())
+    }
+    fn parse(&self, _: Reply) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// `AT+CIPSSLCCONF=<auth>,<pki>,<ca>` (the strict 1.1.3 form, which later generations
+/// accept too) → the `NO … FOUND` lines the module printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SslClientConfig {
+    /// 3 = present a certificate and verify the server.
+    pub auth: u8,
+    /// Certificate/key index.
+    pub pki: u8,
+    /// CA index.
+    pub ca: u8,
+}
+
+impl Command for SslClientConfig {
+    type Response = Vec<String>;
+    fn line(&self) -> String {
+        format!("AT+CIPSSLCCONF={},{},{}", self.auth, self.pki, self.ca)
+    }
+    fn parse(&self, reply: Reply) -> Result<Vec<String>, Error> {
+        Ok(reply.lines)
+    }
+}
+
+/// `AT+CIPSSLCSNI="<host>"` (2.1+).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SslSni(pub String);
+
+impl Command for SslSni {
+    type Response = ();
+    fn line(&self) -> String {
+        format!("AT+CIPSSLCSNI=\"{}\"", self.0)
+    }
+    fn parse(&self, _: Reply) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// `AT+CIPSSLCALPN=1,"<protocol>"` (2.1+).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SslAlpn(pub String);
+
+impl Command for SslAlpn {
+    type Response = ();
+    fn line(&self) -> String {
+        format!("AT+CIPSSLCALPN=1,\"{}\"", self.0)
+    }
+    fn parse(&self, _: Reply) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// Passive receive on: `AT+CIPRECVMODE=1` (2.x) or `AT+CIPRECVTYPE=1` (3.3+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassiveReceive(pub Generation);
+
+impl Command for PassiveReceive {
+    type Response = ();
+    fn line(&self) -> String {
+        match self.0 {
+            Generation::V4_1 => "AT+CIPRECVTYPE=1".into(),
+            _ => "AT+CIPRECVMODE=1".into(),
+        }
+    }
+    fn parse(&self, _: Reply) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// `AT+CIPSTART="SSL","<host>",<port>`: TCP connect plus TLS handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartSsl {
+    /// Endpoint host.
+    pub host: String,
+    /// Endpoint port.
+    pub port: u16,
+    /// Time limit (handshakes take seconds on real modules).
+    pub timeout: Duration,
+}
+
+impl Command for StartSsl {
+    type Response = ();
+    fn line(&self) -> String {
+        format!("AT+CIPSTART=\"SSL\",\"{}\",{}", self.host, self.port)
+    }
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+    fn parse(&self, _: Reply) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// `AT+CIPSEND=<n>` then the `n` bytes after the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Send<'a>(pub &'a [u8]);
+
+impl Command for Send<'_> {
+    type Response = ();
+    fn line(&self) -> String {
+        format!("AT+CIPSEND={}", self.0.len())
+    }
+    fn parse(&self, _: Reply) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl PayloadCommand for Send<'_> {
+    fn payload(&self) -> &[u8] {
+        self.0
+    }
+}
+
+/// `AT+CIPRECVDATA=<max>` (passive mode) → the bytes read (empty when none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvData(pub usize);
+
+impl Command for RecvData {
+    type Response = Vec<u8>;
+    fn line(&self) -> String {
+        format!("AT+CIPRECVDATA={}", self.0)
+    }
+    fn parse(&self, reply: Reply) -> Result<Vec<u8>, Error> {
+        Ok(reply.binary.unwrap_or_default())
+    }
+}
+
+/// `AT+CWJAP?` → the SSID the module is joined to, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WifiStatus;
+
+impl Command for WifiStatus {
+    type Response = Option<String>;
+    fn line(&self) -> String {
+        "AT+CWJAP?".into()
+    }
+    fn parse(&self, reply: Reply) -> Result<Option<String>, Error> {
+        Ok(reply.value("+CWJAP:").map(|v| {
+            v.split(',')
+                .next()
+                .unwrap_or(v)
+                .trim_matches('"')
+                .to_string()
+        }))
+    }
+}
+
+/// One partition of the secondary table, as `AT+SYSFLASH?` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlashPartition {
+    /// Label.
+    pub name: String,
+    /// Absolute flash address.
+    pub offset: u32,
+    /// Size in bytes.
+    pub size: u32,
+}
+
+/// `AT+SYSFLASH?` → the secondary table's partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlashPartitions;
+
+impl Command for FlashPartitions {
+    type Response = Vec<FlashPartition>;
+    fn line(&self) -> String {
+        "AT+SYSFLASH?".into()
+    }
+    fn parse(&self, reply: Reply) -> Result<Vec<FlashPartition>, Error> {
+        let hex = |s: &str| u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok();
+        let mut out = Vec::new();
+        for line in &reply.lines {
+            let Some(rest) = line.strip_prefix("+SYSFLASH:") else {
+                continue;
+            };
+            // "client_cert",64,5,0x2a000,0x2000
+            match rest.split(',').collect::<Vec<_>>().as_slice() {
+                [name, _, _, offset, size] => match (hex(offset), hex(size)) {
+                    (Some(offset), Some(size)) => out.push(FlashPartition {
+                        name: name.trim_matches('"').to_string(),
+                        offset,
+                        size,
+                    }),
+                    _ => return Err(unexpected(&self.line(), &reply)),
+                },
+                _ => return Err(unexpected(&self.line(), &reply)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `AT+SYSFLASH=0,"<name>"`: erase a whole partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlashErase(pub String);
+
+impl Command for FlashErase {
+    type Response = ();
+    fn line(&self) -> String {
+        format!("AT+SYSFLASH=0,\"{}\"", self.0)
+    }
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+    fn parse(&self, _: Reply) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// `AT+SYSFLASH=1,"<name>",<offset>,<n>` then the bytes after the bare `>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlashWrite<'a> {
+    /// Partition.
+    pub name: &'a str,
+    /// Offset inside it.
+    pub offset: usize,
+    /// The bytes.
+    pub data: &'a [u8],
+    /// Key material (kept out of traces).
+    pub secret: bool,
+}
+
+impl Command for FlashWrite<'_> {
+    type Response = ();
+    fn line(&self) -> String {
+        format!(
+            "AT+SYSFLASH=1,\"{}\",{},{}",
+            self.name,
+            self.offset,
+            self.data.len()
+        )
+    }
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+    fn parse(&self, _: Reply) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl PayloadCommand for FlashWrite<'_> {
+    fn payload(&self) -> &[u8] {
+        self.data
+    }
+    fn secret(&self) -> bool {
+        self.secret
+    }
+}
+
+/// `AT+SYSFLASH=2,"<name>",<offset>,<n>` → the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlashRead {
+    /// Partition.
+    pub name: String,
+    /// Offset inside it.
+    pub offset: usize,
+    /// Bytes to read.
+    pub len: usize,
+    /// Key material (kept out of traces).
+    pub secret: bool,
+}
+
+impl Command for FlashRead {
+    type Response = Vec<u8>;
+    fn line(&self) -> String {
+        format!(
+            "AT+SYSFLASH=2,\"{}\",{},{}",
+            self.name, self.offset, self.len
+        )
+    }
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+    fn secret_reply(&self) -> bool {
+        self.secret
+    }
+    fn parse(&self, reply: Reply) -> Result<Vec<u8>, Error> {
+        reply.binary.ok_or_else(|| Error::Unexpected {
+            command: self.line(),
+            reply: "no data".into(),
+        })
+    }
+}
+
+/// `AT+SYSMFG=1,"<namespace>"` (4.1) → the namespace's key names (an unknown namespace
+/// answers `ERROR`, returned as no keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfgKeys(pub String);
+
+impl Command for MfgKeys {
+    type Response = Vec<String>;
+    fn line(&self) -> String {
+        format!("AT+SYSMFG=1,\"{}\"", self.0)
+    }
+    fn parse(&self, reply: Reply) -> Result<Vec<String>, Error> {
+        Ok(reply
+            .lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("+SYSMFG:"))
+            .filter_map(|l| l.split(',').nth(1).map(|k| k.trim_matches('"').to_string()))
+            .collect())
+    }
+}
+
+/// `AT+SYSMFG=1,"<namespace>","<key>"` (4.1) → the value's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfgRead {
+    /// Namespace.
+    pub namespace: String,
+    /// Key.
+    pub key: String,
+    /// Key material (kept out of traces).
+    pub secret: bool,
+}
+
+impl Command for MfgRead {
+    type Response = Option<Vec<u8>>;
+    fn line(&self) -> String {
+        format!("AT+SYSMFG=1,\"{}\",\"{}\"", self.namespace, self.key)
+    }
+    fn secret_reply(&self) -> bool {
+        self.secret
+    }
+    fn parse(&self, reply: Reply) -> Result<Option<Vec<u8>>, Error> {
+        Ok(reply.binary)
+    }
+}
+
+/// `AT+SYSMFG=2,"<namespace>","<key>",8,<n>` then the bytes after the prompt (4.1): a
+/// binary NVS value, replacing any old one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MfgWrite<'a> {
+    /// Namespace.
+    pub namespace: &'a str,
+    /// Key.
+    pub key: &'a str,
+    /// The bytes.
+    pub data: &'a [u8],
+    /// Key material (kept out of traces).
+    pub secret: bool,
+}
+
+impl Command for MfgWrite<'_> {
+    type Response = ();
+    fn line(&self) -> String {
+        format!(
+            "AT+SYSMFG=2,\"{}\",\"{}\",8,{}",
+            self.namespace,
+            self.key,
+            self.data.len()
+        )
+    }
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+    fn parse(&self, _: Reply) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl PayloadCommand for MfgWrite<'_> {
+    fn payload(&self) -> &[u8] {
+        self.data
+    }
+    fn secret(&self) -> bool {
+        self.secret
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(lines: &[&str]) -> Reply {
+        Reply {
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+            binary: None,
+        }
+    }
+
+    #[test]
+    fn lines_are_exact() {
+        assert_eq!(
+            SslClientConfig {
+                auth: 3,
+                pki: 0,
+                ca: 0
+            }
+            .line(),
+            "AT+CIPSSLCCONF=3,0,0"
+        );
+        assert_eq!(
+            StartSsl {
+                host: "h".into(),
+                port: 8443,
+                timeout: DEFAULT_TIMEOUT
+            }
+            .line(),
+            "AT+CIPSTART=\"SSL\",\"h\",8443"
+        );
+        assert_eq!(Send(b"12345").line(), "AT+CIPSEND=5");
+        assert_eq!(
+            SntpConfig {
+                servers: vec!["pool.ntp.org".into()]
+            }
+            .line(),
+            "AT+CIPSNTPCFG=1,0,\"pool.ntp.org\""
+        );
+        assert_eq!(PassiveReceive(Generation::V2_4).line(), "AT+CIPRECVMODE=1");
+        assert_eq!(PassiveReceive(Generation::V4_1).line(), "AT+CIPRECVTYPE=1");
+        assert_eq!(
+            FlashWrite {
+                name: "client_cert",
+                offset: 4096,
+                data: &[0; 10],
+                secret: false
+            }
+            .line(),
+            "AT+SYSFLASH=1,\"client_cert\",4096,10"
+        );
+        assert_eq!(
+            MfgWrite {
+                namespace: "client_key",
+                key: "client_key.0",
+                data: &[0; 3],
+                secret: true
+            }
+            .line(),
+            "AT+SYSMFG=2,\"client_key\",\"client_key.0\",8,3"
+        );
+    }
+
+    #[test]
+    fn replies_are_parsed() {
+        assert_eq!(
+            SysTimestamp
+                .parse(reply(&["+SYSTIMESTAMP:1700000000"]))
+                .unwrap(),
+            1_700_000_000
+        );
+        assert_eq!(
+            SntpTime
+                .parse(reply(&["+CIPSNTPTIME:Thu Jan  1 00:00:12 1970"]))
+                .unwrap(),
+            12
+        );
+        assert_eq!(
+            FlashPartitions
+                .parse(reply(&["+SYSFLASH:\"client_ca\",64,7,0x2e000,0x2000"]))
+                .unwrap(),
+            vec![FlashPartition {
+                name: "client_ca".into(),
+                offset: 0x2e000,
+                size: 0x2000
+            }]
+        );
+        assert_eq!(
+            WifiStatus
+                .parse(reply(&[
+                    "+CWJAP:\"esp-aws-sim\",\"aa:bb:cc:dd:ee:ff\",1,-45"
+                ]))
+                .unwrap(),
+            Some("esp-aws-sim".into())
+        );
+        assert_eq!(WifiStatus.parse(reply(&[])).unwrap(), None);
+        assert_eq!(
+            MfgKeys("client_cert".into())
+                .parse(reply(&["+SYSMFG:\"client_cert\",\"client_cert.0\",8"]))
+                .unwrap(),
+            vec!["client_cert.0".to_string()]
+        );
+        assert!(matches!(
+            SysTimestamp.parse(reply(&["+SYSTIMESTAMP:x"])),
+            Err(Error::Unexpected { .. })
+        ));
+    }
+}
