@@ -201,13 +201,13 @@ fn reprovisioning_the_same_files_writes_nothing() {
     for generation in Generation::ALL {
         let world = World::start(generation);
         world.provision();
-        let before = world.credential_counters();
+        let before = world.flash_counters();
         let run = provision_with(&world, &[]);
         assert_eq!(run.code, Some(0), "{generation}: {}", run.stderr);
         assert_eq!(
-            world.credential_counters(),
+            world.flash_counters(),
             before,
-            "{generation}: the second run erased or wrote credential flash"
+            "{generation}: the second run erased or wrote flash"
         );
         assert!(
             run.stdout

@@ -144,6 +144,16 @@ impl World {
         })
     }
 
+    /// Erase and write counts of every sector of the module's flash.
+    pub fn flash_counters(&self) -> Counters {
+        self.sim.flash().read(|f| {
+            (0..f.size() as u32)
+                .step_by(4096)
+                .map(|addr| (f.erase_count(addr), f.write_count(addr)))
+                .collect()
+        })
+    }
+
     /// The value of an `mfg_nvs` key, read back through the module's own `AT+SYSMFG`
     /// (4.1), independently of the tool's writer.
     pub fn mfg_value(&self, ns: &str, key: &str) -> Option<Vec<u8>> {
