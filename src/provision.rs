@@ -11,7 +11,7 @@
 //! Spec: `esp-at.md` §5.17 (`AT+SYSFLASH`), §5.18 (`AT+SYSMFG`), §6.2 (recipes).
 
 use crate::at::client::Error as AtError;
-use crate::at::session::Session;
+use crate::at::session::{Error as SessionError, Session};
 use crate::firmware::Generation;
 use crate::pki::atpki::ItemKind;
 use crate::pki::{self, Input};
@@ -45,6 +45,35 @@ pub enum Error {
     /// A reply that cannot be parsed.
     #[error("unexpected answer from the module: {0}")]
     Unexpected(String),
+    /// The module rebooted while credentials were being written.
+    #[error("the module rebooted during {0}, so its credentials may be half-written: run `esp-aws provision` again; it finds what differs and rewrites only that")]
+    Interrupted(String),
+    /// The module stopped answering while credentials were being written.
+    #[error("the module stopped answering during {0}, so its credentials may be half-written: check the module's power and cable, then run `esp-aws provision` again; it finds what differs and rewrites only that")]
+    Stalled(String),
+    /// A session step failed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The handshake fails with the module's CA, and succeeds when the module does not check
+    /// the server: the CA is not the one the endpoint's certificate chains to.
+    #[error("the TLS connection to {host}:{port} failed because the CA on the module is not the root the endpoint's certificate chains to (with the server left unchecked, the endpoint accepts the module's certificate and answers): provision with the Amazon root CA the endpoint uses (AmazonRootCA1.pem)")]
+    WrongCa {
+        /// Endpoint.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// The endpoint refuses the module's certificate: the handshake fails even with the
+    /// server left unchecked, or the endpoint closes the link right after it (TLS 1.3 checks
+    /// the client certificate only after the client has finished its side, so which of the
+    /// two a module sees depends on timing).
+    #[error("{host}:{port} refused the module's certificate (the TLS connection fails or is closed at once even with the server left unchecked, so the CA is not the cause): the certificate is not ACTIVE or not registered in AWS IoT; activate it in the AWS IoT console, or if it is active, check that the module's network reaches port {port}")]
+    CertificateRefused {
+        /// Endpoint.
+        host: String,
+        /// Port.
+        port: u16,
+    },
 }
 
 /// The three files, as AWS hands them out.
@@ -128,10 +157,70 @@ pub fn write_credentials<T: Transport>(
     creds: &Credentials,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<SlotReport>, Error> {
-    if session.info().generation.uses_pki_partitions() {
+    let result = if session.info().generation.uses_pki_partitions() {
         write_partitions(session, creds, progress)
     } else {
         write_mfg(session, creds, progress)
+    };
+    // A reboot mid-way is not a failure of the files: say that a re-run finishes the job.
+    result.map_err(|e| match e {
+        Error::At(AtError::Rebooted(command)) => Error::Interrupted(command),
+        Error::At(AtError::Timeout { command, .. }) => Error::Stalled(command),
+        e => e,
+    })
+}
+
+/// Turns a failed connection or request into its cause. `AT+CIPSTART` answers a bare
+/// `ERROR` whether the CA is wrong, the certificate is refused or the endpoint is
+/// unreachable; one more handshake with the server left unchecked (`AT+CIPSSLCCONF=1`)
+/// tells a wrong CA from a refused certificate. The module's mutual-TLS setting is restored
+/// afterwards.
+pub fn explain_tls_failure<T: Transport>(
+    session: &mut Session<T>,
+    host: &str,
+    port: u16,
+    error: SessionError,
+) -> Error {
+    let (host, port) = (host.to_string(), port);
+    match error {
+        SessionError::ConnectFailed { .. } => {
+            let timeout = session.timeouts().command;
+            let unchecked = session
+                .client()
+                .command("AT+CIPSSLCCONF=1,0,0", timeout)
+                .is_ok();
+            // Only an HTTP answer proves the certificate was accepted: under TLS 1.3 the
+            // handshake completes on the module's side before the endpoint has looked at
+            // the certificate. The request carries nothing secret.
+            let answered = unchecked && {
+                let request = crate::aws::http::encode_request("GET", "/", &host, None);
+                let answer = session.request(&host, port, &request, false);
+                let _ = session.close();
+                answer.is_ok()
+            };
+            if session
+                .client()
+                .command("AT+CIPSSLCCONF=3,0,0", timeout)
+                .is_err()
+            {
+                log::warn!("could not restore AT+CIPSSLCCONF=3,0,0");
+            }
+            if !unchecked {
+                SessionError::ConnectFailed { host, port }.into()
+            } else if answered {
+                Error::WrongCa { host, port }
+            } else {
+                Error::CertificateRefused { host, port }
+            }
+        }
+        SessionError::At(AtError::LinkClosed | AtError::SendFailed)
+        | SessionError::DroppedUnsafe => Error::CertificateRefused { host, port },
+        SessionError::At(AtError::Failed { ref command, .. })
+            if command.starts_with("AT+CIPSEND") =>
+        {
+            Error::CertificateRefused { host, port }
+        }
+        e => e.into(),
     }
 }
 

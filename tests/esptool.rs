@@ -20,7 +20,7 @@ const INSTALL_HINT: &str = "install esptool 5.x, e.g. `python3 -m venv target/ci
      target/ci-venv/bin/pip install 'esptool>=5,<6'`, or point ESP_AWS_ESPTOOL at an esptool \
      executable";
 
-fn esptool() -> PathBuf {
+pub fn esptool() -> PathBuf {
     if let Some(path) = std::env::var_os("ESP_AWS_ESPTOOL") {
         return PathBuf::from(path);
     }

@@ -26,5 +26,10 @@ mod rom_pty;
 mod classic_guide;
 mod cli_misc;
 mod demo;
+mod doctor_e2e;
+mod provision_e2e;
 mod shadow_e2e;
 mod sim_cli;
+
+mod flash_cli;
+mod provision_rom;

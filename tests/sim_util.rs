@@ -119,3 +119,109 @@ impl World {
             .map(|s| serde_json::from_str(&s).unwrap())
     }
 }
+
+/// Erase and write counts of every flash sector that holds credentials (the PKI partitions,
+/// or `mfg_nvs` on 4.1), to show that a run did or did not touch them.
+pub type Counters = Vec<(u32, u32)>;
+
+impl World {
+    /// The credential sectors' erase and write counters.
+    pub fn credential_counters(&self) -> Counters {
+        let names: &[&str] = if self.sim.firmware().uses_pki_partitions() {
+            &["client_cert", "client_key", "client_ca"]
+        } else {
+            &["mfg_nvs"]
+        };
+        self.sim.flash().read(|f| {
+            let mut out = Vec::new();
+            for name in names {
+                let (p, _) = f.partition(name).expect("credential partition");
+                for addr in (p.offset..p.offset + p.size).step_by(4096) {
+                    out.push((f.erase_count(addr), f.write_count(addr)));
+                }
+            }
+            out
+        })
+    }
+
+    /// Erase and write counts of every sector of the module's flash.
+    pub fn flash_counters(&self) -> Counters {
+        self.sim.flash().read(|f| {
+            (0..f.size() as u32)
+                .step_by(4096)
+                .map(|addr| (f.erase_count(addr), f.write_count(addr)))
+                .collect()
+        })
+    }
+
+    /// The value of an `mfg_nvs` key, read back through the module's own `AT+SYSMFG`
+    /// (4.1), independently of the tool's writer.
+    pub fn mfg_value(&self, ns: &str, key: &str) -> Option<Vec<u8>> {
+        let port = self.sim.port().to_str().unwrap();
+        let io = esp_aws::transport::SerialTransport::open(port, 115_200).unwrap();
+        let mut session = esp_aws::at::session::Session::open(
+            io,
+            None,
+            esp_aws::at::session::Timeouts::default(),
+        )
+        .unwrap();
+        session
+            .client()
+            .command(
+                &format!("AT+SYSMFG=1,\"{ns}\",\"{key}\""),
+                Duration::from_secs(3),
+            )
+            .ok()
+            .and_then(|r| r.binary)
+    }
+}
+
+/// Runs `f` with the path of a port that behaves like an ESP32's log/download UART
+/// (UART0): the ROM prints its boot banner after every reset and nothing answers `AT`. The
+/// module is reset over and over while `f` runs, as a board's auto-reset circuit does when
+/// a program opens its USB port.
+pub fn with_log_port<R>(f: impl FnOnce(&str) -> R) -> R {
+    use esp_aws::sim::device::{BootMode, SharedFlash};
+    use esp_aws::sim::flash::Flash;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let flash = SharedFlash::in_memory(Flash::factory(Generation::V2_4));
+    let rom = esp_aws::sim::rom::RomDevice::builder()
+        .boot(BootMode::Flash)
+        .build(flash);
+    let pty = esp_aws::sim::pty::Pty::builder()
+        .baud(0)
+        .spawn(Box::new(rom))
+        .unwrap();
+    let path = pty.path().to_str().unwrap().to_string();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                let _ = pty.reset(BootMode::Flash);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let result = f(&path);
+        done.store(true, Ordering::SeqCst);
+        result
+    })
+}
+
+/// Runs `f` with the path of a port on which nothing ever answers (a wrong port, or the
+/// right one at the wrong baud rate).
+pub fn with_silent_port<R>(f: impl FnOnce(&str) -> R) -> R {
+    use esp_aws::sim::device::{BootMode, SharedFlash};
+    use esp_aws::sim::flash::Flash;
+
+    let flash = SharedFlash::in_memory(Flash::factory(Generation::V2_4));
+    let rom = esp_aws::sim::rom::RomDevice::builder()
+        .boot(BootMode::Flash)
+        .power_on_banner(false)
+        .build(flash);
+    let pty = esp_aws::sim::pty::Pty::builder()
+        .baud(0)
+        .spawn(Box::new(rom))
+        .unwrap();
+    f(pty.path().to_str().unwrap())
+}

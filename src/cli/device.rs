@@ -8,6 +8,7 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use esp_aws::at::client::Trace;
@@ -61,6 +62,14 @@ pub struct EndpointArgs {
     /// Set the module's clock from this computer instead of waiting for SNTP (firmware 2.x+).
     #[arg(long, global = true)]
     pub time_from_host: bool,
+    /// How long to wait for the module's clock to sync by SNTP, in seconds [default: 30].
+    #[arg(
+        long,
+        env = "ESP_AWS_CLOCK_TIMEOUT",
+        value_name = "SECS",
+        global = true
+    )]
+    pub clock_timeout: Option<u64>,
 }
 
 /// The config file's contents.
@@ -149,6 +158,8 @@ pub struct Settings {
     pub endpoint_port: u16,
     /// Set the clock from the host.
     pub time_from_host: bool,
+    /// Session time limits (the clock wait can be shortened or lengthened).
+    pub timeouts: Timeouts,
     /// Print a transcript.
     pub trace: bool,
 }
@@ -182,6 +193,12 @@ pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::
             .or(config.endpoint),
         endpoint_port,
         time_from_host: endpoint.is_some_and(|e| e.time_from_host),
+        timeouts: Timeouts {
+            clock: endpoint
+                .and_then(|e| e.clock_timeout)
+                .map_or(Timeouts::default().clock, Duration::from_secs),
+            ..Timeouts::default()
+        },
         trace: device.trace,
     })
 }
@@ -212,7 +229,7 @@ pub fn open_session(settings: &Settings) -> anyhow::Result<Session<SerialTranspo
     let trace = settings
         .trace
         .then(|| Trace::new(Box::new(std::io::stderr())));
-    let session = Session::open(transport, trace, Timeouts::default())
+    let session = Session::open(transport, trace, settings.timeouts.clone())
         .with_context(|| settings.port.clone())?;
     log::info!(
         "module on {}: ESP-AT {} ({})",

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use esp_aws::at::client::Error as AtError;
-use esp_aws::at::session::{Session, Timeouts, PLAUSIBLE_SINCE};
+use esp_aws::at::client::Trace;
+use esp_aws::at::session::{Session, PLAUSIBLE_SINCE};
 use esp_aws::aws::http::encode_request;
 use esp_aws::aws::shadow;
 use esp_aws::pki::atpki::{self, Bin};
@@ -22,8 +23,10 @@ use super::device::{self, DeviceArgs, EndpointArgs};
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Checks, in order: port opens, something answers AT, firmware generation, Wi-Fi,
-clock, credentials on the module (compared with local files when given), the local files
-themselves, endpoint, TLS connection, shadow read. Stops at the first failure.
+clock, the local files when given (every pre-flight check), credentials on the module
+(compared with the local files, or else checked like them: key matches certificate, CA),
+endpoint, TLS connection (a failure is probed: wrong CA or refused certificate), shadow
+read. Stops at the first failure.
 Exit code 0 when every check passes, 1 otherwise."
 )]
 pub struct DoctorArgs {
@@ -145,7 +148,10 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
         format!("{} opens at {} baud", settings.port, settings.baud),
     );
 
-    let mut session = match Session::open(transport, None, Timeouts::default()) {
+    let trace = settings
+        .trace
+        .then(|| Trace::new(Box::new(std::io::stderr())));
+    let mut session = match Session::open(transport, trace, settings.timeouts.clone()) {
         Ok(s) => s,
         Err(e) => return Err(report.fail("at", e.to_string())),
     };
@@ -176,28 +182,21 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
         Err(e) => return Err(report.fail("clock", e.to_string())),
     }
 
-    check_module_credentials(&mut session, local.as_ref(), report)?;
-
+    // Local files that fail the pre-flight are the cause to name: comparing the module
+    // with them, or telling the user to provision them, would point the wrong way.
     if let Some(local) = &local {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let r = check::run(&check::Inputs {
-            cert: &local.cert,
-            key: &local.key,
-            ca: &local.ca,
-            endpoint: settings.endpoint.as_deref(),
-            now,
-            slot_size: atpki::DEFAULT_PARTITION_SIZE,
-        });
-        for f in &r.checks {
-            match f.status {
-                Status::Fail => return Err(report.fail(f.check, f.message.clone())),
-                Status::Warn => report.warn(f.check, f.message.clone()),
-                _ => {}
-            }
-        }
+        preflight(local, settings.endpoint.as_deref(), report, "files")?;
         report.pass("files", "the local files pass every pre-flight check");
+    }
+
+    let stored = check_module_credentials(&mut session, local.as_ref(), report)?;
+    if local.is_none() {
+        // Without local files, the module's own credentials get the same checks.
+        preflight(&stored, None, report, "credentials")?;
+        report.pass(
+            "credentials",
+            "the module's key matches its certificate, which is within its validity",
+        );
     }
 
     let Some(endpoint) = settings.endpoint.clone() else {
@@ -217,18 +216,17 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
         ),
     }
 
+    let port = settings.endpoint_port;
     if let Err(e) = session
-        .configure_tls(&endpoint, settings.endpoint_port)
-        .and_then(|_| session.connect(&endpoint, settings.endpoint_port))
+        .configure_tls(&endpoint, port)
+        .and_then(|_| session.connect(&endpoint, port))
     {
-        return Err(report.fail("tls", e.to_string()));
+        let cause = provision::explain_tls_failure(&mut session, &endpoint, port, e);
+        return Err(report.fail("tls", cause.to_string()));
     }
     report.pass(
         "tls",
-        format!(
-            "TLS connection to {endpoint}:{} established",
-            settings.endpoint_port
-        ),
+        format!("TLS connection to {endpoint}:{port} established"),
     );
 
     let (config, _) = device::load_config().unwrap_or_default();
@@ -241,7 +239,16 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
         return Ok(());
     };
     let request = encode_request("GET", &shadow::shadow_path(&thing, None), &endpoint, None);
-    let result = session.request(&endpoint, settings.endpoint_port, &request, true);
+    let result = session.request(&endpoint, port, &request, true);
+    let result = match result {
+        Ok(r) => Ok(r),
+        Err(e) => Err(provision::explain_tls_failure(
+            &mut session,
+            &endpoint,
+            port,
+            e,
+        )),
+    };
     let _ = session.close();
     match result {
         Ok(r) if r.status == 200 => report.pass("shadow", format!("GET {thing}'s shadow: 200")),
@@ -265,14 +272,66 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
     Ok(())
 }
 
+/// Runs the pre-flight checks on a set of credentials; the first failure stops the walk,
+/// warnings are listed.
+fn preflight(
+    creds: &provision::Credentials,
+    endpoint: Option<&str>,
+    report: &mut Report,
+    whose: &'static str,
+) -> Result<(), Stop> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let r = check::run(&check::Inputs {
+        cert: &creds.cert,
+        key: &creds.key,
+        ca: &creds.ca,
+        endpoint,
+        now,
+        slot_size: atpki::DEFAULT_PARTITION_SIZE,
+    });
+    let prefix = if whose == "credentials" {
+        "on the module: "
+    } else {
+        ""
+    };
+    for f in &r.checks {
+        let slot = match f.check {
+            "cert-file" => "client_cert",
+            "key-file" => "client_key",
+            "ca-file" => "client_ca",
+            _ => "",
+        };
+        match f.status {
+            // A stored file that does not even parse is a slot that was never provisioned
+            // (4.1 images ship placeholders there).
+            Status::Fail if whose == "credentials" && !slot.is_empty() => {
+                return Err(report.fail(
+                    "credentials",
+                    format!(
+                    "{slot} on the module holds no usable credential ({}): run `esp-aws provision`",
+                    f.message
+                ),
+                ))
+            }
+            Status::Fail => return Err(report.fail(f.check, format!("{prefix}{}", f.message))),
+            Status::Warn => report.warn(f.check, format!("{prefix}{}", f.message)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Reads the credential slots back and says whether they hold usable credentials, and
 /// whether they are the local files.
 fn check_module_credentials<T: Transport>(
     session: &mut Session<T>,
     local: Option<&provision::Credentials>,
     report: &mut Report,
-) -> Result<(), Stop> {
+) -> Result<provision::Credentials, Stop> {
     let timeout = session.timeouts().command;
+    let mut found: Vec<Vec<u8>> = Vec::new();
     let slots: [(&str, Option<&[u8]>); 3] = [
         ("client_cert", local.map(|l| l.cert.as_slice())),
         ("client_key", local.map(|l| l.key.as_slice())),
@@ -341,6 +400,13 @@ fn check_module_credentials<T: Transport>(
             Some(_) => report.pass("credentials", format!("{slot} matches the local file ({} bytes)", stored.len())),
             None => report.pass("credentials", format!("{slot} holds {} bytes", stored.len())),
         }
+        found.push(stored);
     }
-    Ok(())
+    let mut found = found.into_iter();
+    let mut next = || found.next().unwrap_or_default();
+    Ok(provision::Credentials {
+        cert: next(),
+        key: next(),
+        ca: next(),
+    })
 }

@@ -5,6 +5,7 @@ mod at;
 mod demo;
 mod device;
 mod doctor;
+mod flash;
 mod pki;
 mod ports;
 mod provision;
@@ -46,6 +47,8 @@ enum Command {
     Ports,
     /// Send raw AT commands and print the module's answers.
     At(at::AtArgs),
+    /// Write, read and verify flash through the ESP32 ROM bootloader (download mode).
+    Flash(flash::FlashArgs),
     /// Run the local AWS IoT endpoint (and, with a module, the virtual ESP32-AT).
     Sim(sim::SimArgs),
     /// Try everything without hardware: provision a virtual ESP32, set and read a shadow.
@@ -89,6 +92,7 @@ pub fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Flash(args) => flash::run(args),
     };
     match result {
         Ok(code) => code,

@@ -6,22 +6,35 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use esp_aws::at::session::PLAUSIBLE_SINCE;
+use esp_aws::at::session::{Error as SessionError, PLAUSIBLE_SINCE};
 use esp_aws::aws::http::encode_request;
 use esp_aws::aws::shadow;
+use esp_aws::firmware::Generation;
 use esp_aws::pki::atpki;
 use esp_aws::pki::check::{self, Status};
 use esp_aws::provision::{self, Credentials, Outcome, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::device::{self, Config, DeviceArgs, EndpointArgs};
+use super::flash::{self, RomArgs};
 use super::Exit;
+
+/// `--via`: which of the module's two doors the credentials go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// AT commands on the AT UART (AT+SYSFLASH / AT+SYSMFG), then clock, TLS and a live check.
+    At,
+    /// The ROM serial bootloader on the download UART (module in download mode); ESP-AT
+    /// 1.x–3.0 only.
+    Rom,
+}
 
 /// Arguments of `esp-aws provision`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   esp-aws provision --port /dev/ttyUSB0 --from ~/Downloads/lnu_001 --endpoint a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com --thing lnu_001
   esp-aws provision --port /dev/ttyUSB0 --cert dev.pem.crt --key dev.pem.key --ca AmazonRootCA1.pem --endpoint HOST
+  esp-aws provision --via rom --port /dev/ttyUSB0 --from ~/Downloads/lnu_001 --endpoint HOST --flash-baud 921600
 
 The credentials are checked first (as `esp-aws pki check` does); nothing is written if a
 check fails. Slots that already hold the same bytes are not rewritten.")]
@@ -45,6 +58,13 @@ pub struct ProvisionArgs {
     /// Thing whose shadow the live check reads (and the default for `shadow` commands).
     #[arg(long, value_name = "NAME")]
     thing: Option<String>,
+    /// Write through the AT firmware (at) or the ROM bootloader (rom: the port is the
+    /// download UART and the module must be, or be reset, into download mode).
+    #[arg(long, value_enum, default_value = "at")]
+    via: Via,
+    /// With --via rom: reset strategies and line rate.
+    #[command(flatten)]
+    rom: RomArgs,
 }
 
 /// Finds the AWS console's downloads in `dir`: exactly one `*-certificate.pem.crt`, one
@@ -129,6 +149,25 @@ impl Steps {
         Some(bar)
     }
 
+    /// Runs one phase with a spinner on a terminal (nothing extra in a pipe).
+    fn phase<R>(&self, message: &str, f: impl FnOnce() -> R) -> R {
+        let spinner = self.terminal.then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_message(message.to_string());
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
+            bar
+        });
+        let result = f();
+        if let Some(bar) = spinner {
+            bar.finish_and_clear();
+        }
+        result
+    }
+
     fn done(&self, mark: &str, text: &str) {
         eprintln!(
             "{mark} {text} ({:.1} s)",
@@ -157,10 +196,24 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
             )
         }
     };
+    if args.via == Via::At && args.rom.flash_baud.is_some() {
+        return Err(Exit::usage(
+            "--flash-baud applies to --via rom only (the AT path uses --baud)",
+        )
+        .into());
+    }
     let settings = device::resolve(&args.device, Some(&args.endpoint))?;
     let endpoint = settings.endpoint()?.to_string();
     let (config, _) = device::load_config()?;
     let thing = args.thing.clone().or(config.thing);
+    // A name AWS would refuse fails the live check only after the writes: refuse it now.
+    if let Some(name) = &thing {
+        if let Err(e) = esp_aws::aws::names::validate_thing_name(name) {
+            return Err(
+                Exit::usage(format!("'{name}' is not a thing name AWS accepts: {e}")).into(),
+            );
+        }
+    }
     let creds = Credentials {
         cert: read(&cert_path)?,
         key: read(&key_path)?,
@@ -185,14 +238,19 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let steps = Steps {
+        // A bar redrawn over --trace lines would garble both.
         terminal: device::stdout_is_terminal()
-            && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            && std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && !settings.trace,
         started: Instant::now(),
     };
     steps.done("✓", "credentials checked");
+    if args.via == Via::Rom {
+        return run_rom(&args, &settings.port, &creds, &endpoint, thing, &steps);
+    }
 
     // 2. The module.
-    let mut session = device::open_session(&settings)?;
+    let mut session = steps.phase("probing the module", || device::open_session(&settings))?;
     let generation = session.info().generation;
     steps.done(
         "✓",
@@ -203,7 +261,26 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         ),
     );
 
-    // 3. Write what differs, verify.
+    // 3. What the module cannot do, and a clock that cannot be set, stop the run before
+    // anything is written: a run that cannot finish leaves the device as it was.
+    if settings.endpoint_port == 443 && generation == Generation::V1_1_3 {
+        return Err(SessionError::AlpnUnsupported.into());
+    }
+    let not_before = check_not_before(&creds.cert)
+        .unwrap_or(PLAUSIBLE_SINCE)
+        .max(PLAUSIBLE_SINCE);
+    let clock = steps.phase("waiting for the module's clock", || {
+        session.ensure_clock(not_before, settings.time_from_host)
+    })?;
+    steps.done(
+        "✓",
+        &format!(
+            "module clock at {}",
+            esp_aws::pki::summary::format_time(clock)
+        ),
+    );
+
+    // 4. Write what differs, verify.
     let bar = steps.bar("writing credentials");
     let mut on_progress = |p: Progress| {
         let Some(bar) = &bar else {
@@ -238,26 +315,20 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
-    // 4. Clock and TLS configuration.
-    let not_before = check_not_before(&creds.cert)
-        .unwrap_or(PLAUSIBLE_SINCE)
-        .max(PLAUSIBLE_SINCE);
-    let clock = session.ensure_clock(not_before, settings.time_from_host)?;
-    steps.done(
-        "✓",
-        &format!(
-            "module clock at {}",
-            esp_aws::pki::summary::format_time(clock)
-        ),
-    );
+    // 5. TLS configuration.
     session.configure_tls(&endpoint, settings.endpoint_port)?;
     steps.done("✓", "mutual TLS configured (AT+CIPSSLCCONF=3,0,0)");
 
-    // 5. Live check.
+    // 6. Live check.
+    let port = settings.endpoint_port;
     let live = match &thing {
         Some(thing) => {
             let request = encode_request("GET", &shadow::shadow_path(thing, None), &endpoint, None);
-            let response = session.request(&endpoint, settings.endpoint_port, &request, true)?;
+            let response = steps
+                .phase("live check: reading the shadow", || {
+                    session.request(&endpoint, port, &request, true)
+                })
+                .map_err(|e| provision::explain_tls_failure(&mut session, &endpoint, port, e))?;
             match response.status {
                 200 => format!("GET {thing}'s shadow: 200, version {}", version_of(&response.body)),
                 404 => format!("GET {thing}'s shadow: 404, no shadow yet (create one with `esp-aws shadow set {thing} key=value`)"),
@@ -269,7 +340,11 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
             }
         }
         None => {
-            session.connect(&endpoint, settings.endpoint_port)?;
+            steps
+                .phase("live check: connecting", || {
+                    session.connect(&endpoint, port)
+                })
+                .map_err(|e| provision::explain_tls_failure(&mut session, &endpoint, port, e))?;
             "TLS connection established (no --thing given, so no shadow was read)".to_string()
         }
     };
@@ -284,14 +359,94 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         thing: thing.clone(),
         firmware: Some(generation.name().to_string()),
     })?;
-    let written = slots
-        .iter()
-        .filter(|s| s.outcome == Outcome::Written)
-        .count();
+    let names = |outcome: Outcome| -> Vec<&str> {
+        slots
+            .iter()
+            .filter(|s| s.outcome == outcome)
+            .map(|s| s.slot)
+            .collect()
+    };
+    let list = |names: &[&str]| {
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", names.join(", "))
+        }
+    };
+    let (written, unchanged) = (names(Outcome::Written), names(Outcome::Unchanged));
     println!(
-        "provisioned {} ({}): {written} slot{} written, {} unchanged; settings saved to {}",
+        "provisioned {} ({}): {} slot{} written{}, {} unchanged{}; settings saved to {}",
         settings.port,
         generation,
+        written.len(),
+        if written.len() == 1 { "" } else { "s" },
+        list(&written),
+        unchanged.len(),
+        list(&unchanged),
+        saved.display()
+    );
+    println!("live check: {live}");
+    if written.is_empty() {
+        println!("the module already held exactly these credentials: nothing was written");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Steps 2–3 through the ROM bootloader. Steps 4 and 5 need the firmware running, which
+/// download mode excludes: the summary says how to get there.
+fn run_rom(
+    args: &ProvisionArgs,
+    port: &str,
+    creds: &Credentials,
+    endpoint: &str,
+    thing: Option<String>,
+    steps: &Steps,
+) -> anyhow::Result<ExitCode> {
+    use esp_aws::rom::pki::{self as rom_pki, TableSource};
+
+    let (mut loader, reset) = flash::connect(port, &args.rom)?;
+    steps.done(
+        "✓",
+        &format!(
+            "ESP32 ROM bootloader on {port}{}",
+            if reset {
+                " (reset into download mode)"
+            } else {
+                ""
+            }
+        ),
+    );
+    let (layout, slots) = rom_pki::write_credentials(&mut loader, creds, &mut |r| {
+        let what = match r.report.outcome {
+            Outcome::Written => "written and verified (MD5)",
+            Outcome::Unchanged => "unchanged (MD5 matched), not rewritten",
+        };
+        steps.done(
+            "✓",
+            &format!(
+                "{} at {}: {} bytes, {what}",
+                r.report.slot, r.report.location, r.report.bytes
+            ),
+        );
+    })
+    .with_context(|| port.to_string())?;
+    if layout.source == TableSource::Fallback {
+        eprintln!("! no partition table at 0x20000 (erased, or not an ESP-AT image): the ESP32 1.x/2.x slots 0x2a000/0x2c000/0x2e000 were assumed");
+    }
+    let booted = flash::finish(&mut loader, port, &args.rom)?;
+
+    let saved = device::save_config(&Config {
+        endpoint: Some(endpoint.to_string()),
+        endpoint_port: None,
+        thing: thing.clone(),
+        ..Config::default()
+    })?;
+    let written = slots
+        .iter()
+        .filter(|s| s.report.outcome == Outcome::Written)
+        .count();
+    println!(
+        "provisioned {port} through the ROM bootloader: {written} slot{} written, {} unchanged; settings saved to {}",
         if written == 1 { "" } else { "s" },
         slots.len() - written,
         saved.display()
@@ -299,6 +454,13 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     if written == 0 {
         println!("the module already held exactly these credentials: nothing was written");
     }
+    let shadow = thing.map_or("esp-aws shadow get THING".to_string(), |t| {
+        format!("esp-aws shadow get {t}")
+    });
+    println!(
+        "the clock, TLS and live checks need the AT firmware running, which download mode excludes: {}then `esp-aws doctor` or `{shadow}` on the AT port uses the new credentials",
+        if booted { "" } else { "reset the module into normal boot, " }
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -22,6 +22,7 @@ use md5::{Digest, Md5};
 
 use super::command::{Command, CommandKind, MAX_PACKET_SIZE, READ_FLASH_SLOW_MAX, SYNC_TIMEOUT};
 use super::packet::{PacketError, Response, RomStatus};
+use super::reset::{self, After, Before};
 use super::slip::{self, SlipDecoder};
 use crate::transport::Transport;
 
@@ -174,6 +175,44 @@ impl<T: Transport> RomLoader<T> {
     /// The transport back.
     pub fn into_inner(self) -> T {
         self.port
+    }
+
+    /// The transport, e.g. to drive its modem lines.
+    pub fn port_mut(&mut self) -> &mut T {
+        &mut self.port
+    }
+
+    /// Gets the chip into the bootloader as `before` says, then [`RomLoader::connect`]s.
+    /// Returns whether the chip was reset: `false` when `before` said not to, or the port has
+    /// no modem lines (then the chip must already be in download mode).
+    pub fn connect_with(&mut self, before: Before) -> Result<bool, Error> {
+        if before == Before::DefaultReset {
+            let mut last = None;
+            // Two attempts, as esptool alternates a short and a long GPIO0 hold.
+            for delay in reset::RESET_DELAYS {
+                if !reset::enter_bootloader(&mut self.port, delay)? {
+                    break;
+                }
+                match self.connect() {
+                    Err(e @ Error::NoSync { .. }) => last = Some(e),
+                    other => return other.map(|()| true),
+                }
+            }
+            if let Some(e) = last {
+                return Err(e);
+            }
+        }
+        self.connect().map(|()| false)
+    }
+
+    /// Leaves the chip as `after` says. Returns whether it was reset into the firmware:
+    /// `false` when `after` said not to, or the port has no modem lines (then the chip is
+    /// still in the bootloader).
+    pub fn finish(&mut self, after: After) -> Result<bool, Error> {
+        match after {
+            After::HardReset => Ok(reset::hard_reset(&mut self.port)?),
+            After::NoReset => Ok(false),
+        }
     }
 
     /// Synchronises with the ROM and checks that the chip is an ESP32, then attaches the
@@ -417,11 +456,49 @@ impl<T: Transport> RomLoader<T> {
         Ok(out)
     }
 
+    /// Reads `len` bytes at `addr`, or, when the ROM's MD5 says they are all erased
+    /// (`0xFF`), skips the read: one round trip instead of one per 64 bytes.
+    pub fn read_or_erased(&mut self, addr: u32, len: u32) -> Result<Vec<u8>, Error> {
+        let erased = vec![0xFF; len as usize];
+        let digest: [u8; 16] = Md5::digest(&erased).into();
+        if self.flash_md5(addr, len)? == digest {
+            return Ok(erased);
+        }
+        self.read_flash(addr, len)
+    }
+
+    /// Writes `data` at any `addr`, keeping every byte outside `[addr, addr + len)` of the
+    /// sectors it touches (the ROM erases whole 4 KiB sectors; esptool would erase the rest
+    /// of the first and last sector, `pitfalls.md` 18). Returns the sectors written as
+    /// `(start, length)` and what [`RomLoader::write_region`] did.
+    pub fn write_preserving(
+        &mut self,
+        addr: u32,
+        data: &[u8],
+    ) -> Result<((u32, u32), WriteReport), Error> {
+        let start = addr - addr % 0x1000;
+        let end = (u64::from(addr) + data.len() as u64).next_multiple_of(0x1000);
+        let end = u32::try_from(end).map_err(|_| Error::Unaligned { addr })?;
+        let head = addr - start;
+        let tail_at = addr + data.len() as u32;
+        let mut image = Vec::with_capacity((end - start) as usize);
+        if head > 0 {
+            image.extend(self.read_or_erased(start, head)?);
+        }
+        image.extend_from_slice(data);
+        if end > tail_at {
+            image.extend(self.read_or_erased(tail_at, end - tail_at)?);
+        }
+        let report = self.write_region(start, &image)?;
+        Ok(((start, end - start), report))
+    }
+
     /// Writes `data` at `addr` (4 KiB aligned) and verifies it by MD5.
     ///
     /// The data is padded with `0xFF` to whole words. The sectors it touches are erased
     /// first, so the rest of the last sector reads `0xFF` afterwards, unless the flash
-    /// already held exactly these bytes, in which case nothing is written.
+    /// already held exactly these bytes, in which case nothing is written. Trailing `0xFF`
+    /// bytes are left to the erase rather than sent.
     pub fn write_region(&mut self, addr: u32, data: &[u8]) -> Result<WriteReport, Error> {
         if addr % 0x1000 != 0 {
             return Err(Error::Unaligned { addr });
@@ -438,13 +515,21 @@ impl<T: Transport> RomLoader<T> {
             });
         }
 
+        // Trailing 0xFF bytes need not be sent or programmed: the erase at FLASH_BEGIN
+        // leaves them. (The ROM only checks the size against the erase at FLASH_END, which
+        // is never sent, §7 rule 8.)
+        let body_len = image
+            .iter()
+            .rposition(|&b| b != 0xFF)
+            .map_or(0, |i| (i + 1).next_multiple_of(4));
+        let body = &image[..body_len];
         let compressed = {
             let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-            z.write_all(&image)?;
+            z.write_all(body)?;
             z.finish()?
         };
-        let deflate = compressed.len() < image.len();
-        let payload: &[u8] = if deflate { &compressed } else { &image };
+        let deflate = !body.is_empty() && compressed.len() < body.len();
+        let payload: &[u8] = if deflate { &compressed } else { body };
         let block = self.block_size as usize;
         let blocks = u32::try_from(payload.len().div_ceil(block)).unwrap_or(u32::MAX);
         let begin = if deflate {

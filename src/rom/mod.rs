@@ -3,11 +3,14 @@
 //! ([`crate::sim::rom`]).
 //!
 //! Spec: `rom-bootloader.md` (§2 SLIP, §3 packets, §4 opcodes, §5 error codes, §7 client
-//! rules).
+//! rules). [`pki`] writes AtPKI credential bins through it; [`reset`] holds the DTR/RTS
+//! reset strategies (§1.1).
 
 pub mod command;
 pub mod loader;
 pub mod packet;
+pub mod pki;
+pub mod reset;
 pub mod slip;
 
 pub use command::{checksum, Command, CommandKind};

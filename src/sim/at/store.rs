@@ -77,6 +77,14 @@ impl KvStore {
         if bytes.len() > size {
             return false;
         }
+        // ESP-IDF's NVS does not rewrite a value that is stored already, so setting the
+        // same configuration again (every `AT+CIPSSLCCONF=3,0,0`) costs no flash wear.
+        if flash.read(|f| {
+            f.read(addr, bytes.len())
+                .is_ok_and(|stored| stored == bytes.as_slice())
+        }) {
+            return true;
+        }
         let erase_len = bytes.len().div_ceil(SECTOR_SIZE) * SECTOR_SIZE;
         flash.modify(|f| f.erase(addr, erase_len).is_ok() && f.write(addr, &bytes).is_ok())
     }
