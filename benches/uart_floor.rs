@@ -11,7 +11,9 @@
 //!   no TLS link on the module (closed beforehand, untimed) and once with the link the
 //!   previous command left open;
 //! - `provision` via AT on a fresh module, and again with unchanged files;
-//! - `provision --via rom`, when the binary has it.
+//! - the line's turnaround, `AT` answered by `OK`, for what bounds the rest.
+//!
+//! `provision --via rom` is measured against its floor by `benches/rom_vs_esptool.rs`.
 //!
 //! Process runs are timed with `--trace` on (its transcript, read from a pipe, is where the
 //! bytes are counted), so the figure includes the cost of tracing. The simulator answers
@@ -164,13 +166,6 @@ fn warm(world: &World, n: usize) -> (Samples, Samples, Samples) {
     (ats, gets, sets)
 }
 
-/// Whether the binary has `provision --via`.
-fn has_rom_path() -> bool {
-    let mut cmd = std::process::Command::new(common::exe());
-    cmd.args(["provision", "--help"]);
-    common::run_timed(cmd).stdout.contains("--via")
-}
-
 fn measure(baud: u32, reps: usize, warm_n: usize, ops: &mut Vec<Op>) {
     // Fresh modules: a new simulator (factory flash, clock at 1970) for every run.
     let mut fresh = Vec::new();
@@ -293,32 +288,6 @@ fn measure(baud: u32, reps: usize, warm_n: usize, ops: &mut Vec<Op>) {
             extra_ok: None,
         });
     }
-
-    if has_rom_path() {
-        let w = World::start(Generation::V1_1_3, baud);
-        w.sim
-            .reset(esp_aws::sim::device::BootMode::Download)
-            .expect("reset into download mode");
-        let mut args = w.provision_args();
-        args.insert(1, "rom".into());
-        args.insert(1, "--via".into());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let run = w.cli_traced(&args);
-        if run.code == Some(0) {
-            ops.push(Op {
-                name: "provision --via rom",
-                what: "credentials written through the ROM bootloader",
-                baud,
-                runs: 1,
-                wall: run.wall.as_secs_f64(),
-                traffic: traffic(&run.stderr),
-                target: None,
-                extra_ok: None,
-            });
-        } else {
-            println!("provision --via rom failed at {baud} baud: {}", run.why());
-        }
-    }
 }
 
 fn main() {
@@ -361,9 +330,7 @@ fn main() {
         &["operation", "baud", "wall ms", "bytes tx + rx", "floor ms", "× floor", "target", "result"],
         &rows,
     );
-    if !ops.iter().any(|o| o.name == "provision --via rom") {
-        println!("provision --via rom: not in this build (no --via flag), not measured");
-    }
+    println!("provision --via rom: measured against its floor by benches/rom_vs_esptool.rs");
     println!("(unchanged-files provision also requires that no slot is erased or written)");
     println!("took {:.0} s", started.elapsed().as_secs_f64());
     let json = json!({
@@ -386,7 +353,7 @@ fn main() {
             "target_ratio": op.target,
             "pass": op.pass(),
         })).collect::<Vec<_>>(),
-        "rom_path_measured": ops.iter().any(|o| o.name == "provision --via rom"),
+        "rom_path": "benches/rom_vs_esptool.rs (target/bench/rom_vs_esptool.json)",
     });
     common::write_json("uart_floor", &json);
 }
