@@ -225,6 +225,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         args.baud.to_string(),
         "--endpoint".to_string(),
         host.clone(),
+        // Explicit, so that a user config file cannot point the demo elsewhere.
+        "--endpoint-port".to_string(),
+        "8443".to_string(),
     ];
     let steps: Vec<(&str, Vec<String>)> = vec![
         (
