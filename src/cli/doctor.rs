@@ -1,7 +1,6 @@
 //! `esp-aws doctor`: walks the chain from serial port to shadow and stops at the first
 //! broken link, saying in one sentence what is wrong and what to do.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,18 +33,9 @@ pub struct DoctorArgs {
     device: DeviceArgs,
     #[command(flatten)]
     endpoint: EndpointArgs,
-    /// Local device certificate to compare with the module's.
-    #[arg(long, value_name = "FILE", requires_all = ["key", "ca"], conflicts_with = "from")]
-    cert: Option<PathBuf>,
-    /// Local private key to compare with the module's.
-    #[arg(long, value_name = "FILE", requires_all = ["cert", "ca"], conflicts_with = "from")]
-    key: Option<PathBuf>,
-    /// Local root CA to compare with the module's.
-    #[arg(long, value_name = "FILE", requires_all = ["cert", "key"], conflicts_with = "from")]
-    ca: Option<PathBuf>,
-    /// A folder with the AWS console's downloads (instead of --cert/--key/--ca).
-    #[arg(long, value_name = "DIR")]
-    from: Option<PathBuf>,
+    /// Local credentials to compare with the module's (optional).
+    #[command(flatten)]
+    files: super::provision::CredentialArgs,
     /// Thing whose shadow to read [default: from the config file].
     #[arg(long, value_name = "NAME")]
     thing: Option<String>,
@@ -115,12 +105,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn local_files(args: &DoctorArgs) -> anyhow::Result<Option<provision::Credentials>> {
-    let paths = match (&args.from, &args.cert, &args.key, &args.ca) {
-        (Some(dir), ..) => Some(super::provision::find_downloads(dir)?),
-        (None, Some(c), Some(k), Some(a)) => Some((c.clone(), k.clone(), a.clone())),
-        _ => None,
-    };
-    Ok(match paths {
+    Ok(match args.files.paths()? {
         Some((c, k, a)) => Some(provision::Credentials {
             cert: std::fs::read(c)?,
             key: std::fs::read(k)?,

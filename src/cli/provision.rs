@@ -43,18 +43,8 @@ pub struct ProvisionArgs {
     device: DeviceArgs,
     #[command(flatten)]
     endpoint: EndpointArgs,
-    /// Device certificate (`*-certificate.pem.crt`).
-    #[arg(long, value_name = "FILE", requires_all = ["key", "ca"], conflicts_with = "from")]
-    cert: Option<PathBuf>,
-    /// Private key (`*-private.pem.key`).
-    #[arg(long, value_name = "FILE", requires_all = ["cert", "ca"], conflicts_with = "from")]
-    key: Option<PathBuf>,
-    /// Root CA (`AmazonRootCA1.pem`).
-    #[arg(long, value_name = "FILE", requires_all = ["cert", "key"], conflicts_with = "from")]
-    ca: Option<PathBuf>,
-    /// A folder with the files the AWS console downloads.
-    #[arg(long, value_name = "DIR")]
-    from: Option<PathBuf>,
+    #[command(flatten)]
+    files: CredentialArgs,
     /// Thing whose shadow the live check reads (and the default for `shadow` commands).
     #[arg(long, value_name = "NAME")]
     thing: Option<String>,
@@ -65,6 +55,51 @@ pub struct ProvisionArgs {
     /// With --via rom: reset strategies and line rate.
     #[command(flatten)]
     rom: RomArgs,
+}
+
+/// Where the credentials are: the folder the AWS console's downloads went to, or three files.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CredentialArgs {
+    /// Device certificate (`*-certificate.pem.crt`).
+    #[arg(long, value_name = "FILE", requires_all = ["key", "ca"], conflicts_with = "from")]
+    cert: Option<PathBuf>,
+    /// Private key (`*-private.pem.key`).
+    #[arg(long, value_name = "FILE", requires_all = ["cert", "ca"], conflicts_with = "from")]
+    key: Option<PathBuf>,
+    /// Root CA (`AmazonRootCA1.pem`).
+    #[arg(long, value_name = "FILE", requires_all = ["cert", "key"], conflicts_with = "from")]
+    ca: Option<PathBuf>,
+    /// A folder with the files the AWS console downloads (instead of --cert/--key/--ca).
+    #[arg(long, value_name = "DIR")]
+    from: Option<PathBuf>,
+}
+
+impl CredentialArgs {
+    /// The certificate, key and CA paths, if any were given; with `--from` it says which
+    /// files it picked.
+    pub fn paths(&self) -> anyhow::Result<Option<(PathBuf, PathBuf, PathBuf)>> {
+        Ok(match (&self.from, &self.cert, &self.key, &self.ca) {
+            (Some(dir), ..) => {
+                let found = find_downloads(dir)?;
+                let name = |p: &Path| {
+                    p.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned()
+                };
+                eprintln!(
+                    "using {}, {} and {} from {}",
+                    name(&found.0),
+                    name(&found.1),
+                    name(&found.2),
+                    dir.display()
+                );
+                Some(found)
+            }
+            (None, Some(c), Some(k), Some(a)) => Some((c.clone(), k.clone(), a.clone())),
+            _ => None,
+        })
+    }
 }
 
 /// Finds the AWS console's downloads in `dir`: exactly one `*-certificate.pem.crt`, one
@@ -177,24 +212,10 @@ impl Steps {
 }
 
 pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
-    let (cert_path, key_path, ca_path) = match (&args.from, &args.cert, &args.key, &args.ca) {
-        (Some(dir), ..) => {
-            let found = find_downloads(dir)?;
-            eprintln!(
-                "using {}, {} and {} from {}",
-                found.0.file_name().unwrap_or_default().to_string_lossy(),
-                found.1.file_name().unwrap_or_default().to_string_lossy(),
-                found.2.file_name().unwrap_or_default().to_string_lossy(),
-                dir.display()
-            );
-            found
-        }
-        (None, Some(c), Some(k), Some(a)) => (c.clone(), k.clone(), a.clone()),
-        _ => {
-            return Err(
-                Exit::usage("give the credentials: --from DIR, or --cert, --key and --ca").into(),
-            )
-        }
+    let Some((cert_path, key_path, ca_path)) = args.files.paths()? else {
+        return Err(
+            Exit::usage("give the credentials: --from DIR, or --cert, --key and --ca").into(),
+        );
     };
     if args.via == Via::At && args.rom.flash_baud.is_some() {
         return Err(Exit::usage(
