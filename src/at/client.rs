@@ -21,7 +21,7 @@ pub enum Error {
     Timeout {
         /// The command (without its terminator).
         command: String,
-        /// How long we waited.
+        /// The time limit that ran out.
         waited: Duration,
     },
     /// The module answered `ERROR`.
@@ -326,8 +326,7 @@ impl<T: Transport> AtClient<T> {
         line.extend_from_slice(command.as_bytes());
         line.extend_from_slice(b"\r\n");
         self.write(&line, false)?;
-        let started = Instant::now();
-        let deadline = started + timeout;
+        let deadline = Instant::now() + timeout;
         let mut reply = Reply::default();
         let mut err_code = None;
         let mut payload = payload;
@@ -336,7 +335,7 @@ impl<T: Transport> AtClient<T> {
                 self.stray.append(&mut reply.lines);
                 return Err(Error::Timeout {
                     command: command.to_string(),
-                    waited: started.elapsed(),
+                    waited: timeout,
                 });
             };
             match event {

@@ -231,18 +231,30 @@ impl<T: Transport> Session<T> {
         // end; boot output that comes later still is what the probe's retries absorb.
         client.discard_stale(Duration::from_millis(10))?;
         let mut answered = false;
+        let mut stumbled = false;
         let mut seen = String::new();
         for _ in 0..3 {
             match client.command("AT", Duration::from_millis(700)) {
-                Ok(_) => {
+                Ok(_) if !stumbled => {
                     answered = true;
                     break;
+                }
+                // After a failed attempt, this OK may be the late answer to it rather than
+                // to this AT: wait for the line to go quiet and ask once more, so that
+                // every later answer pairs with its own command.
+                Ok(_) => {
+                    client.drain(Duration::from_millis(150), Duration::from_secs(2))?;
+                    if client.command("AT", Duration::from_millis(700)).is_ok() {
+                        answered = true;
+                        break;
+                    }
                 }
                 Err(AtError::Timeout { .. }) => seen.push_str(&client.take_stray_text()),
                 // A reboot or a stale error from before: the next AT will tell.
                 Err(AtError::Rebooted(_) | AtError::Failed { .. } | AtError::Busy(_)) => {}
                 Err(e) => return Err(e.into()),
             }
+            stumbled = true;
             // A late answer to this attempt must not be taken for the next one's.
             for event in client.drain(Duration::from_millis(150), Duration::from_secs(1))? {
                 if let super::digest::Event::Line(l) = event {
@@ -257,20 +269,23 @@ impl<T: Transport> Session<T> {
                 None => Error::NoAnswer,
             });
         }
-        // A module that reboots now (brown-out, crash) is answered by probing again.
+        // A module that reboots now (brown-out, crash), or an answer that still belongs to
+        // an earlier command (no version line), is met by probing again.
         let mut gmr = Vec::new();
         for attempt in 0..3 {
+            let last = attempt == 2;
             match client
                 .run(&EchoOff)
                 .and_then(|_| client.command("AT+GMR", timeouts.command))
             {
-                Ok(reply) => {
+                Ok(reply) if last || parse_version(&reply.lines).is_some() => {
                     gmr = reply.lines;
                     break;
                 }
-                Err(AtError::Rebooted(_)) if attempt < 2 => {
+                Ok(_) | Err(AtError::Rebooted(_)) if !last => {
                     client.drain(Duration::from_millis(200), Duration::from_secs(3))?;
                 }
+                Ok(reply) => gmr = reply.lines,
                 Err(e) => return Err(e.into()),
             }
         }

@@ -44,6 +44,9 @@ const MAX_BACKLOG: usize = 64 * 1024;
 /// The longest the pump sleeps, so control requests and shutdown are served promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(20);
 
+/// The shortest pause of the pump between passes when it waits less than a millisecond.
+const NAP: Duration = Duration::from_micros(50);
+
 /// Configures and starts a [`Pty`].
 #[derive(Debug, Clone)]
 pub struct PtyBuilder {
@@ -280,15 +283,25 @@ impl Pump {
             if !self.backlog.is_empty() {
                 events |= PollFlags::POLLOUT;
             }
-            // Round up so a sub-millisecond wait does not become a busy loop of zero
-            // timeouts; the pacing catches up on the next pass.
-            let millis = i32::try_from(sleep.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+            // poll() counts in milliseconds, but at high rates the line moves in microseconds
+            // (a byte takes 11 µs at 921600): a sub-millisecond wait checks for input without
+            // blocking and then naps for the wait itself (at least NAP, so that it never
+            // becomes a busy loop), instead of being rounded up to a whole millisecond.
+            let sub_millisecond = sleep < Duration::from_millis(1);
+            let millis = if sub_millisecond {
+                0
+            } else {
+                i32::try_from(sleep.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+            };
             let mut fds = [PollFd::new(fd, events)];
             match poll(&mut fds, millis) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
             let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+            if sub_millisecond && revents.is_empty() {
+                std::thread::sleep(sleep.max(NAP));
+            }
             if revents.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
                 match nix::unistd::read(fd, &mut buf) {
                     Ok(0) => {}
