@@ -229,7 +229,7 @@ impl<T: Transport> Session<T> {
         client.set_trace(trace);
         // Bytes still in flight arrive back to back, so a short quiet period marks their
         // end; boot output that comes later still is what the probe's retries absorb.
-        client.discard_stale(Duration::from_millis(10))?;
+        client.discard_stale(Duration::from_millis(3))?;
         let mut answered = false;
         let mut stumbled = false;
         let mut seen = String::new();
@@ -331,9 +331,9 @@ impl<T: Transport> Session<T> {
     ) -> Result<Session<T>, Error> {
         let mut client = AtClient::new(io);
         client.set_trace(trace);
-        // Shorter than the probe's quiet period: anything stale that still arrives makes
-        // the first request fail, and the caller falls back to the full set-up.
-        client.discard_stale(Duration::from_millis(5))?;
+        // No quiet period, only the flush: anything stale that still arrives makes the
+        // first request fail, and the caller falls back to the full set-up.
+        client.discard_stale(Duration::ZERO)?;
         Ok(Session {
             client,
             info: ModuleInfo {

@@ -68,8 +68,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Extra handshake time under the `slow-handshake` fault.
 const SLOW_HANDSHAKE: Duration = Duration::from_secs(3);
 /// How often the carrier should poll while a connection is open (network data arrives
-/// without serial input).
-const NET_POLL: Duration = Duration::from_millis(5);
+/// without serial input). A real module's network stack hands data over at once; the poll
+/// interval is the delay the simulation adds, so it is kept short (a link may stay open
+/// while idle, and each poll costs the host's CPU, so not shorter still).
+const NET_POLL: Duration = Duration::from_millis(1);
 
 /// Where the "real" UTC comes from when the simulated SNTP client syncs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
