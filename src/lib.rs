@@ -24,6 +24,7 @@
 //! | [`sim`] | the virtual module and the local AWS IoT endpoint | all of the above |
 //! | [`firmware`] | facts about the three ESP-AT generations | `esp-at.md` §1, §3 |
 //! | [`partition`] | ESP-IDF partition tables (ESP-AT's secondary table) | `esp-at.md` §3.4 |
+//! | [`trace`] | `--trace` transcripts (both directions, time deltas, no credentials) | |
 //! | [`transport`] | the one I/O seam between drivers and a serial line | |
 //!
 //! The reference documents named in the table are the project's protocol notes; each module
@@ -40,4 +41,5 @@ pub mod pki;
 pub mod provision;
 pub mod rom;
 pub mod sim;
+pub mod trace;
 pub mod transport;

@@ -502,3 +502,47 @@ mod board {
         }
     }
 }
+
+#[test]
+fn provision_via_rom_traces_commands_but_never_flash_contents() {
+    let world = download_world(Generation::V2_4);
+    let mut args: Vec<std::ffi::OsString> = [
+        "provision",
+        "--trace",
+        "--via",
+        "rom",
+        "--thing",
+        "lnu_001",
+        "--from",
+    ]
+    .map(Into::into)
+    .to_vec();
+    args.push(world.thing_dir().into_os_string());
+    let run = world.cli(&args);
+    assert_ok(&run);
+    for expected in [
+        ">> SYNC",
+        "<< SYNC: ok",
+        ">> FLASH_DEFL_DATA",
+        ">> SPI_FLASH_MD5",
+        "<< SPI_FLASH_MD5: ok",
+    ] {
+        assert!(
+            run.stderr.contains(expected),
+            "trace lacks {expected:?}:\n{}",
+            run.stderr
+        );
+    }
+    let key = std::fs::read_dir(world.thing_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-private.pem.key"))
+        .unwrap();
+    for line in std::fs::read_to_string(key)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+    {
+        assert!(!run.stderr.contains(line), "key material in the trace");
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! Spec: `esp-at.md` §4 (framing), §7 (host parser rules).
 
-use std::io::{self, Write};
+use std::io;
 use std::time::{Duration, Instant};
 
 use super::digest::{Digester, ErrCode, Event, Final, Urc};
@@ -78,67 +78,7 @@ impl Reply {
     }
 }
 
-/// Direction of a transcript entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Host to module.
-    Tx,
-    /// Module to host.
-    Rx,
-}
-
-/// A transcript sink for `--trace`: both directions with time deltas, key material redacted.
-pub struct Trace {
-    out: Box<dyn Write + Send>,
-    last: Instant,
-}
-
-impl std::fmt::Debug for Trace {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Trace").finish_non_exhaustive()
-    }
-}
-
-impl Trace {
-    /// A trace written to `out`.
-    pub fn new(out: Box<dyn Write + Send>) -> Trace {
-        Trace {
-            out,
-            last: Instant::now(),
-        }
-    }
-
-    fn record(&mut self, dir: Direction, bytes: &[u8], redacted: bool) {
-        let now = Instant::now();
-        let delta = now.duration_since(self.last);
-        self.last = now;
-        let arrow = match dir {
-            Direction::Tx => ">>",
-            Direction::Rx => "<<",
-        };
-        let text = if redacted {
-            format!("<{} bytes of credential data, not shown>", bytes.len())
-        } else {
-            escape(bytes)
-        };
-        let _ = writeln!(self.out, "+{:>8.3}s {arrow} {text}", delta.as_secs_f64());
-    }
-}
-
-/// Renders bytes as text with `\r`, `\n`, and `\xNN` escapes.
-pub fn escape(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len());
-    for &b in bytes {
-        match b {
-            b'\r' => s.push_str("\\r"),
-            b'\n' => s.push_str("\\n"),
-            b'\\' => s.push_str("\\\\"),
-            0x20..=0x7e => s.push(b as char),
-            _ => s.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    s
-}
+pub use crate::trace::{escape, Direction, Trace};
 
 /// How often and how long a `busy p...` is retried.
 const BUSY_RETRIES: u32 = 10;

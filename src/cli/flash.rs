@@ -19,6 +19,7 @@ use md5::{Digest, Md5};
 
 use super::device::{self, DeviceArgs};
 use super::Exit;
+use esp_aws::trace::Trace;
 
 /// The rate the ROM bootloader listens at after reset (it autobauds from SYNC, but every
 /// tool starts here; `rom-bootloader.md` §9.1).
@@ -135,9 +136,16 @@ fn sim_reset_hint(boot: &str) -> String {
 
 /// Opens `port` at the ROM's rate, gets the chip into the bootloader as `rom.before` says,
 /// connects, and switches to `rom.flash_baud` if given.
-pub fn connect(port: &str, rom: &RomArgs) -> anyhow::Result<(RomLoader<SerialTransport>, bool)> {
+pub fn connect(
+    port: &str,
+    rom: &RomArgs,
+    trace: bool,
+) -> anyhow::Result<(RomLoader<SerialTransport>, bool)> {
     let transport = SerialTransport::open(port, ROM_BAUD)?;
     let mut loader = RomLoader::new(transport);
+    if trace {
+        loader.set_trace(Some(Trace::new(Box::new(std::io::stderr()))));
+    }
     let reset = match loader.connect_with(rom.before.into()) {
         Ok(reset) => reset,
         Err(e @ loader::Error::NoSync { .. }) => bail!(
@@ -255,7 +263,7 @@ pub fn run(args: FlashArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         FlashCommand::Write { items } => {
             let regions = regions(&items)?;
-            let (mut loader, _) = connect(port, &args.rom)?;
+            let (mut loader, _) = connect(port, &args.rom, settings.trace)?;
             let mut written = 0;
             for (offset, path, data) in &regions {
                 let ((start, len), report) = loader
@@ -305,7 +313,7 @@ pub fn run(args: FlashArgs) -> anyhow::Result<ExitCode> {
                 ))
                 .into());
             }
-            let (mut loader, _) = connect(port, &args.rom)?;
+            let (mut loader, _) = connect(port, &args.rom, settings.trace)?;
             // READ_FLASH_SLOW moves 64 bytes a round trip (about 5 KiB/s at 115200): show
             // progress on a terminal for anything long.
             let bar =
@@ -352,7 +360,7 @@ pub fn run(args: FlashArgs) -> anyhow::Result<ExitCode> {
         }
         FlashCommand::Verify { items } => {
             let regions = regions(&items)?;
-            let (mut loader, _) = connect(port, &args.rom)?;
+            let (mut loader, _) = connect(port, &args.rom, settings.trace)?;
             let mut differ = 0;
             for (offset, path, data) in &regions {
                 let expected: [u8; 16] = Md5::digest(data).into();

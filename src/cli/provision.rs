@@ -267,7 +267,15 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     };
     steps.done("✓", "credentials checked");
     if args.via == Via::Rom {
-        return run_rom(&args, &settings.port, &creds, &endpoint, thing, &steps);
+        return run_rom(
+            &args,
+            &settings.port,
+            settings.trace,
+            &creds,
+            &endpoint,
+            thing,
+            &steps,
+        );
     }
 
     // 2. The module.
@@ -418,6 +426,7 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
 fn run_rom(
     args: &ProvisionArgs,
     port: &str,
+    trace: bool,
     creds: &Credentials,
     endpoint: &str,
     thing: Option<String>,
@@ -425,7 +434,7 @@ fn run_rom(
 ) -> anyhow::Result<ExitCode> {
     use esp_aws::rom::pki::{self as rom_pki, TableSource};
 
-    let (mut loader, reset) = flash::connect(port, &args.rom)?;
+    let (mut loader, reset) = flash::connect(port, &args.rom, trace)?;
     steps.done(
         "✓",
         &format!(

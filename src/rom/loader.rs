@@ -24,6 +24,7 @@ use super::command::{Command, CommandKind, MAX_PACKET_SIZE, READ_FLASH_SLOW_MAX,
 use super::packet::{PacketError, Response, RomStatus};
 use super::reset::{self, After, Before};
 use super::slip::{self, SlipDecoder};
+use crate::trace::{Direction, Trace};
 use crate::transport::Transport;
 
 /// `READ_REG 0x40001000` on an ESP32 (`CHIP_DETECT_MAGIC_REG_ADDR`).
@@ -144,6 +145,7 @@ pub struct RomLoader<T: Transport> {
     /// The line rate, to allow for a request's own transmission time in its timeout.
     baud: u32,
     noise: Vec<u8>,
+    trace: Option<Trace>,
 }
 
 impl<T: Transport> RomLoader<T> {
@@ -157,7 +159,14 @@ impl<T: Transport> RomLoader<T> {
             flash_size: 4 * 1024 * 1024,
             baud: 115_200,
             noise: Vec::new(),
+            trace: None,
         }
+    }
+
+    /// Records every command and reply into `trace`: opcode, size, status and time, never
+    /// the data (flash blocks carry private keys).
+    pub fn set_trace(&mut self, trace: Option<Trace>) {
+        self.trace = trace;
     }
 
     /// The data block size for writes (default 0x1800, the ROM's maximum; esptool uses
@@ -288,12 +297,29 @@ impl<T: Transport> RomLoader<T> {
         let op = command.kind();
         let mut wire = Vec::with_capacity(64);
         slip::encode(&command.to_bytes(), &mut wire);
+        if let Some(t) = self.trace.as_mut() {
+            t.line(
+                Direction::Tx,
+                &format!("{} ({} bytes on the line)", op.name(), wire.len()),
+            );
+        }
         self.port.write_all(&wire)?;
         self.port.flush()?;
         // esptool's timeouts assume 0x400-byte blocks; a 0x1800-byte block at a low rate
         // can take longer than that just to arrive.
         let on_wire = Duration::from_secs_f64(wire.len() as f64 * 10.0 / f64::from(self.baud));
-        let reply = self.wait_reply(op, timeout + on_wire)?;
+        let reply = self.wait_reply(op, timeout + on_wire);
+        if let Some(t) = self.trace.as_mut() {
+            let text = match &reply {
+                Ok(r) if r.status.is_ok() => {
+                    format!("{}: ok ({} data bytes)", op.name(), r.data.len())
+                }
+                Ok(r) => format!("{}: {} ({} data bytes)", op.name(), r.status, r.data.len()),
+                Err(e) => format!("{}: {e}", op.name()),
+            };
+            t.line(Direction::Rx, &text);
+        }
+        let reply = reply?;
         if !reply.status.is_ok() {
             return Err(Error::Rom {
                 op,
