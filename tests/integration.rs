@@ -2,6 +2,7 @@
 
 mod sim_util;
 mod util;
+mod virtual_port;
 
 mod pki;
 mod pki_check;

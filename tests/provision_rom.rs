@@ -371,95 +371,16 @@ fn provision_via_rom_on_a_module_in_normal_boot_says_how_to_enter_download_mode(
 /// with a virtual clock. EN rising resets the chip; GPIO0 low at that moment means
 /// download mode.
 mod board {
-    use std::collections::VecDeque;
-    use std::io::{self, Read, Write};
-    use std::time::Duration;
-
+    use crate::util::fixture_bytes;
+    use crate::virtual_port::VirtualPort;
     use esp_aws::firmware::Generation;
     use esp_aws::provision::{Credentials, Outcome};
     use esp_aws::rom::loader::RomLoader;
     use esp_aws::rom::pki::{self as rom_pki, TableSource};
     use esp_aws::rom::reset::{After, Before};
-    use esp_aws::sim::device::{BootMode, Device, SharedFlash};
+    use esp_aws::sim::device::{BootMode, SharedFlash};
     use esp_aws::sim::flash::Flash;
     use esp_aws::sim::rom::{FlashTiming, RomDevice};
-    use esp_aws::transport::Transport;
-
-    use crate::util::fixture_bytes;
-
-    struct Board {
-        rom: RomDevice,
-        now: Duration,
-        timeout: Duration,
-        rx: VecDeque<u8>,
-        /// (dtr, rts) as last set: asserted = line low.
-        lines: (bool, bool),
-        resets: Vec<BootMode>,
-    }
-
-    impl Read for Board {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let give_up = self.now + self.timeout;
-            while self.rx.is_empty() {
-                let mut out = Vec::new();
-                let next = self.rom.poll(self.now, &mut out);
-                self.rx.extend(out);
-                if !self.rx.is_empty() {
-                    break;
-                }
-                match next {
-                    Some(at) if at <= give_up => self.now = self.now.max(at),
-                    _ => {
-                        self.now = give_up;
-                        return Err(io::ErrorKind::TimedOut.into());
-                    }
-                }
-            }
-            let n = buf.len().min(self.rx.len());
-            for (slot, byte) in buf.iter_mut().zip(self.rx.drain(..n)) {
-                *slot = byte;
-            }
-            Ok(n)
-        }
-    }
-
-    impl Write for Board {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.rom.receive(self.now, buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Transport for Board {
-        fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-            self.timeout = timeout;
-            Ok(())
-        }
-        fn clear_input(&mut self) -> io::Result<()> {
-            let mut out = Vec::new();
-            self.rom.poll(self.now, &mut out);
-            self.rx.clear();
-            Ok(())
-        }
-        fn set_modem_lines(&mut self, dtr: bool, rts: bool) -> io::Result<bool> {
-            let en_rises = self.lines.1 && !rts;
-            self.lines = (dtr, rts);
-            if en_rises {
-                let mode = if dtr {
-                    BootMode::Download
-                } else {
-                    BootMode::Flash
-                };
-                self.now += Duration::from_millis(100);
-                self.rom.reset(self.now, mode);
-                self.resets.push(mode);
-            }
-            Ok(true)
-        }
-    }
 
     #[test]
     fn auto_reset_into_download_mode_write_then_hard_reset_into_the_firmware() {
@@ -468,14 +389,7 @@ mod board {
             .boot(BootMode::Flash)
             .flash_timing(FlashTiming::INSTANT)
             .build(flash.clone());
-        let board = Board {
-            rom,
-            now: Duration::ZERO,
-            timeout: Duration::from_secs(1),
-            rx: VecDeque::new(),
-            lines: (false, false),
-            resets: Vec::new(),
-        };
+        let board = VirtualPort::with_auto_reset(rom);
         let mut loader = RomLoader::new(board);
         assert!(loader.connect_with(Before::DefaultReset).unwrap());
         let creds = Credentials {
@@ -491,7 +405,7 @@ mod board {
         assert!(loader.finish(After::HardReset).unwrap());
         let board = loader.into_inner();
         assert_eq!(board.resets, [BootMode::Download, BootMode::Flash]);
-        assert!(!board.rom.in_download_mode());
+        assert!(!board.device.in_download_mode());
         for (addr, golden) in [
             (0x2a000, "atpki/cert_rsa.bin"),
             (0x2c000, "atpki/key_rsa.bin"),
@@ -533,16 +447,5 @@ fn provision_via_rom_traces_commands_but_never_flash_contents() {
             run.stderr
         );
     }
-    let key = std::fs::read_dir(world.thing_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with("-private.pem.key"))
-        .unwrap();
-    for line in std::fs::read_to_string(key)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-    {
-        assert!(!run.stderr.contains(line), "key material in the trace");
-    }
+    world.assert_no_key_in(&run.stderr);
 }

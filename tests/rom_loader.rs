@@ -1,114 +1,20 @@
 //! The ROM flasher client against the simulated ROM: in memory with a virtual clock, and
 //! over a real pty.
 
-use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
 use esp_aws::firmware::Generation;
 use esp_aws::rom::command::CommandKind;
 use esp_aws::rom::loader::{flash_size_from_id, Error, RomLoader, WriteMethod, WriteReport};
-use esp_aws::rom::packet::{RequestPacket, RomErrorCode, RomStatus};
-use esp_aws::rom::slip::SlipDecoder;
+use esp_aws::rom::packet::{RomErrorCode, RomStatus};
 use esp_aws::sim::device::{BootMode, Device, SharedFlash};
 use esp_aws::sim::flash::Flash;
 use esp_aws::sim::pty::Pty;
 use esp_aws::sim::rom::{FlashTiming, RomDevice};
 use esp_aws::transport::Transport;
 
-/// A transport wired straight into a simulated device, with a virtual clock that jumps to
-/// the device's next deadline instead of sleeping. It records the opcodes the host sent.
-struct SimPort {
-    device: RomDevice,
-    now: Duration,
-    timeout: Duration,
-    rx: VecDeque<u8>,
-    sent: SlipDecoder,
-    opcodes: Vec<u8>,
-    bauds: Vec<u32>,
-}
-
-impl SimPort {
-    fn new(device: RomDevice) -> SimPort {
-        SimPort {
-            device,
-            now: Duration::ZERO,
-            timeout: Duration::from_secs(1),
-            rx: VecDeque::new(),
-            sent: SlipDecoder::default(),
-            opcodes: Vec::new(),
-            bauds: Vec::new(),
-        }
-    }
-
-    fn opcode_names(&self) -> Vec<&'static str> {
-        self.opcodes
-            .iter()
-            .map(|&op| CommandKind::from_u8(op).unwrap().name())
-            .collect()
-    }
-}
-
-impl Read for SimPort {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let give_up = self.now + self.timeout;
-        while self.rx.is_empty() {
-            let mut out = Vec::new();
-            let next = self.device.poll(self.now, &mut out);
-            self.rx.extend(out);
-            if !self.rx.is_empty() {
-                break;
-            }
-            match next {
-                Some(at) if at <= give_up => self.now = self.now.max(at),
-                _ => {
-                    self.now = give_up;
-                    return Err(io::ErrorKind::TimedOut.into());
-                }
-            }
-        }
-        let n = buf.len().min(self.rx.len());
-        for (slot, byte) in buf.iter_mut().zip(self.rx.drain(..n)) {
-            *slot = byte;
-        }
-        Ok(n)
-    }
-}
-
-impl Write for SimPort {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.sent.push(buf);
-        while let Some(frame) = self.sent.pop() {
-            self.opcodes
-                .push(RequestPacket::decode(&frame.unwrap()).unwrap().op);
-        }
-        self.device.receive(self.now, buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Transport for SimPort {
-    fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        self.timeout = timeout;
-        Ok(())
-    }
-
-    fn clear_input(&mut self) -> io::Result<()> {
-        let mut out = Vec::new();
-        self.device.poll(self.now, &mut out);
-        self.rx.clear();
-        Ok(())
-    }
-
-    fn set_baud_rate(&mut self, baud: u32) -> io::Result<()> {
-        self.bauds.push(baud);
-        Ok(())
-    }
-}
+use crate::virtual_port::VirtualPort as SimPort;
 
 fn pki_files() -> Vec<(u32, Vec<u8>)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/atpki");

@@ -187,15 +187,7 @@ fn trace_shows_the_exchange_without_key_material() {
         "{}",
         run.stderr
     );
-    let key_file = std::fs::read_dir(world.thing_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with("-private.pem.key"))
-        .unwrap();
-    let key = std::fs::read_to_string(key_file).unwrap();
-    for line in key.lines().filter(|l| !l.starts_with("-----")) {
-        assert!(!run.stderr.contains(line), "key material in the trace");
-    }
+    world.assert_no_key_in(&run.stderr);
 }
 
 /// Under each transient fault, every command either succeeds with the right result or fails

@@ -60,6 +60,26 @@ impl World {
         World { sim, dir, state }
     }
 
+    /// The default thing's private key file.
+    pub fn key_file(&self) -> PathBuf {
+        std::fs::read_dir(self.thing_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with("-private.pem.key"))
+            .unwrap()
+    }
+
+    /// Asserts that no line of the thing's private key appears in `output`.
+    pub fn assert_no_key_in(&self, output: &str) {
+        let key = std::fs::read_to_string(self.key_file()).unwrap();
+        for line in key.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(
+                !output.contains(line),
+                "a line of the private key appears in the output"
+            );
+        }
+    }
+
     /// The endpoint host name.
     pub fn host(&self) -> String {
         self.sim.endpoint().host().to_string()
