@@ -337,12 +337,18 @@ impl AtFirmware {
 
     // ---- connecting ----
 
-    fn cipstart(&mut self, args: &Args<'_>) -> CmdResult {
-        let (id, p) = if self.ram.mux {
+    /// The link a command addresses and where its other parameters start: multi-link mode
+    /// (`AT+CIPMUX=1`) puts a link id 0..=4 first; single-link mode has link 0 and no id.
+    fn link_param(&self, args: &Args<'_>) -> Result<(usize, usize), u32> {
+        Ok(if self.ram.mux {
             (args.int_in(0, 0..=4)? as usize, 1)
         } else {
             (0, 0)
-        };
+        })
+    }
+
+    fn cipstart(&mut self, args: &Args<'_>) -> CmdResult {
+        let (id, p) = self.link_param(args)?;
         let max_params = p + if self.generation == Generation::V4_1 {
             6
         } else {
@@ -495,11 +501,7 @@ impl AtFirmware {
     // ---- sending ----
 
     fn cipsend(&mut self, args: &Args<'_>) -> CmdResult {
-        let (id, p) = if self.ram.mux {
-            (args.int_in(0, 0..=4)? as usize, 1)
-        } else {
-            (0, 0)
-        };
+        let (id, p) = self.link_param(args)?;
         if args.len() != p + 1 {
             return Err(PARA_NUM);
         }
@@ -710,11 +712,7 @@ impl AtFirmware {
     }
 
     fn recvdata(&mut self, args: &Args<'_>) -> CmdResult {
-        let (id, p) = if self.ram.mux {
-            (args.int_in(0, 0..=4)? as usize, 1)
-        } else {
-            (0, 0)
-        };
+        let (id, p) = self.link_param(args)?;
         if args.len() != p + 1 {
             return Err(PARA_NUM);
         }
