@@ -11,6 +11,10 @@
 //! Spec: `esp-at.md` §5.17 (`AT+SYSFLASH`), §5.18 (`AT+SYSMFG`), §6.2 (recipes).
 
 use crate::at::client::Error as AtError;
+use crate::at::commands::{
+    FlashErase, FlashPartition, FlashPartitions, FlashRead, FlashWrite, MfgKeys, MfgRead, MfgWrite,
+    SslClientConfig,
+};
 use crate::at::session::{Error as SessionError, Session};
 use crate::firmware::Generation;
 use crate::pki::atpki::ItemKind;
@@ -184,10 +188,13 @@ pub fn explain_tls_failure<T: Transport>(
     let (host, port) = (host.to_string(), port);
     match error {
         SessionError::ConnectFailed { .. } => {
-            let timeout = session.timeouts().command;
             let unchecked = session
                 .client()
-                .command("AT+CIPSSLCCONF=1,0,0", timeout)
+                .run(&SslClientConfig {
+                    auth: 1,
+                    pki: 0,
+                    ca: 0,
+                })
                 .is_ok();
             // Only an HTTP answer proves the certificate was accepted: under TLS 1.3 the
             // handshake completes on the module's side before the endpoint has looked at
@@ -200,7 +207,11 @@ pub fn explain_tls_failure<T: Transport>(
             };
             if session
                 .client()
-                .command("AT+CIPSSLCCONF=3,0,0", timeout)
+                .run(&SslClientConfig {
+                    auth: 3,
+                    pki: 0,
+                    ca: 0,
+                })
                 .is_err()
             {
                 log::warn!("could not restore AT+CIPSSLCCONF=3,0,0");
@@ -224,45 +235,17 @@ pub fn explain_tls_failure<T: Transport>(
     }
 }
 
-/// `(offset, size)` of each secondary-table partition, from `AT+SYSFLASH?`.
-pub fn partitions<T: Transport>(
-    session: &mut Session<T>,
-) -> Result<Vec<(String, u32, u32)>, Error> {
-    let timeout = session.timeouts().command;
-    let reply = session.client().command("AT+SYSFLASH?", timeout)?;
-    let mut out = Vec::new();
-    for line in &reply.lines {
-        let Some(rest) = line.strip_prefix("+SYSFLASH:") else {
-            continue;
-        };
-        // "client_cert",64,5,0x2a000,0x2000
-        let fields: Vec<&str> = rest.split(',').collect();
-        let hex = |s: &str| u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok();
-        match fields.as_slice() {
-            [name, _, _, offset, size] => {
-                let (Some(offset), Some(size)) = (hex(offset), hex(size)) else {
-                    return Err(Error::Unexpected(line.clone()));
-                };
-                out.push((name.trim_matches('"').to_string(), offset, size));
-            }
-            _ => return Err(Error::Unexpected(line.clone())),
-        }
-    }
-    Ok(out)
-}
-
 fn write_partitions<T: Transport>(
     session: &mut Session<T>,
     creds: &Credentials,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<SlotReport>, Error> {
-    let table = partitions(session)?;
-    let timeout = session.timeouts().command;
+    let table = session.client().run(&FlashPartitions)?;
     let mut reports = Vec::new();
     for (slot, kind) in SLOTS {
-        let (_, offset, size) = table
+        let FlashPartition { offset, size, .. } = table
             .iter()
-            .find(|(name, ..)| name == slot)
+            .find(|p| p.name == slot)
             .cloned()
             .ok_or(Error::NoPartition(slot))?;
         let bin = pki::build(
@@ -274,17 +257,13 @@ fn write_partitions<T: Transport>(
         )
         .map_err(|source| Error::Build { slot, source })?;
         let secret = kind.is_key();
-        let read = |session: &mut Session<T>| -> Result<Vec<u8>, Error> {
-            let command = format!("AT+SYSFLASH=2,\"{slot}\",0,{}", bin.len());
-            let reply = if secret {
-                session.client().command_secret_reply(&command, timeout)?
-            } else {
-                session.client().command(&command, timeout)?
-            };
-            reply
-                .binary
-                .ok_or_else(|| Error::Unexpected(format!("{command} returned no data")))
+        let read_back = FlashRead {
+            name: slot.to_string(),
+            offset: 0,
+            len: bin.len(),
+            secret,
         };
+        let read = |session: &mut Session<T>| session.client().run(&read_back);
         progress(Progress::Checking(slot));
         let location = format!("{offset:#x}");
         if read(session)? == bin {
@@ -297,9 +276,7 @@ fn write_partitions<T: Transport>(
             continue;
         }
         // NOR flash only clears bits: without an erase the new bytes AND into the old ones.
-        session
-            .client()
-            .command(&format!("AT+SYSFLASH=0,\"{slot}\""), timeout)?;
+        session.client().run(&FlashErase(slot.to_string()))?;
         let mut done = 0;
         for chunk in bin.chunks(MAX_WRITE) {
             progress(Progress::Writing {
@@ -307,12 +284,12 @@ fn write_partitions<T: Transport>(
                 done,
                 total: bin.len(),
             });
-            session.client().command_with_payload(
-                &format!("AT+SYSFLASH=1,\"{slot}\",{done},{}", chunk.len()),
-                chunk,
+            session.client().run_with_payload(&FlashWrite {
+                name: slot,
+                offset: done,
+                data: chunk,
                 secret,
-                timeout,
-            )?;
+            })?;
             done += chunk.len();
         }
         progress(Progress::Writing {
@@ -339,26 +316,18 @@ fn write_mfg<T: Transport>(
     creds: &Credentials,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<SlotReport>, Error> {
-    let timeout = session.timeouts().command;
     let mut reports = Vec::new();
     for (slot, kind) in SLOTS {
         progress(Progress::Checking(slot));
         let (key, present) = mfg_key(session, slot)?;
         let data = content(creds, kind);
         let secret = kind.is_key();
-        let read = |session: &mut Session<T>| -> Result<Option<Vec<u8>>, Error> {
-            let command = format!("AT+SYSMFG=1,\"{slot}\",\"{key}\"");
-            let reply = if secret {
-                session.client().command_secret_reply(&command, timeout)
-            } else {
-                session.client().command(&command, timeout)
-            };
-            match reply {
-                Ok(r) => Ok(r.binary),
-                Err(AtError::Failed { .. }) => Ok(None),
-                Err(e) => Err(e.into()),
-            }
+        let read_back = MfgRead {
+            namespace: slot.to_string(),
+            key: key.clone(),
+            secret,
         };
+        let read = |session: &mut Session<T>| mfg_read(session, &read_back);
         if present && read(session)?.as_deref() == Some(data) {
             reports.push(SlotReport {
                 slot,
@@ -374,12 +343,12 @@ fn write_mfg<T: Transport>(
             total: data.len(),
         });
         // Raw PEM, no AtPKI header: the 3.1+ TLS stack parses the blob as it is.
-        session.client().command_with_payload(
-            &format!("AT+SYSMFG=2,\"{slot}\",\"{key}\",8,{}", data.len()),
+        session.client().run_with_payload(&MfgWrite {
+            namespace: slot,
+            key: &key,
             data,
             secret,
-            timeout,
-        )?;
+        })?;
         progress(Progress::Writing {
             slot,
             done: data.len(),
@@ -406,17 +375,9 @@ pub fn mfg_key<T: Transport>(
     session: &mut Session<T>,
     slot: &str,
 ) -> Result<(String, bool), Error> {
-    let timeout = session.timeouts().command;
-    let mut keys: Vec<String> = match session
-        .client()
-        .command(&format!("AT+SYSMFG=1,\"{slot}\""), timeout)
-    {
-        Ok(reply) => reply
-            .lines
-            .iter()
-            .filter_map(|l| l.strip_prefix("+SYSMFG:"))
-            .filter_map(|l| l.split(',').nth(1).map(|k| k.trim_matches('"').to_string()))
-            .collect(),
+    // An unknown namespace answers ERROR: no keys yet.
+    let mut keys = match session.client().run(&MfgKeys(slot.to_string())) {
+        Ok(keys) => keys,
         Err(AtError::Failed { .. }) => Vec::new(),
         Err(e) => return Err(e.into()),
     };
@@ -425,6 +386,18 @@ pub fn mfg_key<T: Transport>(
         Some(key) => (key, true),
         None => (format!("{slot}.0"), false),
     })
+}
+
+/// A `mfg_nvs` value, or `None` when the key does not exist (the module answers ERROR).
+pub fn mfg_read<T: Transport>(
+    session: &mut Session<T>,
+    read: &MfgRead,
+) -> Result<Option<Vec<u8>>, Error> {
+    match session.client().run(read) {
+        Ok(value) => Ok(value),
+        Err(AtError::Failed { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Whether a generation's credentials can be written through the ROM bootloader (raw

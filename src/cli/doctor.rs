@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use esp_aws::at::client::Error as AtError;
 use esp_aws::at::client::Trace;
+use esp_aws::at::commands::{FlashPartitions, FlashRead, MfgRead, WifiStatus};
 use esp_aws::at::session::{Session, PLAUSIBLE_SINCE};
 use esp_aws::aws::http::encode_request;
 use esp_aws::aws::shadow;
@@ -147,10 +147,9 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
         format!("ESP-AT {} (generation {})", info.version, info.generation),
     );
 
-    let timeout = session.timeouts().command;
-    match session.client().command("AT+CWJAP?", timeout) {
-        Ok(reply) => match reply.value("+CWJAP:") {
-            Some(ap) => report.pass("wifi", format!("joined to {}", ap.split(',').next().unwrap_or(ap))),
+    match session.client().run(&WifiStatus) {
+        Ok(joined) => match joined {
+            Some(ssid) => report.pass("wifi", format!("joined to \"{ssid}\"")),
             None => {
                 return Err(report.fail("wifi", "the module is not joined to a Wi-Fi network: join one with AT+CWJAP=\"ssid\",\"password\" (esp-aws at)"))
             }
@@ -315,7 +314,6 @@ fn check_module_credentials<T: Transport>(
     local: Option<&provision::Credentials>,
     report: &mut Report,
 ) -> Result<provision::Credentials, Stop> {
-    let timeout = session.timeouts().command;
     let mut found: Vec<Vec<u8>> = Vec::new();
     let slots: [(&str, Option<&[u8]>); 3] = [
         ("client_cert", local.map(|l| l.cert.as_slice())),
@@ -324,7 +322,7 @@ fn check_module_credentials<T: Transport>(
     ];
     let pki = session.info().generation.uses_pki_partitions();
     let table = if pki {
-        match provision::partitions(session) {
+        match session.client().run(&FlashPartitions) {
             Ok(t) => t,
             Err(e) => return Err(report.fail("credentials", e.to_string())),
         }
@@ -332,38 +330,42 @@ fn check_module_credentials<T: Transport>(
         Vec::new()
     };
     for (slot, local) in slots {
-        let stored: Result<Option<Vec<u8>>, AtError> = if pki {
-            let Some((_, _, size)) = table.iter().find(|(n, ..)| n == slot) else {
+        let stored: Result<Option<Vec<u8>>, String> = if pki {
+            let Some(partition) = table.iter().find(|p| p.name == slot) else {
                 return Err(
                     report.fail("credentials", format!("the module has no {slot} partition"))
                 );
             };
-            let command = format!("AT+SYSFLASH=2,\"{slot}\",0,{size}");
+            let read = FlashRead {
+                name: slot.into(),
+                offset: 0,
+                len: partition.size as usize,
+                secret: true,
+            };
             session
                 .client()
-                .command_secret_reply(&command, timeout)
-                .map(|r| {
-                    r.binary
-                        .and_then(|data| Bin::decode_partition(&data).ok())
+                .run(&read)
+                .map(|data| {
+                    Bin::decode_partition(&data)
+                        .ok()
                         .and_then(|(bin, _)| bin.items.into_iter().next().map(|i| i.content))
                 })
+                .map_err(|e| e.to_string())
         } else {
             let key = match provision::mfg_key(session, slot) {
                 Ok((key, _)) => key,
                 Err(e) => return Err(report.fail("credentials", e.to_string())),
             };
-            match session
-                .client()
-                .command_secret_reply(&format!("AT+SYSMFG=1,\"{slot}\",\"{key}\""), timeout)
-            {
-                Ok(r) => Ok(r.binary),
-                Err(AtError::Failed { .. }) => Ok(None),
-                Err(e) => Err(e),
-            }
+            let read = MfgRead {
+                namespace: slot.into(),
+                key,
+                secret: true,
+            };
+            provision::mfg_read(session, &read).map_err(|e| e.to_string())
         };
         let stored = match stored {
             Ok(s) => s,
-            Err(e) => return Err(report.fail("credentials", e.to_string())),
+            Err(e) => return Err(report.fail("credentials", e)),
         };
         let Some(stored) = stored else {
             return Err(report.fail(
