@@ -16,7 +16,6 @@ use crate::at::commands::{
     SslClientConfig,
 };
 use crate::at::session::{Error as SessionError, Session};
-use crate::firmware::Generation;
 use crate::pki::atpki::ItemKind;
 use crate::pki::{self, Input};
 use crate::transport::Transport;
@@ -398,10 +397,4 @@ pub fn mfg_read<T: Transport>(
         Err(AtError::Failed { .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Whether a generation's credentials can be written through the ROM bootloader (raw
-/// partitions) rather than only through AT (NVS).
-pub fn rom_path_possible(generation: Generation) -> bool {
-    generation.uses_pki_partitions()
 }

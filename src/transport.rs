@@ -84,11 +84,6 @@ impl SerialTransport {
         let _ = transport.set_modem_lines(false, false);
         Ok(transport)
     }
-
-    /// The device path.
-    pub fn path(&self) -> &str {
-        &self.path
-    }
 }
 
 fn open_error(path: &str, e: &serialport::Error) -> OpenError {

@@ -100,8 +100,6 @@ pub struct AtClient<T: Transport> {
     rebooted: bool,
     /// `+TIME_UPDATED` arrived.
     time_updated: bool,
-    /// Wi-Fi state from the URCs (`None` until one arrives).
-    wifi_up: Option<bool>,
     /// Lines of an exchange that timed out (diagnostics: boot-log text on the wrong port).
     stray: Vec<String>,
 }
@@ -128,7 +126,6 @@ impl<T: Transport> AtClient<T> {
             closed: false,
             rebooted: false,
             time_updated: false,
-            wifi_up: None,
             stray: Vec::new(),
         }
     }
@@ -136,16 +133,6 @@ impl<T: Transport> AtClient<T> {
     /// Records every byte in both directions into `trace`.
     pub fn set_trace(&mut self, trace: Option<Trace>) {
         self.trace = trace;
-    }
-
-    /// The transport (for reconfiguring it).
-    pub fn transport(&mut self) -> &mut T {
-        &mut self.io
-    }
-
-    /// Gives the transport back.
-    pub fn into_transport(self) -> T {
-        self.io
     }
 
     /// Writes raw bytes (no terminator). `secret` bytes are redacted in the trace.
@@ -205,8 +192,6 @@ impl<T: Transport> AtClient<T> {
                 self.closed = true;
             }
             Event::Urc(Urc::TimeUpdated) => self.time_updated = true,
-            Event::Urc(Urc::WifiDisconnect) => self.wifi_up = Some(false),
-            Event::Urc(Urc::WifiGotIp) => self.wifi_up = Some(true),
             _ => {}
         }
     }
@@ -360,11 +345,6 @@ impl<T: Transport> AtClient<T> {
     /// Whether `+TIME_UPDATED` was seen.
     pub fn time_updated(&self) -> bool {
         self.time_updated
-    }
-
-    /// Wi-Fi state from URCs, if any arrived.
-    pub fn wifi_up(&self) -> Option<bool> {
-        self.wifi_up
     }
 
     /// Reads and drops whatever arrives until the line is quiet for `quiet`.

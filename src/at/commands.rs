@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::client::{AtClient, Error, Reply};
-use super::session::{parse_asctime, parse_version};
+use super::session::parse_asctime;
 use crate::firmware::Generation;
 use crate::transport::Transport;
 
@@ -93,11 +93,6 @@ macro_rules! simple {
 }
 
 simple!(
-    /// `AT`: is anybody there?
-    Attention,
-    "AT"
-);
-simple!(
     /// `ATE0`: stop echoing commands.
     EchoOff,
     "ATE0"
@@ -112,22 +107,6 @@ simple!(
     CloseLink,
     "AT+CIPCLOSE"
 );
-
-/// `AT+GMR`: version lines → (version, generation, all lines).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Version;
-
-impl Command for Version {
-    type Response = (String, Generation, Vec<String>);
-    fn line(&self) -> String {
-        "AT+GMR".into()
-    }
-    fn parse(&self, reply: Reply) -> Result<Self::Response, Error> {
-        let (version, generation) =
-            parse_version(&reply.lines).ok_or_else(|| unexpected("AT+GMR", &reply))?;
-        Ok((version, generation, reply.lines))
-    }
-}
 
 /// `AT+CIPSNTPTIME?` (1.1.3's only clock query) → Unix seconds (UTC, timezone 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

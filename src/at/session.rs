@@ -96,8 +96,6 @@ pub struct ModuleInfo {
     pub generation: Generation,
     /// The `AT version:` line's version (`1.1.3.0`).
     pub version: String,
-    /// All `AT+GMR` lines.
-    pub gmr: Vec<String>,
 }
 
 /// Time limits of a session.
@@ -301,7 +299,6 @@ impl<T: Transport> Session<T> {
             info: ModuleInfo {
                 generation,
                 version,
-                gmr,
             },
             timeouts,
             link: None,
@@ -339,7 +336,6 @@ impl<T: Transport> Session<T> {
             info: ModuleInfo {
                 generation: Generation::V1_1_3,
                 version: String::new(),
-                gmr: Vec::new(),
             },
             timeouts,
             link: Some((host.to_string(), port)),

@@ -186,11 +186,6 @@ impl<T: Transport> RomLoader<T> {
         self.port
     }
 
-    /// The transport, e.g. to drive its modem lines.
-    pub fn port_mut(&mut self) -> &mut T {
-        &mut self.port
-    }
-
     /// Gets the chip into the bootloader as `before` says, then [`RomLoader::connect`]s.
     /// Returns whether the chip was reset: `false` when `before` said not to, or the port has
     /// no modem lines (then the chip must already be in download mode).

@@ -127,7 +127,6 @@ impl PtyBuilder {
 
 enum Control {
     Reset(BootMode, Sender<()>),
-    Baud(u32, Sender<()>),
     Stop,
 }
 
@@ -155,11 +154,6 @@ impl Pty {
     /// once the device has been reset.
     pub fn reset(&self, mode: BootMode) -> io::Result<()> {
         self.request(|ack| Control::Reset(mode, ack))
-    }
-
-    /// Changes the configured line rate (0 = unthrottled).
-    pub fn set_baud(&self, baud: u32) -> io::Result<()> {
-        self.request(|ack| Control::Baud(baud, ack))
     }
 
     fn request(&self, make: impl FnOnce(Sender<()>) -> Control) -> io::Result<()> {
@@ -229,10 +223,6 @@ impl Pump {
                         self.tx.clear();
                         self.rx.clear();
                         self.backlog.clear();
-                        let _ = ack.send(());
-                    }
-                    Ok(Control::Baud(baud, ack)) => {
-                        self.baud = baud;
                         let _ = ack.send(());
                     }
                     Ok(Control::Stop) | Err(mpsc::TryRecvError::Disconnected) => {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// A connected, non-blocking byte stream. `read` returns `ErrorKind::WouldBlock` when no
@@ -47,7 +47,6 @@ impl Network for NoNetwork {
 pub struct TcpNetwork {
     routes: HashMap<(String, u16), SocketAddr>,
     hosts: HashMap<String, std::net::IpAddr>,
-    use_dns: bool,
     connect_timeout: Option<Duration>,
 }
 
@@ -74,12 +73,6 @@ impl TcpNetwork {
         self
     }
 
-    /// Also resolves names that have no entry through the host's resolver.
-    pub fn with_dns(mut self, enabled: bool) -> TcpNetwork {
-        self.use_dns = enabled;
-        self
-    }
-
     fn lookup(&self, host: &str, port: u16) -> io::Result<SocketAddr> {
         let key = host.to_ascii_lowercase();
         if let Some(addr) = self.routes.get(&(key.clone(), port)) {
@@ -90,11 +83,6 @@ impl TcpNetwork {
         }
         if let Ok(ip) = host.parse() {
             return Ok(SocketAddr::new(ip, port));
-        }
-        if self.use_dns {
-            if let Some(addr) = (host, port).to_socket_addrs()?.next() {
-                return Ok(addr);
-            }
         }
         Err(io::Error::new(
             io::ErrorKind::NotFound,

@@ -352,11 +352,6 @@ impl Account {
         self.dir.join(ROOT_CA_FILE)
     }
 
-    /// Absolute path of the registry file.
-    pub fn registry_path(&self) -> PathBuf {
-        self.dir.join(ACCOUNT_FILE)
-    }
-
     /// The files of `thing`'s first certificate.
     pub fn thing_files(&self, thing: &str) -> Option<ThingFiles> {
         let cert = self
