@@ -306,3 +306,41 @@ fn a_policy_that_denies_gets_its_sentence() {
         "error: AWS refused the request (403 Forbidden): the certificate is not ACTIVE or its policy lacks iot:GetThingShadow\n"
     );
 }
+
+#[test]
+fn names_aws_refuses_are_refused_before_the_module_is_touched() {
+    // No module at all: the name check comes first.
+    let run = crate::util::esp_aws([
+        "shadow",
+        "--port",
+        "/dev/nonexistent",
+        "--endpoint",
+        "x",
+        "get",
+        "lnu 001",
+    ]);
+    assert_eq!(run.code, Some(2));
+    assert_eq!(run.stderr, "error: 'lnu 001' is not a name AWS accepts: ThingName must match pattern [a-zA-Z0-9:_-]+\n");
+}
+
+#[test]
+fn after_provisioning_shadow_commands_need_no_flags() {
+    let world = World::start(Generation::V1_1_3);
+    world.provision();
+    // Only the config file that provision wrote says where the module and endpoint are.
+    let run: crate::util::Run = std::process::Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+        .args(["shadow", "set", "lnu_001", "prop1=12"])
+        .current_dir(world.dir.path())
+        .env_remove("ESP_AWS_PORT")
+        .env_remove("ESP_AWS_ENDPOINT")
+        .env_remove("ESP_AWS_BAUD")
+        .env("XDG_CONFIG_HOME", world.dir.path().join("xdg"))
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        world.stored("lnu_001", None).unwrap()["state"]["desired"]["prop1"],
+        json!("12")
+    );
+}

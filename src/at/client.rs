@@ -78,7 +78,7 @@ impl Reply {
     }
 }
 
-pub use crate::trace::{escape, Direction, Trace};
+use crate::trace::{Direction, Trace};
 
 /// How often and how long a `busy p...` is retried.
 const BUSY_RETRIES: u32 = 10;

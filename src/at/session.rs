@@ -6,13 +6,14 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::client::{AtClient, Error as AtError, Trace};
+use super::client::{AtClient, Error as AtError};
 use super::commands::{
     CloseLink, EchoOff, EnableSyslog, PassiveReceive, RecvData, Send, SetSysTimestamp, SntpConfig,
     SntpTime, SslAlpn, SslClientConfig, SslSni, StartSsl, SysTimestamp,
 };
 use crate::aws::http::{self, HttpError, Parsed, Response};
 use crate::firmware::Generation;
+use crate::trace::Trace;
 use crate::transport::Transport;
 
 /// Why a session step failed. Each variant's text names the likely cause and the fix.
@@ -213,7 +214,8 @@ pub fn parse_asctime(text: &str) -> Option<i64> {
     )
 }
 
-fn host_now() -> i64 {
+/// This computer's clock as Unix seconds.
+pub fn host_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -502,7 +504,9 @@ impl<T: Transport> Session<T> {
             }
         }
         if g != Generation::V1_1_3 {
-            self.client.run(&SslSni(host.to_string()))?;
+            // SNI arrived in 2.1; a 2.0 module refuses the command and connects without it
+            // (AWS's default endpoints accept that).
+            let _ = self.client.run(&SslSni(host.to_string()));
             if port == 443 {
                 self.client.run(&SslAlpn("x-amzn-http-ca".into()))?;
             }

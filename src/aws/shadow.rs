@@ -241,7 +241,7 @@ pub fn publish_path(topic: &str, qos: u8) -> String {
 pub enum ApiError {
     /// 403 `Missing Authentication Token`: port 443 without the ALPN for certificate auth.
     #[error(
-        "AWS answered 403 Missing Authentication Token: on port 443 certificate authentication needs ALPN x-amzn-http-ca; use port 8443 (the default) or firmware 2.1+ with --port-443"
+        "AWS answered 403 Missing Authentication Token: on port 443 certificate authentication needs ALPN x-amzn-http-ca; use port 8443 (the default) or, on firmware 2.1+, --endpoint-port 443"
     )]
     MissingAuthToken,
     /// Any other 403.

@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use esp_aws::at::client::{escape, AtClient, Error as AtError, Trace};
+use esp_aws::at::client::{AtClient, Error as AtError};
+use esp_aws::trace::escape;
 use esp_aws::transport::SerialTransport;
 
 use super::device::{self, DeviceArgs};
@@ -29,9 +30,7 @@ pub fn run(args: AtArgs) -> anyhow::Result<ExitCode> {
     let settings = device::resolve(&args.device, None)?;
     let transport = SerialTransport::open(&settings.port, settings.baud)?;
     let mut client = AtClient::new(transport);
-    if settings.trace {
-        client.set_trace(Some(Trace::new(Box::new(std::io::stderr()))));
-    }
+    client.set_trace(settings.transcript());
     client.discard_stale(Duration::from_millis(30))?;
     let mut failed = false;
     for command in &args.commands {

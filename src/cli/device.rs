@@ -2,17 +2,17 @@
 //! endpoint, and the config file that `provision` and `sim` write so that afterwards
 //! `esp-aws shadow get lnu_001` needs nothing else.
 //!
-//! Precedence: command-line flag, then environment variable, then `./esp-aws.toml`, then
-//! the user config file (`$XDG_CONFIG_HOME/esp-aws/config.toml`, else
-//! `~/.config/esp-aws/config.toml`).
+//! Precedence: command-line flag, then environment variable, then the config file: the first
+//! of `./esp-aws.toml` and the user config file (`$XDG_CONFIG_HOME/esp-aws/config.toml`,
+//! else `~/.config/esp-aws/config.toml`) that exists, read once per command.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use esp_aws::at::client::Trace;
 use esp_aws::at::session::{Session, Timeouts};
+use esp_aws::trace::Trace;
 use esp_aws::transport::SerialTransport;
 use serde::{Deserialize, Serialize};
 
@@ -162,9 +162,16 @@ pub struct Settings {
     pub timeouts: Timeouts,
     /// Print a transcript.
     pub trace: bool,
+    /// The config file's contents (for defaults such as the thing), read once.
+    pub config: Config,
 }
 
 impl Settings {
+    /// The `--trace` transcript sink, if asked for.
+    pub fn transcript(&self) -> Option<Trace> {
+        self.trace.then(|| Trace::new(Box::new(std::io::stderr())))
+    }
+
     /// The endpoint, or a usage error naming every way to give it.
     pub fn endpoint(&self) -> anyhow::Result<&str> {
         self.endpoint.as_deref().ok_or_else(|| {
@@ -177,7 +184,7 @@ impl Settings {
 /// and config; finds the port if none is given anywhere.
 pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::Result<Settings> {
     let (config, _) = load_config()?;
-    let port = match device.port.clone().or(config.port.clone()) {
+    let port = match device.port.clone().or_else(|| config.port.clone()) {
         Some(port) => port,
         None => detect_port()?,
     };
@@ -190,7 +197,7 @@ pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::
         baud: device.baud.or(config.baud).unwrap_or(115_200),
         endpoint: endpoint
             .and_then(|e| e.endpoint.clone())
-            .or(config.endpoint),
+            .or_else(|| config.endpoint.clone()),
         endpoint_port,
         time_from_host: endpoint.is_some_and(|e| e.time_from_host),
         timeouts: Timeouts {
@@ -200,6 +207,7 @@ pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::
             ..Timeouts::default()
         },
         trace: device.trace,
+        config,
     })
 }
 
@@ -226,10 +234,7 @@ fn detect_port() -> anyhow::Result<String> {
 /// Opens the port and probes the module.
 pub fn open_session(settings: &Settings) -> anyhow::Result<Session<SerialTransport>> {
     let transport = SerialTransport::open(&settings.port, settings.baud)?;
-    let trace = settings
-        .trace
-        .then(|| Trace::new(Box::new(std::io::stderr())));
-    let session = Session::open(transport, trace, settings.timeouts.clone())
+    let session = Session::open(transport, settings.transcript(), settings.timeouts.clone())
         .with_context(|| settings.port.clone())?;
     log::info!(
         "module on {}: ESP-AT {} ({})",

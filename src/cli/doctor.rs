@@ -2,11 +2,9 @@
 //! broken link, saying in one sentence what is wrong and what to do.
 
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use esp_aws::at::client::Trace;
 use esp_aws::at::commands::{FlashPartitions, FlashRead, MfgRead, WifiStatus};
-use esp_aws::at::session::{Session, PLAUSIBLE_SINCE};
+use esp_aws::at::session::{host_now, Session, PLAUSIBLE_SINCE};
 use esp_aws::aws::http::encode_request;
 use esp_aws::aws::shadow;
 use esp_aws::pki::atpki::{self, Bin};
@@ -133,13 +131,11 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
         format!("{} opens at {} baud", settings.port, settings.baud),
     );
 
-    let trace = settings
-        .trace
-        .then(|| Trace::new(Box::new(std::io::stderr())));
-    let mut session = match Session::open(transport, trace, settings.timeouts.clone()) {
-        Ok(s) => s,
-        Err(e) => return Err(report.fail("at", e.to_string())),
-    };
+    let mut session =
+        match Session::open(transport, settings.transcript(), settings.timeouts.clone()) {
+            Ok(s) => s,
+            Err(e) => return Err(report.fail("at", e.to_string())),
+        };
     report.pass("at", "the module answers AT");
     let info = session.info().clone();
     report.pass(
@@ -213,8 +209,7 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
         format!("TLS connection to {endpoint}:{port} established"),
     );
 
-    let (config, _) = device::load_config().unwrap_or_default();
-    let Some(thing) = args.thing.clone().or(config.thing) else {
+    let Some(thing) = args.thing.clone().or_else(|| settings.config.thing.clone()) else {
         report.warn(
             "shadow",
             "no thing given (--thing): shadow access not checked",
@@ -264,9 +259,7 @@ fn preflight(
     report: &mut Report,
     whose: &'static str,
 ) -> Result<(), Stop> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = host_now();
     let r = check::run(&check::Inputs {
         cert: &creds.cert,
         key: &creds.key,

@@ -139,13 +139,11 @@ fn sim_reset_hint(boot: &str) -> String {
 pub fn connect(
     port: &str,
     rom: &RomArgs,
-    trace: bool,
+    trace: Option<Trace>,
 ) -> anyhow::Result<(RomLoader<SerialTransport>, bool)> {
     let transport = SerialTransport::open(port, ROM_BAUD)?;
     let mut loader = RomLoader::new(transport);
-    if trace {
-        loader.set_trace(Some(Trace::new(Box::new(std::io::stderr()))));
-    }
+    loader.set_trace(trace);
     let reset = match loader.connect_with(rom.before.into()) {
         Ok(reset) => reset,
         Err(e @ loader::Error::NoSync { .. }) => bail!(
@@ -263,7 +261,7 @@ pub fn run(args: FlashArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         FlashCommand::Write { items } => {
             let regions = regions(&items)?;
-            let (mut loader, _) = connect(port, &args.rom, settings.trace)?;
+            let (mut loader, _) = connect(port, &args.rom, settings.transcript())?;
             let mut written = 0;
             for (offset, path, data) in &regions {
                 let ((start, len), report) = loader
@@ -313,7 +311,7 @@ pub fn run(args: FlashArgs) -> anyhow::Result<ExitCode> {
                 ))
                 .into());
             }
-            let (mut loader, _) = connect(port, &args.rom, settings.trace)?;
+            let (mut loader, _) = connect(port, &args.rom, settings.transcript())?;
             // READ_FLASH_SLOW moves 64 bytes a round trip (about 5 KiB/s at 115200): show
             // progress on a terminal for anything long.
             let bar =
@@ -349,18 +347,13 @@ pub fn run(args: FlashArgs) -> anyhow::Result<ExitCode> {
             }
             finish(&mut loader, port, &args.rom)?;
             // Written in one go after the whole read: no half-written output file.
-            let mut tmp = output.clone().into_os_string();
-            tmp.push(".part");
-            let tmp = PathBuf::from(tmp);
-            std::fs::write(&tmp, &data)
-                .and_then(|()| std::fs::rename(&tmp, &output))
-                .with_context(|| format!("cannot write {}", output.display()))?;
+            super::pki::write_file(&output, &data, false)?;
             println!("read {len} bytes at {offset:#x} into {}", output.display());
             Ok(ExitCode::SUCCESS)
         }
         FlashCommand::Verify { items } => {
             let regions = regions(&items)?;
-            let (mut loader, _) = connect(port, &args.rom, settings.trace)?;
+            let (mut loader, _) = connect(port, &args.rom, settings.transcript())?;
             let mut differ = 0;
             for (offset, path, data) in &regions {
                 let expected: [u8; 16] = Md5::digest(data).into();

@@ -4,7 +4,6 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -98,7 +97,8 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+/// Reads a whole file, naming it in the error.
+pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
@@ -383,9 +383,7 @@ fn check(
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
     let (cert_bytes, key_bytes, ca_bytes) = (read(cert)?, read(key)?, read(ca)?);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = esp_aws::at::session::host_now();
     let report = check::run(&check::Inputs {
         cert: &cert_bytes,
         key: &key_bytes,

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use esp_aws::at::session::{Error as SessionError, PLAUSIBLE_SINCE};
@@ -13,6 +13,7 @@ use esp_aws::firmware::Generation;
 use esp_aws::pki::atpki;
 use esp_aws::pki::check::{self, Status};
 use esp_aws::provision::{self, Credentials, Outcome, Progress};
+use esp_aws::trace::Trace;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::device::{self, Config, DeviceArgs, EndpointArgs};
@@ -153,16 +154,6 @@ pub fn find_downloads(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)>
     Ok((cert, key, ca))
 }
 
-fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// Prints a step's result: a line on a pipe, a finished bar on a terminal.
 struct Steps {
     terminal: bool,
@@ -225,8 +216,7 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     }
     let settings = device::resolve(&args.device, Some(&args.endpoint))?;
     let endpoint = settings.endpoint()?.to_string();
-    let (config, _) = device::load_config()?;
-    let thing = args.thing.clone().or(config.thing);
+    let thing = args.thing.clone().or_else(|| settings.config.thing.clone());
     // A name AWS would refuse fails the live check only after the writes: refuse it now.
     if let Some(name) = &thing {
         if let Err(e) = esp_aws::aws::names::validate_thing_name(name) {
@@ -236,9 +226,9 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let creds = Credentials {
-        cert: read(&cert_path)?,
-        key: read(&key_path)?,
-        ca: read(&ca_path)?,
+        cert: super::pki::read(&cert_path)?,
+        key: super::pki::read(&key_path)?,
+        ca: super::pki::read(&ca_path)?,
     };
 
     // 1. Pre-flight: nothing touches the module unless every check passes.
@@ -247,7 +237,7 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         key: &creds.key,
         ca: &creds.ca,
         endpoint: Some(&endpoint),
-        now: now(),
+        now: esp_aws::at::session::host_now(),
         slot_size: atpki::DEFAULT_PARTITION_SIZE,
     });
     for finding in report.checks.iter().filter(|f| f.status != Status::Pass) {
@@ -270,7 +260,7 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         return run_rom(
             &args,
             &settings.port,
-            settings.trace,
+            settings.transcript(),
             &creds,
             &endpoint,
             thing,
@@ -426,7 +416,7 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
 fn run_rom(
     args: &ProvisionArgs,
     port: &str,
-    trace: bool,
+    trace: Option<Trace>,
     creds: &Credentials,
     endpoint: &str,
     thing: Option<String>,

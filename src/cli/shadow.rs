@@ -6,8 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use esp_aws::at::client::Trace;
-use esp_aws::at::session::{Error as SessionError, Session, Timeouts, PLAUSIBLE_SINCE};
+use esp_aws::at::session::{Error as SessionError, Session, PLAUSIBLE_SINCE};
 use esp_aws::aws::http::{encode_request, Response};
 use esp_aws::aws::shadow::{self, ApiError, Update};
 use esp_aws::firmware::Generation;
@@ -217,7 +216,7 @@ fn quick_link(
         ShadowCommand::Set { version, .. } => version.is_none(),
         _ => false,
     };
-    let (config, _) = device::load_config().ok()?;
+    let config = &settings.config;
     // The same endpoint too: a link left open by an earlier quick command leads there, and a
     // request must never go down a link to another endpoint.
     let provisioned_here = config.port.as_deref() == Some(settings.port.as_str())
@@ -231,13 +230,10 @@ fn quick_link(
     let host = settings.endpoint.clone()?;
     let transport =
         esp_aws::transport::SerialTransport::open(&settings.port, settings.baud).ok()?;
-    let trace = settings
-        .trace
-        .then(|| Trace::new(Box::new(std::io::stderr())));
     let session = Session::resume(
         transport,
-        trace,
-        Timeouts::default(),
+        settings.transcript(),
+        settings.timeouts.clone(),
         &host,
         settings.endpoint_port,
     )
@@ -276,6 +272,27 @@ pub fn run(args: ShadowArgs) -> anyhow::Result<ExitCode> {
 
 /// The request body of a `set`, `publish` (validated before any device traffic).
 fn prepare(command: &ShadowCommand) -> anyhow::Result<Option<Vec<u8>>> {
+    // A name AWS would refuse is refused here, before a probe, a clock sync and a TLS
+    // handshake are spent on it.
+    let (thing, name, topic) = match command {
+        ShadowCommand::Get { thing, name, .. }
+        | ShadowCommand::Set { thing, name, .. }
+        | ShadowCommand::Delete { thing, name } => (Some(thing), name.as_ref(), None),
+        ShadowCommand::List { thing, .. } => (Some(thing), None, None),
+        ShadowCommand::Publish { topic, .. } => (None, None, Some(topic)),
+    };
+    let refused = |what: &str, e: esp_aws::aws::names::NameError| {
+        Exit::usage(format!("'{what}' is not a name AWS accepts: {e}"))
+    };
+    if let Some(thing) = thing {
+        esp_aws::aws::names::validate_thing_name(thing).map_err(|e| refused(thing, e))?;
+    }
+    if let Some(name) = name {
+        esp_aws::aws::names::validate_shadow_name(name).map_err(|e| refused(name, e))?;
+    }
+    if let Some(topic) = topic {
+        esp_aws::aws::names::validate_topic(topic).map_err(|e| refused(topic, e))?;
+    }
     Ok(match command {
         ShadowCommand::Set {
             items,
