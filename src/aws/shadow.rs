@@ -288,6 +288,32 @@ pub enum ApiError {
     },
 }
 
+impl ApiError {
+    /// Classifies a non-2xx answer to a request that needed `action` on `thing`'s shadow
+    /// (`name` for a named one).
+    pub fn from_response(
+        status: u16,
+        body: &[u8],
+        action: &'static str,
+        thing: &str,
+        name: Option<&str>,
+    ) -> ApiError {
+        let message = error_message(body);
+        match status {
+            403 if message == "Missing Authentication Token" => ApiError::MissingAuthToken,
+            403 => ApiError::Forbidden { message, action },
+            404 => ApiError::NoShadow {
+                thing: thing.to_string(),
+                named: name.map(|n| format!(" named '{n}'")).unwrap_or_default(),
+                name_flag: name.map(|n| format!(" --name {n}")).unwrap_or_default(),
+            },
+            413 => ApiError::TooLarge,
+            429 => ApiError::Throttled(message),
+            status => ApiError::Other { status, message },
+        }
+    }
+}
+
 /// AWS's error body `{"code":…,"message":…}`, or its 403 body `{"message":…}`.
 pub fn error_message(body: &[u8]) -> String {
     serde_json::from_slice::<Value>(body)

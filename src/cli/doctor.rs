@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use esp_aws::at::commands::{FlashPartitions, FlashRead, MfgRead, WifiStatus};
 use esp_aws::at::session::{host_now, Session, PLAUSIBLE_SINCE};
 use esp_aws::aws::http::encode_request;
-use esp_aws::aws::shadow;
+use esp_aws::aws::shadow::{self, ApiError};
 use esp_aws::pki::atpki::{self, Bin};
 use esp_aws::pki::check::{self, Status};
 use esp_aws::pki::summary::{fingerprint, format_time};
@@ -236,13 +236,9 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
             format!("GET {thing}'s shadow: 404, no shadow yet (everything up to AWS works)"),
         ),
         Ok(r) => {
-            let message = shadow::error_message(&r.body);
-            let sentence = match r.status {
-                403 if message == "Missing Authentication Token" => {
-                    "AWS answered 403 Missing Authentication Token: port 443 needs ALPN x-amzn-http-ca; use port 8443".to_string()
-                }
-                403 => format!("AWS answered 403 ({message}): the certificate is not ACTIVE, or its policy does not allow iot:GetThingShadow on {thing}"),
-                s => format!("AWS answered {s}: {message}"),
+            let sentence = match ApiError::from_response(r.status, &r.body, "iot:GetThingShadow", &thing, None) {
+                ApiError::Forbidden { message, .. } => format!("AWS answered 403 ({message}): the certificate is not ACTIVE, or its policy does not allow iot:GetThingShadow on {thing}"),
+                other => other.to_string(),
             };
             return Err(report.fail("shadow", sentence));
         }

@@ -351,11 +351,10 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
             match response.status {
                 200 => format!("GET {thing}'s shadow: 200, version {}", version_of(&response.body)),
                 404 => format!("GET {thing}'s shadow: 404, no shadow yet (create one with `esp-aws shadow set {thing} key=value`)"),
-                403 => {
-                    let message = shadow::error_message(&response.body);
-                    bail!("the module connected, but AWS refused the shadow read (403 {message}): check that the certificate is ACTIVE and its policy allows iot:GetThingShadow");
-                }
-                s => bail!("the module connected, but the shadow read answered {s}: {}", shadow::error_message(&response.body)),
+                s => match shadow::ApiError::from_response(s, &response.body, "iot:GetThingShadow", thing, None) {
+                    shadow::ApiError::Forbidden { message, .. } => bail!("the module connected, but AWS refused the shadow read (403 {message}): check that the certificate is ACTIVE and its policy allows iot:GetThingShadow"),
+                    other => bail!("the module connected, but the shadow read failed: {other}"),
+                },
             }
         }
         None => {

@@ -170,19 +170,7 @@ fn api_error(
     thing: &str,
     name: Option<&str>,
 ) -> ApiError {
-    let message = shadow::error_message(&response.body);
-    match response.status {
-        403 if message == "Missing Authentication Token" => ApiError::MissingAuthToken,
-        403 => ApiError::Forbidden { message, action },
-        404 => ApiError::NoShadow {
-            thing: thing.to_string(),
-            named: name.map(|n| format!(" named '{n}'")).unwrap_or_default(),
-            name_flag: name.map(|n| format!(" --name {n}")).unwrap_or_default(),
-        },
-        413 => ApiError::TooLarge,
-        429 => ApiError::Throttled(message),
-        status => ApiError::Other { status, message },
-    }
+    ApiError::from_response(response.status, &response.body, action, thing, name)
 }
 
 fn exit_for(error: &ApiError) -> u8 {
