@@ -22,6 +22,7 @@
 //! | [`aws`] | AWS IoT shadow REST: requests, responses, names | `aws-iot-shadow.md` |
 //! | [`provision`] | writing credentials onto a module over AT, verified | `esp-at.md` §5.17, §5.18, §6.2 |
 //! | [`sim`] | the virtual module and the local AWS IoT endpoint | all of the above |
+//! | [`files`] | atomic file replacement (no half-written file, keys 0600) | |
 //! | [`firmware`] | facts about the three ESP-AT generations | `esp-at.md` §1, §3 |
 //! | [`partition`] | ESP-IDF partition tables (ESP-AT's secondary table) | `esp-at.md` §3.4 |
 //! | [`trace`] | `--trace` transcripts (both directions, time deltas, no credentials) | |
@@ -35,6 +36,7 @@
 
 pub mod at;
 pub mod aws;
+pub mod files;
 pub mod firmware;
 pub mod partition;
 pub mod pki;

@@ -1,7 +1,6 @@
 //! `esp-aws pki build|inspect|check`: the credential files, before any device is involved.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -105,31 +104,8 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// Writes `bytes` to `path` via a temporary file and a rename, so a failure never leaves a
 /// half-written file; `secret` files get mode 0600 from the moment they exist.
 pub fn write_file(path: &Path, bytes: &[u8], secret: bool) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .context("the output path has no file name")?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(if secret { 0o600 } else { 0o644 });
-    }
-    let result = (|| {
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
+    esp_aws::files::write_atomic(path, bytes, secret)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn build(output: &Path, partition_size: usize, pairs: &[String]) -> anyhow::Result<ExitCode> {

@@ -8,7 +8,7 @@
 //! credentials survive a restart of the simulator like they survive a power cycle.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::firmware::{self, Generation, FLASH_SIZE, SECTOR_SIZE};
@@ -178,8 +178,9 @@ impl Flash {
     }
 }
 
-/// A flash image kept in a file: loaded at start, saved after every change by atomic
-/// replace, so a killed simulator never leaves a half-written image.
+/// A flash image kept in a file: loaded at start, saved by atomic replace whenever
+/// [`super::device::SharedFlash::flush`] runs (the carrier flushes when the line is idle
+/// and at shutdown), so a killed simulator never leaves a half-written image.
 #[derive(Debug)]
 pub struct FlashFile {
     path: PathBuf,
@@ -205,13 +206,9 @@ impl FlashFile {
         }
     }
 
-    /// Saves the image (write to a temporary file, fsync, rename).
+    /// Saves the image by atomic replace (it holds private keys: mode 0600).
     pub fn save(&self, flash: &Flash) -> io::Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(flash.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&tmp, &self.path)
+        crate::files::write_atomic(&self.path, flash.as_bytes(), true)
     }
 }
 

@@ -186,11 +186,9 @@ impl Simulator {
 
     /// Writes `sim.json` into the state directory and returns its path.
     pub fn write_sim_json(&self) -> Result<PathBuf, Error> {
-        let path = self.endpoint.state_dir().join("sim.json");
+        let path = self.endpoint.state_dir().join(super::endpoint::SIM_JSON);
         let text = serde_json::to_string_pretty(&self.sim_json()).unwrap_or_default();
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|_| std::fs::rename(&tmp, &path))
+        crate::files::write_atomic(&path, text.as_bytes(), false)
             .map_err(io(format!("cannot write {}", path.display())))?;
         Ok(path)
     }

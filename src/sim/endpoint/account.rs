@@ -676,19 +676,7 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), AccountError> {
     f.sync_all().map_err(io_err(path))
 }
 
-/// Replaces `path` atomically: a reader sees the old or the new file, never half of one.
+/// Replaces `path` atomically (see [`crate::files::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AccountError> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // The rename itself is durable only once the directory is synced.
-        if let Some(dir) = path.parent() {
-            fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    result.map_err(io_err(path))
+    crate::files::write_atomic(path, bytes, false).map_err(io_err(path))
 }

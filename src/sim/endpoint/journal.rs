@@ -266,20 +266,10 @@ fn writer_loop(
 
 /// Atomically replaces `path` with `lines`: temporary file, fsync, rename, fsync directory.
 fn rewrite(path: &Path, lines: &[Arc<str>]) -> io::Result<()> {
-    let tmp = path.with_extension("jsonl.tmp");
-    {
-        let mut f = File::create(&tmp)?;
-        let mut buf = Vec::new();
-        for l in lines {
-            buf.extend_from_slice(l.as_bytes());
-            buf.push(b'\n');
-        }
-        f.write_all(&buf)?;
-        f.sync_all()?;
+    let mut buf = Vec::new();
+    for l in lines {
+        buf.extend_from_slice(l.as_bytes());
+        buf.push(b'\n');
     }
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    crate::files::write_atomic(path, &buf, false)
 }
