@@ -11,7 +11,8 @@ use md5::{Digest, Md5};
 pub const ENTRY_LEN: usize = 32;
 /// Size of a table as `gen_esp32part.py` writes it.
 pub const TABLE_LEN: usize = 0xC00;
-const ENTRY_MAGIC: [u8; 2] = [0xAA, 0x50];
+/// Magic bytes that open every partition-table entry.
+pub const ENTRY_MAGIC: [u8; 2] = [0xAA, 0x50];
 const MD5_MAGIC: [u8; 2] = [0xEB, 0xEB];
 
 /// A partition type byte (newtype so that unknown values survive a round trip).

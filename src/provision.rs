@@ -140,17 +140,22 @@ pub enum Progress {
     Verifying(&'static str),
 }
 
-const SLOTS: [(&str, ItemKind); 3] = [
+/// The client credential slots (partitions on 1.x/2.x, NVS namespaces on 3.1+) and what
+/// each holds.
+pub(crate) const SLOTS: [(&str, ItemKind); 3] = [
     ("client_cert", ItemKind::CERT),
     ("client_key", ItemKind::KEY),
     ("client_ca", ItemKind::CA),
 ];
 
-fn content(creds: &Credentials, kind: ItemKind) -> &[u8] {
-    match kind {
-        ItemKind::CERT => &creds.cert,
-        ItemKind::KEY => &creds.key,
-        _ => &creds.ca,
+impl Credentials {
+    /// The file a slot of `kind` holds.
+    pub(crate) fn content(&self, kind: ItemKind) -> &[u8] {
+        match kind {
+            ItemKind::CERT => &self.cert,
+            ItemKind::KEY => &self.key,
+            _ => &self.ca,
+        }
     }
 }
 
@@ -250,7 +255,7 @@ fn write_partitions<T: Transport>(
         let bin = pki::build(
             &[Input {
                 kind,
-                bytes: content(creds, kind).to_vec(),
+                bytes: creds.content(kind).to_vec(),
             }],
             size as usize,
         )
@@ -319,7 +324,7 @@ fn write_mfg<T: Transport>(
     for (slot, kind) in SLOTS {
         progress(Progress::Checking(slot));
         let (key, present) = mfg_key(session, slot)?;
-        let data = content(creds, kind);
+        let data = creds.content(kind);
         let secret = kind.is_key();
         let read_back = MfgRead {
             namespace: slot.to_string(),

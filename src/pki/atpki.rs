@@ -191,6 +191,13 @@ pub fn padding(len: usize) -> usize {
     (4 - len % 4) % 4
 }
 
+/// How far ESP-AT v1.x (1.0–1.2) steps from one item to the next: it assumes 4 padding
+/// bytes where AtPKI wrote none (`len % 4 == 0`), so it lands 4 bytes late after such an
+/// item (`esp-at.md` §2.6).
+pub fn v1_record_len(content_len: usize) -> usize {
+    ITEM_HEADER_LEN + content_len + 4 - (content_len & 3)
+}
+
 /// Size of one item record: header, content, padding.
 pub fn record_len(content_len: usize) -> usize {
     ITEM_HEADER_LEN + content_len + padding(content_len)
@@ -366,8 +373,7 @@ pub fn v1_walk_offsets(bin: &Bin) -> Vec<usize> {
     let mut offset = HEADER_LEN;
     for item in &bin.items {
         offsets.push(offset);
-        let len = item.content.len();
-        offset += ITEM_HEADER_LEN + len + 4 - (len & 3);
+        offset += v1_record_len(item.content.len());
     }
     offsets
 }

@@ -156,7 +156,7 @@ impl<T: Transport> RomLoader<T> {
             port,
             decoder: SlipDecoder::default(),
             block_size: MAX_PACKET_SIZE,
-            flash_size: 4 * 1024 * 1024,
+            flash_size: crate::firmware::FLASH_SIZE as u32,
             baud: 115_200,
             noise: Vec::new(),
             trace: None,

@@ -19,14 +19,14 @@ use md5::{Digest, Md5};
 
 use crate::firmware::{Generation, SECONDARY_TABLE_OFFSET};
 use crate::partition::{self, Partition, ENTRY_LEN, TABLE_LEN};
-use crate::pki::atpki::ItemKind;
 use crate::pki::{self as atpki_build, Input};
+use crate::provision::SLOTS;
 use crate::provision::{Credentials, Outcome, SlotReport};
 use crate::rom::loader::{self, RomLoader, WriteMethod, WriteReport};
 use crate::transport::Transport;
 
 /// Erase granularity of the SPI NOR flash, and so the unit the ROM writes in.
-pub const SECTOR: u32 = 0x1000;
+pub const SECTOR: u32 = crate::firmware::SECTOR_SIZE as u32;
 
 /// The credential partitions of ESP-AT 1.x/2.x on ESP32 (`esp-at.md` §3.2), used only when
 /// the flash holds no secondary table.
@@ -46,12 +46,6 @@ pub const FALLBACK_SLOTS: [PkiSlot; 3] = [
         offset: 0x2e000,
         size: 0x2000,
     },
-];
-
-const SLOTS: [(&str, ItemKind); 3] = [
-    ("client_cert", ItemKind::CERT),
-    ("client_key", ItemKind::KEY),
-    ("client_ca", ItemKind::CA),
 ];
 
 /// Why credentials could not be written through the ROM.
@@ -160,7 +154,7 @@ pub fn read_table<T: Transport>(loader: &mut RomLoader<T>) -> Result<Vec<Partiti
         let chunk = loader.read_flash(SECONDARY_TABLE_OFFSET + bytes.len() as u32, CHUNK)?;
         let ended = chunk
             .chunks_exact(ENTRY_LEN)
-            .any(|e| e[..2] != [0xAA, 0x50]);
+            .any(|e| e[..2] != crate::partition::ENTRY_MAGIC);
         bytes.extend_from_slice(&chunk);
         if ended {
             break;
@@ -212,15 +206,11 @@ pub fn plan(layout: &Layout, creds: &Credentials) -> Result<Vec<PlannedSlot>, Er
         .iter()
         .zip(SLOTS)
         .map(|(slot, (name, kind))| {
-            let bytes = match kind {
-                ItemKind::CERT => &creds.cert,
-                ItemKind::KEY => &creds.key,
-                _ => &creds.ca,
-            };
+            let bytes = creds.content(kind);
             let bin = atpki_build::build(
                 &[Input {
                     kind,
-                    bytes: bytes.clone(),
+                    bytes: bytes.to_vec(),
                 }],
                 slot.size as usize,
             )

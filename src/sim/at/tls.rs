@@ -104,10 +104,9 @@ impl CredentialSource<'_> {
             let len =
                 item_len(&data, offset).ok_or_else(|| format!("{} format error", slot.name()))?;
             offset += if self.generation == Generation::V1_1_3 {
-                // v1.x assumes 4 padding bytes when len % 4 == 0 (esp-at.md §2.6).
-                ITEM_HEADER_LEN + len + 4 - (len & 3)
+                crate::pki::atpki::v1_record_len(len)
             } else {
-                ITEM_HEADER_LEN + ((len + 3) & !3)
+                crate::pki::atpki::record_len(len)
             };
         }
         let len = item_len(&data, offset).ok_or_else(|| format!("{} format error", slot.name()))?;
@@ -124,7 +123,9 @@ impl CredentialSource<'_> {
                 .partition(slot.name())
                 .ok_or_else(|| format!("{} partition missed", slot.name()))?;
             // 1.1.3 looks partitions up by type 0x40 and name.
-            if generation == Generation::V1_1_3 && part.kind.0 != 0x40 {
+            if generation == Generation::V1_1_3
+                && part.kind != crate::partition::PartitionType::CUSTOMIZED
+            {
                 return Err(format!("{} partition missed", slot.name()));
             }
             if data.len() < HEADER_LEN {
