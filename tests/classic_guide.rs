@@ -114,8 +114,14 @@ fn the_classic_guide_works_and_each_documented_failure_appears() {
 
     // Step 3 of the guide: SNTP, then wait for a current time.
     line.command("AT+CIPSNTPCFG=1,0,\"us.pool.ntp.org\"", "\r\nOK\r\n");
-    std::thread::sleep(Duration::from_millis(400));
-    let time = line.command("AT+CIPSNTPTIME?", "\r\nOK\r\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let time = loop {
+        let time = line.command("AT+CIPSNTPTIME?", "\r\nOK\r\n");
+        if !time.contains("1970") || Instant::now() > deadline {
+            break time;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(
         !time.contains("1970") && time.ends_with("\n\r\nOK\r\n"),
         "{time:?}"

@@ -167,7 +167,14 @@ fn an_inactive_certificate_and_a_wrong_ca_are_named() {
         deactivate(&world);
         let run = doctor_from(&world, &[]);
         let (check, sentence) = failure(&run);
-        assert!(check == "tls" || check == "shadow", "{}", run.stdout);
+        // Under TLS 1.2 (1.1.3) the refusal ends the handshake. Under TLS 1.3 (4.1) the
+        // client finishes its side before the endpoint has looked at the certificate, so
+        // the refusal may only show as the connection closing on the first request.
+        if generation == Generation::V1_1_3 {
+            assert_eq!(check, "tls", "{}", run.stdout);
+        } else {
+            assert!(check == "tls" || check == "shadow", "{}", run.stdout);
+        }
         let host = world.host();
         assert_eq!(sentence, format!("{host}:8443 refused the module's certificate (the TLS connection fails or is closed at once even with the server left unchecked, so the CA is not the cause): the certificate is not ACTIVE or not registered in AWS IoT; activate it in the AWS IoT console, or if it is active, check that the module's network reaches port 8443"));
     }

@@ -292,8 +292,16 @@ impl Conn {
     }
 
     /// True when the server has closed the connection (cleanly or not) without sending more.
+    /// A connection that merely stays silent (the read times out) is not closed.
     pub fn is_closed(&mut self) -> bool {
         let mut chunk = [0u8; 64];
-        matches!(self.tls.read(&mut chunk), Ok(0) | Err(_))
+        match self.tls.read(&mut chunk) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
     }
 }

@@ -41,19 +41,13 @@ pub fn esptool() -> PathBuf {
 
 /// The three AtPKI bins of issue 4 and where they go.
 fn pki_files() -> Vec<(u32, PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/atpki");
-    [
-        (0x2a000, "cert_rsa.bin"),
-        (0x2c000, "key_rsa.bin"),
-        (0x2e000, "ca_rsa.bin"),
-    ]
-    .into_iter()
-    .map(|(addr, name)| {
-        let path = dir.join(name);
-        let bytes = std::fs::read(&path).unwrap();
-        (addr, path, bytes)
-    })
-    .collect()
+    crate::util::golden_bins()
+        .into_iter()
+        .map(|(addr, path)| {
+            let bytes = std::fs::read(&path).unwrap();
+            (addr, path, bytes)
+        })
+        .collect()
 }
 
 struct Module {

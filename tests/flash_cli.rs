@@ -4,26 +4,14 @@
 use std::path::PathBuf;
 
 use esp_aws::firmware::Generation;
-use esp_aws::sim::device::BootMode;
 
 use crate::sim_util::World;
-use crate::util::{fixture, fixture_bytes, Run};
-
-fn download_world() -> World {
-    World::start_with(Generation::V2_4, |cfg| cfg.boot = BootMode::Download)
-}
+use crate::util::{assert_ok, fixture, fixture_bytes, Run};
 
 fn flash(world: &World, args: &[&str]) -> Run {
     let mut all = vec!["flash"];
     all.extend_from_slice(args);
     world.cli(all)
-}
-
-fn bytes_at(world: &World, addr: u32, len: usize) -> Vec<u8> {
-    world
-        .sim
-        .flash()
-        .read(|f| f.read(addr, len).unwrap().to_vec())
 }
 
 fn file(world: &World, name: &str, data: &[u8]) -> PathBuf {
@@ -32,23 +20,13 @@ fn file(world: &World, name: &str, data: &[u8]) -> PathBuf {
     path
 }
 
-fn assert_ok(run: &Run) {
-    assert_eq!(
-        run.code,
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
-}
-
 fn image(world: &World) -> Vec<u8> {
     world.sim.flash().read(|f| f.as_bytes().to_vec())
 }
 
 #[test]
 fn write_puts_files_at_their_offsets_and_a_second_write_changes_nothing() {
-    let world = download_world();
+    let world = World::download(Generation::V2_4);
     let cert = fixture("atpki/cert_rsa.bin");
     let key = fixture("atpki/key_rsa.bin");
     let args = [
@@ -91,7 +69,7 @@ fn write_puts_files_at_their_offsets_and_a_second_write_changes_nothing() {
         (0x2c000, "atpki/key_rsa.bin"),
     ] {
         let data = fixture_bytes(rel);
-        assert!(bytes_at(&world, addr, data.len()) == data, "{rel}");
+        assert!(world.flash_bytes(addr, data.len()) == data, "{rel}");
     }
 
     let erases = world.sim.flash().read(|f| f.erase_count(0x2a000));
@@ -116,7 +94,7 @@ fn write_puts_files_at_their_offsets_and_a_second_write_changes_nothing() {
 
 #[test]
 fn write_keeps_the_rest_of_the_sectors_it_touches() {
-    let world = download_world();
+    let world = World::download(Generation::V2_4);
     let old: Vec<u8> = (0..0x2000u32).map(|i| (i % 251) as u8).collect();
     world
         .sim
@@ -129,12 +107,12 @@ fn write_keeps_the_rest_of_the_sectors_it_touches() {
     assert_ok(&run);
     let mut expected = old.clone();
     expected[0x123..0x153].copy_from_slice(&data);
-    assert!(bytes_at(&world, 0x100000, 0x2000) == expected);
+    assert!(world.flash_bytes(0x100000, 0x2000) == expected);
 }
 
 #[test]
 fn verify_reports_matches_and_a_difference() {
-    let world = download_world();
+    let world = World::download(Generation::V2_4);
     let cert = fixture("atpki/cert_rsa.bin");
     let ca = fixture("atpki/ca_rsa.bin");
     let cert_bytes = fixture_bytes("atpki/cert_rsa.bin");
@@ -180,7 +158,7 @@ fn verify_reports_matches_and_a_difference() {
 
 #[test]
 fn read_writes_exactly_the_flash_bytes() {
-    let world = download_world();
+    let world = World::download(Generation::V2_4);
     let out = world.dir.path().join("table.bin");
     let run = flash(
         &world,
@@ -192,12 +170,12 @@ fn read_writes_exactly_the_flash_bytes() {
         "{}",
         run.stdout
     );
-    assert!(std::fs::read(&out).unwrap() == bytes_at(&world, 0x20000, 200));
+    assert!(std::fs::read(&out).unwrap() == world.flash_bytes(0x20000, 200));
 }
 
 #[test]
 fn bad_input_is_refused_before_the_device_is_touched() {
-    let world = download_world();
+    let world = World::download(Generation::V2_4);
     let before = image(&world);
     let cert = fixture("atpki/cert_rsa.bin");
     let cert = cert.to_str().unwrap();
@@ -282,7 +260,7 @@ fn a_module_in_normal_boot_gets_the_instruction_to_enter_download_mode() {
 
 #[test]
 fn after_no_reset_says_the_chip_stays_in_the_bootloader() {
-    let world = download_world();
+    let world = World::download(Generation::V2_4);
     let out = world.dir.path().join("x.bin");
     let run = flash(
         &world,

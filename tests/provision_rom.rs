@@ -13,17 +13,13 @@ use esp_aws::sim::device::BootMode;
 
 use crate::esptool::esptool;
 use crate::sim_util::World;
-use crate::util::{fixture, fixture_bytes, Run};
+use crate::util::{assert_ok, fixture, fixture_bytes, golden_bins, Run};
 
 const SLOTS: [(&str, u32); 3] = [
     ("client_cert", 0x2a000),
     ("client_key", 0x2c000),
     ("client_ca", 0x2e000),
 ];
-
-fn download_world(firmware: Generation) -> World {
-    World::start_with(firmware, |cfg| cfg.boot = BootMode::Download)
-}
 
 /// `provision --via rom` with the fixture credentials (the inputs of the AtPKI golden bins).
 fn provision_fixtures(world: &World, extra: &[&str]) -> Run {
@@ -38,21 +34,6 @@ fn provision_fixtures(world: &World, extra: &[&str]) -> Run {
     }
     args.extend(extra.iter().map(Into::into));
     world.cli(args)
-}
-
-fn golden() -> [(u32, PathBuf); 3] {
-    [
-        (0x2a000, fixture("atpki/cert_rsa.bin")),
-        (0x2c000, fixture("atpki/key_rsa.bin")),
-        (0x2e000, fixture("atpki/ca_rsa.bin")),
-    ]
-}
-
-fn slot_bytes(world: &World, addr: u32, len: usize) -> Vec<u8> {
-    world
-        .sim
-        .flash()
-        .read(|f| f.read(addr, len).unwrap().to_vec())
 }
 
 fn erases(world: &World, addr: u32) -> u32 {
@@ -82,19 +63,9 @@ fn esptool_verify(port: &Path, files: &[(u32, PathBuf)]) -> String {
     stdout
 }
 
-fn assert_ok(run: &Run) {
-    assert_eq!(
-        run.code,
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
-}
-
 #[test]
 fn provision_via_rom_writes_the_atpki_golden_bins_and_esptool_verifies_them() {
-    let world = download_world(Generation::V2_4);
+    let world = World::download(Generation::V2_4);
     let run = provision_fixtures(&world, &[]);
     assert_ok(&run);
     assert!(
@@ -125,20 +96,21 @@ fn provision_via_rom_writes_the_atpki_golden_bins_and_esptool_verifies_them() {
         run.stdout
     );
 
-    for (addr, path) in golden() {
+    for (addr, path) in golden_bins() {
         let bin = std::fs::read(&path).unwrap();
         assert!(
-            slot_bytes(&world, addr, bin.len()) == bin,
+            world.flash_bytes(addr, bin.len()) == bin,
             "{} differs at {addr:#x}",
             path.display()
         );
         // What esptool leaves after writing the bin: the rest of its sector erased.
         let rest = 0x1000 - bin.len() % 0x1000;
-        assert!(slot_bytes(&world, addr + bin.len() as u32, rest)
+        assert!(world
+            .flash_bytes(addr + bin.len() as u32, rest)
             .iter()
             .all(|&b| b == 0xFF));
     }
-    let out = esptool_verify(world.sim.port(), &golden());
+    let out = esptool_verify(world.sim.port(), &golden_bins());
     assert_eq!(
         out.matches("Verification successful (digest matched).")
             .count(),
@@ -149,7 +121,7 @@ fn provision_via_rom_writes_the_atpki_golden_bins_and_esptool_verifies_them() {
 
 #[test]
 fn provision_via_rom_with_the_sim_thing_then_again_writes_nothing() {
-    let world = download_world(Generation::V1_1_3);
+    let world = World::download(Generation::V1_1_3);
     let mut args: Vec<std::ffi::OsString> =
         ["provision", "--via", "rom", "--thing", "lnu_001", "--from"]
             .map(Into::into)
@@ -189,7 +161,7 @@ fn provision_via_rom_with_the_sim_thing_then_again_writes_nothing() {
             0x2000,
         )
         .unwrap();
-        assert!(slot_bytes(&world, addr, bin.len()) == bin, "{slot}");
+        assert!(world.flash_bytes(addr, bin.len()) == bin, "{slot}");
         let out = scratch.path().join(format!("{slot}.bin"));
         std::fs::write(&out, &bin).unwrap();
         bins.push((addr, out));
@@ -227,7 +199,7 @@ fn provision_via_rom_with_the_sim_thing_then_again_writes_nothing() {
 
 #[test]
 fn provision_via_rom_refuses_3_1_firmware_with_the_reason() {
-    let world = download_world(Generation::V4_1);
+    let world = World::download(Generation::V4_1);
     let image = world.sim.flash().read(|f| f.as_bytes().to_vec());
     let run = provision_fixtures(&world, &[]);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
@@ -240,7 +212,7 @@ fn provision_via_rom_refuses_3_1_firmware_with_the_reason() {
 
 #[test]
 fn provision_via_rom_stops_at_the_pre_flight_checks() {
-    let world = download_world(Generation::V2_4);
+    let world = World::download(Generation::V2_4);
     // The sim thing's key with the fixture certificate: they do not match.
     let key = std::fs::read_dir(world.thing_dir())
         .unwrap()
@@ -275,7 +247,7 @@ fn provision_via_rom_stops_at_the_pre_flight_checks() {
 
 #[test]
 fn provision_via_rom_without_a_table_assumes_the_defaults_and_says_so() {
-    let world = download_world(Generation::V2_4);
+    let world = World::download(Generation::V2_4);
     world
         .sim
         .flash()
@@ -289,15 +261,15 @@ fn provision_via_rom_without_a_table_assumes_the_defaults_and_says_so() {
         "{}",
         run.stderr
     );
-    for (addr, path) in golden() {
+    for (addr, path) in golden_bins() {
         let bin = std::fs::read(path).unwrap();
-        assert!(slot_bytes(&world, addr, bin.len()) == bin);
+        assert!(world.flash_bytes(addr, bin.len()) == bin);
     }
 }
 
 #[test]
 fn provision_via_rom_keeps_data_sharing_a_sector_with_a_slot() {
-    let world = download_world(Generation::V2_4);
+    let world = World::download(Generation::V2_4);
     // A custom table: client_ca starts 1 KiB into a sector whose first KiB belongs to
     // another partition holding data.
     let mut table = Generation::V2_4.secondary_table();
@@ -328,9 +300,9 @@ fn provision_via_rom_keeps_data_sharing_a_sector_with_a_slot() {
         run.stderr
     );
     let ca = fixture_bytes("atpki/ca_rsa.bin");
-    assert!(slot_bytes(&world, 0x2e400, ca.len()) == ca);
+    assert!(world.flash_bytes(0x2e400, ca.len()) == ca);
     assert!(
-        slot_bytes(&world, 0x2e000, 0x400) == neighbour,
+        world.flash_bytes(0x2e000, 0x400) == neighbour,
         "the neighbour was clobbered"
     );
 }
@@ -343,9 +315,9 @@ fn provision_via_rom_at_921600_gives_the_same_flash() {
     });
     let run = provision_fixtures(&world, &["--flash-baud", "921600"]);
     assert_ok(&run);
-    for (addr, path) in golden() {
+    for (addr, path) in golden_bins() {
         let bin = std::fs::read(path).unwrap();
-        assert!(slot_bytes(&world, addr, bin.len()) == bin);
+        assert!(world.flash_bytes(addr, bin.len()) == bin);
     }
 }
 
@@ -419,7 +391,7 @@ mod board {
 
 #[test]
 fn provision_via_rom_traces_commands_but_never_flash_contents() {
-    let world = download_world(Generation::V2_4);
+    let world = World::download(Generation::V2_4);
     let mut args: Vec<std::ffi::OsString> = [
         "provision",
         "--trace",

@@ -17,15 +17,10 @@ use esp_aws::transport::Transport;
 use crate::virtual_port::VirtualPort as SimPort;
 
 fn pki_files() -> Vec<(u32, Vec<u8>)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/atpki");
-    [
-        (0x2a000, "cert_rsa.bin"),
-        (0x2c000, "key_rsa.bin"),
-        (0x2e000, "ca_rsa.bin"),
-    ]
-    .into_iter()
-    .map(|(addr, name)| (addr, std::fs::read(dir.join(name)).unwrap()))
-    .collect()
+    crate::util::golden_bins()
+        .into_iter()
+        .map(|(addr, path)| (addr, std::fs::read(path).unwrap()))
+        .collect()
 }
 
 fn loader_with(boot: BootMode) -> (RomLoader<SimPort>, SharedFlash) {

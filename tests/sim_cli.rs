@@ -109,7 +109,7 @@ fn sim_serves_a_module_on_a_stable_link_and_resets_it() {
         state.path().as_os_str(),
     ]);
     assert_eq!(reset.stdout, "module reset: normal boot (AT firmware)\n");
-    std::thread::sleep(Duration::from_millis(500));
+    // Sent while the module may still be booting: the tool resends after its `ready`.
     let ok = esp_aws([
         "at".as_ref(),
         "--port".as_ref(),

@@ -80,6 +80,20 @@ impl World {
         }
     }
 
+    /// A world whose module powers up in the ROM bootloader (download mode).
+    pub fn download(firmware: Generation) -> World {
+        World::start_with(firmware, |cfg| {
+            cfg.boot = esp_aws::sim::device::BootMode::Download
+        })
+    }
+
+    /// `len` bytes of the module's flash at `addr`.
+    pub fn flash_bytes(&self, addr: u32, len: usize) -> Vec<u8> {
+        self.sim
+            .flash()
+            .read(|f| f.read(addr, len).unwrap().to_vec())
+    }
+
     /// The endpoint host name.
     pub fn host(&self) -> String {
         self.sim.endpoint().host().to_string()

@@ -15,6 +15,27 @@ pub fn fixture_bytes(rel: &str) -> Vec<u8> {
     std::fs::read(fixture(rel)).unwrap_or_else(|e| panic!("fixture {rel}: {e}"))
 }
 
+/// The AtPKI golden bins made by Espressif's tool, at the offsets of the partitions they
+/// belong in (`client_cert`, `client_key`, `client_ca` on ESP32 1.x/2.x).
+pub fn golden_bins() -> [(u32, PathBuf); 3] {
+    [
+        (0x2a000, fixture("atpki/cert_rsa.bin")),
+        (0x2c000, fixture("atpki/key_rsa.bin")),
+        (0x2e000, fixture("atpki/ca_rsa.bin")),
+    ]
+}
+
+/// Asserts a run exited 0, showing its output if not.
+pub fn assert_ok(run: &Run) {
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+}
+
 /// What one run of the binary did.
 #[derive(Debug)]
 pub struct Run {
