@@ -224,7 +224,12 @@ fn measure(baud: u32, reps: usize, warm_n: usize, ops: &mut Vec<Op>) {
     let mut cold = Vec::new();
     for _ in 0..reps + 2 {
         let _ = world.cli(&["at", "AT+CIPCLOSE"]);
-        let (wall, t, _) = cli_op(&world, &["shadow", "get", "lnu_001"], "shadow get (cold)");
+        let (wall, t, trace) = cli_op(&world, &["shadow", "get", "lnu_001"], "shadow get (cold)");
+        // Measured only if the link really was closed: the run must have opened its own.
+        assert!(
+            trace.contains(">> AT+CIPSTART="),
+            "the cold run found a link open"
+        );
         cold.push((wall, t));
     }
     let (wall, t) = median_sample(cold);

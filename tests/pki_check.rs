@@ -365,3 +365,29 @@ fn expired_generated_certificate_fails_from_the_cli() {
     );
     eqnice!("1 check failed", run.stdout.lines().last().unwrap_or(""));
 }
+
+#[test]
+fn every_root_aws_endpoints_chain_to_is_recognised_by_fingerprint() {
+    let (cert, key, _) = rsa_set();
+    for (file, name) in [
+        ("pki/AmazonRootCA1.pem", "Amazon Root CA 1"),
+        ("pki/AmazonRootCA2.pem", "Amazon Root CA 2"),
+        ("pki/AmazonRootCA3.pem", "Amazon Root CA 3"),
+        ("pki/AmazonRootCA4.pem", "Amazon Root CA 4"),
+        (
+            "pki/StarfieldServicesRootCA-G2.pem",
+            "Starfield Services Root Certificate Authority - G2",
+        ),
+    ] {
+        let report = run(&cert, &key, &fixture_bytes(file), Some(ENDPOINT), NOW);
+        let f = finding(&report, "ca-root", Some("ca"));
+        assert_eq!(
+            (f.status, f.message.as_str()),
+            (
+                Status::Pass,
+                format!("the CA is {name}, which AWS IoT's -ats endpoints chain to").as_str()
+            ),
+            "{file}"
+        );
+    }
+}

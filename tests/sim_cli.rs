@@ -55,6 +55,7 @@ fn sim_serves_a_module_on_a_stable_link_and_resets_it() {
     let link = work.path().join("esp32");
     let (_sim, info) = start(state.path(), &link, &["--firmware", "2.4"]);
     assert_eq!(info["firmware"], "2.4");
+    assert_eq!(info["baud"], 0);
     assert_eq!(info["thing"], "lnu_001");
     let port = info["port"].as_str().unwrap();
     assert!(port.starts_with("/dev/pts/"), "{port}");
@@ -117,4 +118,55 @@ fn sim_serves_a_module_on_a_stable_link_and_resets_it() {
         "AT".as_ref(),
     ]);
     assert_eq!(ok.code, Some(0), "{}{}", ok.stdout, ok.stderr);
+}
+
+#[test]
+fn sim_can_power_up_in_the_rom_bootloader_with_faults_and_extra_names() {
+    let state = crate::endpoint_util::fresh_state();
+    let work = tempfile::tempdir().unwrap();
+    let link = work.path().join("esp32");
+    let (_sim, info) = start(
+        state.path(),
+        &link,
+        &[
+            "--boot",
+            "download",
+            "--faults",
+            "urc=0.5,split-ipd",
+            "--seed",
+            "3",
+            "--resolve",
+            "broker.example=127.0.0.1",
+        ],
+    );
+    assert_eq!(info["firmware"], "1.1.3");
+    // In download mode the AT firmware does not run: nothing answers AT ...
+    let silent = esp_aws([
+        "at".as_ref(),
+        "--port".as_ref(),
+        link.as_os_str(),
+        "--timeout".as_ref(),
+        "1".as_ref(),
+        "AT".as_ref(),
+    ]);
+    assert_eq!(
+        silent.stderr,
+        "error: the module did not answer AT within 1000 ms\n"
+    );
+    // ... until a reset into normal boot.
+    let reset = esp_aws([
+        "sim".as_ref(),
+        "reset".as_ref(),
+        "--state".as_ref(),
+        state.path().as_os_str(),
+    ]);
+    assert_eq!(reset.code, Some(0), "{}", reset.stderr);
+    let gmr = esp_aws([
+        "at".as_ref(),
+        "--port".as_ref(),
+        link.as_os_str(),
+        "AT+GMR".as_ref(),
+    ]);
+    assert_eq!(gmr.code, Some(0), "{}", gmr.stderr);
+    assert!(gmr.stdout.contains("AT version:1.1.3.0("), "{}", gmr.stdout);
 }
