@@ -497,19 +497,20 @@ impl<T: Transport> RomLoader<T> {
         addr: u32,
         data: &[u8],
     ) -> Result<((u32, u32), WriteReport), Error> {
-        let start = addr - addr % 0x1000;
-        let end = (u64::from(addr) + data.len() as u64).next_multiple_of(0x1000);
-        let end = u32::try_from(end).map_err(|_| Error::Unaligned { addr })?;
-        let head = addr - start;
-        let tail_at = addr + data.len() as u32;
-        let mut image = Vec::with_capacity((end - start) as usize);
-        if head > 0 {
-            image.extend(self.read_or_erased(start, head)?);
-        }
-        image.extend_from_slice(data);
-        if end > tail_at {
-            image.extend(self.read_or_erased(tail_at, end - tail_at)?);
-        }
+        // The same image as a credential slot that ends where `data` ends: everything else
+        // in the touched sectors is kept.
+        let region = super::pki::PkiSlot {
+            name: "",
+            offset: addr,
+            size: u32::try_from(data.len()).map_err(|_| Error::Unaligned { addr })?,
+        };
+        let (start, image) =
+            super::pki::sector_image(&region, data, |at, len| Ok(self.read_or_erased(at, len)?))
+                .map_err(|e| match e {
+                    super::pki::Error::Rom(e) => e,
+                    _ => Error::Unaligned { addr },
+                })?;
+        let end = start + image.len() as u32;
         let report = self.write_region(start, &image)?;
         Ok(((start, end - start), report))
     }
