@@ -102,8 +102,6 @@ pub struct ModuleInfo {
 /// Time limits of a session.
 #[derive(Debug, Clone)]
 pub struct Timeouts {
-    /// An ordinary command.
-    pub command: Duration,
     /// `AT+CIPSTART` (TCP connect + TLS handshake).
     pub connect: Duration,
     /// An HTTP response, from the end of sending to its last byte.
@@ -115,7 +113,6 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            command: Duration::from_secs(3),
             connect: Duration::from_secs(30),
             response: Duration::from_secs(20),
             clock: Duration::from_secs(30),
@@ -276,7 +273,7 @@ impl<T: Transport> Session<T> {
             let last = attempt == 2;
             match client
                 .run(&EchoOff)
-                .and_then(|_| client.command("AT+GMR", timeouts.command))
+                .and_then(|_| client.command("AT+GMR", super::commands::DEFAULT_TIMEOUT))
             {
                 Ok(reply) if last || parse_version(&reply.lines).is_some() => {
                     gmr = reply.lines;

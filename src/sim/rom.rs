@@ -478,8 +478,7 @@ impl RomDevice {
             0x0D => self.status_reply(op, ok),
             // READ_FLASH_SLOW: always 64 data bytes; the tail past `len` is stale.
             0x0E => match (w(0), w(1)) {
-                (Some(addr), Some(len)) if len > READ_FLASH_SLOW_MAX => {
-                    let _ = addr;
+                (Some(_), Some(len)) if len > READ_FLASH_SLOW_MAX => {
                     self.status_reply(op, RomStatus::failed(RomErrorCode::FLASH_READ_LENGTH))
                 }
                 (Some(addr), Some(len)) => {
