@@ -46,16 +46,9 @@ fn golden() -> Vec<(u32, PathBuf, Vec<u8>)> {
     .collect()
 }
 
-fn esptool() -> PathBuf {
-    if let Some(path) = std::env::var_os("ESP_AWS_ESPTOOL") {
-        return PathBuf::from(path);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-venv/bin/esptool");
-    if venv.exists() {
-        return venv;
-    }
-    PathBuf::from("esptool")
-}
+#[path = "../tests/peers/mod.rs"]
+mod peers;
+use peers::esptool;
 
 /// A factory-flashed ESP-AT 2.4 module in download mode on a pty paced at 115200.
 fn module() -> (SharedFlash, Pty) {
@@ -166,10 +159,8 @@ fn main() {
     // each tool checks that the benchmark works, without measuring or writing results.
     let measure = std::env::args().any(|a| a == "--bench");
     let reps = if measure { 3 } else { 1 };
-    if Command::new(esptool()).arg("version").output().is_err() {
-        eprintln!(
-            "esptool not found: set ESP_AWS_ESPTOOL, or `python3 -m venv target/ci-venv && target/ci-venv/bin/pip install 'esptool>=5,<6'`"
-        );
+    if let Err(e) = Command::new(esptool()).arg("version").output() {
+        eprintln!("cannot run esptool: {e}");
         std::process::exit(1);
     }
     let work = tempfile::tempdir().expect("tempdir");

@@ -1,11 +1,8 @@
-//! Real esptool (PyPI, 5.x) against the virtual module's ROM bootloader on a pty: the
-//! acceptance test of issue 4 ("write-flash three files, verify-flash them and read-flash
-//! them back byte-identical").
+//! Real esptool (PyPI, 5.x) against the virtual module's ROM bootloader on a pty: it writes
+//! three files, verifies them and reads them back byte-identical.
 //!
-//! esptool is found through `ESP_AWS_ESPTOOL` (which `.ci/run` exports after installing
-//! esptool into a venv). Outside CI the test falls back to the CI venv in `target/` or to
-//! `esptool` on PATH; if none exists it fails and says how to install it. Under `CI=true`
-//! the variable is required.
+//! esptool comes from the test peers' venv, which the harness installs on first use
+//! (`tests/peers/mod.rs`), or from `ESP_AWS_ESPTOOL`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -16,28 +13,7 @@ use esp_aws::sim::flash::Flash;
 use esp_aws::sim::pty::Pty;
 use esp_aws::sim::rom::{FlashTiming, RomDevice};
 
-const INSTALL_HINT: &str = "install esptool 5.x, e.g. `python3 -m venv target/ci-venv && \
-     target/ci-venv/bin/pip install 'esptool>=5,<6'`, or point ESP_AWS_ESPTOOL at an esptool \
-     executable";
-
-pub fn esptool() -> PathBuf {
-    if let Some(path) = std::env::var_os("ESP_AWS_ESPTOOL") {
-        return PathBuf::from(path);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "ESP_AWS_ESPTOOL is not set under CI; .ci/run must export it ({INSTALL_HINT})"
-    );
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-venv/bin/esptool");
-    if venv.exists() {
-        return venv;
-    }
-    let on_path = PathBuf::from("esptool");
-    match Command::new(&on_path).arg("version").output() {
-        Ok(out) if out.status.success() => on_path,
-        _ => panic!("esptool not found: {INSTALL_HINT}"),
-    }
-}
+pub use crate::peers::esptool;
 
 /// The three AtPKI bins of issue 4 and where they go.
 fn pki_files() -> Vec<(u32, PathBuf, Vec<u8>)> {
@@ -80,7 +56,7 @@ fn run(port: &Path, args: &[&str]) -> Output {
         .args(["--before", "no-reset", "--after", "no-reset", "--no-stub"])
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run esptool: {e} ({INSTALL_HINT})"));
+        .unwrap_or_else(|e| panic!("cannot run esptool: {e}"));
     out
 }
 

@@ -1,5 +1,6 @@
 //! The single integration-test binary: each topic lives in its own module.
 
+mod peers;
 mod sim_util;
 mod util;
 mod virtual_port;

@@ -1,0 +1,159 @@
+//! Third-party peers the tests and benchmarks run against (esptool today), installed by the
+//! harness itself so that `cargo test` passes on a fresh clone with only a Rust toolchain and
+//! python3: nothing has to be installed by hand or by CI first.
+//!
+//! The Python peers live in one virtual environment under the build's target directory
+//! (`<target>/peers-venv`), created on first use from `tests/peers/requirements.txt` and
+//! reused afterwards. Test binaries, benchmarks and parallel `cargo` runs may all ask at
+//! once: one of them installs while holding a lock directory, the others wait for it. A
+//! change to the requirements file reinstalls.
+//!
+//! `ESP_AWS_ESPTOOL` still points the tests at another esptool executable.
+//!
+//! Shared by the integration tests (`mod peers`) and the benchmarks
+//! (`#[path = "../tests/peers/mod.rs"]`).
+
+#![allow(dead_code)] // each user takes its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
+
+/// What the venv holds: one requirement per line, pip's syntax.
+const REQUIREMENTS: &str = include_str!("requirements.txt");
+
+/// How long a lock may stand before it is taken to be left by a killed run.
+const STALE_LOCK: Duration = Duration::from_secs(15 * 60);
+
+/// The esptool executable: `ESP_AWS_ESPTOOL`, else the harness's venv (installed on first
+/// use).
+pub fn esptool() -> PathBuf {
+    if let Some(path) = std::env::var_os("ESP_AWS_ESPTOOL") {
+        return PathBuf::from(path);
+    }
+    venv_bin("esptool")
+}
+
+/// An executable of the peers' venv, installing the venv first if needed. Panics with the
+/// reason (and what to do) when it cannot be installed: a test that needs a peer fails
+/// rather than passing without it.
+pub fn venv_bin(name: &str) -> PathBuf {
+    let venv = venv();
+    let bin = if cfg!(windows) {
+        venv.join("Scripts").join(format!("{name}.exe"))
+    } else {
+        venv.join("bin").join(name)
+    };
+    assert!(
+        bin.exists(),
+        "{} is not in the test peers' venv {}",
+        name,
+        venv.display()
+    );
+    bin
+}
+
+/// The installed venv's directory.
+pub fn venv() -> PathBuf {
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let dir = target_dir().join("peers-venv");
+        if let Err(e) = ensure_venv(&dir) {
+            panic!(
+                "cannot install the test peers (python3 -m venv + pip install -r \
+                 tests/peers/requirements.txt into {}): {e}",
+                dir.display()
+            );
+        }
+        dir
+    })
+    .clone()
+}
+
+/// The build's target directory, from where this test or benchmark binary runs
+/// (`<target>/<profile>/deps/<binary>`), so that a custom `CARGO_TARGET_DIR` is honoured.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+/// The marker a finished install leaves: the requirements it installed.
+fn marker(dir: &Path) -> PathBuf {
+    dir.join("esp-aws-requirements.txt")
+}
+
+fn installed(dir: &Path) -> bool {
+    std::fs::read_to_string(marker(dir)).is_ok_and(|m| m == REQUIREMENTS)
+}
+
+fn ensure_venv(dir: &Path) -> Result<(), String> {
+    if installed(dir) {
+        return Ok(());
+    }
+    let parent = dir.parent().ok_or("no parent directory")?;
+    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let lock = dir.with_extension("lock");
+    let deadline = Instant::now() + STALE_LOCK;
+    loop {
+        match std::fs::create_dir(&lock) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if installed(dir) {
+                    return Ok(());
+                }
+                let age = std::fs::metadata(&lock)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok());
+                if age.is_some_and(|a| a > STALE_LOCK) || Instant::now() > deadline {
+                    // Left by a run that was killed mid-install.
+                    let _ = std::fs::remove_dir(&lock);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(format!("{}: {e}", lock.display())),
+        }
+    }
+    let result = install(dir);
+    let _ = std::fs::remove_dir(&lock);
+    result
+}
+
+fn install(dir: &Path) -> Result<(), String> {
+    if installed(dir) {
+        return Ok(());
+    }
+    eprintln!("installing the test peers into {} (once)", dir.display());
+    let python = if cfg!(windows) { "python" } else { "python3" };
+    run(Command::new(python).args(["-m", "venv"]).arg(dir))?;
+    let pip = if cfg!(windows) {
+        dir.join("Scripts").join("pip.exe")
+    } else {
+        dir.join("bin").join("pip")
+    };
+    let requirements = dir.join("requirements.in");
+    std::fs::write(&requirements, REQUIREMENTS).map_err(|e| e.to_string())?;
+    run(Command::new(pip)
+        .args(["install", "-q", "--disable-pip-version-check", "-r"])
+        .arg(&requirements))?;
+    std::fs::write(marker(dir), REQUIREMENTS).map_err(|e| e.to_string())
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
