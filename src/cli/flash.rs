@@ -200,7 +200,7 @@ fn parse_number(text: &str, what: &str) -> anyhow::Result<u32> {
 /// OFFSET FILE pairs, read and checked before anything reaches the device: every file
 /// readable and non-empty, every region inside the flash, no two regions overlapping.
 fn regions(items: &[String]) -> anyhow::Result<Vec<(u32, PathBuf, Vec<u8>)>> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err(Exit::usage(format!(
             "give OFFSET FILE pairs: '{}' has no file",
             items[items.len() - 1]

@@ -109,7 +109,7 @@ pub fn write_file(path: &Path, bytes: &[u8], secret: bool) -> anyhow::Result<()>
 }
 
 fn build(output: &Path, partition_size: usize, pairs: &[String]) -> anyhow::Result<ExitCode> {
-    if pairs.len() % 2 != 0 {
+    if !pairs.len().is_multiple_of(2) {
         return Err(super::Exit::usage(format!(
             "'{}' has no file after it: arguments come in TYPE FILE pairs",
             pairs[pairs.len() - 1]

@@ -133,7 +133,7 @@ impl Flash {
 
     /// Erases `[addr, addr + len)`, which must cover whole sectors.
     pub fn erase(&mut self, addr: u32, len: usize) -> Result<(), FlashError> {
-        if addr as usize % SECTOR_SIZE != 0 || len % SECTOR_SIZE != 0 {
+        if !(addr as usize).is_multiple_of(SECTOR_SIZE) || !len.is_multiple_of(SECTOR_SIZE) {
             return Err(FlashError::Unaligned { addr, len });
         }
         let range = self.check(addr, len)?;

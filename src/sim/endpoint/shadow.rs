@@ -428,7 +428,7 @@ impl ShadowStore {
             .iter()
             .filter(|(k, r)| k.thing == thing && r.document.is_some())
             .filter_map(|(k, _)| k.shadow.as_deref())
-            .filter(|name| after.as_deref().map_or(true, |a| *name > a))
+            .filter(|name| after.as_deref().is_none_or(|a| *name > a))
             .collect();
         let page = &names[..names.len().min(page_size)];
         let mut out = Map::new();
@@ -453,7 +453,7 @@ fn encode_token(name: &str) -> String {
 }
 
 fn decode_token(token: &str) -> Option<String> {
-    if token.is_empty() || token.len() % 2 != 0 {
+    if token.is_empty() || !token.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..token.len())
