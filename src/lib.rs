@@ -42,6 +42,7 @@ pub mod partition;
 pub mod pki;
 pub mod provision;
 pub mod rom;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod trace;
 pub mod transport;

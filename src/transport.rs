@@ -1,8 +1,10 @@
 //! The one I/O seam between the protocol drivers and a serial line.
 //!
 //! Drivers never name a concrete port type: real ports (the `serialport` crate), the
-//! virtual module's pty and scripted test doubles all implement [`Transport`].
+//! virtual module's pty and scripted test doubles all implement [`Transport`]. The scripted
+//! double, `ScriptedTransport`, is built with the `testkit` feature.
 
+#[cfg(any(test, feature = "testkit"))]
 use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
@@ -144,6 +146,7 @@ impl Transport for SerialTransport {
 }
 
 /// One step of a [`ScriptedTransport`] script.
+#[cfg(any(test, feature = "testkit"))]
 #[derive(Debug, Clone)]
 pub enum Step {
     /// The host must write exactly these bytes next.
@@ -156,6 +159,7 @@ pub enum Step {
 /// next `Expect` step and makes `Reply` bytes readable in order. A surprise write panics at
 /// once; an unfinished script panics on drop, so a test cannot pass by doing less than the
 /// script says.
+#[cfg(any(test, feature = "testkit"))]
 #[derive(Debug)]
 pub struct ScriptedTransport {
     script: VecDeque<Step>,
@@ -163,6 +167,7 @@ pub struct ScriptedTransport {
     written: Vec<u8>,
 }
 
+#[cfg(any(test, feature = "testkit"))]
 impl ScriptedTransport {
     /// A transport that will play `script`.
     pub fn new(script: impl IntoIterator<Item = Step>) -> ScriptedTransport {
@@ -188,6 +193,7 @@ impl ScriptedTransport {
     }
 }
 
+#[cfg(any(test, feature = "testkit"))]
 impl io::Read for ScriptedTransport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.readable.is_empty() {
@@ -204,6 +210,7 @@ impl io::Read for ScriptedTransport {
     }
 }
 
+#[cfg(any(test, feature = "testkit"))]
 impl io::Write for ScriptedTransport {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.written.extend_from_slice(buf);
@@ -235,6 +242,7 @@ impl io::Write for ScriptedTransport {
     }
 }
 
+#[cfg(any(test, feature = "testkit"))]
 impl Transport for ScriptedTransport {
     fn set_read_timeout(&mut self, _timeout: Duration) -> io::Result<()> {
         Ok(())
@@ -245,6 +253,7 @@ impl Transport for ScriptedTransport {
     }
 }
 
+#[cfg(any(test, feature = "testkit"))]
 impl Drop for ScriptedTransport {
     fn drop(&mut self) {
         if !std::thread::panicking() && !self.script.is_empty() {

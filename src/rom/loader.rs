@@ -15,7 +15,7 @@
 //!
 //! Every region written is verified with SPI_FLASH_MD5.
 
-use std::io::{self, Write as _};
+use std::io;
 use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
@@ -545,11 +545,8 @@ impl<T: Transport> RomLoader<T> {
             .rposition(|&b| b != 0xFF)
             .map_or(0, |i| (i + 1).next_multiple_of(4));
         let body = &image[..body_len];
-        let compressed = {
-            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-            z.write_all(body)?;
-            z.finish()?
-        };
+        // Level 9, as esptool compresses (zlib.compress(data, 9)).
+        let compressed = miniz_oxide::deflate::compress_to_vec_zlib(body, 9);
         let deflate = !body.is_empty() && compressed.len() < body.len();
         let payload: &[u8] = if deflate { &compressed } else { body };
         let block = self.block_size as usize;
