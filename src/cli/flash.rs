@@ -23,7 +23,7 @@ use esp_aws::trace::Trace;
 
 /// The rate the ROM bootloader listens at after reset (it autobauds from SYNC, but every
 /// tool starts here; `rom-bootloader.md` §9.1).
-const ROM_BAUD: u32 = 115_200;
+use esp_aws::rom::chip::ROM_BAUD;
 
 /// The flash size announced to the ROM (the ESP32-WROOM-32's 4 MiB): regions past it are
 /// refused before anything is sent.

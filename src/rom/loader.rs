@@ -27,9 +27,8 @@ use super::slip::{self, SlipDecoder};
 use crate::trace::{Direction, Trace};
 use crate::transport::Transport;
 
-/// `READ_REG 0x40001000` on an ESP32 (`CHIP_DETECT_MAGIC_REG_ADDR`).
-pub const ESP32_MAGIC: u32 = 0x00F0_1D83;
-const CHIP_MAGIC_REG: u32 = 0x4000_1000;
+pub use super::chip::ESP32_MAGIC;
+use super::chip::{CHIP_MAGIC_REG, ROM_BAUD};
 
 /// How often SYNC is tried before giving up (esptool: 5 per connect attempt).
 const SYNC_ATTEMPTS: usize = 5;
@@ -157,7 +156,7 @@ impl<T: Transport> RomLoader<T> {
             decoder: SlipDecoder::default(),
             block_size: MAX_PACKET_SIZE,
             flash_size: crate::firmware::FLASH_SIZE as u32,
-            baud: 115_200,
+            baud: ROM_BAUD,
             noise: Vec::new(),
             trace: None,
         }

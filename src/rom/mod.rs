@@ -3,9 +3,10 @@
 //! ([`crate::sim::rom`]).
 //!
 //! Spec: `rom-bootloader.md` (§2 SLIP, §3 packets, §4 opcodes, §5 error codes, §7 client
-//! rules). [`pki`] writes AtPKI credential bins through it; [`reset`] holds the DTR/RTS
+//! rules). [`chip`] holds the ESP32 facts the host and the simulated ROM share. [`pki`] writes AtPKI credential bins through it; [`reset`] holds the DTR/RTS
 //! reset strategies (§1.1).
 
+pub mod chip;
 pub mod command;
 pub mod loader;
 pub mod packet;

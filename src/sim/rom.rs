@@ -30,15 +30,15 @@ use miniz_oxide::inflate::TINFLStatus;
 
 use super::device::{BootMode, Device, SharedFlash};
 use crate::firmware::SECTOR_SIZE;
-use crate::rom::command::{checksum, MAX_PACKET_SIZE, READ_FLASH_SLOW_MAX};
+use crate::rom::chip::{
+    APB_CTL_DATE, CHIP_MAGIC_REG, EFUSE_BASE, ESP32_MAGIC, GPIO_STRAP, RTC_CALI_CFG1, SPI_ADDR,
+    SPI_CMD, SPI_CMD_USR, SPI_MISO_DLEN, SPI_USR2, SPI_W0, UART_CLKDIV,
+};
+use crate::rom::command::{checksum, CommandKind, MAX_PACKET_SIZE, READ_FLASH_SLOW_MAX};
 use crate::rom::packet::{read_word, RequestPacket, RomErrorCode, RomStatus, DIR_RESPONSE};
 use crate::rom::slip::{self, SlipDecoder};
 
-/// The rate the ROM's UART starts at (it autobauds on SYNC; 115200 is what every tool uses).
-pub const ROM_BAUD: u32 = 115_200;
-
-/// The crystal the emulated chip has (and that its ROM estimates), in Hz.
-pub const XTAL_HZ: u32 = 40_000_000;
+pub use crate::rom::chip::{ROM_BAUD, XTAL_HZ};
 
 /// The ROM banner's first line (rev0–rev2 mask ROM, `rom-bootloader.md` §1.2).
 const ETS_LINE: &str = "ets Jun  8 2016 00:22:57\r\n\r\n";
@@ -346,7 +346,11 @@ impl RomDevice {
         buf[8..8 + fill.len()].copy_from_slice(fill);
         buf[8 + data_len] = status.status;
         buf[9 + data_len] = status.error.0;
-        let repeat = if buf[1] == 0x08 { 8 } else { 1 };
+        let repeat = if buf[1] == CommandKind::Sync as u8 {
+            8
+        } else {
+            1
+        };
         let mut wire = Vec::new();
         for _ in 0..repeat {
             slip::encode(&buf[..data_len + 12], &mut wire);
@@ -377,26 +381,27 @@ impl RomDevice {
         };
         let w = |i: usize| read_word(payload, i);
         let op = req.op;
+        let kind = CommandKind::from_u8(op);
         let ok = RomStatus::OK;
         let mut cost = Duration::ZERO;
         let mut after = After::Nothing;
-        let reply = match op {
-            // FLASH_BEGIN, FLASH_DEFL_BEGIN.
-            0x02 | 0x10 => {
-                let status = self.flash_begin(req.size, payload, op == 0x10, &mut cost);
+        use CommandKind as K;
+        let reply = match kind {
+            Some(begin @ (K::FlashBegin | K::FlashDeflBegin)) => {
+                let deflate = begin == K::FlashDeflBegin;
+                let status = self.flash_begin(req.size, payload, deflate, &mut cost);
                 self.status_reply(op, status)
             }
-            // FLASH_DATA, FLASH_DEFL_DATA, MEM_DATA.
-            0x03 | 0x11 | 0x07 => {
-                let status = self.data_block(op, &req, payload, &mut cost);
+            Some(data @ (K::FlashData | K::FlashDeflData | K::MemData)) => {
+                let status = self.data_block(data, &req, payload, &mut cost);
                 self.status_reply(op, status)
             }
             // FLASH_END, FLASH_DEFL_END: both leave the download loop whatever the checks
             // say (`rom-bootloader.md` §4).
-            0x04 | 0x12 => {
+            Some(end @ (K::FlashEnd | K::FlashDeflEnd)) => {
                 let run = w(0).unwrap_or(0) != 0;
                 let counts_ok = self.op.next_seq == self.op.packets
-                    && (op == 0x12 || self.op.erase_size == self.op.written);
+                    && (end == K::FlashDeflEnd || self.op.erase_size == self.op.written);
                 let status = if counts_ok {
                     ok
                 } else {
@@ -416,7 +421,7 @@ impl RomDevice {
             }
             // MEM_BEGIN: RAM downloads are acknowledged and their data discarded; nothing
             // here can execute Xtensa code.
-            0x05 => {
+            Some(K::MemBegin) => {
                 let status = if req.size == 16 {
                     self.op = FlashOp {
                         erase_size: 0,
@@ -432,7 +437,7 @@ impl RomDevice {
                 self.status_reply(op, status)
             }
             // MEM_END: with an entry point the ROM jumps away; the emulation goes silent.
-            0x06 => {
+            Some(K::MemEnd) => {
                 if req.size > 8 {
                     self.status_reply(op, invalid)
                 } else {
@@ -443,12 +448,12 @@ impl RomDevice {
                 }
             }
             // SYNC: value = first payload word; sent 8 times because the opcode is 8.
-            0x08 => {
+            Some(K::Sync) => {
                 let value = w(0);
                 self.reply(Some(op), value, 0, &[], ok)
             }
             // WRITE_REG: entries of (addr, value, mask, delay); the delay comes first.
-            0x09 => {
+            Some(K::WriteReg) => {
                 for entry in payload.chunks_exact(16) {
                     let word = |i| read_word(entry, i).unwrap_or(0);
                     cost += Duration::from_micros(u64::from(word(3)));
@@ -457,7 +462,7 @@ impl RomDevice {
                 self.status_reply(op, ok)
             }
             // READ_REG.
-            0x0A => match w(0) {
+            Some(K::ReadReg) => match w(0) {
                 Some(addr) => {
                     let value = self.regs.read(addr);
                     self.reply(Some(op), Some(value), 0, &[], ok)
@@ -465,7 +470,7 @@ impl RomDevice {
                 None => self.status_reply(op, invalid),
             },
             // SPI_SET_PARAMS: exactly six words.
-            0x0B => {
+            Some(K::SpiSetParams) => {
                 let status = if req.size == 24 {
                     self.chip_size = w(1).unwrap_or(0);
                     ok
@@ -475,9 +480,9 @@ impl RomDevice {
                 self.status_reply(op, status)
             }
             // SPI_ATTACH: no size check, always OK.
-            0x0D => self.status_reply(op, ok),
+            Some(K::SpiAttach) => self.status_reply(op, ok),
             // READ_FLASH_SLOW: always 64 data bytes; the tail past `len` is stale.
-            0x0E => match (w(0), w(1)) {
+            Some(K::ReadFlashSlow) => match (w(0), w(1)) {
                 (Some(_), Some(len)) if len > READ_FLASH_SLOW_MAX => {
                     self.status_reply(op, RomStatus::failed(RomErrorCode::FLASH_READ_LENGTH))
                 }
@@ -495,7 +500,7 @@ impl RomDevice {
                 _ => self.status_reply(op, invalid),
             },
             // CHANGE_BAUDRATE: reply at the old rate, an empty frame, then switch.
-            0x0F => match (w(0), w(1)) {
+            Some(K::ChangeBaudrate) => match (w(0), w(1)) {
                 (Some(first), Some(second)) => match new_baud(first, second) {
                     Some((baud, divider)) => {
                         self.regs
@@ -513,7 +518,7 @@ impl RomDevice {
                 _ => self.status_reply(op, invalid),
             },
             // SPI_FLASH_MD5: 32 lower-case hex characters.
-            0x13 => match (w(0), w(1)) {
+            Some(K::SpiFlashMd5) => match (w(0), w(1)) {
                 (Some(addr), Some(size)) if req.size <= MAX_DATA_COMMAND => {
                     let digest = self
                         .flash
@@ -536,9 +541,13 @@ impl RomDevice {
                 }
                 _ => self.status_reply(op, invalid),
             },
-            // Everything else (0x00, 0x01, 0x0C, 0x14 and up): the dispatcher rejects it
-            // without writing the opcode or value, so both stay stale.
-            _ => self.reply(None, None, 0, &[], invalid),
+            // Everything else (unknown opcodes, GET_SECURITY_INFO, the stub's commands): the
+            // ESP32 ROM's dispatcher rejects it without writing the opcode or value, so both
+            // stay stale.
+            Some(
+                K::GetSecurityInfo | K::EraseFlash | K::EraseRegion | K::ReadFlash | K::RunUserCode,
+            )
+            | None => self.reply(None, None, 0, &[], invalid),
         };
         Some((reply, cost, after))
     }
@@ -593,7 +602,7 @@ impl RomDevice {
     /// FLASH_DATA, FLASH_DEFL_DATA and MEM_DATA, with the ROM's checks in its order.
     fn data_block(
         &mut self,
-        op: u8,
+        kind: CommandKind,
         req: &RequestPacket<'_>,
         payload: &[u8],
         cost: &mut Duration,
@@ -610,7 +619,7 @@ impl RomDevice {
         }
         // Only the plain flash path insists on whole words (the deflate path has no such
         // check, MEM_DATA is treated like FLASH_DATA).
-        if op != 0x11 && len % 4 != 0 {
+        if kind != CommandKind::FlashDeflData && !len.is_multiple_of(4) {
             return invalid;
         }
         let Some(data) = payload.get(16..16 + len as usize) else {
@@ -622,12 +631,12 @@ impl RomDevice {
         if req.checksum as u8 != checksum(data) {
             return RomStatus::failed(RomErrorCode::CHECKSUM);
         }
-        match op {
-            0x03 => {
+        match kind {
+            CommandKind::FlashData => {
                 *cost += self.program_cost(data.len());
                 self.program(data)
             }
-            0x11 => self.inflate_block(data, cost),
+            CommandKind::FlashDeflData => self.inflate_block(data, cost),
             _ => RomStatus::OK,
         }
     }
@@ -812,21 +821,6 @@ struct Registers {
     values: HashMap<u32, u32>,
 }
 
-const CHIP_MAGIC: u32 = 0x4000_1000;
-const EFUSE_BASE: u32 = 0x3FF5_A000;
-const APB_CTL_DATE: u32 = 0x3FF6_607C;
-const UART_CLKDIV: u32 = 0x3FF4_0014;
-const RTC_CALI_CFG1: u32 = 0x3FF5_F06C;
-const GPIO_STRAP: u32 = 0x3FF4_4038;
-const SPI_BASE: u32 = 0x3FF4_2000;
-const SPI_CMD: u32 = SPI_BASE;
-const SPI_ADDR: u32 = SPI_BASE + 0x04;
-const SPI_USR2: u32 = SPI_BASE + 0x24;
-const SPI_MISO_DLEN: u32 = SPI_BASE + 0x2C;
-const SPI_W0: u32 = SPI_BASE + 0x80;
-/// CMD bit 18: "start user command".
-const SPI_CMD_USR: u32 = 1 << 18;
-
 /// What RDID returns: Winbond (`EF`), device `4016`, capacity id 0x16 = 4 MiB.
 const FLASH_JEDEC_ID: u32 = 0x0016_40EF;
 
@@ -836,7 +830,7 @@ impl Registers {
         let mut set = |addr, value| {
             values.insert(addr, value);
         };
-        set(CHIP_MAGIC, 0x00F0_1D83);
+        set(CHIP_MAGIC_REG, ESP32_MAGIC);
         // eFuse word0: no flash encryption.
         set(EFUSE_BASE, 0);
         // MAC = bytes 2..8 of big-endian (word2, word1).
