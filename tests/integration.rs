@@ -34,3 +34,4 @@ mod sim_cli;
 
 mod flash_cli;
 mod provision_rom;
+mod mitm;
