@@ -33,5 +33,5 @@ mod shadow_e2e;
 mod sim_cli;
 
 mod flash_cli;
-mod provision_rom;
 mod mitm;
+mod provision_rom;
