@@ -440,6 +440,11 @@ fn attack_all(scene: &Scene, generation: Generation) {
             run.stdout,
             run.stderr
         );
+        let seen = scene.mitm.seen();
+        assert!(
+            seen.client_certs == 0 && seen.request_bytes == 0,
+            "{generation}: {args:?} gave the impostor its certificate or a request: {seen:?}"
+        );
         assert_eq!(scene.tls_mode(), "3,0,0", "{generation}: after {args:?}");
         // The diagnosis names what happened: the module could not verify what answered.
         if matches!(args[0], "doctor" | "provision") {
@@ -551,4 +556,166 @@ fn firmware_1_x_accepts_the_right_root_for_any_name_and_the_tool_says_so() {
         "{}",
         run.stderr
     );
+}
+
+/// A module whose first `AT+CIPSSLCCONF=3,0,0` after a diagnosis switched it to verify-only
+/// fails (a flash write that did not take, a firmware bug): the command answers `ERROR` and
+/// the setting stays where the probe left it.
+struct StuckAfterProbe {
+    inner: esp_aws::sim::module::VirtualModule,
+    /// The host's last bytes, to notice the probe's `AT+CIPSSLCCONF=2,0,0`.
+    recent: Vec<u8>,
+    armed: bool,
+    pending: Vec<u8>,
+    injected: Vec<u8>,
+}
+
+const RESTORE: &[u8] = b"AT+CIPSSLCCONF=3,0,0\r\n";
+
+impl esp_aws::sim::device::Device for StuckAfterProbe {
+    fn receive(&mut self, now: Duration, bytes: &[u8]) {
+        for &b in bytes {
+            self.recent.push(b);
+            if self.recent.len() > 64 {
+                self.recent.remove(0);
+            }
+            if self.recent.ends_with(b"AT+CIPSSLCCONF=2,0,0\r\n") {
+                self.armed = true;
+            }
+        }
+        self.pending.extend_from_slice(bytes);
+        while !self.pending.is_empty() {
+            if !self.armed {
+                self.inner.receive(now, &self.pending);
+                self.pending.clear();
+            } else if self.pending.starts_with(RESTORE) {
+                self.pending.drain(..RESTORE.len());
+                self.injected.extend_from_slice(b"\r\nERROR\r\n");
+                self.armed = false;
+            } else if RESTORE.starts_with(&self.pending) {
+                break;
+            } else {
+                // Up to the next possible start of the intercepted command.
+                let n = self.pending[1..]
+                    .iter()
+                    .position(|&b| b == b'A')
+                    .map_or(self.pending.len(), |p| p + 1);
+                self.inner.receive(now, &self.pending[..n]);
+                self.pending.drain(..n);
+            }
+        }
+    }
+
+    fn poll(&mut self, now: Duration, out: &mut Vec<u8>) -> Option<Duration> {
+        let next = self.inner.poll(now, out);
+        out.append(&mut self.injected);
+        next
+    }
+
+    fn reset(&mut self, now: Duration, mode: esp_aws::sim::device::BootMode) {
+        self.inner.reset(now, mode);
+    }
+}
+
+/// The endpoint and a [`StuckAfterProbe`] module of `generation` on a pty.
+fn stuck_world(
+    generation: Generation,
+) -> (
+    esp_aws::sim::endpoint::EndpointHandle,
+    esp_aws::sim::pty::Pty,
+    tempfile::TempDir,
+    tempfile::TempDir,
+) {
+    use esp_aws::sim::at::{net::TcpNetwork, AtFirmware};
+    use esp_aws::sim::device::{BootMode, SharedFlash};
+    use esp_aws::sim::endpoint::{Endpoint, EndpointConfig};
+
+    let state = crate::endpoint_util::fresh_state();
+    let endpoint = Endpoint::start(EndpointConfig::new(state.path())).unwrap();
+    let host = endpoint.host().to_string();
+    let flash = SharedFlash::in_memory(esp_aws::sim::flash::Flash::factory(generation));
+    let network = TcpNetwork::new()
+        .route(&host, 8443, endpoint.rest_addr())
+        .route(&host, 443, endpoint.alpn_addr());
+    let at = AtFirmware::builder(generation)
+        .flash(flash.clone())
+        .network(network)
+        .sntp_delay(Duration::from_millis(200))
+        .build();
+    let rom = esp_aws::sim::rom::RomDevice::builder().build(flash.clone());
+    let module = esp_aws::sim::module::VirtualModule::new(at, rom, BootMode::Flash);
+    let device = StuckAfterProbe {
+        inner: module,
+        recent: Vec::new(),
+        armed: false,
+        pending: Vec::new(),
+        injected: Vec::new(),
+    };
+    let pty = esp_aws::sim::pty::Pty::builder()
+        .baud(0)
+        .flash(flash)
+        .spawn(Box::new(device))
+        .unwrap();
+    (endpoint, pty, state, tempfile::tempdir().unwrap())
+}
+
+/// When mutual TLS cannot be stored again after a diagnosis, `provision` and `doctor` say
+/// so loudly, name the fix, and exit with their own code (5), never a plain failure.
+#[test]
+fn a_module_left_unverified_after_a_diagnosis_is_reported_loudly() {
+    for generation in [Generation::V1_1_3, Generation::V4_1] {
+        let (endpoint, pty, _state, dir) = stuck_world(generation);
+        let files = endpoint.thing_files("lnu_001").unwrap();
+        let wrong = crate::util::fixture("atpki/ca_rsa_cert.pem");
+        let run = |args: &[&str]| -> Run {
+            Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+                .args(args)
+                .current_dir(dir.path())
+                .env("ESP_AWS_PORT", pty.path())
+                .env("ESP_AWS_ENDPOINT", endpoint.host())
+                .env_remove("ESP_AWS_BAUD")
+                .env("XDG_CONFIG_HOME", dir.path().join("xdg"))
+                .output()
+                .expect("run esp-aws")
+                .into()
+        };
+        let provision = run(&[
+            "provision",
+            "--thing",
+            "lnu_001",
+            "--cert",
+            files.cert.to_str().unwrap(),
+            "--key",
+            files.key.to_str().unwrap(),
+            "--ca",
+            wrong.to_str().unwrap(),
+        ]);
+        let fix = "`esp-aws at AT+CIPSSLCCONF=3,0,0 AT+CIPSSLCCONF?`";
+        assert_eq!(
+            provision.code,
+            Some(5),
+            "{generation}: {}",
+            provision.stderr
+        );
+        assert!(
+            provision.stderr.contains("error: the module may no longer verify the server it connects to (AT+CIPSSLCCONF? reads 2,0,0, not 3,0,0)"),
+            "{generation}: {}",
+            provision.stderr
+        );
+        let warning = provision
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("warning: "))
+            .unwrap_or_else(|| panic!("{generation}: no warning line: {}", provision.stderr));
+        assert!(
+            warning.contains("impostor") && warning.contains(fix),
+            "{warning}"
+        );
+
+        let doctor = run(&["doctor", "--thing", "lnu_001"]);
+        assert_eq!(doctor.code, Some(5), "{generation}: {}", doctor.stdout);
+        assert!(doctor.stdout.contains("reads 2,0,0"), "{}", doctor.stdout);
+        assert!(doctor.stderr.starts_with("warning: "), "{}", doctor.stderr);
+        assert!(doctor.stderr.contains(fix), "{}", doctor.stderr);
+    }
 }
