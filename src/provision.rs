@@ -249,6 +249,12 @@ pub fn restore_mutual_tls<T: Transport>(
     if let Err(e) = session.configure_tls(host, port) {
         log::info!("configuring TLS again: {e}");
     }
+    verify_mutual_tls(session)
+}
+
+/// Reads the stored setting back: mutual TLS with server verification, or
+/// [`Error::TrustNotRestored`] saying what the module holds instead.
+pub fn verify_mutual_tls<T: Transport>(session: &mut Session<T>) -> Result<(), Error> {
     match stored_tls_mode(session) {
         Ok(Some(mode)) if mode == MUTUAL_TLS => Ok(()),
         Ok(Some((auth, pki, ca))) => Err(Error::TrustNotRestored {

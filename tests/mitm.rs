@@ -719,3 +719,133 @@ fn a_module_left_unverified_after_a_diagnosis_is_reported_loudly() {
         assert!(doctor.stderr.contains(fix), "{}", doctor.stderr);
     }
 }
+
+/// The diagnosis, byte for byte against a scripted 1.x module: it only ever switches to
+/// verify-only (mode 2, no client certificate), closes a probe link at once without
+/// sending on it, and ends by storing mode 3 and reading it back. Any other write (mode 0
+/// or 1, an `AT+CIPSEND`) fails the script.
+mod scripted {
+    use esp_aws::at::session::{Error as SessionError, Session, Timeouts};
+    use esp_aws::provision::{self, Error};
+    use esp_aws::transport::{ScriptedTransport, Step};
+
+    const HOST: &str = "a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com";
+
+    fn expect(s: &str) -> Step {
+        Step::Expect(s.as_bytes().to_vec())
+    }
+    fn reply(s: &str) -> Step {
+        Step::Reply(s.as_bytes().to_vec())
+    }
+    fn start(port: u16) -> Step {
+        expect(&format!("AT+CIPSTART=\"SSL\",\"{HOST}\",{port}\r\n"))
+    }
+
+    fn diagnose(script: Vec<Step>) -> Error {
+        let mut session = Session::resume(
+            ScriptedTransport::new(script),
+            None,
+            Timeouts::default(),
+            HOST,
+            8443,
+        )
+        .unwrap();
+        let failed = SessionError::ConnectFailed {
+            host: HOST.into(),
+            port: 8443,
+        };
+        provision::explain_tls_failure(&mut session, HOST, 8443, failed)
+    }
+
+    fn restore(stored: &str) -> Vec<Step> {
+        vec![
+            expect("AT+CIPSSLCCONF=3,0,0\r\n"),
+            reply("\r\nOK\r\n"),
+            expect("AT+CIPSSLCCONF?\r\n"),
+            reply(&format!("+CIPSSLCCONF:0,{stored}\r\n\r\nOK\r\n")),
+        ]
+    }
+
+    #[test]
+    fn a_server_the_module_cannot_verify_is_a_wrong_ca() {
+        let mut script = vec![
+            expect("AT+CIPSSLCCONF=2,0,0\r\n"),
+            reply("\r\nOK\r\n"),
+            start(443),
+            reply("\r\nERROR\r\n"),
+            start(8443),
+            reply("\r\nERROR\r\n"),
+        ];
+        script.extend(restore("3,0,0"));
+        assert!(matches!(
+            diagnose(script),
+            Error::WrongCa { port: 8443, .. }
+        ));
+    }
+
+    #[test]
+    fn a_verified_server_makes_it_a_refused_certificate() {
+        let mut script = vec![
+            expect("AT+CIPSSLCCONF=2,0,0\r\n"),
+            reply("\r\nOK\r\n"),
+            start(443),
+            reply("CONNECT\r\n\r\nOK\r\n"),
+            expect("AT+CIPCLOSE\r\n"),
+            reply("CLOSED\r\n\r\nOK\r\n"),
+        ];
+        script.extend(restore("3,0,0"));
+        assert!(matches!(
+            diagnose(script),
+            Error::CertificateRefused { port: 8443, .. }
+        ));
+    }
+
+    #[test]
+    fn mode_3_that_does_not_read_back_is_the_error() {
+        let mut script = vec![
+            expect("AT+CIPSSLCCONF=2,0,0\r\n"),
+            reply("\r\nOK\r\n"),
+            start(443),
+            reply("CONNECT\r\n\r\nOK\r\n"),
+            expect("AT+CIPCLOSE\r\n"),
+            reply("CLOSED\r\n\r\nOK\r\n"),
+        ];
+        script.extend(restore("2,0,0"));
+        let e = diagnose(script);
+        assert!(
+            matches!(&e, Error::TrustNotRestored { found } if found == "2,0,0"),
+            "{e}"
+        );
+        assert!(e
+            .to_string()
+            .contains("`esp-aws at AT+CIPSSLCCONF=3,0,0 AT+CIPSSLCCONF?`"));
+    }
+
+    #[test]
+    fn the_stored_mode_is_read_before_a_quick_request() {
+        for (stored, ok) in [
+            ("3,0,0", true),
+            ("1,0,0", false),
+            ("3,1,0", false),
+            ("2,0,0", false),
+        ] {
+            let script = vec![
+                expect("AT+CIPSSLCCONF?\r\n"),
+                reply(&format!("+CIPSSLCCONF:0,{stored}\r\n\r\nOK\r\n")),
+            ];
+            let mut session = Session::resume(
+                ScriptedTransport::new(script),
+                None,
+                Timeouts::default(),
+                HOST,
+                8443,
+            )
+            .unwrap();
+            assert_eq!(
+                provision::mutual_tls_stored(&mut session).unwrap(),
+                ok,
+                "{stored}"
+            );
+        }
+    }
+}

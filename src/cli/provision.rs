@@ -336,7 +336,11 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
 
     // 5. TLS configuration.
     session.configure_tls(&endpoint, settings.endpoint_port)?;
-    steps.done("✓", "mutual TLS configured (AT+CIPSSLCCONF=3,0,0)");
+    provision::verify_mutual_tls(&mut session)?;
+    steps.done(
+        "✓",
+        "mutual TLS configured and read back (AT+CIPSSLCCONF=3,0,0)",
+    );
     if let Some(warning) = provision::name_check_warning(generation) {
         eprintln!("! {warning}");
     }
