@@ -236,7 +236,7 @@ fn measure(baud: u32, reps: usize, warm_n: usize, ops: &mut Vec<Op>) {
     ops.push(Op {
         name: "shadow get, cold, no link open",
         what:
-            "new process: refused CIPSEND, CIPSTART (TLS handshake), CIPSEND + GET, +IPD response",
+            "new process: stored TLS mode read, refused CIPSEND, CIPSTART (TLS handshake), CIPSEND + GET, +IPD response",
         baud,
         runs: reps + 2,
         wall,
@@ -253,7 +253,7 @@ fn measure(baud: u32, reps: usize, warm_n: usize, ops: &mut Vec<Op>) {
     let (wall, t) = median_sample(cold);
     ops.push(Op {
         name: "shadow get, cold, link left open",
-        what: "new process: CIPSEND + GET on the link the previous command left open",
+        what: "new process: stored TLS mode read, CIPSEND + GET on the link the previous command left open",
         baud,
         runs: reps + 2,
         wall,

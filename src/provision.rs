@@ -8,14 +8,22 @@
 //! erased, written in chunks of at most 4 KiB, and read back again. A run interrupted
 //! anywhere leaves slots that the next run finds different and repairs.
 //!
-//! Spec: `esp-at.md` §5.17 (`AT+SYSFLASH`), §5.18 (`AT+SYSMFG`), §6.2 (recipes).
+//! It also owns the module's trust setting: [`explain_tls_failure`] tells a wrong CA from a
+//! refused certificate without ever presenting the client certificate to, or sending a
+//! request through, a server the module has not verified, and leaves mutual TLS with server
+//! verification (`AT+CIPSSLCCONF=3,0,0`) stored and read back; [`mutual_tls_stored`] lets a
+//! caller check that setting before it sends anything.
+//!
+//! Spec: `esp-at.md` §5.17 (`AT+SYSFLASH`), §5.18 (`AT+SYSMFG`), §6.2 (recipes), §5.8
+//! (`AT+CIPSSLCCONF`), §5.9 (SNI, ALPN); `aws-iot-shadow.md` §1 (port 443 without ALPN).
 
 use crate::at::client::Error as AtError;
 use crate::at::commands::{
-    FlashErase, FlashPartition, FlashPartitions, FlashRead, FlashWrite, MfgKeys, MfgRead, MfgWrite,
-    SslClientConfig,
+    CloseLink, FlashErase, FlashPartition, FlashPartitions, FlashRead, FlashWrite, MfgKeys,
+    MfgRead, MfgWrite, SslClientConfig, StartSsl, DEFAULT_TIMEOUT,
 };
 use crate::at::session::{Error as SessionError, Session};
+use crate::firmware::Generation;
 use crate::pki::atpki::ItemKind;
 use crate::pki::{self, Input};
 use crate::transport::Transport;
@@ -57,25 +65,32 @@ pub enum Error {
     /// A session step failed.
     #[error(transparent)]
     Session(#[from] SessionError),
-    /// The handshake fails with the module's CA, and succeeds when the module does not check
-    /// the server: the CA is not the one the endpoint's certificate chains to.
-    #[error("the TLS connection to {host}:{port} failed because the CA on the module is not the root the endpoint's certificate chains to (with the server left unchecked, the endpoint accepts the module's certificate and answers): provision with the Amazon root CA the endpoint uses (AmazonRootCA1.pem)")]
+    /// The handshake fails with the module's CA, and fails too when the module verifies the
+    /// endpoint without presenting its own certificate: the CA does not verify the server.
+    #[error("the TLS connection to {host}:{port} failed because the module cannot verify the endpoint's certificate with its CA, even in a handshake that presents no client certificate: the CA on the module is not the root the endpoint's certificate chains to (or something other than the endpoint answers for {host}); provision with the Amazon root CA the endpoint uses (AmazonRootCA1.pem)")]
     WrongCa {
         /// Endpoint.
         host: String,
         /// Port.
         port: u16,
     },
-    /// The endpoint refuses the module's certificate: the handshake fails even with the
-    /// server left unchecked, or the endpoint closes the link right after it (TLS 1.3 checks
-    /// the client certificate only after the client has finished its side, so which of the
-    /// two a module sees depends on timing).
-    #[error("{host}:{port} refused the module's certificate (the TLS connection fails or is closed at once even with the server left unchecked, so the CA is not the cause): the certificate is not ACTIVE or not registered in AWS IoT; activate it in the AWS IoT console, or if it is active, check that the module's network reaches port {port}")]
+    /// The endpoint refuses the module's certificate: the module verifies the endpoint with
+    /// its CA, yet the handshake that presents the certificate fails, or the endpoint closes
+    /// the link right after it (TLS 1.3 checks the client certificate only after the client
+    /// has finished its side, so which of the two a module sees depends on timing).
+    #[error("{host}:{port} refused the module's certificate (the module verifies the endpoint's certificate with its CA, so the CA is not the cause): the certificate is not ACTIVE or not registered in AWS IoT; activate it in the AWS IoT console, or if it is active, check that the module's network reaches port {port}")]
     CertificateRefused {
         /// Endpoint.
         host: String,
         /// Port.
         port: u16,
+    },
+    /// After a diagnosis, the module could not be set back to mutual TLS with server
+    /// verification, or reading the setting back did not show it.
+    #[error("the module may no longer verify the server it connects to (AT+CIPSSLCCONF? reads {found}, not 3,0,0), so a later connection could go to an impostor: run `esp-aws at AT+CIPSSLCCONF=3,0,0 AT+CIPSSLCCONF?` and check it answers +CIPSSLCCONF:0,3,0,0")]
+    TrustNotRestored {
+        /// What the module reported (or why it could not be read).
+        found: String,
     },
 }
 
@@ -178,11 +193,134 @@ pub fn write_credentials<T: Transport>(
     })
 }
 
+/// The mutual-TLS setting this tool relies on: present certificate/key 0 and verify the
+/// server with CA 0 (`AT+CIPSSLCCONF=3,0,0`).
+pub const MUTUAL_TLS: (u8, u8, u8) = (3, 0, 0);
+
+/// Verify the server with CA 0, present no certificate (`AT+CIPSSLCCONF=2,0,0`; 1.1.3 needs
+/// both indices even when the certificate is not used).
+const VERIFY_ONLY: SslClientConfig = SslClientConfig {
+    auth: 2,
+    pki: 0,
+    ca: 0,
+};
+
+/// Reads the stored `AT+CIPSSLCCONF` setting of link 0 (every generation answers the
+/// query, `esp-at.md` §5.8): `(auth, pki, ca)`, or `None` when no line for link 0 came.
+pub fn stored_tls_mode<T: Transport>(
+    session: &mut Session<T>,
+) -> Result<Option<(u8, u8, u8)>, AtError> {
+    let reply = session
+        .client()
+        .command("AT+CIPSSLCCONF?", DEFAULT_TIMEOUT)?;
+    Ok(reply.lines.iter().find_map(|line| parse_tls_mode(line)))
+}
+
+/// `+CIPSSLCCONF:<link>,<auth>,<pki>,<ca>` for link 0 (also without the link id, as some
+/// documentation shows it).
+fn parse_tls_mode(line: &str) -> Option<(u8, u8, u8)> {
+    let fields: Vec<u8> = line
+        .trim()
+        .strip_prefix("+CIPSSLCCONF:")?
+        .split(',')
+        .map(|f| f.trim().parse().ok())
+        .collect::<Option<_>>()?;
+    match fields[..] {
+        [0, auth, pki, ca] | [auth, pki, ca] => Some((auth, pki, ca)),
+        _ => None,
+    }
+}
+
+/// Whether the module has mutual TLS with server verification stored (one query). A quick
+/// path that relies on the stored setting calls this before it sends anything; `false` (or
+/// an error) means it must take the full set-up, which stores it again.
+pub fn mutual_tls_stored<T: Transport>(session: &mut Session<T>) -> Result<bool, AtError> {
+    Ok(stored_tls_mode(session)? == Some(MUTUAL_TLS))
+}
+
+/// Stores mutual TLS with server verification again (with the SNI, ALPN and receive mode
+/// of `host:port`) and reads it back.
+pub fn restore_mutual_tls<T: Transport>(
+    session: &mut Session<T>,
+    host: &str,
+    port: u16,
+) -> Result<(), Error> {
+    // A refusal here (missing credentials) still stores the mode; the read-back decides.
+    if let Err(e) = session.configure_tls(host, port) {
+        log::info!("configuring TLS again: {e}");
+    }
+    verify_mutual_tls(session)
+}
+
+/// Reads the stored setting back: mutual TLS with server verification, or
+/// [`Error::TrustNotRestored`] saying what the module holds instead.
+pub fn verify_mutual_tls<T: Transport>(session: &mut Session<T>) -> Result<(), Error> {
+    match stored_tls_mode(session) {
+        Ok(Some(mode)) if mode == MUTUAL_TLS => Ok(()),
+        Ok(Some((auth, pki, ca))) => Err(Error::TrustNotRestored {
+            found: format!("{auth},{pki},{ca}"),
+        }),
+        Ok(None) => Err(Error::TrustNotRestored {
+            found: "nothing for link 0".into(),
+        }),
+        Err(e) => Err(Error::TrustNotRestored {
+            found: format!("nothing readable ({e})"),
+        }),
+    }
+}
+
+/// Whether the module can verify `host` with its CA, found in handshakes that present no
+/// client certificate and are closed as soon as they complete: nothing is sent over them.
+/// Port 443 without ALPN comes first: AWS serves SigV4 HTTPS there, so the handshake
+/// completes without a client certificate and only the server's certificate decides.
+/// `port` itself comes next: under TLS 1.3 the client's side completes before the server
+/// asks for the missing certificate.
+fn server_verifies<T: Transport>(
+    session: &mut Session<T>,
+    host: &str,
+    port: u16,
+) -> Result<bool, Error> {
+    session.client().run(&VERIFY_ONLY)?;
+    if session.info().generation != Generation::V1_1_3 {
+        // Clear ALPN: with `x-amzn-http-ca` port 443 would ask for the certificate.
+        if let Err(e) = session
+            .client()
+            .command("AT+CIPSSLCALPN=0", DEFAULT_TIMEOUT)
+        {
+            log::info!("clearing ALPN: {e}");
+        }
+    }
+    let mut ports = vec![443];
+    if port != 443 {
+        ports.push(port);
+    }
+    for probe in ports {
+        let start = StartSsl {
+            host: host.to_string(),
+            port: probe,
+            timeout: session.timeouts().connect,
+        };
+        session.client().clear_closed();
+        match session.client().run(&start) {
+            Ok(()) => {
+                let _ = session.client().run(&CloseLink);
+                return Ok(true);
+            }
+            Err(AtError::Failed { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(false)
+}
+
 /// Turns a failed connection or request into its cause. `AT+CIPSTART` answers a bare
 /// `ERROR` whether the CA is wrong, the certificate is refused or the endpoint is
-/// unreachable; one more handshake with the server left unchecked (`AT+CIPSSLCCONF=1`)
-/// tells a wrong CA from a refused certificate. The module's mutual-TLS setting is restored
-/// afterwards.
+/// unreachable. A handshake in which the module verifies the server but presents no
+/// certificate (`AT+CIPSSLCCONF=2,0,0`) tells a wrong CA from a refused certificate; the
+/// client certificate is never presented to, and no request ever sent through, a server
+/// the module has not verified. Mutual TLS with server verification is stored again and
+/// read back before this returns; if it cannot be, that is the error returned
+/// ([`Error::TrustNotRestored`]), whatever the diagnosis.
 pub fn explain_tls_failure<T: Transport>(
     session: &mut Session<T>,
     host: &str,
@@ -192,40 +330,17 @@ pub fn explain_tls_failure<T: Transport>(
     let (host, port) = (host.to_string(), port);
     match error {
         SessionError::ConnectFailed { .. } => {
-            let unchecked = session
-                .client()
-                .run(&SslClientConfig {
-                    auth: 1,
-                    pki: 0,
-                    ca: 0,
-                })
-                .is_ok();
-            // Only an HTTP answer proves the certificate was accepted: under TLS 1.3 the
-            // handshake completes on the module's side before the endpoint has looked at
-            // the certificate. The request carries nothing secret.
-            let answered = unchecked && {
-                let request = crate::aws::http::encode_request("GET", "/", &host, None);
-                let answer = session.request(&host, port, &request, false);
-                let _ = session.close();
-                answer.is_ok()
-            };
-            if session
-                .client()
-                .run(&SslClientConfig {
-                    auth: 3,
-                    pki: 0,
-                    ca: 0,
-                })
-                .is_err()
-            {
-                log::warn!("could not restore AT+CIPSSLCCONF=3,0,0");
+            let verified = server_verifies(session, &host, port);
+            if let Err(e) = restore_mutual_tls(session, &host, port) {
+                return e;
             }
-            if !unchecked {
-                SessionError::ConnectFailed { host, port }.into()
-            } else if answered {
-                Error::WrongCa { host, port }
-            } else {
-                Error::CertificateRefused { host, port }
+            match verified {
+                Ok(true) => Error::CertificateRefused { host, port },
+                Ok(false) => Error::WrongCa { host, port },
+                Err(e) => {
+                    log::info!("TLS probe: {e}");
+                    SessionError::ConnectFailed { host, port }.into()
+                }
             }
         }
         SessionError::At(AtError::LinkClosed | AtError::SendFailed)
@@ -237,6 +352,15 @@ pub fn explain_tls_failure<T: Transport>(
         }
         e => e.into(),
     }
+}
+
+/// The plain warning for firmware that checks no host name, or `None`. ESP-AT 1.x builds
+/// its TLS context through ESP-IDF's OpenSSL compatibility layer and sets no host name
+/// (`esp-at.md` §2.7, §5.9), so mbedTLS checks the chain but not the name.
+pub fn name_check_warning(generation: Generation) -> Option<&'static str> {
+    (generation == Generation::V1_1_3).then_some(
+        "firmware 1.x checks no host name: any certificate that chains to the root CA on the module is accepted for any name, so anyone holding such a certificate for another name can pose as the endpoint; ESP-AT 2.1 and later check the name",
+    )
 }
 
 fn write_partitions<T: Transport>(

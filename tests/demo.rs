@@ -70,12 +70,14 @@ fn shadow_commands_reuse_the_link_and_start_over_after_a_reboot() {
     let world = World::start(Generation::V1_1_3);
     world.provision();
 
-    // No probe and no set-up: the refused CIPSEND says there is no link yet.
+    // No probe and no set-up, only the stored TLS mode is read: the refused CIPSEND says
+    // there is no link yet.
     let set = world.cli(["shadow", "set", "lnu_001", "prop1=12", "--trace"]);
     assert_eq!(set.code, Some(0), "{}", set.stderr);
     let writes = host_writes(&set.stderr);
-    assert!(writes[0].starts_with("AT+CIPSEND="), "{writes:?}");
-    assert!(writes[1].starts_with("AT+CIPSTART="), "{writes:?}");
+    assert_eq!(writes[0], "AT+CIPSSLCCONF?\\r\\n", "{writes:?}");
+    assert!(writes[1].starts_with("AT+CIPSEND="), "{writes:?}");
+    assert!(writes[2].starts_with("AT+CIPSTART="), "{writes:?}");
     assert!(
         !writes.iter().any(|w| w.starts_with("AT+GMR")),
         "{writes:?}"
@@ -89,10 +91,11 @@ fn shadow_commands_reuse_the_link_and_start_over_after_a_reboot() {
     let get = world.cli(["shadow", "get", "lnu_001", "--trace"]);
     assert_eq!(get.code, Some(0), "{}", get.stderr);
     let writes = host_writes(&get.stderr);
-    assert_eq!(writes.len(), 2, "{writes:?}");
-    assert!(writes[0].starts_with("AT+CIPSEND="), "{writes:?}");
+    assert_eq!(writes.len(), 3, "{writes:?}");
+    assert_eq!(writes[0], "AT+CIPSSLCCONF?\\r\\n", "{writes:?}");
+    assert!(writes[1].starts_with("AT+CIPSEND="), "{writes:?}");
     assert!(
-        writes[1].starts_with("GET /things/lnu_001/shadow"),
+        writes[2].starts_with("GET /things/lnu_001/shadow"),
         "{writes:?}"
     );
     let doc: serde_json::Value = serde_json::from_str(&get.stdout).unwrap();

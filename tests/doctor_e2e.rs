@@ -176,7 +176,7 @@ fn an_inactive_certificate_and_a_wrong_ca_are_named() {
             assert!(check == "tls" || check == "shadow", "{}", run.stdout);
         }
         let host = world.host();
-        assert_eq!(sentence, format!("{host}:8443 refused the module's certificate (the TLS connection fails or is closed at once even with the server left unchecked, so the CA is not the cause): the certificate is not ACTIVE or not registered in AWS IoT; activate it in the AWS IoT console, or if it is active, check that the module's network reaches port 8443"));
+        assert_eq!(sentence, format!("{host}:8443 refused the module's certificate (the module verifies the endpoint's certificate with its CA, so the CA is not the cause): the certificate is not ACTIVE or not registered in AWS IoT; activate it in the AWS IoT console, or if it is active, check that the module's network reaches port 8443"));
     }
     for generation in [Generation::V2_4, Generation::V4_1] {
         let world = World::start(generation);
@@ -206,7 +206,7 @@ fn an_inactive_certificate_and_a_wrong_ca_are_named() {
         let run = doctor(&world, &[]);
         let (check, sentence) = failure(&run);
         assert_eq!(check, "tls", "{}", run.stdout);
-        assert_eq!(sentence, format!("the TLS connection to {}:8443 failed because the CA on the module is not the root the endpoint's certificate chains to (with the server left unchecked, the endpoint accepts the module's certificate and answers): provision with the Amazon root CA the endpoint uses (AmazonRootCA1.pem)", world.host()));
+        assert_eq!(sentence, format!("the TLS connection to {host}:8443 failed because the module cannot verify the endpoint's certificate with its CA, even in a handshake that presents no client certificate: the CA on the module is not the root the endpoint's certificate chains to (or something other than the endpoint answers for {host}); provision with the Amazon root CA the endpoint uses (AmazonRootCA1.pem)", host = world.host()));
         // The CA warning is listed on the way.
         assert!(
             run.stdout.contains("! ca-root      on the module: the CA is a self-signed root but not an Amazon root (C=US, O=esp-aws test, CN=Test RSA Root CA)"),

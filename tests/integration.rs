@@ -34,4 +34,5 @@ mod shadow_e2e;
 mod sim_cli;
 
 mod flash_cli;
+mod mitm;
 mod provision_rom;

@@ -344,7 +344,7 @@ fn a_ca_the_endpoint_does_not_chain_to_is_named() {
         assert_eq!(run.code, Some(1), "{generation}: {}", run.stderr);
         assert_eq!(
             error_line(&run),
-            format!("error: the TLS connection to {}:8443 failed because the CA on the module is not the root the endpoint's certificate chains to (with the server left unchecked, the endpoint accepts the module's certificate and answers): provision with the Amazon root CA the endpoint uses (AmazonRootCA1.pem)", world.host()),
+            format!("error: the TLS connection to {host}:8443 failed because the module cannot verify the endpoint's certificate with its CA, even in a handshake that presents no client certificate: the CA on the module is not the root the endpoint's certificate chains to (or something other than the endpoint answers for {host}); provision with the Amazon root CA the endpoint uses (AmazonRootCA1.pem)", host = world.host()),
             "{generation}"
         );
         // The probe left mutual TLS configured: the right CA works at once.
@@ -378,7 +378,7 @@ fn an_inactive_certificate_is_named() {
         let host = world.host();
         // 4.1 speaks TLS 1.3: the client's side of the handshake may be done before the
         // endpoint looks at the certificate, so the refusal can arrive as a closed link.
-        let expected = format!("error: {host}:8443 refused the module's certificate (the TLS connection fails or is closed at once even with the server left unchecked, so the CA is not the cause): the certificate is not ACTIVE or not registered in AWS IoT; activate it in the AWS IoT console, or if it is active, check that the module's network reaches port 8443");
+        let expected = format!("error: {host}:8443 refused the module's certificate (the module verifies the endpoint's certificate with its CA, so the CA is not the cause): the certificate is not ACTIVE or not registered in AWS IoT; activate it in the AWS IoT console, or if it is active, check that the module's network reaches port 8443");
         assert_eq!(error_line(&run), expected, "{generation}");
     }
 }

@@ -22,9 +22,12 @@ use super::device::{self, DeviceArgs, EndpointArgs};
     after_help = "Checks, in order: port opens, something answers AT, firmware generation, Wi-Fi,
 clock, the local files when given (every pre-flight check), credentials on the module
 (compared with the local files, or else checked like them: key matches certificate, CA),
-endpoint, TLS connection (a failure is probed: wrong CA or refused certificate), shadow
-read. Stops at the first failure.
-Exit code 0 when every check passes, 1 otherwise."
+endpoint, TLS connection (a failure is probed with handshakes in which the module verifies
+the endpoint and presents no certificate, to tell a wrong CA from a refused certificate;
+mutual TLS with server verification is stored again and read back afterwards), shadow read.
+Stops at the first failure.
+Exit code 0 when every check passes, 1 otherwise, 5 when the module could not be set back
+to verifying the server."
 )]
 pub struct DoctorArgs {
     #[command(flatten)]
@@ -53,6 +56,9 @@ struct Item {
 struct Report {
     ok: bool,
     checks: Vec<Item>,
+    /// A diagnosis could not leave server verification on.
+    #[serde(skip)]
+    unverified: bool,
 }
 
 impl Report {
@@ -95,11 +101,23 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
             println!("{} {:<12} {}", item.status.mark(), item.check, item.message);
         }
     }
+    if report.unverified {
+        super::provision::warn_unverified();
+        return Ok(ExitCode::from(super::exit::TRUST_NOT_RESTORED));
+    }
     Ok(if report.ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(super::exit::FAILURE)
     })
+}
+
+/// Records a TLS diagnosis as the failure of `check`.
+fn tls_failure(report: &mut Report, check: &'static str, cause: provision::Error) -> Stop {
+    if matches!(cause, provision::Error::TrustNotRestored { .. }) {
+        report.unverified = true;
+    }
+    report.fail(check, cause.to_string())
 }
 
 fn local_files(args: &DoctorArgs) -> anyhow::Result<Option<provision::Credentials>> {
@@ -197,12 +215,15 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
     }
 
     let port = settings.endpoint_port;
+    if let Some(warning) = provision::name_check_warning(info.generation) {
+        report.warn("tls", warning);
+    }
     if let Err(e) = session
         .configure_tls(&endpoint, port)
         .and_then(|_| session.connect(&endpoint, port))
     {
         let cause = provision::explain_tls_failure(&mut session, &endpoint, port, e);
-        return Err(report.fail("tls", cause.to_string()));
+        return Err(tls_failure(report, "tls", cause));
     }
     report.pass(
         "tls",
@@ -229,6 +250,12 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
         )),
     };
     let _ = session.close();
+    let result = match result {
+        Err(cause @ provision::Error::TrustNotRestored { .. }) => {
+            return Err(tls_failure(report, "shadow", cause))
+        }
+        other => other,
+    };
     match result {
         Ok(r) if r.status == 200 => report.pass("shadow", format!("GET {thing}'s shadow: 200")),
         Ok(r) if r.status == 404 => report.pass(

@@ -22,6 +22,8 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// Bad usage or configuration (clap also exits with 2).
     pub const USAGE: u8 = 2;
+    /// The module could not be set back to verifying the server after a TLS diagnosis.
+    pub const TRUST_NOT_RESTORED: u8 = 5;
 }
 
 /// Provision ESP32-AT modules for AWS IoT and use device shadows through them.
@@ -109,10 +111,20 @@ fn report(err: &anyhow::Error) -> ExitCode {
     }) {
         return ExitCode::SUCCESS;
     }
+    let unverified = err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<esp_aws::provision::Error>(),
+            Some(esp_aws::provision::Error::TrustNotRestored { .. })
+        )
+    });
     let code = err
         .chain()
         .find_map(|cause| cause.downcast_ref::<Exit>())
         .map_or(exit::FAILURE, |exit| exit.code);
     eprintln!("error: {err:#}");
+    if unverified {
+        provision::warn_unverified();
+        return ExitCode::from(exit::TRUST_NOT_RESTORED);
+    }
     ExitCode::from(code)
 }

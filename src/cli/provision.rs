@@ -336,7 +336,14 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
 
     // 5. TLS configuration.
     session.configure_tls(&endpoint, settings.endpoint_port)?;
-    steps.done("✓", "mutual TLS configured (AT+CIPSSLCCONF=3,0,0)");
+    provision::verify_mutual_tls(&mut session)?;
+    steps.done(
+        "✓",
+        "mutual TLS configured and read back (AT+CIPSSLCCONF=3,0,0)",
+    );
+    if let Some(warning) = provision::name_check_warning(generation) {
+        eprintln!("! {warning}");
+    }
 
     // 6. Live check.
     let port = settings.endpoint_port;
@@ -499,4 +506,10 @@ fn version_of(body: &[u8]) -> String {
         .ok()
         .and_then(|v| v.get("version").map(|v| v.to_string()))
         .unwrap_or_else(|| "?".into())
+}
+
+/// The loud line for a module left without server verification: what it risks and the
+/// command that fixes it.
+pub fn warn_unverified() {
+    eprintln!("warning: the module may connect without verifying the server, so its certificate and requests could go to an impostor; fix it now with `esp-aws at AT+CIPSSLCCONF=3,0,0 AT+CIPSSLCCONF?` (the answer must read +CIPSSLCCONF:0,3,0,0)");
 }

@@ -192,9 +192,9 @@ fn print_json(value: &Value) -> anyhow::Result<()> {
 
 /// The link for the quick path, when this command and module allow it: a firmware-1.x
 /// module that `esp-aws provision` set up on this very port (so its TLS configuration is
-/// in NVS), and a request that is harmless to repeat. Nothing is sent before the request
-/// itself, and a TLS link left open by the previous command is used as it is; see
-/// `Session::resume`.
+/// in NVS), and a request that is harmless to repeat. Only the stored TLS setting is read
+/// before the request itself, and a TLS link left open by the previous command is used as
+/// it is; see `Session::resume`.
 fn quick_link(
     settings: &Settings,
     command: &ShadowCommand,
@@ -218,7 +218,7 @@ fn quick_link(
     let host = settings.endpoint.clone()?;
     let transport =
         esp_aws::transport::SerialTransport::open(&settings.port, settings.baud).ok()?;
-    let session = Session::resume(
+    let mut session = Session::resume(
         transport,
         settings.transcript(),
         settings.timeouts.clone(),
@@ -226,6 +226,12 @@ fn quick_link(
         settings.endpoint_port,
     )
     .ok()?;
+    // The quick path trusts the stored TLS setting: anything but mutual TLS with server
+    // verification takes the full set-up, which stores it again.
+    if !esp_aws::provision::mutual_tls_stored(&mut session).unwrap_or(false) {
+        log::info!("the module's stored TLS setting is not 3,0,0: full set-up");
+        return None;
+    }
     Some(Link {
         session,
         host,
