@@ -14,7 +14,9 @@ pub mod endpoint;
 pub mod flash;
 pub mod module;
 pub mod pty;
+pub(crate) mod pump;
 pub mod rom;
 pub mod simulator;
+pub mod tcp;
 
 pub use simulator::{Simulator, SimulatorConfig};
