@@ -35,3 +35,7 @@ mod sim_cli;
 
 mod flash_cli;
 mod provision_rom;
+
+mod net_codec;
+mod net_peers;
+mod net_ports;
