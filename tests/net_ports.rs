@@ -442,3 +442,44 @@ fn sim_listen_records_its_socket_port_and_commands_find_it() {
     let doc: serde_json::Value = serde_json::from_str(get.stdout.trim()).unwrap();
     assert_eq!(doc["state"]["desired"]["prop1"], "7");
 }
+
+#[test]
+fn a_malformed_network_port_is_a_usage_error_and_an_absent_server_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    for (port, code, words) in [
+        (
+            "socket://127.0.0.1:0",
+            2,
+            "'0' is not a TCP port (1 to 65535)",
+        ),
+        ("rfc2217://::1:2217", 2, "an IPv6 address goes in brackets"),
+        (
+            "socket://host:80?x=1",
+            2,
+            "only HOST:PORT may follow socket://",
+        ),
+    ] {
+        let run = cli_in(dir.path(), &["at", "--port", port, "AT"]);
+        assert_eq!(run.code, Some(code), "{port}: {}", run.stderr);
+        let last = run.stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error: ") && last.contains(words),
+            "{last}"
+        );
+    }
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let run = cli_in(
+        dir.path(),
+        &["at", "--port", &format!("rfc2217://{free}"), "AT"],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("cannot open rfc2217://{free}: connection refused")),
+        "{}",
+        run.stderr
+    );
+}
