@@ -14,6 +14,7 @@ use super::device::{BootMode, SharedFlash};
 use super::endpoint::{Endpoint, EndpointConfig, EndpointHandle, SimInfo};
 use super::flash::{Flash, FlashFile};
 use super::module::VirtualModule;
+#[cfg(unix)]
 use super::pty::Pty;
 use super::rom::RomDevice;
 use super::tcp::TcpPort;
@@ -62,7 +63,8 @@ pub struct SimulatorConfig {
     /// credentials, like a module keeps them across power cycles).
     pub persist_flash: bool,
     /// Put the module on a TCP port at this address (raw bytes, `socket://`) instead of a
-    /// pty; port 0 picks a free one.
+    /// pty; port 0 picks a free one. Without ptys (Windows) the module is always on a TCP
+    /// port, 127.0.0.1 with a free port unless this says otherwise.
     pub listen: Option<SocketAddr>,
 }
 
@@ -103,6 +105,7 @@ pub struct SimJson {
 /// What the module's serial line is carried on.
 #[derive(Debug)]
 enum Line {
+    #[cfg(unix)]
     Pty(Pty),
     Tcp(TcpPort),
 }
@@ -151,16 +154,18 @@ impl Simulator {
         }
         let rom = RomDevice::builder().boot(config.boot).build(flash.clone());
         let module = VirtualModule::new(at.build(), rom, config.boot);
+        let on_tcp = |addr: SocketAddr, module: VirtualModule| -> Result<(Line, PathBuf), Error> {
+            let tcp = TcpPort::builder()
+                .baud(config.baud)
+                .flash(flash.clone())
+                .spawn(addr, Box::new(module))
+                .map_err(io(format!("cannot listen on {addr}")))?;
+            let url = PathBuf::from(tcp.url());
+            Ok((Line::Tcp(tcp), url))
+        };
+        #[cfg(unix)]
         let (line, port) = match config.listen {
-            Some(addr) => {
-                let tcp = TcpPort::builder()
-                    .baud(config.baud)
-                    .flash(flash.clone())
-                    .spawn(addr, Box::new(module))
-                    .map_err(io(format!("cannot listen on {addr}")))?;
-                let url = PathBuf::from(tcp.url());
-                (Line::Tcp(tcp), url)
-            }
+            Some(addr) => on_tcp(addr, module)?,
             None => {
                 let pty = Pty::builder()
                     .baud(config.baud)
@@ -171,6 +176,14 @@ impl Simulator {
                 (Line::Pty(pty), path)
             }
         };
+        // Without ptys (Windows) the module always goes on a TCP port.
+        #[cfg(not(unix))]
+        let (line, port) = on_tcp(
+            config
+                .listen
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+            module,
+        )?;
         Ok(Simulator {
             endpoint,
             line,
@@ -191,6 +204,7 @@ impl Simulator {
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         match &self.line {
             Line::Tcp(tcp) => Some(tcp.addr()),
+            #[cfg(unix)]
             Line::Pty(_) => None,
         }
     }
@@ -213,6 +227,7 @@ impl Simulator {
     /// Resets the module into `mode` (what the DTR/RTS auto-reset circuit does on a board).
     pub fn reset(&self, mode: BootMode) -> Result<(), Error> {
         match &self.line {
+            #[cfg(unix)]
             Line::Pty(pty) => pty.reset(mode),
             Line::Tcp(tcp) => tcp.reset(mode),
         }
