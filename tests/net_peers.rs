@@ -142,6 +142,15 @@ fn listening(firmware: Generation, boot: BootMode) -> World {
     })
 }
 
+/// A world whose module is on a pty (whatever `ESP_AWS_TEST_LINE` says): ser2net serves
+/// serial devices.
+fn on_pty(firmware: Generation, boot: BootMode) -> World {
+    World::start_with(firmware, |c| {
+        c.listen = None;
+        c.boot = boot;
+    })
+}
+
 /// `provision` (over AT) through `port`.
 fn provision_at(world: &World, port: &str) -> Run {
     let thing_dir = world.thing_dir();
@@ -295,7 +304,7 @@ fn esptools_rfc2217_server_carries_rom_provisioning_then_shadow_with_the_new_cre
 
 #[test]
 fn ser2net_rfc2217_carries_a_baud_change_to_the_serial_device() {
-    let world = World::start(Generation::V1_1_3);
+    let world = on_pty(Generation::V1_1_3, BootMode::Flash);
     let pty = world.sim.port().to_path_buf();
     let (_server, port) = ser2net(&pty, true);
     let mut t = transport::open(&port, 115_200).unwrap();
@@ -321,7 +330,7 @@ fn ser2net_rfc2217_carries_a_baud_change_to_the_serial_device() {
 
 #[test]
 fn ser2net_rfc2217_carries_provision_via_rom_and_shadow() {
-    let world = World::download(Generation::V1_1_3);
+    let world = on_pty(Generation::V1_1_3, BootMode::Download);
     let (_server, port) = ser2net(world.sim.port(), true);
     provision_rom(&world, &port);
     world.sim.reset(BootMode::Flash).unwrap();
@@ -331,7 +340,7 @@ fn ser2net_rfc2217_carries_provision_via_rom_and_shadow() {
 #[test]
 fn ser2net_raw_and_rfc2217_carry_provision_and_shadow() {
     for rfc2217 in [false, true] {
-        let world = World::start(Generation::V2_4);
+        let world = on_pty(Generation::V2_4, BootMode::Flash);
         let (_server, port) = ser2net(world.sim.port(), rfc2217);
         provision_at(&world, &port);
         shadow_through(&world, &port, "55");
