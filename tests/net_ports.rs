@@ -284,6 +284,9 @@ fn the_virtual_module_on_a_tcp_port_is_provisioned_and_serves_shadows_over_socke
             run.stdout
         );
         shadow_round_trip(&world, &[]);
+        // A host name works as well as an address.
+        let by_name = format!("socket://localhost:{}", addr.port());
+        shadow_round_trip(&world, &["--port", &by_name]);
         let json = world.sim.sim_json().unwrap();
         assert_eq!(json.listen.as_deref(), Some(addr.to_string().as_str()));
     }

@@ -1,7 +1,7 @@
 //! Carries a simulated [`Device`] on a real pseudo-terminal, so that any program that opens
 //! a serial port (esptool, a terminal, our own CLI) can talk to it.
 //!
-//! The pump ([`super::pump`]) owns the pty master and paces both directions at the line
+//! The pump (`sim::pump`) owns the pty master and paces both directions at the line
 //! rate; this module is the pty side of it. The pty is raw from creation (`TTYPort::pair`
 //! applies `cfmakeraw`), so no CR/LF translation or echo touches the bytes. The pump keeps
 //! its own handle on the slave side open: the host can close and reopen the port at will

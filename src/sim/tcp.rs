@@ -3,7 +3,7 @@
 //! `socket://HOST:PORT` (our CLI, esptool, pyserial, esptool's `esp_rfc2217_server` in
 //! front of it) can talk to the module, on every platform.
 //!
-//! The same pump as the pty's ([`super::pump`]) paces both directions at the line rate.
+//! The same pump as the pty's (`sim::pump`) paces both directions at the line rate.
 //! While no client is connected the device runs on and its output is lost, as on a UART
 //! nobody listens to. A second client is turned away while the first is connected
 //! (connection closed at once); a client that hung up is replaced by the next one. TCP has
