@@ -331,6 +331,15 @@ fn the_tcp_port_takes_one_client_at_a_time_and_the_next_after_a_hang_up() {
         closed,
         "a second client is turned away while the first is on"
     );
+    let run = world.cli(["at", "--port", &format!("socket://{addr}"), "AT"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "socket://{addr} closed the connection (ser2net, esp_rfc2217_server and `esp-aws sim --listen` serve one client at a time: is another program connected?)"
+        )),
+        "{}",
+        run.stderr
+    );
     assert!(at_ok(&mut first), "the first client keeps the port");
     drop(first);
     let deadline = Instant::now() + Duration::from_secs(20);
