@@ -213,7 +213,7 @@ fn rfc2217_failures_are_sentences() {
     let err = transport::open(&format!("rfc2217://{addr}"), 115_200).unwrap_err();
     assert!(
         err.to_string()
-            .contains("no RFC 2217 negotiation within 5 s"),
+            .contains("no RFC 2217 negotiation within 10 s"),
         "{err}"
     );
 

@@ -19,7 +19,9 @@ use super::{OpenError, Transport};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long an RFC 2217 server may take to accept the option and confirm the line settings.
-const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// esptool's server takes up to 3 s to serve a new client after the previous one left (its
+/// serial reader's timeout).
+const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a baud change or a purge may take to be confirmed.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(3);
