@@ -55,12 +55,15 @@ fn scripted_server(behaviour: Behaviour) -> (SocketAddr, Arc<Mutex<Seen>>) {
             std::thread::sleep(Duration::from_secs(30));
             return;
         }
-        let hello: &[u8] = if behaviour.refuse {
-            &[IAC, DONT, COM_PORT_OPTION]
+        let mut hello = Vec::new();
+        if behaviour.refuse {
+            hello.extend([IAC, DONT, COM_PORT_OPTION]);
         } else {
-            &[IAC, DO, COM_PORT_OPTION, IAC, WILL, 0, IAC, DO, 0]
-        };
-        if stream.write_all(hello).is_err() {
+            hello.extend([IAC, DO, COM_PORT_OPTION, IAC, WILL, 0, IAC, DO, 0]);
+            // NOTIFY-MODEMSTATE: CTS and DSR up.
+            rfc2217::com_port(107, &[0x30], &mut hello);
+        }
+        if stream.write_all(&hello).is_err() {
             return;
         }
         let mut decoder = Decoder::new();
@@ -122,7 +125,14 @@ fn read_exactly(t: &mut AnyTransport, n: usize) -> Vec<u8> {
 fn rfc2217_sets_the_line_escapes_0xff_both_ways_and_purges_only_stale_data() {
     let (addr, seen) = scripted_server(Behaviour::default());
     let mut t = transport::open(&format!("rfc2217://{addr}"), 115_200).unwrap();
-    assert!(matches!(t, AnyTransport::Rfc2217(_)));
+    let AnyTransport::Rfc2217(rfc) = &t else {
+        panic!("{t:?}");
+    };
+    assert_eq!(
+        rfc.modem_state(),
+        Some(0x30),
+        "the modem state the server reported"
+    );
     {
         let seen = seen.lock().unwrap();
         let commands: Vec<_> = seen.commands.iter().map(|(c, v)| (*c, v.clone())).collect();
