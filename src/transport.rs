@@ -1,8 +1,12 @@
 //! The one I/O seam between the protocol drivers and a serial line.
 //!
 //! Drivers never name a concrete port type: real ports (the `serialport` crate), the
-//! virtual module's pty and scripted test doubles all implement [`Transport`]. The scripted
-//! double, `ScriptedTransport`, is built with the `testkit` feature.
+//! virtual module's pty, network ports ([`net`]: `socket://`, `rfc2217://`) and scripted
+//! test doubles all implement [`Transport`]. [`open`] opens any port name the CLI accepts.
+//! The scripted double, `ScriptedTransport`, is built with the `testkit` feature.
+
+pub mod net;
+pub mod rfc2217;
 
 #[cfg(any(test, feature = "testkit"))]
 use std::collections::VecDeque;
@@ -42,6 +46,22 @@ pub enum OpenError {
     /// No permission.
     #[error("no permission to open {0}: add yourself to the `dialout` group (sudo usermod -aG dialout $USER) and log in again")]
     Permission(String),
+    /// A network port name that is not well formed.
+    #[error("{port}: {reason}")]
+    Address {
+        /// The port as given.
+        port: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A network port that cannot be reached or does not speak its protocol.
+    #[error("cannot open {port}: {reason}")]
+    Network {
+        /// The port.
+        port: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Anything else.
     #[error("cannot open {path}: {reason}")]
     Other {
@@ -142,6 +162,74 @@ impl Transport for SerialTransport {
     }
     fn set_baud_rate(&mut self, baud: u32) -> io::Result<()> {
         self.port.set_baud_rate(baud).map_err(io::Error::other)
+    }
+}
+
+/// Any port the CLI can name: a serial device (`/dev/ttyUSB0`, `COM3`, a pty), a raw TCP
+/// port (`socket://HOST:PORT`) or an RFC 2217 server (`rfc2217://HOST:PORT`).
+#[derive(Debug)]
+pub enum AnyTransport {
+    /// A local serial device.
+    Serial(SerialTransport),
+    /// `socket://`.
+    Tcp(net::TcpTransport),
+    /// `rfc2217://`.
+    Rfc2217(net::Rfc2217Transport),
+}
+
+/// Opens `port` at `baud`: a device path or COM name, `socket://HOST:PORT` or
+/// `rfc2217://HOST:PORT` (the names pyserial and esptool use).
+pub fn open(port: &str, baud: u32) -> Result<AnyTransport, OpenError> {
+    match net::PortSpec::parse(port)? {
+        net::PortSpec::Device(path) => SerialTransport::open(&path, baud).map(AnyTransport::Serial),
+        spec @ net::PortSpec::Net {
+            scheme: net::Scheme::Socket,
+            ..
+        } => net::TcpTransport::open(&spec).map(AnyTransport::Tcp),
+        spec @ net::PortSpec::Net {
+            scheme: net::Scheme::Rfc2217,
+            ..
+        } => net::Rfc2217Transport::open(&spec, baud).map(AnyTransport::Rfc2217),
+    }
+}
+
+macro_rules! each {
+    ($self:ident, $t:ident => $e:expr) => {
+        match $self {
+            AnyTransport::Serial($t) => $e,
+            AnyTransport::Tcp($t) => $e,
+            AnyTransport::Rfc2217($t) => $e,
+        }
+    };
+}
+
+impl io::Read for AnyTransport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        each!(self, t => t.read(buf))
+    }
+}
+
+impl io::Write for AnyTransport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        each!(self, t => t.write(buf))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        each!(self, t => t.flush())
+    }
+}
+
+impl Transport for AnyTransport {
+    fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        each!(self, t => t.set_read_timeout(timeout))
+    }
+    fn clear_input(&mut self) -> io::Result<()> {
+        each!(self, t => t.clear_input())
+    }
+    fn set_modem_lines(&mut self, dtr: bool, rts: bool) -> io::Result<bool> {
+        each!(self, t => t.set_modem_lines(dtr, rts))
+    }
+    fn set_baud_rate(&mut self, baud: u32) -> io::Result<()> {
+        each!(self, t => t.set_baud_rate(baud))
     }
 }
 

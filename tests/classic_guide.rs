@@ -14,15 +14,14 @@ use crate::sim_util::World;
 
 /// A raw serial line: write bytes, read until a string shows up.
 struct Line {
-    port: Box<dyn serialport::SerialPort>,
+    port: esp_aws::transport::AnyTransport,
     seen: Vec<u8>,
 }
 
 impl Line {
     fn open(path: &std::path::Path) -> Line {
-        let port = serialport::new(path.to_str().unwrap(), 115_200)
-            .timeout(Duration::from_millis(20))
-            .open()
+        let mut port = esp_aws::transport::open(path.to_str().unwrap(), 115_200).unwrap();
+        esp_aws::transport::Transport::set_read_timeout(&mut port, Duration::from_millis(20))
             .unwrap();
         Line {
             port,

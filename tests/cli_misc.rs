@@ -45,7 +45,7 @@ fn help_and_readme_show_the_everyday_commands() {
 
 #[test]
 fn a_port_held_by_another_program_is_busy() {
-    let world = World::start(Generation::V1_1_3);
+    let world = World::start_with(Generation::V1_1_3, |c| c.listen = None); // a device held open: a pty
     let port = world.sim.port().to_str().unwrap().to_string();
     let _holder = SerialTransport::open(&port, 115_200).unwrap();
     let run = world.cli(["at", "AT"]);

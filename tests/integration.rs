@@ -36,3 +36,7 @@ mod sim_cli;
 mod flash_cli;
 mod mitm;
 mod provision_rom;
+
+mod net_codec;
+mod net_peers;
+mod net_ports;

@@ -20,6 +20,12 @@ fn simulator(
     config.firmware = firmware;
     config.baud = 0;
     config.sntp_delay = Duration::from_millis(200);
+    // `ESP_AWS_TEST_LINE=socket` puts every test's module on a TCP port (`socket://`)
+    // instead of a pty: the whole suite then runs over the network transport, as it must
+    // on systems without ptys.
+    if std::env::var("ESP_AWS_TEST_LINE").is_ok_and(|v| v == "socket") {
+        config.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    }
     adjust(&mut config);
     Simulator::start(config).unwrap()
 }
@@ -192,7 +198,7 @@ impl World {
     /// (4.1), independently of the tool's writer.
     pub fn mfg_value(&self, ns: &str, key: &str) -> Option<Vec<u8>> {
         let port = self.sim.port().to_str().unwrap();
-        let io = esp_aws::transport::SerialTransport::open(port, 115_200).unwrap();
+        let io = esp_aws::transport::open(port, 115_200).unwrap();
         let mut session = esp_aws::at::session::Session::open(
             io,
             None,

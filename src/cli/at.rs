@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use esp_aws::at::client::{AtClient, Error as AtError};
 use esp_aws::trace::escape;
-use esp_aws::transport::SerialTransport;
 
 use super::device::{self, DeviceArgs};
 
@@ -28,7 +27,7 @@ pub struct AtArgs {
 
 pub fn run(args: AtArgs) -> anyhow::Result<ExitCode> {
     let settings = device::resolve(&args.device, None)?;
-    let transport = SerialTransport::open(&settings.port, settings.baud)?;
+    let transport = esp_aws::transport::open(&settings.port, settings.baud)?;
     let mut client = AtClient::new(transport);
     client.set_trace(settings.transcript());
     client.discard_stale(Duration::from_millis(30))?;

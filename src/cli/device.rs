@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use esp_aws::at::session::{Session, Timeouts};
 use esp_aws::trace::Trace;
-use esp_aws::transport::SerialTransport;
+use esp_aws::transport::AnyTransport;
 use serde::{Deserialize, Serialize};
 
 use super::Exit;
@@ -232,8 +232,8 @@ fn detect_port() -> anyhow::Result<String> {
 }
 
 /// Opens the port and probes the module.
-pub fn open_session(settings: &Settings) -> anyhow::Result<Session<SerialTransport>> {
-    let transport = SerialTransport::open(&settings.port, settings.baud)?;
+pub fn open_session(settings: &Settings) -> anyhow::Result<Session<AnyTransport>> {
+    let transport = esp_aws::transport::open(&settings.port, settings.baud)?;
     let session = Session::open(transport, settings.transcript(), settings.timeouts.clone())
         .with_context(|| settings.port.clone())?;
     log::info!(

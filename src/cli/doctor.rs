@@ -11,7 +11,7 @@ use esp_aws::pki::atpki::{self, Bin};
 use esp_aws::pki::check::{self, Status};
 use esp_aws::pki::summary::{fingerprint, format_time};
 use esp_aws::provision;
-use esp_aws::transport::{SerialTransport, Transport};
+use esp_aws::transport::Transport;
 use serde::Serialize;
 
 use super::device::{self, DeviceArgs, EndpointArgs};
@@ -140,7 +140,7 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
         Ok(l) => l,
         Err(e) => return Err(report.fail("files", format!("{e:#}"))),
     };
-    let transport = match SerialTransport::open(&settings.port, settings.baud) {
+    let transport = match esp_aws::transport::open(&settings.port, settings.baud) {
         Ok(t) => t,
         Err(e) => return Err(report.fail("port", e.to_string())),
     };

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use esp_aws::rom::loader::{self, RomLoader, WriteMethod, WriteReport};
 use esp_aws::rom::reset::{After, Before, MANUAL_DOWNLOAD_MODE};
-use esp_aws::transport::SerialTransport;
+use esp_aws::transport::AnyTransport;
 use md5::{Digest, Md5};
 
 use super::device::{self, DeviceArgs};
@@ -140,8 +140,8 @@ pub fn connect(
     port: &str,
     rom: &RomArgs,
     trace: Option<Trace>,
-) -> anyhow::Result<(RomLoader<SerialTransport>, bool)> {
-    let transport = SerialTransport::open(port, ROM_BAUD)?;
+) -> anyhow::Result<(RomLoader<AnyTransport>, bool)> {
+    let transport = esp_aws::transport::open(port, ROM_BAUD)?;
     let mut loader = RomLoader::new(transport);
     loader.set_trace(trace);
     let reset = match loader.connect_with(rom.before.into()) {
@@ -162,7 +162,7 @@ pub fn connect(
 
 /// Leaves the chip as `rom.after` says and tells the user where it is.
 pub fn finish(
-    loader: &mut RomLoader<SerialTransport>,
+    loader: &mut RomLoader<AnyTransport>,
     port: &str,
     rom: &RomArgs,
 ) -> anyhow::Result<bool> {

@@ -117,10 +117,19 @@ fn report(err: &anyhow::Error) -> ExitCode {
             Some(esp_aws::provision::Error::TrustNotRestored { .. })
         )
     });
+    // A malformed port name (`socket://host:0`) is a usage error like any bad argument.
+    let bad_port = err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<esp_aws::transport::OpenError>(),
+            Some(esp_aws::transport::OpenError::Address { .. })
+        )
+    });
     let code = err
         .chain()
         .find_map(|cause| cause.downcast_ref::<Exit>())
-        .map_or(exit::FAILURE, |exit| exit.code);
+        .map_or(if bad_port { exit::USAGE } else { exit::FAILURE }, |exit| {
+            exit.code
+        });
     eprintln!("error: {err:#}");
     if unverified {
         provision::warn_unverified();

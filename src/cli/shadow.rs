@@ -151,7 +151,7 @@ impl<T: Transport> Link<T> {
 }
 
 /// Opens the module, syncs its clock and sets up TLS.
-fn connect(settings: &Settings) -> anyhow::Result<Link<esp_aws::transport::SerialTransport>> {
+fn connect(settings: &Settings) -> anyhow::Result<Link<esp_aws::transport::AnyTransport>> {
     let host = settings.endpoint()?.to_string();
     let mut session = device::open_session(settings)?;
     session.ensure_clock(PLAUSIBLE_SINCE, settings.time_from_host)?;
@@ -198,7 +198,7 @@ fn print_json(value: &Value) -> anyhow::Result<()> {
 fn quick_link(
     settings: &Settings,
     command: &ShadowCommand,
-) -> Option<Link<esp_aws::transport::SerialTransport>> {
+) -> Option<Link<esp_aws::transport::AnyTransport>> {
     let repeatable = match command {
         ShadowCommand::Get { .. } => true,
         ShadowCommand::Set { version, .. } => version.is_none(),
@@ -216,8 +216,7 @@ fn quick_link(
         return None;
     }
     let host = settings.endpoint.clone()?;
-    let transport =
-        esp_aws::transport::SerialTransport::open(&settings.port, settings.baud).ok()?;
+    let transport = esp_aws::transport::open(&settings.port, settings.baud).ok()?;
     let mut session = Session::resume(
         transport,
         settings.transcript(),

@@ -56,6 +56,11 @@ struct RunArgs {
     /// Also make the module's serial device reachable at this path (a symlink).
     #[arg(long, value_name = "PATH")]
     link: Option<PathBuf>,
+    /// Put the module on a TCP port instead of a pty, e.g. 127.0.0.1:5555 (raw bytes, one
+    /// client at a time, like ser2net's raw mode); commands then use
+    /// --port socket://127.0.0.1:5555. Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "link")]
+    listen: Option<SocketAddr>,
     /// Make the module resolve HOST to ADDR (repeatable).
     #[arg(long, value_name = "HOST=ADDR")]
     resolve: Vec<String>,
@@ -349,6 +354,10 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     config.faults = faults;
     config.resolve = resolve;
     config.sntp_delay = Duration::from_millis(args.sntp_delay);
+    config.listen = args.listen;
+    if let Some(addr) = args.listen.filter(|a| !a.ip().is_loopback()) {
+        eprintln!("warning: the module listens on {addr} without authentication: anyone who can reach it can drive the module");
+    }
     let sim = Arc::new(
         Simulator::start(config)
             .with_context(|| format!("cannot start the simulator in {}", state.display()))?,

@@ -3,10 +3,11 @@
 //! Both are product features (`esp-aws sim`, `esp-aws demo`) and the ground every
 //! end-to-end test stands on.
 //!
-//! Each personality of the module is a sans-I/O [`device::Device`]; [`pty`] carries any of
-//! them on a raw pseudo-terminal with baud pacing, and [`rom`] is the ESP32 ROM serial
-//! bootloader that real esptool can flash through. A pty has no DTR/RTS lines, so resets
-//! into download mode or normal boot go through [`pty::Pty::reset`].
+//! Each personality of the module is a sans-I/O [`device::Device`]; the pump carries any of
+//! them with baud pacing on a raw pseudo-terminal ([`pty`]) or a TCP port ([`tcp`],
+//! `socket://`), and [`rom`] is the ESP32 ROM serial bootloader that real esptool can flash
+//! through. Neither line has DTR/RTS, so resets into download mode or normal boot go
+//! through [`pty::Pty::reset`] or [`tcp::TcpPort::reset`].
 
 pub mod at;
 pub mod device;
@@ -14,7 +15,9 @@ pub mod endpoint;
 pub mod flash;
 pub mod module;
 pub mod pty;
+pub(crate) mod pump;
 pub mod rom;
 pub mod simulator;
+pub mod tcp;
 
 pub use simulator::{Simulator, SimulatorConfig};

@@ -1,8 +1,9 @@
 //! The whole hardware-free setup in one value: the local AWS IoT endpoint, a virtual module
-//! wired to it, and the pseudo-terminal the module sits on. `esp-aws sim`, `esp-aws demo`
-//! and the end-to-end tests all start one of these.
+//! wired to it, and the line the module sits on: a pseudo-terminal, or a TCP port
+//! (`socket://`, [`SimulatorConfig::listen`]). `esp-aws sim`, `esp-aws demo` and the
+//! end-to-end tests all start one of these.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,8 +14,10 @@ use super::device::{BootMode, SharedFlash};
 use super::endpoint::{Endpoint, EndpointConfig, EndpointHandle, SimInfo};
 use super::flash::{Flash, FlashFile};
 use super::module::VirtualModule;
+#[cfg(unix)]
 use super::pty::Pty;
 use super::rom::RomDevice;
+use super::tcp::TcpPort;
 use crate::firmware::Generation;
 
 /// Why the simulator could not start.
@@ -59,6 +62,10 @@ pub struct SimulatorConfig {
     /// Keep the flash image in the state directory (a restarted simulator keeps its
     /// credentials, like a module keeps them across power cycles).
     pub persist_flash: bool,
+    /// Put the module on a TCP port at this address (raw bytes, `socket://`) instead of a
+    /// pty; port 0 picks a free one. Without ptys (Windows) the module is always on a TCP
+    /// port, 127.0.0.1 with a free port unless this says otherwise.
+    pub listen: Option<SocketAddr>,
 }
 
 impl SimulatorConfig {
@@ -73,6 +80,7 @@ impl SimulatorConfig {
             sntp_delay: Duration::from_secs(2),
             resolve: Vec::new(),
             persist_flash: true,
+            listen: None,
         }
     }
 }
@@ -83,19 +91,32 @@ pub struct SimJson {
     /// Endpoint and account fields.
     #[serde(flatten)]
     pub endpoint: SimInfo,
-    /// The module's serial device.
+    /// The module's serial device, or `socket://ADDR` when it is on a TCP port.
     pub port: PathBuf,
+    /// The TCP address the module listens on, when it is on one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
     /// The module's firmware generation.
     pub firmware: String,
     /// The module's line speed.
     pub baud: u32,
 }
 
+/// What the module's serial line is carried on.
+#[derive(Debug)]
+enum Line {
+    #[cfg(unix)]
+    Pty(Pty),
+    Tcp(TcpPort),
+}
+
 /// A running endpoint and virtual module. Dropping it stops both (the flash is saved).
 #[derive(Debug)]
 pub struct Simulator {
     endpoint: EndpointHandle,
-    pty: Pty,
+    line: Line,
+    /// The port's name: the pty's path, or `socket://ADDR`.
+    port: PathBuf,
     flash: SharedFlash,
     firmware: Generation,
     baud: u32,
@@ -133,23 +154,59 @@ impl Simulator {
         }
         let rom = RomDevice::builder().boot(config.boot).build(flash.clone());
         let module = VirtualModule::new(at.build(), rom, config.boot);
-        let pty = Pty::builder()
-            .baud(config.baud)
-            .flash(flash.clone())
-            .spawn(Box::new(module))
-            .map_err(io("cannot create the virtual serial port"))?;
+        let on_tcp = |addr: SocketAddr, module: VirtualModule| -> Result<(Line, PathBuf), Error> {
+            let tcp = TcpPort::builder()
+                .baud(config.baud)
+                .flash(flash.clone())
+                .spawn(addr, Box::new(module))
+                .map_err(io(format!("cannot listen on {addr}")))?;
+            let url = PathBuf::from(tcp.url());
+            Ok((Line::Tcp(tcp), url))
+        };
+        #[cfg(unix)]
+        let (line, port) = match config.listen {
+            Some(addr) => on_tcp(addr, module)?,
+            None => {
+                let pty = Pty::builder()
+                    .baud(config.baud)
+                    .flash(flash.clone())
+                    .spawn(Box::new(module))
+                    .map_err(io("cannot create the virtual serial port"))?;
+                let path = pty.path().to_path_buf();
+                (Line::Pty(pty), path)
+            }
+        };
+        // Without ptys (Windows) the module always goes on a TCP port.
+        #[cfg(not(unix))]
+        let (line, port) = on_tcp(
+            config
+                .listen
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+            module,
+        )?;
         Ok(Simulator {
             endpoint,
-            pty,
+            line,
+            port,
             flash,
             firmware: generation,
             baud: config.baud,
         })
     }
 
-    /// The module's serial device (`/dev/pts/N`).
+    /// The module's port as `--port` takes it: the serial device (`/dev/pts/N`), or
+    /// `socket://ADDR` when it is on a TCP port.
     pub fn port(&self) -> &Path {
-        self.pty.path()
+        &self.port
+    }
+
+    /// The TCP address the module listens on, when it is on one.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        match &self.line {
+            Line::Tcp(tcp) => Some(tcp.addr()),
+            #[cfg(unix)]
+            Line::Pty(_) => None,
+        }
     }
 
     /// The endpoint.
@@ -169,9 +226,12 @@ impl Simulator {
 
     /// Resets the module into `mode` (what the DTR/RTS auto-reset circuit does on a board).
     pub fn reset(&self, mode: BootMode) -> Result<(), Error> {
-        self.pty
-            .reset(mode)
-            .map_err(io("cannot reset the virtual module"))
+        match &self.line {
+            #[cfg(unix)]
+            Line::Pty(pty) => pty.reset(mode),
+            Line::Tcp(tcp) => tcp.reset(mode),
+        }
+        .map_err(io("cannot reset the virtual module"))
     }
 
     /// The contents of `sim.json`.
@@ -179,6 +239,7 @@ impl Simulator {
         Some(SimJson {
             endpoint: self.endpoint.sim_info()?,
             port: self.port().to_path_buf(),
+            listen: self.listen_addr().map(|a| a.to_string()),
             firmware: self.firmware.name().to_string(),
             baud: self.baud,
         })

@@ -157,3 +157,80 @@ fn run(cmd: &mut Command) -> Result<(), String> {
         ))
     }
 }
+
+/// Debian's `ser2net` (an RFC 2217 and raw TCP server for serial devices). When it is not
+/// installed and this runs as root on a system with apt-get, it is installed
+/// (`apt-get install -y ser2net`, once, under a lock); otherwise this panics with the command
+/// that installs it, so that a test that needs it fails rather than passes without it.
+pub fn ser2net() -> PathBuf {
+    static SER2NET: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    SER2NET
+        .get_or_init(|| {
+            if let Some(path) = find_in_path("ser2net") {
+                return Ok(path);
+            }
+            if !is_root() || find_in_path("apt-get").is_none() {
+                return Err("ser2net is not installed: run `sudo apt-get install -y ser2net` (Debian, Ubuntu, Raspberry Pi OS)".into());
+            }
+            let lock = target_dir().join("ser2net-install.lock");
+            with_lock(&lock, || {
+                if find_in_path("ser2net").is_some() {
+                    return Ok(());
+                }
+                eprintln!("installing ser2net with apt-get (once)");
+                let install = || {
+                    run(Command::new("apt-get")
+                        .args(["install", "-y", "-q", "ser2net"])
+                        .env("DEBIAN_FRONTEND", "noninteractive"))
+                };
+                // A fresh system may have no package lists yet.
+                install().or_else(|_| {
+                    run(Command::new("apt-get").args(["update", "-q"]))?;
+                    install()
+                })
+            })?;
+            find_in_path("ser2net").ok_or_else(|| "apt-get installed ser2net but it is not on the PATH".to_string())
+        })
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An executable `name` in PATH (or /usr/sbin, where Debian puts daemons).
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Runs `f` while holding the lock directory `lock` (other processes wait for it).
+fn with_lock(lock: &Path, f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    let deadline = Instant::now() + STALE_LOCK;
+    loop {
+        match std::fs::create_dir(lock) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let age = std::fs::metadata(lock)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok());
+                if age.is_some_and(|a| a > STALE_LOCK) || Instant::now() > deadline {
+                    let _ = std::fs::remove_dir(lock);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(format!("{}: {e}", lock.display())),
+        }
+    }
+    let result = f();
+    let _ = std::fs::remove_dir(lock);
+    result
+}
