@@ -203,12 +203,12 @@ pub fn explain_tls_failure<T: Transport>(
             // Only an HTTP answer proves the certificate was accepted: under TLS 1.3 the
             // handshake completes on the module's side before the endpoint has looked at
             // the certificate. The request carries nothing secret.
-            let answered = unchecked && {
-                let request = crate::aws::http::encode_request("GET", "/", &host, None);
-                let answer = session.request(&host, port, &request, false);
-                let _ = session.close();
-                answer.is_ok()
-            };
+            let answered = unchecked
+                && crate::aws::http::encode_request("GET", "/", &host, None).is_ok_and(|request| {
+                    let answer = session.request(&host, port, &request, false);
+                    let _ = session.close();
+                    answer.is_ok()
+                });
             if session
                 .client()
                 .run(&SslClientConfig {

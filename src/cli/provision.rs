@@ -342,7 +342,8 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     let port = settings.endpoint_port;
     let live = match &thing {
         Some(thing) => {
-            let request = encode_request("GET", &shadow::shadow_path(thing, None), &endpoint, None);
+            let request =
+                encode_request("GET", &shadow::shadow_path(thing, None), &endpoint, None)?;
             let response = steps
                 .phase("live check: reading the shadow", || {
                     session.request(&endpoint, port, &request, true)
