@@ -24,6 +24,7 @@ mod rom_loader;
 mod rom_props;
 mod rom_pty;
 
+mod adversarial_cli;
 mod classic_guide;
 mod cli_misc;
 mod demo;

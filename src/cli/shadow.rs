@@ -266,7 +266,10 @@ fn prepare(command: &ShadowCommand) -> anyhow::Result<Option<Vec<u8>>> {
         ShadowCommand::Publish { topic, .. } => (None, None, Some(topic)),
     };
     let refused = |what: &str, e: esp_aws::aws::names::NameError| {
-        Exit::usage(format!("'{what}' is not a name AWS accepts: {e}"))
+        Exit::usage(format!(
+            "'{}' is not a name AWS accepts: {e}",
+            esp_aws::aws::names::escape(what)
+        ))
     };
     if let Some(thing) = thing {
         esp_aws::aws::names::validate_thing_name(thing).map_err(|e| refused(thing, e))?;
