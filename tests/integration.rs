@@ -29,6 +29,7 @@ mod classic_guide;
 mod cli_misc;
 mod demo;
 mod doctor_e2e;
+mod injection_e2e;
 mod provision_e2e;
 mod shadow_e2e;
 mod sim_cli;
