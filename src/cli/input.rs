@@ -15,8 +15,9 @@ use anyhow::Context;
 use super::Exit;
 
 /// Certificate, key and CA files: a PEM certificate is 1–2 KB and the module's PKI slots
-/// hold 8 KB (`esp-at.md` §2), so 64 KiB leaves room for any real chain and refuses the rest.
-pub const CREDENTIAL_MAX: u64 = 64 * 1024;
+/// hold 8 KB (`esp-at.md` §2). 1 MiB is far above both and above AtPKI's 64 KiB item limit,
+/// so a file that is merely too big for the module still gets the check that says so.
+pub const CREDENTIAL_MAX: u64 = 1024 * 1024;
 /// A `shadow set --file` request document: AWS takes at most 8 KB of state
 /// (`aws-iot-shadow.md` §5); 64 KiB leaves room for whitespace and metadata.
 pub const DOCUMENT_MAX: u64 = 64 * 1024;

@@ -28,8 +28,9 @@ pub enum PkiCommand {
         /// Where to write the bin (mode 0600 when it holds a key).
         #[arg(short = 'o', long = "output", value_name = "OUT.bin")]
         output: PathBuf,
-        /// Size of the partition the bin must fit.
-        #[arg(long, value_name = "BYTES", default_value_t = atpki::DEFAULT_PARTITION_SIZE)]
+        /// Size of the partition the bin must fit (at most 16 MiB, the largest ESP32 flash).
+        #[arg(long, value_name = "BYTES", default_value_t = atpki::DEFAULT_PARTITION_SIZE,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16 * 1024 * 1024))]
         partition_size: usize,
         /// Pairs of TYPE (`ca`, `cert` or `key`) and FILE.
         #[arg(value_name = "TYPE FILE", required = true, num_args = 2..)]
