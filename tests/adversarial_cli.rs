@@ -345,6 +345,7 @@ fn rows() -> Vec<Row> {
         row("file: BOM", &shadow(&["set", "lnu_001", "--file", "bom.json"]), 2, "bom.json is not JSON: it starts with a UTF-8 byte order mark (BOM); save it without one").file("bom.json", b"\xEF\xBB\xBF{\"state\":{}}".to_vec()),
         row("file: nested 30,000 deep", &shadow(&["set", "lnu_001", "--file", "deep.json"]), 2, "deep.json is nested more than 16 levels deep").file("deep.json", deep_doc),
         row("file: state too deep", &shadow(&["set", "lnu_001", "--file", "d.json"]), 2, "the state is nested 7 levels deep").file("d.json", r#"{"state":{"desired":{"a":{"b":{"c":{"d":{"e":{"f":{"g":1}}}}}}}}}"#),
+        row("file: duplicate keys", &shadow(&["set", "lnu_001", "--file", "dup.json"]), 2, "dup.json is not JSON: the key \"prop1\" appears twice in one object at line 1 column").file("dup.json", r#"{"state":{"desired":{"prop1":1,"prop1":2}}}"#),
         row("file: client token with LF", &shadow(&["set", "lnu_001", "--file", "c.json"]), 2, "the client token holds a control character").file("c.json", r#"{"state":{},"clientToken":"a\nb"}"#),
         row("publish file: /dev/zero", &shadow(&["publish", "t/1", "--file", "/dev/zero"]), 2, "/dev/zero is not a regular file (a character device): give the message file itself"),
         row("publish file: FIFO", &shadow(&["publish", "t/1", "--file", "p"]), 2, "p is not a regular file (a FIFO)").fifo("p"),

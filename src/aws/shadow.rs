@@ -249,7 +249,71 @@ pub fn parse_document(bytes: &[u8], what: &str) -> Result<Value, ItemError> {
         )));
     }
     check_nesting(bytes).map_err(|()| ItemError::JsonTooDeep(what.to_string()))?;
-    serde_json::from_slice(bytes).map_err(|e| not_json(e.to_string()))
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde::de::DeserializeSeed::deserialize(Unique, &mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| not_json(e.to_string()))?;
+    Ok(value)
+}
+
+/// Builds a JSON value like serde_json does, but refuses an object that names a key twice:
+/// AWS would keep one of the two silently, and which one is not documented.
+struct Unique;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Unique {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(Unique)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Unique {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Unique)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key \"{}\" appears twice in one object",
+                    escape(&key)
+                )));
+            }
+            let value = map.next_value_seed(Unique)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 fn depth(value: &Value) -> usize {
@@ -519,6 +583,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(bad.contains("not UTF-8"), "{bad}");
+        let dup = parse_document(br#"{"state":{"desired":{"a":1,"a":2}}}"#, "f")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            dup.contains("the key \"a\" appears twice in one object"),
+            "{dup}"
+        );
+        assert_eq!(
+            parse_document(br#"{"a":[1,2.5,"x",null,true,{"b":-1}]}"#, "f").unwrap(),
+            json!({"a": [1, 2.5, "x", null, true, {"b": -1}]})
+        );
+        assert!(parse_document(b"{} x", "f").is_err());
         let deep = format!("{}{}", "[".repeat(1_000_000), "]".repeat(1_000_000));
         assert!(matches!(
             parse_document(deep.as_bytes(), "f"),
