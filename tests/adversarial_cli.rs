@@ -300,6 +300,12 @@ fn rows() -> Vec<Row> {
         row("at: empty command", &["at", "--port", "{PORT}", ""], 2, "'' is not one AT command"),
         row("at: --timeout 2^64-1", &["at", "--port", "{PORT}", "--timeout", "18446744073709551615", "AT"], 2, "invalid value '18446744073709551615' for '--timeout <TIMEOUT>'"),
         row("at: --timeout 0", &["at", "--port", "{PORT}", "--timeout", "0", "AT"], 2, "invalid value '0' for '--timeout <TIMEOUT>'"),
+        row("port: empty", &["at", "--port", "", "AT"], 2, "'' is not a serial port name"),
+        row("port: with LF", &["at", "--port", "/dev/tty\nS0", "AT"], 2, "'/dev/tty\\nS0' is not a serial port name"),
+        row("port: /dev/zero", &["at", "--port", "/dev/zero", "AT"], 1, "cannot open /dev/zero"),
+        row("port: a directory", &["at", "--port", "d", "AT"], 1, "cannot open d: Is a directory").dir("d"),
+        row("port: a FIFO", &["at", "--port", "fifo", "AT"], 1, "cannot open fifo").fifo("fifo"),
+        row("port: missing", &["shadow", "get", "lnu_001", "--port", "/dev/nonexistent-port", "--endpoint", GOOD], 1, "/dev/nonexistent-port does not exist"),
         // --- thing and shadow names ---
         row("name: thing 129 chars", &shadow(&["get", &thing_129]), 2, "ThingName has a maximum length of 128"),
         row("name: thing with space", &shadow(&["get", "lnu 001"]), 2, "ThingName must match pattern [a-zA-Z0-9:_-]+"),

@@ -257,6 +257,13 @@ impl Settings {
 pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::Result<Settings> {
     let (config, _) = load_config()?;
     let port = match device.port.clone().or_else(|| config.port.clone()) {
+        Some(port) if port.is_empty() || port.chars().any(char::is_control) => {
+            return Err(Exit::usage(format!(
+                "'{}' is not a serial port name: pass --port with the module's port (list them with `esp-aws ports`)",
+                names::escape(&port)
+            ))
+            .into())
+        }
         Some(port) => port,
         None => detect_port()?,
     };
