@@ -550,6 +550,11 @@ fn bad_input_is_refused_with_one_sentence_and_never_reaches_the_module() {
             failures.push(problem);
         }
     }
+    eprintln!(
+        "adversarial CLI table: {} rows, {} failed",
+        rows.len(),
+        failures.len()
+    );
     assert!(
         failures.is_empty(),
         "{} of {} rows failed:\n{}",
