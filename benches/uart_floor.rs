@@ -129,7 +129,8 @@ fn warm(world: &World, n: usize) -> (Samples, Samples, Samples) {
             },
         ));
     }
-    let get = encode_request("GET", "/things/lnu_001/shadow", &host, None);
+    let get =
+        encode_request("GET", "/things/lnu_001/shadow", &host, None).expect("a valid request");
     let (mut gets, mut sets) = (Vec::new(), Vec::new());
     for i in 0..n + 1 {
         let body = format!(r#"{{"state":{{"desired":{{"prop1":"{}"}}}}}}"#, 10 + i % 90);
@@ -138,7 +139,8 @@ fn warm(world: &World, n: usize) -> (Samples, Samples, Samples) {
             "/things/lnu_001/shadow",
             &host,
             Some(body.as_bytes()),
-        );
+        )
+        .expect("a valid request");
         for (request, out) in [(&get, &mut gets), (&post, &mut sets)] {
             let (t0, r0) = (tx.load(Ordering::Relaxed), rx.load(Ordering::Relaxed));
             let started = Instant::now();

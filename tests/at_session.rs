@@ -35,7 +35,7 @@ fn timeouts() -> Timeouts {
 
 #[test]
 fn v1_classic_flow_get_over_two_frames() {
-    let request = encode_request("GET", "/things/lnu_001/shadow", HOST, None);
+    let request = encode_request("GET", "/things/lnu_001/shadow", HOST, None).unwrap();
     let body = br#"{"state":{"desired":{"prop1":"12"}},"metadata":{"desired":{"prop1":{"timestamp":1550843111}}},"version":7,"timestamp":1550843167}"#;
     let head = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: keep-alive\r\n\r\n",

@@ -25,10 +25,12 @@ mod rom_loader;
 mod rom_props;
 mod rom_pty;
 
+mod adversarial_cli;
 mod classic_guide;
 mod cli_misc;
 mod demo;
 mod doctor_e2e;
+mod injection_e2e;
 mod provision_e2e;
 mod shadow_e2e;
 mod sim_cli;

@@ -214,7 +214,22 @@ fn endpoint_shape_and_length() {
         (
             "https://a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com:8443",
             Status::Fail,
-            "'https://a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com:8443' is not a host name (give the endpoint without https:// or a port)".into(),
+            "the endpoint 'https://a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com:8443' is a URL, not a host name: give the host alone, without https://".into(),
+        ),
+        (
+            "",
+            Status::Fail,
+            "the endpoint is empty: give the AWS IoT data endpoint host (<prefix>-ats.iot.<region>.amazonaws.com)".into(),
+        ),
+        (
+            "a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com:8443",
+            Status::Fail,
+            "the endpoint 'a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com:8443' has a port: give the host alone and the port with --endpoint-port".into(),
+        ),
+        (
+            "x\"\r\nAT+SYSFLASH=0,\"client_key\"",
+            Status::Fail,
+            r#"the endpoint 'x"\r\nAT+SYSFLASH=0,"client_key"' holds a double quote, which a host name cannot contain (letters, digits, '-' and '.' only)"#.into(),
         ),
     ];
     for (endpoint, status, message) in cases {
@@ -252,7 +267,9 @@ fn pem_hygiene_problems_are_warnings() {
     let no_newline = cert[..cert.len() - 1].to_vec();
     let bundle = [ca.clone(), fixture_bytes("atpki/ca_rsa_cert.pem")].concat();
     let trailing = [cert.clone(), b"Bag Attributes\n".to_vec()].concat();
-    let cases: [(&[u8], &[u8], &str, &str); 4] = [
+    let bom = [b"\xEF\xBB\xBF".to_vec(), cert.clone()].concat();
+    let cases: [(&[u8], &[u8], &str, &str); 5] = [
+        (&bom, &ca, "cert", "the cert file starts with a UTF-8 byte order mark (BOM) before the BEGIN line (the module gets those 3 bytes too): save it without the BOM"),
         (&crlf, &ca, "cert", "the cert file has CRLF line endings (the module copies the bytes as they are; LF is what AWS hands out)"),
         (&no_newline, &ca, "cert", "the cert file has no final newline"),
         (&cert, &bundle, "ca", "the ca file holds 2 certificates; the firmware uses only the first"),

@@ -46,6 +46,9 @@ pub enum Error {
     /// The link closed while data was expected.
     #[error("the connection closed")]
     LinkClosed,
+    /// A string argument holds a CR, LF or other control character; nothing was sent.
+    #[error("refused to send {0}: an argument holds a CR, LF or other control character, which would end the command early")]
+    UnsafeArgument(String),
     /// A reply that does not fit the command.
     #[error("unexpected answer to {command}: {reply}")]
     Unexpected {

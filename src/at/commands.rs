@@ -41,13 +41,45 @@ pub trait PayloadCommand: Command {
     }
 }
 
+/// A string argument as ESP-AT reads it: in double quotes, with `\`, `"` and `,` escaped by
+/// a backslash (`esp-at.md` §4.2), so no value can close the quotes or start a new
+/// parameter. CR, LF and other control characters cannot be escaped; [`checked_line`]
+/// refuses the line that holds them.
+pub fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if matches!(c, '\\' | '"' | ',') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// The command's line, refused if it holds a CR, LF or any other control character: the
+/// module ends a command at CR LF, so such a byte would let the rest of a value run as a
+/// command of its own. Nothing is sent for a refused line.
+pub fn checked_line<C: Command>(command: &C) -> Result<String, Error> {
+    let line = command.line();
+    if line.chars().any(char::is_control) {
+        let verb = line.split(['=', '?']).next().unwrap_or("").to_string();
+        return Err(Error::UnsafeArgument(
+            verb.chars().filter(|c| !c.is_control()).collect(),
+        ));
+    }
+    Ok(line)
+}
+
 impl<T: Transport> AtClient<T> {
     /// Runs a typed command.
     pub fn run<C: Command>(&mut self, command: &C) -> Result<C::Response, Error> {
+        let line = checked_line(command)?;
         let reply = if command.secret_reply() {
-            self.command_secret_reply(&command.line(), command.timeout())?
+            self.command_secret_reply(&line, command.timeout())?
         } else {
-            self.command(&command.line(), command.timeout())?
+            self.command(&line, command.timeout())?
         };
         command.parse(reply)
     }
@@ -57,8 +89,9 @@ impl<T: Transport> AtClient<T> {
         &mut self,
         command: &C,
     ) -> Result<C::Response, Error> {
+        let line = checked_line(command)?;
         let reply = self.command_with_payload(
-            &command.line(),
+            &line,
             command.payload(),
             command.secret(),
             command.timeout(),
@@ -171,7 +204,7 @@ impl Command for SntpConfig {
             .servers
             .iter()
             .take(3)
-            .map(|s| format!(",\"{s}\""))
+            .map(|s| format!(",{}", quote(s)))
             .collect();
         format!("AT+CIPSNTPCFG=1,0{}", servers.concat())
     }
@@ -209,7 +242,7 @@ pub struct SslSni(pub String);
 impl Command for SslSni {
     type Response = ();
     fn line(&self) -> String {
-        format!("AT+CIPSSLCSNI=\"{}\"", self.0)
+        format!("AT+CIPSSLCSNI={}", quote(&self.0))
     }
     fn parse(&self, _: Reply) -> Result<(), Error> {
         Ok(())
@@ -223,7 +256,7 @@ pub struct SslAlpn(pub String);
 impl Command for SslAlpn {
     type Response = ();
     fn line(&self) -> String {
-        format!("AT+CIPSSLCALPN=1,\"{}\"", self.0)
+        format!("AT+CIPSSLCALPN=1,{}", quote(&self.0))
     }
     fn parse(&self, _: Reply) -> Result<(), Error> {
         Ok(())
@@ -261,7 +294,7 @@ pub struct StartSsl {
 impl Command for StartSsl {
     type Response = ();
     fn line(&self) -> String {
-        format!("AT+CIPSTART=\"SSL\",\"{}\",{}", self.host, self.port)
+        format!("AT+CIPSTART=\"SSL\",{},{}", quote(&self.host), self.port)
     }
     fn timeout(&self) -> Duration {
         self.timeout
@@ -376,7 +409,7 @@ pub struct FlashErase(pub String);
 impl Command for FlashErase {
     type Response = ();
     fn line(&self) -> String {
-        format!("AT+SYSFLASH=0,\"{}\"", self.0)
+        format!("AT+SYSFLASH=0,{}", quote(&self.0))
     }
     fn timeout(&self) -> Duration {
         Duration::from_secs(10)
@@ -403,8 +436,8 @@ impl Command for FlashWrite<'_> {
     type Response = ();
     fn line(&self) -> String {
         format!(
-            "AT+SYSFLASH=1,\"{}\",{},{}",
-            self.name,
+            "AT+SYSFLASH=1,{},{},{}",
+            quote(self.name),
             self.offset,
             self.data.len()
         )
@@ -443,8 +476,10 @@ impl Command for FlashRead {
     type Response = Vec<u8>;
     fn line(&self) -> String {
         format!(
-            "AT+SYSFLASH=2,\"{}\",{},{}",
-            self.name, self.offset, self.len
+            "AT+SYSFLASH=2,{},{},{}",
+            quote(&self.name),
+            self.offset,
+            self.len
         )
     }
     fn timeout(&self) -> Duration {
@@ -469,7 +504,7 @@ pub struct MfgKeys(pub String);
 impl Command for MfgKeys {
     type Response = Vec<String>;
     fn line(&self) -> String {
-        format!("AT+SYSMFG=1,\"{}\"", self.0)
+        format!("AT+SYSMFG=1,{}", quote(&self.0))
     }
     fn parse(&self, reply: Reply) -> Result<Vec<String>, Error> {
         Ok(reply
@@ -495,7 +530,11 @@ pub struct MfgRead {
 impl Command for MfgRead {
     type Response = Option<Vec<u8>>;
     fn line(&self) -> String {
-        format!("AT+SYSMFG=1,\"{}\",\"{}\"", self.namespace, self.key)
+        format!(
+            "AT+SYSMFG=1,{},{}",
+            quote(&self.namespace),
+            quote(&self.key)
+        )
     }
     fn secret_reply(&self) -> bool {
         self.secret
@@ -523,9 +562,9 @@ impl Command for MfgWrite<'_> {
     type Response = ();
     fn line(&self) -> String {
         format!(
-            "AT+SYSMFG=2,\"{}\",\"{}\",8,{}",
-            self.namespace,
-            self.key,
+            "AT+SYSMFG=2,{},{},8,{}",
+            quote(self.namespace),
+            quote(self.key),
             self.data.len()
         )
     }
@@ -607,6 +646,33 @@ mod tests {
             .line(),
             "AT+SYSMFG=2,\"client_key\",\"client_key.0\",8,3"
         );
+    }
+
+    #[test]
+    fn string_arguments_cannot_break_out() {
+        assert_eq!(quote(r#"a"b,c\d"#), r#""a\"b\,c\\d""#);
+        let host = "x\",443\r\nAT+SYSFLASH=0,\"client_key\"\r\n";
+        let start = StartSsl {
+            host: host.into(),
+            port: 8443,
+            timeout: DEFAULT_TIMEOUT,
+        };
+        assert!(matches!(
+            checked_line(&start),
+            Err(Error::UnsafeArgument(v)) if v == "AT+CIPSTART"
+        ));
+        // Without CR/LF the quote and comma stay inside the one argument.
+        let start = StartSsl {
+            host: "x\",443,\"y".into(),
+            port: 8443,
+            timeout: DEFAULT_TIMEOUT,
+        };
+        assert_eq!(
+            checked_line(&start).unwrap(),
+            r#"AT+CIPSTART="SSL","x\"\,443\,\"y",8443"#
+        );
+        assert!(checked_line(&SslSni("a\nb".into())).is_err());
+        assert!(checked_line(&FlashErase("client_key\r".into())).is_err());
     }
 
     #[test]

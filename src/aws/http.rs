@@ -30,6 +30,10 @@ pub enum HttpError {
     /// A response larger than any shadow document can make.
     #[error("the response is larger than {0} bytes")]
     TooLarge(usize),
+    /// A request field that would change the request's framing (CR, LF, a space in the
+    /// target, any control character): the request is not written at all.
+    #[error("the request's {0} holds a character that HTTP does not allow there (CR, LF, space or another control character); nothing was sent")]
+    UnsafeField(&'static str),
 }
 
 /// A complete response.
@@ -79,7 +83,27 @@ pub const MAX_RESPONSE: usize = 64 * 1024;
 /// Encodes a request with exactly the headers AWS IoT needs for certificate auth: `Host`,
 /// and for a body `Content-Type` and `Content-Length`. No others: every byte crosses the
 /// serial line.
-pub fn encode_request(method: &str, target: &str, host: &str, body: Option<&[u8]>) -> Vec<u8> {
+///
+/// The method must be an HTTP token, the target and host visible ASCII without spaces
+/// (RFC 9112 §3: request-target; RFC 9110 §5.5: no CR, LF or NUL in a field value): a value
+/// that could end the line early and start a second request is refused, whatever checked
+/// it before.
+pub fn encode_request(
+    method: &str,
+    target: &str,
+    host: &str,
+    body: Option<&[u8]>,
+) -> Result<Vec<u8>, HttpError> {
+    let visible = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
+    if !visible(method) || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(HttpError::UnsafeField("method"));
+    }
+    if !visible(target) {
+        return Err(HttpError::UnsafeField("target"));
+    }
+    if !visible(host) {
+        return Err(HttpError::UnsafeField("Host header"));
+    }
     let mut out = Vec::with_capacity(64 + target.len() + host.len() + body.map_or(0, <[u8]>::len));
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
@@ -95,7 +119,7 @@ pub fn encode_request(method: &str, target: &str, host: &str, body: Option<&[u8]
     } else {
         out.extend_from_slice(b"\r\n");
     }
-    out
+    Ok(out)
 }
 
 /// What [`parse_response`] found.
@@ -259,12 +283,39 @@ mod tests {
     #[test]
     fn request_bytes_are_exact() {
         assert_eq!(
-            encode_request("GET", "/things/lnu_001/shadow", "x-ats.iot.us-east-1.amazonaws.com", None),
+            encode_request("GET", "/things/lnu_001/shadow", "x-ats.iot.us-east-1.amazonaws.com", None).unwrap(),
             b"GET /things/lnu_001/shadow HTTP/1.1\r\nHost: x-ats.iot.us-east-1.amazonaws.com\r\n\r\n"
         );
         assert_eq!(
-            encode_request("POST", "/things/t/shadow", "h", Some(b"{}")),
+            encode_request("POST", "/things/t/shadow", "h", Some(b"{}")).unwrap(),
             b"POST /things/t/shadow HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        );
+    }
+
+    #[test]
+    fn no_field_can_start_a_second_request() {
+        let smuggle = "h\r\n\r\nDELETE /things/t/shadow HTTP/1.1\r\nHost: h";
+        assert_eq!(
+            encode_request("GET", "/things/t/shadow", smuggle, None),
+            Err(HttpError::UnsafeField("Host header"))
+        );
+        for target in ["/a b", "/a\r\nX: y", "/a\nb", "", "/a\u{0}"] {
+            assert_eq!(
+                encode_request("GET", target, "h", None),
+                Err(HttpError::UnsafeField("target")),
+                "{target:?}"
+            );
+        }
+        for host in ["", "h h", "h\tx", "h\u{7f}", "hé"] {
+            assert_eq!(
+                encode_request("GET", "/", host, None),
+                Err(HttpError::UnsafeField("Host header")),
+                "{host:?}"
+            );
+        }
+        assert_eq!(
+            encode_request("GET /x HTTP/1.1\r\n", "/", "h", None),
+            Err(HttpError::UnsafeField("method"))
         );
     }
 

@@ -10,6 +10,17 @@
 
 use serde_json::{Map, Value};
 
+use super::names::escape;
+
+/// Most levels of keys AWS accepts inside `desired` or `reported` (`aws-iot-shadow.md` §5:
+/// "JSON contains too many levels of nesting; maximum is 6").
+pub const MAX_STATE_DEPTH: usize = 6;
+
+/// Deepest nesting of `{`/`[` a local JSON document may have before it is parsed: AWS's 6
+/// levels of state sit 2 levels below the root, so anything past 16 cannot be a valid update,
+/// and refusing it before parsing keeps recursion (parse, check, drop) shallow.
+pub const MAX_JSON_NESTING: usize = 16;
+
 /// A `shadow set` item or document that cannot be sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -17,6 +28,31 @@ pub enum ItemError {
     /// No `=` at all.
     #[error("'{0}' is not an item: write path=string or path:=json")]
     NoSeparator(String),
+    /// A path with more keys than AWS accepts levels (checked before anything is built).
+    #[error("'{item}' is a path of {keys} or more keys; AWS accepts at most 6 levels of state")]
+    PathTooDeep {
+        /// The item (cut short).
+        item: String,
+        /// Keys counted before giving up.
+        keys: usize,
+    },
+    /// The same path set twice.
+    #[error("'{0}' sets a path that an earlier item already sets")]
+    Duplicate(String),
+    /// A local JSON document nested deeper than any update can be (checked before parsing).
+    #[error("{0} is nested more than 16 levels deep; AWS accepts at most 6 levels of state")]
+    JsonTooDeep(String),
+    /// A local JSON document that is not UTF-8 JSON.
+    #[error("{what} is not JSON: {reason}")]
+    NotJson {
+        /// Which document.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// A client token with a control character.
+    #[error("the client token holds a control character; give printable text (at most 64 bytes)")]
+    ClientTokenControl,
     /// An empty path or path segment.
     #[error("'{0}' has an empty key: write a.b=value, not a..b=value or =value")]
     EmptyKey(String),
@@ -54,11 +90,12 @@ pub struct Item {
     pub value: Value,
 }
 
-/// Parses `path=string` or `path:=json`.
+/// Parses `path=string` or `path:=json`. The path is refused as soon as it has more keys
+/// than AWS accepts levels, so a path of 20,000 keys costs no more than one of 7.
 pub fn parse_item(item: &str) -> Result<Item, ItemError> {
     let eq = item
         .find('=')
-        .ok_or_else(|| ItemError::NoSeparator(item.to_string()))?;
+        .ok_or_else(|| ItemError::NoSeparator(escape(item)))?;
     let (raw_path, json) = match item[..eq].strip_suffix(':') {
         Some(path) => (path, true),
         None => (&item[..eq], false),
@@ -73,17 +110,27 @@ pub fn parse_item(item: &str) -> Result<Item, ItemError> {
                 current.push('.');
                 chars.next();
             }
-            '.' => path.push(std::mem::take(&mut current)),
+            '.' => {
+                path.push(std::mem::take(&mut current));
+                if path.len() >= MAX_STATE_DEPTH {
+                    return Err(ItemError::PathTooDeep {
+                        item: escape(item),
+                        keys: path.len() + 1,
+                    });
+                }
+            }
             c => current.push(c),
         }
     }
     path.push(current);
     if path.iter().any(String::is_empty) {
-        return Err(ItemError::EmptyKey(item.to_string()));
+        return Err(ItemError::EmptyKey(escape(item)));
     }
     let value = if json {
+        check_nesting(text.as_bytes())
+            .map_err(|()| ItemError::JsonTooDeep(format!("the value of '{}'", escape(item))))?;
         serde_json::from_str(text).map_err(|e| ItemError::BadJson {
-            item: item.to_string(),
+            item: escape(item),
             reason: e.to_string(),
         })?
     } else {
@@ -95,8 +142,13 @@ pub fn parse_item(item: &str) -> Result<Item, ItemError> {
 /// Merges items into one state object (`a.b=1 a.c=2` → `{"a":{"b":"1","c":"2"}}`).
 pub fn state_from_items(items: &[String]) -> Result<Map<String, Value>, ItemError> {
     let mut root = Map::new();
+    let mut seen: Vec<Vec<String>> = Vec::new();
     for raw in items {
         let item = parse_item(raw)?;
+        if seen.contains(&item.path) {
+            return Err(ItemError::Duplicate(escape(raw)));
+        }
+        seen.push(item.path.clone());
         let (last, parents) = item.path.split_last().expect("a path has at least one key");
         let mut node = &mut root;
         for key in parents {
@@ -105,10 +157,10 @@ pub fn state_from_items(items: &[String]) -> Result<Map<String, Value>, ItemErro
                 .or_insert_with(|| Value::Object(Map::new()));
             node = entry
                 .as_object_mut()
-                .ok_or_else(|| ItemError::Conflict(raw.clone()))?;
+                .ok_or_else(|| ItemError::Conflict(escape(raw)))?;
         }
         if node.get(last).is_some_and(Value::is_object) && !item.value.is_object() {
-            return Err(ItemError::Conflict(raw.clone()));
+            return Err(ItemError::Conflict(escape(raw)));
         }
         node.insert(last.clone(), item.value);
     }
@@ -148,6 +200,122 @@ impl Update {
     }
 }
 
+/// Refuses JSON text nested deeper than [`MAX_JSON_NESTING`], counting brackets outside
+/// strings, without parsing it.
+fn check_nesting(text: &[u8]) -> Result<(), ()> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_JSON_NESTING {
+                    return Err(());
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Parses a request document read from a local file (`what` names it in errors): UTF-8
+/// without a BOM, nested at most [`MAX_JSON_NESTING`] deep, then JSON. The caller bounds its
+/// size when reading it.
+pub fn parse_document(bytes: &[u8], what: &str) -> Result<Value, ItemError> {
+    let not_json = |reason: String| ItemError::NotJson {
+        what: what.to_string(),
+        reason,
+    };
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        return Err(not_json(
+            "it starts with a UTF-8 byte order mark (BOM); save it without one".into(),
+        ));
+    }
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(not_json(format!(
+            "it is not UTF-8 text (invalid byte at offset {})",
+            e.valid_up_to()
+        )));
+    }
+    check_nesting(bytes).map_err(|()| ItemError::JsonTooDeep(what.to_string()))?;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde::de::DeserializeSeed::deserialize(Unique, &mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| not_json(e.to_string()))?;
+    Ok(value)
+}
+
+/// Builds a JSON value like serde_json does, but refuses an object that names a key twice:
+/// AWS would keep one of the two silently, and which one is not documented.
+struct Unique;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Unique {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(Unique)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Unique {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Unique)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key \"{}\" appears twice in one object",
+                    escape(&key)
+                )));
+            }
+            let value = map.next_value_seed(Unique)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
 fn depth(value: &Value) -> usize {
     match value {
         Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
@@ -173,6 +341,9 @@ pub fn check_document(doc: &Value) -> Result<(), ItemError> {
     if let Some(token) = obj.get("clientToken").and_then(Value::as_str) {
         if token.len() > 64 {
             return Err(ItemError::ClientTokenTooLong(token.len()));
+        }
+        if token.chars().any(char::is_control) {
+            return Err(ItemError::ClientTokenControl);
         }
     }
     for section in ["desired", "reported"] {
@@ -366,6 +537,72 @@ mod tests {
     }
 
     #[test]
+    fn deep_and_odd_items_are_refused_before_building() {
+        let deep = format!("{}=1", vec!["a"; 20_000].join("."));
+        match parse_item(&deep).unwrap_err() {
+            ItemError::PathTooDeep { item, keys } => {
+                assert_eq!(keys, 7);
+                assert!(item.chars().count() <= 81, "{item}");
+            }
+            e => panic!("{e}"),
+        }
+        assert!(state_from_items(&[deep]).is_err());
+        assert_eq!(parse_item("a.b.c.d.e.f=1").unwrap().path.len(), 6);
+        assert!(matches!(
+            parse_item("a.b.c.d.e.f.g=1"),
+            Err(ItemError::PathTooDeep { keys: 7, .. })
+        ));
+        let nested = format!("a:={}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(
+            parse_item(&nested),
+            Err(ItemError::JsonTooDeep(_))
+        ));
+        assert!(matches!(parse_item("=1"), Err(ItemError::EmptyKey(_))));
+        assert!(matches!(parse_item("="), Err(ItemError::EmptyKey(_))));
+        assert!(matches!(parse_item("a..b=1"), Err(ItemError::EmptyKey(_))));
+        let dup: Vec<String> = ["a=1", "a=2"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            state_from_items(&dup).unwrap_err(),
+            ItemError::Duplicate("a=2".into())
+        );
+        // Brackets inside strings do not count.
+        assert!(parse_item(&format!("a:=\"{}\"", "[".repeat(100))).is_ok());
+    }
+
+    #[test]
+    fn local_documents_are_checked_before_parsing() {
+        assert_eq!(
+            parse_document(br#"{"state":{}}"#, "f").unwrap(),
+            json!({"state": {}})
+        );
+        let bom = parse_document(b"\xEF\xBB\xBF{}", "f")
+            .unwrap_err()
+            .to_string();
+        assert!(bom.contains("byte order mark"), "{bom}");
+        let bad = parse_document(b"{\"a\":\"\xff\"}", "f")
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("not UTF-8"), "{bad}");
+        let dup = parse_document(br#"{"state":{"desired":{"a":1,"a":2}}}"#, "f")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            dup.contains("the key \"a\" appears twice in one object"),
+            "{dup}"
+        );
+        assert_eq!(
+            parse_document(br#"{"a":[1,2.5,"x",null,true,{"b":-1}]}"#, "f").unwrap(),
+            json!({"a": [1, 2.5, "x", null, true, {"b": -1}]})
+        );
+        assert!(parse_document(b"{} x", "f").is_err());
+        let deep = format!("{}{}", "[".repeat(1_000_000), "]".repeat(1_000_000));
+        assert!(matches!(
+            parse_document(deep.as_bytes(), "f"),
+            Err(ItemError::JsonTooDeep(_))
+        ));
+    }
+
+    #[test]
     fn items_merge_into_one_state() {
         let items: Vec<String> = ["a.b=1", "a.c:=2", "d:=null"]
             .iter()
@@ -395,7 +632,7 @@ mod tests {
             r#"{"state":{"desired":{"prop1":"12"}},"clientToken":"tok","version":7}"#
         );
         let deep = Update {
-            state: state_from_items(&["a.b.c.d.e.f.g=1".to_string()]).unwrap(),
+            state: state_from_items(&[r#"a.b.c.d.e.f:={"g":1}"#.to_string()]).unwrap(),
             ..Update::default()
         };
         assert_eq!(deep.document().unwrap_err(), ItemError::TooDeep(7));

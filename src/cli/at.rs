@@ -17,8 +17,8 @@ use super::device::{self, DeviceArgs};
 pub struct AtArgs {
     #[command(flatten)]
     device: DeviceArgs,
-    /// How long to wait for each answer, in seconds.
-    #[arg(long, default_value_t = 10)]
+    /// How long to wait for each answer, in seconds (1-3600).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout: u64,
     /// The commands, e.g. AT+GMR.
     #[arg(value_name = "COMMAND", required = true)]
@@ -26,6 +26,19 @@ pub struct AtArgs {
 }
 
 pub fn run(args: AtArgs) -> anyhow::Result<ExitCode> {
+    // Each argument is sent as one line: a CR or LF inside one would send a second command
+    // the user did not list.
+    if let Some(bad) = args
+        .commands
+        .iter()
+        .find(|c| c.is_empty() || c.chars().any(char::is_control))
+    {
+        return Err(super::Exit::usage(format!(
+            "'{}' is not one AT command: give each command as its own argument, without CR, LF or other control characters",
+            esp_aws::aws::names::escape(bad)
+        ))
+        .into());
+    }
     let settings = device::resolve(&args.device, None)?;
     let transport = esp_aws::transport::open(&settings.port, settings.baud)?;
     let mut client = AtClient::new(transport);

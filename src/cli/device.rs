@@ -5,6 +5,10 @@
 //! Precedence: command-line flag, then environment variable, then the config file: the first
 //! of `./esp-aws.toml` and the user config file (`$XDG_CONFIG_HOME/esp-aws/config.toml`,
 //! else `~/.config/esp-aws/config.toml`) that exists, read once per command.
+//!
+//! Every value is checked here, where it enters, whichever of the three places it came
+//! from: the endpoint is a DNS name ([`Endpoint`]), the baud rate is one an ESP32 UART can run
+//! at, ports are 1–65535, the clock wait is at most an hour, the thing a valid name.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -12,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use esp_aws::at::session::{Session, Timeouts};
+use esp_aws::aws::names::{self, Endpoint};
 use esp_aws::trace::Trace;
 use esp_aws::transport::AnyTransport;
 use serde::{Deserialize, Serialize};
@@ -72,8 +77,15 @@ pub struct EndpointArgs {
     pub clock_timeout: Option<u64>,
 }
 
+/// Slowest and fastest baud rate accepted: the range of ESP-AT's `AT+UART_CUR` on the ESP32
+/// (80 to 5,000,000).
+pub const BAUD_RANGE: std::ops::RangeInclusive<u32> = 80..=5_000_000;
+/// Longest clock wait accepted, in seconds: SNTP answers in seconds; an hour is plenty.
+pub const CLOCK_TIMEOUT_MAX: u64 = 3600;
+
 /// The config file's contents.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Serial port.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,30 +121,90 @@ pub fn config_paths() -> Vec<PathBuf> {
 /// Reads the first config file that exists (a broken one is an error, not ignored).
 pub fn load_config() -> anyhow::Result<(Config, Option<PathBuf>)> {
     for path in config_paths() {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let config = toml::from_str(&text).map_err(|e| {
-                    Exit::usage(format!(
-                        "{} is not a valid esp-aws config: {e}",
-                        path.display()
-                    ))
-                })?;
-                return Ok((config, Some(path)));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        if !path.exists() && path.symlink_metadata().is_err() {
+            continue;
         }
+        let bytes = super::input::read_file(&path, "config", super::input::CONFIG_MAX)?;
+        let invalid = |why: String| {
+            Exit::usage(format!(
+                "{} is not a valid esp-aws config: {why}",
+                path.display()
+            ))
+        };
+        let text = String::from_utf8(bytes).map_err(|_| invalid("it is not UTF-8 text".into()))?;
+        // toml's message spans several lines (it quotes the line); one sentence is kept.
+        let config: Config = toml::from_str(&text).map_err(|e| invalid(one_line(e.message())))?;
+        config.check().map_err(invalid)?;
+        return Ok((config, Some(path)));
     }
     Ok((Config::default(), None))
+}
+
+fn one_line(text: &str) -> String {
+    names::escape(text.lines().next().unwrap_or("").trim())
+}
+
+impl Config {
+    /// The checks a value from the file gets, as the same value from a flag would.
+    fn check(&self) -> Result<(), String> {
+        if let Some(endpoint) = &self.endpoint {
+            Endpoint::parse(endpoint).map_err(|e| e.to_string())?;
+        }
+        if let Some(baud) = self.baud {
+            check_baud(baud).map_err(|e| e.to_string())?;
+        }
+        if let Some(port) = self.endpoint_port {
+            check_endpoint_port(port)?;
+        }
+        if let Some(thing) = &self.thing {
+            names::validate_thing_name(thing).map_err(|e| {
+                format!(
+                    "thing '{}' is not a name AWS accepts: {e}",
+                    names::escape(thing)
+                )
+            })?;
+        }
+        if let Some(port) = &self.port {
+            if port.is_empty() || port.chars().any(char::is_control) {
+                return Err(format!(
+                    "port '{}' is not a serial port name",
+                    names::escape(port)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_endpoint_port(port: u16) -> Result<(), String> {
+    if port == 0 {
+        return Err(
+            "endpoint_port 0 is not a port (1-65535; AWS IoT uses 8443, or 443 with ALPN)".into(),
+        );
+    }
+    Ok(())
+}
+
+fn check_baud(baud: u32) -> Result<u32, Exit> {
+    if BAUD_RANGE.contains(&baud) {
+        Ok(baud)
+    } else {
+        Err(Exit::usage(format!(
+            "baud rate {baud} is out of range: an ESP32 UART runs at {} to {} baud (115200 is the ESP-AT default)",
+            BAUD_RANGE.start(),
+            BAUD_RANGE.end()
+        )))
+    }
 }
 
 /// Writes `config` to `./esp-aws.toml`, keeping what is there for fields it leaves unset.
 pub fn save_config(update: &Config) -> anyhow::Result<PathBuf> {
     let path = PathBuf::from("esp-aws.toml");
-    let mut config: Config = match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).unwrap_or_default(),
-        Err(_) => Config::default(),
-    };
+    let mut config: Config = super::input::read_file(&path, "config", super::input::CONFIG_MAX)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| toml::from_str(&text).ok())
+        .unwrap_or_default();
     macro_rules! merge {
         ($($f:ident),*) => { $( if update.$f.is_some() { config.$f = update.$f.clone(); } )* };
     }
@@ -185,25 +257,52 @@ impl Settings {
 pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::Result<Settings> {
     let (config, _) = load_config()?;
     let port = match device.port.clone().or_else(|| config.port.clone()) {
+        Some(port) if port.is_empty() || port.chars().any(char::is_control) => {
+            return Err(Exit::usage(format!(
+                "'{}' is not a serial port name: pass --port with the module's port (list them with `esp-aws ports`)",
+                names::escape(&port)
+            ))
+            .into())
+        }
         Some(port) => port,
         None => detect_port()?,
     };
     let endpoint_port = match endpoint.and_then(|e| e.endpoint_port.as_deref()) {
-        Some(p) => p.parse().unwrap_or(8443),
+        // clap allows only 8443 and 443.
+        Some(p) => p
+            .parse()
+            .map_err(|_| Exit::usage(format!("--endpoint-port {p} is not a port")))?,
         None => config.endpoint_port.unwrap_or(8443),
+    };
+    let baud = check_baud(device.baud.or(config.baud).unwrap_or(115_200))?;
+    // The flag (or ESP_AWS_ENDPOINT, which clap folds into it) wins over the config file,
+    // whose value load_config has checked already.
+    let host = match endpoint.and_then(|e| e.endpoint.as_deref()) {
+        Some(flag) => Some(
+            Endpoint::parse(flag)
+                .map_err(|e| Exit::usage(e.to_string()))?
+                .into_string(),
+        ),
+        None => config.endpoint.clone(),
+    };
+    let clock = match endpoint.and_then(|e| e.clock_timeout) {
+        Some(secs) if (1..=CLOCK_TIMEOUT_MAX).contains(&secs) => Duration::from_secs(secs),
+        Some(secs) => {
+            return Err(Exit::usage(format!(
+                "a clock timeout of {secs} s is out of range: give 1 to {CLOCK_TIMEOUT_MAX} seconds"
+            ))
+            .into())
+        }
+        None => Timeouts::default().clock,
     };
     Ok(Settings {
         port,
-        baud: device.baud.or(config.baud).unwrap_or(115_200),
-        endpoint: endpoint
-            .and_then(|e| e.endpoint.clone())
-            .or_else(|| config.endpoint.clone()),
+        baud,
+        endpoint: host,
         endpoint_port,
         time_from_host: endpoint.is_some_and(|e| e.time_from_host),
         timeouts: Timeouts {
-            clock: endpoint
-                .and_then(|e| e.clock_timeout)
-                .map_or(Timeouts::default().clock, Duration::from_secs),
+            clock,
             ..Timeouts::default()
         },
         trace: device.trace,

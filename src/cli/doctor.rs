@@ -123,9 +123,9 @@ fn tls_failure(report: &mut Report, check: &'static str, cause: provision::Error
 fn local_files(args: &DoctorArgs) -> anyhow::Result<Option<provision::Credentials>> {
     Ok(match args.files.paths()? {
         Some((c, k, a)) => Some(provision::Credentials {
-            cert: std::fs::read(c)?,
-            key: std::fs::read(k)?,
-            ca: std::fs::read(a)?,
+            cert: super::pki::read(&c)?,
+            key: super::pki::read(&k)?,
+            ca: super::pki::read(&a)?,
         }),
         None => None,
     })
@@ -238,7 +238,8 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
         let _ = session.close();
         return Ok(());
     };
-    let request = encode_request("GET", &shadow::shadow_path(&thing, None), &endpoint, None);
+    let request = encode_request("GET", &shadow::shadow_path(&thing, None), &endpoint, None)
+        .map_err(|e| report.fail("shadow", e.to_string()))?;
     let result = session.request(&endpoint, port, &request, true);
     let result = match result {
         Ok(r) => Ok(r),

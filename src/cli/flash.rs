@@ -211,8 +211,7 @@ fn regions(items: &[String]) -> anyhow::Result<Vec<(u32, PathBuf, Vec<u8>)>> {
     for pair in items.chunks_exact(2) {
         let offset = parse_number(&pair[0], "flash offset")?;
         let path = PathBuf::from(&pair[1]);
-        let data =
-            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let data = super::input::read_file(&path, "flash image", super::input::IMAGE_MAX)?;
         if data.is_empty() {
             return Err(Exit::usage(format!("{} is empty", path.display())).into());
         }

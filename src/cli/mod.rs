@@ -6,6 +6,7 @@ mod demo;
 mod device;
 mod doctor;
 mod flash;
+mod input;
 mod pki;
 mod ports;
 mod provision;

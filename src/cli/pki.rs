@@ -28,8 +28,9 @@ pub enum PkiCommand {
         /// Where to write the bin (mode 0600 when it holds a key).
         #[arg(short = 'o', long = "output", value_name = "OUT.bin")]
         output: PathBuf,
-        /// Size of the partition the bin must fit.
-        #[arg(long, value_name = "BYTES", default_value_t = atpki::DEFAULT_PARTITION_SIZE)]
+        /// Size of the partition the bin must fit (at most 16 MiB, the largest ESP32 flash).
+        #[arg(long, value_name = "BYTES", default_value_t = atpki::DEFAULT_PARTITION_SIZE,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16 * 1024 * 1024))]
         partition_size: usize,
         /// Pairs of TYPE (`ca`, `cert` or `key`) and FILE.
         #[arg(value_name = "TYPE FILE", required = true, num_args = 2..)]
@@ -96,9 +97,10 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Reads a whole file, naming it in the error.
+/// Reads a certificate, key or CA file (a regular file of at most 64 KiB), naming it in the
+/// error.
 pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    super::input::read_file(path, "credential", super::input::CREDENTIAL_MAX)
 }
 
 /// Writes `bytes` to `path` via a temporary file and a rename, so a failure never leaves a
@@ -208,7 +210,7 @@ fn item_json(index: usize, item: &atpki::Item) -> serde_json::Value {
 }
 
 fn inspect(file: &Path, as_json: bool, extract: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let data = read(file)?;
+    let data = super::input::read_file(file, "bin", super::input::IMAGE_MAX)?;
     let (bin, used) = Bin::decode_partition(&data)
         .with_context(|| format!("{} is not a usable AtPKI bin", file.display()))?;
     let hazards = atpki::v1_walk_hazards(&bin);

@@ -220,9 +220,11 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     // A name AWS would refuse fails the live check only after the writes: refuse it now.
     if let Some(name) = &thing {
         if let Err(e) = esp_aws::aws::names::validate_thing_name(name) {
-            return Err(
-                Exit::usage(format!("'{name}' is not a thing name AWS accepts: {e}")).into(),
-            );
+            return Err(Exit::usage(format!(
+                "'{}' is not a thing name AWS accepts: {e}",
+                esp_aws::aws::names::escape(name)
+            ))
+            .into());
         }
     }
     let creds = Credentials {
@@ -349,7 +351,8 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     let port = settings.endpoint_port;
     let live = match &thing {
         Some(thing) => {
-            let request = encode_request("GET", &shadow::shadow_path(thing, None), &endpoint, None);
+            let request =
+                encode_request("GET", &shadow::shadow_path(thing, None), &endpoint, None)?;
             let response = steps
                 .phase("live check: reading the shadow", || {
                     session.request(&endpoint, port, &request, true)

@@ -1,7 +1,6 @@
 //! `esp-aws shadow get|set|delete|list|publish`: AWS IoT device shadows through the
 //! module's TLS socket.
 
-use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -97,8 +96,8 @@ enum ShadowCommand {
     List {
         /// Thing name.
         thing: String,
-        /// Results per page.
-        #[arg(long)]
+        /// Results per page (1-100, as AWS accepts).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
         page_size: Option<u32>,
         /// Token from the previous page.
         #[arg(long)]
@@ -117,15 +116,12 @@ enum ShadowCommand {
     },
 }
 
-fn read_input(file: &str) -> anyhow::Result<Vec<u8>> {
+/// Reads `--file` (or standard input for `-`), bounded to `limit` bytes.
+fn read_input(file: &str, what: &str, limit: u64) -> anyhow::Result<Vec<u8>> {
     if file == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("cannot read standard input")?;
-        Ok(buf)
+        super::input::read_stdin(what, limit)
     } else {
-        std::fs::read(file).with_context(|| format!("cannot read {file}"))
+        super::input::read_file(std::path::Path::new(file), what, limit)
     }
 }
 
@@ -143,7 +139,7 @@ impl<T: Transport> Link<T> {
         body: Option<&[u8]>,
         retry_safe: bool,
     ) -> anyhow::Result<Response> {
-        let bytes = encode_request(method, target, &self.host, body);
+        let bytes = encode_request(method, target, &self.host, body)?;
         Ok(self
             .session
             .request(&self.host, self.port, &bytes, retry_safe)?)
@@ -275,7 +271,10 @@ fn prepare(command: &ShadowCommand) -> anyhow::Result<Option<Vec<u8>>> {
         ShadowCommand::Publish { topic, .. } => (None, None, Some(topic)),
     };
     let refused = |what: &str, e: esp_aws::aws::names::NameError| {
-        Exit::usage(format!("'{what}' is not a name AWS accepts: {e}"))
+        Exit::usage(format!(
+            "'{}' is not a name AWS accepts: {e}",
+            esp_aws::aws::names::escape(what)
+        ))
     };
     if let Some(thing) = thing {
         esp_aws::aws::names::validate_thing_name(thing).map_err(|e| refused(thing, e))?;
@@ -297,9 +296,9 @@ fn prepare(command: &ShadowCommand) -> anyhow::Result<Option<Vec<u8>>> {
         } => {
             let doc = match file {
                 Some(file) => {
-                    let bytes = read_input(file)?;
-                    let mut doc: Value = serde_json::from_slice(&bytes)
-                        .map_err(|e| Exit::usage(format!("{file} is not JSON: {e}")))?;
+                    let bytes = read_input(file, "shadow document", super::input::DOCUMENT_MAX)?;
+                    let mut doc: Value = shadow::parse_document(&bytes, file)
+                        .map_err(|e| Exit::usage(e.to_string()))?;
                     if let (Some(v), Some(obj)) = (version, doc.as_object_mut()) {
                         obj.insert("version".into(), (*v).into());
                     }
@@ -330,7 +329,7 @@ fn prepare(command: &ShadowCommand) -> anyhow::Result<Option<Vec<u8>>> {
         }
         ShadowCommand::Publish {
             file: Some(file), ..
-        } => Some(read_input(file)?),
+        } => Some(read_input(file, "message", super::input::MESSAGE_MAX)?),
         ShadowCommand::Publish { file: None, .. } => Some(Vec::new()),
         _ => None,
     })

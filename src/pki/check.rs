@@ -131,7 +131,7 @@ const KNOWN_ROOTS: &[KnownRoot] = &[
 ];
 
 /// The longest host name `AT+CIPSTART` takes (`esp-at.md` §5.11).
-pub const MAX_HOST_LEN: usize = 64;
+pub const MAX_HOST_LEN: usize = crate::aws::names::HOST_MAX;
 
 struct Run {
     findings: Vec<Finding>,
@@ -396,22 +396,9 @@ pub fn parse_ats_endpoint(host: &str) -> Option<(&str, &str)> {
 }
 
 fn check_endpoint(run: &mut Run, host: &str) {
-    let valid_chars = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        && !host.starts_with('.')
-        && !host.ends_with('.');
-    let (status, message) = if !valid_chars {
-        (
-            Status::Fail,
-            format!("'{host}' is not a host name (give the endpoint without https:// or a port)"),
-        )
-    } else if host.len() > MAX_HOST_LEN {
-        (
-            Status::Fail,
-            format!("the endpoint is {} bytes long, more than the {MAX_HOST_LEN} bytes AT+CIPSTART accepts", host.len()),
-        )
+    // The same rule every command applies where the endpoint enters the program.
+    let (status, message) = if let Err(e) = crate::aws::names::Endpoint::parse(host) {
+        (Status::Fail, e.to_string())
     } else if let Some((_, region)) = parse_ats_endpoint(host) {
         (
             Status::Pass,
@@ -436,6 +423,9 @@ fn check_hygiene(run: &mut Run, file: &'static str, bytes: &[u8]) {
         return; // DER: nothing textual to check.
     }
     let mut problems = Vec::new();
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        problems.push("starts with a UTF-8 byte order mark (BOM) before the BEGIN line (the module gets those 3 bytes too): save it without the BOM".to_string());
+    }
     if bytes.windows(2).any(|w| w == b"\r\n") {
         problems.push("has CRLF line endings (the module copies the bytes as they are; LF is what AWS hands out)".to_string());
     }
