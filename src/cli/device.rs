@@ -26,7 +26,8 @@ use super::Exit;
 /// Flags of every device command.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeviceArgs {
-    /// Serial port of the module's AT UART (e.g. /dev/ttyUSB0, or the pty `esp-aws sim` prints).
+    /// Port of the module's AT UART: a serial device (/dev/ttyUSB0, COM3, the pty `esp-aws sim`
+    /// prints), socket://HOST:PORT (raw TCP) or rfc2217://HOST:PORT (RFC 2217).
     #[arg(
         short = 'p',
         long,
