@@ -137,13 +137,15 @@ pub fn binary_limit(command: &str) -> usize {
             .min(super::digest::MAX_BINARY);
     }
     if let Some(args) = command.strip_prefix("AT+SYSMFG=1,") {
-        // With an explicit length, that; otherwise one whole NVS value, which the
-        // firmware caps far below MAX_BINARY (credentials are a few KiB).
+        // A key listing (namespace only) carries no value; a value read with an explicit
+        // length, that much; otherwise one whole NVS value, which the firmware caps far
+        // below MAX_BINARY (credentials are a few KiB).
         return match args.split(',').count() {
+            2 => super::digest::MAX_BINARY,
             4 => last_number(args)
                 .unwrap_or(0)
                 .min(super::digest::MAX_BINARY),
-            _ => super::digest::MAX_BINARY,
+            _ => 0,
         };
     }
     0
@@ -526,6 +528,33 @@ impl<T: Transport> AtClient<T> {
     pub fn absorb_buffered(&mut self) {
         while let Some(event) = self.digester.next_event() {
             self.note(&event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::at::digest::MAX_BINARY;
+
+    #[test]
+    fn binary_limit_is_what_the_command_asks_for() {
+        let cases = [
+            ("AT+SYSFLASH=2,\"client_key\",0,1692", 1692),
+            ("AT+SYSFLASH=2,\"client_key\",4096,8192", 8192),
+            ("AT+SYSFLASH=2,\"client_key\",0,99999999", MAX_BINARY),
+            ("AT+CIPRECVDATA=2920", 2920),
+            ("AT+CIPRECVDATA=1,512", 512),
+            ("AT+SYSMFG=1,\"client_cert\",\"client_cert.0\"", MAX_BINARY),
+            ("AT+SYSMFG=1,\"client_cert\",\"client_cert.0\",0,300", 300),
+            ("AT+SYSMFG=1,\"client_cert\"", 0),
+            ("AT+SYSFLASH?", 0),
+            ("AT+SYSFLASH=1,\"client_key\",0,100", 0),
+            ("AT+GMR", 0),
+            ("AT+CIPRECVDATA=x", 0),
+        ];
+        for (command, limit) in cases {
+            assert_eq!(binary_limit(command), limit, "{command}");
         }
     }
 }
