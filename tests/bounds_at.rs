@@ -282,3 +282,22 @@ fn an_http_response_that_never_completes_is_refused_within_its_cap() {
         assert!(at <= 160 * 1024, "{what}: refused only at {at} bytes");
     }
 }
+
+#[test]
+fn draining_an_ipd_flood_keeps_neither_the_frames_nor_the_data() {
+    let mut frame = b"+IPD,60000:".to_vec();
+    frame.extend_from_slice(&[b'd'; 60000]);
+    let mut module = Flood::new(b"", &frame, 8 * MIB, b"\r\nOK\r\n");
+    // Already talking: what a drain meets after an interrupted command.
+    module.commanded = true;
+    let (result, peak) = peak_alloc(|| {
+        let mut client = AtClient::new(module);
+        client
+            .drain(Duration::from_millis(200), Duration::from_secs(30))
+            .map(|events| (events.len(), client.rx_len()))
+    });
+    let (events, rx) = result.expect("drain");
+    assert!(events <= 256, "{events} events kept");
+    assert!(rx <= 128 * 1024, "{rx} bytes kept");
+    assert!(peak <= CAP, "peak {peak} bytes");
+}

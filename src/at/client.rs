@@ -475,13 +475,16 @@ impl<T: Transport> AtClient<T> {
     }
 
     /// Reads and drops whatever arrives until the line is quiet for `quiet`.
-    /// Returns the first events (at most a few hundred: what follows is read and dropped);
-    /// over-long lines and oversized replies among them are dropped too.
+    /// Returns the first events (at most a few hundred: what follows is read and dropped),
+    /// without payloads: `+IPD` data goes where it always goes (see [`AtClient::take_rx`])
+    /// and binary replies nobody waits for are dropped, so that the list stays small
+    /// whatever arrives. Over-long lines and oversized replies are dropped too.
     pub fn drain(&mut self, quiet: Duration, max: Duration) -> Result<Vec<Event>, Error> {
         let end = Instant::now() + max;
         let mut events = Vec::new();
         while Instant::now() < end {
             match self.next_event((Instant::now() + quiet).min(end)) {
+                Ok(Some(Event::Data { .. } | Event::Binary { .. })) => {}
                 Ok(Some(e)) if events.len() < MAX_DRAINED => events.push(e),
                 Ok(Some(_)) => {}
                 Ok(None) => break,

@@ -7,6 +7,11 @@
 //! digester looks at the front of the unread bytes and returns one event and how many bytes
 //! it used, or asks for more; the caller keeps the bytes it has not consumed.
 //!
+//! Nothing the module announces decides how much is buffered: a binary reply may announce
+//! at most what the running command asked for ([`Digester::set_limit`]), an `+IPD` frame at
+//! most [`MAX_IPD`], a line at most [`MAX_LINE`]; beyond that the digester reports
+//! [`Event::Oversized`] or [`Event::LineTooLong`] and reads on.
+//!
 //! Spec: `esp-at.md` §4 (framing, result strings, URCs), §5.13–§5.15 (`+IPD`), §5.17
 //! (`+SYSFLASH` reads), §7 (host parser rules).
 
