@@ -37,6 +37,7 @@ mod sim_cli;
 
 mod flash_cli;
 mod mitm;
+mod hostile_module;
 mod provision_rom;
 
 mod net_codec;

@@ -49,6 +49,29 @@ pub enum Error {
     /// A string argument holds a CR, LF or other control character; nothing was sent.
     #[error("refused to send {0}: an argument holds a CR, LF or other control character, which would end the command early")]
     UnsafeArgument(String),
+    /// A length-prefixed reply announced more bytes than the command asked for.
+    #[error("the module announced {announced} bytes of {prefix} data where at most {limit} can come: refusing it (the module's firmware or the serial line is misbehaving)")]
+    Oversized {
+        /// The reply's prefix (`+SYSFLASH`, `+IPD`, …).
+        prefix: &'static str,
+        /// What the module announced.
+        announced: usize,
+        /// The most that could be accepted.
+        limit: usize,
+    },
+    /// A line without an end, longer than any ESP-AT output.
+    #[error("the module sent more than {} bytes without a line end: that is not ESP-AT output (a wrong baud rate, or a misbehaving module)", super::digest::MAX_LINE)]
+    LineTooLong,
+    /// More unrequested output than any command produces.
+    #[error("the module sent more than {limit} bytes of {what} {context}: refusing to buffer more (the module is misbehaving)")]
+    Flood {
+        /// Where they came (`in answer to AT+GMR`, `that nobody read`).
+        context: String,
+        /// What kind of output (`response lines`, `+IPD data`).
+        what: &'static str,
+        /// The cap that was reached.
+        limit: usize,
+    },
     /// A reply that does not fit the command.
     #[error("unexpected answer to {command}: {reply}")]
     Unexpected {
@@ -83,6 +106,54 @@ impl Reply {
 
 use crate::trace::{Direction, Trace};
 
+/// The most `+IPD` payload bytes kept while nobody takes them: a few HTTP responses'
+/// worth (the HTTP reader refuses responses over 64 KiB anyway). More is a flood and an
+/// error ([`Error::Flood`]); the excess is dropped, never buffered.
+pub const MAX_RX: usize = 128 * 1024;
+
+/// The most response-line text one command may collect before its final result. The
+/// longest legitimate reply (`AT+SYSFLASH?`, `AT+CWLAP`) is a few KiB.
+pub const MAX_REPLY_TEXT: usize = 64 * 1024;
+
+/// The most events [`AtClient::drain`] returns, and the most stray text kept for
+/// diagnostics: enough to recognise a boot log, bounded against a flood.
+const MAX_DRAINED: usize = 256;
+const MAX_STRAY: usize = 8 * 1024;
+
+/// The most bytes a binary reply to `command` may announce: what the command itself asks
+/// for (`AT+SYSFLASH=2,"<name>",<offset>,<len>`, `AT+CIPRECVDATA=[<id>,]<len>`,
+/// `AT+SYSMFG=1,"<ns>","<key>"[,<offset>,<len>]`), and 0 for commands that read no binary.
+pub fn binary_limit(command: &str) -> usize {
+    let last_number = |args: &str| {
+        args.rsplit(',')
+            .next()
+            .and_then(|n| n.trim().parse::<usize>().ok())
+    };
+    if let Some(args) = command.strip_prefix("AT+SYSFLASH=2,") {
+        return last_number(args)
+            .unwrap_or(0)
+            .min(super::digest::MAX_BINARY);
+    }
+    if let Some(args) = command.strip_prefix("AT+CIPRECVDATA=") {
+        return last_number(args)
+            .unwrap_or(0)
+            .min(super::digest::MAX_BINARY);
+    }
+    if let Some(args) = command.strip_prefix("AT+SYSMFG=1,") {
+        // A key listing (namespace only) carries no value; a value read with an explicit
+        // length, that much; otherwise one whole NVS value, which the firmware caps far
+        // below MAX_BINARY (credentials are a few KiB).
+        return match args.split(',').count() {
+            2 => super::digest::MAX_BINARY,
+            4 => last_number(args)
+                .unwrap_or(0)
+                .min(super::digest::MAX_BINARY),
+            _ => 0,
+        };
+    }
+    0
+}
+
 /// How often and how long a `busy p...` is retried.
 const BUSY_RETRIES: u32 = 10;
 const BUSY_BACKOFF: Duration = Duration::from_millis(100);
@@ -105,6 +176,8 @@ pub struct AtClient<T: Transport> {
     time_updated: bool,
     /// Lines of an exchange that timed out (diagnostics: boot-log text on the wrong port).
     stray: Vec<String>,
+    /// `+IPD` bytes beyond [`MAX_RX`] arrived and were dropped: reported once.
+    rx_overflow: bool,
 }
 
 impl<T: Transport> std::fmt::Debug for AtClient<T> {
@@ -130,6 +203,7 @@ impl<T: Transport> AtClient<T> {
             rebooted: false,
             time_updated: false,
             stray: Vec::new(),
+            rx_overflow: false,
         }
     }
 
@@ -154,7 +228,26 @@ impl<T: Transport> AtClient<T> {
         loop {
             if let Some(event) = self.digester.next_event() {
                 self.note(&event);
-                return Ok(Some(event));
+                if std::mem::take(&mut self.rx_overflow) {
+                    return Err(Error::Flood {
+                        context: "that nobody read".into(),
+                        what: "+IPD data",
+                        limit: MAX_RX,
+                    });
+                }
+                return match event {
+                    Event::Oversized {
+                        prefix,
+                        announced,
+                        limit,
+                    } => Err(Error::Oversized {
+                        prefix,
+                        announced,
+                        limit,
+                    }),
+                    Event::LineTooLong => Err(Error::LineTooLong),
+                    event => Ok(Some(event)),
+                };
             }
             let now = Instant::now();
             if now >= deadline {
@@ -187,7 +280,13 @@ impl<T: Transport> AtClient<T> {
     /// Keeps the state that URCs and data carry, whichever command is running.
     fn note(&mut self, event: &Event) {
         match event {
-            Event::Data { bytes, .. } => self.rx.extend_from_slice(bytes),
+            Event::Data { bytes, .. } => {
+                if self.rx.len() + bytes.len() > MAX_RX {
+                    self.rx_overflow = true;
+                } else {
+                    self.rx.extend_from_slice(bytes);
+                }
+            }
             Event::Urc(Urc::DataAvailable { .. }) => self.data_announced = true,
             Event::Urc(Urc::Closed(_)) => self.closed = true,
             Event::Urc(Urc::Ready) => {
@@ -254,13 +353,29 @@ impl<T: Transport> AtClient<T> {
         line.extend_from_slice(command.as_bytes());
         line.extend_from_slice(b"\r\n");
         self.write(&line, false)?;
+        self.digester.set_limit(binary_limit(command));
+        let result = self.collect_reply(command, payload, timeout);
+        // Between commands no binary reply is due.
+        self.digester.set_limit(0);
+        result
+    }
+
+    fn collect_reply(
+        &mut self,
+        command: &str,
+        payload: Option<(&[u8], bool)>,
+        timeout: Duration,
+    ) -> Result<Reply, Error> {
         let deadline = Instant::now() + timeout;
         let mut reply = Reply::default();
+        let mut text = 0usize;
         let mut err_code = None;
         let mut payload = payload;
         loop {
             let Some(event) = self.next_event(deadline)? else {
-                self.stray.append(&mut reply.lines);
+                if self.stray.iter().map(String::len).sum::<usize>() < MAX_STRAY {
+                    self.stray.append(&mut reply.lines);
+                }
                 return Err(Error::Timeout {
                     command: command.to_string(),
                     waited: timeout,
@@ -269,7 +384,17 @@ impl<T: Transport> AtClient<T> {
             match event {
                 // Echo (before ATE0 took effect) is the command itself.
                 Event::Line(l) if l == command.as_bytes() => {}
-                Event::Line(l) => reply.lines.push(String::from_utf8_lossy(&l).into_owned()),
+                Event::Line(l) => {
+                    text += l.len() + 1;
+                    if text > MAX_REPLY_TEXT {
+                        return Err(Error::Flood {
+                            context: format!("in answer to {command}"),
+                            what: "response lines",
+                            limit: MAX_REPLY_TEXT,
+                        });
+                    }
+                    reply.lines.push(String::from_utf8_lossy(&l).into_owned())
+                }
                 Event::Binary { bytes, .. } => reply.binary = Some(bytes),
                 Event::ErrCode(c) => err_code = Some(c),
                 Event::Busy => return Err(Error::Busy(command.to_string())),
@@ -297,6 +422,8 @@ impl<T: Transport> AtClient<T> {
                     return Err(Error::SendFailed)
                 }
                 Event::Recv(_) | Event::Urc(_) | Event::Data { .. } => {}
+                // Turned into errors by next_event.
+                Event::Oversized { .. } | Event::LineTooLong => {}
             }
         }
     }
@@ -351,13 +478,23 @@ impl<T: Transport> AtClient<T> {
     }
 
     /// Reads and drops whatever arrives until the line is quiet for `quiet`.
+    /// Returns the first events (at most a few hundred: what follows is read and dropped),
+    /// without payloads: `+IPD` data goes where it always goes (see [`AtClient::take_rx`])
+    /// and binary replies nobody waits for are dropped, so that the list stays small
+    /// whatever arrives. Over-long lines and oversized replies are dropped too.
     pub fn drain(&mut self, quiet: Duration, max: Duration) -> Result<Vec<Event>, Error> {
         let end = Instant::now() + max;
         let mut events = Vec::new();
         while Instant::now() < end {
-            match self.next_event((Instant::now() + quiet).min(end))? {
-                Some(e) => events.push(e),
-                None => break,
+            match self.next_event((Instant::now() + quiet).min(end)) {
+                Ok(Some(Event::Data { .. } | Event::Binary { .. })) => {}
+                Ok(Some(e)) if events.len() < MAX_DRAINED => events.push(e),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(Error::Oversized { .. } | Error::LineTooLong | Error::Flood { .. }) => {
+                    self.rx.clear();
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(events)
@@ -382,6 +519,13 @@ impl<T: Transport> AtClient<T> {
     pub fn take_stray_text(&mut self) -> String {
         let mut text = std::mem::take(&mut self.stray).join("\n");
         text.push_str(&String::from_utf8_lossy(self.digester.pending()));
+        if text.len() > MAX_STRAY {
+            let mut cut = MAX_STRAY;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+        }
         text
     }
 
@@ -390,6 +534,33 @@ impl<T: Transport> AtClient<T> {
     pub fn absorb_buffered(&mut self) {
         while let Some(event) = self.digester.next_event() {
             self.note(&event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::at::digest::MAX_BINARY;
+
+    #[test]
+    fn binary_limit_is_what_the_command_asks_for() {
+        let cases = [
+            ("AT+SYSFLASH=2,\"client_key\",0,1692", 1692),
+            ("AT+SYSFLASH=2,\"client_key\",4096,8192", 8192),
+            ("AT+SYSFLASH=2,\"client_key\",0,99999999", MAX_BINARY),
+            ("AT+CIPRECVDATA=2920", 2920),
+            ("AT+CIPRECVDATA=1,512", 512),
+            ("AT+SYSMFG=1,\"client_cert\",\"client_cert.0\"", MAX_BINARY),
+            ("AT+SYSMFG=1,\"client_cert\",\"client_cert.0\",0,300", 300),
+            ("AT+SYSMFG=1,\"client_cert\"", 0),
+            ("AT+SYSFLASH?", 0),
+            ("AT+SYSFLASH=1,\"client_key\",0,100", 0),
+            ("AT+GMR", 0),
+            ("AT+CIPRECVDATA=x", 0),
+        ];
+        for (command, limit) in cases {
+            assert_eq!(binary_limit(command), limit, "{command}");
         }
     }
 }

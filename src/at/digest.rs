@@ -7,6 +7,11 @@
 //! digester looks at the front of the unread bytes and returns one event and how many bytes
 //! it used, or asks for more; the caller keeps the bytes it has not consumed.
 //!
+//! Nothing the module announces decides how much is buffered: a binary reply may announce
+//! at most what the running command asked for ([`Digester::set_limit`]), an `+IPD` frame at
+//! most [`MAX_IPD`], a line at most [`MAX_LINE`]; beyond that the digester reports
+//! [`Event::Oversized`] or [`Event::LineTooLong`] and reads on.
+//!
 //! Spec: `esp-at.md` §4 (framing, result strings, URCs), §5.13–§5.15 (`+IPD`), §5.17
 //! (`+SYSFLASH` reads), §7 (host parser rules).
 
@@ -128,6 +133,20 @@ pub enum Event {
         /// Exactly the announced bytes.
         bytes: Vec<u8>,
     },
+    /// A length-prefixed reply (`+IPD`, `+SYSFLASH`, `+CIPRECVDATA`, `+SYSMFG`) announced
+    /// more bytes than may arrive: only its header was consumed, and the bytes that follow
+    /// are read as lines (noise), never gathered into one allocation of the announced size.
+    Oversized {
+        /// The response prefix, e.g. `+SYSFLASH`.
+        prefix: &'static str,
+        /// The length the module announced (saturated when it does not fit a `usize`).
+        announced: usize,
+        /// The most that was acceptable.
+        limit: usize,
+    },
+    /// More than [`MAX_LINE`] bytes without a line end: the first `MAX_LINE` bytes were
+    /// consumed; a [`Digester`] also drops the rest of that line.
+    LineTooLong,
 }
 
 impl fmt::Debug for Event {
@@ -147,6 +166,15 @@ impl fmt::Debug for Event {
             Event::Binary { prefix, bytes } => {
                 write!(f, "Binary {{ {prefix}, len: {} }}", bytes.len())
             }
+            Event::Oversized {
+                prefix,
+                announced,
+                limit,
+            } => write!(
+                f,
+                "Oversized {{ {prefix}, announced: {announced}, limit: {limit} }}"
+            ),
+            Event::LineTooLong => f.write_str("LineTooLong"),
         }
     }
 }
@@ -162,17 +190,31 @@ pub enum Digest {
     Incomplete,
 }
 
-/// A line longer than this without a terminator is treated as line noise and emitted, so a
-/// garbled stream cannot stall the digester. No ESP-AT response line comes close.
-pub const MAX_LINE: usize = 2048;
+/// The longest line accepted. A longer one (or this many bytes with no line end) is
+/// [`Event::LineTooLong`], so a module that never ends its line cannot make the host buffer
+/// without limit. No ESP-AT response line comes close (the longest, `AT+SYSFLASH?` and
+/// `AT+CWLAP` rows, are under 200 bytes).
+pub const MAX_LINE: usize = 4096;
 
 /// Largest `+IPD` payload accepted. The firmware sends at most 2920 bytes per frame in
 /// active mode; anything much larger is a corrupted header, not data.
 pub const MAX_IPD: usize = 65536;
 
+/// Largest binary reply (`+SYSFLASH`, `+CIPRECVDATA`, `+SYSMFG`) [`digest`] accepts when
+/// the caller names no smaller limit: more than any credential partition read in one go.
+pub const MAX_BINARY: usize = 65536;
+
 /// Looks at the front of `buf` and returns the first event, bytes to skip, or a request
-/// for more input. Never reads past `buf` and never panics, whatever it holds.
+/// for more input. Never reads past `buf` and never panics, whatever it holds. Binary
+/// replies may announce at most [`MAX_BINARY`] bytes.
 pub fn digest(buf: &[u8]) -> Digest {
+    digest_bounded(buf, MAX_BINARY)
+}
+
+/// [`digest`] with binary replies (`+SYSFLASH`, `+CIPRECVDATA`, `+SYSMFG`) limited to
+/// `limit` bytes, the most the running command asked for: a reply announcing more is
+/// [`Event::Oversized`], so waiting for it never holds more than `limit` bytes plus a header.
+pub fn digest_bounded(buf: &[u8], limit: usize) -> Digest {
     if buf.is_empty() {
         return Digest::Incomplete;
     }
@@ -188,12 +230,15 @@ pub fn digest(buf: &[u8]) -> Digest {
     if buf[0] == b'>' {
         return Digest::Event(Event::Prompt, 1);
     }
-    if let Some(result) = length_prefixed(buf) {
+    if let Some(result) = length_prefixed(buf, limit) {
         return result;
     }
-    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+    // Only the first MAX_LINE + 1 bytes are searched: a longer line is refused whether or
+    // not its end has arrived, so the outcome does not depend on how reads were split.
+    let window = &buf[..buf.len().min(MAX_LINE + 1)];
+    let Some(nl) = window.iter().position(|&b| b == b'\n') else {
         if buf.len() > MAX_LINE {
-            return Digest::Event(Event::Line(buf[..MAX_LINE].to_vec()), MAX_LINE);
+            return Digest::Event(Event::LineTooLong, MAX_LINE);
         }
         return Digest::Incomplete;
     };
@@ -307,6 +352,17 @@ fn parse_usize(digits: &[u8]) -> Option<usize> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
+/// A length field: decimal digits, saturating at `usize::MAX` (a twenty-digit length is an
+/// oversized announcement, not a line).
+fn parse_len(digits: &[u8]) -> Option<usize> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0usize, |n, &d| {
+        n.saturating_mul(10).saturating_add(usize::from(d - b'0'))
+    }))
+}
+
 fn parse_link(digits: &[u8]) -> Option<u8> {
     match digits {
         [d @ b'0'..=b'9'] => Some(d - b'0'),
@@ -328,7 +384,7 @@ enum Header {
     },
 }
 
-fn length_prefixed(buf: &[u8]) -> Option<Digest> {
+fn length_prefixed(buf: &[u8], limit: usize) -> Option<Digest> {
     let (prefix, header) = if buf.starts_with(b"+IPD,") || b"+IPD,".starts_with(buf) {
         ("+IPD", ipd_header(buf))
     } else if buf.starts_with(b"+SYSFLASH:") || b"+SYSFLASH:".starts_with(buf) {
@@ -348,6 +404,15 @@ fn length_prefixed(buf: &[u8]) -> Option<Digest> {
             len,
             link,
         } => {
+            let limit = if prefix == "+IPD" { MAX_IPD } else { limit };
+            if len > limit {
+                let event = Event::Oversized {
+                    prefix,
+                    announced: len,
+                    limit,
+                };
+                return Some(Digest::Event(event, header_len));
+            }
             let end = header_len.checked_add(len)?;
             if buf.len() < end {
                 return Some(Digest::Incomplete);
@@ -396,15 +461,15 @@ fn ipd_header(buf: &[u8]) -> Header {
         Err(h) => return h,
     };
     let (link, len) = match fields.as_slice() {
-        [len] | [len, _, _] => (None, parse_usize(len)),
+        [len] | [len, _, _] => (None, parse_len(len)),
         [id, len] | [id, len, _, _] => match parse_link(id) {
-            Some(id) => (Some(id), parse_usize(len)),
+            Some(id) => (Some(id), parse_len(len)),
             None => return Header::No,
         },
         _ => return Header::No,
     };
     match len {
-        Some(len) if len <= MAX_IPD => Header::Yes {
+        Some(len) => Header::Yes {
             header_len,
             len,
             link,
@@ -422,9 +487,9 @@ fn counted_header(buf: &[u8], prefix: &[u8]) -> Header {
     if !buf[prefix.len()].is_ascii_digit() {
         return Header::No;
     }
-    match header_fields(buf, prefix.len(), b',', 12) {
+    match header_fields(buf, prefix.len(), b',', 24) {
         Ok((fields, header_len)) => match fields.as_slice() {
-            [len] => parse_usize(len).map_or(Header::No, |len| Header::Yes {
+            [len] => parse_len(len).map_or(Header::No, |len| Header::Yes {
                 header_len,
                 len,
                 link: None,
@@ -502,7 +567,7 @@ fn sysmfg_header(buf: &[u8]) -> Header {
         }
     }
     let binary = matches!(fields[2], b"7" | b"8");
-    match (binary, parse_usize(fields[3])) {
+    match (binary, parse_len(fields[3])) {
         (true, Some(len)) => Header::Yes {
             header_len: pos,
             len,
@@ -513,15 +578,39 @@ fn sysmfg_header(buf: &[u8]) -> Header {
 }
 
 /// A digester that keeps the bytes it has not consumed yet.
-#[derive(Debug, Default)]
+///
+/// What it holds is bounded whatever the module sends, provided [`Digester::next_event`]
+/// is called after each [`Digester::push`] until it returns `None`: at most
+/// `max(MAX_LINE, limit + header, MAX_IPD + header)` bytes plus the last push.
+#[derive(Debug)]
 pub struct Digester {
     buf: Vec<u8>,
+    /// The most bytes a binary reply may announce (see [`digest_bounded`]).
+    limit: usize,
+    /// The rest of an over-long line is being dropped, up to its line end.
+    skipping_line: bool,
+}
+
+impl Default for Digester {
+    fn default() -> Self {
+        Digester {
+            buf: Vec::new(),
+            limit: MAX_BINARY,
+            skipping_line: false,
+        }
+    }
 }
 
 impl Digester {
-    /// An empty digester.
+    /// An empty digester accepting binary replies of up to [`MAX_BINARY`] bytes.
     pub fn new() -> Digester {
         Digester::default()
+    }
+
+    /// Sets the most bytes a binary reply may announce from now on: what the running
+    /// command asked for (0 when it asked for none).
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
     }
 
     /// Appends bytes read from the module.
@@ -532,7 +621,24 @@ impl Digester {
     /// The next complete event, if the buffered bytes hold one.
     pub fn next_event(&mut self) -> Option<Event> {
         loop {
-            match digest(&self.buf) {
+            if self.skipping_line {
+                match self.buf.iter().position(|&b| b == b'\n') {
+                    Some(nl) => {
+                        self.buf.drain(..=nl);
+                        self.skipping_line = false;
+                    }
+                    None => {
+                        self.buf.clear();
+                        return None;
+                    }
+                }
+            }
+            match digest_bounded(&self.buf, self.limit) {
+                Digest::Event(Event::LineTooLong, n) => {
+                    self.buf.drain(..n);
+                    self.skipping_line = true;
+                    return Some(Event::LineTooLong);
+                }
                 Digest::Event(event, n) => {
                     self.buf.drain(..n);
                     return Some(event);
@@ -553,6 +659,7 @@ impl Digester {
     /// Forgets everything buffered (after a reboot, or before a new command).
     pub fn clear(&mut self) {
         self.buf.clear();
+        self.skipping_line = false;
     }
 }
 
@@ -721,11 +828,19 @@ mod tests {
     }
 
     #[test]
-    fn noise_without_newline_is_flushed_as_a_line() {
+    fn noise_without_newline_is_a_line_too_long() {
         let noise = vec![b'x'; MAX_LINE + 10];
+        assert_eq!(ev(&noise), (Some(Event::LineTooLong), MAX_LINE));
+        // The same when the line end has arrived too late.
+        let mut late = vec![b'x'; MAX_LINE + 1];
+        late.extend_from_slice(b"\r\nOK\r\n");
+        assert_eq!(ev(&late), (Some(Event::LineTooLong), MAX_LINE));
+        // A line of exactly MAX_LINE bytes is still a line.
+        let mut max = vec![b'x'; MAX_LINE];
+        max.push(b'\n');
         assert_eq!(
-            ev(&noise),
-            (Some(Event::Line(noise[..MAX_LINE].to_vec())), MAX_LINE)
+            ev(&max),
+            (Some(Event::Line(vec![b'x'; MAX_LINE])), MAX_LINE + 1)
         );
     }
 

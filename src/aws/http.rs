@@ -137,10 +137,23 @@ enum Framing {
     UntilClose,
 }
 
+/// The most bytes a response may occupy on the wire: a head and a body of up to
+/// [`MAX_RESPONSE`] each. A response still incomplete beyond that can never be accepted,
+/// so the caller's buffer never grows past it (chunk extensions, endless trailers).
+pub const MAX_WIRE: usize = 2 * MAX_RESPONSE;
+
 /// Parses the response at the front of `buf`. `closed` says whether the connection has
 /// ended, which completes a response framed by connection close (and turns a short body
-/// into [`HttpError::Truncated`]).
+/// into [`HttpError::Truncated`]). A response not complete within [`MAX_WIRE`] bytes is
+/// [`HttpError::TooLarge`].
 pub fn parse_response(buf: &[u8], closed: bool) -> Result<Parsed, HttpError> {
+    match parse_front(buf, closed)? {
+        Parsed::Partial if buf.len() > MAX_WIRE => Err(HttpError::TooLarge(MAX_RESPONSE)),
+        parsed => Ok(parsed),
+    }
+}
+
+fn parse_front(buf: &[u8], closed: bool) -> Result<Parsed, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut res = httparse::Response::new(&mut headers);
     let head_len = match res.parse(buf) {
