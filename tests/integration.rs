@@ -33,4 +33,5 @@ mod shadow_e2e;
 mod sim_cli;
 
 mod flash_cli;
+mod keys_exposed;
 mod provision_rom;

@@ -29,7 +29,7 @@ pub mod tls;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -380,16 +380,13 @@ impl Endpoint {
         }
         let log_file = match &config.log_file {
             None => None,
-            Some(path) => Some(Mutex::new(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|source| Error::Io {
-                        path: path.clone(),
-                        source,
-                    })?,
-            )),
+            // The log holds request bodies: owner only, whatever the umask.
+            Some(path) => Some(Mutex::new(crate::files::open_append(path, 0o600).map_err(
+                |source| Error::Io {
+                    path: path.clone(),
+                    source,
+                },
+            )?)),
         };
         let registry = Arc::new(tls::LiveRegistry::new(
             account.dir(),
