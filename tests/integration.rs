@@ -13,6 +13,7 @@ mod at_session;
 
 mod endpoint;
 mod endpoint_cli;
+mod endpoint_flood;
 mod endpoint_tls;
 mod endpoint_util;
 
