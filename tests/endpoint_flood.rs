@@ -264,3 +264,24 @@ fn ten_thousand_idle_connections_do_not_starve_real_clients() {
     }
     println!("endpoint descriptors at the end: {ep_fds}");
 }
+
+#[test]
+fn a_connection_that_never_finishes_its_handshake_is_closed() {
+    let ep = crate::endpoint_util::start();
+    let mut idle = TcpStream::connect(ep.handle.rest_addr()).unwrap();
+    // Nothing is sent. The endpoint closes it after its handshake time limit (10 s); the
+    // idle limit (120 s) is far beyond this wait.
+    idle.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let started = Instant::now();
+    let got = idle.read(&mut [0u8; 64]);
+    println!(
+        "a silent connection was closed after {:.1?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(got, Ok(0))
+            || matches!(&got, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the endpoint kept a silent connection open for 60 s: {got:?}"
+    );
+}

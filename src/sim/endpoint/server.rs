@@ -583,3 +583,58 @@ fn dispatch(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A connected pair: (our end, the peer's end).
+    fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (server, client)
+    }
+
+    fn closed(peer: &mut TcpStream) -> bool {
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        matches!(peer.read(&mut [0u8; 1]), Ok(0) | Err(_))
+    }
+
+    #[test]
+    fn a_full_table_closes_handshakes_first_then_the_longest_idle_never_a_busy_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let table = Connections::with_limit(3);
+        let (s_busy, mut p_busy) = pair(&listener);
+        let (s_idle, mut p_idle) = pair(&listener);
+        let (s_hs, mut p_hs) = pair(&listener);
+        let busy = table.admit(&s_busy).unwrap();
+        let idle = table.admit(&s_idle).unwrap();
+        table.admit(&s_hs).unwrap();
+        table.set_phase(busy, Phase::Busy);
+        table.set_phase(idle, Phase::Idle);
+
+        // Full: the unfinished handshake goes, although it is the newest.
+        let (s4, _p4) = pair(&listener);
+        let fourth = table.admit(&s4).unwrap();
+        assert!(closed(&mut p_hs));
+        // Full again: the idle one goes before the newer handshake.
+        table.set_phase(fourth, Phase::Busy);
+        let (s5, _p5) = pair(&listener);
+        table.admit(&s5).unwrap();
+        assert!(closed(&mut p_idle));
+        table.set_phase(busy, Phase::Busy);
+        // Full of busy connections but one handshake: it goes; then all busy: refused.
+        let (s6, _p6) = pair(&listener);
+        let sixth = table.admit(&s6).unwrap();
+        table.set_phase(sixth, Phase::Busy);
+        let (s7, _p7) = pair(&listener);
+        assert!(table.admit(&s7).is_none());
+        // The busy connection was never touched.
+        p_busy.set_nonblocking(true).unwrap();
+        assert!(matches!(
+            p_busy.read(&mut [0u8; 1]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        ));
+    }
+}
