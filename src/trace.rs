@@ -3,6 +3,12 @@
 //!
 //! The AT driver records the bytes themselves (as text with escapes); the ROM flasher records
 //! one line per command and reply, because its frames carry flash contents.
+//!
+//! Private keys are hidden here, whatever the caller says, in three ways: the replies to a
+//! command that reads a key store back (`AT+SYSFLASH=2` of a `*_key` partition or of
+//! `mfg_nvs`, `AT+SYSMFG=1` of a `*_key` namespace or key; `esp-at.md` §5.x, §2.8–2.9), any
+//! chunk inside a PEM `PRIVATE KEY` block, and any AtPKI bin whose first item is a key
+//! (`esp-at.md` §2.7). Their bytes are replaced by their count.
 
 use std::io::Write;
 use std::time::Instant;
@@ -20,7 +26,16 @@ pub enum Direction {
 pub struct Trace {
     out: Box<dyn Write + Send>,
     last: Instant,
+    /// The key store the current command reads back: its replies are hidden.
+    reading_secret: Option<String>,
+    /// Inside a PEM private-key block or an AtPKI key bin, in the module's replies.
+    rx_in_key: bool,
+    /// The last bytes received, so that a marker split across two reads is still found.
+    rx_tail: Vec<u8>,
 }
+
+/// Bytes of received text kept to find markers that straddle two reads.
+const TAIL: usize = 64;
 
 impl std::fmt::Debug for Trace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -34,13 +49,44 @@ impl Trace {
         Trace {
             out,
             last: Instant::now(),
+            reading_secret: None,
+            rx_in_key: false,
+            rx_tail: Vec::new(),
         }
     }
 
-    /// Records raw bytes; `redacted` ones are replaced by their count.
+    /// Records raw bytes; `redacted` ones are replaced by their count, and so are bytes
+    /// that look like or come from a private key (see the module docs).
     pub fn record(&mut self, dir: Direction, bytes: &[u8], redacted: bool) {
-        let text = if redacted {
-            format!("<{} bytes of credential data, not shown>", bytes.len())
+        let hidden = match dir {
+            Direction::Tx => {
+                // A new command line starts a new exchange: decide what its replies show.
+                if let Some(line) = command_line(bytes) {
+                    self.reading_secret = secret_read(line);
+                    self.rx_in_key = false;
+                    self.rx_tail.clear();
+                }
+                redacted || holds_private_key(bytes)
+            }
+            Direction::Rx => {
+                let mut window = std::mem::take(&mut self.rx_tail);
+                window.extend_from_slice(bytes);
+                let starts = key_start(&window);
+                let inside = self.rx_in_key || starts.is_some();
+                // The block goes on unless it ends after its own start in this window.
+                self.rx_in_key = inside && !ends_after(&window, starts.unwrap_or(0));
+                let keep = window.len().min(TAIL);
+                self.rx_tail = window[window.len() - keep..].to_vec();
+                redacted || inside || self.reading_secret.is_some()
+            }
+        };
+        let text = if hidden {
+            match (&self.reading_secret, dir) {
+                (Some(store), Direction::Rx) => {
+                    format!("<{} bytes of {store}, hidden>", bytes.len())
+                }
+                _ => format!("<{} bytes of credential data, not shown>", bytes.len()),
+            }
         } else {
             escape(bytes)
         };
@@ -73,4 +119,185 @@ pub fn escape(bytes: &[u8]) -> String {
         }
     }
     s
+}
+
+/// The command in `bytes` when they are one AT command line (`AT...\r\n`).
+fn command_line(bytes: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let line = text.strip_suffix("\r\n").unwrap_or(text);
+    (line.len() >= 2 && line[..2].eq_ignore_ascii_case("AT") && !line.contains(['\r', '\n']))
+        .then_some(line)
+}
+
+/// Whether a partition, NVS namespace or NVS key holds private keys: the PKI key partitions
+/// and namespaces (`client_key`, `server_key`, `mqtt_key`, their `<ns>.<n>` keys) and the
+/// whole `mfg_nvs` partition (its raw pages hold them).
+pub fn is_secret_store(name: &str) -> bool {
+    let name = name.trim().trim_matches('"').to_ascii_lowercase();
+    let base = name.split('.').next().unwrap_or("");
+    base.ends_with("_key") || base.contains("priv") || name == "mfg_nvs"
+}
+
+/// The key store `command` reads back, if it reads one: `AT+SYSFLASH=2,"client_key",..`,
+/// `AT+SYSFLASH=2,"mfg_nvs",..`, `AT+SYSMFG=1,"client_key","client_key.0"[,..]`.
+pub fn secret_read(command: &str) -> Option<String> {
+    let command = command.trim();
+    let upper = command.to_ascii_uppercase();
+    let (args, first_arg_names) = if upper.starts_with("AT+SYSFLASH=") {
+        (&command["AT+SYSFLASH=".len()..], 1)
+    } else if upper.starts_with("AT+SYSMFG=") {
+        // The namespace and the key: a value is read only when a key is named.
+        (&command["AT+SYSMFG=".len()..], 2)
+    } else {
+        return None;
+    };
+    let mut parts = args.split(',').map(|p| p.trim().trim_matches('"'));
+    let op = parts.next()?;
+    let names: Vec<&str> = parts.take(first_arg_names).collect();
+    let reads = match first_arg_names {
+        1 => op == "2" && !names.is_empty(),
+        _ => op == "1" && names.len() == 2,
+    };
+    if !reads {
+        return None;
+    }
+    names
+        .iter()
+        .find(|n| is_secret_store(n))
+        .map(|n| n.to_string())
+}
+
+/// Whether `bytes` contain (the start of) a private key: a PEM `PRIVATE KEY` marker or an
+/// AtPKI bin whose first item is a key.
+pub fn holds_private_key(bytes: &[u8]) -> bool {
+    key_start(bytes).is_some()
+}
+
+const PEM_PRIVATE: &[u8] = b"PRIVATE KEY-----";
+const PEM_END: &[u8] = b"-----END";
+
+/// Where a private key starts in `bytes`, if one does.
+fn key_start(bytes: &[u8]) -> Option<usize> {
+    let pem = find(bytes, PEM_PRIVATE).filter(|&at| {
+        // `-----BEGIN ... PRIVATE KEY-----`, not its END line.
+        let line_start = bytes[..at]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        !bytes[line_start..at].windows(3).any(|w| w == b"END")
+    });
+    // AtPKI: f1 f1, count (2), length (4), then the first item's type byte (3 = key).
+    let bin = bytes
+        .windows(9)
+        .position(|w| w[..2] == crate::pki::atpki::MAGIC && w[8] == 3);
+    match (pem, bin) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Whether a PEM block ends after `from` in `bytes`.
+fn ends_after(bytes: &[u8], from: usize) -> bool {
+    find(&bytes[from..], PEM_END).is_some()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn trace() -> (Trace, Sink) {
+        let sink = Sink::default();
+        (Trace::new(Box::new(sink.clone())), sink)
+    }
+
+    fn text(sink: &Sink) -> String {
+        String::from_utf8(sink.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn key_store_reads_are_recognised() {
+        for c in [
+            r#"AT+SYSFLASH=2,"client_key",0,1692"#,
+            r#"AT+SYSFLASH=2,"mfg_nvs",0,4096"#,
+            r#"AT+SYSMFG=1,"client_key","client_key.0""#,
+            r#"AT+SYSMFG=1,"mqtt_key","mqtt_key",0,100"#,
+            r#"at+sysflash=2,"server_key",0,8"#,
+        ] {
+            assert!(secret_read(c).is_some(), "{c}");
+        }
+        for c in [
+            r#"AT+SYSFLASH=2,"client_cert",0,1692"#,
+            r#"AT+SYSFLASH=0,"client_key""#,
+            r#"AT+SYSMFG=1,"client_key""#,
+            "AT+SYSFLASH?",
+            "AT+GMR",
+        ] {
+            assert!(secret_read(c).is_none(), "{c}");
+        }
+    }
+
+    #[test]
+    fn replies_to_a_key_read_are_hidden_until_the_next_command() {
+        let (mut t, sink) = trace();
+        t.record(
+            Direction::Tx,
+            b"AT+SYSFLASH=2,\"client_key\",0,8\r\n",
+            false,
+        );
+        t.record(Direction::Rx, b"+SYSFLASH:8,\x01SECRETS", false);
+        t.record(Direction::Rx, b"\r\nOK\r\n", false);
+        t.record(Direction::Tx, b"AT+GMR\r\n", false);
+        t.record(Direction::Rx, b"AT version\r\nOK\r\n", false);
+        let out = text(&sink);
+        assert!(!out.contains("SECRETS"), "{out}");
+        assert!(out.contains("<20 bytes of client_key, hidden>"), "{out}");
+        assert!(out.contains("AT version"), "{out}");
+    }
+
+    #[test]
+    fn a_pem_private_key_split_across_reads_is_hidden() {
+        let (mut t, sink) = trace();
+        t.record(Direction::Tx, b"AT+CUSTOM\r\n", false);
+        t.record(Direction::Rx, b"-----BEGIN RSA PRIV", false);
+        t.record(Direction::Rx, b"ATE KEY-----\nMIIEsecretbody", false);
+        t.record(Direction::Rx, b"moresecret\n", false);
+        t.record(Direction::Rx, b"-----END RSA PRIVATE KEY-----\n", false);
+        t.record(Direction::Rx, b"OK\r\n", false);
+        let out = text(&sink);
+        assert!(!out.contains("secret"), "{out}");
+        assert!(out.contains("OK\\r\\n"), "{out}");
+    }
+
+    #[test]
+    fn an_atpki_key_bin_is_hidden_and_a_cert_bin_is_not() {
+        let key = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/atpki/key_rsa.bin"
+        ))
+        .unwrap();
+        assert!(holds_private_key(&key[..40]));
+        let cert = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/atpki/cert_rsa.bin"
+        ))
+        .unwrap();
+        assert!(!holds_private_key(&cert));
+    }
 }

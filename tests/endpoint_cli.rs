@@ -325,7 +325,7 @@ fn thing_create_and_cert_deactivate_apply_to_a_running_endpoint() {
 fn kill_9_loses_no_acknowledged_update() {
     let state = fresh_state();
     let mut sim = SimProcess::start(state.path());
-    let clients = 8;
+    let clients = 16;
     let acked: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
     let stop = AtomicBool::new(false);
     let (addr, host) = (sim.rest_addr(), sim.str("endpoint"));
@@ -388,6 +388,12 @@ fn kill_9_loses_no_acknowledged_update() {
         }
     }
     let lost: Vec<&String> = acked.difference(&stored).collect();
+    println!(
+        "kill -9 under {clients} clients: {} updates acknowledged before the kill, {} of them stored after the restart, {} lost",
+        acked.len(),
+        acked.len() - lost.len(),
+        lost.len()
+    );
     assert!(
         lost.is_empty(),
         "{} acknowledged updates lost, e.g. {:?}",

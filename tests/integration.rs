@@ -14,6 +14,7 @@ mod at_session;
 
 mod endpoint;
 mod endpoint_cli;
+mod endpoint_flood;
 mod endpoint_tls;
 mod endpoint_util;
 
@@ -38,6 +39,7 @@ mod sim_cli;
 mod flash_cli;
 mod mitm;
 mod hostile_module;
+mod keys_exposed;
 mod provision_rom;
 
 mod net_codec;

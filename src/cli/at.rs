@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use esp_aws::at::client::{AtClient, Error as AtError};
-use esp_aws::trace::escape;
+use esp_aws::trace::{escape, holds_private_key, secret_read};
+use esp_aws::transport::AnyTransport;
 
 use super::device::{self, DeviceArgs};
 
@@ -48,31 +49,33 @@ pub fn run(args: AtArgs) -> anyhow::Result<ExitCode> {
     for command in &args.commands {
         println!("> {command}");
         let timeout = Duration::from_secs(args.timeout);
-        let mut result = client.command(command, timeout);
+        // A read-back of a key store: its reply is a private key, kept out of the trace too.
+        let secret = secret_read(command);
+        let send = |client: &mut AtClient<AnyTransport>| {
+            if secret.is_some() {
+                client.command_secret_reply(command, timeout)
+            } else {
+                client.command(command, timeout)
+            }
+        };
+        let mut result = send(&mut client);
         if let Err(AtError::Rebooted(_)) = result {
             // The command was lost in the reboot; say so and send it again once the module
             // has finished booting.
             println!("ready (the module rebooted; sending {command} again)");
             client.drain(Duration::from_millis(200), Duration::from_secs(3))?;
             client.take_rebooted();
-            result = client.command(command, timeout);
+            result = send(&mut client);
         }
         match result {
             Ok(reply) => {
-                for line in &reply.lines {
-                    println!("{line}");
-                }
-                if let Some(bytes) = &reply.binary {
-                    println!("<{} bytes> {}", bytes.len(), escape(bytes));
-                }
+                print_reply(&reply.lines, reply.binary.as_deref(), secret.as_deref());
                 println!("OK");
             }
             Err(AtError::Failed {
                 lines, err_code, ..
             }) => {
-                for line in &lines {
-                    println!("{line}");
-                }
+                print_reply(&lines, None, secret.as_deref());
                 if let Some(code) = err_code {
                     println!("{code}");
                 }
@@ -90,4 +93,33 @@ pub fn run(args: AtArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Prints a reply's lines and binary data, except private keys: the reply to a read of a
+/// key store (`secret`) and anything from a PEM `PRIVATE KEY` block or an AtPKI key bin on
+/// are summarised by their size.
+fn print_reply(lines: &[String], binary: Option<&[u8]>, secret: Option<&str>) {
+    let mut hidden = 0;
+    let mut hide = secret.is_some();
+    for line in lines {
+        hide = hide || holds_private_key(line.as_bytes());
+        if hide {
+            hidden += line.len() + 2;
+        } else {
+            println!("{line}");
+        }
+    }
+    if let Some(bytes) = binary {
+        if hide || holds_private_key(bytes) {
+            hidden += bytes.len();
+        } else {
+            println!("<{} bytes> {}", bytes.len(), escape(bytes));
+        }
+    }
+    if hidden > 0 {
+        println!(
+            "<{hidden} bytes of {}, hidden>",
+            secret.unwrap_or("private key data")
+        );
+    }
 }

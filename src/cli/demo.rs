@@ -43,7 +43,8 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(180);
 /// Where the demo works: the state directory, and whether it was made for this run.
 fn work_dir(state: Option<&Path>) -> anyhow::Result<(PathBuf, bool)> {
     if let Some(dir) = state {
-        std::fs::create_dir_all(dir)
+        // It will hold the simulated account's keys: owner only.
+        esp_aws::files::create_dir_all(dir, esp_aws::files::PRIVATE_DIR_MODE)
             .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
         return Ok((
             std::path::absolute(dir).unwrap_or_else(|_| dir.into()),
@@ -54,7 +55,7 @@ fn work_dir(state: Option<&Path>) -> anyhow::Result<(PathBuf, bool)> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let dir = std::env::temp_dir().join(format!("esp-aws-demo-{}-{stamp}", std::process::id()));
-    std::fs::create_dir_all(&dir)
+    esp_aws::files::create_dir_new(&dir, esp_aws::files::PRIVATE_DIR_MODE)
         .with_context(|| format!("cannot create the demo directory {}", dir.display()))?;
     Ok((dir, true))
 }
@@ -176,7 +177,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the esp-aws binary to run")?;
     let (dir, temporary) = work_dir(args.state.as_deref())?;
     let transcript_path = dir.join("demo-transcript.txt");
-    let mut transcript = std::fs::File::create(&transcript_path)
+    let mut transcript = esp_aws::files::create_or_truncate(&transcript_path, 0o600)
         .with_context(|| format!("cannot create {}", transcript_path.display()))?;
     let demo_started = Instant::now();
 

@@ -214,7 +214,9 @@ pub fn save_config(update: &Config) -> anyhow::Result<PathBuf> {
         "# written by esp-aws; flags and ESP_AWS_* variables override it\n{}",
         toml::to_string(&config)?
     );
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    // Atomic, 0644 whatever the umask, never through a planted link or temporary file.
+    esp_aws::files::write_atomic(&path, text.as_bytes(), false)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
 

@@ -346,7 +346,8 @@ pub fn run(args: FlashArgs) -> anyhow::Result<ExitCode> {
             }
             finish(&mut loader, port, &args.rom)?;
             // Written in one go after the whole read: no half-written output file.
-            super::pki::write_file(&output, &data, false)?;
+            // Flash contents may hold a private key (the key partitions, mfg_nvs): owner only.
+            super::pki::write_file(&output, &data, true)?;
             println!("read {len} bytes at {offset:#x} into {}", output.display());
             Ok(ExitCode::SUCCESS)
         }

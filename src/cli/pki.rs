@@ -1,6 +1,5 @@
 //! `esp-aws pki build|inspect|check`: the credential files, before any device is involved.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -318,7 +317,9 @@ fn key_text(key: &serde_json::Value) -> String {
 }
 
 fn extract_items(dir: &Path, bin: &Bin, source: &Path) -> anyhow::Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // The items include private keys: a new directory is the owner's only.
+    esp_aws::files::create_dir_all(dir, esp_aws::files::PRIVATE_DIR_MODE)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     let mut args = Vec::new();
     let mut rebuildable = true;
     for (index, item) in bin.items.iter().enumerate() {

@@ -280,9 +280,22 @@ fn control_request(state: &Path, boot: BootArg) -> anyhow::Result<String> {
 
 /// Serves `reset normal|download` requests on the control socket.
 fn serve_control(sim: Arc<Simulator>, path: PathBuf) -> anyhow::Result<()> {
-    let _ = std::fs::remove_file(&path);
+    // Only a socket of an earlier run is removed; anything else at the path stays.
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_socket()
+    }) {
+        let _ = std::fs::remove_file(&path);
+    }
     let listener = UnixListener::bind(&path)
         .with_context(|| format!("cannot listen on {}", path.display()))?;
+    // Whoever can connect can reset the module: owner only, whatever the umask (the state
+    // directory around it is 0700 as well, so there is no window).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", path.display()))?;
+    }
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut line = String::new();
@@ -342,6 +355,10 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let resolve = parse_resolve(&args.resolve)?;
+    // Refused before anything is created: --link replaces only a link of our own.
+    if let Some(link) = &args.link {
+        esp_aws::sim::pty::check_link(link).map_err(|e| super::Exit::usage(e.to_string()))?;
+    }
     let _ = std::fs::remove_file(state.join(esp_aws::sim::endpoint::SIM_JSON));
     let mut config = SimulatorConfig::new(&state);
     config.endpoint.region = args.region.clone();
@@ -364,9 +381,8 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     let mut port = sim.port().to_path_buf();
     if let Some(link) = &args.link {
-        let _ = std::fs::remove_file(link);
-        std::os::unix::fs::symlink(sim.port(), link)
-            .with_context(|| format!("cannot create the link {}", link.display()))?;
+        esp_aws::sim::pty::link_port(sim.port(), link)
+            .map_err(|e| super::Exit::usage(e.to_string()))?;
         port = link.clone();
     }
     serve_control(Arc::clone(&sim), state.join(CONTROL_SOCKET))?;

@@ -184,3 +184,72 @@ impl HostLine for PtyLine {
         }
     }
 }
+/// Why a `--link` path was refused or could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Something that is not a link to a pseudo-terminal is at the path.
+    #[error("{0} exists and is not a link to a pseudo-terminal: it is left as it is (remove it or choose another --link path)")]
+    NotOurs(PathBuf),
+    /// The file system refused.
+    #[error("cannot create the link {path}: {source}")]
+    Io {
+        /// The link path.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+}
+
+/// Whether `target` names a pseudo-terminal (`/dev/pts/N` on Linux, `/dev/ttysNNN` on macOS),
+/// whether or not it still exists: what a link from an earlier run points to.
+fn is_pty_path(target: &Path) -> bool {
+    let text = target.to_string_lossy();
+    text.starts_with("/dev/pts/") || text.starts_with("/dev/ttys") || text.starts_with("/dev/pty")
+}
+
+/// Checks that `link` is free for [`link_port`]: absent, or a symlink to a pseudo-terminal
+/// (one an earlier simulator made). Anything else — a regular file, a directory, a link to
+/// something else — is never replaced.
+pub fn check_link(link: &Path) -> Result<(), LinkError> {
+    match std::fs::symlink_metadata(link) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(LinkError::Io {
+            path: link.to_path_buf(),
+            source,
+        }),
+        Ok(meta) if meta.file_type().is_symlink() => match std::fs::read_link(link) {
+            Ok(target) if is_pty_path(&target) => Ok(()),
+            _ => Err(LinkError::NotOurs(link.to_path_buf())),
+        },
+        Ok(_) => Err(LinkError::NotOurs(link.to_path_buf())),
+    }
+}
+
+/// Makes `link` a symlink to the pty `port`, replacing only a link [`check_link`] accepts.
+/// The new link is made under a random name beside it and renamed over it, so the path is
+/// never missing and nothing else at it is ever deleted.
+pub fn link_port(port: &Path, link: &Path) -> Result<(), LinkError> {
+    check_link(link)?;
+    let io_err = |source| LinkError::Io {
+        path: link.to_path_buf(),
+        source,
+    };
+    let dir = link
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = link
+        .file_name()
+        .ok_or_else(|| LinkError::NotOurs(link.to_path_buf()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.link",
+        name.to_string_lossy(),
+        crate::files::random_hex().map_err(io_err)?
+    ));
+    std::os::unix::fs::symlink(port, &tmp).map_err(io_err)?;
+    std::fs::rename(&tmp, link).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_err(e)
+    })
+}
+

@@ -20,8 +20,8 @@
 //! valid from one day before creation, so a device whose clock is synced accepts them and one
 //! still at 1970 does not.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -259,9 +259,11 @@ impl Account {
     }
 
     fn create(dir: &Path, region: &str) -> Result<Account, AccountError> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        // The state directory holds every private key of the account: owner only.
+        crate::files::create_dir_all(dir, crate::files::PRIVATE_DIR_MODE).map_err(io_err(dir))?;
         let dir = absolute(dir)?;
-        fs::create_dir_all(dir.join("pki")).map_err(io_err(&dir))?;
+        crate::files::create_dir_all(&dir.join("pki"), crate::files::PRIVATE_DIR_MODE)
+            .map_err(io_err(&dir))?;
         let prefix = random_prefix()?;
         let endpoint = format!("{prefix}-ats.iot.{region}.amazonaws.com");
         let not_before = OffsetDateTime::now_utc() - Duration::days(1);
@@ -468,7 +470,8 @@ impl Account {
         let rel_cert = rel_dir.join(format!("{id}-certificate.pem.crt"));
         let rel_key = rel_dir.join(format!("{id}-private.pem.key"));
         let rel_pub = rel_dir.join(format!("{id}-public.pem.key"));
-        fs::create_dir_all(self.dir.join(&rel_dir)).map_err(io_err(&self.dir))?;
+        crate::files::create_dir_all(&self.dir.join(&rel_dir), crate::files::PRIVATE_DIR_MODE)
+            .map_err(io_err(&self.dir))?;
         write_file(&self.dir.join(&rel_cert), cert.pem().as_bytes())?;
         let key_pem = key.to_pkcs1_pem(LineEnding::LF).map_err(pki_err)?;
         write_secret(&self.dir.join(&rel_key), key_pem.as_bytes())?;
@@ -659,21 +662,13 @@ impl PublicKeyData for RsaPublic {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), AccountError> {
-    fs::write(path, bytes).map_err(io_err(path))
+    crate::files::write_atomic(path, bytes, false).map_err(io_err(path))
 }
 
-/// Writes a private key readable by its owner only.
+/// Writes a private key readable by its owner only (created exclusively, never through a
+/// link).
 fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), AccountError> {
-    let mut opts = OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(io_err(path))?;
-    f.write_all(bytes).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))
+    crate::files::write_atomic(path, bytes, true).map_err(io_err(path))
 }
 
 /// Replaces `path` atomically (see [`crate::files::write_atomic`]).

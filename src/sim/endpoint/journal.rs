@@ -10,7 +10,7 @@
 //! `fsync`, rename over the journal, `fsync` the directory).
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -106,7 +106,7 @@ impl Journal {
             path: path.clone(),
             source,
         };
-        fs::create_dir_all(dir).map_err(io_err)?;
+        crate::files::create_dir_all(dir, crate::files::PRIVATE_DIR_MODE).map_err(io_err)?;
         let mut latest: HashMap<String, Arc<str>> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
         let mut records: HashMap<ShadowKey, ShadowRecord> = HashMap::new();

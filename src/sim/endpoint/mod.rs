@@ -29,7 +29,7 @@ pub mod tls;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -358,9 +358,9 @@ pub(crate) struct Shared {
     pub(crate) close_after_error: bool,
     pub(crate) faults: Mutex<std::collections::VecDeque<Fault>>,
     pub(crate) stop: AtomicBool,
-    /// Open connections by id, so that dropping the handle can close them.
-    pub(crate) connections: Mutex<std::collections::HashMap<u64, TcpStream>>,
-    pub(crate) next_connection: std::sync::atomic::AtomicU64,
+    /// Open connections, bounded, so that a flood cannot starve clients and dropping the
+    /// handle can close them.
+    pub(crate) connections: server::Connections,
 }
 
 /// Starts endpoints.
@@ -380,16 +380,13 @@ impl Endpoint {
         }
         let log_file = match &config.log_file {
             None => None,
-            Some(path) => Some(Mutex::new(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|source| Error::Io {
-                        path: path.clone(),
-                        source,
-                    })?,
-            )),
+            // The log holds request bodies: owner only, whatever the umask.
+            Some(path) => Some(Mutex::new(crate::files::open_append(path, 0o600).map_err(
+                |source| Error::Io {
+                    path: path.clone(),
+                    source,
+                },
+            )?)),
         };
         let registry = Arc::new(tls::LiveRegistry::new(
             account.dir(),
@@ -450,8 +447,7 @@ impl Endpoint {
             close_after_error: config.close_after_error,
             faults: Mutex::new(std::collections::VecDeque::new()),
             stop: AtomicBool::new(false),
-            connections: Mutex::new(std::collections::HashMap::new()),
-            next_connection: std::sync::atomic::AtomicU64::new(0),
+            connections: server::Connections::new(),
         });
         let acceptors = vec![
             server::spawn_acceptor(rest, rest_config, Listener::Rest, Arc::clone(&shared))
@@ -694,15 +690,6 @@ impl Drop for EndpointHandle {
         for a in self.acceptors.drain(..) {
             let _ = a.join();
         }
-        let conns = std::mem::take(
-            &mut *self
-                .shared
-                .connections
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        for c in conns.into_values() {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
+        self.shared.connections.close_all();
     }
 }

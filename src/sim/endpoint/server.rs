@@ -1,12 +1,21 @@
 //! The listeners: accept, TLS handshake, then HTTP/1.1 keep-alive, one thread per connection
 //! so that no client ever waits for another.
+//!
+//! A flood of idle connections must not starve real clients: the connections held are
+//! bounded (by [`MAX_CONNECTIONS`] and by the process's descriptor limit), a full table makes
+//! room by closing the oldest connection that never finished its handshake, then the oldest
+//! idle one (never one whose request is being answered, so an acknowledged update is never
+//! cut off); a handshake has [`HANDSHAKE_TIMEOUT`] to finish and a connection is closed after
+//! [`IDLE_TIMEOUT`] without a request; and an accept error (out of descriptors) makes the
+//! acceptor free a connection and back off instead of spinning.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
@@ -18,8 +27,181 @@ use super::{epoch_seconds, Fault, Listener, LoggedRequest, Publication, Shared};
 
 /// A connection idle this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A TLS handshake not finished this long after the accept is abandoned.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most this many connections are held at once (both listeners together).
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Descriptors kept free for everything else (journal, account files, logs).
+const RESERVED_FDS: u64 = 128;
+/// Descriptors one connection uses: its socket and the table's handle on it.
+const FDS_PER_CONNECTION: u64 = 2;
+/// Pauses of the acceptor after an accept error, doubling from the first to the last.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// AWS answers 429 beyond this many requests in flight on one connection.
 const MAX_IN_FLIGHT: usize = 10;
+
+/// What a connection is doing, for choosing which to close when the table is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Accepted, TLS handshake not finished: closed first.
+    Handshake,
+    /// Waiting for (the rest of) a request.
+    Idle,
+    /// A request is being answered: never closed to make room.
+    Busy,
+}
+
+#[derive(Debug)]
+struct Entry {
+    stream: TcpStream,
+    phase: Phase,
+    since: Instant,
+}
+
+/// The open connections: bounded, and closable from outside (eviction, shutdown).
+#[derive(Debug)]
+pub(crate) struct Connections {
+    table: Mutex<Table>,
+    limit: usize,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    next_id: u64,
+    entries: HashMap<u64, Entry>,
+}
+
+impl Connections {
+    /// An empty table bounded by [`MAX_CONNECTIONS`] and by the descriptor limit (raised to
+    /// its hard maximum first, as servers do).
+    pub(crate) fn new() -> Connections {
+        Connections::with_limit(MAX_CONNECTIONS.min(fd_budget()))
+    }
+
+    fn with_limit(limit: usize) -> Connections {
+        Connections {
+            table: Mutex::new(Table::default()),
+            limit: limit.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a new connection, closing the oldest unfinished handshake or idle
+    /// connection if the table is full; `None` (refused) if every one is busy.
+    fn admit(&self, stream: &TcpStream) -> Option<u64> {
+        let mut t = self.lock();
+        while t.entries.len() >= self.limit {
+            if !t.evict_one() {
+                log::warn!(
+                    "{} connections, all answering: refusing a new one",
+                    self.limit
+                );
+                return None;
+            }
+        }
+        let clone = stream.try_clone().ok()?;
+        let id = t.next_id;
+        t.next_id += 1;
+        t.entries.insert(
+            id,
+            Entry {
+                stream: clone,
+                phase: Phase::Handshake,
+                since: Instant::now(),
+            },
+        );
+        Some(id)
+    }
+
+    /// Closes the oldest connection that is not busy, to free a descriptor.
+    fn evict_one(&self) -> bool {
+        self.lock().evict_one()
+    }
+
+    fn set_phase(&self, id: u64, phase: Phase) {
+        if let Some(e) = self.lock().entries.get_mut(&id) {
+            e.phase = phase;
+            e.since = Instant::now();
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().entries.remove(&id);
+    }
+
+    /// Closes every connection (the endpoint is stopping).
+    pub(crate) fn close_all(&self) {
+        let entries = std::mem::take(&mut self.lock().entries);
+        for e in entries.into_values() {
+            let _ = e.stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Table {
+    fn evict_one(&mut self) -> bool {
+        let victim = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.phase != Phase::Busy)
+            // Unfinished handshakes first, then the longest idle.
+            .min_by_key(|(_, e)| (e.phase != Phase::Handshake, e.since))
+            .map(|(id, _)| *id);
+        match victim {
+            Some(id) => {
+                if let Some(e) = self.entries.remove(&id) {
+                    let _ = e.stream.shutdown(Shutdown::Both);
+                    log::debug!("connection table full: closed a {:?} connection", e.phase);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// How many connections the descriptor limit leaves room for, after raising the soft limit
+/// to the hard one.
+#[cfg(unix)]
+fn fd_budget() -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return MAX_CONNECTIONS;
+    };
+    let soft = if hard > soft && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let budget = soft.saturating_sub(RESERVED_FDS) / FDS_PER_CONNECTION;
+    usize::try_from(budget).unwrap_or(usize::MAX).max(1)
+}
+
+#[cfg(not(unix))]
+fn fd_budget() -> usize {
+    MAX_CONNECTIONS
+}
+
+/// Whether an accept error means the process (or system) is out of descriptors or memory.
+fn out_of_resources(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        use nix::libc;
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        true
+    }
+}
 
 pub(super) fn spawn_acceptor(
     listener: TcpListener,
@@ -30,35 +212,49 @@ pub(super) fn spawn_acceptor(
     std::thread::Builder::new()
         .name(format!("endpoint-accept-{which:?}"))
         .spawn(move || {
-            for stream in listener.incoming() {
+            let mut backoff = ACCEPT_BACKOFF_MIN;
+            loop {
+                let accepted = listener.accept();
                 if shared.stop.load(Ordering::SeqCst) {
                     return;
                 }
-                let Ok(stream) = stream else { continue };
-                let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
-                if let Ok(clone) = stream.try_clone() {
-                    shared
-                        .connections
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(id, clone);
-                }
-                let shared = Arc::clone(&shared);
+                let stream = match accepted {
+                    Ok((stream, _)) => {
+                        backoff = ACCEPT_BACKOFF_MIN;
+                        stream
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                    Err(e) => {
+                        // Out of descriptors: the pending connection stays queued and accept
+                        // fails again at once. Free one and pause instead of spinning.
+                        if out_of_resources(&e) {
+                            shared.connections.evict_one();
+                        }
+                        log::warn!("accept failed ({e}); pausing {backoff:?}");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                        continue;
+                    }
+                };
+                let Some(id) = shared.connections.admit(&stream) else {
+                    // Every held connection is answering a request: this one waits its turn
+                    // on the client's side (a closed connection is retried).
+                    continue;
+                };
+                let conn_shared = Arc::clone(&shared);
                 let config = Arc::clone(&config);
                 let spawned = std::thread::Builder::new()
                     .name("endpoint-conn".into())
                     .spawn(move || {
-                        if let Err(e) = serve(stream, config, which, &shared) {
+                        if let Err(e) = serve(stream, id, config, which, &conn_shared) {
                             log::debug!("connection ended: {e}");
                         }
-                        shared
-                            .connections
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&id);
+                        conn_shared.connections.remove(id);
                     });
                 if let Err(e) = spawned {
                     log::warn!("cannot start a connection thread: {e}");
+                    shared.connections.remove(id);
                 }
             }
         })
@@ -77,18 +273,33 @@ struct Peer {
 
 fn serve(
     tcp: TcpStream,
+    id: u64,
     config: Arc<ServerConfig>,
     which: Listener,
     shared: &Shared,
 ) -> io::Result<()> {
     tcp.set_nodelay(true)?;
-    tcp.set_read_timeout(Some(IDLE_TIMEOUT))?;
     let conn = ServerConnection::new(config).map_err(io::Error::other)?;
     let mut tls = StreamOwned::new(conn, tcp);
+    // The whole handshake, not each read, is bounded: a client trickling bytes cannot hold
+    // the connection open.
+    let handshake_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     while tls.conn.is_handshaking() {
+        let left = handshake_deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "TLS handshake not finished in time",
+            ));
+        }
+        tls.sock.set_read_timeout(Some(left))?;
+        tls.sock.set_write_timeout(Some(left))?;
         // On failure rustls has queued an alert; complete_io sends it before returning.
         tls.conn.complete_io(&mut tls.sock)?;
     }
+    tls.sock.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    tls.sock.set_write_timeout(Some(IDLE_TIMEOUT))?;
+    shared.connections.set_phase(id, Phase::Idle);
     let peer_cert = tls.conn.peer_certificates().and_then(|c| c.first());
     if let Some(cert) = peer_cert {
         // With CertRefusal::Alert the verifier has already failed such a handshake; with
@@ -131,6 +342,10 @@ fn serve(
         let mut out = Vec::new();
         let mut answered = 0;
         let mut close = false;
+        // From a complete request to its answer written, the connection is never evicted.
+        if matches!(http::parse_request(&buf), Ok(Parsed::Complete(..))) {
+            shared.connections.set_phase(id, Phase::Busy);
+        }
         loop {
             match http::parse_request(&buf) {
                 Ok(Parsed::Partial) => {
@@ -195,6 +410,7 @@ fn serve(
             tls.write_all(&out)?;
             tls.flush()?;
         }
+        shared.connections.set_phase(id, Phase::Idle);
         if close {
             tls.conn.send_close_notify();
             let _ = tls.conn.complete_io(&mut tls.sock);
@@ -365,5 +581,60 @@ fn dispatch(
                 "{{\"message\":\"OK\",\"traceId\":\"{request_id}\"}}"
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A connected pair: (our end, the peer's end).
+    fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (server, client)
+    }
+
+    fn closed(peer: &mut TcpStream) -> bool {
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        matches!(peer.read(&mut [0u8; 1]), Ok(0) | Err(_))
+    }
+
+    #[test]
+    fn a_full_table_closes_handshakes_first_then_the_longest_idle_never_a_busy_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let table = Connections::with_limit(3);
+        let (s_busy, mut p_busy) = pair(&listener);
+        let (s_idle, mut p_idle) = pair(&listener);
+        let (s_hs, mut p_hs) = pair(&listener);
+        let busy = table.admit(&s_busy).unwrap();
+        let idle = table.admit(&s_idle).unwrap();
+        table.admit(&s_hs).unwrap();
+        table.set_phase(busy, Phase::Busy);
+        table.set_phase(idle, Phase::Idle);
+
+        // Full: the unfinished handshake goes, although it is the newest.
+        let (s4, _p4) = pair(&listener);
+        let fourth = table.admit(&s4).unwrap();
+        assert!(closed(&mut p_hs));
+        // Full again: the idle one goes before the newer handshake.
+        table.set_phase(fourth, Phase::Busy);
+        let (s5, _p5) = pair(&listener);
+        table.admit(&s5).unwrap();
+        assert!(closed(&mut p_idle));
+        table.set_phase(busy, Phase::Busy);
+        // Full of busy connections but one handshake: it goes; then all busy: refused.
+        let (s6, _p6) = pair(&listener);
+        let sixth = table.admit(&s6).unwrap();
+        table.set_phase(sixth, Phase::Busy);
+        let (s7, _p7) = pair(&listener);
+        assert!(table.admit(&s7).is_none());
+        // The busy connection was never touched.
+        p_busy.set_nonblocking(true).unwrap();
+        assert!(matches!(
+            p_busy.read(&mut [0u8; 1]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        ));
     }
 }
