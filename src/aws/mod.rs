@@ -2,6 +2,7 @@
 //!
 //! Spec: `aws-iot-shadow.md`.
 
+pub mod document;
 pub mod http;
 pub mod names;
 pub mod shadow;
