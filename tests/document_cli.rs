@@ -51,6 +51,7 @@ fn documents_aws_refuses_never_reach_the_module() {
             r#"{"state":{"desired":{"a":1}},"version":"3"}"#,
             DocumentError::InvalidVersion,
         ),
+        file_row("file: empty", "", DocumentError::Empty),
         item_row("item: arrays nested 6 deep", &["a:=[[[[[[1]]]]]]"], seven),
         item_row(
             "item: null inside an array",

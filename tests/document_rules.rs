@@ -117,6 +117,7 @@ fn rows() -> Vec<Row> {
             TooLarge(8193),
         ),
         no(token(65), ClientTokenTooLong(65)),
+        no("", Empty),
         // --- nulls, nodes and types ---
         no(
             state("reported", r#"{"a":[[null]]}"#),
@@ -231,6 +232,57 @@ fn client_and_endpoint_accept_and_refuse_the_same_documents_with_the_same_senten
         "{} documents, same decision and sentence on both sides",
         rows.len()
     );
+}
+
+/// Bytes that are no JSON document: both sides refuse them; the client's sentence names the
+/// file and says where, which AWS's `Invalid JSON` (or 415) cannot.
+#[test]
+fn malformed_bytes_are_refused_by_both_sides() {
+    let deep = format!(
+        r#"{{"state":{{"desired":{{"a":{}1{}}}}}}}"#,
+        "[".repeat(20),
+        "]".repeat(20)
+    );
+    let cases: [(&[u8], u16, &str); 6] = [
+        (
+            b"{\"state\":{\"desired\":\"\xff\"}}",
+            415,
+            "doc.json is not JSON: it is not UTF-8 text (invalid byte at offset 21)",
+        ),
+        (
+            b"\xEF\xBB\xBF{\"state\":{}}",
+            400,
+            "doc.json is not JSON: it starts with a UTF-8 byte order mark (BOM)",
+        ),
+        (
+            b"hello",
+            400,
+            "doc.json is not JSON: expected value at line 1 column 1",
+        ),
+        (
+            b"{\"state\":{}} x",
+            400,
+            "doc.json is not JSON: trailing characters at line 1 column 14",
+        ),
+        (
+            b"{\"state\":{\"desired\":{\"a\":1}}",
+            400,
+            "doc.json is not JSON: EOF while parsing an object",
+        ),
+        (
+            deep.as_bytes(),
+            400,
+            "doc.json is nested more than 16 levels deep; AWS accepts at most 6 levels of state",
+        ),
+    ];
+    for (i, (bytes, status, sentence)) in cases.iter().enumerate() {
+        let e = shadow::parse_document(bytes, "doc.json").expect_err(sentence);
+        assert!(e.to_string().starts_with(sentence), "{e}");
+        let refused = ShadowStore::new()
+            .update(&ShadowKey::named("lnu_001", format!("bad{i}")), bytes, 0)
+            .expect_err(sentence);
+        assert_eq!(refused.kind.status(), *status, "{sentence}: {refused}");
+    }
 }
 
 /// The client refuses two documents AWS may accept, on purpose: both are listed here so

@@ -222,14 +222,19 @@ fn check_nesting(text: &[u8]) -> Result<(), ()> {
     Ok(())
 }
 
-/// Parses a request document read from a local file (`what` names it in errors): UTF-8
-/// without a BOM, nested at most [`MAX_JSON_NESTING`] deep, then JSON. The caller bounds its
-/// size when reading it.
+/// Parses a request document read from a local file (`what` names it in errors): not empty
+/// (refused as AWS refuses an empty body), UTF-8 without a BOM, nested at most
+/// [`MAX_JSON_NESTING`] deep, JSON without a key named twice in one object. These refuse
+/// what AWS refuses too, but name the file and say where; the key named twice is the one
+/// refusal of the client's own. The caller bounds the size when reading it.
 pub fn parse_document(bytes: &[u8], what: &str) -> Result<Value, ItemError> {
     let not_json = |reason: String| ItemError::NotJson {
         what: what.to_string(),
         reason,
     };
+    if bytes.is_empty() {
+        return Err(DocumentError::Empty.into());
+    }
     if bytes.starts_with(b"\xEF\xBB\xBF") {
         return Err(not_json(
             "it starts with a UTF-8 byte order mark (BOM); save it without one".into(),
@@ -543,6 +548,10 @@ mod tests {
         assert_eq!(
             parse_document(br#"{"state":{}}"#, "f").unwrap(),
             json!({"state": {}})
+        );
+        assert_eq!(
+            parse_document(b"", "f"),
+            Err(ItemError::Document(DocumentError::Empty))
         );
         let bom = parse_document(b"\xEF\xBB\xBF{}", "f")
             .unwrap_err()
