@@ -1,4 +1,5 @@
-//! AWS IoT device data endpoint: shadow REST requests and responses, thing and shadow names.
+//! AWS IoT device data endpoint: shadow REST requests and responses, thing and shadow names,
+//! and the rules of a shadow update document (which the simulated endpoint uses too).
 //!
 //! Spec: `aws-iot-shadow.md`.
 

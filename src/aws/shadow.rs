@@ -5,6 +5,9 @@
 //! (`prop1:=12` is the number, `a.b:=null` deletes a nested key). Dots nest; `\.` is a
 //! literal dot.
 //!
+//! A document is checked before anything is sent with the shadow document rules of
+//! [`super::document`], the same rules the simulated endpoint answers with.
+//!
 //! Spec: `aws-iot-shadow.md` §2 (operations), §3.1 (request document), §4 (errors), §5
 //! (limits).
 

@@ -1,10 +1,13 @@
 //! The shadow store and its semantics, without I/O: requests in, exact AWS response bodies out.
 //!
 //! Everything observable about a shadow lives here: the recursive merge of an update, `null`
-//! deletes, the delta, per-leaf metadata timestamps, versions and optimistic locking, the
-//! limits and every error message. Time is passed in (`now`, epoch seconds), so a test can
-//! assert a whole body byte for byte. Spec: `aws-iot-shadow.md` §3–§5, with the choices of
-//! §10 where AWS's behaviour is not established.
+//! deletes, the delta, per-leaf metadata timestamps, versions and optimistic locking, and
+//! every error message. What a request document may hold (size, nesting, nulls in arrays,
+//! the nodes of `state`, `version`, `clientToken`) is not decided here but by
+//! [`crate::aws::document`], the rules the client checks before sending. Time is passed in
+//! (`now`, epoch seconds), so a test can assert a whole body byte for byte. Spec:
+//! `aws-iot-shadow.md` §3–§5, with the choices of §10 where AWS's behaviour is not
+//! established.
 
 use std::collections::BTreeMap;
 
