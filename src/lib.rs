@@ -19,7 +19,7 @@
 //! | [`pki`] | AtPKI containers, PEM/X.509 inspection, credential pre-flight checks | `esp-at.md` §2 |
 //! | [`at`] | ESP-AT host driver: digester, commands, sessions | `esp-at.md` §4–§7 |
 //! | [`rom`] | ESP32 ROM serial bootloader: SLIP and packet codec, flasher, reset strategies, credential writes (`provision --via rom`) | `rom-bootloader.md`, `esp-at.md` §3.4 |
-//! | [`aws`] | AWS IoT shadow REST: requests, responses, names | `aws-iot-shadow.md` |
+//! | [`aws`] | AWS IoT shadow REST: requests, responses, names, the shadow document rules (shared with the endpoint) | `aws-iot-shadow.md` |
 //! | [`provision`] | writing credentials onto a module over AT, verified | `esp-at.md` §5.17, §5.18, §6.2 |
 //! | [`sim`] | the virtual module and the local AWS IoT endpoint | all of the above |
 //! | [`files`] | atomic file replacement (no half-written file, keys 0600) | |

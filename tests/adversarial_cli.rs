@@ -94,7 +94,7 @@ enum Setup {
     Fifo(&'static str),
 }
 
-struct Row {
+pub(crate) struct Row {
     name: String,
     args: Vec<String>,
     env: Vec<(&'static str, String)>,
@@ -107,7 +107,7 @@ struct Row {
     in_stdout: bool,
 }
 
-fn row(name: &str, args: &[&str], code: i32, sentence: &str) -> Row {
+pub(crate) fn row(name: &str, args: &[&str], code: i32, sentence: &str) -> Row {
     Row {
         name: name.to_string(),
         args: args.iter().map(|s| s.to_string()).collect(),
@@ -125,7 +125,7 @@ impl Row {
         self.env.push((key, value.to_string()));
         self
     }
-    fn file(mut self, name: &'static str, bytes: impl Into<Vec<u8>>) -> Row {
+    pub(crate) fn file(mut self, name: &'static str, bytes: impl Into<Vec<u8>>) -> Row {
         self.setup.push(Setup::File(name, bytes.into()));
         self
     }
@@ -155,7 +155,7 @@ const ERASE: &str = "x\",8443\r\nAT+SYSFLASH=0,\"client_key\"\r\nAT+CIPSTART=\"S
 const SMUGGLE: &str = "a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com\r\n\r\nDELETE /things/lnu_001/shadow HTTP/1.1\r\nHost: a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com";
 
 /// `esp-aws shadow --port PORT --endpoint GOOD <rest>` (PORT is filled in at run time).
-fn shadow(rest: &[&str]) -> Vec<&'static str> {
+pub(crate) fn shadow(rest: &[&str]) -> Vec<&'static str> {
     let mut args = vec!["shadow", "--port", "{PORT}", "--endpoint", GOOD];
     for r in rest {
         args.push(Box::leak(r.to_string().into_boxed_str()));
@@ -535,14 +535,12 @@ fn check(row: &Row, out: &Outcome, received: &[u8]) -> Option<String> {
     })
 }
 
-#[test]
-fn bad_input_is_refused_with_one_sentence_and_never_reaches_the_module() {
-    let rows = rows();
-    assert!(rows.len() >= 80, "only {} rows", rows.len());
+/// Runs every row against one recording pty; returns what is wrong, one entry per failed row.
+pub(crate) fn failures(rows: &[Row]) -> Vec<String> {
     let mut line = Line::start();
     let port = line.port();
     let mut failures = Vec::new();
-    for row in &rows {
+    for row in rows {
         let dir = tempfile::tempdir().unwrap();
         let out = run(row, &port, dir.path());
         let received = line.received();
@@ -550,6 +548,14 @@ fn bad_input_is_refused_with_one_sentence_and_never_reaches_the_module() {
             failures.push(problem);
         }
     }
+    failures
+}
+
+#[test]
+fn bad_input_is_refused_with_one_sentence_and_never_reaches_the_module() {
+    let rows = rows();
+    assert!(rows.len() >= 80, "only {} rows", rows.len());
+    let failures = failures(&rows);
     eprintln!(
         "adversarial CLI table: {} rows, {} failed",
         rows.len(),

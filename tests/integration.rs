@@ -12,6 +12,8 @@ mod pki_props;
 mod at_digest;
 mod at_session;
 
+mod document_cli;
+mod document_rules;
 mod endpoint;
 mod endpoint_cli;
 mod endpoint_flood;

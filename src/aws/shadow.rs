@@ -5,16 +5,21 @@
 //! (`prop1:=12` is the number, `a.b:=null` deletes a nested key). Dots nest; `\.` is a
 //! literal dot.
 //!
+//! A document is checked before anything is sent with the shadow document rules of
+//! [`super::document`], the same rules the simulated endpoint answers with.
+//!
 //! Spec: `aws-iot-shadow.md` §2 (operations), §3.1 (request document), §4 (errors), §5
 //! (limits).
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
 
+use super::document::{self, DocumentError};
 use super::names::escape;
 
-/// Most levels of keys AWS accepts inside `desired` or `reported` (`aws-iot-shadow.md` §5:
-/// "JSON contains too many levels of nesting; maximum is 6").
-pub const MAX_STATE_DEPTH: usize = 6;
+/// Most levels of keys AWS accepts inside `desired` or `reported` (the document rules,
+/// [`document::MAX_DEPTH`]).
+pub const MAX_STATE_DEPTH: usize = document::MAX_DEPTH;
 
 /// Deepest nesting of `{`/`[` a local JSON document may have before it is parsed: AWS's 6
 /// levels of state sit 2 levels below the root, so anything past 16 cannot be a valid update,
@@ -67,18 +72,9 @@ pub enum ItemError {
     /// Two items that cannot both hold (`a=1` and `a.b=2`).
     #[error("'{0}' conflicts with an earlier item that sets part of the same path to a value")]
     Conflict(String),
-    /// A request document from a file that is not one.
-    #[error("the document is not a shadow update: {0}")]
-    BadDocument(String),
-    /// Over AWS's 64-byte client token limit.
-    #[error("the client token is {0} bytes; AWS accepts at most 64")]
-    ClientTokenTooLong(usize),
-    /// Over AWS's 8 KB state limit.
-    #[error("the document is {0} bytes; AWS accepts at most 8192 bytes of state")]
-    TooLarge(usize),
-    /// Deeper than AWS's 6 levels of state.
-    #[error("the state is nested {0} levels deep; AWS accepts at most 6")]
-    TooDeep(usize),
+    /// A document AWS would refuse (the shared shadow document rules).
+    #[error(transparent)]
+    Document(#[from] DocumentError),
 }
 
 /// One parsed item: a path and its value.
@@ -229,14 +225,19 @@ fn check_nesting(text: &[u8]) -> Result<(), ()> {
     Ok(())
 }
 
-/// Parses a request document read from a local file (`what` names it in errors): UTF-8
-/// without a BOM, nested at most [`MAX_JSON_NESTING`] deep, then JSON. The caller bounds its
-/// size when reading it.
+/// Parses a request document read from a local file (`what` names it in errors): not empty
+/// (refused as AWS refuses an empty body), UTF-8 without a BOM, nested at most
+/// [`MAX_JSON_NESTING`] deep, JSON without a key named twice in one object. These refuse
+/// what AWS refuses too, but name the file and say where; the key named twice is the one
+/// refusal of the client's own. The caller bounds the size when reading it.
 pub fn parse_document(bytes: &[u8], what: &str) -> Result<Value, ItemError> {
     let not_json = |reason: String| ItemError::NotJson {
         what: what.to_string(),
         reason,
     };
+    if bytes.is_empty() {
+        return Err(DocumentError::Empty.into());
+    }
     if bytes.starts_with(b"\xEF\xBB\xBF") {
         return Err(not_json(
             "it starts with a UTF-8 byte order mark (BOM); save it without one".into(),
@@ -316,62 +317,38 @@ impl<'de> serde::de::Visitor<'de> for Unique {
     }
 }
 
-fn depth(value: &Value) -> usize {
-    match value {
-        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
-        // AWS counts arrays as values, not levels.
-        _ => 0,
-    }
-}
-
-/// Checks a request document the way AWS will (`aws-iot-shadow.md` §3.1, §5), so that a
-/// document AWS would refuse is refused here with the reason.
+/// Checks a request document before anything is sent: AWS's rules (the ones the simulated
+/// endpoint answers with, [`document::check`]), then one rule of the client's own.
 pub fn check_document(doc: &Value) -> Result<(), ItemError> {
-    let obj = doc
-        .as_object()
-        .ok_or_else(|| ItemError::BadDocument("it is not a JSON object".into()))?;
-    let state = obj
-        .get("state")
-        .ok_or_else(|| ItemError::BadDocument("it has no \"state\" node".into()))?;
-    if !state.is_object() && !state.is_null() {
-        return Err(ItemError::BadDocument(
-            "\"state\" must be an object or null".into(),
-        ));
-    }
-    if let Some(token) = obj.get("clientToken").and_then(Value::as_str) {
-        if token.len() > 64 {
-            return Err(ItemError::ClientTokenTooLong(token.len()));
-        }
+    document::check(doc)?;
+    // Stricter than AWS, which does not document the characters a token may hold: the token
+    // comes back in every answer and is printed, so a control character is refused here.
+    if let Some(token) = doc.get("clientToken").and_then(Value::as_str) {
         if token.chars().any(char::is_control) {
             return Err(ItemError::ClientTokenControl);
         }
     }
-    for section in ["desired", "reported"] {
-        if let Some(s) = state.get(section) {
-            let d = depth(s);
-            if d > 6 {
-                return Err(ItemError::TooDeep(d));
-            }
-        }
-    }
-    let size = serde_json::to_vec(state).map_or(0, |v| v.len());
-    if size > 8192 {
-        return Err(ItemError::TooLarge(size));
-    }
     Ok(())
 }
 
+/// Everything but RFC 3986's unreserved characters is percent-encoded.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The same, keeping `/` (a topic's levels).
+const COMPONENT_KEEP_SLASH: &AsciiSet = &COMPONENT.remove(b'/');
+
 /// Percent-encodes a path segment or query value (RFC 3986 unreserved characters stay).
 pub fn encode_component(s: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (keep_slash && b == b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    let set = if keep_slash {
+        COMPONENT_KEEP_SLASH
+    } else {
+        COMPONENT
+    };
+    utf8_percent_encode(s, set).to_string()
 }
 
 /// `/things/<thing>/shadow[?name=<shadow>]`.
@@ -575,6 +552,10 @@ mod tests {
             parse_document(br#"{"state":{}}"#, "f").unwrap(),
             json!({"state": {}})
         );
+        assert_eq!(
+            parse_document(b"", "f"),
+            Err(ItemError::Document(DocumentError::Empty))
+        );
         let bom = parse_document(b"\xEF\xBB\xBF{}", "f")
             .unwrap_err()
             .to_string();
@@ -635,19 +616,69 @@ mod tests {
             state: state_from_items(&[r#"a.b.c.d.e.f:={"g":1}"#.to_string()]).unwrap(),
             ..Update::default()
         };
-        assert_eq!(deep.document().unwrap_err(), ItemError::TooDeep(7));
+        assert_eq!(
+            deep.document().unwrap_err(),
+            ItemError::Document(DocumentError::TooDeep {
+                section: document::Section::Desired,
+                depth: 7
+            })
+        );
         let token = Update {
             client_token: Some("x".repeat(65)),
             ..Update::default()
         };
         assert_eq!(
             token.document().unwrap_err(),
-            ItemError::ClientTokenTooLong(65)
+            ItemError::Document(DocumentError::ClientTokenTooLong(65))
         );
-        assert!(matches!(
+        assert_eq!(
             check_document(&json!({"desired": {}})),
-            Err(ItemError::BadDocument(_))
-        ));
+            Err(ItemError::Document(DocumentError::MissingState))
+        );
+    }
+
+    /// The hand-written encoder used before `percent-encoding`, kept as the oracle.
+    fn former_encode(s: &str, keep_slash: bool) -> String {
+        let mut out = String::new();
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (keep_slash && b == b'/') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn encoding_is_byte_for_byte_the_former_one() {
+        let every_ascii: String = (0u8..=0x7F).map(char::from).collect();
+        for s in [
+            "",
+            "lnu_001",
+            "a b",
+            "$aws/things/t/shadow/update",
+            "%2F?&=#+",
+            "é€😀",
+            every_ascii.as_str(),
+        ] {
+            for keep_slash in [false, true] {
+                assert_eq!(
+                    encode_component(s, keep_slash),
+                    former_encode(s, keep_slash),
+                    "{s:?}"
+                );
+            }
+        }
+        assert_eq!(encode_component("a/b c", false), "a%2Fb%20c");
+        assert_eq!(encode_component("a/b c", true), "a/b%20c");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn encoding_matches_the_former_one_for_any_text(s in ".{0,40}", keep_slash: bool) {
+            proptest::prop_assert_eq!(encode_component(&s, keep_slash), former_encode(&s, keep_slash));
+        }
     }
 
     #[test]

@@ -1,23 +1,22 @@
 //! The shadow store and its semantics, without I/O: requests in, exact AWS response bodies out.
 //!
 //! Everything observable about a shadow lives here: the recursive merge of an update, `null`
-//! deletes, the delta, per-leaf metadata timestamps, versions and optimistic locking, the
-//! limits and every error message. Time is passed in (`now`, epoch seconds), so a test can
-//! assert a whole body byte for byte. Spec: `aws-iot-shadow.md` §3–§5, with the choices of
-//! §10 where AWS's behaviour is not established.
+//! deletes, the delta, per-leaf metadata timestamps, versions and optimistic locking, and
+//! every error message. What a request document may hold (size, nesting, nulls in arrays,
+//! the nodes of `state`, `version`, `clientToken`) is not decided here but by
+//! [`crate::aws::document`], the rules the client checks before sending. Time is passed in
+//! (`now`, epoch seconds), so a test can assert a whole body byte for byte. Spec:
+//! `aws-iot-shadow.md` §3–§5, with the choices of §10 where AWS's behaviour is not
+//! established.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// Largest `desired` + `reported` (compact JSON, metadata excluded) a shadow may hold.
-pub const MAX_STATE_BYTES: usize = 8192;
-/// Longest `clientToken`, in bytes.
-pub const MAX_CLIENT_TOKEN_BYTES: usize = 64;
-/// Deepest level (counting `desired`/`reported` themselves as level 1) at which a non-empty
-/// object or array may appear.
-pub const MAX_DEPTH: usize = 6;
+use crate::aws::document::{self, DocumentError};
+// The limits are the shared document rules, the ones the client checks before sending.
+pub use crate::aws::document::{MAX_CLIENT_TOKEN_BYTES, MAX_DEPTH, MAX_STATE_BYTES};
 
 /// Which shadow: the classic one of a thing, or one of its named shadows.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -127,6 +126,25 @@ pub struct ShadowError {
     pub message: String,
     /// The request's `clientToken`, if it had a valid one.
     pub client_token: Option<String>,
+    /// The broken document rule, when that is why (the client refuses the same document
+    /// before sending it, with this error's sentence).
+    pub document: Option<DocumentError>,
+}
+
+impl From<DocumentError> for ShadowError {
+    fn from(e: DocumentError) -> Self {
+        let kind = match e.status() {
+            413 => ErrorKind::RequestEntityTooLarge,
+            415 => ErrorKind::UnsupportedDocumentEncoding,
+            _ => ErrorKind::InvalidRequest,
+        };
+        ShadowError {
+            kind,
+            message: e.aws_message().to_string(),
+            client_token: None,
+            document: Some(e),
+        }
+    }
 }
 
 impl ShadowError {
@@ -136,6 +154,7 @@ impl ShadowError {
             kind,
             message: message.into(),
             client_token: None,
+            document: None,
         }
     }
 
@@ -197,11 +216,8 @@ impl ShadowDocument {
 
     /// The size AWS limits: compact `desired` plus compact `reported`.
     pub fn state_size(&self) -> usize {
-        let len = |m: &Option<Map<String, Value>>| {
-            m.as_ref()
-                .map_or(0, |m| serde_json::to_vec(m).map_or(0, |v| v.len()))
-        };
-        len(&self.desired) + len(&self.reported)
+        document::section_bytes(self.desired.as_ref())
+            + document::section_bytes(self.reported.as_ref())
     }
 }
 
@@ -362,13 +378,8 @@ impl ShadowStore {
                 }
             }
         }
-        if doc.state_size() > MAX_STATE_BYTES {
-            return Err(ShadowError::new(
-                ErrorKind::RequestEntityTooLarge,
-                "The payload exceeds the maximum size allowed",
-            )
-            .with_token(&token));
-        }
+        document::check_size(doc.state_size())
+            .map_err(|e| ShadowError::from(e).with_token(&token))?;
 
         let record = ShadowRecord {
             version: current.version + 1,
@@ -478,92 +489,22 @@ struct UpdateRequest {
     version: Option<u64>,
 }
 
+/// The shared document rules ([`crate::aws::document`]) applied to a request body; a
+/// refusal echoes the request's token when that token is valid.
 fn parse_update(body: &[u8]) -> Result<UpdateRequest, ShadowError> {
-    if body.is_empty() {
-        return Err(ShadowError::invalid("Missing update payload"));
-    }
-    let text = std::str::from_utf8(body).map_err(|_| {
-        ShadowError::new(
-            ErrorKind::UnsupportedDocumentEncoding,
-            "Unsupported documented encoding; supported encoding is UTF-8",
-        )
-    })?;
-    let Ok(Value::Object(mut doc)) = serde_json::from_str::<Value>(text) else {
-        return Err(ShadowError::invalid("Invalid JSON"));
-    };
-    let client_token = match doc.get("clientToken") {
-        None => None,
-        Some(Value::String(t)) if t.len() <= MAX_CLIENT_TOKEN_BYTES => Some(t.clone()),
-        Some(_) => return Err(ShadowError::invalid("Invalid clientToken")),
-    };
-    let fail = |m: &str| Err(ShadowError::invalid(m).with_token(&client_token));
-    let version = match doc.get("version") {
-        None => None,
-        Some(v) => match v.as_u64() {
-            Some(v) => Some(v),
-            None => return fail("Invalid version"),
-        },
-    };
-    let state = match doc.remove("state") {
-        None => return fail("Missing required node: state"),
-        Some(Value::Null) => None,
-        Some(Value::Object(s)) => Some(s),
-        Some(_) => return fail("State node must be an object"),
-    };
-    let state_was_null = state.is_none();
-    let state = match state {
-        None => None,
-        Some(mut s) => {
-            // Greengrass drops a client-supplied delta: it is computed, never set (§10).
-            s.shift_remove("delta");
-            if s.keys().any(|k| k != "desired" && k != "reported") {
-                return fail("State contains an invalid node");
-            }
-            for (name, message) in [
-                ("desired", "Desired node must be an object"),
-                ("reported", "Reported node must be an object"),
-            ] {
-                match s.get(name) {
-                    None | Some(Value::Null) => {}
-                    Some(Value::Object(section)) => {
-                        if section.values().any(has_null_in_array) {
-                            return fail("Invalid JSON");
-                        }
-                        if section.values().any(|v| too_deep(v, 2)) {
-                            return fail("JSON contains too many levels of nesting; maximum is 6");
-                        }
-                    }
-                    Some(_) => return fail(message),
-                }
-            }
-            Some(s)
-        }
-    };
+    let doc = document::parse_body(body)?;
+    let token = document::client_token(&doc)
+        .ok()
+        .flatten()
+        .map(str::to_string);
+    let request =
+        document::check_update(&doc).map_err(|e| ShadowError::from(e).with_token(&token))?;
     Ok(UpdateRequest {
-        state,
-        state_was_null,
-        client_token,
-        version,
+        state_was_null: request.state.is_none(),
+        state: request.state,
+        client_token: request.client_token,
+        version: request.version,
     })
-}
-
-fn has_null_in_array(v: &Value) -> bool {
-    match v {
-        Value::Array(items) => items.iter().any(|i| i.is_null() || has_null_in_array(i)),
-        Value::Object(m) => m.values().any(has_null_in_array),
-        _ => false,
-    }
-}
-
-/// True when a non-empty object or array sits deeper than [`MAX_DEPTH`]; `level` is the
-/// level of `v` itself, the section being level 1.
-fn too_deep(v: &Value, level: usize) -> bool {
-    let children: Box<dyn Iterator<Item = &Value>> = match v {
-        Value::Object(m) if !m.is_empty() => Box::new(m.values()),
-        Value::Array(a) if !a.is_empty() => Box::new(a.iter()),
-        _ => return false,
-    };
-    level > MAX_DEPTH || children.into_iter().any(|c| too_deep(c, level + 1))
 }
 
 /// Merges `patch` into `state` (objects recursively, everything else replaced whole, `null`
@@ -594,7 +535,7 @@ fn merge(
                     };
                     merge(existing, m, p, now);
                 } else {
-                    let stripped = strip_nulls(p);
+                    let stripped = document::strip_nulls(p);
                     meta.insert(
                         k.clone(),
                         stored_metadata(&Value::Object(stripped.clone()), now),
@@ -608,19 +549,6 @@ fn merge(
             }
         }
     }
-}
-
-fn strip_nulls(m: &Map<String, Value>) -> Map<String, Value> {
-    m.iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| {
-            let v = match v {
-                Value::Object(inner) => Value::Object(strip_nulls(inner)),
-                other => other.clone(),
-            };
-            (k.clone(), v)
-        })
-        .collect()
 }
 
 /// The metadata mirror of a stored value: objects mirrored key by key, arrays element by
