@@ -10,6 +10,7 @@ mod pki_props;
 
 mod at_digest;
 mod at_session;
+mod session_recovery;
 
 mod endpoint;
 mod endpoint_cli;
