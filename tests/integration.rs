@@ -12,6 +12,9 @@ mod at_digest;
 mod at_session;
 mod session_recovery;
 
+mod fault_soak;
+mod interrupt_soak;
+
 mod endpoint;
 mod endpoint_cli;
 mod endpoint_tls;

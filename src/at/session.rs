@@ -335,12 +335,17 @@ impl<T: Transport> Session<T> {
                     gmr = reply.lines;
                     break;
                 }
-                Ok(_) | Err(AtError::Rebooted(_)) if !last => {
+                Err(AtError::Busy(_)) => return Err(Error::StaysBusy),
+                // A late answer to an earlier command, or the ERROR of a line an interrupted
+                // program left half-written: the line goes quiet and the probe repeats.
+                Ok(_)
+                | Err(AtError::Rebooted(_) | AtError::Failed { .. } | AtError::Timeout { .. })
+                    if !last =>
+                {
                     reboots += usize::from(client.take_rebooted());
                     client.drain(Duration::from_millis(200), Duration::from_secs(3))?;
                 }
                 Err(AtError::Rebooted(_)) if reboots >= 2 => return Err(Error::RebootLoop),
-                Err(AtError::Busy(_)) => return Err(Error::StaysBusy),
                 Ok(reply) => gmr = reply.lines,
                 Err(e) => return Err(e.into()),
             }
