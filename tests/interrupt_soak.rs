@@ -125,7 +125,7 @@ fn soak(generation: Generation, baud: u32, cycles: usize, seed: u64) -> Figures 
     assert!(text.contains("firmware ="), "{text}");
     std::fs::write(&config, text).unwrap();
     // How long each interrupted command takes when left alone.
-    let mut longest = |args: &[&str]| {
+    let longest = |args: &[&str]| {
         let (code, _, err, took) = run(&world, baud, args);
         assert_eq!(code, Some(0), "{args:?}: {err}");
         took
