@@ -593,6 +593,166 @@ mod tests {
         ));
     }
 
+    use crate::aws::http::Response;
+    use std::cell::RefCell;
+
+    fn answer(status: u16, body: Value) -> Response {
+        Response {
+            status,
+            reason: String::new(),
+            headers: Vec::new(),
+            body: serde_json::to_vec(&body).unwrap(),
+        }
+    }
+
+    /// Plays `script` (one outcome per call) and records each call's method and body.
+    fn sender(
+        script: Vec<Result<Response, bool>>,
+        calls: &RefCell<Vec<(String, Option<Value>)>>,
+    ) -> impl FnMut(&str, Option<&[u8]>) -> Result<Response, SendFailure<String>> + '_ {
+        let mut script = script.into_iter();
+        move |method, body| {
+            calls.borrow_mut().push((
+                method.to_string(),
+                body.map(|b| serde_json::from_slice(b).unwrap()),
+            ));
+            match script.next().expect("more calls than scripted") {
+                Ok(r) => Ok(r),
+                Err(may_have_left) => Err(SendFailure {
+                    error: "the connection closed".to_string(),
+                    may_have_left,
+                }),
+            }
+        }
+    }
+
+    fn update(version: Option<u64>) -> Value {
+        let mut doc = json!({"state": {"desired": {"a": "1", "gone": null}}, "clientToken": "t1"});
+        if let Some(v) = version {
+            doc["version"] = v.into();
+        }
+        doc
+    }
+
+    #[test]
+    fn a_versioned_update_that_may_have_left_is_not_sent_again() {
+        let calls = RefCell::new(Vec::new());
+        let result = update_at_most_once(&update(Some(4)), sender(vec![Err(true)], &calls));
+        assert!(matches!(
+            result,
+            Err(UpdateError::MayHaveBeenApplied { .. })
+        ));
+        assert_eq!(calls.borrow().len(), 1);
+        assert!(result
+            .unwrap_err()
+            .to_string()
+            .contains("the update may have been applied"));
+    }
+
+    #[test]
+    fn a_lost_answer_is_settled_by_reading_back() {
+        // Applied: the read shows it; nothing is sent again.
+        let calls = RefCell::new(Vec::new());
+        let applied = json!({"state": {"desired": {"a": "1", "b": 2}}, "version": 8});
+        let result = update_at_most_once(
+            &update(None),
+            sender(vec![Err(true), Ok(answer(200, applied))], &calls),
+        );
+        assert!(matches!(result, Ok(UpdateReply::ConfirmedByReadBack(_))));
+        assert_eq!(calls.borrow().len(), 2);
+        assert_eq!(calls.borrow()[1].0, "GET");
+
+        // Not applied: sent again, conditioned on the version read.
+        let calls = RefCell::new(Vec::new());
+        let not_applied = json!({"state": {"desired": {"a": "0", "gone": 1}}, "version": 7});
+        let ok = json!({"state": {"desired": {"a": "1"}}, "clientToken": "t1", "version": 8});
+        let result = update_at_most_once(
+            &update(None),
+            sender(
+                vec![Err(true), Ok(answer(200, not_applied)), Ok(answer(200, ok))],
+                &calls,
+            ),
+        );
+        assert!(matches!(result, Ok(UpdateReply::Answered(r)) if r.status == 200));
+        let resent = calls.borrow()[2].1.clone().unwrap();
+        assert_eq!(resent["version"], 7);
+        assert_eq!(resent["clientToken"], "t1");
+
+        // The read fails: it may have been applied.
+        let calls = RefCell::new(Vec::new());
+        let result =
+            update_at_most_once(&update(None), sender(vec![Err(true), Err(false)], &calls));
+        assert!(matches!(
+            result,
+            Err(UpdateError::MayHaveBeenApplied { .. })
+        ));
+    }
+
+    #[test]
+    fn a_conflict_on_the_second_copy_leads_to_another_read() {
+        let calls = RefCell::new(Vec::new());
+        let before = json!({"state": {"desired": {"a": "0"}}, "version": 7});
+        let conflict = json!({"code": 409, "message": "Version conflict", "clientToken": "t1"});
+        let after = json!({"state": {"desired": {"a": "1"}}, "version": 8});
+        let result = update_at_most_once(
+            &update(None),
+            sender(
+                vec![
+                    Err(true),
+                    Ok(answer(200, before)),
+                    Ok(answer(409, conflict)),
+                    Ok(answer(200, after)),
+                ],
+                &calls,
+            ),
+        );
+        assert!(matches!(result, Ok(UpdateReply::ConfirmedByReadBack(_))));
+        assert_eq!(calls.borrow().len(), 4);
+    }
+
+    #[test]
+    fn an_answer_with_another_token_is_not_this_updates() {
+        let calls = RefCell::new(Vec::new());
+        let foreign = json!({"state": {"desired": {"x": 1}}, "clientToken": "other", "version": 3});
+        let result = update_at_most_once(
+            &update(Some(2)),
+            sender(vec![Ok(answer(200, foreign))], &calls),
+        );
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("belongs to another request"), "{err}");
+    }
+
+    #[test]
+    fn an_update_that_never_left_is_sent_once_more_then_reported_not_applied() {
+        let calls = RefCell::new(Vec::new());
+        let result = update_at_most_once(
+            &update(Some(1)),
+            sender(vec![Err(false), Err(false)], &calls),
+        );
+        assert!(matches!(result, Err(UpdateError::NotApplied(_))));
+        assert_eq!(calls.borrow().len(), 2);
+    }
+
+    #[test]
+    fn visibility_compares_leaves_and_deletions() {
+        let upd =
+            json!({"state": {"desired": {"a": {"b": 1}, "c": null}, "reported": {"r": true}}});
+        let doc = json!({"state": {"desired": {"a": {"b": 1, "x": 2}}, "reported": {"r": true}}});
+        assert!(update_visible(&upd, &doc));
+        let doc = json!({"state": {"desired": {"a": {"b": 1}, "c": 3}, "reported": {"r": true}}});
+        assert!(!update_visible(&upd, &doc));
+        let doc = json!({"state": {"desired": {"a": {"b": 2}}, "reported": {"r": true}}});
+        assert!(!update_visible(&upd, &doc));
+    }
+
+    #[test]
+    fn client_tokens_are_unique_and_within_the_limit() {
+        let a = new_client_token();
+        let b = new_client_token();
+        assert_ne!(a, b);
+        assert!(a.len() <= 64, "{a}");
+    }
+
     #[test]
     fn paths_are_encoded() {
         assert_eq!(shadow_path("lnu_001", None), "/things/lnu_001/shadow");

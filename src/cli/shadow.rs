@@ -197,11 +197,11 @@ impl InFlight {
         let previous_cut = path.symlink_metadata().is_ok();
         // A fresh file, never through a link someone planted; it holds no data.
         let _ = std::fs::remove_file(&path);
-        let created = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .is_ok();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let created = options.open(&path).is_ok();
         InFlight {
             // Without a mark a cut could go unnoticed, so this command takes no shortcut.
             previous_cut: previous_cut || !created,
