@@ -131,6 +131,8 @@ fn a_module_stuck_in_data_mode_is_named() {
     script.push(Step::Expect(vec![0; 256]));
     script.push(reply(b"\r\nRecv 64 bytes\r\n\r\nSEND FAIL\r\n"));
     script.push(expect("\r\n"));
+    // The barrier behind the padding goes unanswered too.
+    script.push(expect("AT\r\n"));
     script.extend([expect("AT\r\n"), expect("AT\r\n"), expect("AT\r\n")]);
     let err = Session::open(ScriptedTransport::new(script), None, timeouts()).unwrap_err();
     assert_eq!(err, Error::StuckInDataMode);

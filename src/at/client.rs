@@ -487,8 +487,18 @@ impl<T: Transport> AtClient<T> {
                 .any(signs);
         }
         // Padding past the payload reached the command parser as one unterminated line:
-        // end it, and let its ERROR or busy answer go by.
+        // end it. On a slow line much padding may still be queued: the answer to an `AT`
+        // behind it marks where it ends (the garbage line's ERROR or busy go by first).
         self.write(b"\r\n", false)?;
+        if reacted {
+            self.write(b"AT\r\n", false)?;
+            let end = Instant::now() + Duration::from_secs(15);
+            while let Some(event) = self.next_event(end)? {
+                if event == Event::Final(Final::Ok) {
+                    break;
+                }
+            }
+        }
         self.drain(Duration::from_millis(200), Duration::from_secs(5))?;
         self.digester.clear();
         Ok(reacted)
