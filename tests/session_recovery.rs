@@ -138,6 +138,41 @@ fn a_module_stuck_in_data_mode_is_named() {
     assert_eq!(err, Error::StuckInDataMode);
 }
 
+#[test]
+fn a_late_prompt_of_an_interrupted_send_is_met_by_leaving_data_mode() {
+    let gmr: &[u8] = b"AT version:1.1.3.0(5a40576 - Nov 28 2018 12:50:55)\r\n\r\nOK\r\n";
+    // The prompt of the killed program's AT+CIPSEND arrives as this program probes; then the
+    // same during ATE0.
+    for late_in in ["AT\r\n", "ATE0\r\n"] {
+        let mut script = vec![expect("AT\r\n")];
+        if late_in == "ATE0\r\n" {
+            script.extend([reply(b"\r\nOK\r\n"), expect("ATE0\r\n")]);
+        }
+        script.extend([
+            // The OK before the prompt went by with the stale input that was discarded.
+            reply(b"\r\n>"),
+            expect("+++"),
+            Step::Expect(vec![0; 256]),
+            reply(b"\r\nRecv 120 bytes\r\n\r\nSEND OK\r\n"),
+            expect("\r\n"),
+            expect("AT\r\n"),
+            reply(b"\r\nERROR\r\n\r\nOK\r\n"),
+        ]);
+        if late_in == "AT\r\n" {
+            script.extend([expect("AT\r\n"), reply(b"\r\nOK\r\n")]);
+        }
+        script.extend([
+            expect("ATE0\r\n"),
+            reply(b"\r\nOK\r\n"),
+            expect("AT+GMR\r\n"),
+            reply(gmr),
+        ]);
+        let session = Session::open(ScriptedTransport::new(script), None, timeouts())
+            .unwrap_or_else(|e| panic!("late prompt in {late_in:?}: {e}"));
+        assert_eq!(session.info().generation, Generation::V1_1_3);
+    }
+}
+
 /// Leaves the world's module collecting the payload of an `AT+CIPSEND` on an open TLS
 /// link, as a program killed between the prompt and its payload does.
 fn leave_in_data_mode(world: &World) {

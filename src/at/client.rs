@@ -62,6 +62,10 @@ pub enum Error {
         /// What came back.
         reply: String,
     },
+    /// A `>` prompt answered a command that has no payload: the module is collecting the
+    /// payload of a send that an earlier, interrupted program started.
+    #[error("the module answered {0} with a > prompt: it is waiting for the payload of an earlier AT+CIPSEND")]
+    DataMode(String),
     /// The cancellation flag was set (SIGINT, SIGTERM, SIGHUP) while waiting.
     #[error("interrupted")]
     Cancelled,
@@ -347,12 +351,9 @@ impl<T: Transport> AtClient<T> {
                         self.payloads_written += 1;
                         self.write(bytes, secret)?
                     }
-                    None => {
-                        return Err(Error::Unexpected {
-                            command: command.to_string(),
-                            reply: "a > prompt".into(),
-                        })
-                    }
+                    // The prompt of a send an interrupted program started: the module now
+                    // takes whatever comes as payload, this command included.
+                    None => return Err(Error::DataMode(command.to_string())),
                 },
                 // The OK that precedes CIPSEND's prompt is not the end of the exchange.
                 Event::Final(Final::Ok) if payload.is_some() => {}

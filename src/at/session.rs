@@ -243,6 +243,8 @@ struct Probe {
     busy: usize,
     /// Attempts cut short by `ready`.
     reboots: usize,
+    /// A `>` prompt came instead of an answer: the module is in data mode.
+    prompt: bool,
 }
 
 impl Probe {
@@ -270,6 +272,10 @@ impl Probe {
                 Err(AtError::Rebooted(_)) => self.reboots += 1,
                 Err(AtError::Busy(_)) => self.busy += 1,
                 Err(AtError::Failed { .. }) => {}
+                Err(AtError::DataMode(_)) => {
+                    self.prompt = true;
+                    return Ok(());
+                }
                 Err(e) => return Err(e.into()),
             }
             stumbled = true;
@@ -296,15 +302,16 @@ impl<T: Transport> Session<T> {
         client.discard_stale(Duration::from_millis(3))?;
         let mut probe = Probe::default();
         probe.run(&mut client)?;
-        if !probe.answered && probe.seen.trim().is_empty() && probe.busy == 0 && probe.reboots == 0
-        {
+        let silent = probe.seen.trim().is_empty() && probe.busy == 0 && probe.reboots == 0;
+        if probe.prompt || (!probe.answered && silent) {
             // Silence may be a module collecting the payload of an `AT+CIPSEND` that an
             // interrupted program never finished: our probes became its payload.
-            if client.leave_data_mode(Generation::V4_1.cipsend_max())? {
+            let reacted = client.leave_data_mode(Generation::V4_1.cipsend_max())?;
+            if reacted || probe.prompt {
                 log::info!("the module was in data mode; it is back in command mode");
                 probe = Probe::default();
                 probe.run(&mut client)?;
-                if !probe.answered && probe.busy == 0 && probe.reboots == 0 {
+                if probe.prompt || (!probe.answered && probe.busy == 0 && probe.reboots == 0) {
                     return Err(Error::StuckInDataMode);
                 }
             }
@@ -336,6 +343,10 @@ impl<T: Transport> Session<T> {
                     break;
                 }
                 Err(AtError::Busy(_)) => return Err(Error::StaysBusy),
+                // The late prompt of a send an interrupted program started.
+                Err(AtError::DataMode(_)) if !last => {
+                    client.leave_data_mode(Generation::V4_1.cipsend_max())?;
+                }
                 // A late answer to an earlier command, or the ERROR of a line an interrupted
                 // program left half-written: the line goes quiet and the probe repeats.
                 Ok(_)
