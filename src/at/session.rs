@@ -1,6 +1,14 @@
 //! A session with one ESP-AT module: probe it once, adapt to its firmware generation, get
 //! its clock right, open a mutual-TLS link and carry HTTP requests over it.
 //!
+//! A program can be killed at any byte of an exchange, so a session never trusts the state
+//! the last one left: the probe drains what is pending and brings a module out of
+//! `AT+CIPSEND` data mode (silence, or a `>` answering a command); data and `CLOSED` read
+//! before a new link's `CONNECT` belong to the old link; one request is in flight per link,
+//! and a request that fails closes its link so that its late response cannot answer the
+//! next one. [`Session::try_request`] says whether a failed request may have reached the
+//! endpoint, which is what the update policy (`aws::shadow::update_at_most_once`) needs.
+//!
 //! Spec: `esp-at.md` §6.1 (capability probe), §6.3 (shadow request flow), §5.5–§5.15 (the
 //! commands), `pitfalls.md` items 1, 5, 6, 7, 13, 17 (what goes wrong).
 
