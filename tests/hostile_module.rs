@@ -216,7 +216,11 @@ impl Fake {
                 for _ in 0..64 {
                     let r = self.random();
                     // Bytes of every value, a line end now and then.
-                    let b = if r.is_multiple_of(97) { b'\n' } else { (r >> 8) as u8 };
+                    let b = if r.is_multiple_of(97) {
+                        b'\n'
+                    } else {
+                        (r >> 8) as u8
+                    };
                     self.out.push(b);
                 }
                 self.out.extend_from_slice(&reply);

@@ -11,6 +11,10 @@ mod pki_props;
 
 mod at_digest;
 mod at_session;
+mod session_recovery;
+
+mod fault_soak;
+mod interrupt_soak;
 
 mod document_cli;
 mod document_rules;
@@ -39,9 +43,9 @@ mod shadow_e2e;
 mod sim_cli;
 
 mod flash_cli;
-mod mitm;
 mod hostile_module;
 mod keys_exposed;
+mod mitm;
 mod provision_rom;
 
 mod net_codec;

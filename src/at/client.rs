@@ -1,9 +1,17 @@
 //! `AtClient`: runs one AT command at a time over a [`Transport`], pumping the digester,
 //! keeping URCs and received data aside, and retrying when the module says `busy p...`.
 //!
-//! Spec: `esp-at.md` §4 (framing), §7 (host parser rules).
+//! A reply belongs to the command that is running only when it can: a `SEND OK`, `SEND FAIL`
+//! or `SEND Canceled` answers a payload that this exchange wrote after its own `>` prompt,
+//! and is ignored anywhere else (a killed process can leave one on the line). A cancellation
+//! flag (set by a signal handler) stops waits, except while a payload command runs: the
+//! module must not be left collecting a payload (`AT+CIPSEND` data mode).
+//!
+//! Spec: `esp-at.md` §4 (framing), §5.13 (`AT+CIPSEND`), §7 (host parser rules).
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::digest::{Digester, ErrCode, Event, Final, Urc};
@@ -80,6 +88,13 @@ pub enum Error {
         /// What came back.
         reply: String,
     },
+    /// A `>` prompt answered a command that has no payload: the module is collecting the
+    /// payload of a send that an earlier, interrupted program started.
+    #[error("the module answered {0} with a > prompt: it is waiting for the payload of an earlier AT+CIPSEND")]
+    DataMode(String),
+    /// The cancellation flag was set (SIGINT, SIGTERM, SIGHUP) while waiting.
+    #[error("interrupted")]
+    Cancelled,
 }
 
 impl From<io::Error> for Error {
@@ -178,6 +193,13 @@ pub struct AtClient<T: Transport> {
     stray: Vec<String>,
     /// `+IPD` bytes beyond [`MAX_RX`] arrived and were dropped: reported once.
     rx_overflow: bool,
+    /// Set by a signal handler: waits end with [`Error::Cancelled`] where that is safe.
+    cancel: Option<Arc<AtomicBool>>,
+    /// Whether a wait may end on the cancellation flag now (not while a payload command
+    /// runs, nor during the clean-up after a cancellation).
+    interruptible: bool,
+    /// Payloads written after their prompt, counted (whether a send may have left).
+    payloads_written: u64,
 }
 
 impl<T: Transport> std::fmt::Debug for AtClient<T> {
@@ -204,7 +226,35 @@ impl<T: Transport> AtClient<T> {
             time_updated: false,
             stray: Vec::new(),
             rx_overflow: false,
+            cancel: None,
+            interruptible: true,
+            payloads_written: 0,
         }
+    }
+
+    /// Makes waits end with [`Error::Cancelled`] once `flag` is set (by a signal handler),
+    /// except while a payload command is between its command line and its final reply.
+    pub fn set_cancel(&mut self, flag: Option<Arc<AtomicBool>>) {
+        self.cancel = flag;
+    }
+
+    /// How many payloads were written after their `>` prompt so far: a payload that was
+    /// written may have reached the module whatever its exchange answered later.
+    pub fn payloads_written(&self) -> u64 {
+        self.payloads_written
+    }
+
+    /// Whether the cancellation flag is set.
+    pub fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::SeqCst))
+    }
+
+    /// Whether waits may end on the cancellation flag (true by default). Clean-up after a
+    /// cancellation turns it off so that its own bounded commands run to the end.
+    pub fn set_interruptible(&mut self, on: bool) {
+        self.interruptible = on;
     }
 
     /// Records every byte in both directions into `trace`.
@@ -248,6 +298,9 @@ impl<T: Transport> AtClient<T> {
                     Event::LineTooLong => Err(Error::LineTooLong),
                     event => Ok(Some(event)),
                 };
+            }
+            if self.interruptible && self.cancelled() {
+                return Err(Error::Cancelled);
             }
             let now = Instant::now();
             if now >= deadline {
@@ -349,6 +402,27 @@ impl<T: Transport> AtClient<T> {
         payload: Option<(&[u8], bool)>,
         timeout: Duration,
     ) -> Result<Reply, Error> {
+        if payload.is_none() {
+            return self.exchange_events(command, None, timeout);
+        }
+        if self.interruptible && self.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        // From the command line on, the exchange runs to its end (bounded by `timeout`):
+        // giving up between the prompt and the payload would leave the module collecting
+        // bytes, and the next command's text would become payload.
+        let was = std::mem::replace(&mut self.interruptible, false);
+        let result = self.exchange_events(command, payload, timeout);
+        self.interruptible = was;
+        result
+    }
+
+    fn exchange_events(
+        &mut self,
+        command: &str,
+        payload: Option<(&[u8], bool)>,
+        timeout: Duration,
+    ) -> Result<Reply, Error> {
         let mut line = Vec::with_capacity(command.len() + 2);
         line.extend_from_slice(command.as_bytes());
         line.extend_from_slice(b"\r\n");
@@ -366,6 +440,7 @@ impl<T: Transport> AtClient<T> {
         payload: Option<(&[u8], bool)>,
         timeout: Duration,
     ) -> Result<Reply, Error> {
+        let expects_payload = payload.is_some();
         let deadline = Instant::now() + timeout;
         let mut reply = Reply::default();
         let mut text = 0usize;
@@ -400,16 +475,24 @@ impl<T: Transport> AtClient<T> {
                 Event::Busy => return Err(Error::Busy(command.to_string())),
                 Event::Urc(Urc::Ready) => return Err(Error::Rebooted(command.to_string())),
                 Event::Prompt => match payload.take() {
-                    Some((bytes, secret)) => self.write(bytes, secret)?,
-                    None => {
-                        return Err(Error::Unexpected {
-                            command: command.to_string(),
-                            reply: "a > prompt".into(),
-                        })
+                    Some((bytes, secret)) => {
+                        self.payloads_written += 1;
+                        self.write(bytes, secret)?
                     }
+                    // The prompt of a send an interrupted program started: the module now
+                    // takes whatever comes as payload, this command included.
+                    None => return Err(Error::DataMode(command.to_string())),
                 },
                 // The OK that precedes CIPSEND's prompt is not the end of the exchange.
                 Event::Final(Final::Ok) if payload.is_some() => {}
+                // SEND OK/FAIL/Canceled answer a payload: before this exchange wrote its
+                // own, or in a command without one, they are left over from an exchange
+                // that was cut short (a killed process) and say nothing about this one.
+                Event::Final(Final::SendOk | Final::SendFail | Final::SendCanceled)
+                    if !expects_payload || payload.is_some() =>
+                {
+                    log::debug!("ignoring a SEND result that belongs to an earlier exchange");
+                }
                 Event::Final(Final::Ok | Final::SendOk) => return Ok(reply),
                 Event::Final(Final::Error) => {
                     return Err(Error::Failed {
@@ -512,6 +595,54 @@ impl<T: Transport> AtClient<T> {
         self.rx.clear();
         self.data_announced = false;
         Ok(())
+    }
+
+    /// Brings a module that is collecting a payload (`AT+CIPSEND` data mode, left by an
+    /// exchange that was cut short) back to command mode, and says whether it showed any
+    /// sign of having been in it. A lone `+++` cancels an empty send on 1.x; otherwise the
+    /// payload is completed with NUL bytes, at most `max_payload` of them: a NUL can end
+    /// neither an HTTP header nor a JSON document, so the request it completes is one the
+    /// endpoint refuses rather than applies. The link is closed afterwards by the caller.
+    ///
+    /// Spec: `esp-at.md` §5.13 (bytes beyond `<len>` reach the command parser).
+    pub fn leave_data_mode(&mut self, max_payload: usize) -> Result<bool, Error> {
+        let signs = |e: &Event| {
+            matches!(
+                e,
+                Event::Final(_) | Event::Recv(_) | Event::Busy | Event::Line(_)
+            )
+        };
+        self.write(b"+++", false)?;
+        let mut reacted = self
+            .drain(Duration::from_millis(300), Duration::from_secs(1))?
+            .iter()
+            .any(signs);
+        let chunk = [0u8; 256];
+        let mut written = 0;
+        while !reacted && written < max_payload + chunk.len() {
+            self.write(&chunk, false)?;
+            written += chunk.len();
+            reacted = self
+                .drain(Duration::from_millis(50), Duration::from_millis(500))?
+                .iter()
+                .any(signs);
+        }
+        // Padding past the payload reached the command parser as one unterminated line:
+        // end it. On a slow line much padding may still be queued: the answer to an `AT`
+        // behind it marks where it ends (the garbage line's ERROR or busy go by first).
+        self.write(b"\r\n", false)?;
+        if reacted {
+            self.write(b"AT\r\n", false)?;
+            let end = Instant::now() + Duration::from_secs(15);
+            while let Some(event) = self.next_event(end)? {
+                if event == Event::Final(Final::Ok) {
+                    break;
+                }
+            }
+        }
+        self.drain(Duration::from_millis(200), Duration::from_secs(5))?;
+        self.digester.clear();
+        Ok(reacted)
     }
 
     /// Text the module sent that no command accounted for: lines of exchanges that timed

@@ -1,6 +1,14 @@
 //! A session with one ESP-AT module: probe it once, adapt to its firmware generation, get
 //! its clock right, open a mutual-TLS link and carry HTTP requests over it.
 //!
+//! A program can be killed at any byte of an exchange, so a session never trusts the state
+//! the last one left: the probe drains what is pending and brings a module out of
+//! `AT+CIPSEND` data mode (silence, or a `>` answering a command); data and `CLOSED` read
+//! before a new link's `CONNECT` belong to the old link; one request is in flight per link,
+//! and a request that fails closes its link so that its late response cannot answer the
+//! next one. [`Session::try_request`] says whether a failed request may have reached the
+//! endpoint, which is what the update policy (`aws::shadow::update_at_most_once`) needs.
+//!
 //! Spec: `esp-at.md` §6.1 (capability probe), §6.3 (shadow request flow), §5.5–§5.15 (the
 //! commands), `pitfalls.md` items 1, 5, 6, 7, 13, 17 (what goes wrong).
 
@@ -28,6 +36,21 @@ pub enum Error {
         "nothing answered AT: check that this is the module's AT port (UART1 on ESP32, not the USB port of a DevKitC) and that the baud rate is right (default 115200)"
     )]
     NoAnswer,
+    /// Every probe was answered `busy p...`.
+    #[error(
+        "the module answers every command with `busy p...`: it is still working on something (a command or a send from an earlier program); wait a few seconds and retry, or reset it (EN button or power)"
+    )]
+    StaysBusy,
+    /// The module printed `ready` on every attempt.
+    #[error(
+        "the module reboots whenever it is sent a command (it printed `ready` each time): check its power supply (500 mA at 3.3 V) and look at its log UART for a crash"
+    )]
+    RebootLoop,
+    /// The module was collecting a payload and did not come back to command mode.
+    #[error(
+        "the module is stuck in AT+CIPSEND data mode (it took the probe as payload and did not return to commands after it was completed): reset it (EN button or power)"
+    )]
+    StuckInDataMode,
     /// Boot-log or ROM text instead of AT replies.
     #[error(
         "this port shows the ESP32's boot log ({0}): it is the log/download UART (UART0); ESP-AT listens on UART1 (GPIO16/17 on WROOM-32)"
@@ -218,6 +241,64 @@ pub fn host_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// What the `AT` probe saw: whether it was answered, and the signs when it was not.
+#[derive(Debug, Default)]
+struct Probe {
+    answered: bool,
+    /// Lines of attempts that timed out (boot-log text on the wrong port).
+    seen: String,
+    /// Attempts answered `busy p...` after all the client's retries.
+    busy: usize,
+    /// Attempts cut short by `ready`.
+    reboots: usize,
+    /// A `>` prompt came instead of an answer: the module is in data mode.
+    prompt: bool,
+}
+
+impl Probe {
+    /// `AT` until it is answered, at most three times.
+    fn run<T: Transport>(&mut self, client: &mut AtClient<T>) -> Result<(), Error> {
+        let mut stumbled = false;
+        for _ in 0..3 {
+            match client.command("AT", Duration::from_millis(700)) {
+                Ok(_) if !stumbled => {
+                    self.answered = true;
+                    break;
+                }
+                // After a failed attempt, this OK may be the late answer to it rather than
+                // to this AT: wait for the line to go quiet and ask once more, so that
+                // every later answer pairs with its own command.
+                Ok(_) => {
+                    client.drain(Duration::from_millis(150), Duration::from_secs(2))?;
+                    if client.command("AT", Duration::from_millis(700)).is_ok() {
+                        self.answered = true;
+                        break;
+                    }
+                }
+                Err(AtError::Timeout { .. }) => self.seen.push_str(&client.take_stray_text()),
+                // A reboot or a stale error from before: the next AT will tell.
+                Err(AtError::Rebooted(_)) => self.reboots += 1,
+                Err(AtError::Busy(_)) => self.busy += 1,
+                Err(AtError::Failed { .. }) => {}
+                Err(AtError::DataMode(_)) => {
+                    self.prompt = true;
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
+            stumbled = true;
+            // A late answer to this attempt must not be taken for the next one's.
+            for event in client.drain(Duration::from_millis(150), Duration::from_secs(1))? {
+                if let super::digest::Event::Line(l) = event {
+                    self.seen.push_str(&String::from_utf8_lossy(&l));
+                    self.seen.push('\n');
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl<T: Transport> Session<T> {
     /// Probes the module on `io`: `AT` until it answers, `ATE0`, `AT+GMR`, and on 2.x+
     /// `AT+SYSLOG=1` so that errors come with their `ERR CODE`.
@@ -227,48 +308,38 @@ impl<T: Transport> Session<T> {
         // Bytes still in flight arrive back to back, so a short quiet period marks their
         // end; boot output that comes later still is what the probe's retries absorb.
         client.discard_stale(Duration::from_millis(3))?;
-        let mut answered = false;
-        let mut stumbled = false;
-        let mut seen = String::new();
-        for _ in 0..3 {
-            match client.command("AT", Duration::from_millis(700)) {
-                Ok(_) if !stumbled => {
-                    answered = true;
-                    break;
-                }
-                // After a failed attempt, this OK may be the late answer to it rather than
-                // to this AT: wait for the line to go quiet and ask once more, so that
-                // every later answer pairs with its own command.
-                Ok(_) => {
-                    client.drain(Duration::from_millis(150), Duration::from_secs(2))?;
-                    if client.command("AT", Duration::from_millis(700)).is_ok() {
-                        answered = true;
-                        break;
-                    }
-                }
-                Err(AtError::Timeout { .. }) => seen.push_str(&client.take_stray_text()),
-                // A reboot or a stale error from before: the next AT will tell.
-                Err(AtError::Rebooted(_) | AtError::Failed { .. } | AtError::Busy(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-            stumbled = true;
-            // A late answer to this attempt must not be taken for the next one's.
-            for event in client.drain(Duration::from_millis(150), Duration::from_secs(1))? {
-                if let super::digest::Event::Line(l) = event {
-                    seen.push_str(&String::from_utf8_lossy(&l));
-                    seen.push('\n');
+        let mut probe = Probe::default();
+        probe.run(&mut client)?;
+        let silent = probe.seen.trim().is_empty() && probe.busy == 0 && probe.reboots == 0;
+        if probe.prompt || (!probe.answered && silent) {
+            // Silence may be a module collecting the payload of an `AT+CIPSEND` that an
+            // interrupted program never finished: our probes became its payload.
+            let reacted = client.leave_data_mode(Generation::V4_1.cipsend_max())?;
+            if reacted || probe.prompt {
+                log::info!("the module was in data mode; it is back in command mode");
+                probe = Probe::default();
+                probe.run(&mut client)?;
+                if probe.prompt || (!probe.answered && probe.busy == 0 && probe.reboots == 0) {
+                    return Err(Error::StuckInDataMode);
                 }
             }
         }
-        if !answered {
-            return Err(match looks_like_boot_log(&seen) {
+        if !probe.answered {
+            return Err(match looks_like_boot_log(&probe.seen) {
                 Some(what) => Error::LogPort(what.to_string()),
+                None if probe.reboots >= 2 => Error::RebootLoop,
+                None if probe.busy >= 2 => Error::StaysBusy,
                 None => Error::NoAnswer,
             });
         }
+        Self::identify(client, timeouts)
+    }
+
+    fn identify(mut client: AtClient<T>, timeouts: Timeouts) -> Result<Session<T>, Error> {
         // A module that reboots now (brown-out, crash), or an answer that still belongs to
         // an earlier command (no version line), is met by probing again.
         let mut gmr = Vec::new();
+        let mut reboots = 0;
         for attempt in 0..3 {
             let last = attempt == 2;
             match client
@@ -279,9 +350,21 @@ impl<T: Transport> Session<T> {
                     gmr = reply.lines;
                     break;
                 }
-                Ok(_) | Err(AtError::Rebooted(_)) if !last => {
+                Err(AtError::Busy(_)) => return Err(Error::StaysBusy),
+                // The late prompt of a send an interrupted program started.
+                Err(AtError::DataMode(_)) if !last => {
+                    client.leave_data_mode(Generation::V4_1.cipsend_max())?;
+                }
+                // A late answer to an earlier command, or the ERROR of a line an interrupted
+                // program left half-written: the line goes quiet and the probe repeats.
+                Ok(_)
+                | Err(AtError::Rebooted(_) | AtError::Failed { .. } | AtError::Timeout { .. })
+                    if !last =>
+                {
+                    reboots += usize::from(client.take_rebooted());
                     client.drain(Duration::from_millis(200), Duration::from_secs(3))?;
                 }
+                Err(AtError::Rebooted(_)) if reboots >= 2 => return Err(Error::RebootLoop),
                 Ok(reply) => gmr = reply.lines,
                 Err(e) => return Err(e.into()),
             }
@@ -526,7 +609,7 @@ impl<T: Transport> Session<T> {
         };
         self.client.clear_closed();
         match self.client.run(&start) {
-            Ok(_) => {}
+            Ok(_) => self.forget_old_link(),
             Err(AtError::Failed { .. }) => {
                 // A link from an earlier process makes CIPSTART fail at once; if CIPCLOSE
                 // finds one, try again.
@@ -541,11 +624,37 @@ impl<T: Transport> Session<T> {
                     host: host.into(),
                     port,
                 })?;
+                self.forget_old_link();
             }
             Err(e) => return Err(e.into()),
         }
         self.link = Some((host.to_string(), port));
         Ok(())
+    }
+
+    /// After `CONNECT`: whatever data or `CLOSED` was read before it belonged to the link
+    /// an earlier program left (single-link mode: that link is gone once a new one is up),
+    /// and must not be taken for the new link's.
+    fn forget_old_link(&mut self) {
+        self.client.clear_closed();
+    }
+
+    /// Stops waits with [`AtError::Cancelled`] once `flag` is set (see
+    /// [`AtClient::set_cancel`]).
+    pub fn set_cancel(&mut self, flag: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>) {
+        self.client.set_cancel(flag);
+    }
+
+    /// Closes the link after a request that failed or was interrupted, so that a late
+    /// response to it can never be read as the answer to a later request. Runs to its end
+    /// even when the cancellation flag is set (it is bounded by the command's time limit).
+    pub fn discard_link(&mut self) {
+        self.client.set_interruptible(false);
+        if self.link.take().is_some() {
+            let _ = self.client.run(&CloseLink);
+        }
+        self.client.clear_closed();
+        self.client.set_interruptible(true);
     }
 
     /// Whether a link is open (as far as the URCs tell).
@@ -561,9 +670,18 @@ impl<T: Transport> Session<T> {
         Ok(())
     }
 
-    fn send(&mut self, bytes: &[u8]) -> Result<(), AtError> {
-        for chunk in bytes.chunks(self.info.generation.cipsend_max()) {
-            self.client.run_with_payload(&Send(chunk))?;
+    /// Sends `bytes` in `AT+CIPSEND` chunks. On failure, also says whether the request may
+    /// have reached the endpoint: only once its last chunk was written after its prompt
+    /// (`SEND FAIL` is no proof that it did not leave, `pitfalls.md` §17); a request cut
+    /// short before that is incomplete, and the endpoint never acts on it.
+    fn send(&mut self, bytes: &[u8]) -> Result<(), (AtError, bool)> {
+        let chunks: Vec<&[u8]> = bytes.chunks(self.info.generation.cipsend_max()).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let before = self.client.payloads_written();
+            if let Err(e) = self.client.run_with_payload(&Send(chunk)) {
+                let last_written = i + 1 == chunks.len() && self.client.payloads_written() > before;
+                return Err((e, last_written));
+            }
         }
         Ok(())
     }
@@ -616,6 +734,52 @@ impl<T: Transport> Session<T> {
     }
 
     /// Sends one HTTP request over the link (opening it if needed) and returns the
+    /// response, never repeating it. On failure the link is closed (so that a late response
+    /// cannot be read as a later request's) and the error says whether the request may have
+    /// reached the endpoint.
+    pub fn try_request(
+        &mut self,
+        host: &str,
+        port: u16,
+        request: &[u8],
+    ) -> Result<Response, RequestFailure> {
+        let not_sent = |error: Error| RequestFailure {
+            error,
+            may_have_left: false,
+        };
+        if self.client.cancelled() {
+            return Err(not_sent(AtError::Cancelled.into()));
+        }
+        if !self.connected() {
+            if self.client.take_rebooted() {
+                self.recover().map_err(not_sent)?;
+            }
+            self.after_reboot_retry(|s| s.connect(host, port))
+                .map_err(not_sent)?;
+        }
+        let outcome = match self.send(request) {
+            Ok(()) => self.read_response(host).map_err(|error| RequestFailure {
+                error,
+                may_have_left: true,
+            }),
+            Err((e, may_have_left)) => Err(RequestFailure {
+                error: e.into(),
+                may_have_left,
+            }),
+        };
+        match &outcome {
+            Ok(_) => {}
+            // `AT+CIPSEND` answered ERROR: there is no link to close.
+            Err(RequestFailure {
+                error: Error::At(AtError::Failed { .. }),
+                may_have_left: false,
+            }) => self.link = None,
+            Err(_) => self.discard_link(),
+        }
+        outcome
+    }
+
+    /// Sends one HTTP request over the link (opening it if needed) and returns the
     /// response. If the link drops or the module reboots first, the request is repeated once
     /// on a new link when `retry_safe` says repeating it cannot do harm, or when it provably
     /// never left the module.
@@ -627,40 +791,45 @@ impl<T: Transport> Session<T> {
         retry_safe: bool,
     ) -> Result<Response, Error> {
         for attempt in 0..2 {
-            if !self.connected() {
-                if self.client.take_rebooted() {
-                    self.recover()?;
-                }
-                self.after_reboot_retry(|s| s.connect(host, port))?;
-            }
-            let sent = self.send(request);
-            let send_failed = sent.is_err();
-            let outcome = match sent {
-                Ok(()) => self.read_response(host),
-                Err(e) => Err(e.into()),
+            let failure = match self.try_request(host, port, request) {
+                Ok(response) => return Ok(response),
+                Err(failure) => failure,
             };
-            let retryable = match &outcome {
-                Ok(_) => return outcome,
-                // SEND FAIL or a drop before SEND OK: the request did not (fully) leave.
-                Err(Error::At(AtError::SendFailed | AtError::Failed { .. })) if send_failed => true,
-                Err(Error::At(AtError::LinkClosed | AtError::Rebooted(_))) => {
-                    retry_safe || send_failed
-                }
-                _ => false,
-            };
-            self.link = None;
+            let link_trouble = matches!(
+                failure.error,
+                Error::At(
+                    AtError::LinkClosed
+                        | AtError::Rebooted(_)
+                        | AtError::SendFailed
+                        | AtError::Failed { .. }
+                )
+            );
+            let retryable = link_trouble && (retry_safe || !failure.may_have_left);
             if !retryable || attempt == 1 {
-                return match outcome {
-                    Err(Error::At(AtError::LinkClosed | AtError::Rebooted(_))) if !retry_safe => {
-                        Err(Error::DroppedUnsafe)
+                return Err(match failure.error {
+                    Error::At(AtError::LinkClosed | AtError::Rebooted(_))
+                        if !retry_safe && failure.may_have_left =>
+                    {
+                        Error::DroppedUnsafe
                     }
                     other => other,
-                };
+                });
             }
-            log::info!("link lost ({:?}); reconnecting once", outcome.err());
+            log::info!("link lost ({}); reconnecting once", failure.error);
         }
         unreachable!("the loop returns on its second attempt")
     }
+}
+
+/// A request that failed, and whether it may have reached the endpoint anyway.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct RequestFailure {
+    /// What went wrong.
+    pub error: Error,
+    /// False only when the request provably did not leave whole (it was never written
+    /// after its prompt, or not completely): the endpoint cannot have acted on it.
+    pub may_have_left: bool,
 }
 
 #[cfg(test)]

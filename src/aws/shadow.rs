@@ -470,6 +470,186 @@ pub fn error_message(body: &[u8]) -> String {
         .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
 }
 
+/// A client token for an update that has none: AWS echoes it in the answer, which is how
+/// a response is matched to its request and how the endpoint's log tells updates apart.
+pub fn new_client_token() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 12];
+    // A failing system RNG leaves the bytes zero; the time below still tells tokens apart.
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut token = format!("esp-aws-{:x}-", nanos & 0xffff_ffff_ffff);
+    for b in bytes {
+        token.push_str(&format!("{b:02x}"));
+    }
+    token
+}
+
+/// A request that did not bring an answer, and whether it may have reached the endpoint.
+#[derive(Debug)]
+pub struct SendFailure<E> {
+    /// What went wrong.
+    pub error: E,
+    /// False only when the request provably did not leave whole.
+    pub may_have_left: bool,
+}
+
+/// How an update ended when it did.
+#[derive(Debug)]
+pub enum UpdateReply {
+    /// The endpoint's answer to this very update (any status; its `clientToken` is ours).
+    Answered(crate::aws::http::Response),
+    /// The answer was lost, but the shadow, read back, holds every value of the update: it
+    /// was applied (once: it was never sent again while it could have been applied).
+    ConfirmedByReadBack(Value),
+}
+
+/// Why an update did not end with an answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateError<E: std::fmt::Display> {
+    /// The update was not applied: it never left whole, or the shadow read back after a
+    /// lost answer does not hold it.
+    #[error("{0}")]
+    NotApplied(E),
+    /// It is not known whether the update was applied.
+    #[error("{reason}: the update may have been applied; read the shadow (shadow get) before sending it again")]
+    MayHaveBeenApplied {
+        /// What cut the exchange short.
+        reason: String,
+    },
+}
+
+/// Whether every value of `update` (a request document's `state`) shows in the shadow
+/// `doc`'s state: equal leaves, and keys set to `null` absent.
+pub fn update_visible(update: &Value, doc: &Value) -> bool {
+    fn covers(want: &Value, have: Option<&Value>) -> bool {
+        match want {
+            Value::Null => have.is_none_or(Value::is_null),
+            Value::Object(map) => {
+                let have = have.and_then(Value::as_object);
+                map.iter()
+                    .all(|(k, v)| covers(v, have.and_then(|h| h.get(k))))
+            }
+            leaf => have == Some(leaf),
+        }
+    }
+    let Some(state) = update.get("state").and_then(Value::as_object) else {
+        return false;
+    };
+    ["desired", "reported"]
+        .iter()
+        .all(|section| match state.get(*section) {
+            // `"desired": null` clears the section.
+            Some(Value::Null) => doc["state"].get(*section).is_none_or(Value::is_null),
+            Some(want) => covers(want, doc["state"].get(*section)),
+            None => true,
+        })
+}
+
+/// The `clientToken` a response body echoes, if any.
+fn echoed_token(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(body)
+        .ok()?
+        .get("clientToken")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Sends the update `doc` (which carries a `clientToken`) so that it is applied at most
+/// once, through `send(method, body)` on the shadow's path (`POST` with a body, `GET`
+/// without).
+///
+/// An answer counts only if it echoes the update's `clientToken`. When no answer comes and
+/// the request may have reached the endpoint, it is never sent again blindly: a versioned
+/// update (a version in the document) is not sent again at all; an unversioned one is read
+/// back, and is a success if the shadow holds it, else it is sent again conditioned on the
+/// version just read, so that a late first copy and the second cannot both apply (a 409
+/// leads to one more read).
+///
+/// Spec: `aws-iot-shadow.md` §2.2 (update), §3.1 (`clientToken`, `version`).
+pub fn update_at_most_once<E: std::fmt::Display>(
+    doc: &Value,
+    mut send: impl FnMut(&str, Option<&[u8]>) -> Result<crate::aws::http::Response, SendFailure<E>>,
+) -> Result<UpdateReply, UpdateError<E>> {
+    let token = doc
+        .get("clientToken")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let versioned = doc.get("version").is_some();
+    let body = serde_json::to_vec(doc).unwrap_or_default();
+    let may_have = |reason: String| UpdateError::MayHaveBeenApplied { reason };
+    // A response is this update's only when it echoes its token (AWS echoes it in every
+    // answer to an update that had one, errors included).
+    let ours = |response: &crate::aws::http::Response| {
+        token.is_none() || echoed_token(&response.body) == token
+    };
+    const FOREIGN: &str = "the answer that came back belongs to another request";
+    // The first attempt, repeated once only if it provably never left.
+    let mut reason = String::new();
+    for attempt in 0..2 {
+        match send("POST", Some(&body)) {
+            Ok(response) if ours(&response) => return Ok(UpdateReply::Answered(response)),
+            Ok(_) => {
+                reason = FOREIGN.into();
+                break;
+            }
+            Err(f) if !f.may_have_left && attempt == 0 => {
+                log::info!(
+                    "the update did not leave ({}); sending it once more",
+                    f.error
+                );
+            }
+            Err(f) if !f.may_have_left => return Err(UpdateError::NotApplied(f.error)),
+            Err(f) => {
+                reason = f.error.to_string();
+                break;
+            }
+        }
+    }
+    if versioned || token.is_none() {
+        return Err(may_have(reason));
+    }
+    // It may have been applied: read the shadow, and send again only conditioned on the
+    // version read, so that at most one copy can ever apply.
+    for _ in 0..3 {
+        let current = match send("GET", None) {
+            Ok(r) if r.status == 200 => match serde_json::from_slice::<Value>(&r.body) {
+                Ok(current) => Some(current),
+                Err(_) => return Err(may_have(reason)),
+            },
+            // No shadow: the update, which would have created it, was not applied.
+            Ok(r) if r.status == 404 => None,
+            Ok(_) | Err(_) => return Err(may_have(reason)),
+        };
+        if let Some(current) = &current {
+            if update_visible(doc, current) {
+                return Ok(UpdateReply::ConfirmedByReadBack(current.clone()));
+            }
+        }
+        let mut again = doc.clone();
+        if let (Some(obj), Some(v)) = (
+            again.as_object_mut(),
+            current.as_ref().and_then(|c| c.get("version")).cloned(),
+        ) {
+            obj.insert("version".into(), v);
+        }
+        let again = serde_json::to_vec(&again).unwrap_or_default();
+        match send("POST", Some(&again)) {
+            // Someone (perhaps the first copy, late) changed the shadow: read again.
+            Ok(response) if response.status == 409 && ours(&response) => {}
+            Ok(response) if ours(&response) => return Ok(UpdateReply::Answered(response)),
+            Ok(_) => reason = FOREIGN.into(),
+            // The read showed it not applied, and the second copy never left.
+            Err(f) if !f.may_have_left => return Err(UpdateError::NotApplied(f.error)),
+            Err(f) => reason = f.error.to_string(),
+        }
+    }
+    Err(may_have(reason))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -679,6 +859,166 @@ mod tests {
         fn encoding_matches_the_former_one_for_any_text(s in ".{0,40}", keep_slash: bool) {
             proptest::prop_assert_eq!(encode_component(&s, keep_slash), former_encode(&s, keep_slash));
         }
+    }
+
+    use crate::aws::http::Response;
+    use std::cell::RefCell;
+
+    fn answer(status: u16, body: Value) -> Response {
+        Response {
+            status,
+            reason: String::new(),
+            headers: Vec::new(),
+            body: serde_json::to_vec(&body).unwrap(),
+        }
+    }
+
+    /// Plays `script` (one outcome per call) and records each call's method and body.
+    fn sender(
+        script: Vec<Result<Response, bool>>,
+        calls: &RefCell<Vec<(String, Option<Value>)>>,
+    ) -> impl FnMut(&str, Option<&[u8]>) -> Result<Response, SendFailure<String>> + '_ {
+        let mut script = script.into_iter();
+        move |method, body| {
+            calls.borrow_mut().push((
+                method.to_string(),
+                body.map(|b| serde_json::from_slice(b).unwrap()),
+            ));
+            match script.next().expect("more calls than scripted") {
+                Ok(r) => Ok(r),
+                Err(may_have_left) => Err(SendFailure {
+                    error: "the connection closed".to_string(),
+                    may_have_left,
+                }),
+            }
+        }
+    }
+
+    fn update(version: Option<u64>) -> Value {
+        let mut doc = json!({"state": {"desired": {"a": "1", "gone": null}}, "clientToken": "t1"});
+        if let Some(v) = version {
+            doc["version"] = v.into();
+        }
+        doc
+    }
+
+    #[test]
+    fn a_versioned_update_that_may_have_left_is_not_sent_again() {
+        let calls = RefCell::new(Vec::new());
+        let result = update_at_most_once(&update(Some(4)), sender(vec![Err(true)], &calls));
+        assert!(matches!(
+            result,
+            Err(UpdateError::MayHaveBeenApplied { .. })
+        ));
+        assert_eq!(calls.borrow().len(), 1);
+        assert!(result
+            .unwrap_err()
+            .to_string()
+            .contains("the update may have been applied"));
+    }
+
+    #[test]
+    fn a_lost_answer_is_settled_by_reading_back() {
+        // Applied: the read shows it; nothing is sent again.
+        let calls = RefCell::new(Vec::new());
+        let applied = json!({"state": {"desired": {"a": "1", "b": 2}}, "version": 8});
+        let result = update_at_most_once(
+            &update(None),
+            sender(vec![Err(true), Ok(answer(200, applied))], &calls),
+        );
+        assert!(matches!(result, Ok(UpdateReply::ConfirmedByReadBack(_))));
+        assert_eq!(calls.borrow().len(), 2);
+        assert_eq!(calls.borrow()[1].0, "GET");
+
+        // Not applied: sent again, conditioned on the version read.
+        let calls = RefCell::new(Vec::new());
+        let not_applied = json!({"state": {"desired": {"a": "0", "gone": 1}}, "version": 7});
+        let ok = json!({"state": {"desired": {"a": "1"}}, "clientToken": "t1", "version": 8});
+        let result = update_at_most_once(
+            &update(None),
+            sender(
+                vec![Err(true), Ok(answer(200, not_applied)), Ok(answer(200, ok))],
+                &calls,
+            ),
+        );
+        assert!(matches!(result, Ok(UpdateReply::Answered(r)) if r.status == 200));
+        let resent = calls.borrow()[2].1.clone().unwrap();
+        assert_eq!(resent["version"], 7);
+        assert_eq!(resent["clientToken"], "t1");
+
+        // The read fails: it may have been applied.
+        let calls = RefCell::new(Vec::new());
+        let result =
+            update_at_most_once(&update(None), sender(vec![Err(true), Err(false)], &calls));
+        assert!(matches!(
+            result,
+            Err(UpdateError::MayHaveBeenApplied { .. })
+        ));
+    }
+
+    #[test]
+    fn a_conflict_on_the_second_copy_leads_to_another_read() {
+        let calls = RefCell::new(Vec::new());
+        let before = json!({"state": {"desired": {"a": "0"}}, "version": 7});
+        let conflict = json!({"code": 409, "message": "Version conflict", "clientToken": "t1"});
+        let after = json!({"state": {"desired": {"a": "1"}}, "version": 8});
+        let result = update_at_most_once(
+            &update(None),
+            sender(
+                vec![
+                    Err(true),
+                    Ok(answer(200, before)),
+                    Ok(answer(409, conflict)),
+                    Ok(answer(200, after)),
+                ],
+                &calls,
+            ),
+        );
+        assert!(matches!(result, Ok(UpdateReply::ConfirmedByReadBack(_))));
+        assert_eq!(calls.borrow().len(), 4);
+    }
+
+    #[test]
+    fn an_answer_with_another_token_is_not_this_updates() {
+        let calls = RefCell::new(Vec::new());
+        let foreign = json!({"state": {"desired": {"x": 1}}, "clientToken": "other", "version": 3});
+        let result = update_at_most_once(
+            &update(Some(2)),
+            sender(vec![Ok(answer(200, foreign))], &calls),
+        );
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("belongs to another request"), "{err}");
+    }
+
+    #[test]
+    fn an_update_that_never_left_is_sent_once_more_then_reported_not_applied() {
+        let calls = RefCell::new(Vec::new());
+        let result = update_at_most_once(
+            &update(Some(1)),
+            sender(vec![Err(false), Err(false)], &calls),
+        );
+        assert!(matches!(result, Err(UpdateError::NotApplied(_))));
+        assert_eq!(calls.borrow().len(), 2);
+    }
+
+    #[test]
+    fn visibility_compares_leaves_and_deletions() {
+        let upd =
+            json!({"state": {"desired": {"a": {"b": 1}, "c": null}, "reported": {"r": true}}});
+        let doc = json!({"state": {"desired": {"a": {"b": 1, "x": 2}}, "reported": {"r": true}}});
+        assert!(update_visible(&upd, &doc));
+        let doc = json!({"state": {"desired": {"a": {"b": 1}, "c": 3}, "reported": {"r": true}}});
+        assert!(!update_visible(&upd, &doc));
+        let doc = json!({"state": {"desired": {"a": {"b": 2}}, "reported": {"r": true}}});
+        assert!(!update_visible(&upd, &doc));
+    }
+
+    #[test]
+    fn client_tokens_are_unique_and_within_the_limit() {
+        let a = new_client_token();
+        let b = new_client_token();
+        assert_ne!(a, b);
+        assert!(a.len() <= 64, "{a}");
     }
 
     #[test]

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
+use esp_aws::at::client::Error as AtError;
 use esp_aws::at::session::{Error as SessionError, Session, PLAUSIBLE_SINCE};
 use esp_aws::aws::http::{encode_request, Response};
-use esp_aws::aws::shadow::{self, ApiError, Update};
+use esp_aws::aws::shadow::{self, ApiError, SendFailure, Update, UpdateError, UpdateReply};
 use esp_aws::firmware::Generation;
 use esp_aws::pki::summary::format_time;
 use esp_aws::transport::Transport;
@@ -26,7 +27,9 @@ use super::Exit;
   esp-aws shadow delete lnu_001 --name config
 
 After `esp-aws provision` (or with `esp-aws sim` running) no flags are needed: the port and
-endpoint come from ./esp-aws.toml. Exit codes: 0 ok, 1 failed, 2 usage, 3 no such shadow.")]
+endpoint come from ./esp-aws.toml. Exit codes: 0 ok, 1 failed, 2 usage, 3 no such shadow,
+4 the update may have been applied (its answer was lost: read the shadow before sending it
+again), 130 interrupted before anything was sent.")]
 pub struct ShadowArgs {
     #[command(flatten)]
     device: DeviceArgs,
@@ -144,12 +147,94 @@ impl<T: Transport> Link<T> {
             .session
             .request(&self.host, self.port, &bytes, retry_safe)?)
     }
+
+    /// Sends the update `doc` to `target` at most once (see
+    /// [`shadow::update_at_most_once`]).
+    fn update(
+        &mut self,
+        target: &str,
+        doc: &Value,
+    ) -> Result<UpdateReply, UpdateError<SessionError>> {
+        shadow::update_at_most_once(doc, |method, body| {
+            // Names and the host were checked where they entered; a field the encoder still
+            // refuses never leaves.
+            let bytes =
+                encode_request(method, target, &self.host, body).map_err(|e| SendFailure {
+                    error: SessionError::At(esp_aws::at::client::Error::UnsafeArgument(
+                        e.to_string(),
+                    )),
+                    may_have_left: false,
+                })?;
+            self.session
+                .try_request(&self.host, self.port, &bytes)
+                .map_err(|f| SendFailure {
+                    error: f.error,
+                    may_have_left: f.may_have_left,
+                })
+        })
+    }
+}
+
+/// Exit code of an update that may have been applied (its answer was lost).
+const MAY_HAVE_BEEN_APPLIED: u8 = 4;
+/// Exit code of a command interrupted (SIGINT, SIGTERM, SIGHUP) before it changed anything.
+const INTERRUPTED: u8 = 130;
+
+/// Marks a port on which a shadow command is under way. It is removed when the command ends
+/// cleanly, so one found at the start means that the previous command was cut short (a
+/// kill, a crash, a failure that may have left the module mid-exchange): its link may still
+/// carry that command's late response, or the module may wait in data mode. The quick path
+/// is then not taken; the full set-up probes the module, brings it out of data mode and
+/// opens a new link.
+struct InFlight {
+    path: Option<std::path::PathBuf>,
+    previous_cut: bool,
+}
+
+impl InFlight {
+    fn begin(port: &str) -> InFlight {
+        let name: String = port
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let path = std::env::temp_dir().join(format!("esp-aws-inflight-{name}"));
+        let previous_cut = path.symlink_metadata().is_ok();
+        // A fresh file, never through a link someone planted; it holds no data.
+        let _ = std::fs::remove_file(&path);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let created = options.open(&path).is_ok();
+        InFlight {
+            // Without a mark a cut could go unnoticed, so this command takes no shortcut.
+            previous_cut: previous_cut || !created,
+            path: created.then_some(path),
+        }
+    }
+
+    fn finish(self) {
+        if let Some(path) = self.path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Whether `e` is an interruption by the cancellation flag.
+fn interrupted(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<SessionError>(),
+            Some(SessionError::At(AtError::Cancelled))
+        ) || matches!(c.downcast_ref::<AtError>(), Some(AtError::Cancelled))
+    })
 }
 
 /// Opens the module, syncs its clock and sets up TLS.
 fn connect(settings: &Settings) -> anyhow::Result<Link<esp_aws::transport::AnyTransport>> {
     let host = settings.endpoint()?.to_string();
     let mut session = device::open_session(settings)?;
+    session.set_cancel(crate::interrupt_flag());
     session.ensure_clock(PLAUSIBLE_SINCE, settings.time_from_host)?;
     session.configure_tls(&host, settings.endpoint_port)?;
     Ok(Link {
@@ -221,6 +306,7 @@ fn quick_link(
         settings.endpoint_port,
     )
     .ok()?;
+    session.set_cancel(crate::interrupt_flag());
     // The quick path trusts the stored TLS setting: anything but mutual TLS with server
     // verification takes the full set-up, which stores it again.
     if !esp_aws::provision::mutual_tls_stored(&mut session).unwrap_or(false) {
@@ -238,8 +324,43 @@ pub fn run(args: ShadowArgs) -> anyhow::Result<ExitCode> {
     let settings = device::resolve(&args.device, Some(&args.endpoint))?;
     // Check what can be checked before the module is touched.
     let prepared = prepare(&args.command)?;
-    if let Some(mut link) = quick_link(&settings, &args.command) {
+    let in_flight = InFlight::begin(&settings.port);
+    let result = run_on_module(&settings, &args, prepared, !in_flight.previous_cut);
+    match result {
+        // Only a command that ended with the module idle and its link clean clears the mark.
+        Ok(code) => {
+            in_flight.finish();
+            Ok(code)
+        }
+        Err(e) if interrupted(&e) => {
+            // An interrupted update is settled by the update policy (exit 4 when it may
+            // have been applied); here only requests that change nothing, or a delete or
+            // publish whose request may be out.
+            let changes = matches!(
+                args.command,
+                ShadowCommand::Delete { .. } | ShadowCommand::Publish { .. }
+            );
+            if changes {
+                eprintln!("error: interrupted; the request may have been carried out");
+                Ok(ExitCode::from(MAY_HAVE_BEEN_APPLIED))
+            } else {
+                eprintln!("error: interrupted; nothing was changed");
+                Ok(ExitCode::from(INTERRUPTED))
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn run_on_module(
+    settings: &Settings,
+    args: &ShadowArgs,
+    prepared: Option<Vec<u8>>,
+    quick: bool,
+) -> anyhow::Result<ExitCode> {
+    if let Some(mut link) = quick.then(|| quick_link(settings, &args.command)).flatten() {
         match execute(&mut link, &args.command, prepared.clone()) {
+            Err(e) if interrupted(&e) => return Err(e),
             // Whatever stood in the way (no link, a clock or credentials the connect
             // needed, a module that rebooted or is not what was provisioned), the full
             // set-up below finds it and names it; the request is one that may be repeated.
@@ -253,9 +374,13 @@ pub fn run(args: ShadowArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let mut link = connect(&settings)?;
+    let mut link = connect(settings)?;
     let result = execute(&mut link, &args.command, prepared);
-    let _ = link.session.close();
+    if result.is_err() {
+        link.session.discard_link();
+    } else {
+        let _ = link.session.close();
+    }
     result
 }
 
@@ -365,26 +490,38 @@ fn execute<T: Transport>(
             }
             Ok(ExitCode::SUCCESS)
         }
-        ShadowCommand::Set {
-            thing,
-            name,
-            version,
-            ..
-        } => {
-            let body = body.unwrap_or_default();
-            // Without a version an update can be repeated harmlessly on a new link.
-            let retry_safe = version.is_none();
-            let response = link.request(
-                "POST",
-                &shadow::shadow_path(thing, name.as_deref()),
-                Some(&body),
-                retry_safe,
-            )?;
+        ShadowCommand::Set { thing, name, .. } => {
+            let mut doc: Value = serde_json::from_slice(&body.unwrap_or_default())
+                .context("the update document is not JSON")?;
+            // Always a token: it ties the answer to this update, and the endpoint's log to
+            // this command.
+            if let Some(obj) = doc.as_object_mut() {
+                if !obj.contains_key("clientToken") {
+                    obj.insert("clientToken".into(), shadow::new_client_token().into());
+                }
+            }
+            let shadow_name = name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default();
+            let response = match link.update(&shadow::shadow_path(thing, name.as_deref()), &doc) {
+                Ok(UpdateReply::Answered(response)) => response,
+                Ok(UpdateReply::ConfirmedByReadBack(current)) => {
+                    print_json(&current)?;
+                    let v = current.get("version").map_or("?".into(), Value::to_string);
+                    eprintln!("accepted: {thing}{shadow_name} is now at version {v} (its answer was lost; reading the shadow back showed the update applied)");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(UpdateError::NotApplied(e)) => return Err(e.into()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(MAY_HAVE_BEEN_APPLIED));
+                }
+            };
+            // The version this update was conditioned on, from --version or the file.
+            let sent = doc.get("version").and_then(Value::as_u64);
             if response.status == 409 {
                 let current =
-                    current_version(link, thing, name.as_deref()).unwrap_or(version.unwrap_or(0));
+                    current_version(link, thing, name.as_deref()).unwrap_or(sent.unwrap_or(0));
                 let e = ApiError::VersionConflict {
-                    sent: version.unwrap_or(0),
+                    sent: sent.unwrap_or(0),
                     current,
                 };
                 eprintln!("error: {e}");
@@ -399,10 +536,7 @@ fn execute<T: Transport>(
                 .context("the accepted document is not JSON")?;
             print_json(&doc)?;
             if let Some(v) = doc.get("version") {
-                eprintln!(
-                    "accepted: {thing}{} is now at version {v}",
-                    name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
-                );
+                eprintln!("accepted: {thing}{shadow_name} is now at version {v}");
             }
             Ok(ExitCode::SUCCESS)
         }

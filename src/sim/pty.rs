@@ -252,4 +252,3 @@ pub fn link_port(port: &Path, link: &Path) -> Result<(), LinkError> {
         io_err(e)
     })
 }
-

@@ -8,6 +8,10 @@
 //! (a crash mid-write) was never acknowledged and is skipped. When the journal grows past a
 //! threshold the writer rewrites it with one line per shadow (write to a temporary file,
 //! `fsync`, rename over the journal, `fsync` the directory).
+//!
+//! A line also carries the `clientToken` of the update that wrote it, so that the journal is
+//! a request log of applied updates: [`applied_by_client_token`] counts how often each
+//! token's update was applied (tests prove with it that no update is applied twice).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -29,6 +33,9 @@ pub const DEFAULT_COMPACT_BYTES: u64 = 8 * 1024 * 1024;
 struct Line {
     key: ShadowKey,
     record: ShadowRecord,
+    /// The `clientToken` of the update that produced this record, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_token: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -162,9 +169,20 @@ impl Journal {
     /// Appends the record of `key`. Call this while holding the store lock, so lines reach
     /// the journal in the order the updates were applied.
     pub fn append(&self, key: &ShadowKey, record: &ShadowRecord) -> Ticket {
+        self.append_update(key, record, None)
+    }
+
+    /// [`Journal::append`] for a change made by a request with `client_token`.
+    pub fn append_update(
+        &self,
+        key: &ShadowKey,
+        record: &ShadowRecord,
+        client_token: Option<&str>,
+    ) -> Ticket {
         let line = serde_json::to_string(&Line {
             key: key.clone(),
             record: record.clone(),
+            client_token: client_token.map(str::to_string),
         })
         // Serializing plain records (string keys, JSON values) cannot fail.
         .unwrap_or_default();
@@ -262,6 +280,31 @@ fn writer_loop(
             }
         }
     }
+}
+
+/// How many journal lines in the shadow directory `dir` each `clientToken` wrote: the
+/// number of times an update with that token was applied. Exact until the journal is
+/// compacted (at start-up, or past its size threshold), which keeps only the last line of
+/// each shadow.
+pub fn applied_by_client_token(dir: &Path) -> Result<HashMap<String, usize>, JournalError> {
+    let path = dir.join(JOURNAL_FILE);
+    let io_err = |source| JournalError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut counts = HashMap::new();
+    let file = File::open(&path).map_err(io_err)?;
+    for line in BufReader::new(file).split(b'\n') {
+        let line = line.map_err(io_err)?;
+        if let Ok(Line {
+            client_token: Some(token),
+            ..
+        }) = serde_json::from_slice::<Line>(&line)
+        {
+            *counts.entry(token).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
 }
 
 /// Atomically replaces `path` with `lines`: temporary file, fsync, rename, fsync directory.

@@ -330,7 +330,13 @@ impl Shadows {
         let (body, ticket) = {
             let mut store = self.lock();
             let outcome = f(&mut store)?;
-            let ticket = self.journal.append(key, &outcome.record);
+            // The response echoes the request's clientToken: the journal records it.
+            let token = serde_json::from_str::<serde_json::Value>(&outcome.body)
+                .ok()
+                .and_then(|v| v.get("clientToken")?.as_str().map(str::to_string));
+            let ticket = self
+                .journal
+                .append_update(key, &outcome.record, token.as_deref());
             (outcome.body, ticket)
         };
         self.journal.wait(ticket).map_err(|e| {

@@ -1,0 +1,315 @@
+//! The AT session after interruptions and faults: stale bytes are never taken for this
+//! command's answer, a module left in data mode is brought back, each way a module can fail
+//! to answer gets its own sentence, and an update that may have reached the endpoint is
+//! never sent again blindly (issue 10, defects 2, 3 and 8).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use esp_aws::at::session::{Error, Session, Timeouts};
+use esp_aws::aws::http::encode_request;
+use esp_aws::firmware::Generation;
+use esp_aws::sim::endpoint::Fault;
+use esp_aws::transport::{ScriptedTransport, SerialTransport, Step};
+use serde_json::Value;
+
+use crate::sim_util::World;
+
+const HOST: &str = "a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com";
+
+fn expect(s: &str) -> Step {
+    Step::Expect(s.as_bytes().to_vec())
+}
+fn reply(s: &[u8]) -> Step {
+    Step::Reply(s.to_vec())
+}
+
+fn timeouts() -> Timeouts {
+    Timeouts {
+        clock: Duration::from_secs(5),
+        response: Duration::from_secs(2),
+        ..Timeouts::default()
+    }
+}
+
+/// The journal of the world's endpoint.
+pub fn journal_dir(state: &Path) -> PathBuf {
+    fn find(dir: &Path) -> Option<PathBuf> {
+        for entry in std::fs::read_dir(dir).ok()? {
+            let path = entry.ok()?.path();
+            if path.file_name().is_some_and(|n| n == "shadows.jsonl") {
+                return path.parent().map(Path::to_path_buf);
+            }
+            if path.is_dir() {
+                if let Some(found) = find(&path) {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+    find(state).expect("the endpoint's shadow journal")
+}
+
+/// How often the endpoint applied an update with each client token.
+pub fn applied(world: &World) -> HashMap<String, usize> {
+    esp_aws::sim::endpoint::journal::applied_by_client_token(&journal_dir(world.state.path()))
+        .unwrap()
+}
+
+#[test]
+fn a_stale_send_ok_is_not_taken_for_this_requests() {
+    // An earlier program was killed after its payload: its SEND OK arrives while this
+    // request waits for its own prompt. The payload must still be written after that
+    // prompt, and the response read.
+    let request = encode_request("GET", "/things/lnu_001/shadow", HOST, None).unwrap();
+    let body = br#"{"state":{},"version":3}"#;
+    let response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: keep-alive\r\n\r\n{}",
+        body.len(),
+        String::from_utf8_lossy(body)
+    );
+    let script = vec![
+        expect(&format!("AT+CIPSEND={}\r\n", request.len())),
+        reply(b"\r\nRecv 180 bytes\r\n\r\nSEND OK\r\n\r\nOK\r\n\r\n>"),
+        Step::Expect(request.clone()),
+        reply(format!("\r\nRecv {} bytes\r\n\r\nSEND OK\r\n", request.len()).as_bytes()),
+        reply(format!("\r\n+IPD,{}:{response}", response.len()).as_bytes()),
+    ];
+    let mut session =
+        Session::resume(ScriptedTransport::new(script), None, timeouts(), HOST, 8443).unwrap();
+    let got = session.request(HOST, 8443, &request, true).unwrap();
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, body.to_vec());
+}
+
+#[test]
+fn a_stale_send_ok_does_not_answer_a_plain_command() {
+    let script = vec![
+        expect("AT+CIPSNTPTIME?\r\n"),
+        reply(b"\r\nSEND OK\r\n+CIPSNTPTIME:Tue Nov 24 23:50:00 2026\n\r\nOK\r\n"),
+    ];
+    let mut session =
+        Session::resume(ScriptedTransport::new(script), None, timeouts(), HOST, 8443).unwrap();
+    assert_eq!(session.clock().unwrap(), 1_795_564_200);
+}
+
+/// `n` probe attempts that each get `answer` (after the client's busy retries).
+fn probes(n: usize, per_probe: usize, answer: &[u8]) -> Vec<Step> {
+    let mut script = Vec::new();
+    for _ in 0..n * per_probe {
+        script.push(expect("AT\r\n"));
+        script.push(reply(answer));
+    }
+    script
+}
+
+#[test]
+fn a_module_that_stays_busy_is_named() {
+    // The client retries `busy p...` ten times per command.
+    let script = probes(3, 10, b"busy p...\r\n");
+    let err = Session::open(ScriptedTransport::new(script), None, timeouts()).unwrap_err();
+    assert_eq!(err, Error::StaysBusy);
+    assert!(err.to_string().contains("busy p..."), "{err}");
+    assert!(!err.to_string().contains("baud"), "{err}");
+}
+
+#[test]
+fn a_module_that_reboots_on_every_command_is_named() {
+    let script = probes(3, 1, b"\r\nready\r\n");
+    let err = Session::open(ScriptedTransport::new(script), None, timeouts()).unwrap_err();
+    assert_eq!(err, Error::RebootLoop);
+    assert!(err.to_string().contains("power supply"), "{err}");
+}
+
+#[test]
+fn a_module_stuck_in_data_mode_is_named() {
+    let mut script = vec![expect("AT\r\n"), expect("AT\r\n"), expect("AT\r\n")];
+    script.push(expect("+++"));
+    // The first padding completes the payload, yet the module answers nothing afterwards.
+    script.push(Step::Expect(vec![0; 256]));
+    script.push(reply(b"\r\nRecv 64 bytes\r\n\r\nSEND FAIL\r\n"));
+    script.push(expect("\r\n"));
+    // The barrier behind the padding goes unanswered too.
+    script.push(expect("AT\r\n"));
+    script.extend([expect("AT\r\n"), expect("AT\r\n"), expect("AT\r\n")]);
+    let err = Session::open(ScriptedTransport::new(script), None, timeouts()).unwrap_err();
+    assert_eq!(err, Error::StuckInDataMode);
+}
+
+#[test]
+fn a_late_prompt_of_an_interrupted_send_is_met_by_leaving_data_mode() {
+    let gmr: &[u8] = b"AT version:1.1.3.0(5a40576 - Nov 28 2018 12:50:55)\r\n\r\nOK\r\n";
+    // The prompt of the killed program's AT+CIPSEND arrives as this program probes; then the
+    // same during ATE0.
+    for late_in in ["AT\r\n", "ATE0\r\n"] {
+        let mut script = vec![expect("AT\r\n")];
+        if late_in == "ATE0\r\n" {
+            script.extend([reply(b"\r\nOK\r\n"), expect("ATE0\r\n")]);
+        }
+        script.extend([
+            // The OK before the prompt went by with the stale input that was discarded.
+            reply(b"\r\n>"),
+            expect("+++"),
+            Step::Expect(vec![0; 256]),
+            reply(b"\r\nRecv 120 bytes\r\n\r\nSEND OK\r\n"),
+            expect("\r\n"),
+            expect("AT\r\n"),
+            reply(b"\r\nERROR\r\n\r\nOK\r\n"),
+        ]);
+        if late_in == "AT\r\n" {
+            script.extend([expect("AT\r\n"), reply(b"\r\nOK\r\n")]);
+        }
+        script.extend([
+            expect("ATE0\r\n"),
+            reply(b"\r\nOK\r\n"),
+            expect("AT+GMR\r\n"),
+            reply(gmr),
+        ]);
+        let session = Session::open(ScriptedTransport::new(script), None, timeouts())
+            .unwrap_or_else(|e| panic!("late prompt in {late_in:?}: {e}"));
+        assert_eq!(session.info().generation, Generation::V1_1_3);
+    }
+}
+
+/// Leaves the world's module collecting the payload of an `AT+CIPSEND` on an open TLS
+/// link, as a program killed between the prompt and its payload does.
+fn leave_in_data_mode(world: &World) {
+    let port = world.sim.port().to_str().unwrap();
+    let io = SerialTransport::open(port, 115_200).unwrap();
+    let mut session = Session::open(io, None, Timeouts::default()).unwrap();
+    session
+        .ensure_clock(esp_aws::at::session::PLAUSIBLE_SINCE, false)
+        .unwrap();
+    session.connect(&world.host(), 8443).unwrap();
+    session
+        .client()
+        .write(b"AT+CIPSEND=200\r\n", false)
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match session.client().next_event(deadline).unwrap() {
+            Some(esp_aws::at::digest::Event::Prompt) => break,
+            Some(_) => {}
+            None => panic!("no prompt"),
+        }
+    }
+    session
+        .client()
+        .write(b"POST /things/lnu_001/sha", false)
+        .unwrap();
+    // Dropped without a word, as by SIGKILL.
+}
+
+#[test]
+fn the_next_command_brings_a_module_out_of_data_mode() {
+    for generation in [Generation::V1_1_3, Generation::V4_1] {
+        let world = World::start(generation);
+        world.provision();
+        leave_in_data_mode(&world);
+        let set = world.cli(["shadow", "set", "lnu_001", "after=data-mode"]);
+        assert_eq!(set.code, Some(0), "{generation}: {}", set.stderr);
+        let stored = world.stored("lnu_001", None).unwrap();
+        assert_eq!(stored["state"]["desired"]["after"], "data-mode");
+        // The half-written request was completed with padding and refused, not applied.
+        assert_eq!(stored["version"], 1, "{generation}: {stored}");
+    }
+}
+
+#[test]
+fn an_unversioned_update_whose_answer_is_lost_is_applied_once() {
+    let world = World::start(Generation::V2_4);
+    world.provision();
+    // The endpoint applies the update, then drops the connection without answering.
+    world.sim.endpoint().inject_fault(Fault::Reset);
+    let set = world.cli([
+        "shadow",
+        "set",
+        "lnu_001",
+        "prop1=once",
+        "--client-token",
+        "tok-lost-answer",
+    ]);
+    assert_eq!(set.code, Some(0), "{}", set.stderr);
+    assert!(
+        set.stderr.contains("reading the shadow back"),
+        "{}",
+        set.stderr
+    );
+    assert_eq!(applied(&world).get("tok-lost-answer"), Some(&1));
+    let stored = world.stored("lnu_001", None).unwrap();
+    assert_eq!(stored["version"], 1, "applied twice: {stored}");
+}
+
+#[test]
+fn a_versioned_update_whose_answer_is_lost_may_have_been_applied() {
+    let world = World::start(Generation::V2_4);
+    world.provision();
+    assert_eq!(world.cli(["shadow", "set", "lnu_001", "a=1"]).code, Some(0));
+    world.sim.endpoint().inject_fault(Fault::Reset);
+    let set = world.cli([
+        "shadow",
+        "set",
+        "lnu_001",
+        "a=2",
+        "--version",
+        "1",
+        "--client-token",
+        "tok-versioned",
+    ]);
+    assert_eq!(set.code, Some(4), "{}", set.stderr);
+    assert!(
+        set.stderr.contains("the update may have been applied"),
+        "{}",
+        set.stderr
+    );
+    assert_eq!(applied(&world).get("tok-versioned"), Some(&1));
+}
+
+#[test]
+fn a_version_in_the_file_is_never_retried_and_a_conflict_names_it() {
+    let world = World::start(Generation::V2_4);
+    world.provision();
+    assert_eq!(world.cli(["shadow", "set", "lnu_001", "a=1"]).code, Some(0));
+    // Lost answer: not sent again, however safe the file's version makes it look.
+    let file = world.dir.path().join("update.json");
+    std::fs::write(
+        &file,
+        r#"{"state":{"desired":{"a":"2"}},"version":1,"clientToken":"tok-file"}"#,
+    )
+    .unwrap();
+    world.sim.endpoint().inject_fault(Fault::Reset);
+    let set = world.cli(["shadow", "set", "lnu_001", "--file", "update.json"]);
+    assert_eq!(set.code, Some(4), "{}", set.stderr);
+    assert!(
+        !set.stderr.contains("version conflict"),
+        "a resend was reported as a conflict: {}",
+        set.stderr
+    );
+    assert_eq!(applied(&world).get("tok-file"), Some(&1));
+    // A real conflict names the version the file asked for.
+    std::fs::write(&file, r#"{"state":{"desired":{"a":"3"}},"version":1}"#).unwrap();
+    let set = world.cli(["shadow", "set", "lnu_001", "--file", "update.json"]);
+    assert_eq!(set.code, Some(1), "{}", set.stderr);
+    assert!(
+        set.stderr.contains("no longer at version 1;"),
+        "{}",
+        set.stderr
+    );
+    assert!(set.stderr.contains("--version 2"), "{}", set.stderr);
+}
+
+#[test]
+fn every_update_carries_a_client_token_and_the_answer_must_echo_it() {
+    let world = World::start(Generation::V1_1_3);
+    world.provision();
+    let set = world.cli(["shadow", "set", "lnu_001", "t=1"]);
+    assert_eq!(set.code, Some(0), "{}", set.stderr);
+    let doc: Value = serde_json::from_str(&set.stdout).unwrap();
+    let token = doc["clientToken"]
+        .as_str()
+        .expect("a clientToken")
+        .to_string();
+    assert_eq!(applied(&world).get(&token), Some(&1));
+}
