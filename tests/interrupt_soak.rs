@@ -137,11 +137,15 @@ fn soak(generation: Generation, baud: u32, cycles: usize, seed: u64) -> Figures 
     if generation == Generation::V1_1_3 {
         // What is soaked on 1.x is the quick path: the link kept between commands.
         let (_, _, trace, _) = run(&world, baud, &["shadow", "get", "lnu_001", "--trace"]);
-        let first = trace
+        // The quick path reads the stored TLS mode, then sends the request on the open link.
+        let mut writes = trace
             .lines()
-            .find_map(|l| l.split_once(" >> ").map(|(_, t)| t));
+            .filter_map(|l| l.split_once(" >> ").map(|(_, t)| t));
         assert!(
-            first.is_some_and(|w| w.starts_with("AT+CIPSEND=")),
+            writes
+                .next()
+                .is_some_and(|w| w.starts_with("AT+CIPSSLCCONF?"))
+                && writes.next().is_some_and(|w| w.starts_with("AT+CIPSEND=")),
             "the quick path was not taken: {trace}"
         );
     }
