@@ -62,3 +62,48 @@ fn a_missing_port_is_named() {
     assert_eq!(run.code, Some(1));
     assert_eq!(run.stderr, "error: /dev/ttyNOPE9 does not exist: check the cable, or list ports with `esp-aws ports`\n");
 }
+
+/// The simulator's stderr with `flags` before the command, once it is up (sim.json written).
+fn sim_stderr(flags: &[&str]) -> String {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let state = crate::endpoint_util::fresh_state();
+    let work = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+        .args(flags)
+        .args(["sim", "--baud", "0", "--no-config", "--state"])
+        .arg(state.path())
+        .current_dir(work.path())
+        .env_remove("RUST_LOG")
+        .env("XDG_CONFIG_HOME", work.path().join("xdg"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !state.path().join("sim.json").exists() {
+        assert!(Instant::now() < deadline, "sim.json never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn verbose_flags_show_the_librarys_log_and_quiet_hides_it() {
+    // The pty's path is logged at debug level, once the port exists.
+    let line = "virtual serial port at /dev/";
+    assert!(sim_stderr(&["-vv"]).contains(line), "-vv shows debug lines");
+    assert!(
+        !sim_stderr(&[]).contains(line),
+        "debug lines are hidden by default"
+    );
+    assert!(!sim_stderr(&["-q"]).contains(line), "-q hides them");
+}
+
+#[test]
+fn verbose_and_quiet_exclude_each_other() {
+    let out = esp_aws(["-v", "-q", "ports"]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+}

@@ -31,8 +31,37 @@ pub mod exit {
 #[derive(Debug, Parser)]
 #[command(name = "esp-aws", version, about, long_about = None)]
 struct Cli {
+    /// Say more about what is happening (-v: steps and recoveries, -vv: debugging detail).
+    /// RUST_LOG, when set, chooses instead (e.g. RUST_LOG=esp_aws=debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Print only errors: no warnings.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Installs the logger the library's `log` calls go to (stderr). Warnings are shown by
+/// default, since they name risks the user must know about; `-q` keeps only errors.
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => log::LevelFilter::Error,
+        (false, 0) => log::LevelFilter::Warn,
+        (false, 1) => log::LevelFilter::Info,
+        (false, 2) => log::LevelFilter::Debug,
+        (false, _) => log::LevelFilter::Trace,
+    };
+    let mut builder = env_logger::Builder::new();
+    builder
+        .filter_level(level)
+        .format_timestamp(None)
+        .format_target(false);
+    if let Ok(spec) = std::env::var("RUST_LOG") {
+        builder.parse_filters(&spec);
+    }
+    // A second logger cannot be installed in one process; nothing to report then.
+    let _ = builder.try_init();
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +115,7 @@ impl std::error::Error for Exit {}
 /// Parses the command line, runs the command, maps failures to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Pki(cmd) => pki::run(cmd),
         Command::Provision(args) => provision::run(args),
