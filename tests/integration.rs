@@ -18,6 +18,7 @@ mod endpoint_tls;
 mod endpoint_util;
 
 mod sim_at;
+mod sim_wifi;
 
 mod esptool;
 mod rom;
