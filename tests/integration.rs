@@ -19,6 +19,7 @@ mod endpoint_util;
 
 mod sim_at;
 mod sim_wifi;
+mod wifi_e2e;
 
 mod esptool;
 mod rom;

@@ -50,7 +50,7 @@ impl JoinFailure {
 #[non_exhaustive]
 pub enum Error {
     /// `AT+CWJAP?` names no access point.
-    #[error("the module is not joined to a Wi-Fi network, so it cannot reach AWS (its certificate is not the problem): join one with `esp-aws wifi join SSID --password-env VAR` (or --password-file FILE)")]
+    #[error("the module is not joined to a Wi-Fi network, so it cannot reach AWS: join one with `esp-aws wifi join SSID --password-env VAR` (or --password-file FILE)")]
     NotJoined,
     /// Joined, but `AT+CIPSTA?` shows no address.
     #[error("the module is joined to \"{ssid}\" but has no IP address (DHCP has not answered), so it cannot reach AWS: check the access point's DHCP server, or join again with `esp-aws wifi join`")]
