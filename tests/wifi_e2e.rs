@@ -339,3 +339,117 @@ fn the_password_never_comes_from_the_command_line() {
     let run = world.cli(["provision", "--from", ".", "--password-env", "X"]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
 }
+
+/// An endpoint name the module's DNS does not know: that sentence, not a TLS one.
+#[test]
+fn an_endpoint_the_module_cannot_resolve_is_named() {
+    for generation in Generation::ALL {
+        let world = World::start(generation);
+        world.provision();
+        let other = "a1b2c3d4e5f6g7-ats.iot.eu-west-1.amazonaws.com";
+        let what = |cmd: &str| format!("{generation} {cmd}");
+        let sentence = format!("the module is on Wi-Fi but cannot resolve {other}");
+        assert_network_sentence(
+            &world.cli(["shadow", "get", "lnu_001", "--endpoint", other]),
+            &sentence,
+            &what("shadow get"),
+        );
+        assert_network_sentence(
+            &world.cli(["doctor", "--thing", "lnu_001", "--endpoint", other]),
+            &sentence,
+            &what("doctor"),
+        );
+    }
+}
+
+/// `esp-aws sim --wifi SSID:PASSWORD --wifi-down`, `wifi join` through its port, and
+/// `sim wifi down|up` while it runs.
+#[test]
+fn the_sim_process_takes_an_access_point_and_drops_it_on_request() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    struct Sim(std::process::Child);
+    impl Drop for Sim {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let esp = |args: &[&str], env: &[(&str, &str)]| -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+        cmd.args(args).env_remove("ESP_AWS_BAUD");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap().into()
+    };
+    let bad = esp(&["sim", "--wifi", "no-colon", "--no-config"], &[]);
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("--wifi takes SSID:PASSWORD"),
+        "{}",
+        bad.stderr
+    );
+
+    let state = crate::endpoint_util::fresh_state();
+    let work = tempfile::tempdir().unwrap();
+    let link = work.path().join("esp32");
+    let state_arg = state.path().to_str().unwrap();
+    let link_arg = link.to_str().unwrap();
+    let _sim = Sim(Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+        .args(["sim", "--baud", "0", "--no-config", "--firmware", "2.4"])
+        .args(["--wifi", "lab-net:lab-password", "--wifi-down"])
+        .args(["--state", state_arg, "--link", link_arg])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !state.path().join("sim.json").exists() {
+        assert!(Instant::now() < deadline, "sim.json never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = |expect: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let run = esp(&["wifi", "status", "--port", link_arg], &[]);
+            if run.stdout.contains(expect) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no '{expect}' in:\n{}{}",
+                run.stdout,
+                run.stderr
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    status("joined:  no");
+    let pw = [("LAB_PW", "lab-password")];
+    let join = esp(
+        &[
+            "wifi",
+            "join",
+            "lab-net",
+            "--password-env",
+            "LAB_PW",
+            "--port",
+            link_arg,
+        ],
+        &pw,
+    );
+    assert_eq!(join.code, Some(0), "{}", join.stderr);
+    status("joined:  \"lab-net\"");
+    let down = esp(&["sim", "wifi", "down", "--state", state_arg], &[]);
+    assert_eq!(
+        down.stdout, "access point off: the module has lost its network\n",
+        "{}",
+        down.stderr
+    );
+    status("joined:  no");
+    let up = esp(&["sim", "wifi", "up", "--state", state_arg], &[]);
+    assert_eq!(up.code, Some(0), "{}", up.stderr);
+    status("joined:  \"lab-net\"");
+}
