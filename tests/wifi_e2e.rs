@@ -397,19 +397,34 @@ fn the_sim_process_takes_an_access_point_and_drops_it_on_request() {
     let link = work.path().join("esp32");
     let state_arg = state.path().to_str().unwrap();
     let link_arg = link.to_str().unwrap();
-    let _sim = Sim(Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+    let mut sim = Sim(Command::new(env!("CARGO_BIN_EXE_esp-aws"))
         .args(["sim", "--baud", "0", "--no-config", "--firmware", "2.4"])
         .args(["--wifi", "lab-net:lab-password", "--wifi-down"])
         .args(["--state", state_arg, "--link", link_arg])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !state.path().join("sim.json").exists() {
-        assert!(Instant::now() < deadline, "sim.json never appeared");
-        std::thread::sleep(Duration::from_millis(50));
+    // The start-up text names the join as the next step, with commands that work as
+    // printed (the read ends at the last line, so no deadline is needed).
+    let mut printed = Vec::new();
+    {
+        use std::io::BufRead;
+        let stdout = sim.0.stdout.take().unwrap();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let last = line.starts_with("running until interrupted");
+            printed.push(line);
+            if last {
+                break;
+            }
+        }
     }
+    let text = printed.join("\n");
+    assert!(
+        text.contains("next:\n  export WIFI_PASSWORD=lab-password\n  esp-aws wifi join lab-net --password-env WIFI_PASSWORD\n"),
+        "{text}"
+    );
     let status = |expect: &str| {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -427,14 +442,14 @@ fn the_sim_process_takes_an_access_point_and_drops_it_on_request() {
         }
     };
     status("joined:  no");
-    let pw = [("LAB_PW", "lab-password")];
+    let pw = [("WIFI_PASSWORD", "lab-password")];
     let join = esp(
         &[
             "wifi",
             "join",
             "lab-net",
             "--password-env",
-            "LAB_PW",
+            "WIFI_PASSWORD",
             "--port",
             link_arg,
         ],

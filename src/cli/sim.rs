@@ -372,6 +372,19 @@ fn parse_resolve(items: &[String]) -> anyhow::Result<Vec<(String, IpAddr)>> {
         .collect()
 }
 
+/// `text` as one POSIX shell word.
+fn sh_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@%+=,".contains(c));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 /// `--wifi SSID:PASSWORD`: the SSID (1 to 32 bytes) up to the first ':', the password
 /// (at most 63 bytes, as ESP-AT takes it) after it.
 fn parse_wifi(spec: &str) -> anyhow::Result<esp_aws::sim::at::AccessPoint> {
@@ -432,6 +445,7 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     config.resolve = resolve;
     config.sntp_delay = Duration::from_millis(args.sntp_delay);
     config.listen = args.listen;
+    let wifi_ap = wifi.clone();
     config.wifi = wifi;
     config.wifi_down = args.wifi_down;
     if let Some(addr) = args.listen.filter(|a| !a.ip().is_loopback()) {
@@ -486,6 +500,14 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(info) = &info {
         println!("next:");
+        if args.wifi_down {
+            // The simulated access point's password is the simulator's own setting.
+            println!("  export WIFI_PASSWORD={}", sh_quote(&wifi_ap.password));
+            println!(
+                "  esp-aws wifi join {} --password-env WIFI_PASSWORD",
+                sh_quote(&wifi_ap.ssid)
+            );
+        }
         println!(
             "  esp-aws provision --from {} --thing {}",
             info.cert.parent().unwrap_or(Path::new(".")).display(),
