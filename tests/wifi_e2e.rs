@@ -93,22 +93,36 @@ fn a_module_that_never_joined_gets_the_wifi_sentence_from_every_command() {
         let world = unjoined(generation);
         let what = |cmd: &str| format!("{generation} {cmd}");
         assert_network_sentence(
-            &run(&world, &provision_args(&world)),
+            &run(
+                &world,
+                &[
+                    provision_args(&world),
+                    vec!["--clock-timeout".into(), "2".into()],
+                ]
+                .concat(),
+            ),
             NOT_JOINED,
             &what("provision"),
         );
         assert_network_sentence(
-            &world.cli(["shadow", "get", "lnu_001"]),
+            &world.cli(["shadow", "get", "lnu_001", "--clock-timeout", "2"]),
             NOT_JOINED,
             &what("shadow get"),
         );
         assert_network_sentence(
-            &world.cli(["shadow", "set", "lnu_001", "prop1=12"]),
+            &world.cli([
+                "shadow",
+                "set",
+                "lnu_001",
+                "prop1=12",
+                "--clock-timeout",
+                "2",
+            ]),
             NOT_JOINED,
             &what("shadow set"),
         );
         assert_network_sentence(
-            &world.cli(["doctor", "--thing", "lnu_001"]),
+            &world.cli(["doctor", "--thing", "lnu_001", "--clock-timeout", "2"]),
             NOT_JOINED,
             &what("doctor"),
         );
@@ -145,7 +159,7 @@ fn a_provisioned_module_that_left_its_network_is_not_blamed_on_tls() {
             &what("provision"),
         );
         assert_network_sentence(
-            &world.cli(["doctor", "--thing", "lnu_001"]),
+            &world.cli(["doctor", "--thing", "lnu_001", "--clock-timeout", "2"]),
             NOT_JOINED,
             &what("doctor"),
         );

@@ -397,7 +397,7 @@ impl<T: Transport> Session<T> {
             return self.clock();
         }
         // Without a network SNTP never syncs: say so now, not after the wait.
-        super::wifi::check_network(&mut self.client, None)?;
+        super::wifi::wait_for_network(&mut self.client, self.info.generation, self.timeouts.clock)?;
         self.client.run(&SntpConfig {
             servers: vec!["pool.ntp.org".into(), "time.google.com".into()],
         })?;

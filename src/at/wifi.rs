@@ -9,6 +9,7 @@
 //! found, 4 connection failed).
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
 
 use super::client::{AtClient, Error as AtError};
 use super::commands::{JoinAp, JoinedAp, JoinedApQuery, ResolveName, StationIp, WifiState};
@@ -215,9 +216,83 @@ pub fn check_network<T: Transport>(
     }
 }
 
+/// The longest a module that is still joining is waited for: one just powered on or reset
+/// rejoins its saved network within seconds.
+pub const JOIN_WAIT: Duration = Duration::from_secs(10);
+
+/// [`check_network`] without a host, giving a module that is still joining up to `wait`
+/// (at most [`JOIN_WAIT`]). On 2.x+ `AT+CWSTATE?` tells a module that has started no join
+/// since boot (state 0: it has no saved network), which is reported at once.
+pub fn wait_for_network<T: Transport>(
+    client: &mut AtClient<T>,
+    generation: Generation,
+    wait: Duration,
+) -> Result<(), Error> {
+    let deadline = Instant::now() + wait.min(JOIN_WAIT);
+    loop {
+        let outcome = check_network(client, None);
+        match &outcome {
+            Err(Error::NotJoined | Error::NoIp { .. }) if Instant::now() < deadline => {
+                if generation != Generation::V1_1_3 && outcome == Err(Error::NotJoined) {
+                    if let Ok((0, _)) = client.run(&WifiState) {
+                        return outcome;
+                    }
+                }
+                // Let the join's URCs arrive (or half a second pass), then ask again.
+                let until = (Instant::now() + Duration::from_millis(500)).min(deadline);
+                while client.next_event(until)?.is_some() {}
+            }
+            _ => return outcome,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::transport::{ScriptedTransport, Step};
+
+    fn expect(s: &str) -> Step {
+        Step::Expect(s.as_bytes().to_vec())
+    }
+
+    fn reply(s: &str) -> Step {
+        Step::Reply(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_module_still_joining_is_waited_for() {
+        let script = [
+            expect("AT+CWJAP?\r\n"),
+            reply("\r\nOK\r\n"),
+            expect("AT+CWSTATE?\r\n"),
+            reply("+CWSTATE:3,\"lab\"\r\n\r\nOK\r\n"),
+            reply("WIFI CONNECTED\r\nWIFI GOT IP\r\n"),
+            expect("AT+CWJAP?\r\n"),
+            reply("+CWJAP:\"lab\",\"02:e5:a0:00:00:01\",6,-42,0,1,3,0,1\r\n\r\nOK\r\n"),
+            expect("AT+CIPSTA?\r\n"),
+            reply("+CIPSTA:ip:\"192.168.4.2\"\r\n\r\nOK\r\n"),
+        ];
+        let mut client = AtClient::new(ScriptedTransport::new(script));
+        wait_for_network(&mut client, Generation::V2_4, Duration::from_secs(5)).unwrap();
+    }
+
+    #[test]
+    fn a_module_that_never_started_a_join_is_reported_at_once() {
+        let script = [
+            expect("AT+CWJAP?\r\n"),
+            reply("\r\nOK\r\n"),
+            expect("AT+CWSTATE?\r\n"),
+            reply("+CWSTATE:0,\"\"\r\n\r\nOK\r\n"),
+        ];
+        let mut client = AtClient::new(ScriptedTransport::new(script));
+        // Told at once: asking again would be a write the script does not expect.
+        assert_eq!(
+            wait_for_network(&mut client, Generation::V4_1, Duration::from_secs(600)),
+            Err(Error::NotJoined)
+        );
+    }
 
     #[test]
     fn every_join_failure_has_its_own_sentence() {

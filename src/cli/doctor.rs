@@ -162,7 +162,11 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
     );
 
     // Joined, with an IP address (name resolution is checked when a connect fails).
-    if let Err(e) = esp_aws::at::wifi::check_network(session.client(), None) {
+    if let Err(e) = esp_aws::at::wifi::wait_for_network(
+        session.client(),
+        info.generation,
+        settings.timeouts.clock,
+    ) {
         return Err(report.fail("wifi", e.to_string()));
     }
     match session.client().run(&WifiStatus) {
