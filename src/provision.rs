@@ -8,7 +8,8 @@
 //! erased, written in chunks of at most 4 KiB, and read back again. A run interrupted
 //! anywhere leaves slots that the next run finds different and repairs.
 //!
-//! It also owns the module's trust setting: [`explain_tls_failure`] tells a wrong CA from a
+//! It also owns the module's trust setting: [`explain_tls_failure`] names a module without
+//! a network (not joined, no IP address, no name resolution) as such, and tells a wrong CA from a
 //! refused certificate without ever presenting the client certificate to, or sending a
 //! request through, a server the module has not verified, and leaves mutual TLS with server
 //! verification (`AT+CIPSSLCCONF=3,0,0`) stored and read back; [`mutual_tls_stored`] lets a
@@ -328,6 +329,18 @@ pub fn explain_tls_failure<T: Transport>(
     error: SessionError,
 ) -> Error {
     let (host, port) = (host.to_string(), port);
+    // A link that dropped, or a send that failed, may be the network going away: a module
+    // without one gets that sentence, not one about its certificate. (A failed connect was
+    // already checked this way by `Session::connect`.)
+    let dropped = matches!(
+        &error,
+        SessionError::At(AtError::LinkClosed | AtError::SendFailed) | SessionError::DroppedUnsafe
+    ) || matches!(&error, SessionError::At(AtError::Failed { command, .. }) if command.starts_with("AT+CIPSEND"));
+    if dropped {
+        if let Err(e) = crate::at::wifi::check_network(session.client(), Some(&host)) {
+            return SessionError::Wifi(e).into();
+        }
+    }
     match error {
         SessionError::ConnectFailed { .. } => {
             let verified = server_verifies(session, &host, port);

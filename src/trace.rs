@@ -301,3 +301,67 @@ mod tests {
         assert!(!holds_private_key(&cert));
     }
 }
+
+/// How a host-to-module write that carries a Wi-Fi password is shown in a trace:
+/// `AT+CWJAP=` keeps its SSID and hides the password and anything after it. `None` for
+/// any other bytes (they are shown as they are).
+pub fn redact_join_password(bytes: &[u8]) -> Option<String> {
+    const VERB: &[u8] = b"AT+CWJAP=";
+    if bytes.len() < VERB.len() || !bytes[..VERB.len()].eq_ignore_ascii_case(VERB) {
+        return None;
+    }
+    let crlf = if bytes.ends_with(b"\r\n") {
+        "\\r\\n"
+    } else {
+        ""
+    };
+    let args = &bytes[VERB.len()..];
+    // The SSID is the first quoted argument; `\` escapes the next byte (`esp-at.md` §4.2).
+    let mut end = None;
+    if args.first() == Some(&b'"') {
+        let mut i = 1;
+        while i < args.len() {
+            match args[i] {
+                b'\\' => i += 2,
+                b'"' => {
+                    end = Some(i + 1);
+                    break;
+                }
+                _ => i += 1,
+            }
+        }
+    }
+    Some(match end {
+        Some(end) => format!(
+            "{}{},<password not shown>{crlf}",
+            escape(&bytes[..VERB.len()]),
+            escape(&args[..end])
+        ),
+        None => format!(
+            "{}<arguments not shown>{crlf}",
+            escape(&bytes[..VERB.len()])
+        ),
+    })
+}
+
+#[cfg(test)]
+mod join_password_tests {
+    use super::redact_join_password;
+
+    #[test]
+    fn the_password_never_reaches_the_trace() {
+        assert_eq!(
+            redact_join_password(b"AT+CWJAP=\"lab\\\"1\",\"s3cret\"\r\n").as_deref(),
+            Some("AT+CWJAP=\"lab\\\\\"1\",<password not shown>\\r\\n")
+        );
+        assert_eq!(
+            redact_join_password(b"AT+CWJAP=lab,s3cret").as_deref(),
+            Some("AT+CWJAP=<arguments not shown>")
+        );
+        for line in [&b"AT+CWJAP=\"x\",\"s3cret\"\r\n"[..], b"at+cwjap=\"s3cret"] {
+            assert!(!redact_join_password(line).unwrap().contains("s3cret"));
+        }
+        assert_eq!(redact_join_password(b"AT+CWJAP?\r\n"), None);
+        assert_eq!(redact_join_password(b"AT\r\n"), None);
+    }
+}

@@ -25,6 +25,8 @@ mod endpoint_tls;
 mod endpoint_util;
 
 mod sim_at;
+mod sim_wifi;
+mod wifi_e2e;
 
 mod esptool;
 mod rom;

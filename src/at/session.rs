@@ -100,6 +100,9 @@ pub enum Error {
         /// Port.
         port: u16,
     },
+    /// The module has no network: not joined, no IP address, or no name resolution.
+    #[error(transparent)]
+    Wifi(#[from] super::wifi::Error),
     /// No response to an HTTP request in time.
     #[error("no HTTP response from {0} within the time limit: the connection may have stalled; retry, or run `esp-aws doctor`")]
     ResponseTimeout(String),
@@ -476,6 +479,8 @@ impl<T: Transport> Session<T> {
             self.client.run(&SetSysTimestamp(host_now()))?;
             return self.clock();
         }
+        // Without a network SNTP never syncs: say so now, not after the wait.
+        super::wifi::wait_for_network(&mut self.client, self.info.generation, self.timeouts.clock)?;
         self.client.run(&SntpConfig {
             servers: vec!["pool.ntp.org".into(), "time.google.com".into()],
         })?;
@@ -614,16 +619,12 @@ impl<T: Transport> Session<T> {
                 // A link from an earlier process makes CIPSTART fail at once; if CIPCLOSE
                 // finds one, try again.
                 if self.client.run(&CloseLink).is_err() {
-                    return Err(Error::ConnectFailed {
-                        host: host.into(),
-                        port,
-                    });
+                    return Err(self.connect_failed(host, port));
                 }
                 self.client.clear_closed();
-                self.client.run(&start).map_err(|_| Error::ConnectFailed {
-                    host: host.into(),
-                    port,
-                })?;
+                if self.client.run(&start).is_err() {
+                    return Err(self.connect_failed(host, port));
+                }
                 self.forget_old_link();
             }
             Err(e) => return Err(e.into()),
@@ -655,6 +656,18 @@ impl<T: Transport> Session<T> {
         }
         self.client.clear_closed();
         self.client.set_interruptible(true);
+    }
+
+    /// `AT+CIPSTART` answers a bare `ERROR` whatever the cause: a module without a network
+    /// is named as such before anything is blamed on TLS (this costs nothing on success).
+    fn connect_failed(&mut self, host: &str, port: u16) -> Error {
+        match super::wifi::check_network(&mut self.client, Some(host)) {
+            Err(e) => e.into(),
+            Ok(()) => Error::ConnectFailed {
+                host: host.into(),
+                port,
+            },
+        }
     }
 
     /// Whether a link is open (as far as the URCs tell).

@@ -161,13 +161,19 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
         format!("ESP-AT {} (generation {})", info.version, info.generation),
     );
 
+    // Joined, with an IP address (name resolution is checked when a connect fails).
+    if let Err(e) = esp_aws::at::wifi::wait_for_network(
+        session.client(),
+        info.generation,
+        settings.timeouts.clock,
+    ) {
+        return Err(report.fail("wifi", e.to_string()));
+    }
     match session.client().run(&WifiStatus) {
-        Ok(joined) => match joined {
-            Some(ssid) => report.pass("wifi", format!("joined to \"{ssid}\"")),
-            None => {
-                return Err(report.fail("wifi", "the module is not joined to a Wi-Fi network: join one with AT+CWJAP=\"ssid\",\"password\" (esp-aws at)"))
-            }
-        },
+        Ok(Some(ssid)) => report.pass("wifi", format!("joined to \"{ssid}\", with an IP address")),
+        Ok(None) => {
+            return Err(report.fail("wifi", esp_aws::at::wifi::Error::NotJoined.to_string()))
+        }
         Err(e) => return Err(report.fail("wifi", e.to_string())),
     }
 

@@ -12,6 +12,7 @@ mod ports;
 mod provision;
 mod shadow;
 mod sim;
+mod wifi;
 
 use std::process::ExitCode;
 
@@ -77,6 +78,8 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// List the serial ports of this computer.
     Ports,
+    /// Join the module to a Wi-Fi network, or show its network.
+    Wifi(wifi::WifiArgs),
     /// Send raw AT commands and print the module's answers.
     At(at::AtArgs),
     /// Write, read and verify flash through the ESP32 ROM bootloader (download mode).
@@ -121,6 +124,7 @@ pub fn main() -> ExitCode {
         Command::Provision(args) => provision::run(args),
         Command::Shadow(args) => shadow::run(args),
         Command::At(args) => at::run(args),
+        Command::Wifi(args) => wifi::run(args),
         Command::Ports => ports::run(),
         Command::Doctor(args) => doctor::run(args),
         Command::Sim(args) => sim::run(args),

@@ -56,6 +56,12 @@ pub struct ProvisionArgs {
     /// With --via rom: reset strategies and line rate.
     #[command(flatten)]
     rom: RomArgs,
+    /// Join this Wi-Fi network first (as `esp-aws wifi join` does; the password from
+    /// --password-env or --password-file).
+    #[arg(long, value_name = "SSID")]
+    wifi: Option<String>,
+    #[command(flatten)]
+    wifi_password: super::wifi::PasswordArgs,
 }
 
 /// Where the credentials are: the folder the AWS console's downloads went to, or three files.
@@ -203,6 +209,12 @@ impl Steps {
 }
 
 pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
+    if args.wifi_password.given() && args.wifi.is_none() {
+        return Err(Exit::usage(
+            "--password-env, --password-file and --open-network go with --wifi SSID",
+        )
+        .into());
+    }
     let Some((cert_path, key_path, ca_path)) = args.files.paths()? else {
         return Err(
             Exit::usage("give the credentials: --from DIR, or --cert, --key and --ca").into(),
@@ -214,6 +226,19 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
+    if args.wifi.is_some() && args.via == Via::Rom {
+        return Err(Exit::usage(
+            "--wifi needs the AT firmware running, which --via rom excludes: join with `esp-aws wifi join` after the module boots normally",
+        )
+        .into());
+    }
+    let wifi = match &args.wifi {
+        Some(ssid) => {
+            super::wifi::check_ssid(ssid)?;
+            Some((ssid.clone(), args.wifi_password.password()?))
+        }
+        None => None,
+    };
     let settings = device::resolve(&args.device, Some(&args.endpoint))?;
     let endpoint = settings.endpoint()?.to_string();
     let thing = args.thing.clone().or_else(|| settings.config.thing.clone());
@@ -281,6 +306,15 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
             settings.port
         ),
     );
+
+    // 2b. The network, when asked: a module that cannot reach AWS is told so before
+    // anything is written.
+    if let Some((ssid, password)) = &wifi {
+        steps.phase(&format!("joining Wi-Fi \"{ssid}\""), || {
+            esp_aws::at::wifi::join(session.client(), ssid, password)
+        })?;
+        steps.done("✓", &format!("joined Wi-Fi \"{ssid}\""));
+    }
 
     // 3. What the module cannot do, and a clock that cannot be set, stop the run before
     // anything is written: a run that cannot finish leaves the device as it was.

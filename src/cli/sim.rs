@@ -64,6 +64,15 @@ struct RunArgs {
     /// Make the module resolve HOST to ADDR (repeatable).
     #[arg(long, value_name = "HOST=ADDR")]
     resolve: Vec<String>,
+    /// The simulated access point as SSID:PASSWORD (the SSID cannot hold a ':'); the
+    /// module has joined it unless --wifi-down [default: esp-aws-sim:esp-aws-sim].
+    #[arg(long, value_name = "SSID:PASSWORD")]
+    wifi: Option<String>,
+    /// Power the module on without a saved network, as a fresh module is: it reaches
+    /// nothing until `esp-aws wifi join SSID` (`esp-aws sim wifi down|up` switches the
+    /// access point itself off and on while the simulator runs).
+    #[arg(long)]
+    wifi_down: bool,
     /// Milliseconds from AT+CIPSNTPCFG to a synced module clock.
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     sntp_delay: u64,
@@ -105,6 +114,14 @@ impl From<BootArg> for BootMode {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WifiPower {
+    /// The access point goes away.
+    Down,
+    /// The access point comes back.
+    Up,
+}
+
 #[derive(Debug, clap::Subcommand)]
 enum SimCommand {
     /// Reset the running module into normal boot or the ROM bootloader (what the DTR/RTS
@@ -116,6 +133,16 @@ enum SimCommand {
         /// What to boot into.
         #[arg(long, value_enum, default_value = "normal")]
         boot: BootArg,
+    },
+    /// Switch the running simulator's access point off (the module loses its network) or
+    /// on again (a module with a saved network rejoins).
+    Wifi {
+        /// Off or on.
+        #[arg(value_enum)]
+        power: WifiPower,
+        /// State directory of the running simulator.
+        #[arg(long, env = "ESP_AWS_SIM_STATE", default_value = "esp-aws-sim")]
+        state: PathBuf,
     },
     /// Things of the simulated account.
     #[command(subcommand)]
@@ -245,6 +272,15 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             println!("certificate {id} is now {word}");
             Ok(ExitCode::SUCCESS)
         }
+        Some(SimCommand::Wifi { power, state }) => {
+            let word = match power {
+                WifiPower::Down => "wifi down",
+                WifiPower::Up => "wifi up",
+            };
+            let reply = control_line(&state, word)?;
+            println!("{reply}");
+            Ok(ExitCode::SUCCESS)
+        }
         Some(SimCommand::Reset { state, boot }) => {
             let reply = control_request(&state, boot)?;
             println!("{reply}");
@@ -259,6 +295,14 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
 const CONTROL_SOCKET: &str = "control.sock";
 
 fn control_request(state: &Path, boot: BootArg) -> anyhow::Result<String> {
+    let word = match boot {
+        BootArg::Normal => "reset normal",
+        BootArg::Download => "reset download",
+    };
+    control_line(state, word)
+}
+
+fn control_line(state: &Path, request: &str) -> anyhow::Result<String> {
     let path = state.join(CONTROL_SOCKET);
     let mut stream = UnixStream::connect(&path).map_err(|_| {
         super::Exit::usage(format!(
@@ -268,11 +312,7 @@ fn control_request(state: &Path, boot: BootArg) -> anyhow::Result<String> {
             state.display()
         ))
     })?;
-    let word = match boot {
-        BootArg::Normal => "normal",
-        BootArg::Download => "download",
-    };
-    stream.write_all(format!("reset {word}\n").as_bytes())?;
+    stream.write_all(format!("{request}\n").as_bytes())?;
     let mut reply = String::new();
     BufReader::new(stream).read_line(&mut reply)?;
     Ok(reply.trim().to_string())
@@ -310,6 +350,14 @@ fn serve_control(sim: Arc<Simulator>, path: PathBuf) -> anyhow::Result<()> {
                 "reset download" => sim
                     .reset(BootMode::Download)
                     .map(|_| "module reset: ROM bootloader (download mode)"),
+                "wifi down" => {
+                    sim.set_access_point(false);
+                    Ok("access point off: the module has lost its network")
+                }
+                "wifi up" => {
+                    sim.set_access_point(true);
+                    Ok("access point on: a module with a saved network rejoins it")
+                }
                 _ => Ok("unknown request"),
             };
             let text = match reply {
@@ -337,6 +385,44 @@ fn parse_resolve(items: &[String]) -> anyhow::Result<Vec<(String, IpAddr)>> {
         .collect()
 }
 
+/// `text` as one POSIX shell word.
+fn sh_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@%+=,".contains(c));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+/// `--wifi SSID:PASSWORD`: the SSID (1 to 32 bytes) up to the first ':', the password
+/// (at most 63 bytes, as ESP-AT takes it) after it.
+fn parse_wifi(spec: &str) -> anyhow::Result<esp_aws::sim::at::AccessPoint> {
+    let (ssid, password) = spec
+        .split_once(':')
+        .ok_or_else(|| super::Exit::usage("--wifi takes SSID:PASSWORD"))?;
+    if ssid.is_empty() || ssid.len() > 32 || ssid.chars().any(char::is_control) {
+        return Err(super::Exit::usage(
+            "--wifi: the SSID must be 1 to 32 bytes without control characters",
+        )
+        .into());
+    }
+    if password.len() > 63 || password.chars().any(char::is_control) {
+        return Err(super::Exit::usage(
+            "--wifi: the password must be at most 63 bytes without control characters",
+        )
+        .into());
+    }
+    Ok(esp_aws::sim::at::AccessPoint {
+        ssid: ssid.to_string(),
+        password: password.to_string(),
+        ..Default::default()
+    })
+}
+
 fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     let state = args
         .state
@@ -359,6 +445,10 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(link) = &args.link {
         esp_aws::sim::pty::check_link(link).map_err(|e| super::Exit::usage(e.to_string()))?;
     }
+    let wifi = match &args.wifi {
+        Some(spec) => parse_wifi(spec)?,
+        None => esp_aws::sim::at::AccessPoint::default(),
+    };
     let _ = std::fs::remove_file(state.join(esp_aws::sim::endpoint::SIM_JSON));
     let mut config = SimulatorConfig::new(&state);
     config.endpoint.region = args.region.clone();
@@ -372,6 +462,9 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     config.resolve = resolve;
     config.sntp_delay = Duration::from_millis(args.sntp_delay);
     config.listen = args.listen;
+    let wifi_ap = wifi.clone();
+    config.wifi = wifi;
+    config.wifi_down = args.wifi_down;
     if let Some(addr) = args.listen.filter(|a| !a.ip().is_loopback()) {
         eprintln!("warning: the module listens on {addr} without authentication: anyone who can reach it can drive the module");
     }
@@ -423,6 +516,14 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(info) = &info {
         println!("next:");
+        if args.wifi_down {
+            // The simulated access point's password is the simulator's own setting.
+            println!("  export WIFI_PASSWORD={}", sh_quote(&wifi_ap.password));
+            println!(
+                "  esp-aws wifi join {} --password-env WIFI_PASSWORD",
+                sh_quote(&wifi_ap.ssid)
+            );
+        }
         println!(
             "  esp-aws provision --from {} --thing {}",
             info.cert.parent().unwrap_or(Path::new(".")).display(),

@@ -9,8 +9,6 @@
 //! `0x010c0000`, an overlong line `0x01040000`. Failures of state or network (no link, TLS,
 //! DNS) are a bare `ERROR` in every generation, as §4.5 says for `AT+CIPSTART`/`AT+CIPSEND`.
 
-use std::time::Duration;
-
 use time::OffsetDateTime;
 
 use crate::firmware::Generation;
@@ -18,7 +16,7 @@ use crate::partition::PartitionType;
 
 use super::parse::{parse_line, Op, Param};
 use super::store::{kind, KvStore, Value};
-use super::{AtFirmware, Job, Mode, PromptTarget, Rtc, MFG_ADDR, MFG_SIZE, SIM_NS};
+use super::{AtFirmware, Mode, PromptTarget, Rtc, MFG_ADDR, MFG_SIZE, SIM_NS};
 
 /// Parameter type mismatch (a string where a number belongs, or the reverse).
 pub(super) const PARA_TYPE: u32 = 0x0105_0000;
@@ -218,29 +216,6 @@ impl AtFirmware {
                 self.gmr();
                 Ok(())
             }
-            ("+CWMODE", Op::Query) => {
-                self.emit(b"+CWMODE:1\r\n");
-                {
-                    self.ok();
-                    Ok(())
-                }
-            }
-            ("+CWMODE", Op::Set(p)) => Args(p).int_in(0, 0..=3).map(|_| self.ok()),
-            ("+CWJAP", Op::Query) => {
-                self.cwjap_query();
-                Ok(())
-            }
-            ("+CWJAP", Op::Set(p)) => self.cwjap_set(&Args(p)),
-            ("+CWQAP", Op::Exec) => {
-                if self.ram.wifi {
-                    self.ram.wifi = false;
-                    self.emit(b"WIFI DISCONNECT\r\n");
-                }
-                {
-                    self.ok();
-                    Ok(())
-                }
-            }
             // The line settings belong to the carrier (the pty pump); the module accepts
             // them without changing its own behaviour.
             ("+UART_DEF", Op::Set(p)) => Args(p).int_in(0, 80..=5_000_000).map(|_| self.ok()),
@@ -305,10 +280,13 @@ impl AtFirmware {
                 Ok(())
             }
             ("+SYSMFG", Op::Set(p)) if v4 => self.sysmfg_set(&Args(p)),
-            (name, op) => match self.ip_command(name, op) {
+            (name, op) => match self.wifi_command(name, op) {
                 Some(result) => result,
-                None if self.known(name) => Err(OP_ERROR),
-                None => Err(UNSUPPORTED),
+                None => match self.ip_command(name, op) {
+                    Some(result) => result,
+                    None if self.known(name) => Err(OP_ERROR),
+                    None => Err(UNSUPPORTED),
+                },
             },
         };
         if let Err(code) = result {
@@ -339,6 +317,9 @@ impl AtFirmware {
             "+CIPSEND",
             "+CIPCLOSE",
             "+CIPSTATUS",
+            "+CIPSTA",
+            "+CIFSR",
+            "+CIPDOMAIN",
         ];
         const V2: &[&str] = &[
             "+SYSTIMESTAMP",
@@ -350,6 +331,7 @@ impl AtFirmware {
             "+CIPRECVLEN",
             "+CIPSTATE",
             "+SYSMSG",
+            "+CWSTATE",
         ];
         const V4: &[&str] = &["+SYSMFG", "+CIPRECVTYPE"];
         ALL.contains(&name)
@@ -405,99 +387,6 @@ impl AtFirmware {
         self.ok();
     }
 
-    fn cwjap_query(&mut self) {
-        if self.ram.wifi {
-            let ap = self.ap.clone();
-            let mut line = format!(
-                "+CWJAP:\"{}\",\"{}\",{},{}",
-                ap.ssid, ap.bssid, ap.channel, ap.rssi
-            );
-            if self.generation != Generation::V1_1_3 {
-                // pci_en, reconn_interval, listen_interval, scan_mode, pmf.
-                line.push_str(",0,1,3,0,1");
-            }
-            line.push_str("\r\n");
-            self.emit_str(&line);
-        }
-        // Not connected: only OK (`No AP` goes to the log port).
-        if !self.ram.wifi {
-            self.log("No AP");
-        }
-        self.ok();
-    }
-
-    fn cwjap_set(&mut self, args: &Args<'_>) -> Result<(), u32> {
-        if args.len() < 2 {
-            return Err(PARA_NUM);
-        }
-        let ssid = args.string(0)?;
-        let password = args.string(1)?;
-        let fail = if ssid != self.ap.ssid {
-            Some(3)
-        } else if password != self.ap.password {
-            Some(2)
-        } else {
-            None
-        };
-        if self.ram.wifi {
-            self.ram.wifi = false;
-            self.emit(b"WIFI DISCONNECT\r\n");
-        }
-        let now = self.now;
-        self.ram.mode = Mode::Busy(Job::Join {
-            connected_at: now + Duration::from_millis(1000),
-            got_ip_at: now + Duration::from_millis(1500),
-            connected: false,
-            fail,
-        });
-        Ok(())
-    }
-
-    /// Advances `AT+CWJAP=` to `now`.
-    pub(super) fn run_join(&mut self) {
-        let now = self.now;
-        let Mode::Busy(Job::Join {
-            connected_at,
-            got_ip_at,
-            connected,
-            fail,
-        }) = &mut self.ram.mode
-        else {
-            return;
-        };
-        let (connected_at, got_ip_at, fail) = (*connected_at, *got_ip_at, *fail);
-        let newly_connected = fail.is_none() && !*connected && now >= connected_at;
-        if newly_connected {
-            *connected = true;
-        }
-        if let Some(code) = fail {
-            if now >= connected_at {
-                self.ram.mode = Mode::Command;
-                self.emit_str(&format!("+CWJAP:{code}\r\n"));
-                self.error(None);
-            }
-            return;
-        }
-        if newly_connected {
-            self.emit(b"WIFI CONNECTED\r\n");
-        }
-        if now >= got_ip_at {
-            self.ram.mode = Mode::Command;
-            self.ram.wifi = true;
-            self.nvs.set(
-                SIM_NS,
-                "wifi",
-                Value {
-                    kind: kind::U8,
-                    data: vec![1],
-                },
-            );
-            self.save_nvs();
-            self.emit(b"WIFI GOT IP\r\n");
-            self.ok();
-        }
-    }
-
     // ---- SNTP and time ----
 
     fn sntp_set(&mut self, args: &Args<'_>) -> Result<(), u32> {
@@ -506,6 +395,7 @@ impl AtFirmware {
         if enable == 0 {
             self.ram.sntp.enabled = false;
             self.ram.sntp.sync_at = None;
+            self.ram.sntp.pending = false;
             return {
                 self.ok();
                 Ok(())

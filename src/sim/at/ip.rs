@@ -673,7 +673,7 @@ impl AtFirmware {
         self.emit_str(&line);
     }
 
-    fn close_link(&mut self, id: usize) {
+    pub(super) fn close_link(&mut self, id: usize) {
         if let Some(mut link) = self.ram.links[id].take() {
             link.close();
             let line = format!("{}CLOSED\r\n", self.prefix(id));

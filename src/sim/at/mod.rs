@@ -35,6 +35,7 @@ pub mod net;
 mod parse;
 mod store;
 mod tls;
+mod wifi;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -45,6 +46,7 @@ use crate::sim::flash::Flash;
 
 pub use fault::{Fault, FaultSpec, FaultSpecError, Faults};
 pub use net::{Network, NoNetwork, Socket, TcpNetwork};
+pub use wifi::WifiSwitch;
 
 use link::Link;
 use store::KvStore;
@@ -132,6 +134,8 @@ pub struct AtFirmwareBuilder {
     faults: FaultSpec,
     seed: u64,
     ap: AccessPoint,
+    switch: WifiSwitch,
+    joined: bool,
 }
 
 impl AtFirmwareBuilder {
@@ -180,6 +184,21 @@ impl AtFirmwareBuilder {
         self
     }
 
+    /// The access point's power switch (to take the network away at run time); default: a
+    /// switch of its own, on.
+    pub fn wifi_switch(mut self, switch: WifiSwitch) -> Self {
+        self.switch = switch;
+        self
+    }
+
+    /// Whether the module keeps the network it has saved (default) or powers on having
+    /// forgotten it, so that it joins nothing until `AT+CWJAP=` (a module fresh from the
+    /// factory, or one moved to a new place).
+    pub fn wifi_joined(mut self, joined: bool) -> Self {
+        self.joined = joined;
+        self
+    }
+
     /// Powers the module on (at time zero; `ready` follows after the ready delay).
     pub fn build(self) -> AtFirmware {
         let generation = self.generation;
@@ -195,6 +214,7 @@ impl AtFirmwareBuilder {
             utc: self.utc,
             faults: Faults::new(self.faults, self.seed),
             ap: self.ap,
+            switch: self.switch,
             clock: Arc::new(SimClock::default()),
             nvs: KvStore::default(),
             rtc: Rtc::default(),
@@ -205,6 +225,9 @@ impl AtFirmwareBuilder {
             now: Duration::ZERO,
         };
         module.load_nvs();
+        if !self.joined {
+            module.save_network(None);
+        }
         module
     }
 }
@@ -225,6 +248,8 @@ struct Sntp {
     timezone: i32,
     servers: Vec<String>,
     sync_at: Option<Duration>,
+    /// The sync time came without a network: it happens once the station has an IP.
+    pending: bool,
 }
 
 /// What the module is doing with serial input.
@@ -276,6 +301,8 @@ enum Job {
         connected: bool,
         /// `+CWJAP:<code>` failure instead of joining.
         fail: Option<u8>,
+        /// Saved as the network to rejoin once joined.
+        credentials: wifi::JoinCredentials,
     },
     /// `AT+CIPSTART` waiting for its handshake.
     Connect {
@@ -300,7 +327,9 @@ struct Ram {
     alpn: [Vec<String>; LINKS],
     passive: [bool; LINKS],
     had_link: bool,
+    /// The station is joined and has an IP.
     wifi: bool,
+    station: wifi::Station,
     sysmsg: u8,
     /// The current line overflowed [`MAX_LINE`] and is being discarded.
     overflow: bool,
@@ -323,6 +352,7 @@ impl Default for Ram {
             passive: [false; LINKS],
             had_link: false,
             wifi: false,
+            station: wifi::Station::default(),
             sysmsg: 0,
             overflow: false,
         }
@@ -340,6 +370,7 @@ pub struct AtFirmware {
     utc: UtcSource,
     faults: Faults,
     ap: AccessPoint,
+    switch: WifiSwitch,
     clock: Arc<SimClock>,
     /// NVS-backed settings (`AT+CIPSSLCCONF`, saved Wi-Fi): survive reboots.
     nvs: KvStore,
@@ -365,6 +396,8 @@ impl AtFirmware {
             faults: FaultSpec::none(),
             seed: 0,
             ap: AccessPoint::default(),
+            switch: WifiSwitch::default(),
+            joined: true,
         }
     }
 
@@ -511,12 +544,6 @@ impl AtFirmware {
         self.nvs.save(&self.flash, NVS_ADDR, NVS_SIZE);
     }
 
-    fn wifi_saved(&self) -> bool {
-        self.nvs
-            .get(SIM_NS, "wifi")
-            .is_some_and(|v| v.data.first() == Some(&1))
-    }
-
     fn mfg(&self) -> KvStore {
         KvStore::load(&self.flash, MFG_ADDR, MFG_SIZE).unwrap_or_default()
     }
@@ -542,11 +569,8 @@ impl AtFirmware {
             self.emit(&noise);
         }
         self.emit(b"\r\nready\r\n");
-        // A module with saved Wi-Fi credentials joins its AP right after boot.
-        if self.wifi_saved() {
-            self.ram.wifi = true;
-            self.emit(b"WIFI CONNECTED\r\nWIFI GOT IP\r\n");
-        }
+        // A module with a saved network joins it right after boot.
+        self.boot_join();
     }
 
     // ---- time ----
@@ -563,16 +587,23 @@ impl AtFirmware {
         if let Some(at) = self.ram.sntp.sync_at {
             if now >= at {
                 self.ram.sntp.sync_at = None;
-                self.rtc = Rtc {
-                    base_ms: self.utc.unix_millis(now),
-                    base_at: now,
-                };
-                if self.generation == Generation::V4_1 {
-                    self.emit(b"+TIME_UPDATED\r\n");
+                if self.ram.wifi {
+                    self.rtc = Rtc {
+                        base_ms: self.utc.unix_millis(now),
+                        base_at: now,
+                    };
+                    if self.generation == Generation::V4_1 {
+                        self.emit(b"+TIME_UPDATED\r\n");
+                    }
+                } else {
+                    // No network, no NTP server: the client waits for an IP.
+                    self.log("sntp: no network");
+                    self.ram.sntp.pending = true;
                 }
             }
         }
         self.clock.set_unix_millis(self.wall_ms(now));
+        self.follow_access_point();
         self.pump_links();
         self.run_job();
     }
