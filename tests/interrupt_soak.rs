@@ -49,6 +49,8 @@ fn command(world: &World, baud: u32, args: &[&str]) -> Command {
         .env("ESP_AWS_ENDPOINT", world.host())
         .env("ESP_AWS_BAUD", baud.to_string())
         .env("XDG_CONFIG_HOME", world.dir.path().join("xdg"))
+        // In-flight marks of killed commands stay with this world (pty names are reused).
+        .env("TMPDIR", world.dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -206,8 +206,10 @@ fn faults_never_produce_a_false_success() {
         world.provision();
         let spec: esp_aws::sim::at::FaultSpec = fault.parse().unwrap();
         let world = world.restart_with(generation, |cfg| cfg.faults = Some((spec, 7)));
+        // The fault draws follow the timing of the line, so the seed does not fix them: eight
+        // tries keep a run with no success (at send-fail=0.5 about 0.1 % of runs) out of CI.
         let mut successes = 0;
-        for i in 0..4 {
+        for i in 0..8 {
             let set = world.cli([
                 "shadow".to_string(),
                 "set".into(),
@@ -240,7 +242,7 @@ fn faults_never_produce_a_false_success() {
             }
         }
         // Transient faults may cost a retry, but they must not make the tool useless.
-        assert!(successes > 0, "{fault}: no update went through in 4 tries");
+        assert!(successes > 0, "{fault}: no update went through in 8 tries");
     }
 }
 

@@ -125,6 +125,9 @@ impl World {
             .env("ESP_AWS_ENDPOINT", self.host())
             .env_remove("ESP_AWS_BAUD")
             .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
+            // The world's own temporary directory: a command's in-flight mark names the port,
+            // and pty names are reused by later worlds.
+            .env("TMPDIR", self.dir.path())
             .output()
             .expect("run esp-aws")
             .into()
