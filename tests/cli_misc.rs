@@ -107,3 +107,43 @@ fn verbose_and_quiet_exclude_each_other() {
     let out = esp_aws(["-v", "-q", "ports"]);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
 }
+
+#[test]
+fn a_settings_file_that_cannot_be_parsed_is_never_replaced() {
+    let state = crate::endpoint_util::fresh_state();
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("esp-aws.toml");
+    let text = "port = \"/dev/ttyUSB0\"\nmy_note = [unclosed\n";
+    std::fs::write(&config, text).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+        .args(["sim", "--baud", "0", "--state"])
+        .arg(state.path())
+        .current_dir(work.path())
+        .env("XDG_CONFIG_HOME", work.path().join("xdg"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It must refuse at once; a simulator that starts anyway is stopped and fails the test.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("esp-aws.toml was left as it is")
+            && stderr.contains("is not a valid esp-aws config"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+    assert!(
+        !state.path().join("sim.json").exists(),
+        "nothing was started"
+    );
+}

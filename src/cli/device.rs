@@ -125,21 +125,44 @@ pub fn load_config() -> anyhow::Result<(Config, Option<PathBuf>)> {
         if !path.exists() && path.symlink_metadata().is_err() {
             continue;
         }
-        let bytes = super::input::read_file(&path, "config", super::input::CONFIG_MAX)?;
-        let invalid = |why: String| {
-            Exit::usage(format!(
-                "{} is not a valid esp-aws config: {why}",
-                path.display()
-            ))
-        };
-        let text = String::from_utf8(bytes).map_err(|_| invalid("it is not UTF-8 text".into()))?;
-        // toml's message spans several lines (it quotes the line); one sentence is kept.
-        let config: Config = toml::from_str(&text).map_err(|e| invalid(one_line(e.message())))?;
-        config.check().map_err(invalid)?;
-        return Ok((config, Some(path)));
+        return Ok((read_config(&path)?, Some(path)));
     }
     Ok((Config::default(), None))
 }
+
+/// One config file, parsed and checked.
+fn read_config(path: &Path) -> anyhow::Result<Config> {
+    let bytes = super::input::read_file(path, "config", super::input::CONFIG_MAX)?;
+    let invalid = |why: String| {
+        Exit::usage(format!(
+            "{} is not a valid esp-aws config: {why}",
+            path.display()
+        ))
+    };
+    let text = String::from_utf8(bytes).map_err(|_| invalid("it is not UTF-8 text".into()))?;
+    // toml's message spans several lines (it quotes the line); one sentence is kept.
+    let config: Config = toml::from_str(&text).map_err(|e| invalid(one_line(e.message())))?;
+    config.check().map_err(invalid)?;
+    Ok(config)
+}
+
+/// The settings in `./esp-aws.toml` that [`save_config`] would keep: none when there is no
+/// such file, an error when there is one it cannot read or parse (it is never replaced
+/// then: the user's other settings would be lost).
+pub fn saved_config() -> anyhow::Result<Config> {
+    let path = Path::new(SAVED_CONFIG);
+    if !path.exists() && path.symlink_metadata().is_err() {
+        return Ok(Config::default());
+    }
+    read_config(path).map_err(|e| {
+        e.context(format!(
+            "{SAVED_CONFIG} was left as it is: fix or remove it to have the settings saved"
+        ))
+    })
+}
+
+/// Where commands record the settings they established.
+const SAVED_CONFIG: &str = "esp-aws.toml";
 
 fn one_line(text: &str) -> String {
     names::escape(text.lines().next().unwrap_or("").trim())
@@ -200,12 +223,8 @@ fn check_baud(baud: u32) -> Result<u32, Exit> {
 
 /// Writes `config` to `./esp-aws.toml`, keeping what is there for fields it leaves unset.
 pub fn save_config(update: &Config) -> anyhow::Result<PathBuf> {
-    let path = PathBuf::from("esp-aws.toml");
-    let mut config: Config = super::input::read_file(&path, "config", super::input::CONFIG_MAX)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| toml::from_str(&text).ok())
-        .unwrap_or_default();
+    let path = PathBuf::from(SAVED_CONFIG);
+    let mut config = saved_config()?;
     macro_rules! merge {
         ($($f:ident),*) => { $( if update.$f.is_some() { config.$f = update.$f.clone(); } )* };
     }

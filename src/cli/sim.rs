@@ -449,6 +449,10 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(spec) => parse_wifi(spec)?,
         None => esp_aws::sim::at::AccessPoint::default(),
     };
+    // A settings file that cannot be updated is said before anything starts.
+    if !args.no_config {
+        super::device::saved_config()?;
+    }
     let _ = std::fs::remove_file(state.join(esp_aws::sim::endpoint::SIM_JSON));
     let mut config = SimulatorConfig::new(&state);
     config.endpoint.region = args.region.clone();
