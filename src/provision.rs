@@ -224,8 +224,8 @@ fn parse_tls_mode(line: &str) -> Option<(u8, u8, u8)> {
         .trim()
         .strip_prefix("+CIPSSLCCONF:")?
         .split(',')
-        .map(|f| f.trim().parse().ok())
-        .collect::<Option<_>>()?;
+        .map(|f| f.trim().parse::<u8>().ok())
+        .collect::<Option<Vec<u8>>>()?;
     match fields[..] {
         [0, auth, pki, ca] | [auth, pki, ca] => Some((auth, pki, ca)),
         _ => None,

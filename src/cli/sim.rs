@@ -2,8 +2,10 @@
 //! plus the account commands `sim thing create` and `sim cert activate|deactivate`, and
 //! `sim reset` (the stand-in for the DTR/RTS auto-reset circuit a pty does not have).
 
+#[cfg(unix)]
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr};
+#[cfg(unix)]
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -302,6 +304,22 @@ fn control_request(state: &Path, boot: BootArg) -> anyhow::Result<String> {
     control_line(state, word)
 }
 
+/// Without Unix domain sockets (Windows) there is no control channel yet.
+#[cfg(not(unix))]
+fn control_line(_state: &Path, _request: &str) -> anyhow::Result<String> {
+    Err(super::Exit::usage(
+        "controlling a running simulator (sim reset, sim wifi) needs a Unix domain socket, \
+         which this platform does not have: restart the simulator instead",
+    )
+    .into())
+}
+
+#[cfg(not(unix))]
+fn serve_control(_sim: Arc<Simulator>, _path: PathBuf) -> anyhow::Result<()> {
+    Ok(())
+}
+
+#[cfg(unix)]
 fn control_line(state: &Path, request: &str) -> anyhow::Result<String> {
     let path = state.join(CONTROL_SOCKET);
     let mut stream = UnixStream::connect(&path).map_err(|_| {
@@ -319,6 +337,7 @@ fn control_line(state: &Path, request: &str) -> anyhow::Result<String> {
 }
 
 /// Serves `reset normal|download` requests on the control socket.
+#[cfg(unix)]
 fn serve_control(sim: Arc<Simulator>, path: PathBuf) -> anyhow::Result<()> {
     // Only a socket of an earlier run is removed; anything else at the path stays.
     if std::fs::symlink_metadata(&path).is_ok_and(|m| {
@@ -443,7 +462,14 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     let resolve = parse_resolve(&args.resolve)?;
     // Refused before anything is created: --link replaces only a link of our own.
     if let Some(link) = &args.link {
+        #[cfg(unix)]
         esp_aws::sim::pty::check_link(link).map_err(|e| super::Exit::usage(e.to_string()))?;
+        #[cfg(not(unix))]
+        return Err(super::Exit::usage(format!(
+            "--link {} names a pseudo-terminal, which this platform does not have: use --listen",
+            link.display()
+        ))
+        .into());
     }
     let wifi = match &args.wifi {
         Some(spec) => parse_wifi(spec)?,
@@ -476,7 +502,9 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
         Simulator::start(config)
             .with_context(|| format!("cannot start the simulator in {}", state.display()))?,
     );
+    #[cfg_attr(not(unix), allow(unused_mut))]
     let mut port = sim.port().to_path_buf();
+    #[cfg(unix)]
     if let Some(link) = &args.link {
         esp_aws::sim::pty::link_port(sim.port(), link)
             .map_err(|e| super::Exit::usage(e.to_string()))?;

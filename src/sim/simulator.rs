@@ -15,6 +15,7 @@ use super::endpoint::{Endpoint, EndpointConfig, EndpointHandle, SimInfo};
 use super::flash::{Flash, FlashFile};
 use super::module::VirtualModule;
 #[cfg(unix)]
+#[cfg(unix)]
 use super::pty::Pty;
 use super::rom::RomDevice;
 use super::tcp::TcpPort;
