@@ -317,7 +317,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "transcript (every byte on the serial line, credentials redacted): {}",
         transcript_path.display()
     );
-    let me = "esp-aws";
+    let me = super::invocation();
     if args.keep {
         println!("\nthe virtual ESP32 stays on {port} until Ctrl-C; try (from any directory):");
         let flags = format!("--port {port} --baud {} --endpoint {host}", args.baud);

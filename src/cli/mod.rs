@@ -90,6 +90,43 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
+/// How the user can run this program again from their shell, for the "next:" hints:
+/// `esp-aws` when that name on the PATH is this program, `cargo run --release --` when it
+/// was started by `cargo run` from its source tree, else its full path.
+pub fn invocation() -> String {
+    let me = std::env::current_exe().ok();
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|dir| dir.join(format!("esp-aws{}", std::env::consts::EXE_SUFFIX)))
+        .find(|candidate| candidate.is_file());
+    let same = |a: &std::path::Path, b: &std::path::Path| {
+        matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+    };
+    choose_invocation(
+        me.as_deref(),
+        on_path.as_deref(),
+        std::env::var_os("CARGO").is_some(),
+        &same,
+    )
+}
+
+fn choose_invocation(
+    me: Option<&std::path::Path>,
+    on_path: Option<&std::path::Path>,
+    under_cargo: bool,
+    same: &dyn Fn(&std::path::Path, &std::path::Path) -> bool,
+) -> String {
+    match (me, on_path) {
+        (Some(me), Some(found)) if same(me, found) => "esp-aws".into(),
+        // `cargo run` sets CARGO for the program it starts.
+        _ if under_cargo => "cargo run --release --".into(),
+        (Some(me), _) => me.display().to_string(),
+        (None, _) => "esp-aws".into(),
+    }
+}
+
 /// An error that carries its own exit code (for usage and configuration errors).
 #[derive(Debug)]
 pub struct Exit {
@@ -171,4 +208,36 @@ fn report(err: &anyhow::Error) -> ExitCode {
         return ExitCode::from(exit::TRUST_NOT_RESTORED);
     }
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn hints_name_the_program_as_the_shell_finds_it() {
+        let me = Path::new("/home/u/esp-aws/target/release/esp-aws");
+        let installed = Path::new("/home/u/.cargo/bin/esp-aws");
+        let same = |a: &Path, b: &Path| a == b;
+        assert_eq!(choose_invocation(Some(me), Some(me), true, &same), "esp-aws");
+        assert_eq!(
+            choose_invocation(Some(me), Some(installed), true, &same),
+            "cargo run --release --"
+        );
+        assert_eq!(
+            choose_invocation(Some(me), None, false, &same),
+            "/home/u/esp-aws/target/release/esp-aws"
+        );
+        assert_eq!(
+            choose_invocation(Some(installed), Some(installed), false, &same),
+            "esp-aws"
+        );
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

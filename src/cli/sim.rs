@@ -547,22 +547,23 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some(info) = &info {
+        let me = super::invocation();
         println!("next:");
         if args.wifi_down {
             // The simulated access point's password is the simulator's own setting.
             println!("  export WIFI_PASSWORD={}", sh_quote(&wifi_ap.password));
             println!(
-                "  esp-aws wifi join {} --password-env WIFI_PASSWORD",
+                "  {me} wifi join {} --password-env WIFI_PASSWORD",
                 sh_quote(&wifi_ap.ssid)
             );
         }
         println!(
-            "  esp-aws provision --from {} --thing {}",
+            "  {me} provision --from {} --thing {}",
             info.cert.parent().unwrap_or(Path::new(".")).display(),
             info.thing
         );
-        println!("  esp-aws shadow set {} prop1=12", info.thing);
-        println!("  esp-aws shadow get {}", info.thing);
+        println!("  {me} shadow set {} prop1=12", info.thing);
+        println!("  {me} shadow get {}", info.thing);
     }
     println!("running until interrupted (Ctrl-C)");
     loop {
