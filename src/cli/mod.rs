@@ -101,9 +101,7 @@ pub fn invocation() -> String {
         .into_iter()
         .map(|dir| dir.join(format!("esp-aws{}", std::env::consts::EXE_SUFFIX)))
         .find(|candidate| candidate.is_file());
-    let same = |a: &std::path::Path, b: &std::path::Path| {
-        matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
-    };
+    let same = |a: &std::path::Path, b: &std::path::Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
     choose_invocation(
         me.as_deref(),
         on_path.as_deref(),
@@ -220,7 +218,10 @@ mod tests {
         let me = Path::new("/home/u/esp-aws/target/release/esp-aws");
         let installed = Path::new("/home/u/.cargo/bin/esp-aws");
         let same = |a: &Path, b: &Path| a == b;
-        assert_eq!(choose_invocation(Some(me), Some(me), true, &same), "esp-aws");
+        assert_eq!(
+            choose_invocation(Some(me), Some(me), true, &same),
+            "esp-aws"
+        );
         assert_eq!(
             choose_invocation(Some(me), Some(installed), true, &same),
             "cargo run --release --"
