@@ -415,6 +415,9 @@ fn the_sim_process_takes_an_access_point_and_drops_it_on_request() {
         .args(["sim", "--baud", "0", "--no-config", "--firmware", "2.4"])
         .args(["--wifi", "lab-net:lab-password", "--wifi-down"])
         .args(["--state", state_arg, "--link", link_arg])
+        // As installed (`cargo install`): the hints then name `esp-aws`.
+        .env_remove("CARGO")
+        .env("PATH", installed_path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -481,4 +484,14 @@ fn the_sim_process_takes_an_access_point_and_drops_it_on_request() {
     let up = esp(&["sim", "wifi", "up", "--state", state_arg], &[]);
     assert_eq!(up.code, Some(0), "{}", up.stderr);
     status("joined:  \"lab-net\"");
+}
+
+/// PATH with the directory of the binary under test first, as after `cargo install`.
+fn installed_path() -> std::ffi::OsString {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_esp-aws"));
+    let mut dirs = vec![bin.parent().unwrap().to_path_buf()];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(dirs).unwrap()
 }
