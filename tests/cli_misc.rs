@@ -147,3 +147,23 @@ fn a_settings_file_that_cannot_be_parsed_is_never_replaced() {
         "nothing was started"
     );
 }
+
+#[test]
+fn completions_are_generated_for_each_shell_from_the_parser() {
+    for (shell, marker) in [
+        ("bash", "complete -F _esp__aws"),
+        ("zsh", "#compdef esp-aws"),
+        ("fish", "complete -c esp-aws"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let out = esp_aws(["completions", shell]);
+        assert_eq!(out.code, Some(0), "{shell}: {}", out.stderr);
+        assert!(out.stdout.contains(marker), "{shell}: {}", out.stdout);
+        // Generated from the parser itself, so every command is there.
+        for command in ["provision", "shadow", "doctor", "wifi", "completions"] {
+            assert!(out.stdout.contains(command), "{shell} lacks {command}");
+        }
+    }
+    let bad = esp_aws(["completions", "tcsh"]);
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+}

@@ -88,6 +88,11 @@ enum Command {
     Sim(sim::SimArgs),
     /// Try everything without hardware: provision a virtual ESP32, set and read a shadow.
     Demo(demo::DemoArgs),
+    /// Print a shell completion script (e.g. `esp-aws completions bash > ~/.local/share/bash-completion/completions/esp-aws`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// How the user can run this program again from their shell, for the "next:" hints:
@@ -165,6 +170,17 @@ pub fn main() -> ExitCode {
         Command::Sim(args) => sim::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Flash(args) => flash::run(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            // Into memory first: the generator panics on a write error (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "esp-aws", &mut script);
+            std::io::stdout()
+                .write_all(&script)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(Into::into)
+        }
     };
     match result {
         Ok(code) => code,
