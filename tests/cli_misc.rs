@@ -167,3 +167,35 @@ fn completions_are_generated_for_each_shell_from_the_parser() {
     let bad = esp_aws(["completions", "tcsh"]);
     assert_eq!(bad.code, Some(2), "{}", bad.stderr);
 }
+
+#[test]
+fn a_bad_thing_name_for_the_simulated_account_is_a_usage_error_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = esp_aws([
+        "sim".as_ref(),
+        "thing".as_ref(),
+        "create".as_ref(),
+        "bad name!".as_ref(),
+        "--state".as_ref(),
+        state.as_os_str(),
+    ]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("invalid thing name 'bad name!'"),
+        "{}",
+        out.stderr
+    );
+    assert!(!state.exists(), "no account was created");
+}
+
+#[test]
+fn flash_help_names_the_download_uart() {
+    let out = esp_aws(["flash", "write", "--help"]);
+    assert_eq!(out.code, Some(0));
+    assert!(
+        out.stdout.contains("download UART") && !out.stdout.contains("AT UART"),
+        "{}",
+        out.stdout
+    );
+}

@@ -211,6 +211,13 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             policy,
             deny_actions,
         })) => {
+            // A name AWS would refuse is a usage error, said before the account is touched.
+            esp_aws::aws::names::validate_thing_name(&name).map_err(|e| {
+                super::Exit::usage(format!(
+                    "invalid thing name '{}': {e}",
+                    esp_aws::aws::names::escape(&name)
+                ))
+            })?;
             // Like the endpoint, the first command on a new state directory creates the
             // account.
             let mut account = Account::open_or_create(&state, None)
