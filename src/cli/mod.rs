@@ -157,6 +157,15 @@ impl std::error::Error for Exit {}
 
 /// Parses the command line, runs the command, maps failures to an exit code.
 pub fn main() -> ExitCode {
+    // `ESP_AWS_PORT=` (set but empty, as a shell script's unset variable gives) means "not
+    // set", as for the AWS CLI's variables; clap would take it as an empty value. Nothing
+    // else runs yet, so changing the environment here is safe.
+    for (name, value) in std::env::vars_os() {
+        let ours = name.to_str().is_some_and(|n| n.starts_with("ESP_AWS_"));
+        if ours && value.is_empty() {
+            std::env::remove_var(&name);
+        }
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
