@@ -40,6 +40,7 @@ mod cli_misc;
 mod demo;
 mod doctor_e2e;
 mod injection_e2e;
+mod profiles;
 mod provision_e2e;
 mod shadow_e2e;
 mod sim_cli;

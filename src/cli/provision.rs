@@ -208,7 +208,7 @@ impl Steps {
     }
 }
 
-pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     if args.wifi_password.given() && args.wifi.is_none() {
         return Err(Exit::usage(
             "--password-env, --password-file and --open-network go with --wifi SSID",
@@ -239,6 +239,7 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    args.device.creates_profile = true;
     let settings = device::resolve(&args.device, Some(&args.endpoint))?;
     let endpoint = settings.endpoint()?.to_string();
     let thing = args.thing.clone().or_else(|| settings.config.thing.clone());
@@ -413,14 +414,18 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     let _ = session.close();
     steps.done("✓", &format!("live check: {live}"));
 
-    let saved = device::save_config(&Config {
-        port: Some(settings.port.clone()),
-        baud: Some(settings.baud),
-        endpoint: Some(endpoint.clone()),
-        endpoint_port: Some(settings.endpoint_port),
-        thing: thing.clone(),
-        firmware: Some(generation.name().to_string()),
-    })?;
+    let saved = device::save_config(
+        &Config {
+            port: Some(settings.port.clone()),
+            baud: Some(settings.baud),
+            endpoint: Some(endpoint.clone()),
+            endpoint_port: Some(settings.endpoint_port),
+            thing: thing.clone(),
+            firmware: Some(generation.name().to_string()),
+            ..Config::default()
+        },
+        &args.device,
+    )?;
     let names = |outcome: Outcome| -> Vec<&str> {
         slots
             .iter()
@@ -498,12 +503,15 @@ fn run_rom(
     }
     let booted = flash::finish(&mut loader, port, &args.rom)?;
 
-    let saved = device::save_config(&Config {
-        endpoint: Some(endpoint.to_string()),
-        endpoint_port: None,
-        thing: thing.clone(),
-        ..Config::default()
-    })?;
+    let saved = device::save_config(
+        &Config {
+            endpoint: Some(endpoint.to_string()),
+            endpoint_port: None,
+            thing: thing.clone(),
+            ..Config::default()
+        },
+        &args.device,
+    )?;
     let written = slots
         .iter()
         .filter(|s| s.report.outcome == Outcome::Written)

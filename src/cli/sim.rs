@@ -484,7 +484,7 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     // A settings file that cannot be updated is said before anything starts.
     if !args.no_config {
-        super::device::saved_config()?;
+        super::device::saved_config(&super::device::DeviceArgs::default())?;
     }
     let _ = std::fs::remove_file(state.join(esp_aws::sim::endpoint::SIM_JSON));
     let mut config = SimulatorConfig::new(&state);
@@ -540,14 +540,18 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     println!("  sim.json: {}", sim_json.display());
     if !args.no_config {
-        let saved = super::device::save_config(&super::device::Config {
-            port: Some(port.display().to_string()),
-            baud: Some(if args.baud == 0 { 115_200 } else { args.baud }),
-            endpoint: Some(endpoint.clone()),
-            endpoint_port: Some(8443),
-            thing: info.as_ref().map(|i| i.thing.clone()),
-            firmware: Some(firmware.name().to_string()),
-        })?;
+        let saved = super::device::save_config(
+            &super::device::Config {
+                port: Some(port.display().to_string()),
+                baud: Some(if args.baud == 0 { 115_200 } else { args.baud }),
+                endpoint: Some(endpoint.clone()),
+                endpoint_port: Some(8443),
+                thing: info.as_ref().map(|i| i.thing.clone()),
+                firmware: Some(firmware.name().to_string()),
+                ..Default::default()
+            },
+            &super::device::DeviceArgs::default(),
+        )?;
         println!(
             "  settings written to {} (so the commands below need no flags)",
             saved.display()
