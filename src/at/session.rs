@@ -281,6 +281,9 @@ impl Probe {
                 Err(AtError::Timeout { .. }) => self.seen.push_str(&client.take_stray_text()),
                 // A reboot or a stale error from before: the next AT will tell.
                 Err(AtError::Rebooted(_)) => self.reboots += 1,
+                // The reply to a read an interrupted program sent (`+CIPRECVDATA:445,...`):
+                // refused, not buffered; the drain below lets the rest of it go by.
+                Err(AtError::Oversized { .. } | AtError::LineTooLong) => {}
                 Err(AtError::Busy(_)) => self.busy += 1,
                 Err(AtError::Failed { .. }) => {}
                 Err(AtError::DataMode(_)) => {
@@ -361,9 +364,13 @@ impl<T: Transport> Session<T> {
                 // A late answer to an earlier command, or the ERROR of a line an interrupted
                 // program left half-written: the line goes quiet and the probe repeats.
                 Ok(_)
-                | Err(AtError::Rebooted(_) | AtError::Failed { .. } | AtError::Timeout { .. })
-                    if !last =>
-                {
+                | Err(
+                    AtError::Rebooted(_)
+                    | AtError::Failed { .. }
+                    | AtError::Timeout { .. }
+                    | AtError::Oversized { .. }
+                    | AtError::LineTooLong,
+                ) if !last => {
                     reboots += usize::from(client.take_rebooted());
                     client.drain(Duration::from_millis(200), Duration::from_secs(3))?;
                 }
