@@ -84,16 +84,14 @@ fn a_request_smuggled_into_the_host_header_never_reaches_the_endpoint() {
     assert_ne!(crafted, config, "the config names no endpoint:\n{config}");
     std::fs::write(&config_path, crafted).unwrap();
 
-    let run: Run = Command::new(env!("CARGO_BIN_EXE_esp-aws"))
-        .args(["shadow", "get", "lnu_001"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    cmd.args(["shadow", "get", "lnu_001"])
         .current_dir(world.dir.path())
         .env("ESP_AWS_PORT", world.sim.port())
         .env_remove("ESP_AWS_ENDPOINT")
         .env_remove("ESP_AWS_BAUD")
-        .env("XDG_CONFIG_HOME", world.dir.path().join("xdg"))
-        .output()
-        .unwrap()
-        .into();
+        .env("XDG_CONFIG_HOME", world.dir.path().join("xdg"));
+    let run = Run::of(cmd).unwrap();
     assert!(
         world.stored("lnu_001", None).is_some(),
         "the smuggled DELETE reached the endpoint: {}",
