@@ -25,6 +25,7 @@
 //! | [`files`] | atomic file replacement (no half-written file, keys 0600) | |
 //! | [`firmware`] | facts about the three ESP-AT generations | `esp-at.md` §1, §3 |
 //! | [`partition`] | ESP-IDF partition tables (ESP-AT's secondary table) | `esp-at.md` §3.4 |
+//! | `testkit` | (feature `testkit`) the world builder tests and benchmarks share | |
 //! | [`trace`] | `--trace` transcripts (both directions, time deltas, no credentials) | |
 //! | [`transport`] | the one I/O seam between drivers and a serial line: serial devices, `socket://` and `rfc2217://` ports | RFC 2217 |
 //!
@@ -44,5 +45,7 @@ pub mod provision;
 pub mod rom;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod trace;
 pub mod transport;

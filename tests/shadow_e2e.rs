@@ -330,16 +330,14 @@ fn after_provisioning_shadow_commands_need_no_flags() {
     let world = World::start(Generation::V1_1_3);
     world.provision();
     // Only the config file that provision wrote says where the module and endpoint are.
-    let run: crate::util::Run = std::process::Command::new(env!("CARGO_BIN_EXE_esp-aws"))
-        .args(["shadow", "set", "lnu_001", "prop1=12"])
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    cmd.args(["shadow", "set", "lnu_001", "prop1=12"])
         .current_dir(world.dir.path())
         .env_remove("ESP_AWS_PORT")
         .env_remove("ESP_AWS_ENDPOINT")
         .env_remove("ESP_AWS_BAUD")
-        .env("XDG_CONFIG_HOME", world.dir.path().join("xdg"))
-        .output()
-        .unwrap()
-        .into();
+        .env("XDG_CONFIG_HOME", world.dir.path().join("xdg"));
+    let run = crate::util::Run::of(cmd).unwrap();
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(
         world.stored("lnu_001", None).unwrap()["state"]["desired"]["prop1"],

@@ -24,17 +24,12 @@ fn unjoined(generation: Generation) -> World {
 
 /// `esp-aws` in the world's directory, with extra environment variables.
 fn cli_env(world: &World, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
-    cmd.args(args)
-        .current_dir(world.dir.path())
-        .env("ESP_AWS_PORT", world.sim.port())
-        .env("ESP_AWS_ENDPOINT", world.host())
-        .env_remove("ESP_AWS_BAUD")
-        .env("XDG_CONFIG_HOME", world.dir.path().join("xdg"));
+    let mut cmd = world.command(args);
+    cmd.env_remove("ESP_AWS_BAUD");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("run esp-aws").into()
+    Run::of(cmd).expect("run esp-aws")
 }
 
 fn provision_args(world: &World) -> Vec<String> {
@@ -396,7 +391,7 @@ fn the_sim_process_takes_an_access_point_and_drops_it_on_request() {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().unwrap().into()
+        Run::of(cmd).unwrap()
     };
     let bad = esp(&["sim", "--wifi", "no-colon", "--no-config"], &[]);
     assert_eq!(bad.code, Some(2), "{}", bad.stderr);
