@@ -203,16 +203,14 @@ fn flash_help_names_the_download_uart() {
 #[test]
 fn an_empty_environment_variable_counts_as_unset() {
     let dir = tempfile::tempdir().unwrap();
-    let out: crate::util::Run = std::process::Command::new(env!("CARGO_BIN_EXE_esp-aws"))
-        .args(["shadow", "get", "lnu_001", "--endpoint"])
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    cmd.args(["shadow", "get", "lnu_001", "--endpoint"])
         .arg("a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com")
         .current_dir(dir.path())
         .env("XDG_CONFIG_HOME", dir.path().join("xdg"))
         .env("ESP_AWS_PORT", "")
-        .env("ESP_AWS_BAUD", "")
-        .output()
-        .unwrap()
-        .into();
+        .env("ESP_AWS_BAUD", "");
+    let out = crate::util::Run::of(cmd).unwrap();
     // As if neither were set: the port is looked for, not refused as ''.
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(!out.stderr.contains("''"), "{}", out.stderr);

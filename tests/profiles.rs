@@ -31,7 +31,7 @@ fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("run esp-aws").into()
+    Run::of(cmd).expect("run esp-aws")
 }
 
 #[test]
