@@ -566,6 +566,10 @@ pub mod err_code {
     }
 }
 
+/// The AT UART's factory baud rate on every generation (`factory_param`'s
+/// `uart_baudrate`).
+pub const AT_BAUD: u32 = 115_200;
+
 /// Where the main partition table lives (all ESP-IDF images).
 pub const PRIMARY_TABLE_OFFSET: u32 = 0x8000;
 /// Where ESP-AT flashes its secondary (`at_customize`) table on ESP32.

@@ -181,7 +181,8 @@ pub enum Digest {
 /// `AT+CWLAP` rows, are under 200 bytes).
 pub const MAX_LINE: usize = 4096;
 
-/// Largest `+IPD` payload accepted. The firmware sends at most 2920 bytes per frame in
+/// Largest `+IPD` payload accepted. The firmware sends at most
+/// [`crate::firmware::IPD_FRAME_MAX`] (2920) bytes per frame in
 /// active mode; anything much larger is a corrupted header, not data.
 pub const MAX_IPD: usize = 65536;
 

@@ -25,6 +25,8 @@ const SYSFLASH_ERASE_FAIL: u32 = EXEC_FAIL + 2;
 const SYSFLASH_WRITE_FAIL: u32 = EXEC_FAIL + 3;
 /// Largest single `AT+SYSFLASH` write/read the firmware can buffer (it `malloc`s the whole
 /// payload; an ESP32 running AT has well under this much free heap).
+/// `AT+SYSFLASH` erases whole sectors.
+const SECTOR: usize = crate::firmware::SECTOR_SIZE;
 const SYSFLASH_MAX_LEN: usize = 64 * 1024;
 /// SNTP servers used when `AT+CIPSNTPCFG=1,<tz>` names none (`esp-at.md` §5.5).
 const DEFAULT_SNTP_SERVERS: [&str; 3] = ["cn.ntp.org.cn", "ntp.sjtu.edu.cn", "us.pool.ntp.org"];
@@ -111,7 +113,11 @@ pub(super) fn default_mfg() -> KvStore {
             data: b"WROOM-32".to_vec(),
         },
     );
-    store.set("factory_param", "uart_baudrate", int(kind::I32, 115_200));
+    store.set(
+        "factory_param",
+        "uart_baudrate",
+        int(kind::I32, crate::firmware::AT_BAUD.into()),
+    );
     store.set("factory_param", "uart_cts_pin", int(kind::I8, 15));
     store.set("factory_param", "uart_port", int(kind::U8, 1));
     store.set("factory_param", "uart_rts_pin", int(kind::I8, 14));
@@ -456,7 +462,7 @@ impl AtFirmware {
         let in_range = (offset as u64 + len as u64) <= u64::from(size);
         match op {
             0 => {
-                if offset % 4096 != 0 || len % 4096 != 0 {
+                if !(offset as usize).is_multiple_of(SECTOR) || !len.is_multiple_of(SECTOR) {
                     return Err(SYSFLASH_ERASE_ALIGN);
                 }
                 if !in_range || self.flash.modify(|f| f.erase(start + offset, len)).is_err() {
