@@ -282,7 +282,7 @@ fn server_verifies<T: Transport>(
     port: u16,
 ) -> Result<bool, Error> {
     session.client().run(&VERIFY_ONLY)?;
-    if session.info().generation != Generation::V1_1_3 {
+    if session.info().generation.has_sni_alpn() {
         // Clear ALPN: with `x-amzn-http-ca` port 443 would ask for the certificate.
         if let Err(e) = session
             .client()
@@ -371,7 +371,7 @@ pub fn explain_tls_failure<T: Transport>(
 /// its TLS context through ESP-IDF's OpenSSL compatibility layer and sets no host name
 /// (`esp-at.md` §2.7, §5.9), so mbedTLS checks the chain but not the name.
 pub fn name_check_warning(generation: Generation) -> Option<&'static str> {
-    (generation == Generation::V1_1_3).then_some(
+    (!generation.checks_host_name()).then_some(
         "firmware 1.x checks no host name: any certificate that chains to the root CA on the module is accepted for any name, so anyone holding such a certificate for another name can pose as the endpoint; ESP-AT 2.1 and later check the name",
     )
 }

@@ -270,10 +270,8 @@ pub struct PassiveReceive(pub Generation);
 impl Command for PassiveReceive {
     type Response = ();
     fn line(&self) -> String {
-        match self.0 {
-            Generation::V4_1 => "AT+CIPRECVTYPE=1".into(),
-            _ => "AT+CIPRECVMODE=1".into(),
-        }
+        // 1.x has neither command; it refuses the 2.x one as it refuses any unknown.
+        format!("AT{}=1", self.0.passive_receive().unwrap_or("+CIPRECVMODE"))
     }
     fn parse(&self, _: Reply) -> Result<(), Error> {
         Ok(())

@@ -196,12 +196,7 @@ pub fn parse_version(lines: &[String]) -> Option<(String, Generation)> {
         .collect();
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor) = (parts.next()?, parts.next().unwrap_or(0));
-    let generation = match (major, minor) {
-        (0 | 1, _) => Generation::V1_1_3,
-        (2, _) | (3, 0) => Generation::V2_4,
-        _ => Generation::V4_1,
-    };
-    Some((version, generation))
+    Some((version, Generation::of_release(major, minor)))
 }
 
 /// Parses asctime (`Thu Jan  1 00:00:12 1970`) as UTC Unix seconds.
@@ -320,7 +315,7 @@ impl<T: Transport> Session<T> {
         if probe.prompt || (!probe.answered && silent) {
             // Silence may be a module collecting the payload of an `AT+CIPSEND` that an
             // interrupted program never finished: our probes became its payload.
-            let reacted = client.leave_data_mode(Generation::V4_1.cipsend_max())?;
+            let reacted = client.leave_data_mode(Generation::largest_cipsend_max())?;
             if reacted || probe.prompt {
                 log::info!("the module was in data mode; it is back in command mode");
                 probe = Probe::default();
@@ -359,7 +354,7 @@ impl<T: Transport> Session<T> {
                 Err(AtError::Busy(_)) => return Err(Error::StaysBusy),
                 // The late prompt of a send an interrupted program started.
                 Err(AtError::DataMode(_)) if !last => {
-                    client.leave_data_mode(Generation::V4_1.cipsend_max())?;
+                    client.leave_data_mode(Generation::largest_cipsend_max())?;
                 }
                 // A late answer to an earlier command, or the ERROR of a line an interrupted
                 // program left half-written: the line goes quiet and the probe repeats.
@@ -381,7 +376,7 @@ impl<T: Transport> Session<T> {
         }
         let (version, generation) =
             parse_version(&gmr).ok_or_else(|| Error::UnknownFirmware(gmr.join(" | ")))?;
-        if generation != Generation::V1_1_3 {
+        if generation.has_syslog() {
             // Makes failing commands print their ERR CODE; harmless if refused.
             let _ = client.run(&EnableSyslog);
         }
@@ -460,10 +455,10 @@ impl<T: Transport> Session<T> {
 
     /// The module's clock as Unix seconds (UTC).
     pub fn clock(&mut self) -> Result<i64, Error> {
-        Ok(if self.info.generation == Generation::V1_1_3 {
-            self.client.run(&SntpTime)?
-        } else {
+        Ok(if self.info.generation.has_systimestamp() {
             self.client.run(&SysTimestamp)?
+        } else {
+            self.client.run(&SntpTime)?
         })
     }
 
@@ -480,7 +475,7 @@ impl<T: Transport> Session<T> {
             return Ok(now);
         }
         if from_host {
-            if self.info.generation == Generation::V1_1_3 {
+            if !self.info.generation.has_systimestamp() {
                 return Err(Error::HostTimeUnsupported);
             }
             self.client.run(&SetSysTimestamp(host_now()))?;
@@ -514,10 +509,10 @@ impl<T: Transport> Session<T> {
         Err(Error::ClockNotSynced {
             waited: started.elapsed(),
             reads: crate::pki::summary::format_time(reads),
-            hint: if self.info.generation == Generation::V1_1_3 {
-                "firmware 1.x can only sync by SNTP, so let the module reach an NTP server"
-            } else {
+            hint: if self.info.generation.has_systimestamp() {
                 "rerun with --time-from-host to set it from this computer"
+            } else {
+                "firmware 1.x can only sync by SNTP, so let the module reach an NTP server"
             },
         })
     }
@@ -553,7 +548,7 @@ impl<T: Transport> Session<T> {
         self.tls_configured = false;
         self.passive = false;
         self.client.run(&EchoOff)?;
-        if self.info.generation != Generation::V1_1_3 {
+        if self.info.generation.has_syslog() {
             let _ = self.client.run(&EnableSyslog);
         }
         if let Some((min, from_host)) = self.clock_need {
@@ -564,7 +559,7 @@ impl<T: Transport> Session<T> {
 
     fn configure_tls_once(&mut self, host: &str, port: u16) -> Result<(), Error> {
         let g = self.info.generation;
-        if port == 443 && g == Generation::V1_1_3 {
+        if port == 443 && !g.has_sni_alpn() {
             return Err(Error::AlpnUnsupported);
         }
         let reply = self.client.run(&SslClientConfig {
@@ -575,7 +570,7 @@ impl<T: Transport> Session<T> {
         let lines = match &reply {
             Ok(lines) => lines.clone(),
             // 1.x saves the setting and then answers ERROR when client_cert is not a bin.
-            Err(AtError::Failed { lines, .. }) if g == Generation::V1_1_3 => {
+            Err(AtError::Failed { lines, .. }) if g.sslcconf_strict() => {
                 let mut l = lines.clone();
                 l.push("ERROR".into());
                 l
@@ -595,13 +590,15 @@ impl<T: Transport> Session<T> {
                 });
             }
         }
-        if g != Generation::V1_1_3 {
+        if g.has_sni_alpn() {
             // SNI arrived in 2.1; a 2.0 module refuses the command and connects without it
             // (AWS's default endpoints accept that).
             let _ = self.client.run(&SslSni(host.to_string()));
             if port == 443 {
                 self.client.run(&SslAlpn("x-amzn-http-ca".into()))?;
             }
+        }
+        if g.passive_receive().is_some() {
             self.passive = self.client.run(&PassiveReceive(g)).is_ok();
         }
         self.tls_configured = true;
@@ -724,7 +721,7 @@ impl<T: Transport> Session<T> {
             if self.passive && self.client.take_data_announced() {
                 loop {
                     // 2920 bytes: the most the firmware hands over at once.
-                    match self.client.run(&RecvData(2920)) {
+                    match self.client.run(&RecvData(crate::firmware::IPD_FRAME_MAX)) {
                         Ok(bytes) if !bytes.is_empty() => buf.extend(bytes),
                         Ok(_) => break,
                         // ERROR: nothing (more) buffered.

@@ -169,10 +169,10 @@ pub fn status<T: Transport>(
 ) -> Result<Status, AtError> {
     let joined = client.run(&JoinedApQuery)?;
     let ip = client.run(&StationIp)?;
-    let state = if generation == Generation::V1_1_3 {
-        None
-    } else {
+    let state = if generation.has_cwstate() {
         client.run(&WifiState).ok()
+    } else {
+        None
     };
     Ok(Status { joined, ip, state })
 }
@@ -233,7 +233,7 @@ pub fn wait_for_network<T: Transport>(
         let outcome = check_network(client, None);
         match &outcome {
             Err(Error::NotJoined | Error::NoIp { .. }) if Instant::now() < deadline => {
-                if generation != Generation::V1_1_3 && outcome == Err(Error::NotJoined) {
+                if generation.has_cwstate() && outcome == Err(Error::NotJoined) {
                     if let Ok((0, _)) = client.run(&WifiState) {
                         return outcome;
                     }

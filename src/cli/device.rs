@@ -375,7 +375,12 @@ pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::
             .map_err(|_| Exit::usage(format!("--endpoint-port {p} is not a port")))?,
         None => config.endpoint_port.unwrap_or(8443),
     };
-    let baud = check_baud(device.baud.or(config.baud).unwrap_or(115_200))?;
+    let baud = check_baud(
+        device
+            .baud
+            .or(config.baud)
+            .unwrap_or(esp_aws::firmware::AT_BAUD),
+    )?;
     // The flag (or ESP_AWS_ENDPOINT, which clap folds into it) wins over the config file,
     // whose value load_config has checked already.
     let host = match endpoint.and_then(|e| e.endpoint.as_deref()) {

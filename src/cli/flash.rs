@@ -27,7 +27,7 @@ use esp_aws::rom::chip::ROM_BAUD;
 
 /// The flash size announced to the ROM (the ESP32-WROOM-32's 4 MiB): regions past it are
 /// refused before anything is sent.
-const FLASH_SIZE: u64 = 4 * 1024 * 1024;
+const FLASH_SIZE: u64 = esp_aws::firmware::FLASH_SIZE as u64;
 
 /// `--before`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

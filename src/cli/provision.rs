@@ -9,7 +9,6 @@ use anyhow::{bail, Context};
 use esp_aws::at::session::{Error as SessionError, PLAUSIBLE_SINCE};
 use esp_aws::aws::http::encode_request;
 use esp_aws::aws::shadow;
-use esp_aws::firmware::Generation;
 use esp_aws::pki::atpki;
 use esp_aws::pki::check::{self, Status};
 use esp_aws::provision::{self, Credentials, Outcome, Progress};
@@ -319,7 +318,7 @@ pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
 
     // 3. What the module cannot do, and a clock that cannot be set, stop the run before
     // anything is written: a run that cannot finish leaves the device as it was.
-    if settings.endpoint_port == 443 && generation == Generation::V1_1_3 {
+    if settings.endpoint_port == 443 && !generation.has_sni_alpn() {
         return Err(SessionError::AlpnUnsupported.into());
     }
     let not_before = check_not_before(&creds.cert)

@@ -40,10 +40,14 @@ struct RunArgs {
     #[arg(long, env = "ESP_AWS_SIM_STATE")]
     state: Option<PathBuf>,
     /// Firmware generation the module plays.
-    #[arg(long, default_value = "1.1.3", value_parser = ["1.1.3", "2.4", "4.1"])]
+    #[arg(
+        long,
+        default_value = "1.1.3",
+        value_parser = clap::builder::PossibleValuesParser::new(esp_aws::firmware::Generation::ALL.map(esp_aws::firmware::Generation::name))
+    )]
     firmware: String,
     /// Line speed the module's output is paced at, 10 bits a byte (0: unthrottled).
-    #[arg(long, default_value_t = 115_200)]
+    #[arg(long, default_value_t = esp_aws::firmware::AT_BAUD)]
     baud: u32,
     /// Boot mode at power-on: the AT firmware, or the ROM serial bootloader.
     #[arg(long, value_enum, default_value = "normal")]
@@ -543,7 +547,11 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
         let saved = super::device::save_config(
             &super::device::Config {
                 port: Some(port.display().to_string()),
-                baud: Some(if args.baud == 0 { 115_200 } else { args.baud }),
+                baud: Some(if args.baud == 0 {
+                    esp_aws::firmware::AT_BAUD
+                } else {
+                    args.baud
+                }),
                 endpoint: Some(endpoint.clone()),
                 endpoint_port: Some(8443),
                 thing: info.as_ref().map(|i| i.thing.clone()),

@@ -80,7 +80,7 @@ impl SimulatorConfig {
         SimulatorConfig {
             endpoint: EndpointConfig::new(state_dir),
             firmware: Generation::V1_1_3,
-            baud: 115_200,
+            baud: crate::firmware::AT_BAUD,
             boot: BootMode::Flash,
             faults: None,
             sntp_delay: Duration::from_secs(2),

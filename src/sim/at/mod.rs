@@ -57,8 +57,8 @@ use tls::SimClock;
 const NVS_ADDR: u32 = 0x12000;
 const NVS_SIZE: usize = 0xe000;
 /// `mfg_nvs` in the "4.1" secondary table.
-const MFG_ADDR: u32 = 0x21000;
-const MFG_SIZE: usize = 0x1c000;
+const MFG_ADDR: u32 = crate::firmware::MFG_NVS_OFFSET;
+const MFG_SIZE: usize = crate::firmware::MFG_NVS_SIZE as usize;
 /// The simulator's own namespace in the `nvs` store.
 const SIM_NS: &str = "esp-aws-sim";
 /// Number of link ids (`AT+CIPMUX=1` allows 0..=4; 5 means "all").
@@ -494,13 +494,13 @@ impl AtFirmware {
     }
 
     fn err_code(&mut self, code: u32) {
-        if self.generation == Generation::V1_1_3 || self.ram.syslog {
+        if self.generation.prints_err_code_always() || self.ram.syslog {
             self.emit_str(&format!("ERR CODE:0x{code:08x}\r\n"));
         }
     }
 
     fn busy(&mut self) {
-        self.err_code(0x010b_0000);
+        self.err_code(crate::firmware::err_code::PROCESSING);
         self.emit(b"\r\nbusy p...\r\n");
     }
 
@@ -531,7 +531,7 @@ impl AtFirmware {
                     data: vec![1],
                 },
             );
-            if self.generation == Generation::V4_1
+            if self.generation.credentials_in_nvs()
                 && KvStore::load(&self.flash, MFG_ADDR, MFG_SIZE).is_none()
             {
                 commands::default_mfg().save(&self.flash, MFG_ADDR, MFG_SIZE);
@@ -592,7 +592,7 @@ impl AtFirmware {
                         base_ms: self.utc.unix_millis(now),
                         base_at: now,
                     };
-                    if self.generation == Generation::V4_1 {
+                    if self.generation.time_updated_urc() {
                         self.emit(b"+TIME_UPDATED\r\n");
                     }
                 } else {
@@ -665,7 +665,7 @@ impl AtFirmware {
                     target: PromptTarget::CipSend { .. },
                     buf,
                     ..
-                } if self.generation == Generation::V1_1_3 && buf.is_empty() && bytes == b"+++" => {
+                } if self.generation.plus_cancels_send() && buf.is_empty() && bytes == b"+++" => {
                     // "1.1.3" cancels a pending send on a lone `+++` (`esp-at.md` §5.13).
                     self.ram.mode = Mode::Command;
                     self.emit(b"\r\nSEND Canceled\r\n");
@@ -707,7 +707,7 @@ impl AtFirmware {
                             // Overlong input is refused once and dropped up to its
                             // terminator (a trailing `\r` is kept to pair with a `\n`).
                             if !self.ram.overflow {
-                                self.error(Some(0x0104_0000));
+                                self.error(Some(crate::firmware::err_code::PARA_LENGTH));
                             }
                             self.ram.overflow = true;
                             let cr = self.ram.line.last() == Some(&b'\r');
@@ -729,7 +729,7 @@ impl AtFirmware {
                         return;
                     }
                     if line.len() > MAX_LINE {
-                        self.error(Some(0x0104_0000));
+                        self.error(Some(crate::firmware::err_code::PARA_LENGTH));
                     } else {
                         self.dispatch(&line);
                     }

@@ -21,8 +21,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::firmware::Generation;
-
 use super::commands::{Args, PARA_INVALID, PARA_NUM};
 use super::store::{kind, Value};
 use super::{AtFirmware, Job, Mode, LINKS, SIM_NS};
@@ -246,7 +244,8 @@ impl AtFirmware {
         op: &super::parse::Op,
     ) -> Option<Result<(), u32>> {
         use super::parse::Op;
-        let v2 = self.generation != Generation::V1_1_3;
+        let known = self.generation.has_command(name);
+        let reconnect = self.generation.cwjap_reconnect();
         Some(match (name, op) {
             ("+CWMODE", Op::Query) => {
                 let line = format!("+CWMODE:{}\r\n", self.station_mode());
@@ -260,7 +259,7 @@ impl AtFirmware {
                 Ok(())
             }
             ("+CWJAP", Op::Set(p)) => self.cwjap_set(&Args(p)),
-            ("+CWJAP", Op::Exec) if v2 => match self.saved_network() {
+            ("+CWJAP", Op::Exec) if reconnect => match self.saved_network() {
                 Some((ssid, pass)) => {
                     self.start_join(ssid, pass);
                     Ok(())
@@ -281,7 +280,7 @@ impl AtFirmware {
                 self.ok();
                 Ok(())
             }
-            ("+CWSTATE", Op::Query) if v2 => {
+            ("+CWSTATE", Op::Query) if known => {
                 let st = self.ram.station.clone();
                 self.emit_str(&format!("+CWSTATE:{},\"{}\"\r\n", st.state.code(), st.ssid));
                 self.ok();
@@ -314,7 +313,7 @@ impl AtFirmware {
 
     fn cwmode_set(&mut self, args: &Args<'_>) -> Result<(), u32> {
         let mode = args.int_in(0, 0..=3)? as u8;
-        let auto = if args.len() > 1 && self.generation != Generation::V1_1_3 {
+        let auto = if args.len() > 1 && self.generation.cwmode_auto_connect() {
             args.int_in(1, 0..=1)? == 1
         } else if args.len() > 1 {
             return Err(PARA_NUM);
@@ -351,7 +350,7 @@ impl AtFirmware {
                 "+CWJAP:\"{}\",\"{}\",{},{}",
                 ap.ssid, ap.bssid, ap.channel, ap.rssi
             );
-            if self.generation != Generation::V1_1_3 {
+            if self.generation.cwmode_auto_connect() {
                 // pci_en, reconn_interval, listen_interval, scan_mode, pmf.
                 line.push_str(",0,1,3,0,1");
             }
@@ -367,11 +366,7 @@ impl AtFirmware {
     fn cwjap_set(&mut self, args: &Args<'_>) -> Result<(), u32> {
         // "1.1.3": ssid, pwd[, bssid]; 2.x adds pci_en, reconn_interval, listen_interval,
         // scan_mode, jap_timeout, pmf.
-        let max = if self.generation == Generation::V1_1_3 {
-            3
-        } else {
-            9
-        };
+        let max = self.generation.cwjap_max_params();
         if args.len() < 2 || args.len() > max {
             return Err(PARA_NUM);
         }
@@ -463,11 +458,7 @@ impl AtFirmware {
     }
 
     fn cipdomain(&mut self, args: &Args<'_>) -> Result<(), u32> {
-        let max = match self.generation {
-            Generation::V1_1_3 => 1,
-            Generation::V2_4 => 2,
-            Generation::V4_1 => 3,
-        };
+        let max = self.generation.cipdomain_max_params();
         if args.len() > max {
             return Err(PARA_NUM);
         }
@@ -488,10 +479,10 @@ impl AtFirmware {
         }
         match self.network.resolve_name(&host) {
             Some(ip) => {
-                let line = if self.generation == Generation::V1_1_3 {
-                    format!("+CIPDOMAIN:{ip}\r\n")
-                } else {
+                let line = if self.generation.quotes_ip_addresses() {
                     format!("+CIPDOMAIN:\"{ip}\"\r\n")
+                } else {
+                    format!("+CIPDOMAIN:{ip}\r\n")
                 };
                 self.emit_str(&line);
                 self.ok();
