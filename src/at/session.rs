@@ -251,6 +251,8 @@ struct Probe {
     reboots: usize,
     /// A `>` prompt came instead of an answer: the module is in data mode.
     prompt: bool,
+    /// A reply refused for its size (stale, or a misbehaving module).
+    refused: Option<AtError>,
 }
 
 impl Probe {
@@ -277,8 +279,9 @@ impl Probe {
                 // A reboot or a stale error from before: the next AT will tell.
                 Err(AtError::Rebooted(_)) => self.reboots += 1,
                 // The reply to a read an interrupted program sent (`+CIPRECVDATA:445,...`):
-                // refused, not buffered; the drain below lets the rest of it go by.
-                Err(AtError::Oversized { .. } | AtError::LineTooLong) => {}
+                // refused, not buffered; the drain below lets the rest of it go by. If
+                // nothing else ever comes, it is what the module is told by.
+                Err(e @ AtError::Oversized { .. }) => self.refused = Some(e),
                 Err(AtError::Busy(_)) => self.busy += 1,
                 Err(AtError::Failed { .. }) => {}
                 Err(AtError::DataMode(_)) => {
@@ -326,6 +329,9 @@ impl<T: Transport> Session<T> {
             }
         }
         if !probe.answered {
+            if let Some(refused) = probe.refused {
+                return Err(refused.into());
+            }
             return Err(match looks_like_boot_log(&probe.seen) {
                 Some(what) => Error::LogPort(what.to_string()),
                 None if probe.reboots >= 2 => Error::RebootLoop,
@@ -363,8 +369,7 @@ impl<T: Transport> Session<T> {
                     AtError::Rebooted(_)
                     | AtError::Failed { .. }
                     | AtError::Timeout { .. }
-                    | AtError::Oversized { .. }
-                    | AtError::LineTooLong,
+                    | AtError::Oversized { .. },
                 ) if !last => {
                     reboots += usize::from(client.take_rebooted());
                     client.drain(Duration::from_millis(200), Duration::from_secs(3))?;
