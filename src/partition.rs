@@ -106,6 +106,66 @@ pub fn parse(data: &[u8]) -> Vec<Partition> {
         .collect()
 }
 
+/// The largest flash an ESP32 maps (16 MiB): no partition of a module can end beyond it.
+pub const MAX_FLASH_SIZE: u64 = 16 * 1024 * 1024;
+
+/// The largest credential partition this tool accepts as plausible: a certificate chain or
+/// key bin is a few KiB, and ESP-AT's slots are 8 KiB.
+pub const MAX_CREDENTIAL_PARTITION: u32 = 256 * 1024;
+
+/// A partition row, as a module listed it (`AT+SYSFLASH?`) or its flash holds it, that
+/// cannot describe a real partition.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RowError {
+    /// Offset plus size past the end of any ESP32 flash.
+    #[error("the module lists partition '{name}' at {offset:#x}, {size:#x} bytes long: it would end beyond the end of the flash (an ESP32 maps at most 16 MiB); its partition table is damaged or its answer is garbled, so nothing was written")]
+    BeyondFlash {
+        /// The row's label (escaped).
+        name: String,
+        /// Its offset.
+        offset: u32,
+        /// Its size.
+        size: u32,
+    },
+    /// Offset or size not a multiple of the 4 KiB sector.
+    #[error("the module lists partition '{name}' at {offset:#x}, {size:#x} bytes long: partitions start and end on 4 KiB flash sectors; its partition table is damaged or its answer is garbled, so nothing was written")]
+    Unaligned {
+        /// The row's label (escaped).
+        name: String,
+        /// Its offset.
+        offset: u32,
+        /// Its size.
+        size: u32,
+    },
+    /// Empty, or far larger than any credential partition.
+    #[error("the module lists credential partition '{name}' as {size:#x} bytes long: such a partition is 4 KiB to 256 KiB; its partition table is damaged or its answer is garbled, so nothing was written")]
+    Implausible {
+        /// The row's label (escaped).
+        name: String,
+        /// Its size.
+        size: u32,
+    },
+}
+
+/// Checks a credential partition's row before anything is read from or written to it: it
+/// lies within the flash, on the sector grid, with a plausible size. (Whether its bin fits
+/// is checked when the bin is built.)
+pub fn check_credential_row(name: &str, offset: u32, size: u32) -> Result<(), RowError> {
+    let name = crate::trace::escape(name.as_bytes());
+    let sector = crate::firmware::SECTOR_SIZE as u32;
+    if u64::from(offset) + u64::from(size) > MAX_FLASH_SIZE {
+        return Err(RowError::BeyondFlash { name, offset, size });
+    }
+    if !offset.is_multiple_of(sector) || !size.is_multiple_of(sector) {
+        return Err(RowError::Unaligned { name, offset, size });
+    }
+    if size == 0 || size > MAX_CREDENTIAL_PARTITION {
+        return Err(RowError::Implausible { name, size });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +192,29 @@ mod tests {
             Md5::digest(&bytes[..md5_at]).as_slice()
         );
         assert!(bytes[md5_at + 32..].iter().all(|&b| b == 0xFF));
+    }
+
+    #[test]
+    fn credential_rows_are_checked() {
+        assert_eq!(check_credential_row("client_cert", 0x2a000, 0x2000), Ok(()));
+        assert!(matches!(
+            check_credential_row("client_cert", 0xffff_ffff, 0xffff_ffff),
+            Err(RowError::BeyondFlash { .. })
+        ));
+        assert!(matches!(
+            check_credential_row("client_cert", 0x2a010, 0x2000),
+            Err(RowError::Unaligned { .. })
+        ));
+        assert!(matches!(
+            check_credential_row("client_cert", 0x2a000, 0),
+            Err(RowError::Implausible { .. })
+        ));
+        assert!(matches!(
+            check_credential_row("client_cert", 0x100000, 0x80_0000),
+            Err(RowError::Implausible { .. })
+        ));
+        let e = check_credential_row("client\x1b", 0xffff_f000, 0x2000).unwrap_err();
+        assert!(e.to_string().contains("'client\\x1b'"), "{e}");
     }
 
     #[test]
