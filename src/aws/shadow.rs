@@ -1118,6 +1118,53 @@ mod tests {
     }
 
     #[test]
+    fn a_delete_whose_answer_is_lost_is_read_back_not_resent() {
+        // Gone on the read: deleted, sent once.
+        let calls = RefCell::new(Vec::new());
+        let mut send = sender(vec![Err(true), Ok(answer(404, json!({})))], &calls);
+        let result = delete_at_most_once(|m| send(m, None));
+        assert!(matches!(result, Ok(DeleteReply::Gone)));
+        let methods: Vec<String> = calls.borrow().iter().map(|c| c.0.clone()).collect();
+        assert_eq!(methods, ["DELETE", "GET"]);
+
+        // Still there: sent once more, and its answer is the answer.
+        let calls = RefCell::new(Vec::new());
+        let there = json!({"state": {}, "version": 3});
+        let deleted = json!({"version": 4, "timestamp": 1});
+        let mut send = sender(
+            vec![Err(true), Ok(answer(200, there)), Ok(answer(200, deleted))],
+            &calls,
+        );
+        let result = delete_at_most_once(|m| send(m, None));
+        assert!(matches!(result, Ok(DeleteReply::Answered(r)) if r.status == 200));
+        assert_eq!(calls.borrow().len(), 3);
+
+        // The read fails: it may have been applied, and it is not sent again.
+        let calls = RefCell::new(Vec::new());
+        let mut send = sender(vec![Err(true), Err(true)], &calls);
+        let err = delete_at_most_once(|m| send(m, None)).unwrap_err();
+        assert!(
+            err.to_string().contains("the delete may have been applied"),
+            "{err}"
+        );
+        assert_eq!(calls.borrow().len(), 2);
+    }
+
+    #[test]
+    fn a_publish_whose_answer_is_lost_is_never_sent_again() {
+        let calls = RefCell::new(Vec::new());
+        let mut send = sender(vec![Err(true)], &calls);
+        let err = publish_at_most_once(|| send("POST", Some(b"{}"))).unwrap_err();
+        assert!(err.to_string().contains("may have been delivered"), "{err}");
+        assert_eq!(calls.borrow().len(), 1);
+        // One that provably never left is sent once more.
+        let calls = RefCell::new(Vec::new());
+        let mut send = sender(vec![Err(false), Ok(answer(200, json!({})))], &calls);
+        assert!(publish_at_most_once(|| send("POST", Some(b"{}"))).is_ok());
+        assert_eq!(calls.borrow().len(), 2);
+    }
+
+    #[test]
     fn visibility_compares_leaves_and_deletions() {
         let upd =
             json!({"state": {"desired": {"a": {"b": 1}, "c": null}, "reported": {"r": true}}});

@@ -32,8 +32,8 @@ use super::Exit;
 
 After `esp-aws provision` (or with `esp-aws sim` running) no flags are needed: the port and
 endpoint come from ./esp-aws.toml. Exit codes: 0 ok, 1 failed, 2 usage, 3 no such shadow,
-4 the update may have been applied (its answer was lost: read the shadow before sending it
-again), 130 interrupted before anything was sent.")]
+4 the update or delete may have been applied, or the message delivered (its answer was lost:
+read the shadow before sending it again), 130 interrupted before anything was sent.")]
 pub struct ShadowArgs {
     #[command(flatten)]
     device: DeviceArgs,
