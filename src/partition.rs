@@ -128,8 +128,8 @@ pub enum RowError {
         /// Its size.
         size: u32,
     },
-    /// Offset or size not a multiple of the 4 KiB sector.
-    #[error("the module lists partition '{name}' at {offset:#x}, {size:#x} bytes long: partitions start and end on 4 KiB flash sectors; its partition table is damaged or its answer is garbled, so nothing was written")]
+    /// An offset off the 4 KiB sector grid.
+    #[error("the module lists partition '{name}' at {offset:#x}, {size:#x} bytes long: data partitions start on 4 KiB flash sectors; its partition table is damaged or its answer is garbled, so nothing was written")]
     Unaligned {
         /// The row's label (escaped).
         name: String,
@@ -149,15 +149,22 @@ pub enum RowError {
 }
 
 /// Checks a credential partition's row before anything is read from or written to it: it
-/// lies within the flash, on the sector grid, with a plausible size. (Whether its bin fits
-/// is checked when the bin is built.)
-pub fn check_credential_row(name: &str, offset: u32, size: u32) -> Result<(), RowError> {
+/// lies within the flash, with a plausible size, and (with `sector_aligned`) starts on a
+/// 4 KiB sector, as `gen_esp32part.py` requires of every data partition in the tables
+/// ESP-AT ships. (Whether its bin fits is checked when the bin is built.) The ROM path
+/// passes `false`: it writes whole sectors itself and keeps what shares one with a slot.
+pub fn check_credential_row(
+    name: &str,
+    offset: u32,
+    size: u32,
+    sector_aligned: bool,
+) -> Result<(), RowError> {
     let name = crate::trace::escape(name.as_bytes());
     let sector = crate::firmware::SECTOR_SIZE as u32;
     if u64::from(offset) + u64::from(size) > MAX_FLASH_SIZE {
         return Err(RowError::BeyondFlash { name, offset, size });
     }
-    if !offset.is_multiple_of(sector) || !size.is_multiple_of(sector) {
+    if sector_aligned && !offset.is_multiple_of(sector) {
         return Err(RowError::Unaligned { name, offset, size });
     }
     if size == 0 || size > MAX_CREDENTIAL_PARTITION {
@@ -196,24 +203,32 @@ mod tests {
 
     #[test]
     fn credential_rows_are_checked() {
-        assert_eq!(check_credential_row("client_cert", 0x2a000, 0x2000), Ok(()));
+        assert_eq!(
+            check_credential_row("client_cert", 0x2a000, 0x2000, true),
+            Ok(())
+        );
         assert!(matches!(
-            check_credential_row("client_cert", 0xffff_ffff, 0xffff_ffff),
+            check_credential_row("client_cert", 0xffff_ffff, 0xffff_ffff, true),
             Err(RowError::BeyondFlash { .. })
         ));
         assert!(matches!(
-            check_credential_row("client_cert", 0x2a010, 0x2000),
+            check_credential_row("client_cert", 0x2a010, 0x2000, true),
             Err(RowError::Unaligned { .. })
         ));
+        // The ROM path writes whole sectors itself: a slot may share one.
+        assert_eq!(
+            check_credential_row("client_ca", 0x2e400, 0x1c00, false),
+            Ok(())
+        );
         assert!(matches!(
-            check_credential_row("client_cert", 0x2a000, 0),
+            check_credential_row("client_cert", 0x2a000, 0, true),
             Err(RowError::Implausible { .. })
         ));
         assert!(matches!(
-            check_credential_row("client_cert", 0x100000, 0x80_0000),
+            check_credential_row("client_cert", 0x100000, 0x80_0000, false),
             Err(RowError::Implausible { .. })
         ));
-        let e = check_credential_row("client\x1b", 0xffff_f000, 0x2000).unwrap_err();
+        let e = check_credential_row("client\x1b", 0xffff_f000, 0x2000, true).unwrap_err();
         assert!(e.to_string().contains("'client\\x1b'"), "{e}");
     }
 

@@ -379,7 +379,7 @@ fn write_partitions<T: Transport>(
             .find(|p| p.name == slot)
             .cloned()
             .ok_or(Error::NoPartition(slot))?;
-        crate::partition::check_credential_row(slot, offset, size)?;
+        crate::partition::check_credential_row(slot, offset, size, true)?;
         let bin = pki::build(
             &[Input {
                 kind,

@@ -928,7 +928,7 @@ fn rows() -> Vec<Row> {
         row(NotHttp, Get, "not valid HTTP"),
         row(HugeContentLength, Get, "larger than 65536 bytes"),
         row(EndlessChunked, Get, "larger than 65536 bytes"),
-        row(BadPartitionTable, Provision, "4 KiB flash sectors"),
+        row(BadPartitionTable, Provision, "does not fit"),
         row(BadClock, Get, "+SYSTIMESTAMP:-99999999999999999999"),
         row(SendFail, Set, "SEND FAIL"),
         row(DoubleOk, Get, ""),

@@ -374,7 +374,12 @@ fn a_killed_provision_or_doctor_leaves_no_late_answer_for_the_next_get() {
     // SIGINT: the handler is installed, so the command ends as an interrupted one (130)
     // or finishes; it is never ended by the signal itself.
     for args in [&provision, &doctor] {
-        let child = command(&world, baud, args).spawn().unwrap();
+        let mut child = command(&world, baud, args).spawn().unwrap();
+        // Once the mark is there the command talks to the module, with the handler in place.
+        let end = Instant::now() + Duration::from_secs(60);
+        while !mark.exists() && child.try_wait().unwrap().is_none() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         std::thread::sleep(Duration::from_micros(
             rng.below(provision_time.as_micros() as u64 / 2 + 1),
         ));

@@ -375,9 +375,12 @@ fn check_module_credentials<T: Transport>(
                     report.fail("credentials", format!("the module has no {slot} partition"))
                 );
             };
-            if let Err(e) =
-                esp_aws::partition::check_credential_row(slot, partition.offset, partition.size)
-            {
+            if let Err(e) = esp_aws::partition::check_credential_row(
+                slot,
+                partition.offset,
+                partition.size,
+                true,
+            ) {
                 return Err(report.fail("credentials", e.to_string()));
             }
             let read = FlashRead {

@@ -195,7 +195,7 @@ pub fn layout_from_table(table: &[Partition]) -> Result<Layout, Error> {
             })
             .ok_or(Error::NoPartition(name))
             .and_then(|slot| {
-                crate::partition::check_credential_row(name, slot.offset, slot.size)?;
+                crate::partition::check_credential_row(name, slot.offset, slot.size, false)?;
                 Ok(slot)
             })
     };
