@@ -106,6 +106,73 @@ pub fn parse(data: &[u8]) -> Vec<Partition> {
         .collect()
 }
 
+/// The largest flash an ESP32 maps (16 MiB): no partition of a module can end beyond it.
+pub const MAX_FLASH_SIZE: u64 = 16 * 1024 * 1024;
+
+/// The largest credential partition this tool accepts as plausible: a certificate chain or
+/// key bin is a few KiB, and ESP-AT's slots are 8 KiB.
+pub const MAX_CREDENTIAL_PARTITION: u32 = 256 * 1024;
+
+/// A partition row, as a module listed it (`AT+SYSFLASH?`) or its flash holds it, that
+/// cannot describe a real partition.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RowError {
+    /// Offset plus size past the end of any ESP32 flash.
+    #[error("the module lists partition '{name}' at {offset:#x}, {size:#x} bytes long: it would end beyond the end of the flash (an ESP32 maps at most 16 MiB); its partition table is damaged or its answer is garbled, so nothing was written")]
+    BeyondFlash {
+        /// The row's label (escaped).
+        name: String,
+        /// Its offset.
+        offset: u32,
+        /// Its size.
+        size: u32,
+    },
+    /// An offset off the 4 KiB sector grid.
+    #[error("the module lists partition '{name}' at {offset:#x}, {size:#x} bytes long: data partitions start on 4 KiB flash sectors; its partition table is damaged or its answer is garbled, so nothing was written")]
+    Unaligned {
+        /// The row's label (escaped).
+        name: String,
+        /// Its offset.
+        offset: u32,
+        /// Its size.
+        size: u32,
+    },
+    /// Empty, or far larger than any credential partition.
+    #[error("the module lists credential partition '{name}' as {size:#x} bytes long: such a partition is 4 KiB to 256 KiB; its partition table is damaged or its answer is garbled, so nothing was written")]
+    Implausible {
+        /// The row's label (escaped).
+        name: String,
+        /// Its size.
+        size: u32,
+    },
+}
+
+/// Checks a credential partition's row before anything is read from or written to it: it
+/// lies within the flash, with a plausible size, and (with `sector_aligned`) starts on a
+/// 4 KiB sector, as `gen_esp32part.py` requires of every data partition in the tables
+/// ESP-AT ships. (Whether its bin fits is checked when the bin is built.) The ROM path
+/// passes `false`: it writes whole sectors itself and keeps what shares one with a slot.
+pub fn check_credential_row(
+    name: &str,
+    offset: u32,
+    size: u32,
+    sector_aligned: bool,
+) -> Result<(), RowError> {
+    let name = crate::trace::escape(name.as_bytes());
+    let sector = crate::firmware::SECTOR_SIZE as u32;
+    if u64::from(offset) + u64::from(size) > MAX_FLASH_SIZE {
+        return Err(RowError::BeyondFlash { name, offset, size });
+    }
+    if sector_aligned && !offset.is_multiple_of(sector) {
+        return Err(RowError::Unaligned { name, offset, size });
+    }
+    if size == 0 || size > MAX_CREDENTIAL_PARTITION {
+        return Err(RowError::Implausible { name, size });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +199,37 @@ mod tests {
             Md5::digest(&bytes[..md5_at]).as_slice()
         );
         assert!(bytes[md5_at + 32..].iter().all(|&b| b == 0xFF));
+    }
+
+    #[test]
+    fn credential_rows_are_checked() {
+        assert_eq!(
+            check_credential_row("client_cert", 0x2a000, 0x2000, true),
+            Ok(())
+        );
+        assert!(matches!(
+            check_credential_row("client_cert", 0xffff_ffff, 0xffff_ffff, true),
+            Err(RowError::BeyondFlash { .. })
+        ));
+        assert!(matches!(
+            check_credential_row("client_cert", 0x2a010, 0x2000, true),
+            Err(RowError::Unaligned { .. })
+        ));
+        // The ROM path writes whole sectors itself: a slot may share one.
+        assert_eq!(
+            check_credential_row("client_ca", 0x2e400, 0x1c00, false),
+            Ok(())
+        );
+        assert!(matches!(
+            check_credential_row("client_cert", 0x2a000, 0, true),
+            Err(RowError::Implausible { .. })
+        ));
+        assert!(matches!(
+            check_credential_row("client_cert", 0x100000, 0x80_0000, false),
+            Err(RowError::Implausible { .. })
+        ));
+        let e = check_credential_row("client\x1b", 0xffff_f000, 0x2000, true).unwrap_err();
+        assert!(e.to_string().contains("'client\\x1b'"), "{e}");
     }
 
     #[test]

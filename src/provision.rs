@@ -44,13 +44,16 @@ pub enum Error {
     #[error("the module has no '{0}' partition (AT+SYSFLASH? does not list it): its firmware was built without PKI slots")]
     NoPartition(&'static str),
     /// A bin does not fit its partition.
-    #[error("{slot}: {source}")]
+    #[error("{slot}: {cause}")]
     Build {
         /// The slot.
         slot: &'static str,
         /// Why.
-        source: pki::BuildError,
+        cause: pki::BuildError,
     },
+    /// A credential partition's row cannot describe a real partition.
+    #[error(transparent)]
+    Partition(#[from] crate::partition::RowError),
     /// The read-back differs from what was written.
     #[error("{0}: the bytes read back differ from the bytes written; the flash may be worn, or the write was interrupted: run provision again")]
     VerifyFailed(&'static str),
@@ -389,6 +392,7 @@ fn write_partitions<T: Transport>(
             .find(|p| p.name == slot)
             .cloned()
             .ok_or(Error::NoPartition(slot))?;
+        crate::partition::check_credential_row(slot, offset, size, true)?;
         let bin = pki::build(
             &[Input {
                 kind,
@@ -396,7 +400,7 @@ fn write_partitions<T: Transport>(
             }],
             size as usize,
         )
-        .map_err(|source| Error::Build { slot, source })?;
+        .map_err(|cause| Error::Build { slot, cause })?;
         let secret = kind.is_key();
         let read_back = FlashRead {
             name: slot.to_string(),

@@ -354,3 +354,13 @@ fn an_unprovisioned_module_is_named_on_every_generation() {
         );
     }
 }
+
+#[test]
+fn a_bad_endpoint_is_reported_under_its_own_check() {
+    let world = World::start(Generation::V2_4);
+    for bad in ["https://example.com/", "bad\"host", ""] {
+        let run = doctor(&world, &["--endpoint", bad]);
+        let (check, sentence) = failure(&run);
+        assert_eq!(check, "endpoint", "{bad:?}: {sentence}");
+    }
+}

@@ -103,6 +103,14 @@ enum Mis {
     DoubleOk,
     /// `AT+CIPSTART` connects and the link closes at once.
     ClosedAfterConnect,
+    /// `AT+GMR` answers terminal escape sequences (clear screen, bell) and no version.
+    EscapeGmr,
+    /// `AT+SYSFLASH?` answers a malformed row holding terminal escape sequences.
+    EscapeSysflash,
+    /// `AT+SYSFLASH?` lists credential partitions at 0xffffffff, 0xffffffff bytes long.
+    ImpossiblePartitions,
+    /// `AT+SYSFLASH?` lists credential partitions off the 4 KiB sector grid.
+    UnalignedPartitions,
 }
 
 /// What the module still expects after a `>` prompt.
@@ -258,7 +266,9 @@ impl Fake {
                 self.flood(&frame);
                 return;
             }
-            if self.mis == Mis::BadUtf8Gmr {
+            if self.mis == Mis::EscapeGmr {
+                r.extend_from_slice(b"\x1b[2J\x1b]0;owned\x07\x07 firmware\r\n");
+            } else if self.mis == Mis::BadUtf8Gmr {
                 r.extend_from_slice(
                     b"AT version:\xff\xfe\xc3(\x80\x80 - ESP32)\r\nSDK \xe2\x82\r\n",
                 );
@@ -307,6 +317,21 @@ impl Fake {
         } else if cmd == "AT+SYSFLASH?" {
             if self.v41 {
                 r.extend_from_slice(b"+SYSFLASH:\"mfg_nvs\",63,2,0x21000,0x1c000\r\n");
+            } else if self.mis == Mis::EscapeSysflash {
+                r.extend_from_slice(b"+SYSFLASH:\"client_cert\x1b[2J\x07\",64\r\n");
+            } else if self.mis == Mis::ImpossiblePartitions {
+                for (name, _) in PARTITIONS {
+                    r.extend_from_slice(
+                        format!("+SYSFLASH:\"{name}\",64,5,0xffffffff,0xffffffff\r\n").as_bytes(),
+                    );
+                }
+            } else if self.mis == Mis::UnalignedPartitions {
+                for (name, offset) in PARTITIONS {
+                    r.extend_from_slice(
+                        format!("+SYSFLASH:\"{name}\",64,5,0x{:x},0x2000\r\n", offset + 0x10)
+                            .as_bytes(),
+                    );
+                }
             } else if self.mis == Mis::BadPartitionTable {
                 for (name, _) in PARTITIONS {
                     r.extend_from_slice(
@@ -881,8 +906,8 @@ fn rows() -> Vec<Row> {
         row(PreviousReply, Provision, ""),
         row(BinaryNoise, Get, ""),
         row(NulBytes, Get, ""),
-        row(BadUtf8Gmr, Get, ""),
-        row(SendOkNoPrompt, Set, ""),
+        row(BadUtf8Gmr, Get, "firmware version is unreadable"),
+        row(SendOkNoPrompt, Set, "without a > prompt"),
         row(PromptThenSilence, Set, ""),
         row(
             WrongReadback,
@@ -899,7 +924,7 @@ fn rows() -> Vec<Row> {
             Provision,
             "the bytes read back differ from the bytes written",
         ),
-        row(NegativeLengths, Get, ""),
+        row(NegativeLengths, Get, "malformed +IPD header"),
         row(NotHttp, Get, "not valid HTTP"),
         row(HugeContentLength, Get, "larger than 65536 bytes"),
         row(EndlessChunked, Get, "larger than 65536 bytes"),
@@ -909,6 +934,11 @@ fn rows() -> Vec<Row> {
         row(DoubleOk, Get, ""),
         row(DoubleOk, Provision, ""),
         row(ClosedAfterConnect, Get, "AT+CIPSEND"),
+        row(EscapeGmr, Get, "\\x1b[2J"),
+        row(EscapeSysflash, Provision, "\\x1b[2J"),
+        row(ImpossiblePartitions, Provision, "client_cert"),
+        row(ImpossiblePartitions, Doctor, "client_cert"),
+        row(UnalignedPartitions, Provision, "client_cert"),
     ]
 }
 
@@ -1082,4 +1112,97 @@ fn a_hostile_module_gets_a_clean_failure_in_bounded_memory() {
     }
     eprintln!("{table}");
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// Module text in a message goes through one escaping function: a module that answers
+/// terminal escape sequences and BEL bytes cannot reach the user's terminal with them.
+#[test]
+fn module_text_in_messages_is_escaped() {
+    for (mis, cli) in [
+        (Mis::EscapeGmr, Cli::Get),
+        (Mis::EscapeGmr, Cli::Doctor),
+        (Mis::EscapeSysflash, Cli::Provision),
+        (Mis::EscapeSysflash, Cli::Doctor),
+    ] {
+        let run = play(mis, false, cli);
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            !all.contains('\x1b') && !all.contains('\x07'),
+            "{mis:?} {cli:?}: raw control bytes reached the terminal: {all:?}"
+        );
+        assert!(all.contains("\\x1b[2J"), "{mis:?} {cli:?}: {all:?}");
+        assert_ne!(run.code, Some(0), "{mis:?} {cli:?}");
+    }
+}
+
+/// Partition rows from `AT+SYSFLASH?` are checked before anything is written: a row outside
+/// the flash or off the sector grid is named, and provision does not report success.
+#[test]
+fn impossible_partitions_are_refused_with_a_sentence_naming_the_row() {
+    let run = play(Mis::ImpossiblePartitions, false, Cli::Provision);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let last = last_line(&run);
+    assert!(
+        last.contains("'client_cert'") && last.contains("0xffffffff"),
+        "{last}"
+    );
+    assert!(last.contains("beyond the end of the flash"), "{last}");
+    assert!(!run.stdout.contains("provisioned"), "{run:?}");
+    let run = play(Mis::UnalignedPartitions, false, Cli::Provision);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let last = last_line(&run);
+    assert!(
+        last.contains("'client_cert'") && last.contains("4 KiB"),
+        "{last}"
+    );
+    let run = play(Mis::ImpossiblePartitions, false, Cli::Doctor);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stdout.contains("beyond the end of the flash"),
+        "{run:?}"
+    );
+}
+
+/// An `AT+GMR` answer that is not text says that the firmware version is unreadable, not
+/// that a later command got an unexpected answer.
+#[test]
+fn an_unreadable_firmware_version_is_named() {
+    let run = play(Mis::BadUtf8Gmr, false, Cli::Get);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let last = last_line(&run);
+    assert!(last.contains("firmware version is unreadable"), "{last}");
+    assert!(!run.stderr.contains("CIPSNTPTIME"), "{}", run.stderr);
+}
+
+/// An error whose text already holds its cause prints each sentence once.
+#[test]
+fn an_http_error_prints_its_cause_once() {
+    let run = play(Mis::NotHttp, false, Cli::Get);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(
+        last_line(&run),
+        "error: the endpoint's response could not be read: the response is not valid HTTP: invalid HTTP version",
+        "{}",
+        run.stderr
+    );
+}
+
+/// `SEND OK` with no `>` before it, and a malformed `+IPD` header, fail at once with a
+/// sentence rather than as a timeout.
+#[test]
+fn send_ok_without_prompt_and_malformed_ipd_are_named() {
+    let run = play(Mis::SendOkNoPrompt, false, Cli::Set);
+    assert_ne!(run.code, Some(0), "{run:?}");
+    assert!(
+        last_line(&run).contains("without a > prompt"),
+        "{}",
+        run.stderr
+    );
+    let run = play(Mis::NegativeLengths, false, Cli::Get);
+    assert_ne!(run.code, Some(0), "{run:?}");
+    assert!(
+        last_line(&run).contains("malformed +IPD header"),
+        "{}",
+        run.stderr
+    );
 }

@@ -103,15 +103,15 @@ struct Figures {
     slowest_set: Duration,
 }
 
-fn soak(generation: Generation, baud: u32, cycles: usize, seed: u64) -> Figures {
-    // Provisioned unthrottled (it is not what is soaked), then run at `baud`.
+/// A world provisioned unthrottled (provisioning is not what is soaked), then restarted at
+/// `baud` with its config pointing at the new pty, as `provision` would have left it.
+fn world_at(generation: Generation, baud: u32) -> World {
     let world = World::start(generation);
     world.provision();
     let world = world.restart_with(generation, |c| {
         c.baud = baud;
         c.sntp_delay = Duration::from_millis(200);
     });
-    // The restarted module is on a new pty: record it as `provision` would have.
     let config = world.dir.path().join("esp-aws.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     let text: String = text
@@ -126,6 +126,11 @@ fn soak(generation: Generation, baud: u32, cycles: usize, seed: u64) -> Figures 
         .collect();
     assert!(text.contains("firmware ="), "{text}");
     std::fs::write(&config, text).unwrap();
+    world
+}
+
+fn soak(generation: Generation, baud: u32, cycles: usize, seed: u64) -> Figures {
+    let world = world_at(generation, baud);
     // How long each interrupted command takes when left alone.
     let longest = |args: &[&str]| {
         let (code, _, err, took) = run(&world, baud, args);
@@ -254,4 +259,151 @@ fn interrupt_soak_no_lost_misattributed_or_wedged() {
         assert!(f.cut * 3 >= f.cycles, "too few commands were cut: {f:?}");
     }
     assert_eq!(bad, 0, "see the figures above");
+}
+
+/// The in-flight mark a command leaves on `port` while it talks to the module.
+fn inflight_mark(port: &std::path::Path) -> std::path::PathBuf {
+    let name: String = port
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    std::env::temp_dir().join(format!("esp-aws-inflight-{name}"))
+}
+
+/// `provision` and `doctor` talk AT to the module like the shadow commands: killed mid-way
+/// (SIGKILL, at a random instant or just as their shadow read reached the endpoint) they
+/// leave the in-flight mark, so the next `shadow get` on a 1.x module does not take the
+/// quick path onto a link that may still carry their late answer, and prints the shadow as
+/// it is, not the killed command's read. A SIGINT ends them with exit 130 or lets them
+/// finish, never kills them outright.
+#[test]
+fn a_killed_provision_or_doctor_leaves_no_late_answer_for_the_next_get() {
+    let baud = 9600;
+    let world = world_at(Generation::V1_1_3, baud);
+    let thing_dir = world.thing_dir();
+    let provision: Vec<&str> = vec![
+        "provision",
+        "--thing",
+        "lnu_001",
+        "--from",
+        thing_dir.to_str().unwrap(),
+    ];
+    let doctor: Vec<&str> = vec!["doctor", "--thing", "lnu_001"];
+    let typical = |args: &[&str]| {
+        let (code, _, err, took) = run(&world, baud, args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        took
+    };
+    let provision_time = typical(&provision);
+    let doctor_time = typical(&doctor);
+    let files = world.sim.endpoint().thing_files("lnu_001").unwrap();
+    let creds = crate::endpoint_util::Creds {
+        cert: Some((files.cert, files.key)),
+        ca: files.ca,
+    };
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rng = Rng(seed | 1);
+    let mark = inflight_mark(world.sim.port());
+    for cycle in 0..6 {
+        let (args, took) = if cycle % 3 == 2 {
+            (&doctor, doctor_time)
+        } else {
+            (&provision, provision_time)
+        };
+        let requests_before = world.sim.endpoint().requests().len();
+        let mut child = command(&world, baud, args).spawn().unwrap();
+        if cycle % 2 == 0 {
+            // Just as the command's shadow read reaches the endpoint: its answer is then on
+            // its way to the module and arrives after the kill.
+            let end = Instant::now() + took * 3;
+            while world.sim.endpoint().requests().len() == requests_before
+                && child.try_wait().unwrap().is_none()
+                && Instant::now() < end
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        } else {
+            std::thread::sleep(Duration::from_micros(
+                rng.below(took.as_micros() as u64 + 1),
+            ));
+        }
+        let cut = child.try_wait().unwrap().is_none();
+        let _ = child.kill();
+        let (status, _, err) = finish(child, Duration::from_secs(60));
+        assert!(
+            status.is_some(),
+            "cycle {cycle}: {args:?} did not end: {err}"
+        );
+        if cut {
+            assert!(
+                mark.exists(),
+                "cycle {cycle}: {:?} killed mid-way left no in-flight mark",
+                args[0]
+            );
+        }
+
+        // The shadow changes behind the module's back: a late answer to the killed
+        // command's read would now show an older document than the endpoint's.
+        let value = format!("oob-{seed}-{cycle}");
+        let mut conn = crate::endpoint_util::Conn::open(
+            world.sim.endpoint().rest_addr(),
+            &world.host(),
+            &creds,
+            crate::endpoint_util::Tls::Any,
+            None,
+        )
+        .unwrap();
+        let body = format!(r#"{{"state":{{"desired":{{"oob":"{value}"}}}}}}"#);
+        assert_eq!(conn.post("/things/lnu_001/shadow", &body).status, 200);
+        drop(conn);
+
+        let (code, out, err, _) = run(&world, baud, &["shadow", "get", "lnu_001"]);
+        assert_eq!(code, Some(0), "cycle {cycle}: the next get failed: {err}");
+        let printed: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+        let stored = world.stored("lnu_001", None).unwrap();
+        assert_eq!(
+            printed["state"]["desired"]["oob"], value,
+            "cycle {cycle} (after a killed {:?}, cut {cut}): printed {printed}, stored {stored}",
+            args[0]
+        );
+        assert_eq!(printed["version"], stored["version"], "cycle {cycle}");
+    }
+
+    // SIGINT: the handler is installed, so the command ends as an interrupted one (130)
+    // or finishes; it is never ended by the signal itself.
+    for args in [&provision, &doctor] {
+        let mut child = command(&world, baud, args).spawn().unwrap();
+        // Once the mark is there the command talks to the module, with the handler in place.
+        let end = Instant::now() + Duration::from_secs(60);
+        while !mark.exists() && child.try_wait().unwrap().is_none() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_micros(
+            rng.below(provision_time.as_micros() as u64 / 2 + 1),
+        ));
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let (status, _, err) = finish(child, Duration::from_secs(120));
+        let code = status.and_then(|s| s.code());
+        assert!(
+            matches!(code, Some(0 | 130)),
+            "{:?} after SIGINT: {status:?} {err}",
+            args[0]
+        );
+        if code == Some(130) {
+            assert!(err.contains("interrupted"), "{err}");
+        }
+        let (code, _, err, _) = run(&world, baud, &["shadow", "get", "lnu_001"]);
+        assert_eq!(
+            code,
+            Some(0),
+            "the get after an interrupted {:?}: {err}",
+            args[0]
+        );
+    }
 }

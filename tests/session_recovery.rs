@@ -314,6 +314,108 @@ fn every_update_carries_a_client_token_and_the_answer_must_echo_it() {
     assert_eq!(applied(&world).get(&token), Some(&1));
 }
 
+#[test]
+fn a_delete_whose_answer_is_lost_is_settled_by_reading_back() {
+    let world = World::start(Generation::V2_4);
+    world.provision();
+    assert_eq!(world.cli(["shadow", "set", "lnu_001", "a=1"]).code, Some(0));
+    // The endpoint deletes the shadow, then drops the connection without answering.
+    world.sim.endpoint().inject_fault(Fault::Reset);
+    let delete = world.cli(["shadow", "delete", "lnu_001"]);
+    assert_eq!(delete.code, Some(0), "{}", delete.stderr);
+    assert!(
+        delete
+            .stderr
+            .contains("reading the shadow back showed it deleted"),
+        "{}",
+        delete.stderr
+    );
+    assert!(world.stored("lnu_001", None).is_none());
+    let deletes = world
+        .sim
+        .endpoint()
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .count();
+    assert_eq!(deletes, 1, "the delete was sent again blindly");
+}
+
+#[test]
+fn a_publish_whose_answer_is_lost_may_have_been_delivered() {
+    let world = World::start(Generation::V2_4);
+    world.provision();
+    world.sim.endpoint().inject_fault(Fault::Reset);
+    let file = world.dir.path().join("message.json");
+    std::fs::write(&file, br#"{"hello":1}"#).unwrap();
+    let publish = world.cli(["shadow", "publish", "dev/1/temp", "--file", "message.json"]);
+    assert_eq!(publish.code, Some(4), "{}", publish.stderr);
+    assert!(
+        publish.stderr.contains("may have been delivered"),
+        "{}",
+        publish.stderr
+    );
+    assert_eq!(
+        world.sim.endpoint().publications().len(),
+        1,
+        "published twice"
+    );
+}
+
+#[test]
+fn send_ok_without_a_prompt_fails_with_a_sentence() {
+    // `SEND OK` although this exchange never wrote its payload (no `>` came): the module
+    // did not take this request; after a short grace the send fails with a sentence, as a
+    // request that never left, instead of running into its time limit.
+    let request = encode_request("GET", "/things/lnu_001/shadow", HOST, None).unwrap();
+    let script = vec![
+        expect(&format!("AT+CIPSEND={}\r\n", request.len())),
+        reply(
+            format!(
+                "\r\nOK\r\n\r\nRecv {} bytes\r\n\r\nSEND OK\r\n",
+                request.len()
+            )
+            .as_bytes(),
+        ),
+        expect("AT+CIPCLOSE\r\n"),
+        reply(b"CLOSED\r\n\r\nOK\r\n"),
+    ];
+    let mut session =
+        Session::resume(ScriptedTransport::new(script), None, timeouts(), HOST, 8443).unwrap();
+    let failure = session.try_request(HOST, 8443, &request).unwrap_err();
+    assert!(!failure.may_have_left, "{failure}");
+    let text = failure.error.to_string();
+    assert!(text.contains("without a > prompt"), "{text}");
+}
+
+#[test]
+fn a_malformed_ipd_header_is_a_protocol_error_at_once() {
+    let request = encode_request("GET", "/things/lnu_001/shadow", HOST, None).unwrap();
+    let script = vec![
+        expect(&format!("AT+CIPSEND={}\r\n", request.len())),
+        reply(b"\r\nOK\r\n\r\n>"),
+        Step::Expect(request.clone()),
+        reply(
+            format!(
+                "\r\nRecv {} bytes\r\n\r\nSEND OK\r\n\r\n+IPD,-1\r\n",
+                request.len()
+            )
+            .as_bytes(),
+        ),
+        expect("AT+CIPCLOSE\r\n"),
+        reply(b"CLOSED\r\n\r\nOK\r\n"),
+    ];
+    let mut session =
+        Session::resume(ScriptedTransport::new(script), None, timeouts(), HOST, 8443).unwrap();
+    let failure = session.try_request(HOST, 8443, &request).unwrap_err();
+    assert!(failure.may_have_left, "{failure}");
+    let text = failure.error.to_string();
+    assert!(
+        text.contains("malformed +IPD header") && text.contains("+IPD,-1"),
+        "{text}"
+    );
+}
+
 /// The reply to an `AT+CIPRECVDATA` that a killed program sent arrives while the next
 /// program probes: it is let go by, not taken for a misbehaving module (the interruption
 /// soak found this on 2.4 at 9600 baud).

@@ -92,6 +92,13 @@ pub enum Error {
     /// payload of a send that an earlier, interrupted program started.
     #[error("the module answered {0} with a > prompt: it is waiting for the payload of an earlier AT+CIPSEND")]
     DataMode(String),
+    /// `SEND OK` (or `SEND FAIL`) and no `>` prompt within a short grace period after it,
+    /// while this exchange still held its payload: the module never asked for it.
+    #[error("the module answered {0} with SEND OK without a > prompt: it never asked for this request's payload, so nothing was sent (the module is misbehaving, or still finishing a send an earlier program started): retry")]
+    NoPrompt(String),
+    /// A line that starts like a `+IPD` data header but is not one (`+IPD,-1`).
+    #[error("the module announced received data with a malformed +IPD header ('{0}'): that is not ESP-AT output (the module's firmware or the serial line is misbehaving)")]
+    MalformedIpd(String),
     /// The cancellation flag was set (SIGINT, SIGTERM, SIGHUP) while waiting.
     #[error("interrupted")]
     Cancelled,
@@ -120,6 +127,11 @@ impl Reply {
 }
 
 use crate::trace::{Direction, Trace};
+
+/// How long a payload command waits for its `>` prompt after a `SEND` result that cannot
+/// be its own: an earlier send's result comes before the prompt, which then follows at
+/// once; a module that answered `SEND OK` instead of prompting never sends one.
+const SEND_GRACE: Duration = Duration::from_secs(1);
 
 /// The most `+IPD` payload bytes kept while nobody takes them: a few HTTP responses'
 /// worth (the HTTP reader refuses responses over 64 KiB anyway). More is a flood and an
@@ -191,6 +203,8 @@ pub struct AtClient<T: Transport> {
     time_updated: bool,
     /// Lines of an exchange that timed out (diagnostics: boot-log text on the wrong port).
     stray: Vec<String>,
+    /// Bytes read from the module so far (to tell a quiet line from a busy one).
+    bytes_read: u64,
     /// `+IPD` bytes beyond [`MAX_RX`] arrived and were dropped: reported once.
     rx_overflow: bool,
     /// Set by a signal handler: waits end with [`Error::Cancelled`] where that is safe.
@@ -225,6 +239,7 @@ impl<T: Transport> AtClient<T> {
             rebooted: false,
             time_updated: false,
             stray: Vec::new(),
+            bytes_read: 0,
             rx_overflow: false,
             cancel: None,
             interruptible: true,
@@ -299,6 +314,11 @@ impl<T: Transport> AtClient<T> {
                         limit,
                     }),
                     Event::LineTooLong => Err(Error::LineTooLong),
+                    // Every well-formed `+IPD` header became data or a notification: this
+                    // one says nothing usable, and waiting for its data would wait forever.
+                    Event::Line(l) if l.starts_with(b"+IPD,") => {
+                        Err(Error::MalformedIpd(crate::trace::escape(&l)))
+                    }
                     event => Ok(Some(event)),
                 };
             }
@@ -316,6 +336,7 @@ impl<T: Transport> AtClient<T> {
             match self.io.read(&mut buf) {
                 Ok(0) => std::thread::sleep(Duration::from_millis(1)),
                 Ok(n) => {
+                    self.bytes_read += n as u64;
                     if let Some(t) = self.trace.as_mut() {
                         t.record(Direction::Rx, &buf[..n], self.redact_rx);
                     }
@@ -449,8 +470,15 @@ impl<T: Transport> AtClient<T> {
         let mut text = 0usize;
         let mut err_code = None;
         let mut payload = payload;
+        // Set by a SEND result that came while this exchange still held its payload: the
+        // prompt must follow soon, or the module is not going to ask for the payload.
+        let mut grace: Option<Instant> = None;
         loop {
-            let Some(event) = self.next_event(deadline)? else {
+            let until = grace.map_or(deadline, |g| g.min(deadline));
+            let Some(event) = self.next_event(until)? else {
+                if grace.is_some() && Instant::now() < deadline {
+                    return Err(Error::NoPrompt(command.to_string()));
+                }
                 if self.stray.iter().map(String::len).sum::<usize>() < MAX_STRAY {
                     self.stray.append(&mut reply.lines);
                 }
@@ -479,6 +507,7 @@ impl<T: Transport> AtClient<T> {
                 Event::Urc(Urc::Ready) => return Err(Error::Rebooted(command.to_string())),
                 Event::Prompt => match payload.take() {
                     Some((bytes, secret)) => {
+                        grace = None;
                         self.payloads_written += 1;
                         self.write(bytes, secret)?
                     }
@@ -495,6 +524,9 @@ impl<T: Transport> AtClient<T> {
                     if !expects_payload || payload.is_some() =>
                 {
                     log::debug!("ignoring a SEND result that belongs to an earlier exchange");
+                    if payload.is_some() && grace.is_none() {
+                        grace = Some(Instant::now() + SEND_GRACE);
+                    }
                 }
                 Event::Final(Final::Ok | Final::SendOk) => return Ok(reply),
                 Event::Final(Final::Error) => {
@@ -577,13 +609,23 @@ impl<T: Transport> AtClient<T> {
                 Ok(Some(e)) if events.len() < MAX_DRAINED => events.push(e),
                 Ok(Some(_)) => {}
                 Ok(None) => break,
-                Err(Error::Oversized { .. } | Error::LineTooLong | Error::Flood { .. }) => {
+                Err(
+                    Error::Oversized { .. }
+                    | Error::LineTooLong
+                    | Error::Flood { .. }
+                    | Error::MalformedIpd(_),
+                ) => {
                     self.rx.clear();
                 }
                 Err(e) => return Err(e),
             }
         }
         Ok(events)
+    }
+
+    /// Bytes read from the module so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
     }
 
     /// Throws away what the module sent before we started listening (a `ready` and Wi-Fi

@@ -100,10 +100,12 @@ impl<T: Transport> AtClient<T> {
     }
 }
 
+/// The module's words go into the message escaped (see [`crate::trace::escape`]): a
+/// module can answer terminal escape sequences.
 fn unexpected(command: &str, reply: &Reply) -> Error {
     Error::Unexpected {
         command: command.to_string(),
-        reply: reply.lines.join(" | "),
+        reply: crate::trace::escape(reply.lines.join(" | ").as_bytes()),
     }
 }
 

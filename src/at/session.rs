@@ -56,6 +56,9 @@ pub enum Error {
         "this port shows the ESP32's boot log ({0}): it is the log/download UART (UART0); ESP-AT listens on UART1 (GPIO16/17 on WROOM-32)"
     )]
     LogPort(String),
+    /// An `AT version:` line that is not text, or holds no version number.
+    #[error("the module's firmware version is unreadable: its AT+GMR answer says '{0}', which is not a version number (a wrong baud rate, a noisy line, or damaged firmware)")]
+    UnreadableVersion(String),
     /// `AT+GMR` without a version line this tool knows.
     #[error("the module's AT+GMR answer has no 'AT version:' line this tool understands: {0}")]
     UnknownFirmware(String),
@@ -106,15 +109,26 @@ pub enum Error {
     /// No response to an HTTP request in time.
     #[error("no HTTP response from {0} within the time limit: the connection may have stalled; retry, or run `esp-aws doctor`")]
     ResponseTimeout(String),
-    /// The response bytes were not HTTP.
+    /// The response bytes were not HTTP. (Its text holds the cause, so the cause is not
+    /// also its `source`: a chain printed with `{:#}` says it once.)
     #[error("the endpoint's response could not be read: {0}")]
-    Http(#[from] HttpError),
+    Http(HttpError),
     /// The link dropped and the request may not be repeated safely.
     #[error(
         "the connection dropped before the response arrived; the update may or may not have been applied: read the shadow (shadow get) before retrying"
     )]
     DroppedUnsafe,
 }
+
+impl From<HttpError> for Error {
+    fn from(e: HttpError) -> Self {
+        Error::Http(e)
+    }
+}
+
+/// The longest wait for the line to go quiet before the probe: the longest answer an
+/// interrupted command can leave (an 8 KiB flash read at 9600 baud is about 9 s).
+const STREAM_WAIT: Duration = Duration::from_secs(20);
 
 /// What the probe found out about the module.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,16 +201,29 @@ fn looks_like_boot_log(text: &str) -> Option<&'static str> {
     .map(|(_, what)| *what)
 }
 
-/// Parses the `AT version:` line of `AT+GMR` into (version, generation).
-pub fn parse_version(lines: &[String]) -> Option<(String, Generation)> {
-    let line = lines.iter().find_map(|l| l.strip_prefix("AT version:"))?;
-    let version: String = line
+/// Parses the `AT version:` line of `AT+GMR` into (version, generation): `Ok(None)` when
+/// there is no such line, `Err(line)` when there is one but its version is unreadable (not
+/// text, or no number: it must not be taken for version 0, firmware 1.x).
+pub fn parse_version(lines: &[String]) -> Result<Option<(String, Generation)>, String> {
+    let Some(line) = lines.iter().find(|l| l.starts_with("AT version:")) else {
+        return Ok(None);
+    };
+    let rest = &line["AT version:".len()..];
+    let version: String = rest
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '.')
         .collect();
+    // Lines are decoded lossily: a replacement character marks bytes that were not UTF-8.
+    if line.contains(char::REPLACEMENT_CHARACTER)
+        || !version.starts_with(|c: char| c.is_ascii_digit())
+    {
+        return Err(line.clone());
+    }
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next()?, parts.next().unwrap_or(0));
-    Some((version, Generation::of_release(major, minor)))
+    let (Some(major), minor) = (parts.next(), parts.next().unwrap_or(0)) else {
+        return Err(line.clone());
+    };
+    Ok(Some((version, Generation::of_release(major, minor))))
 }
 
 /// Parses asctime (`Thu Jan  1 00:00:12 1970`) as UTC Unix seconds.
@@ -312,6 +339,19 @@ impl<T: Transport> Session<T> {
         // Bytes still in flight arrive back to back, so a short quiet period marks their
         // end; boot output that comes later still is what the probe's retries absorb.
         client.discard_stale(Duration::from_millis(3))?;
+        // Bytes still coming may be the rest of a long answer to a command an interrupted
+        // program sent (a flash read takes seconds at 9600 baud): the module takes no
+        // command before it ends, so wait for the line to go quiet (bounded) before probing.
+        let end = Instant::now() + STREAM_WAIT;
+        let mut seen = client.bytes_read();
+        while seen > 0 && Instant::now() < end {
+            client.drain(Duration::from_millis(100), Duration::from_millis(500))?;
+            if client.bytes_read() == seen {
+                break;
+            }
+            seen = client.bytes_read();
+        }
+        client.discard_stale(Duration::ZERO)?;
         let mut probe = Probe::default();
         probe.run(&mut client)?;
         let silent = probe.seen.trim().is_empty() && probe.busy == 0 && probe.reboots == 0;
@@ -353,7 +393,7 @@ impl<T: Transport> Session<T> {
                 .run(&EchoOff)
                 .and_then(|_| client.command("AT+GMR", super::commands::DEFAULT_TIMEOUT))
             {
-                Ok(reply) if last || parse_version(&reply.lines).is_some() => {
+                Ok(reply) if last || !matches!(parse_version(&reply.lines), Ok(None)) => {
                     gmr = reply.lines;
                     break;
                 }
@@ -379,8 +419,20 @@ impl<T: Transport> Session<T> {
                 Err(e) => return Err(e.into()),
             }
         }
-        let (version, generation) =
-            parse_version(&gmr).ok_or_else(|| Error::UnknownFirmware(gmr.join(" | ")))?;
+        let (version, generation) = match parse_version(&gmr) {
+            Ok(Some(found)) => found,
+            // The module's words are escaped: it can answer terminal escape sequences.
+            Ok(None) => {
+                return Err(Error::UnknownFirmware(crate::trace::escape(
+                    gmr.join(" | ").as_bytes(),
+                )))
+            }
+            Err(line) => {
+                return Err(Error::UnreadableVersion(crate::trace::escape(
+                    line.as_bytes(),
+                )))
+            }
+        };
         if generation.has_syslog() {
             // Makes failing commands print their ERR CODE; harmless if refused.
             let _ = client.run(&EnableSyslog);
@@ -860,7 +912,7 @@ mod tests {
 
     #[test]
     fn versions_map_to_generations() {
-        let v = |s: &str| parse_version(&[s.to_string()]);
+        let v = |s: &str| parse_version(&[s.to_string()]).unwrap();
         assert_eq!(
             v("AT version:1.1.3.0(5a40576 - Nov 28 2018 12:50:55)"),
             Some(("1.1.3.0".into(), Generation::V1_1_3))
@@ -882,6 +934,11 @@ mod tests {
             Some(("4.1.1.0".into(), Generation::V4_1))
         );
         assert_eq!(v("SDK version:v4.3"), None);
+        // A version line that is not text or holds no number is unreadable, not 1.x.
+        let bad = |s: &str| parse_version(&[s.to_string()]);
+        assert!(bad("AT version:\u{fffd}\u{fffd}(x)").is_err());
+        assert!(bad("AT version:(no number)").is_err());
+        assert!(bad("AT version:1.1.3.0(\u{fffd})").is_err());
     }
 
     #[test]

@@ -198,7 +198,7 @@ fn parse_front(buf: &[u8], closed: bool) -> Result<Parsed, HttpError> {
     } else if let Some(len) = header("content-length") {
         let n = len
             .parse::<usize>()
-            .map_err(|_| HttpError::BadContentLength(len.to_string()))?;
+            .map_err(|_| HttpError::BadContentLength(crate::trace::escape(len.as_bytes())))?;
         if n > MAX_RESPONSE {
             return Err(HttpError::TooLarge(MAX_RESPONSE));
         }

@@ -462,12 +462,22 @@ impl ApiError {
     }
 }
 
-/// AWS's error body `{"code":…,"message":…}`, or its 403 body `{"message":…}`.
+/// The most characters of an endpoint's message shown in a sentence.
+const MESSAGE_MAX: usize = 200;
+
+/// AWS's error body `{"code":…,"message":…}`, or its 403 body `{"message":…}`, escaped
+/// (whatever answered may send terminal escape sequences) and cut at 200 characters.
 pub fn error_message(body: &[u8]) -> String {
-    serde_json::from_slice::<Value>(body)
+    let text = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
+    let mut shown = crate::trace::escape(text.as_bytes());
+    if shown.len() > MESSAGE_MAX {
+        shown.truncate(MESSAGE_MAX);
+        shown.push('…');
+    }
+    shown
 }
 
 /// A client token for an update that has none: AWS echoes it in the answer, which is how
@@ -506,20 +516,76 @@ pub enum UpdateReply {
     ConfirmedByReadBack(Value),
 }
 
-/// Why an update did not end with an answer.
+/// What a request that changes something does, for the sentence that says it may have
+/// been carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// `shadow set`: an update.
+    Update,
+    /// `shadow delete`.
+    Delete,
+    /// `shadow publish`.
+    Publish,
+}
+
+impl Effect {
+    /// What may have happened, and what to do about it.
+    pub fn consequence(self) -> &'static str {
+        match self {
+            Effect::Update => "the update may have been applied; read the shadow (shadow get) before sending it again",
+            Effect::Delete => "the delete may have been applied; read the shadow (shadow get) before deleting it again",
+            Effect::Publish => "the message may have been delivered; publishing it again could deliver it twice",
+        }
+    }
+}
+
+/// Why an update (or a delete, or a publish) did not end with an answer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UpdateError<E: std::fmt::Display> {
-    /// The update was not applied: it never left whole, or the shadow read back after a
-    /// lost answer does not hold it.
+    /// The request was not carried out: it never left whole, or the shadow read back after
+    /// a lost answer does not show it.
     #[error("{0}")]
     NotApplied(E),
-    /// It is not known whether the update was applied.
-    #[error("{reason}: the update may have been applied; read the shadow (shadow get) before sending it again")]
+    /// It is not known whether the request was carried out.
+    #[error("{reason}: {}", .effect.consequence())]
     MayHaveBeenApplied {
         /// What cut the exchange short.
         reason: String,
+        /// What the request does.
+        effect: Effect,
     },
+}
+
+/// How the first copy of a request that must not be repeated once it may have left ended.
+enum First<E> {
+    /// An answer (whoever it belongs to).
+    Answer(crate::aws::http::Response),
+    /// No answer, and the request may have reached the endpoint: why.
+    Lost(String),
+    /// It provably never left, twice.
+    NotSent(E),
+}
+
+/// Sends a request, and once more only if it provably never left whole.
+fn first_attempt<E: std::fmt::Display>(
+    mut send: impl FnMut() -> Result<crate::aws::http::Response, SendFailure<E>>,
+) -> First<E> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match send() {
+            Ok(response) => return First::Answer(response),
+            Err(f) if !f.may_have_left && attempt == 1 => {
+                log::info!(
+                    "the request did not leave ({}); sending it once more",
+                    f.error
+                );
+            }
+            Err(f) if !f.may_have_left => return First::NotSent(f.error),
+            Err(f) => return First::Lost(f.error.to_string()),
+        }
+    }
 }
 
 /// Whether every value of `update` (a request document's `state`) shows in the shadow
@@ -580,7 +646,10 @@ pub fn update_at_most_once<E: std::fmt::Display>(
         .map(str::to_string);
     let versioned = doc.get("version").is_some();
     let body = serde_json::to_vec(doc).unwrap_or_default();
-    let may_have = |reason: String| UpdateError::MayHaveBeenApplied { reason };
+    let may_have = |reason: String| UpdateError::MayHaveBeenApplied {
+        reason,
+        effect: Effect::Update,
+    };
     // A response is this update's only when it echoes its token (AWS echoes it in every
     // answer to an update that had one, errors included).
     let ours = |response: &crate::aws::http::Response| {
@@ -588,27 +657,12 @@ pub fn update_at_most_once<E: std::fmt::Display>(
     };
     const FOREIGN: &str = "the answer that came back belongs to another request";
     // The first attempt, repeated once only if it provably never left.
-    let mut reason = String::new();
-    for attempt in 0..2 {
-        match send("POST", Some(&body)) {
-            Ok(response) if ours(&response) => return Ok(UpdateReply::Answered(response)),
-            Ok(_) => {
-                reason = FOREIGN.into();
-                break;
-            }
-            Err(f) if !f.may_have_left && attempt == 0 => {
-                log::info!(
-                    "the update did not leave ({}); sending it once more",
-                    f.error
-                );
-            }
-            Err(f) if !f.may_have_left => return Err(UpdateError::NotApplied(f.error)),
-            Err(f) => {
-                reason = f.error.to_string();
-                break;
-            }
-        }
-    }
+    let mut reason = match first_attempt(|| send("POST", Some(&body))) {
+        First::Answer(response) if ours(&response) => return Ok(UpdateReply::Answered(response)),
+        First::Answer(_) => FOREIGN.to_string(),
+        First::NotSent(e) => return Err(UpdateError::NotApplied(e)),
+        First::Lost(reason) => reason,
+    };
     if versioned || token.is_none() {
         return Err(may_have(reason));
     }
@@ -648,6 +702,68 @@ pub fn update_at_most_once<E: std::fmt::Display>(
         }
     }
     Err(may_have(reason))
+}
+
+/// How a delete ended when it did.
+#[derive(Debug)]
+pub enum DeleteReply {
+    /// The endpoint's answer to the delete (any status).
+    Answered(crate::aws::http::Response),
+    /// The answer was lost, but the shadow is gone: read back it answered 404 (or a second
+    /// copy, sent after a read that still showed it, was answered 404).
+    Gone,
+}
+
+/// Deletes a shadow through `send(method)` on its path (`DELETE`, or `GET` to read it back)
+/// without ever sending the delete again blindly: when its answer is lost after it may
+/// have left, the shadow is read back. 404 means it was deleted (by this delete); a shadow
+/// still there means the delete was not applied, and it is sent once more. AWS's
+/// DeleteThingShadow takes no version to condition that second copy on, so it is the only
+/// one; whatever stops it from being settled ends in [`UpdateError::MayHaveBeenApplied`].
+///
+/// Spec: `aws-iot-shadow.md` §2 (DeleteThingShadow: no version parameter; a second delete
+/// answers 404).
+pub fn delete_at_most_once<E: std::fmt::Display>(
+    mut send: impl FnMut(&str) -> Result<crate::aws::http::Response, SendFailure<E>>,
+) -> Result<DeleteReply, UpdateError<E>> {
+    let may_have = |reason: String| UpdateError::MayHaveBeenApplied {
+        reason,
+        effect: Effect::Delete,
+    };
+    let reason = match first_attempt(|| send("DELETE")) {
+        First::Answer(response) => return Ok(DeleteReply::Answered(response)),
+        First::NotSent(e) => return Err(UpdateError::NotApplied(e)),
+        First::Lost(reason) => reason,
+    };
+    match send("GET") {
+        Ok(r) if r.status == 404 => return Ok(DeleteReply::Gone),
+        // Still there: this delete was not applied.
+        Ok(r) if r.status == 200 => {}
+        Ok(_) | Err(_) => return Err(may_have(reason)),
+    }
+    match send("DELETE") {
+        // Gone between the read and this copy: deleted all the same.
+        Ok(r) if r.status == 404 => Ok(DeleteReply::Gone),
+        Ok(r) => Ok(DeleteReply::Answered(r)),
+        Err(f) if !f.may_have_left => Err(UpdateError::NotApplied(f.error)),
+        Err(f) => Err(may_have(f.error.to_string())),
+    }
+}
+
+/// Publishes through `send()` at most once: a message whose answer is lost after it may
+/// have left cannot be read back, so it is never sent again; that ends in
+/// [`UpdateError::MayHaveBeenApplied`] ("may have been delivered").
+pub fn publish_at_most_once<E: std::fmt::Display>(
+    send: impl FnMut() -> Result<crate::aws::http::Response, SendFailure<E>>,
+) -> Result<crate::aws::http::Response, UpdateError<E>> {
+    match first_attempt(send) {
+        First::Answer(response) => Ok(response),
+        First::NotSent(e) => Err(UpdateError::NotApplied(e)),
+        First::Lost(reason) => Err(UpdateError::MayHaveBeenApplied {
+            reason,
+            effect: Effect::Publish,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -998,6 +1114,53 @@ mod tests {
             sender(vec![Err(false), Err(false)], &calls),
         );
         assert!(matches!(result, Err(UpdateError::NotApplied(_))));
+        assert_eq!(calls.borrow().len(), 2);
+    }
+
+    #[test]
+    fn a_delete_whose_answer_is_lost_is_read_back_not_resent() {
+        // Gone on the read: deleted, sent once.
+        let calls = RefCell::new(Vec::new());
+        let mut send = sender(vec![Err(true), Ok(answer(404, json!({})))], &calls);
+        let result = delete_at_most_once(|m| send(m, None));
+        assert!(matches!(result, Ok(DeleteReply::Gone)));
+        let methods: Vec<String> = calls.borrow().iter().map(|c| c.0.clone()).collect();
+        assert_eq!(methods, ["DELETE", "GET"]);
+
+        // Still there: sent once more, and its answer is the answer.
+        let calls = RefCell::new(Vec::new());
+        let there = json!({"state": {}, "version": 3});
+        let deleted = json!({"version": 4, "timestamp": 1});
+        let mut send = sender(
+            vec![Err(true), Ok(answer(200, there)), Ok(answer(200, deleted))],
+            &calls,
+        );
+        let result = delete_at_most_once(|m| send(m, None));
+        assert!(matches!(result, Ok(DeleteReply::Answered(r)) if r.status == 200));
+        assert_eq!(calls.borrow().len(), 3);
+
+        // The read fails: it may have been applied, and it is not sent again.
+        let calls = RefCell::new(Vec::new());
+        let mut send = sender(vec![Err(true), Err(true)], &calls);
+        let err = delete_at_most_once(|m| send(m, None)).unwrap_err();
+        assert!(
+            err.to_string().contains("the delete may have been applied"),
+            "{err}"
+        );
+        assert_eq!(calls.borrow().len(), 2);
+    }
+
+    #[test]
+    fn a_publish_whose_answer_is_lost_is_never_sent_again() {
+        let calls = RefCell::new(Vec::new());
+        let mut send = sender(vec![Err(true)], &calls);
+        let err = publish_at_most_once(|| send("POST", Some(b"{}"))).unwrap_err();
+        assert!(err.to_string().contains("may have been delivered"), "{err}");
+        assert_eq!(calls.borrow().len(), 1);
+        // One that provably never left is sent once more.
+        let calls = RefCell::new(Vec::new());
+        let mut send = sender(vec![Err(false), Ok(answer(200, json!({})))], &calls);
+        assert!(publish_at_most_once(|| send("POST", Some(b"{}"))).is_ok());
         assert_eq!(calls.borrow().len(), 2);
     }
 

@@ -9,6 +9,7 @@ use esp_aws::trace::{escape, holds_private_key, secret_read};
 use esp_aws::transport::AnyTransport;
 
 use super::device::{self, DeviceArgs};
+use super::inflight::InFlight;
 
 /// Arguments of `esp-aws at`.
 #[derive(Debug, clap::Args)]
@@ -44,6 +45,13 @@ pub fn run(args: AtArgs) -> anyhow::Result<ExitCode> {
     let transport = esp_aws::transport::open(&settings.port, settings.baud)?;
     let mut client = AtClient::new(transport);
     client.set_trace(settings.transcript());
+    // A signal stops a wait cleanly, and a cut leaves the in-flight mark for the next
+    // command (a raw command may open a link or leave a late answer).
+    client.set_cancel(crate::interrupt_flag());
+    InFlight::around(&settings.port, || exchange(&args, &mut client))
+}
+
+fn exchange(args: &AtArgs, client: &mut AtClient<AnyTransport>) -> anyhow::Result<ExitCode> {
     client.discard_stale(Duration::from_millis(30))?;
     let mut failed = false;
     for command in &args.commands {
@@ -58,14 +66,14 @@ pub fn run(args: AtArgs) -> anyhow::Result<ExitCode> {
                 client.command(command, timeout)
             }
         };
-        let mut result = send(&mut client);
+        let mut result = send(client);
         if let Err(AtError::Rebooted(_)) = result {
             // The command was lost in the reboot; say so and send it again once the module
             // has finished booting.
             println!("ready (the module rebooted; sending {command} again)");
             client.drain(Duration::from_millis(200), Duration::from_secs(3))?;
             client.take_rebooted();
-            result = send(&mut client);
+            result = send(client);
         }
         match result {
             Ok(reply) => {
@@ -81,6 +89,10 @@ pub fn run(args: AtArgs) -> anyhow::Result<ExitCode> {
                 }
                 println!("ERROR");
                 failed = true;
+            }
+            Err(AtError::Cancelled) => {
+                eprintln!("error: interrupted");
+                return Ok(ExitCode::from(super::exit::INTERRUPTED));
             }
             Err(e) => {
                 eprintln!("error: {e}");
@@ -106,7 +118,8 @@ fn print_reply(lines: &[String], binary: Option<&[u8]>, secret: Option<&str>) {
         if hide {
             hidden += line.len() + 2;
         } else {
-            println!("{line}");
+            // The module's words, escaped: it can answer terminal escape sequences.
+            println!("{}", escape(line.as_bytes()));
         }
     }
     if let Some(bytes) = binary {

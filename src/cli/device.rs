@@ -195,11 +195,14 @@ fn read_config(path: &Path) -> anyhow::Result<Config> {
             "{} is not a valid esp-aws config: {why}",
             path.display()
         ))
+        .for_setting("config")
     };
     let text = String::from_utf8(bytes).map_err(|_| invalid("it is not UTF-8 text".into()))?;
     // toml's message spans several lines (it quotes the line); one sentence is kept.
     let config: Config = toml::from_str(&text).map_err(|e| invalid(one_line(e.message())))?;
-    config.check().map_err(invalid)?;
+    config
+        .check()
+        .map_err(|(setting, why)| invalid(why).for_setting(setting))?;
     for (name, profile) in &config.device {
         if !profile.device.is_empty() {
             return Err(invalid(format!(
@@ -208,9 +211,9 @@ fn read_config(path: &Path) -> anyhow::Result<Config> {
             ))
             .into());
         }
-        profile
-            .check()
-            .map_err(|why| invalid(format!("[device.{}]: {why}", names::escape(name))))?;
+        profile.check().map_err(|(setting, why)| {
+            invalid(format!("[device.{}]: {why}", names::escape(name))).for_setting(setting)
+        })?;
     }
     Ok(config)
 }
@@ -244,11 +247,16 @@ fn one_line(text: &str) -> String {
 }
 
 impl Config {
-    /// The checks a value from the file gets, as the same value from a flag would.
-    fn check(&self) -> Result<(), String> {
+    /// The checks a value from the file gets, as the same value from a flag would; an
+    /// error names the setting at fault.
+    fn check(&self) -> Result<(), (&'static str, String)> {
         if let Some(endpoint) = &self.endpoint {
-            Endpoint::parse(endpoint).map_err(|e| e.to_string())?;
+            Endpoint::parse(endpoint).map_err(|e| ("endpoint", e.to_string()))?;
         }
+        self.check_others().map_err(|e| ("config", e))
+    }
+
+    fn check_others(&self) -> Result<(), String> {
         if let Some(baud) = self.baud {
             check_baud(baud).map_err(|e| e.to_string())?;
         }
@@ -386,7 +394,7 @@ pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::
     let host = match endpoint.and_then(|e| e.endpoint.as_deref()) {
         Some(flag) => Some(
             Endpoint::parse(flag)
-                .map_err(|e| Exit::usage(e.to_string()))?
+                .map_err(|e| Exit::usage(e.to_string()).for_setting("endpoint"))?
                 .into_string(),
         ),
         None => config.endpoint.clone(),
@@ -434,6 +442,16 @@ fn detect_port() -> anyhow::Result<String> {
             Err(Exit::usage(format!("several serial ports found ({}): choose one with --port", names.join(", "))).into())
         }
     }
+}
+
+/// The setting a [`resolve`] error is about (`endpoint`, `config`), or `port` for the
+/// port, baud and everything else that concerns reaching the module.
+pub fn setting_of(error: &anyhow::Error) -> &'static str {
+    error
+        .chain()
+        .find_map(|c| c.downcast_ref::<Exit>())
+        .and_then(|e| e.setting)
+        .unwrap_or("port")
 }
 
 /// Opens the port and probes the module.

@@ -14,7 +14,8 @@ use esp_aws::provision;
 use esp_aws::transport::Transport;
 use serde::Serialize;
 
-use super::device::{self, DeviceArgs, EndpointArgs};
+use super::device::{self, DeviceArgs, EndpointArgs, Settings};
+use super::inflight::InFlight;
 
 /// Arguments of `esp-aws doctor`.
 #[derive(Debug, clap::Args)]
@@ -92,7 +93,13 @@ struct Stop;
 
 pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let mut report = Report::default();
+    // A signal stops the walk cleanly (see `crate::interrupt_flag`).
+    let flag = crate::interrupt_flag();
     let _ = walk(&args, &mut report);
+    if flag.is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst)) {
+        eprintln!("error: interrupted");
+        return Ok(ExitCode::from(super::exit::INTERRUPTED));
+    }
     report.ok = report.checks.iter().all(|c| c.status != Status::Fail);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -134,8 +141,19 @@ fn local_files(args: &DoctorArgs) -> anyhow::Result<Option<provision::Credential
 fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
     let settings = match device::resolve(&args.device, Some(&args.endpoint)) {
         Ok(s) => s,
-        Err(e) => return Err(report.fail("port", format!("{e:#}"))),
+        Err(e) => return Err(report.fail(device::setting_of(&e), format!("{e:#}"))),
     };
+    // A cut doctor leaves the in-flight mark, so that the next shadow command does not
+    // take a link that may still carry the late answer to doctor's shadow read.
+    let mark = InFlight::begin(&settings.port);
+    let result = walk_module(args, report, &settings);
+    if result.is_ok() {
+        mark.finish();
+    }
+    result
+}
+
+fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> Result<(), Stop> {
     let local = match local_files(args) {
         Ok(l) => l,
         Err(e) => return Err(report.fail("files", format!("{e:#}"))),
@@ -154,6 +172,7 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
             Ok(s) => s,
             Err(e) => return Err(report.fail("at", e.to_string())),
         };
+    session.set_cancel(crate::interrupt_flag());
     report.pass("at", "the module answers AT");
     let info = session.info().clone();
     report.pass(
@@ -170,7 +189,13 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
         return Err(report.fail("wifi", e.to_string()));
     }
     match session.client().run(&WifiStatus) {
-        Ok(Some(ssid)) => report.pass("wifi", format!("joined to \"{ssid}\", with an IP address")),
+        Ok(Some(ssid)) => report.pass(
+            "wifi",
+            format!(
+                "joined to \"{}\", with an IP address",
+                esp_aws::trace::escape(ssid.as_bytes())
+            ),
+        ),
         Ok(None) => {
             return Err(report.fail("wifi", esp_aws::at::wifi::Error::NotJoined.to_string()))
         }
@@ -359,6 +384,14 @@ fn check_module_credentials<T: Transport>(
                     report.fail("credentials", format!("the module has no {slot} partition"))
                 );
             };
+            if let Err(e) = esp_aws::partition::check_credential_row(
+                slot,
+                partition.offset,
+                partition.size,
+                true,
+            ) {
+                return Err(report.fail("credentials", e.to_string()));
+            }
             let read = FlashRead {
                 name: slot.into(),
                 offset: 0,

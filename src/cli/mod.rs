@@ -6,6 +6,7 @@ mod demo;
 mod device;
 mod doctor;
 mod flash;
+mod inflight;
 mod input;
 mod pki;
 mod ports;
@@ -18,14 +19,23 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit codes, documented in the README.
+/// Exit codes, documented in the README: every code the binary returns is one of these
+/// (or 0 for success).
 pub mod exit {
     /// The operation failed (device, credentials, endpoint).
     pub const FAILURE: u8 = 1;
     /// Bad usage or configuration (clap also exits with 2).
     pub const USAGE: u8 = 2;
+    /// `shadow get|set|delete`: the thing has no such shadow (AWS answered 404).
+    pub const NO_SHADOW: u8 = 3;
+    /// A request that changes something (an update, a delete, a publish) may have been
+    /// carried out: its answer was lost after it left, and it was not sent again blindly.
+    pub const MAY_HAVE_BEEN_APPLIED: u8 = 4;
     /// The module could not be set back to verifying the server after a TLS diagnosis.
     pub const TRUST_NOT_RESTORED: u8 = 5;
+    /// Interrupted (SIGINT, SIGTERM, SIGHUP) and stopped cleanly; for the shadow commands,
+    /// before anything was changed.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// Provision ESP32-AT modules for AWS IoT and use device shadows through them.
@@ -135,6 +145,8 @@ fn choose_invocation(
 pub struct Exit {
     code: u8,
     message: String,
+    /// The setting at fault (`endpoint`, `config`), for reports that file errors by check.
+    setting: Option<&'static str>,
 }
 
 impl Exit {
@@ -143,7 +155,14 @@ impl Exit {
         Exit {
             code: exit::USAGE,
             message: message.into(),
+            setting: None,
         }
+    }
+
+    /// The same error, naming the setting at fault.
+    pub fn for_setting(mut self, setting: &'static str) -> Self {
+        self.setting = Some(setting);
+        self
     }
 }
 
@@ -225,6 +244,12 @@ fn report(err: &anyhow::Error) -> ExitCode {
         .map_or(if bad_port { exit::USAGE } else { exit::FAILURE }, |exit| {
             exit.code
         });
+    // Commands that install the interrupt handler stop at a signal with this error.
+    let code = if inflight::interrupted(err) && code == exit::FAILURE {
+        exit::INTERRUPTED
+    } else {
+        code
+    };
     eprintln!("error: {err:#}");
     if unverified {
         provision::warn_unverified();

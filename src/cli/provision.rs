@@ -15,8 +15,9 @@ use esp_aws::provision::{self, Credentials, Outcome, Progress};
 use esp_aws::trace::Trace;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::device::{self, Config, DeviceArgs, EndpointArgs};
+use super::device::{self, Config, DeviceArgs, EndpointArgs, Settings};
 use super::flash::{self, RomArgs};
+use super::inflight::{interrupted, InFlight};
 use super::Exit;
 
 /// `--via`: which of the module's two doors the credentials go through.
@@ -295,8 +296,34 @@ pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
+    // A signal from here on stops the exchange cleanly (never mid-payload), and a cut
+    // leaves the in-flight mark for the next command to see.
+    crate::interrupt_flag();
+    InFlight::around(&settings.port, || {
+        run_at(&args, wifi.as_ref(), &settings, &endpoint, thing, &creds, &steps).map_err(|e| {
+            if interrupted(&e) {
+                e.context("provision was interrupted; the credentials may be half-written: run `esp-aws provision` again")
+            } else {
+                e
+            }
+        })
+    })
+}
+
+/// Steps 2–6 over AT commands (joining `wifi`, SSID and password, first when given).
+fn run_at(
+    args: &ProvisionArgs,
+    wifi: Option<&(String, String)>,
+    settings: &Settings,
+    endpoint: &str,
+    thing: Option<String>,
+    creds: &Credentials,
+    steps: &Steps,
+) -> anyhow::Result<ExitCode> {
+    let endpoint = endpoint.to_string();
     // 2. The module.
-    let mut session = steps.phase("probing the module", || device::open_session(&settings))?;
+    let mut session = steps.phase("probing the module", || device::open_session(settings))?;
+    session.set_cancel(crate::interrupt_flag());
     let generation = session.info().generation;
     steps.done(
         "✓",
@@ -309,7 +336,7 @@ pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
 
     // 2b. The network, when asked: a module that cannot reach AWS is told so before
     // anything is written.
-    if let Some((ssid, password)) = &wifi {
+    if let Some((ssid, password)) = wifi {
         steps.phase(&format!("joining Wi-Fi \"{ssid}\""), || {
             esp_aws::at::wifi::join(session.client(), ssid, password)
         })?;
@@ -354,7 +381,7 @@ pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
             Progress::Verifying(slot) => bar.set_message(format!("verifying {slot}")),
         }
     };
-    let slots = provision::write_credentials(&mut session, &creds, &mut on_progress);
+    let slots = provision::write_credentials(&mut session, creds, &mut on_progress);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

@@ -8,13 +8,17 @@ use clap::Subcommand;
 use esp_aws::at::client::Error as AtError;
 use esp_aws::at::session::{Error as SessionError, Session, PLAUSIBLE_SINCE};
 use esp_aws::aws::http::{encode_request, Response};
-use esp_aws::aws::shadow::{self, ApiError, SendFailure, Update, UpdateError, UpdateReply};
+use esp_aws::aws::shadow::{
+    self, ApiError, DeleteReply, SendFailure, Update, UpdateError, UpdateReply,
+};
 use esp_aws::firmware::Generation;
 use esp_aws::pki::summary::format_time;
 use esp_aws::transport::Transport;
 use serde_json::Value;
 
 use super::device::{self, DeviceArgs, EndpointArgs, Settings};
+use super::exit::{INTERRUPTED, MAY_HAVE_BEEN_APPLIED, NO_SHADOW};
+use super::inflight::{interrupted, InFlight};
 use super::Exit;
 
 /// Shadow commands.
@@ -28,8 +32,8 @@ use super::Exit;
 
 After `esp-aws provision` (or with `esp-aws sim` running) no flags are needed: the port and
 endpoint come from ./esp-aws.toml. Exit codes: 0 ok, 1 failed, 2 usage, 3 no such shadow,
-4 the update may have been applied (its answer was lost: read the shadow before sending it
-again), 130 interrupted before anything was sent.")]
+4 the update or delete may have been applied, or the message delivered (its answer was lost:
+read the shadow before sending it again), 130 interrupted before anything was sent.")]
 pub struct ShadowArgs {
     #[command(flatten)]
     device: DeviceArgs,
@@ -148,6 +152,28 @@ impl<T: Transport> Link<T> {
             .request(&self.host, self.port, &bytes, retry_safe)?)
     }
 
+    /// Sends one request without repeating it, saying on failure whether it may have
+    /// reached the endpoint (what the at-most-once policies of [`shadow`] need).
+    fn send_once(
+        &mut self,
+        method: &str,
+        target: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Response, SendFailure<SessionError>> {
+        // Names and the host were checked where they entered; a field the encoder still
+        // refuses never leaves.
+        let bytes = encode_request(method, target, &self.host, body).map_err(|e| SendFailure {
+            error: SessionError::At(AtError::UnsafeArgument(e.to_string())),
+            may_have_left: false,
+        })?;
+        self.session
+            .try_request(&self.host, self.port, &bytes)
+            .map_err(|f| SendFailure {
+                error: f.error,
+                may_have_left: f.may_have_left,
+            })
+    }
+
     /// Sends the update `doc` to `target` at most once (see
     /// [`shadow::update_at_most_once`]).
     fn update(
@@ -155,79 +181,22 @@ impl<T: Transport> Link<T> {
         target: &str,
         doc: &Value,
     ) -> Result<UpdateReply, UpdateError<SessionError>> {
-        shadow::update_at_most_once(doc, |method, body| {
-            // Names and the host were checked where they entered; a field the encoder still
-            // refuses never leaves.
-            let bytes =
-                encode_request(method, target, &self.host, body).map_err(|e| SendFailure {
-                    error: SessionError::At(esp_aws::at::client::Error::UnsafeArgument(
-                        e.to_string(),
-                    )),
-                    may_have_left: false,
-                })?;
-            self.session
-                .try_request(&self.host, self.port, &bytes)
-                .map_err(|f| SendFailure {
-                    error: f.error,
-                    may_have_left: f.may_have_left,
-                })
-        })
-    }
-}
-
-/// Exit code of an update that may have been applied (its answer was lost).
-const MAY_HAVE_BEEN_APPLIED: u8 = 4;
-/// Exit code of a command interrupted (SIGINT, SIGTERM, SIGHUP) before it changed anything.
-const INTERRUPTED: u8 = 130;
-
-/// Marks a port on which a shadow command is under way. It is removed when the command ends
-/// cleanly, so one found at the start means that the previous command was cut short (a
-/// kill, a crash, a failure that may have left the module mid-exchange): its link may still
-/// carry that command's late response, or the module may wait in data mode. The quick path
-/// is then not taken; the full set-up probes the module, brings it out of data mode and
-/// opens a new link.
-struct InFlight {
-    path: Option<std::path::PathBuf>,
-    previous_cut: bool,
-}
-
-impl InFlight {
-    fn begin(port: &str) -> InFlight {
-        let name: String = port
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        let path = std::env::temp_dir().join(format!("esp-aws-inflight-{name}"));
-        let previous_cut = path.symlink_metadata().is_ok();
-        // A fresh file, never through a link someone planted; it holds no data.
-        let _ = std::fs::remove_file(&path);
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let created = options.open(&path).is_ok();
-        InFlight {
-            // Without a mark a cut could go unnoticed, so this command takes no shortcut.
-            previous_cut: previous_cut || !created,
-            path: created.then_some(path),
-        }
+        shadow::update_at_most_once(doc, |method, body| self.send_once(method, target, body))
     }
 
-    fn finish(self) {
-        if let Some(path) = self.path {
-            let _ = std::fs::remove_file(path);
-        }
+    /// Deletes the shadow at `target` at most once (see [`shadow::delete_at_most_once`]).
+    fn delete(&mut self, target: &str) -> Result<DeleteReply, UpdateError<SessionError>> {
+        shadow::delete_at_most_once(|method| self.send_once(method, target, None))
     }
-}
 
-/// Whether `e` is an interruption by the cancellation flag.
-fn interrupted(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<SessionError>(),
-            Some(SessionError::At(AtError::Cancelled))
-        ) || matches!(c.downcast_ref::<AtError>(), Some(AtError::Cancelled))
-    })
+    /// Publishes `body` to `target` at most once (see [`shadow::publish_at_most_once`]).
+    fn publish(
+        &mut self,
+        target: &str,
+        body: &[u8],
+    ) -> Result<Response, UpdateError<SessionError>> {
+        shadow::publish_at_most_once(|| self.send_once("POST", target, Some(body)))
+    }
 }
 
 /// Opens the module, syncs its clock and sets up TLS.
@@ -256,7 +225,7 @@ fn api_error(
 
 fn exit_for(error: &ApiError) -> u8 {
     match error {
-        ApiError::NoShadow { .. } => 3,
+        ApiError::NoShadow { .. } => NO_SHADOW,
         _ => super::exit::FAILURE,
     }
 }
@@ -327,7 +296,7 @@ pub fn run(args: ShadowArgs) -> anyhow::Result<ExitCode> {
     // Check what can be checked before the module is touched.
     let prepared = prepare(&args.command)?;
     let in_flight = InFlight::begin(&settings.port);
-    let result = run_on_module(&settings, &args, prepared, !in_flight.previous_cut);
+    let result = run_on_module(&settings, &args, prepared, !in_flight.previous_cut());
     match result {
         // Only a command that ended with the module idle and its link clean clears the mark.
         Ok(code) => {
@@ -543,12 +512,19 @@ fn execute<T: Transport>(
             Ok(ExitCode::SUCCESS)
         }
         ShadowCommand::Delete { thing, name } => {
-            let response = link.request(
-                "DELETE",
-                &shadow::shadow_path(thing, name.as_deref()),
-                None,
-                true,
-            )?;
+            let shadow_name = name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default();
+            let response = match link.delete(&shadow::shadow_path(thing, name.as_deref())) {
+                Ok(DeleteReply::Answered(response)) => response,
+                Ok(DeleteReply::Gone) => {
+                    eprintln!("deleted: {thing}{shadow_name} (its answer was lost; reading the shadow back showed it deleted)");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(UpdateError::NotApplied(e)) => return Err(e.into()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(MAY_HAVE_BEEN_APPLIED));
+                }
+            };
             if response.status != 200 {
                 let e = api_error(&response, "iot:DeleteThingShadow", thing, name.as_deref());
                 eprintln!("error: {e}");
@@ -577,12 +553,14 @@ fn execute<T: Transport>(
         }
         ShadowCommand::Publish { topic, qos, .. } => {
             let body = body.unwrap_or_default();
-            let response = link.request(
-                "POST",
-                &shadow::publish_path(topic, *qos),
-                Some(&body),
-                *qos == 0,
-            )?;
+            let response = match link.publish(&shadow::publish_path(topic, *qos), &body) {
+                Ok(response) => response,
+                Err(UpdateError::NotApplied(e)) => return Err(e.into()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(MAY_HAVE_BEEN_APPLIED));
+                }
+            };
             if response.status != 200 {
                 let e = api_error(&response, "iot:Publish", topic, None);
                 eprintln!("error: {e}");

@@ -43,7 +43,7 @@ const MAX_SKIPPED_REPLIES: usize = 100;
 pub enum Error {
     /// The serial line failed.
     #[error("serial I/O error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     /// No matching reply arrived in time.
     #[error("no reply to {op} within {timeout:?}")]
     Timeout {
@@ -61,12 +61,12 @@ pub enum Error {
         status: RomStatus,
     },
     /// A reply had the wrong shape for its command.
-    #[error("malformed reply to {op}: {source}")]
+    #[error("malformed reply to {op}: {cause}")]
     Malformed {
         /// The command.
         op: CommandKind,
         /// What was wrong.
-        source: PacketError,
+        cause: PacketError,
     },
     /// A reply carried an unexpected amount of data.
     #[error("reply to {op} carries {len} data bytes, expected {expected}")]
@@ -110,6 +110,13 @@ pub enum Error {
         /// MD5 the ROM computed (hex).
         actual: String,
     },
+}
+
+// The text holds the cause, so the cause is not also the `source` (said once with `{:#}`).
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
 }
 
 /// How a region was written.
@@ -343,7 +350,7 @@ impl<T: Transport> RomLoader<T> {
                         })
                     }
                     Ok(_) | Err(PacketError::NotAResponse(_) | PacketError::TooShort { .. }) => {}
-                    Err(source) => return Err(Error::Malformed { op, source }),
+                    Err(cause) => return Err(Error::Malformed { op, cause }),
                 }
                 skipped += 1;
                 if skipped > MAX_SKIPPED_REPLIES {

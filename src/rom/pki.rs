@@ -50,13 +50,16 @@ pub enum Error {
     /// The table has no such credential partition.
     #[error("the partition table at {SECONDARY_TABLE_OFFSET:#x} has no '{0}' partition: this firmware was built without PKI slots")]
     NoPartition(&'static str),
+    /// A credential partition's row cannot describe a real partition.
+    #[error(transparent)]
+    Partition(#[from] crate::partition::RowError),
     /// A bin does not fit its partition.
-    #[error("{slot}: {source}")]
+    #[error("{slot}: {cause}")]
     Build {
         /// The slot.
         slot: &'static str,
         /// Why.
-        source: atpki_build::BuildError,
+        cause: atpki_build::BuildError,
     },
 }
 
@@ -180,6 +183,10 @@ pub fn layout_from_table(table: &[Partition]) -> Result<Layout, Error> {
                 size: p.size,
             })
             .ok_or(Error::NoPartition(name))
+            .and_then(|slot| {
+                crate::partition::check_credential_row(name, slot.offset, slot.size, false)?;
+                Ok(slot)
+            })
     };
     Ok(Layout {
         slots: [find(SLOTS[0].0)?, find(SLOTS[1].0)?, find(SLOTS[2].0)?],
@@ -203,7 +210,7 @@ pub fn plan(layout: &Layout, creds: &Credentials) -> Result<Vec<PlannedSlot>, Er
                 }],
                 slot.size as usize,
             )
-            .map_err(|source| Error::Build { slot: name, source })?;
+            .map_err(|cause| Error::Build { slot: name, cause })?;
             Ok(PlannedSlot { slot: *slot, bin })
         })
         .collect()

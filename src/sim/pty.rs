@@ -191,12 +191,12 @@ pub enum LinkError {
     #[error("{0} exists and is not a link to a pseudo-terminal: it is left as it is (remove it or choose another --link path)")]
     NotOurs(PathBuf),
     /// The file system refused.
-    #[error("cannot create the link {path}: {source}")]
+    #[error("cannot create the link {path}: {cause}")]
     Io {
         /// The link path.
         path: PathBuf,
         /// What the system said.
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -213,9 +213,9 @@ fn is_pty_path(target: &Path) -> bool {
 pub fn check_link(link: &Path) -> Result<(), LinkError> {
     match std::fs::symlink_metadata(link) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(LinkError::Io {
+        Err(cause) => Err(LinkError::Io {
             path: link.to_path_buf(),
-            source,
+            cause,
         }),
         Ok(meta) if meta.file_type().is_symlink() => match std::fs::read_link(link) {
             Ok(target) if is_pty_path(&target) => Ok(()),
@@ -230,9 +230,9 @@ pub fn check_link(link: &Path) -> Result<(), LinkError> {
 /// never missing and nothing else at it is ever deleted.
 pub fn link_port(port: &Path, link: &Path) -> Result<(), LinkError> {
     check_link(link)?;
-    let io_err = |source| LinkError::Io {
+    let io_err = |cause| LinkError::Io {
         path: link.to_path_buf(),
-        source,
+        cause,
     };
     let dir = link
         .parent()

@@ -29,18 +29,18 @@ pub enum Error {
     #[error(transparent)]
     Endpoint(#[from] super::endpoint::Error),
     /// The flash image or the pty failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Io {
         /// What was being done.
         what: String,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let what = what.into();
-    move |source| Error::Io { what, source }
+    move |cause| Error::Io { what, cause }
 }
 
 /// How to start a simulator.

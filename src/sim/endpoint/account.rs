@@ -68,12 +68,12 @@ const ORG: &str = "esp-aws local simulation";
 #[non_exhaustive]
 pub enum AccountError {
     /// A file of the state directory could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// What went wrong.
-        source: io::Error,
+        cause: io::Error,
     },
     /// `account.json` does not parse.
     #[error("{path} is not a valid account registry: {reason}")]
@@ -120,9 +120,9 @@ pub enum AccountError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> AccountError + '_ {
-    move |source| AccountError::Io {
+    move |cause| AccountError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

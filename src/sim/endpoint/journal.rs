@@ -73,12 +73,12 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 #[non_exhaustive]
 pub enum JournalError {
     /// Reading, writing or syncing the journal file failed.
-    #[error("shadow journal {path}: {source}")]
+    #[error("shadow journal {path}: {cause}")]
     Io {
         /// The journal file.
         path: PathBuf,
         /// The underlying error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// An earlier write failed, so no later update can be made durable.
     #[error("shadow journal is unusable after an earlier failure: {0}")]
@@ -109,9 +109,9 @@ impl Journal {
         compact_bytes: u64,
     ) -> Result<(Journal, Vec<(ShadowKey, ShadowRecord)>), JournalError> {
         let path = dir.join(JOURNAL_FILE);
-        let io_err = |source| JournalError::Io {
+        let io_err = |cause| JournalError::Io {
             path: path.clone(),
-            source,
+            cause,
         };
         crate::files::create_dir_all(dir, crate::files::PRIVATE_DIR_MODE).map_err(io_err)?;
         let mut latest: HashMap<String, Arc<str>> = HashMap::new();
@@ -153,9 +153,9 @@ impl Journal {
         let writer = std::thread::Builder::new()
             .name("shadow-journal".into())
             .spawn(move || writer_loop(writer_shared, file, path, latest, compact_bytes))
-            .map_err(|source| JournalError::Io {
+            .map_err(|cause| JournalError::Io {
                 path: dir.join(JOURNAL_FILE),
-                source,
+                cause,
             })?;
         Ok((
             Journal {
@@ -288,9 +288,9 @@ fn writer_loop(
 /// each shadow.
 pub fn applied_by_client_token(dir: &Path) -> Result<HashMap<String, usize>, JournalError> {
     let path = dir.join(JOURNAL_FILE);
-    let io_err = |source| JournalError::Io {
+    let io_err = |cause| JournalError::Io {
         path: path.clone(),
-        source,
+        cause,
     };
     let mut counts = HashMap::new();
     let file = File::open(&path).map_err(io_err)?;

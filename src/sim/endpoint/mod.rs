@@ -185,24 +185,31 @@ pub enum Error {
         pid: u32,
     },
     /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {cause}")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// The error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The TLS configuration was refused (bad key or certificate in the state directory).
     #[error("TLS setup failed: {0}")]
-    Tls(#[from] rustls::Error),
+    Tls(rustls::Error),
     /// A file (log, sim.json) could not be written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The error.
-        source: io::Error,
+        cause: io::Error,
     },
+}
+
+// The text holds the cause, so the cause is not also the `source` (said once with `{:#}`).
+impl From<rustls::Error> for Error {
+    fn from(e: rustls::Error) -> Self {
+        Error::Tls(e)
+    }
 }
 
 /// Which listener a request arrived on.
@@ -388,9 +395,9 @@ impl Endpoint {
             None => None,
             // The log holds request bodies: owner only, whatever the umask.
             Some(path) => Some(Mutex::new(crate::files::open_append(path, 0o600).map_err(
-                |source| Error::Io {
+                |cause| Error::Io {
                     path: path.clone(),
-                    source,
+                    cause,
                 },
             )?)),
         };
@@ -427,15 +434,12 @@ impl Endpoint {
             config.require_sni,
         )?;
 
-        let bind = |addr: SocketAddr| {
-            TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })
-        };
+        let bind =
+            |addr: SocketAddr| TcpListener::bind(addr).map_err(|cause| Error::Bind { addr, cause });
         let rest = bind(config.rest_addr)?;
         let alpn = bind(config.alpn_addr)?;
-        let local = |l: &TcpListener, addr| {
-            l.local_addr()
-                .map_err(|source| Error::Bind { addr, source })
-        };
+        let local =
+            |l: &TcpListener, addr| l.local_addr().map_err(|cause| Error::Bind { addr, cause });
         let rest_addr = local(&rest, config.rest_addr)?;
         let alpn_addr = local(&alpn, config.alpn_addr)?;
 
@@ -457,14 +461,14 @@ impl Endpoint {
         });
         let acceptors = vec![
             server::spawn_acceptor(rest, rest_config, Listener::Rest, Arc::clone(&shared))
-                .map_err(|source| Error::Bind {
+                .map_err(|cause| Error::Bind {
                     addr: rest_addr,
-                    source,
+                    cause,
                 })?,
             server::spawn_acceptor(alpn, alpn_config, Listener::Alpn, Arc::clone(&shared))
-                .map_err(|source| Error::Bind {
+                .map_err(|cause| Error::Bind {
                     addr: alpn_addr,
-                    source,
+                    cause,
                 })?,
         ];
         Ok(EndpointHandle {
