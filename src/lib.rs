@@ -23,7 +23,7 @@
 //! | [`provision`] | writing credentials onto a module over AT, verified | `esp-at.md` §5.17, §5.18, §6.2 |
 //! | [`sim`] | the virtual module (on a pty or a TCP port) and the local AWS IoT endpoint; feature `sim` | all of the above |
 //! | [`files`] | atomic file replacement (no half-written file, keys 0600) | |
-//! | [`firmware`] | facts about the three ESP-AT generations | `esp-at.md` §1, §3 |
+//! | [`firmware`] | the ESP-AT generations: one row of capabilities each (asked by driver and simulator alike), ERR CODE values, partition addresses, flash facts | `esp-at.md` §1, §3 |
 //! | [`partition`] | ESP-IDF partition tables (ESP-AT's secondary table) | `esp-at.md` §3.4 |
 //! | `testkit` | (feature `testkit`) the world builder tests and benchmarks share | |
 //! | [`trace`] | `--trace` transcripts (both directions, time deltas, no credentials) | |
