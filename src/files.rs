@@ -74,16 +74,9 @@ fn create_temp(dir: &Path, name: &str, mode: u32) -> io::Result<(File, PathBuf)>
 /// Creates `path`, which must not exist (not even as a dangling symlink), with exactly
 /// `mode` whatever the umask.
 pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // create_new is O_CREAT|O_EXCL, which already refuses a symlink at the path;
-        // O_NOFOLLOW says so a second time for any platform quirk.
-        options.mode(mode).custom_flags(nix::libc::O_NOFOLLOW);
-    }
-    let file = options.open(path)?;
+    // create_new is O_CREAT|O_EXCL, which already refuses a symlink at the path; O_NOFOLLOW
+    // says so a second time for any platform quirk.
+    let file = open_no_follow(OpenOptions::new().write(true).create_new(true), path, mode)?;
     set_mode(&file, mode)?;
     Ok(file)
 }
@@ -91,14 +84,11 @@ pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
 /// Creates or truncates `path` (never through a symlink) with exactly `mode`: for logs and
 /// transcripts that a later run may replace.
 pub fn create_or_truncate(path: &Path, mode: u32) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode).custom_flags(nix::libc::O_NOFOLLOW);
-    }
-    let file = options.open(path)?;
+    let file = open_no_follow(
+        OpenOptions::new().write(true).create(true).truncate(true),
+        path,
+        mode,
+    )?;
     set_mode(&file, mode)?;
     Ok(file)
 }
@@ -106,15 +96,19 @@ pub fn create_or_truncate(path: &Path, mode: u32) -> io::Result<File> {
 /// Opens `path` for appending, creating it with exactly `mode` if it does not exist (never
 /// through a symlink).
 pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.append(true).create(true);
-    #[cfg(not(unix))]
-    let _ = mode;
+    open_no_follow(OpenOptions::new().append(true).create(true), path, mode)
+}
+
+/// Opens `path` with `options`, never through a symlink, a new file getting `mode` (on
+/// unix; elsewhere the platform's default).
+fn open_no_follow(options: &mut OpenOptions, path: &Path, mode: u32) -> io::Result<File> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(mode).custom_flags(nix::libc::O_NOFOLLOW);
     }
+    #[cfg(not(unix))]
+    let _ = mode;
     options.open(path)
 }
 
