@@ -148,7 +148,7 @@ fn sntp_year(reply: &str) -> Option<i32> {
 
 /// One run of the guide's sequence; returns (wall seconds, traffic).
 fn guide_run(world: &World) -> (f64, Traffic) {
-    let port = SerialTransport::open(&world.port(), world.baud).expect("open port");
+    let port = SerialTransport::open(&world.port(), world.baud()).expect("open port");
     let mut plain = Plain {
         port,
         buf: Vec::new(),

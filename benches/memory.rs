@@ -113,7 +113,7 @@ fn sim_peak(dir: &Path, baud: u32) -> u64 {
             .current_dir(dir)
             .env("XDG_CONFIG_HOME", dir.join("xdg"))
             .stdin(Stdio::null());
-        let run: Run = common::run_timed(cmd);
+        let run = Run::of(cmd).expect("run esp-aws");
         assert_eq!(
             run.code,
             Some(0),
@@ -138,13 +138,7 @@ fn main() {
     assert_eq!(set.code, Some(0), "set: {}", set.why());
     let mut get_peak = 0;
     for _ in 0..reps {
-        let mut cmd = Command::new(common::exe());
-        cmd.args(["shadow", "get", "lnu_001"])
-            .current_dir(world.dir.path())
-            .env("ESP_AWS_PORT", world.port())
-            .env("ESP_AWS_ENDPOINT", world.host())
-            .env("XDG_CONFIG_HOME", world.dir.path().join("xdg"));
-        let (code, kib) = run_sampled(cmd);
+        let (code, kib) = run_sampled(world.command(["shadow", "get", "lnu_001"]));
         assert_eq!(code, Some(0), "shadow get failed");
         get_peak = get_peak.max(kib);
     }

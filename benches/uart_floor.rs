@@ -78,7 +78,7 @@ fn cli_op(world: &World, args: &[&str], what: &str) -> (f64, Traffic, String) {
         run.code,
         Some(0),
         "{what} failed at {} baud: {}",
-        world.baud,
+        world.baud(),
         run.why()
     );
     (run.wall.as_secs_f64(), traffic(&run.stderr), run.stderr)

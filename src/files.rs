@@ -108,6 +108,8 @@ pub fn create_or_truncate(path: &Path, mode: u32) -> io::Result<File> {
 pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.append(true).create(true);
+    #[cfg(not(unix))]
+    let _ = mode;
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -137,7 +139,10 @@ pub fn create_dir_all(path: &Path, mode: u32) -> io::Result<()> {
     if let Some(parent) = path.parent() {
         create_dir_all(parent, mode)?;
     }
+    #[cfg_attr(not(unix), allow(unused_mut))]
     let mut builder = fs::DirBuilder::new();
+    #[cfg(not(unix))]
+    let _ = mode;
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt;
@@ -161,7 +166,10 @@ pub fn create_dir_all(path: &Path, mode: u32) -> io::Result<()> {
 /// Creates the directory `path`, which must not exist yet (a directory planted at a
 /// guessable name is refused, not reused), with exactly `mode`; its parent must exist.
 pub fn create_dir_new(path: &Path, mode: u32) -> io::Result<()> {
+    #[cfg_attr(not(unix), allow(unused_mut))]
     let mut builder = fs::DirBuilder::new();
+    #[cfg(not(unix))]
+    let _ = mode;
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt;

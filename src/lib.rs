@@ -11,22 +11,23 @@
 //!                                                                ▼
 //!  CLI ──► aws (HTTP/1.1, shadow) ──► at (driver, digester) ──► Transport ◄──► ESP32-AT
 //!                                                                 ▲            (or sim)
-//!  sim: virtual ESP32-AT module on a pty ◄── real TLS ──► local AWS IoT endpoint
+//!  sim: virtual ESP32-AT module on a pty or TCP ◄── real TLS ──► local AWS IoT endpoint
 //! ```
 //!
 //! | module | what it is for | spec |
 //! |---|---|---|
 //! | [`pki`] | AtPKI containers, PEM/X.509 inspection, credential pre-flight checks | `esp-at.md` §2 |
-//! | [`at`] | ESP-AT host driver: digester, commands, sessions | `esp-at.md` §4–§7 |
-//! | [`rom`] | ESP32 ROM serial bootloader: SLIP and packet codec, flasher, reset strategies, credential writes (`provision --via rom`) | `rom-bootloader.md`, `esp-at.md` §3.4 |
+//! | [`at`] | ESP-AT host driver: digester, commands, sessions, Wi-Fi | `esp-at.md` §4–§7 |
+//! | [`rom`] | ESP32 ROM serial bootloader: SLIP and packet codec, the chip facts, flasher, reset strategies, credential writes (`provision --via rom`) | `rom-bootloader.md`, `esp-at.md` §3.4 |
 //! | [`aws`] | AWS IoT shadow REST: requests, responses, names, the shadow document rules (shared with the endpoint) | `aws-iot-shadow.md` |
 //! | [`provision`] | writing credentials onto a module over AT, verified | `esp-at.md` §5.17, §5.18, §6.2 |
-//! | [`sim`] | the virtual module and the local AWS IoT endpoint | all of the above |
+//! | [`sim`] | the virtual module (on a pty or a TCP port) and the local AWS IoT endpoint; feature `sim` | all of the above |
 //! | [`files`] | atomic file replacement (no half-written file, keys 0600) | |
 //! | [`firmware`] | facts about the three ESP-AT generations | `esp-at.md` §1, §3 |
 //! | [`partition`] | ESP-IDF partition tables (ESP-AT's secondary table) | `esp-at.md` §3.4 |
+//! | `testkit` | (feature `testkit`) the world builder tests and benchmarks share | |
 //! | [`trace`] | `--trace` transcripts (both directions, time deltas, no credentials) | |
-//! | [`transport`] | the one I/O seam between drivers and a serial line | |
+//! | [`transport`] | the one I/O seam between drivers and a serial line: serial devices, `socket://` and `rfc2217://` ports | RFC 2217 |
 //!
 //! The reference documents named in the table are the project's protocol notes; each module
 //! says which section it implements.
@@ -44,5 +45,7 @@ pub mod provision;
 pub mod rom;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod trace;
 pub mod transport;

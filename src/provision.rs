@@ -8,7 +8,8 @@
 //! erased, written in chunks of at most 4 KiB, and read back again. A run interrupted
 //! anywhere leaves slots that the next run finds different and repairs.
 //!
-//! It also owns the module's trust setting: [`explain_tls_failure`] tells a wrong CA from a
+//! It also owns the module's trust setting: [`explain_tls_failure`] names a module without
+//! a network (not joined, no IP address, no name resolution) as such, and tells a wrong CA from a
 //! refused certificate without ever presenting the client certificate to, or sending a
 //! request through, a server the module has not verified, and leaves mutual TLS with server
 //! verification (`AT+CIPSSLCCONF=3,0,0`) stored and read back; [`mutual_tls_stored`] lets a
@@ -226,8 +227,8 @@ fn parse_tls_mode(line: &str) -> Option<(u8, u8, u8)> {
         .trim()
         .strip_prefix("+CIPSSLCCONF:")?
         .split(',')
-        .map(|f| f.trim().parse().ok())
-        .collect::<Option<_>>()?;
+        .map(|f| f.trim().parse::<u8>().ok())
+        .collect::<Option<Vec<u8>>>()?;
     match fields[..] {
         [0, auth, pki, ca] | [auth, pki, ca] => Some((auth, pki, ca)),
         _ => None,
@@ -284,7 +285,7 @@ fn server_verifies<T: Transport>(
     port: u16,
 ) -> Result<bool, Error> {
     session.client().run(&VERIFY_ONLY)?;
-    if session.info().generation != Generation::V1_1_3 {
+    if session.info().generation.has_sni_alpn() {
         // Clear ALPN: with `x-amzn-http-ca` port 443 would ask for the certificate.
         if let Err(e) = session
             .client()
@@ -331,6 +332,18 @@ pub fn explain_tls_failure<T: Transport>(
     error: SessionError,
 ) -> Error {
     let (host, port) = (host.to_string(), port);
+    // A link that dropped, or a send that failed, may be the network going away: a module
+    // without one gets that sentence, not one about its certificate. (A failed connect was
+    // already checked this way by `Session::connect`.)
+    let dropped = matches!(
+        &error,
+        SessionError::At(AtError::LinkClosed | AtError::SendFailed) | SessionError::DroppedUnsafe
+    ) || matches!(&error, SessionError::At(AtError::Failed { command, .. }) if command.starts_with("AT+CIPSEND"));
+    if dropped {
+        if let Err(e) = crate::at::wifi::check_network(session.client(), Some(&host)) {
+            return SessionError::Wifi(e).into();
+        }
+    }
     match error {
         SessionError::ConnectFailed { .. } => {
             let verified = server_verifies(session, &host, port);
@@ -361,7 +374,7 @@ pub fn explain_tls_failure<T: Transport>(
 /// its TLS context through ESP-IDF's OpenSSL compatibility layer and sets no host name
 /// (`esp-at.md` §2.7, §5.9), so mbedTLS checks the chain but not the name.
 pub fn name_check_warning(generation: Generation) -> Option<&'static str> {
-    (generation == Generation::V1_1_3).then_some(
+    (!generation.checks_host_name()).then_some(
         "firmware 1.x checks no host name: any certificate that chains to the root CA on the module is accepted for any name, so anyone holding such a certificate for another name can pose as the endpoint; ESP-AT 2.1 and later check the name",
     )
 }

@@ -1,8 +1,10 @@
 //! Transcripts for `--trace`: every exchange with a device, both directions, with the time
 //! since the previous entry, as esptool's `--trace` does. Credential bytes never appear.
 //!
-//! The AT driver records the bytes themselves (as text with escapes); the ROM flasher records
-//! one line per command and reply, because its frames carry flash contents.
+//! The AT driver records the bytes themselves (as text with escapes), one entry per line the
+//! module sends, per `+IPD` frame and per `>` prompt, however the serial reads split them;
+//! the ROM flasher records one line per command and reply, because its frames carry flash
+//! contents.
 //!
 //! Private keys are hidden here, whatever the caller says, in three ways: the replies to a
 //! command that reads a key store back (`AT+SYSFLASH=2` of a `*_key` partition or of
@@ -32,7 +34,15 @@ pub struct Trace {
     rx_in_key: bool,
     /// The last bytes received, so that a marker split across two reads is still found.
     rx_tail: Vec<u8>,
+    /// Received bytes not yet shown: the start of a line or of an `+IPD` frame.
+    rx_pending: Vec<u8>,
+    /// Whether `rx_pending` was read while the caller asked for redaction.
+    rx_pending_redacted: bool,
 }
+
+/// Received bytes shown at once even without a line end (a line the module never ends):
+/// the trace's memory stays bounded.
+const MAX_PENDING: usize = 4096;
 
 /// Bytes of received text kept to find markers that straddle two reads.
 const TAIL: usize = 64;
@@ -52,12 +62,46 @@ impl Trace {
             reading_secret: None,
             rx_in_key: false,
             rx_tail: Vec::new(),
+            rx_pending: Vec::new(),
+            rx_pending_redacted: false,
         }
     }
 
     /// Records raw bytes; `redacted` ones are replaced by their count, and so are bytes
     /// that look like or come from a private key (see the module docs).
     pub fn record(&mut self, dir: Direction, bytes: &[u8], redacted: bool) {
+        match dir {
+            Direction::Tx => {
+                // Whatever the module sent before the host writes is shown first.
+                self.flush_rx();
+                self.entry(dir, bytes, redacted);
+            }
+            Direction::Rx => {
+                self.rx_pending.extend_from_slice(bytes);
+                self.rx_pending_redacted |= redacted;
+                while let Some(n) = complete_unit(&self.rx_pending) {
+                    let unit: Vec<u8> = self.rx_pending.drain(..n).collect();
+                    let redacted = self.rx_pending_redacted;
+                    if self.rx_pending.is_empty() {
+                        self.rx_pending_redacted = false;
+                    }
+                    self.entry(dir, &unit, redacted);
+                }
+            }
+        }
+    }
+
+    /// Shows received bytes still waiting for their line end.
+    pub fn flush_rx(&mut self) {
+        if !self.rx_pending.is_empty() {
+            let unit = std::mem::take(&mut self.rx_pending);
+            let redacted = std::mem::take(&mut self.rx_pending_redacted);
+            self.entry(Direction::Rx, &unit, redacted);
+        }
+    }
+
+    /// One entry of the transcript: a command or payload written, or one unit received.
+    fn entry(&mut self, dir: Direction, bytes: &[u8], redacted: bool) {
         let hidden = match dir {
             Direction::Tx => {
                 // A new command line starts a new exchange: decide what its replies show.
@@ -103,6 +147,45 @@ impl Trace {
             Direction::Rx => "<<",
         };
         let _ = writeln!(self.out, "+{:>8.3}s {arrow} {text}", delta.as_secs_f64());
+    }
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        self.flush_rx();
+    }
+}
+
+/// How many leading bytes of `pending` form one entry of the transcript, if they are
+/// complete: a line (through its `\n`), an `+IPD,<len>:` frame with its data, or a `>`
+/// prompt; anything over [`MAX_PENDING`] is shown as it is.
+fn complete_unit(pending: &[u8]) -> Option<usize> {
+    if pending.is_empty() {
+        return None;
+    }
+    if pending[0] == b'>' {
+        // The CIPSEND prompt: `>` and the space after it, with no line end.
+        return Some(if pending.get(1) == Some(&b' ') { 2 } else { 1 });
+    }
+    if pending.starts_with(b"+IPD,") {
+        let head = &pending[..pending.len().min(32)];
+        if let Some(colon) = head.iter().position(|&b| b == b':') {
+            let len = std::str::from_utf8(&head[5..colon])
+                .ok()
+                .and_then(|h| h.rsplit(',').next())
+                .and_then(|l| l.trim().parse::<usize>().ok());
+            if let Some(len) = len.filter(|&l| l <= MAX_PENDING * 4) {
+                let end = colon + 1 + len;
+                return (pending.len() >= end).then_some(end);
+            }
+        } else if pending.len() < 32 {
+            return None;
+        }
+    }
+    match pending.iter().position(|&b| b == b'\n') {
+        Some(i) => Some(i + 1),
+        None if pending.len() >= MAX_PENDING => Some(pending.len()),
+        None => None,
     }
 }
 
@@ -231,6 +314,71 @@ mod tests {
         String::from_utf8(sink.0.lock().unwrap().clone()).unwrap()
     }
 
+    /// The entries of a transcript, without their time deltas.
+    fn entries(sink: &Sink) -> Vec<String> {
+        text(sink)
+            .lines()
+            .map(|l| l.split_once("s ").map_or(l, |(_, e)| e).to_string())
+            .collect()
+    }
+
+    #[test]
+    fn replies_read_a_byte_at_a_time_are_one_entry_per_line() {
+        let (mut t, sink) = trace();
+        t.record(Direction::Tx, b"AT+GMR\r\n", false);
+        let reply = b"AT version:1.1.0.0(May 11 2016 18:09:56)\r\nSDK version:1.5.4(baaeaebb)\r\ncompile time:May 20 2016 15:06:44\r\nOK\r\n";
+        for b in reply {
+            t.record(Direction::Rx, &[*b], false);
+        }
+        assert_eq!(
+            entries(&sink),
+            [
+                ">> AT+GMR\\r\\n",
+                "<< AT version:1.1.0.0(May 11 2016 18:09:56)\\r\\n",
+                "<< SDK version:1.5.4(baaeaebb)\\r\\n",
+                "<< compile time:May 20 2016 15:06:44\\r\\n",
+                "<< OK\\r\\n",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_ipd_frame_is_one_entry_and_the_prompt_is_shown_at_once() {
+        let (mut t, sink) = trace();
+        t.record(Direction::Tx, b"AT+CIPSEND=5\r\n", false);
+        t.record(Direction::Rx, b"\r\nOK\r\n> ", false);
+        t.record(Direction::Tx, b"hello", false);
+        let frame = b"+IPD,12:HTTP/1.1\r\n\r\n";
+        for piece in frame.chunks(5) {
+            t.record(Direction::Rx, piece, false);
+        }
+        t.record(Direction::Rx, b"CLOSED\r\n+IPD,", false);
+        drop(t);
+        assert_eq!(
+            entries(&sink),
+            [
+                ">> AT+CIPSEND=5\\r\\n",
+                "<< \\r\\n",
+                "<< OK\\r\\n",
+                "<< > ",
+                ">> hello",
+                "<< +IPD,12:HTTP/1.1\\r\\n\\r\\n",
+                "<< CLOSED\\r\\n",
+                // What was left when the trace ended is still shown.
+                "<< +IPD,",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_line_without_end_is_shown_in_bounded_pieces() {
+        let (mut t, sink) = trace();
+        t.record(Direction::Rx, &vec![b'x'; 3 * MAX_PENDING], false);
+        let lines = entries(&sink);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].len(), 3 + 3 * MAX_PENDING);
+    }
+
     #[test]
     fn key_store_reads_are_recognised() {
         for c in [
@@ -267,7 +415,7 @@ mod tests {
         t.record(Direction::Rx, b"AT version\r\nOK\r\n", false);
         let out = text(&sink);
         assert!(!out.contains("SECRETS"), "{out}");
-        assert!(out.contains("<20 bytes of client_key, hidden>"), "{out}");
+        assert!(out.contains("<22 bytes of client_key, hidden>"), "{out}");
         assert!(out.contains("AT version"), "{out}");
     }
 
@@ -299,5 +447,69 @@ mod tests {
         ))
         .unwrap();
         assert!(!holds_private_key(&cert));
+    }
+}
+
+/// How a host-to-module write that carries a Wi-Fi password is shown in a trace:
+/// `AT+CWJAP=` keeps its SSID and hides the password and anything after it. `None` for
+/// any other bytes (they are shown as they are).
+pub fn redact_join_password(bytes: &[u8]) -> Option<String> {
+    const VERB: &[u8] = b"AT+CWJAP=";
+    if bytes.len() < VERB.len() || !bytes[..VERB.len()].eq_ignore_ascii_case(VERB) {
+        return None;
+    }
+    let crlf = if bytes.ends_with(b"\r\n") {
+        "\\r\\n"
+    } else {
+        ""
+    };
+    let args = &bytes[VERB.len()..];
+    // The SSID is the first quoted argument; `\` escapes the next byte (`esp-at.md` §4.2).
+    let mut end = None;
+    if args.first() == Some(&b'"') {
+        let mut i = 1;
+        while i < args.len() {
+            match args[i] {
+                b'\\' => i += 2,
+                b'"' => {
+                    end = Some(i + 1);
+                    break;
+                }
+                _ => i += 1,
+            }
+        }
+    }
+    Some(match end {
+        Some(end) => format!(
+            "{}{},<password not shown>{crlf}",
+            escape(&bytes[..VERB.len()]),
+            escape(&args[..end])
+        ),
+        None => format!(
+            "{}<arguments not shown>{crlf}",
+            escape(&bytes[..VERB.len()])
+        ),
+    })
+}
+
+#[cfg(test)]
+mod join_password_tests {
+    use super::redact_join_password;
+
+    #[test]
+    fn the_password_never_reaches_the_trace() {
+        assert_eq!(
+            redact_join_password(b"AT+CWJAP=\"lab\\\"1\",\"s3cret\"\r\n").as_deref(),
+            Some("AT+CWJAP=\"lab\\\\\"1\",<password not shown>\\r\\n")
+        );
+        assert_eq!(
+            redact_join_password(b"AT+CWJAP=lab,s3cret").as_deref(),
+            Some("AT+CWJAP=<arguments not shown>")
+        );
+        for line in [&b"AT+CWJAP=\"x\",\"s3cret\"\r\n"[..], b"at+cwjap=\"s3cret"] {
+            assert!(!redact_join_password(line).unwrap().contains("s3cret"));
+        }
+        assert_eq!(redact_join_password(b"AT+CWJAP?\r\n"), None);
+        assert_eq!(redact_join_password(b"AT\r\n"), None);
     }
 }

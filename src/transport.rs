@@ -92,12 +92,13 @@ impl SerialTransport {
     /// in download mode. (Linux raises DTR for an instant on open; nothing can prevent that,
     /// but an ESP32's EN capacitor rides it out.)
     pub fn open(path: &str, baud: u32) -> Result<SerialTransport, OpenError> {
-        let port = serialport::new(path, baud)
+        let builder = serialport::new(path, baud)
             .timeout(Duration::from_millis(100))
-            .dtr_on_open(false)
-            .exclusive(true)
-            .open()
-            .map_err(|e| open_error(path, &e))?;
+            .dtr_on_open(false);
+        // Windows opens COM ports exclusively anyway; on unix it takes a TIOCEXCL.
+        #[cfg(unix)]
+        let builder = builder.exclusive(true);
+        let port = builder.open().map_err(|e| open_error(path, &e))?;
         let mut transport = SerialTransport {
             port,
             path: path.to_string(),

@@ -45,6 +45,11 @@ fn v1_classic_flow_get_over_two_frames() {
     script.extend([
         expect("AT+CIPSNTPTIME?\r\n"),
         reply(b"+CIPSNTPTIME:Thu Jan  1 00:00:12 1970\n\r\nOK\r\n"),
+        // Before waiting for SNTP, the session checks that the module has a network.
+        expect("AT+CWJAP?\r\n"),
+        reply(b"+CWJAP:\"lab\",\"02:e5:a0:00:00:01\",6,-42\r\n\r\nOK\r\n"),
+        expect("AT+CIPSTA?\r\n"),
+        reply(b"+CIPSTA:ip:\"192.168.4.2\"\r\n\r\nOK\r\n"),
         expect("AT+CIPSNTPCFG=1,0,\"pool.ntp.org\",\"time.google.com\"\r\n"),
         reply(b"\r\nOK\r\n"),
         expect("AT+CIPSNTPTIME?\r\n"),

@@ -62,3 +62,161 @@ fn a_missing_port_is_named() {
     assert_eq!(run.code, Some(1));
     assert_eq!(run.stderr, "error: /dev/ttyNOPE9 does not exist: check the cable, or list ports with `esp-aws ports`\n");
 }
+
+/// The simulator's stderr with `flags` before the command, once it is up (sim.json written).
+fn sim_stderr(flags: &[&str]) -> String {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let state = crate::endpoint_util::fresh_state();
+    let work = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+        .args(flags)
+        .args(["sim", "--baud", "0", "--no-config", "--state"])
+        .arg(state.path())
+        .current_dir(work.path())
+        .env_remove("RUST_LOG")
+        .env("XDG_CONFIG_HOME", work.path().join("xdg"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !state.path().join("sim.json").exists() {
+        assert!(Instant::now() < deadline, "sim.json never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn verbose_flags_show_the_librarys_log_and_quiet_hides_it() {
+    // The pty's path is logged at debug level, once the port exists.
+    let line = "virtual serial port at /dev/";
+    assert!(sim_stderr(&["-vv"]).contains(line), "-vv shows debug lines");
+    assert!(
+        !sim_stderr(&[]).contains(line),
+        "debug lines are hidden by default"
+    );
+    assert!(!sim_stderr(&["-q"]).contains(line), "-q hides them");
+}
+
+#[test]
+fn verbose_and_quiet_exclude_each_other() {
+    let out = esp_aws(["-v", "-q", "ports"]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+}
+
+#[test]
+fn a_settings_file_that_cannot_be_parsed_is_never_replaced() {
+    let state = crate::endpoint_util::fresh_state();
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("esp-aws.toml");
+    let text = "port = \"/dev/ttyUSB0\"\nmy_note = [unclosed\n";
+    std::fs::write(&config, text).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+        .args(["sim", "--baud", "0", "--state"])
+        .arg(state.path())
+        .current_dir(work.path())
+        .env("XDG_CONFIG_HOME", work.path().join("xdg"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It must refuse at once; a simulator that starts anyway is stopped and fails the test.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("esp-aws.toml was left as it is")
+            && stderr.contains("is not a valid esp-aws config"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+    assert!(
+        !state.path().join("sim.json").exists(),
+        "nothing was started"
+    );
+}
+
+#[test]
+fn completions_are_generated_for_each_shell_from_the_parser() {
+    for (shell, marker) in [
+        ("bash", "complete -F _esp__aws"),
+        ("zsh", "#compdef esp-aws"),
+        ("fish", "complete -c esp-aws"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let out = esp_aws(["completions", shell]);
+        assert_eq!(out.code, Some(0), "{shell}: {}", out.stderr);
+        assert!(out.stdout.contains(marker), "{shell}: {}", out.stdout);
+        // Generated from the parser itself, so every command is there.
+        for command in ["provision", "shadow", "doctor", "wifi", "completions"] {
+            assert!(out.stdout.contains(command), "{shell} lacks {command}");
+        }
+    }
+    let bad = esp_aws(["completions", "tcsh"]);
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+}
+
+#[test]
+fn a_bad_thing_name_for_the_simulated_account_is_a_usage_error_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = esp_aws([
+        "sim".as_ref(),
+        "thing".as_ref(),
+        "create".as_ref(),
+        "bad name!".as_ref(),
+        "--state".as_ref(),
+        state.as_os_str(),
+    ]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("invalid thing name 'bad name!'"),
+        "{}",
+        out.stderr
+    );
+    assert!(!state.exists(), "no account was created");
+}
+
+#[test]
+fn flash_help_names_the_download_uart() {
+    let out = esp_aws(["flash", "write", "--help"]);
+    assert_eq!(out.code, Some(0));
+    assert!(
+        out.stdout.contains("download UART") && !out.stdout.contains("AT UART"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn an_empty_environment_variable_counts_as_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    cmd.args(["shadow", "get", "lnu_001", "--endpoint"])
+        .arg("a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com")
+        .current_dir(dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("xdg"))
+        .env("ESP_AWS_PORT", "")
+        .env("ESP_AWS_BAUD", "");
+    let out = crate::util::Run::of(cmd).unwrap();
+    // As if neither were set: the port is looked for, not refused as ''.
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(!out.stderr.contains("''"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no --port given") || out.stderr.contains("the one USB serial port"),
+        "{}",
+        out.stderr
+    );
+}

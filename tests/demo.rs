@@ -104,7 +104,7 @@ fn shadow_commands_reuse_the_link_and_start_over_after_a_reboot() {
     // A reboot drops the link and the clock: the command starts over with the full probe
     // and set-up, and still succeeds.
     world.sim.reset(BootMode::Flash).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    world.wait_ready().unwrap();
     let get = world.cli(["shadow", "get", "lnu_001", "--trace"]);
     assert_eq!(get.code, Some(0), "{}", get.stderr);
     let writes = host_writes(&get.stderr);

@@ -294,7 +294,7 @@ fn a_busy_port_a_silent_port_and_no_wi_fi_are_named() {
     let run = doctor(&world, &[]);
     assert_eq!(
         failure(&run),
-        ("wifi".into(), "the module is not joined to a Wi-Fi network: join one with AT+CWJAP=\"ssid\",\"password\" (esp-aws at)".into())
+        ("wifi".into(), "the module is not joined to a Wi-Fi network, so it cannot reach AWS: join one with `esp-aws wifi join SSID --password-env VAR` (or --password-file FILE)".into())
     );
 }
 

@@ -1,64 +1,23 @@
-//! Helpers for the endpoint tests: a per-test copy of one simulated account (RSA key
-//! generation is too slow to repeat in every test), a real rustls HTTPS client with
+//! Helpers for the endpoint tests: a per-test copy of the testkit's account, a real rustls HTTPS client with
 //! keep-alive, and a minimal HTTP response reader.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use esp_aws::sim::endpoint::{
-    Account, CertStatus, Clock, Endpoint, EndpointConfig, EndpointHandle, Policy,
-};
+use esp_aws::sim::endpoint::{Clock, Endpoint, EndpointConfig, EndpointHandle};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-/// The account every test starts from: `lnu_001` (ACTIVE, allow), `denied` (ACTIVE, deny),
-/// `dormant` (INACTIVE, allow).
-fn template() -> &'static Path {
-    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
-    TEMPLATE.get_or_init(|| {
-        // Kept for the whole test run (statics are never dropped), so it lives under
-        // target/ rather than in the system temp directory.
-        let dir = tempfile::Builder::new()
-            .prefix("endpoint-template")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("temp dir")
-            .keep();
-        let mut account = Account::open_or_create(&dir, None).expect("create account");
-        account
-            .create_thing("denied", CertStatus::Active, Policy::Deny)
-            .expect("thing denied");
-        account
-            .create_thing("dormant", CertStatus::Inactive, Policy::Allow)
-            .expect("thing dormant");
-        dir
-    })
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
-/// A fresh state directory holding a copy of the template account.
+/// A fresh state directory holding a copy of the test account: `lnu_001` (ACTIVE, allow),
+/// `denied` (ACTIVE, deny), `dormant` (INACTIVE, allow).
 pub fn fresh_state() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("esp-aws-endpoint")
-        .tempdir()
-        .expect("temp dir");
-    copy_dir(template(), dir.path());
-    dir
+    crate::sim_util::harness()
+        .fresh_state()
+        .expect("test account")
 }
 
 /// A running endpoint on a fresh copy of the template account.

@@ -2,8 +2,6 @@
 //! local endpoint: a crafted endpoint must neither run AT commands of its own on the module
 //! (erasing the key partition) nor smuggle a second HTTP request to the endpoint.
 
-use std::process::Command;
-
 use esp_aws::firmware::Generation;
 
 use crate::sim_util::World;
@@ -84,16 +82,11 @@ fn a_request_smuggled_into_the_host_header_never_reaches_the_endpoint() {
     assert_ne!(crafted, config, "the config names no endpoint:\n{config}");
     std::fs::write(&config_path, crafted).unwrap();
 
-    let run: Run = Command::new(env!("CARGO_BIN_EXE_esp-aws"))
-        .args(["shadow", "get", "lnu_001"])
-        .current_dir(world.dir.path())
-        .env("ESP_AWS_PORT", world.sim.port())
-        .env_remove("ESP_AWS_ENDPOINT")
-        .env_remove("ESP_AWS_BAUD")
-        .env("XDG_CONFIG_HOME", world.dir.path().join("xdg"))
-        .output()
-        .unwrap()
-        .into();
+    // Only the crafted config names the endpoint.
+    let mut cmd = world.command(["shadow", "get", "lnu_001"]);
+    cmd.env_remove("ESP_AWS_ENDPOINT")
+        .env_remove("ESP_AWS_BAUD");
+    let run = Run::of(cmd).unwrap();
     assert!(
         world.stored("lnu_001", None).is_some(),
         "the smuggled DELETE reached the endpoint: {}",

@@ -25,6 +25,8 @@ mod endpoint_tls;
 mod endpoint_util;
 
 mod sim_at;
+mod sim_wifi;
+mod wifi_e2e;
 
 mod esptool;
 mod rom;
@@ -38,6 +40,7 @@ mod cli_misc;
 mod demo;
 mod doctor_e2e;
 mod injection_e2e;
+mod profiles;
 mod provision_e2e;
 mod shadow_e2e;
 mod sim_cli;

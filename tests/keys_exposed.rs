@@ -34,7 +34,7 @@ fn under_umask_000(dir: &Path, world: Option<&World>, prelude: &str, args: &[&st
         cmd.env("ESP_AWS_PORT", w.sim.port())
             .env("ESP_AWS_ENDPOINT", w.host());
     }
-    cmd.output().expect("sh runs").into()
+    Run::of(cmd).expect("sh runs")
 }
 
 fn mode(path: &Path) -> u32 {

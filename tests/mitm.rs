@@ -372,16 +372,10 @@ impl Scene {
 
     /// `esp-aws` with the endpoint set to the name the man in the middle answers for.
     fn cli(&self, args: &[&str]) -> Run {
-        Command::new(env!("CARGO_BIN_EXE_esp-aws"))
-            .args(args)
-            .current_dir(self.world.dir.path())
-            .env("ESP_AWS_PORT", self.world.sim.port())
-            .env("ESP_AWS_ENDPOINT", &self.name)
-            .env_remove("ESP_AWS_BAUD")
-            .env("XDG_CONFIG_HOME", self.world.dir.path().join("xdg"))
-            .output()
-            .expect("run esp-aws")
-            .into()
+        let mut cmd = self.world.command(args);
+        cmd.env("ESP_AWS_ENDPOINT", &self.name)
+            .env_remove("ESP_AWS_BAUD");
+        Run::of(cmd).expect("run esp-aws")
     }
 
     fn provision(&self) -> Run {
@@ -668,16 +662,14 @@ fn a_module_left_unverified_after_a_diagnosis_is_reported_loudly() {
         let files = endpoint.thing_files("lnu_001").unwrap();
         let wrong = crate::util::fixture("atpki/ca_rsa_cert.pem");
         let run = |args: &[&str]| -> Run {
-            Command::new(env!("CARGO_BIN_EXE_esp-aws"))
-                .args(args)
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+            cmd.args(args)
                 .current_dir(dir.path())
                 .env("ESP_AWS_PORT", pty.path())
                 .env("ESP_AWS_ENDPOINT", endpoint.host())
                 .env_remove("ESP_AWS_BAUD")
-                .env("XDG_CONFIG_HOME", dir.path().join("xdg"))
-                .output()
-                .expect("run esp-aws")
-                .into()
+                .env("XDG_CONFIG_HOME", dir.path().join("xdg"));
+            Run::of(cmd).expect("run esp-aws")
         };
         let provision = run(&[
             "provision",

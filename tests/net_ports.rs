@@ -375,16 +375,14 @@ impl Drop for SimProcess {
 }
 
 fn cli_in(dir: &Path, args: &[&str]) -> Run {
-    Command::new(env!("CARGO_BIN_EXE_esp-aws"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    cmd.args(args)
         .current_dir(dir)
         .env_remove("ESP_AWS_PORT")
         .env_remove("ESP_AWS_ENDPOINT")
         .env_remove("ESP_AWS_BAUD")
-        .env("XDG_CONFIG_HOME", dir.join("xdg"))
-        .output()
-        .expect("run esp-aws")
-        .into()
+        .env("XDG_CONFIG_HOME", dir.join("xdg"));
+    Run::of(cmd).expect("run esp-aws")
 }
 
 #[test]

@@ -516,7 +516,6 @@ fn a_silent_port_and_a_policy_without_the_action_are_named() {
 fn a_terminal_gets_progress_bars_and_the_same_lines() {
     use std::io::Read;
     use std::os::fd::FromRawFd;
-    use std::process::{Command, Stdio};
 
     // At line speed each read-back takes about 0.1 s, so the bars are drawn.
     let world = World::start_with(Generation::V2_4, |c| c.baud = 115_200);
@@ -528,14 +527,9 @@ fn a_terminal_gets_progress_bars_and_the_same_lines() {
             std::fs::File::from_raw_fd(pty.slave),
         )
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_esp-aws"))
-        .args(["provision", "--thing", "lnu_001", "--from"])
+    let mut child = world
+        .command(["provision", "--thing", "lnu_001", "--from"])
         .arg(world.thing_dir())
-        .current_dir(world.dir.path())
-        .env("ESP_AWS_PORT", world.sim.port())
-        .env("ESP_AWS_ENDPOINT", world.host())
-        .env("XDG_CONFIG_HOME", world.dir.path().join("xdg"))
-        .stdin(Stdio::null())
         .stdout(slave.try_clone().unwrap())
         .stderr(slave)
         .spawn()

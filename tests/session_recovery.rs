@@ -415,3 +415,27 @@ fn a_malformed_ipd_header_is_a_protocol_error_at_once() {
         "{text}"
     );
 }
+
+/// The reply to an `AT+CIPRECVDATA` that a killed program sent arrives while the next
+/// program probes: it is let go by, not taken for a misbehaving module (the interruption
+/// soak found this on 2.4 at 9600 baud).
+#[test]
+fn a_stale_binary_reply_during_the_probe_is_let_go_by() {
+    let mut stale = b"+CIPRECVDATA:445,".to_vec();
+    stale.extend(std::iter::repeat_n(b'x', 445));
+    stale.extend_from_slice(b"\r\nOK\r\n");
+    let script = vec![
+        expect("AT\r\n"),
+        Step::Reply(stale),
+        expect("AT\r\n"),
+        reply(b"\r\nOK\r\n"),
+        expect("AT\r\n"),
+        reply(b"\r\nOK\r\n"),
+        expect("ATE0\r\n"),
+        reply(b"\r\nOK\r\n"),
+        expect("AT+GMR\r\n"),
+        reply(b"AT version:1.1.0.0(May 11 2016 18:09:56)\r\nSDK version:1.5.4(baaeaebb)\r\ncompile time:May 20 2016 15:06:44\r\nOK\r\n"),
+    ];
+    let session = Session::open(ScriptedTransport::new(script), None, timeouts()).unwrap();
+    assert_eq!(session.info().generation, Generation::V1_1_3);
+}

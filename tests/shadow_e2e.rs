@@ -206,8 +206,10 @@ fn faults_never_produce_a_false_success() {
         world.provision();
         let spec: esp_aws::sim::at::FaultSpec = fault.parse().unwrap();
         let world = world.restart_with(generation, |cfg| cfg.faults = Some((spec, 7)));
+        // The fault draws follow the timing of the line, so the seed does not fix them: eight
+        // tries keep a run with no success (at send-fail=0.5 about 0.1 % of runs) out of CI.
         let mut successes = 0;
-        for i in 0..4 {
+        for i in 0..8 {
             let set = world.cli([
                 "shadow".to_string(),
                 "set".into(),
@@ -240,7 +242,7 @@ fn faults_never_produce_a_false_success() {
             }
         }
         // Transient faults may cost a retry, but they must not make the tool useless.
-        assert!(successes > 0, "{fault}: no update went through in 4 tries");
+        assert!(successes > 0, "{fault}: no update went through in 8 tries");
     }
 }
 
@@ -328,16 +330,14 @@ fn after_provisioning_shadow_commands_need_no_flags() {
     let world = World::start(Generation::V1_1_3);
     world.provision();
     // Only the config file that provision wrote says where the module and endpoint are.
-    let run: crate::util::Run = std::process::Command::new(env!("CARGO_BIN_EXE_esp-aws"))
-        .args(["shadow", "set", "lnu_001", "prop1=12"])
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    cmd.args(["shadow", "set", "lnu_001", "prop1=12"])
         .current_dir(world.dir.path())
         .env_remove("ESP_AWS_PORT")
         .env_remove("ESP_AWS_ENDPOINT")
         .env_remove("ESP_AWS_BAUD")
-        .env("XDG_CONFIG_HOME", world.dir.path().join("xdg"))
-        .output()
-        .unwrap()
-        .into();
+        .env("XDG_CONFIG_HOME", world.dir.path().join("xdg"));
+    let run = crate::util::Run::of(cmd).unwrap();
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(
         world.stored("lnu_001", None).unwrap()["state"]["desired"]["prop1"],

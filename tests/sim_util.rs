@@ -1,42 +1,37 @@
 //! End-to-end harness: an in-process simulator (local endpoint + virtual module on a pty)
 //! per test, and the real `esp-aws` binary run against it the way a user would.
 
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use esp_aws::firmware::Generation;
-use esp_aws::sim::{Simulator, SimulatorConfig};
+use esp_aws::sim::SimulatorConfig;
+use esp_aws::testkit::{self, Harness};
 
 use crate::util::Run;
 
-/// A simulator on `state`: unthrottled, with a quick SNTP sync, then `adjust`ed.
-fn simulator(
-    state: &std::path::Path,
-    firmware: Generation,
-    adjust: impl FnOnce(&mut SimulatorConfig),
-) -> Simulator {
-    let mut config = SimulatorConfig::new(state);
-    config.firmware = firmware;
-    config.baud = 0;
-    config.sntp_delay = Duration::from_millis(200);
-    // `ESP_AWS_TEST_LINE=socket` puts every test's module on a TCP port (`socket://`)
-    // instead of a pty: the whole suite then runs over the network transport, as it must
-    // on systems without ptys.
-    if std::env::var("ESP_AWS_TEST_LINE").is_ok_and(|v| v == "socket") {
-        config.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-    }
-    adjust(&mut config);
-    Simulator::start(config).unwrap()
+/// The binary under test, and the account template under this crate's target directory.
+pub fn harness() -> Harness {
+    esp_aws::harness!()
 }
 
-/// One test's world: a simulator on a fresh copy of the test account (things `lnu_001`,
-/// `denied` with a deny policy, `dormant` with an INACTIVE certificate), and a working
-/// directory for the CLI.
-pub struct World {
-    pub sim: Simulator,
-    pub dir: tempfile::TempDir,
-    pub state: tempfile::TempDir,
+/// One test's world (see [`testkit::World`]): a simulator on a fresh copy of the test
+/// account (things `lnu_001`, `denied` with a deny policy, `dormant` with an INACTIVE
+/// certificate), and a working directory for the CLI, with the assertions tests make on it.
+pub struct World(testkit::World);
+
+impl Deref for World {
+    type Target = testkit::World;
+    fn deref(&self) -> &testkit::World {
+        &self.0
+    }
+}
+
+impl DerefMut for World {
+    fn deref_mut(&mut self) -> &mut testkit::World {
+        &mut self.0
+    }
 }
 
 impl World {
@@ -47,10 +42,7 @@ impl World {
 
     /// Like [`World::start`], with the configuration adjusted by `adjust`.
     pub fn start_with(firmware: Generation, adjust: impl FnOnce(&mut SimulatorConfig)) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let state = crate::endpoint_util::fresh_state();
-        let sim = simulator(state.path(), firmware, adjust);
-        World { sim, dir, state }
+        World(harness().world(firmware).start_with(adjust).unwrap())
     }
 
     /// Stops the simulator and starts a new one on the same state directory (the module's
@@ -60,19 +52,12 @@ impl World {
         firmware: Generation,
         adjust: impl FnOnce(&mut SimulatorConfig),
     ) -> World {
-        let World { sim, dir, state } = self;
-        drop(sim);
-        let sim = simulator(state.path(), firmware, adjust);
-        World { sim, dir, state }
+        World(self.0.restart(firmware).start_with(adjust).unwrap())
     }
 
     /// The default thing's private key file.
     pub fn key_file(&self) -> PathBuf {
-        std::fs::read_dir(self.thing_dir())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.to_string_lossy().ends_with("-private.pem.key"))
-            .unwrap()
+        self.0.key_file().expect("the thing's private key file")
     }
 
     /// Asserts that no line of the thing's private key appears in `output`.
@@ -100,34 +85,17 @@ impl World {
             .read(|f| f.read(addr, len).unwrap().to_vec())
     }
 
-    /// The endpoint host name.
-    pub fn host(&self) -> String {
-        self.sim.endpoint().host().to_string()
-    }
-
-    /// The folder with the default thing's AWS-style downloads.
-    pub fn thing_dir(&self) -> PathBuf {
-        let info = self.sim.endpoint().sim_info().unwrap();
-        info.cert.parent().unwrap().to_path_buf()
-    }
-
     /// Runs `esp-aws` in the world's directory with the port and endpoint in the
-    /// environment (as a user's shell after `esp-aws sim` would have them in the config).
+    /// environment (as a user's shell after `esp-aws sim` would have them in the config),
+    /// at the tool's default line speed.
     pub fn cli<I, S>(&self, args: I) -> Run
     where
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        Command::new(env!("CARGO_BIN_EXE_esp-aws"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("ESP_AWS_PORT", self.sim.port())
-            .env("ESP_AWS_ENDPOINT", self.host())
-            .env_remove("ESP_AWS_BAUD")
-            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
-            .output()
-            .expect("run esp-aws")
-            .into()
+        let mut cmd = self.command(args);
+        cmd.env_remove("ESP_AWS_BAUD");
+        Run::of(cmd).expect("run esp-aws")
     }
 
     /// `esp-aws provision --from <thing dir> --thing lnu_001`, asserted to succeed.
@@ -145,18 +113,6 @@ impl World {
             run.stderr
         );
         run
-    }
-
-    /// The document the endpoint stores for a classic or named shadow, as a GET returns it.
-    pub fn stored(&self, thing: &str, name: Option<&str>) -> Option<serde_json::Value> {
-        let key = esp_aws::sim::endpoint::ShadowKey {
-            thing: thing.to_string(),
-            shadow: name.map(str::to_string),
-        };
-        self.sim
-            .endpoint()
-            .shadow_document(&key)
-            .map(|s| serde_json::from_str(&s).unwrap())
     }
 }
 

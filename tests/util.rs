@@ -1,7 +1,9 @@
 //! Shared test harness: run the real `esp-aws` binary, find fixtures.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+pub use esp_aws::testkit::Run;
 
 /// Path of a file under `fixtures/`.
 pub fn fixture(rel: &str) -> PathBuf {
@@ -36,24 +38,6 @@ pub fn assert_ok(run: &Run) {
     );
 }
 
-/// What one run of the binary did.
-#[derive(Debug)]
-pub struct Run {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(out: Output) -> Run {
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-}
-
 /// Runs `esp-aws` with `args` (no environment from the developer's shell that would change
 /// its behaviour).
 pub fn esp_aws<I, S>(args: I) -> Run
@@ -61,14 +45,12 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    Command::new(env!("CARGO_BIN_EXE_esp-aws"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    cmd.args(args)
         .env_remove("ESP_AWS_PORT")
         .env_remove("ESP_AWS_ENDPOINT")
-        .env_remove("ESP_AWS_BAUD")
-        .output()
-        .expect("run esp-aws")
-        .into()
+        .env_remove("ESP_AWS_BAUD");
+    Run::of(cmd).expect("run esp-aws")
 }
 
 /// Asserts equality and prints both sides between rulers when they differ.

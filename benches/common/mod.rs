@@ -1,5 +1,6 @@
-//! What the device benchmarks share: an output directory, simulators on fresh state, running
-//! the real `esp-aws` binary, counting what crossed the serial line, and one table format.
+//! What the device benchmarks share: an output directory, the testkit's worlds (simulators on
+//! fresh state, the real `esp-aws` binary run against them), counting what crossed the
+//! serial line, and one table format.
 //!
 //! The floor of an operation is the bytes that crossed the serial line for it, host to
 //! module plus module to host, at 10 bits a byte: AT exchanges are strictly one after the
@@ -9,15 +10,17 @@
 #![allow(dead_code)] // each benchmark uses its own subset
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::ops::Deref;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use esp_aws::firmware::Generation;
-use esp_aws::sim::{Simulator, SimulatorConfig};
-use esp_aws::transport::{SerialTransport, Transport};
+use esp_aws::testkit;
+use esp_aws::transport::{AnyTransport, Transport};
+
+pub use esp_aws::testkit::Run;
 
 /// The line speeds every device benchmark runs at.
 pub const BAUDS: [u32; 2] = [115_200, 921_600];
@@ -51,149 +54,43 @@ pub fn write_json(name: &str, value: &serde_json::Value) {
     println!("wrote {}", path.display());
 }
 
-/// A state directory with a created account (RSA key generation takes a while), made once
-/// and copied for each simulator.
-fn template() -> &'static Path {
-    static TEMPLATE: OnceLock<tempfile::TempDir> = OnceLock::new();
-    TEMPLATE
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().expect("tempdir");
-            esp_aws::sim::endpoint::Account::open_or_create(dir.path(), None).expect("account");
-            dir
-        })
-        .path()
-}
+/// A fresh module (factory flash, kept in memory) paced at the benchmark's line speed, on
+/// the shared [`testkit::World`], with the timed runs the benchmarks make on it.
+pub struct World(testkit::World);
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("readdir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
+impl Deref for World {
+    type Target = testkit::World;
+    fn deref(&self) -> &testkit::World {
+        &self.0
     }
-}
-
-/// A simulator with a fresh module (factory flash) and its own working directory.
-pub struct World {
-    pub sim: Simulator,
-    pub dir: tempfile::TempDir,
-    pub baud: u32,
 }
 
 impl World {
     /// A fresh module of `firmware` paced at `baud`. The simulator's SNTP answer comes at
-    /// once: that wait is the network's, not the serial line's or the tool's.
+    /// once: that wait is the network's, not the serial line's or the tool's. The module has
+    /// finished booting (its `ready`) before anything is timed: a fresh module on a bench
+    /// has long booted when someone provisions it.
     pub fn start(firmware: Generation, baud: u32) -> World {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let state = dir.path().join("state");
-        copy_dir(template(), &state);
-        let mut config = SimulatorConfig::new(&state);
-        config.firmware = firmware;
-        config.baud = baud;
-        config.sntp_delay = Duration::ZERO;
-        config.persist_flash = false;
-        let sim = Simulator::start(config).expect("simulator");
-        let world = World { sim, dir, baud };
-        // Let the module finish booting (its `ready`) before anything is timed: a fresh
-        // module on a bench has long booted when someone provisions it.
-        let port = SerialTransport::open(&world.port(), baud).expect("open port");
-        esp_aws::at::session::Session::open(port, None, Default::default())
-            .expect("module did not boot");
-        world
-    }
-
-    pub fn port(&self) -> String {
-        self.sim.port().display().to_string()
-    }
-
-    pub fn host(&self) -> String {
-        self.sim.endpoint().host().to_string()
-    }
-
-    /// The default thing's AWS-style downloads.
-    pub fn thing_dir(&self) -> PathBuf {
-        let info = self.sim.endpoint().sim_info().expect("sim info");
-        info.cert.parent().expect("thing dir").to_path_buf()
-    }
-
-    /// `provision --from <downloads> --thing lnu_001` arguments.
-    pub fn provision_args(&self) -> Vec<String> {
-        vec![
-            "provision".into(),
-            "--from".into(),
-            self.thing_dir().display().to_string(),
-            "--thing".into(),
-            "lnu_001".into(),
-        ]
+        let world = esp_aws::harness!()
+            .world(firmware)
+            .baud(baud)
+            .sntp_delay(Duration::ZERO)
+            .wait_ready()
+            .start_with(|config| config.persist_flash = false)
+            .expect("simulator");
+        World(world)
     }
 
     /// Runs `esp-aws ARGS` in the world's directory against its module, untraced, timed.
     pub fn cli(&self, args: &[&str]) -> Run {
-        self.run(args, false)
+        Run::of(self.command(args)).expect("run esp-aws")
     }
 
     /// Runs `esp-aws ARGS --trace`, for the byte count and round trips.
     pub fn cli_traced(&self, args: &[&str]) -> Run {
-        self.run(args, true)
-    }
-
-    fn run(&self, args: &[&str], trace: bool) -> Run {
-        let mut cmd = Command::new(exe());
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("ESP_AWS_PORT", self.port())
-            .env("ESP_AWS_BAUD", self.baud.to_string())
-            .env("ESP_AWS_ENDPOINT", self.host())
-            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
-            .stdin(Stdio::null());
-        if trace {
-            cmd.arg("--trace");
-        }
-        run_timed(cmd)
-    }
-}
-
-/// What one run of the binary did, and how long it took.
-#[derive(Debug)]
-pub struct Run {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-    pub wall: Duration,
-}
-
-impl Run {
-    /// The last line of stderr (the failure sentence).
-    pub fn why(&self) -> &str {
-        self.stderr.lines().last().unwrap_or("")
-    }
-}
-
-/// Runs `cmd` with stdout and stderr captured, timing from spawn to exit.
-pub fn run_timed(mut cmd: Command) -> Run {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let started = Instant::now();
-    let mut child = cmd.spawn().expect("spawn esp-aws");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let mut stderr = String::new();
-    let _ = err.read_to_string(&mut stderr);
-    let status = child.wait().expect("wait");
-    let wall = started.elapsed();
-    Run {
-        code: status.code(),
-        stdout: reader.join().unwrap_or_default(),
-        stderr,
-        wall,
+        let mut cmd = self.command(args);
+        cmd.arg("--trace");
+        Run::of(cmd).expect("run esp-aws")
     }
 }
 
@@ -318,8 +215,8 @@ impl<T: Transport> Transport for Counting<T> {
 }
 
 /// Opens the world's port with a byte-counting transport.
-pub fn counting_port(world: &World) -> Counting<SerialTransport> {
-    Counting::new(SerialTransport::open(&world.port(), world.baud).expect("open port"))
+pub fn counting_port(world: &World) -> Counting<AnyTransport> {
+    Counting::new(esp_aws::transport::open(&world.port(), world.baud()).expect("open port"))
 }
 
 /// The median of `values` (which must not be empty).

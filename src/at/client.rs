@@ -280,7 +280,10 @@ impl<T: Transport> AtClient<T> {
     /// Writes raw bytes (no terminator). `secret` bytes are redacted in the trace.
     pub fn write(&mut self, bytes: &[u8], secret: bool) -> Result<(), Error> {
         if let Some(t) = self.trace.as_mut() {
-            t.record(Direction::Tx, bytes, secret);
+            match crate::trace::redact_join_password(bytes) {
+                Some(text) if !secret => t.line(Direction::Tx, &text),
+                _ => t.record(Direction::Tx, bytes, secret),
+            }
         }
         self.io.write_all(bytes)?;
         self.io.flush()?;

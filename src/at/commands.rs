@@ -272,10 +272,8 @@ pub struct PassiveReceive(pub Generation);
 impl Command for PassiveReceive {
     type Response = ();
     fn line(&self) -> String {
-        match self.0 {
-            Generation::V4_1 => "AT+CIPRECVTYPE=1".into(),
-            _ => "AT+CIPRECVMODE=1".into(),
-        }
+        // 1.x has neither command; it refuses the 2.x one as it refuses any unknown.
+        format!("AT{}=1", self.0.passive_receive().unwrap_or("+CIPRECVMODE"))
     }
     fn parse(&self, _: Reply) -> Result<(), Error> {
         Ok(())
@@ -357,6 +355,190 @@ impl Command for WifiStatus {
                 .trim_matches('"')
                 .to_string()
         }))
+    }
+}
+
+/// The access point the module is joined to, as `AT+CWJAP?` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedAp {
+    /// SSID.
+    pub ssid: String,
+    /// BSSID (`aa:bb:cc:dd:ee:ff`).
+    pub bssid: String,
+    /// Channel.
+    pub channel: Option<u8>,
+    /// Signal strength in dBm.
+    pub rssi: Option<i32>,
+}
+
+/// `AT+CWJAP?` → the access point the module is joined to, if any (`esp-at.md` §5.4: not
+/// joined, the firmware answers a bare `OK`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinedApQuery;
+
+impl Command for JoinedApQuery {
+    type Response = Option<JoinedAp>;
+    fn line(&self) -> String {
+        "AT+CWJAP?".into()
+    }
+    fn parse(&self, reply: Reply) -> Result<Option<JoinedAp>, Error> {
+        Ok(reply.value("+CWJAP:").map(parse_joined_ap))
+    }
+}
+
+/// Splits `"<ssid>","<bssid>",<channel>,<rssi>[,...]`. The firmware prints the SSID between
+/// quotes without escaping it, so the SSID ends where `","` is followed by a BSSID.
+fn parse_joined_ap(value: &str) -> JoinedAp {
+    let is_mac = |s: &str| {
+        s.len() == 17
+            && s.bytes().enumerate().all(|(i, b)| {
+                if i % 3 == 2 {
+                    b == b':'
+                } else {
+                    b.is_ascii_hexdigit()
+                }
+            })
+    };
+    let body = value.strip_prefix('"').unwrap_or(value);
+    let split = body.match_indices("\",\"").map(|(i, _)| i).find(|&i| {
+        body.get(i + 3..i + 20).is_some_and(is_mac) && body.get(i + 20..i + 21) == Some("\"")
+    });
+    let Some(i) = split else {
+        return JoinedAp {
+            ssid: body
+                .split(',')
+                .next()
+                .unwrap_or(body)
+                .trim_matches('"')
+                .to_string(),
+            bssid: String::new(),
+            channel: None,
+            rssi: None,
+        };
+    };
+    let mut rest = body[i + 21..].trim_start_matches(',').split(',');
+    JoinedAp {
+        ssid: body[..i].to_string(),
+        bssid: body[i + 3..i + 20].to_string(),
+        channel: rest.next().and_then(|c| c.trim().parse().ok()),
+        rssi: rest.next().and_then(|r| r.trim().parse().ok()),
+    }
+}
+
+/// `AT+CWJAP="<ssid>","<password>"`: join a network (up to 15 s on 2.x, `<jap_timeout>`).
+/// The password is redacted in `--trace` ([`crate::trace::redact_join_password`]) and
+/// never shown by `Debug`; a failure's error names the command without its arguments.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinAp {
+    /// SSID.
+    pub ssid: String,
+    /// Password (empty for an open network).
+    pub password: String,
+}
+
+impl std::fmt::Debug for JoinAp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinAp")
+            .field("ssid", &self.ssid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Command for JoinAp {
+    type Response = ();
+    fn line(&self) -> String {
+        format!("AT+CWJAP={},{}", quote(&self.ssid), quote(&self.password))
+    }
+    fn timeout(&self) -> Duration {
+        // 2.x gives up after <jap_timeout>, 15 s by default; 1.1.3's limit is not
+        // established (`esp-at.md` §5.4).
+        Duration::from_secs(25)
+    }
+    fn parse(&self, _reply: Reply) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+simple!(
+    /// `AT+CWQAP`: leave the network.
+    QuitAp,
+    "AT+CWQAP"
+);
+
+/// `AT+CWSTATE?` (2.x+) → `(state, ssid)`: 0 not started, 1 joined without an IPv4
+/// address, 2 joined with one, 3 joining, 4 disconnected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WifiState;
+
+impl Command for WifiState {
+    type Response = (u8, String);
+    fn line(&self) -> String {
+        "AT+CWSTATE?".into()
+    }
+    fn parse(&self, reply: Reply) -> Result<(u8, String), Error> {
+        let value = reply
+            .value("+CWSTATE:")
+            .ok_or_else(|| unexpected("AT+CWSTATE?", &reply))?;
+        let (state, ssid) = value.split_once(',').unwrap_or((value, ""));
+        let state = state
+            .trim()
+            .parse()
+            .map_err(|_| unexpected("AT+CWSTATE?", &reply))?;
+        let ssid = ssid.strip_prefix('"').unwrap_or(ssid);
+        Ok((state, ssid.strip_suffix('"').unwrap_or(ssid).to_string()))
+    }
+}
+
+/// `AT+CIPSTA?` → the station's IPv4 address, `None` when it has none (`0.0.0.0`). Both
+/// `+CIPSTA:ip:"a.b.c.d"` and the 1.1.3 documentation's `+CIPSTA:a.b.c.d` are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StationIp;
+
+impl Command for StationIp {
+    type Response = Option<std::net::Ipv4Addr>;
+    fn line(&self) -> String {
+        "AT+CIPSTA?".into()
+    }
+    fn parse(&self, reply: Reply) -> Result<Option<std::net::Ipv4Addr>, Error> {
+        let value = reply
+            .lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("+CIPSTA:"))
+            .find_map(|v| match v.strip_prefix("ip:") {
+                Some(ip) => Some(ip),
+                None if !v.contains(':') || v.starts_with('"') => Some(v),
+                None => None,
+            })
+            .ok_or_else(|| unexpected("AT+CIPSTA?", &reply))?;
+        let ip: std::net::Ipv4Addr = value
+            .trim()
+            .trim_matches('"')
+            .parse()
+            .map_err(|_| unexpected("AT+CIPSTA?", &reply))?;
+        Ok((!ip.is_unspecified()).then_some(ip))
+    }
+}
+
+/// `AT+CIPDOMAIN="<host>"` → the address the module's DNS gives for `host`: "1.1.3" prints
+/// `+CIPDOMAIN:a.b.c.d`, 2.x+ `+CIPDOMAIN:"a.b.c.d"`. A name that does not resolve is a
+/// bare `ERROR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveName(pub String);
+
+impl Command for ResolveName {
+    type Response = std::net::IpAddr;
+    fn line(&self) -> String {
+        format!("AT+CIPDOMAIN={}", quote(&self.0))
+    }
+    fn timeout(&self) -> Duration {
+        // lwIP's resolver retries for about 15 s before it gives up.
+        Duration::from_secs(20)
+    }
+    fn parse(&self, reply: Reply) -> Result<std::net::IpAddr, Error> {
+        reply
+            .value("+CIPDOMAIN:")
+            .and_then(|v| v.trim().trim_matches('"').parse().ok())
+            .ok_or_else(|| unexpected("AT+CIPDOMAIN", &reply))
     }
 }
 
@@ -596,6 +778,59 @@ mod tests {
             lines: lines.iter().map(|l| l.to_string()).collect(),
             binary: None,
         }
+    }
+
+    #[test]
+    fn wifi_commands_read_every_generation_s_forms() {
+        let joined = JoinedApQuery
+            .parse(reply(&[
+                "+CWJAP:\"my, \"net\"\",\"02:e5:a0:00:00:01\",6,-42,0,1,3,0,1",
+            ]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(joined.ssid, "my, \"net\"");
+        assert_eq!(joined.bssid, "02:e5:a0:00:00:01");
+        assert_eq!((joined.channel, joined.rssi), (Some(6), Some(-42)));
+        assert_eq!(JoinedApQuery.parse(reply(&[])).unwrap(), None);
+        for lines in [
+            &[
+                "+CIPSTA:ip:\"192.168.4.2\"",
+                "+CIPSTA:gateway:\"192.168.4.1\"",
+            ][..],
+            &["+CIPSTA:192.168.4.2"][..],
+        ] {
+            assert_eq!(
+                StationIp.parse(reply(lines)).unwrap(),
+                Some("192.168.4.2".parse().unwrap())
+            );
+        }
+        assert_eq!(
+            StationIp.parse(reply(&["+CIPSTA:ip:\"0.0.0.0\""])).unwrap(),
+            None
+        );
+        for line in ["+CIPDOMAIN:10.1.2.3", "+CIPDOMAIN:\"10.1.2.3\""] {
+            assert_eq!(
+                ResolveName("h".into()).parse(reply(&[line])).unwrap(),
+                "10.1.2.3".parse::<std::net::IpAddr>().unwrap()
+            );
+        }
+        assert_eq!(
+            WifiState
+                .parse(reply(&["+CWSTATE:2,\"esp-aws-sim\""]))
+                .unwrap(),
+            (2, "esp-aws-sim".to_string())
+        );
+        assert_eq!(ResolveName("a\"b".into()).line(), "AT+CIPDOMAIN=\"a\\\"b\"");
+    }
+
+    #[test]
+    fn a_join_quotes_its_arguments_and_hides_the_password_from_debug() {
+        let join = JoinAp {
+            ssid: "lab,2".into(),
+            password: "p\"w\\d".into(),
+        };
+        assert_eq!(join.line(), "AT+CWJAP=\"lab\\,2\",\"p\\\"w\\\\d\"");
+        assert!(!format!("{join:?}").contains("p\"w"));
     }
 
     #[test]

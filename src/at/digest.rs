@@ -55,27 +55,12 @@ pub struct ErrCode(pub u32);
 impl ErrCode {
     /// The subcategory (bits 23–16), which carries the meaning.
     pub fn subcategory(self) -> u8 {
-        (self.0 >> 16) as u8
+        crate::firmware::err_code::subcategory(self.0)
     }
 
     /// What the subcategory means, in words.
     pub fn meaning(self) -> &'static str {
-        match self.subcategory() {
-            0x00 => "no error",
-            0x01 => "common error",
-            0x02 => "the command has no \\r\\n terminator",
-            0x03 => "the command does not start with AT",
-            0x04 => "a parameter has the wrong length",
-            0x05 => "a parameter has the wrong type",
-            0x06 => "wrong number of parameters",
-            0x07 => "a parameter is invalid",
-            0x08 => "a parameter could not be parsed",
-            0x09 => "the firmware does not support this command",
-            0x0A => "the command failed while executing",
-            0x0B => "the previous command is still being processed",
-            0x0C => "wrong command operation type",
-            _ => "unknown error subcategory",
-        }
+        crate::firmware::err_code::meaning(self.0)
     }
 }
 
@@ -196,7 +181,8 @@ pub enum Digest {
 /// `AT+CWLAP` rows, are under 200 bytes).
 pub const MAX_LINE: usize = 4096;
 
-/// Largest `+IPD` payload accepted. The firmware sends at most 2920 bytes per frame in
+/// Largest `+IPD` payload accepted. The firmware sends at most
+/// [`crate::firmware::IPD_FRAME_MAX`] (2920) bytes per frame in
 /// active mode; anything much larger is a corrupted header, not data.
 pub const MAX_IPD: usize = 65536;
 

@@ -7,3 +7,4 @@ pub mod client;
 pub mod commands;
 pub mod digest;
 pub mod session;
+pub mod wifi;

@@ -103,6 +103,9 @@ pub enum Error {
         /// Port.
         port: u16,
     },
+    /// The module has no network: not joined, no IP address, or no name resolution.
+    #[error(transparent)]
+    Wifi(#[from] super::wifi::Error),
     /// No response to an HTTP request in time.
     #[error("no HTTP response from {0} within the time limit: the connection may have stalled; retry, or run `esp-aws doctor`")]
     ResponseTimeout(String),
@@ -220,12 +223,7 @@ pub fn parse_version(lines: &[String]) -> Result<Option<(String, Generation)>, S
     let (Some(major), minor) = (parts.next(), parts.next().unwrap_or(0)) else {
         return Err(line.clone());
     };
-    let generation = match (major, minor) {
-        (0 | 1, _) => Generation::V1_1_3,
-        (2, _) | (3, 0) => Generation::V2_4,
-        _ => Generation::V4_1,
-    };
-    Ok(Some((version, generation)))
+    Ok(Some((version, Generation::of_release(major, minor))))
 }
 
 /// Parses asctime (`Thu Jan  1 00:00:12 1970`) as UTC Unix seconds.
@@ -286,6 +284,8 @@ impl Probe {
     /// `AT` until it is answered, at most three times.
     fn run<T: Transport>(&mut self, client: &mut AtClient<T>) -> Result<(), Error> {
         let mut stumbled = false;
+        // Oversized replies and endless lines met by the attempts.
+        let mut oversized = Vec::new();
         for _ in 0..3 {
             match client.command("AT", Duration::from_millis(700)) {
                 Ok(_) if !stumbled => {
@@ -305,6 +305,9 @@ impl Probe {
                 Err(AtError::Timeout { .. }) => self.seen.push_str(&client.take_stray_text()),
                 // A reboot or a stale error from before: the next AT will tell.
                 Err(AtError::Rebooted(_)) => self.reboots += 1,
+                // The reply to a read an interrupted program sent (`+CIPRECVDATA:445,...`):
+                // refused, not buffered; the drain below lets the rest of it go by.
+                Err(e @ (AtError::Oversized { .. } | AtError::LineTooLong)) => oversized.push(e),
                 Err(AtError::Busy(_)) => self.busy += 1,
                 Err(AtError::Failed { .. }) => {}
                 Err(AtError::DataMode(_)) => {
@@ -322,6 +325,11 @@ impl Probe {
                 }
             }
         }
+        // A stale reply goes by when an answer follows it; when none does, the module is not
+        // replaying an interrupted program's read: it is what the error says.
+        if !self.answered && !self.prompt && !oversized.is_empty() {
+            return Err(oversized.remove(0).into());
+        }
         Ok(())
     }
 }
@@ -338,23 +346,25 @@ impl<T: Transport> Session<T> {
         // Bytes still coming may be the rest of a long answer to a command an interrupted
         // program sent (a flash read takes seconds at 9600 baud): the module takes no
         // command before it ends, so wait for the line to go quiet (bounded) before probing.
-        let end = Instant::now() + STREAM_WAIT;
         let mut seen = client.bytes_read();
-        while seen > 0 && Instant::now() < end {
-            client.drain(Duration::from_millis(100), Duration::from_millis(500))?;
-            if client.bytes_read() == seen {
-                break;
+        if seen > 0 {
+            let end = Instant::now() + STREAM_WAIT;
+            while Instant::now() < end {
+                client.drain(Duration::from_millis(100), Duration::from_millis(500))?;
+                if client.bytes_read() == seen {
+                    break;
+                }
+                seen = client.bytes_read();
             }
-            seen = client.bytes_read();
+            client.discard_stale(Duration::ZERO)?;
         }
-        client.discard_stale(Duration::ZERO)?;
         let mut probe = Probe::default();
         probe.run(&mut client)?;
         let silent = probe.seen.trim().is_empty() && probe.busy == 0 && probe.reboots == 0;
         if probe.prompt || (!probe.answered && silent) {
             // Silence may be a module collecting the payload of an `AT+CIPSEND` that an
             // interrupted program never finished: our probes became its payload.
-            let reacted = client.leave_data_mode(Generation::V4_1.cipsend_max())?;
+            let reacted = client.leave_data_mode(Generation::largest_cipsend_max())?;
             if reacted || probe.prompt {
                 log::info!("the module was in data mode; it is back in command mode");
                 probe = Probe::default();
@@ -393,14 +403,18 @@ impl<T: Transport> Session<T> {
                 Err(AtError::Busy(_)) => return Err(Error::StaysBusy),
                 // The late prompt of a send an interrupted program started.
                 Err(AtError::DataMode(_)) if !last => {
-                    client.leave_data_mode(Generation::V4_1.cipsend_max())?;
+                    client.leave_data_mode(Generation::largest_cipsend_max())?;
                 }
                 // A late answer to an earlier command, or the ERROR of a line an interrupted
                 // program left half-written: the line goes quiet and the probe repeats.
                 Ok(_)
-                | Err(AtError::Rebooted(_) | AtError::Failed { .. } | AtError::Timeout { .. })
-                    if !last =>
-                {
+                | Err(
+                    AtError::Rebooted(_)
+                    | AtError::Failed { .. }
+                    | AtError::Timeout { .. }
+                    | AtError::Oversized { .. }
+                    | AtError::LineTooLong,
+                ) if !last => {
                     reboots += usize::from(client.take_rebooted());
                     client.drain(Duration::from_millis(200), Duration::from_secs(3))?;
                 }
@@ -423,7 +437,7 @@ impl<T: Transport> Session<T> {
                 )))
             }
         };
-        if generation != Generation::V1_1_3 {
+        if generation.has_syslog() {
             // Makes failing commands print their ERR CODE; harmless if refused.
             let _ = client.run(&EnableSyslog);
         }
@@ -502,10 +516,10 @@ impl<T: Transport> Session<T> {
 
     /// The module's clock as Unix seconds (UTC).
     pub fn clock(&mut self) -> Result<i64, Error> {
-        Ok(if self.info.generation == Generation::V1_1_3 {
-            self.client.run(&SntpTime)?
-        } else {
+        Ok(if self.info.generation.has_systimestamp() {
             self.client.run(&SysTimestamp)?
+        } else {
+            self.client.run(&SntpTime)?
         })
     }
 
@@ -522,12 +536,14 @@ impl<T: Transport> Session<T> {
             return Ok(now);
         }
         if from_host {
-            if self.info.generation == Generation::V1_1_3 {
+            if !self.info.generation.has_systimestamp() {
                 return Err(Error::HostTimeUnsupported);
             }
             self.client.run(&SetSysTimestamp(host_now()))?;
             return self.clock();
         }
+        // Without a network SNTP never syncs: say so now, not after the wait.
+        super::wifi::wait_for_network(&mut self.client, self.info.generation, self.timeouts.clock)?;
         self.client.run(&SntpConfig {
             servers: vec!["pool.ntp.org".into(), "time.google.com".into()],
         })?;
@@ -554,10 +570,10 @@ impl<T: Transport> Session<T> {
         Err(Error::ClockNotSynced {
             waited: started.elapsed(),
             reads: crate::pki::summary::format_time(reads),
-            hint: if self.info.generation == Generation::V1_1_3 {
-                "firmware 1.x can only sync by SNTP, so let the module reach an NTP server"
-            } else {
+            hint: if self.info.generation.has_systimestamp() {
                 "rerun with --time-from-host to set it from this computer"
+            } else {
+                "firmware 1.x can only sync by SNTP, so let the module reach an NTP server"
             },
         })
     }
@@ -593,7 +609,7 @@ impl<T: Transport> Session<T> {
         self.tls_configured = false;
         self.passive = false;
         self.client.run(&EchoOff)?;
-        if self.info.generation != Generation::V1_1_3 {
+        if self.info.generation.has_syslog() {
             let _ = self.client.run(&EnableSyslog);
         }
         if let Some((min, from_host)) = self.clock_need {
@@ -604,7 +620,7 @@ impl<T: Transport> Session<T> {
 
     fn configure_tls_once(&mut self, host: &str, port: u16) -> Result<(), Error> {
         let g = self.info.generation;
-        if port == 443 && g == Generation::V1_1_3 {
+        if port == 443 && !g.has_sni_alpn() {
             return Err(Error::AlpnUnsupported);
         }
         let reply = self.client.run(&SslClientConfig {
@@ -615,7 +631,7 @@ impl<T: Transport> Session<T> {
         let lines = match &reply {
             Ok(lines) => lines.clone(),
             // 1.x saves the setting and then answers ERROR when client_cert is not a bin.
-            Err(AtError::Failed { lines, .. }) if g == Generation::V1_1_3 => {
+            Err(AtError::Failed { lines, .. }) if g.sslcconf_strict() => {
                 let mut l = lines.clone();
                 l.push("ERROR".into());
                 l
@@ -635,13 +651,15 @@ impl<T: Transport> Session<T> {
                 });
             }
         }
-        if g != Generation::V1_1_3 {
+        if g.has_sni_alpn() {
             // SNI arrived in 2.1; a 2.0 module refuses the command and connects without it
             // (AWS's default endpoints accept that).
             let _ = self.client.run(&SslSni(host.to_string()));
             if port == 443 {
                 self.client.run(&SslAlpn("x-amzn-http-ca".into()))?;
             }
+        }
+        if g.passive_receive().is_some() {
             self.passive = self.client.run(&PassiveReceive(g)).is_ok();
         }
         self.tls_configured = true;
@@ -666,16 +684,12 @@ impl<T: Transport> Session<T> {
                 // A link from an earlier process makes CIPSTART fail at once; if CIPCLOSE
                 // finds one, try again.
                 if self.client.run(&CloseLink).is_err() {
-                    return Err(Error::ConnectFailed {
-                        host: host.into(),
-                        port,
-                    });
+                    return Err(self.connect_failed(host, port));
                 }
                 self.client.clear_closed();
-                self.client.run(&start).map_err(|_| Error::ConnectFailed {
-                    host: host.into(),
-                    port,
-                })?;
+                if self.client.run(&start).is_err() {
+                    return Err(self.connect_failed(host, port));
+                }
                 self.forget_old_link();
             }
             Err(e) => return Err(e.into()),
@@ -707,6 +721,18 @@ impl<T: Transport> Session<T> {
         }
         self.client.clear_closed();
         self.client.set_interruptible(true);
+    }
+
+    /// `AT+CIPSTART` answers a bare `ERROR` whatever the cause: a module without a network
+    /// is named as such before anything is blamed on TLS (this costs nothing on success).
+    fn connect_failed(&mut self, host: &str, port: u16) -> Error {
+        match super::wifi::check_network(&mut self.client, Some(host)) {
+            Err(e) => e.into(),
+            Ok(()) => Error::ConnectFailed {
+                host: host.into(),
+                port,
+            },
+        }
     }
 
     /// Whether a link is open (as far as the URCs tell).
@@ -756,7 +782,7 @@ impl<T: Transport> Session<T> {
             if self.passive && self.client.take_data_announced() {
                 loop {
                     // 2920 bytes: the most the firmware hands over at once.
-                    match self.client.run(&RecvData(2920)) {
+                    match self.client.run(&RecvData(crate::firmware::IPD_FRAME_MAX)) {
                         Ok(bytes) if !bytes.is_empty() => buf.extend(bytes),
                         Ok(_) => break,
                         // ERROR: nothing (more) buffered.

@@ -20,10 +20,14 @@ virtual module stays up afterwards, so the printed commands can be tried by hand
 )]
 pub struct DemoArgs {
     /// Firmware generation the virtual module plays.
-    #[arg(long, default_value = "1.1.3", value_parser = ["1.1.3", "2.4", "4.1"])]
+    #[arg(
+        long,
+        default_value = "1.1.3",
+        value_parser = clap::builder::PossibleValuesParser::new(esp_aws::firmware::Generation::ALL.map(esp_aws::firmware::Generation::name))
+    )]
     firmware: String,
     /// Line speed of the virtual module's UART, 10 bits a byte (as a real one).
-    #[arg(long, default_value_t = 115_200)]
+    #[arg(long, default_value_t = esp_aws::firmware::AT_BAUD)]
     baud: u32,
     /// Simulator state directory (account, credentials, shadows, the module's flash); it is
     /// reused if it exists [default: a new temporary directory].
@@ -317,7 +321,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "transcript (every byte on the serial line, credentials redacted): {}",
         transcript_path.display()
     );
-    let me = "esp-aws";
+    let me = super::invocation();
     if args.keep {
         println!("\nthe virtual ESP32 stays on {port} until Ctrl-C; try (from any directory):");
         let flags = format!("--port {port} --baud {} --endpoint {host}", args.baud);

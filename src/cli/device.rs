@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::Exit;
 
 /// Flags of every device command.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct DeviceArgs {
     /// Port of the module's AT UART: a serial device (/dev/ttyUSB0, COM3, the pty `esp-aws sim`
     /// prints), socket://HOST:PORT (raw TCP) or rfc2217://HOST:PORT (RFC 2217).
@@ -48,6 +48,17 @@ pub struct DeviceArgs {
     /// Print every byte sent and received, with time deltas (key material is redacted).
     #[arg(long, global = true)]
     pub trace: bool,
+    /// Read settings from this file only (instead of ./esp-aws.toml or the user config).
+    #[arg(long, env = "ESP_AWS_CONFIG", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Use the settings of the profile [device.NAME] in the config file (port, baud,
+    /// endpoint, thing ...), for several modules on one computer.
+    #[arg(long, env = "ESP_AWS_DEVICE", value_name = "NAME", global = true)]
+    pub device: Option<String>,
+    /// Whether a `--device` profile that does not exist yet is one this command creates
+    /// (`provision`); for every other command it is an error.
+    #[arg(skip)]
+    pub creates_profile: bool,
 }
 
 /// Flags of commands that reach the endpoint.
@@ -106,6 +117,10 @@ pub struct Config {
     /// Firmware generation found at provisioning.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub firmware: Option<String>,
+    /// Named device profiles (`[device.lab]`), each with the keys above; `--device NAME`
+    /// picks one, whose values win over the file's top-level ones.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub device: std::collections::BTreeMap<String, Config>,
 }
 
 /// The config files in the order they are read.
@@ -119,30 +134,113 @@ pub fn config_paths() -> Vec<PathBuf> {
     paths
 }
 
-/// Reads the first config file that exists (a broken one is an error, not ignored).
-pub fn load_config() -> anyhow::Result<(Config, Option<PathBuf>)> {
+/// Reads the config file `--config` names, or else the first config file that exists (a
+/// broken one is an error, not ignored), with the profile `--device` names applied.
+pub fn load_config(device: &DeviceArgs) -> anyhow::Result<(Config, Option<PathBuf>)> {
+    let (config, path) = match &device.config {
+        Some(path) => (read_config(path)?, Some(path.clone())),
+        None => find_config()?,
+    };
+    let Some(name) = &device.device else {
+        return Ok((config, path));
+    };
+    let shown = path
+        .as_ref()
+        .map_or("no config file was found".to_string(), |p| {
+            p.display().to_string()
+        });
+    if device.creates_profile && !config.device.contains_key(name) {
+        // A new profile: nothing from the file applies (its defaults belong to another
+        // module); the command records what it finds under the new name.
+        return Ok((Config::default(), path));
+    }
+    let Some(profile) = config.device.get(name) else {
+        let known: Vec<&str> = config.device.keys().map(String::as_str).collect();
+        return Err(Exit::usage(format!(
+            "--device {}: there is no [device.{}] in {shown}{}",
+            names::escape(name),
+            names::escape(name),
+            if known.is_empty() {
+                String::new()
+            } else {
+                format!(" (profiles: {})", known.join(", "))
+            }
+        ))
+        .into());
+    };
+    let mut merged = config.clone();
+    macro_rules! over {
+        ($($f:ident),*) => { $( if profile.$f.is_some() { merged.$f = profile.$f.clone(); } )* };
+    }
+    over!(port, baud, endpoint, endpoint_port, thing, firmware);
+    Ok((merged, path))
+}
+
+/// The first config file that exists, parsed.
+fn find_config() -> anyhow::Result<(Config, Option<PathBuf>)> {
     for path in config_paths() {
         if !path.exists() && path.symlink_metadata().is_err() {
             continue;
         }
-        let bytes = super::input::read_file(&path, "config", super::input::CONFIG_MAX)?;
-        let invalid = |why: String| {
-            Exit::usage(format!(
-                "{} is not a valid esp-aws config: {why}",
-                path.display()
-            ))
-            .for_setting("config")
-        };
-        let text = String::from_utf8(bytes).map_err(|_| invalid("it is not UTF-8 text".into()))?;
-        // toml's message spans several lines (it quotes the line); one sentence is kept.
-        let config: Config = toml::from_str(&text).map_err(|e| invalid(one_line(e.message())))?;
-        config
-            .check()
-            .map_err(|(setting, why)| invalid(why).for_setting(setting))?;
-        return Ok((config, Some(path)));
+        return Ok((read_config(&path)?, Some(path)));
     }
     Ok((Config::default(), None))
 }
+
+/// One config file, parsed and checked.
+fn read_config(path: &Path) -> anyhow::Result<Config> {
+    let bytes = super::input::read_file(path, "config", super::input::CONFIG_MAX)?;
+    let invalid = |why: String| {
+        Exit::usage(format!(
+            "{} is not a valid esp-aws config: {why}",
+            path.display()
+        ))
+        .for_setting("config")
+    };
+    let text = String::from_utf8(bytes).map_err(|_| invalid("it is not UTF-8 text".into()))?;
+    // toml's message spans several lines (it quotes the line); one sentence is kept.
+    let config: Config = toml::from_str(&text).map_err(|e| invalid(one_line(e.message())))?;
+    config
+        .check()
+        .map_err(|(setting, why)| invalid(why).for_setting(setting))?;
+    for (name, profile) in &config.device {
+        if !profile.device.is_empty() {
+            return Err(invalid(format!(
+                "[device.{}] holds profiles of its own",
+                names::escape(name)
+            ))
+            .into());
+        }
+        profile.check().map_err(|(setting, why)| {
+            invalid(format!("[device.{}]: {why}", names::escape(name))).for_setting(setting)
+        })?;
+    }
+    Ok(config)
+}
+
+/// The settings in the file [`save_config`] writes (`--config FILE`, else
+/// `./esp-aws.toml`) that it would keep: none when there is no such file, an error when
+/// there is one it cannot read or parse (it is never replaced then: the user's other
+/// settings would be lost).
+pub fn saved_config(target: &DeviceArgs) -> anyhow::Result<(PathBuf, Config)> {
+    let path = target
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(SAVED_CONFIG));
+    if !path.exists() && path.symlink_metadata().is_err() {
+        return Ok((path, Config::default()));
+    }
+    let config = read_config(&path).map_err(|e| {
+        e.context(format!(
+            "{} was left as it is: fix or remove it to have the settings saved",
+            path.display()
+        ))
+    })?;
+    Ok((path, config))
+}
+
+/// Where commands record the settings they established.
+const SAVED_CONFIG: &str = "esp-aws.toml";
 
 fn one_line(text: &str) -> String {
     names::escape(text.lines().next().unwrap_or("").trim())
@@ -206,16 +304,16 @@ fn check_baud(baud: u32) -> Result<u32, Exit> {
     }
 }
 
-/// Writes `config` to `./esp-aws.toml`, keeping what is there for fields it leaves unset.
-pub fn save_config(update: &Config) -> anyhow::Result<PathBuf> {
-    let path = PathBuf::from("esp-aws.toml");
-    let mut config: Config = super::input::read_file(&path, "config", super::input::CONFIG_MAX)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| toml::from_str(&text).ok())
-        .unwrap_or_default();
+/// Writes `update` to the settings file (`--config FILE`, else `./esp-aws.toml`), into the
+/// profile `--device NAME` when one was chosen, keeping whatever else the file holds.
+pub fn save_config(update: &Config, target: &DeviceArgs) -> anyhow::Result<PathBuf> {
+    let (path, mut config) = saved_config(target)?;
+    let section = match &target.device {
+        Some(name) => config.device.entry(name.clone()).or_default(),
+        None => &mut config,
+    };
     macro_rules! merge {
-        ($($f:ident),*) => { $( if update.$f.is_some() { config.$f = update.$f.clone(); } )* };
+        ($($f:ident),*) => { $( if update.$f.is_some() { section.$f = update.$f.clone(); } )* };
     }
     merge!(port, baud, endpoint, endpoint_port, thing, firmware);
     let text = format!(
@@ -266,7 +364,7 @@ impl Settings {
 /// Resolves the settings from flags, environment (clap already folded it into the flags),
 /// and config; finds the port if none is given anywhere.
 pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::Result<Settings> {
-    let (config, _) = load_config()?;
+    let (config, _) = load_config(device)?;
     let port = match device.port.clone().or_else(|| config.port.clone()) {
         Some(port) if port.is_empty() || port.chars().any(char::is_control) => {
             return Err(Exit::usage(format!(
@@ -285,7 +383,12 @@ pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::
             .map_err(|_| Exit::usage(format!("--endpoint-port {p} is not a port")))?,
         None => config.endpoint_port.unwrap_or(8443),
     };
-    let baud = check_baud(device.baud.or(config.baud).unwrap_or(115_200))?;
+    let baud = check_baud(
+        device
+            .baud
+            .or(config.baud)
+            .unwrap_or(esp_aws::firmware::AT_BAUD),
+    )?;
     // The flag (or ESP_AWS_ENDPOINT, which clap folds into it) wins over the config file,
     // whose value load_config has checked already.
     let host = match endpoint.and_then(|e| e.endpoint.as_deref()) {

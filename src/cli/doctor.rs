@@ -180,16 +180,26 @@ fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> R
         format!("ESP-AT {} (generation {})", info.version, info.generation),
     );
 
+    // Joined, with an IP address (name resolution is checked when a connect fails).
+    if let Err(e) = esp_aws::at::wifi::wait_for_network(
+        session.client(),
+        info.generation,
+        settings.timeouts.clock,
+    ) {
+        return Err(report.fail("wifi", e.to_string()));
+    }
     match session.client().run(&WifiStatus) {
-        Ok(joined) => match joined {
-            Some(ssid) => report.pass(
-                "wifi",
-                format!("joined to \"{}\"", esp_aws::trace::escape(ssid.as_bytes())),
+        Ok(Some(ssid)) => report.pass(
+            "wifi",
+            // The module's words, escaped: it can answer terminal escape sequences.
+            format!(
+                "joined to \"{}\", with an IP address",
+                esp_aws::trace::escape(ssid.as_bytes())
             ),
-            None => {
-                return Err(report.fail("wifi", "the module is not joined to a Wi-Fi network: join one with AT+CWJAP=\"ssid\",\"password\" (esp-aws at)"))
-            }
-        },
+        ),
+        Ok(None) => {
+            return Err(report.fail("wifi", esp_aws::at::wifi::Error::NotJoined.to_string()))
+        }
         Err(e) => return Err(report.fail("wifi", e.to_string())),
     }
 

@@ -27,7 +27,7 @@ use esp_aws::rom::chip::ROM_BAUD;
 
 /// The flash size announced to the ROM (the ESP32-WROOM-32's 4 MiB): regions past it are
 /// refused before anything is sent.
-const FLASH_SIZE: u64 = 4 * 1024 * 1024;
+const FLASH_SIZE: u64 = esp_aws::firmware::FLASH_SIZE as u64;
 
 /// `--before`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,6 +73,13 @@ pub struct RomArgs {
 The port is the module's download UART (UART0, the USB port of a devkit), not the AT UART.
 Writes keep whatever else the 4 KiB sectors they touch hold, skip regions that already hold
 the bytes, and verify every region by MD5.")]
+#[command(mut_arg("port", |a| a.help(
+    "Port of the module's download UART (UART0: a devkit's USB port), with the chip in \
+     download mode: a serial device (/dev/ttyUSB0, COM3), socket://HOST:PORT or \
+     rfc2217://HOST:PORT"
+)))]
+// The ROM talks at 115200 until --flash-baud switches it; the AT UART's rate does not apply.
+#[command(mut_arg("baud", |a| a.hide(true)))]
 pub struct FlashArgs {
     #[command(flatten)]
     device: DeviceArgs,

@@ -13,6 +13,7 @@ mod ports;
 mod provision;
 mod shadow;
 mod sim;
+mod wifi;
 
 use std::process::ExitCode;
 
@@ -41,8 +42,37 @@ pub mod exit {
 #[derive(Debug, Parser)]
 #[command(name = "esp-aws", version, about, long_about = None)]
 struct Cli {
+    /// Say more about what is happening (-v: steps and recoveries, -vv: debugging detail).
+    /// RUST_LOG, when set, chooses instead (e.g. RUST_LOG=esp_aws=debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Print only errors: no warnings.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Installs the logger the library's `log` calls go to (stderr). Warnings are shown by
+/// default, since they name risks the user must know about; `-q` keeps only errors.
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => log::LevelFilter::Error,
+        (false, 0) => log::LevelFilter::Warn,
+        (false, 1) => log::LevelFilter::Info,
+        (false, 2) => log::LevelFilter::Debug,
+        (false, _) => log::LevelFilter::Trace,
+    };
+    let mut builder = env_logger::Builder::new();
+    builder
+        .filter_level(level)
+        .format_timestamp(None)
+        .format_target(false);
+    if let Ok(spec) = std::env::var("RUST_LOG") {
+        builder.parse_filters(&spec);
+    }
+    // A second logger cannot be installed in one process; nothing to report then.
+    let _ = builder.try_init();
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +88,8 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// List the serial ports of this computer.
     Ports,
+    /// Join the module to a Wi-Fi network, or show its network.
+    Wifi(wifi::WifiArgs),
     /// Send raw AT commands and print the module's answers.
     At(at::AtArgs),
     /// Write, read and verify flash through the ESP32 ROM bootloader (download mode).
@@ -66,6 +98,46 @@ enum Command {
     Sim(sim::SimArgs),
     /// Try everything without hardware: provision a virtual ESP32, set and read a shadow.
     Demo(demo::DemoArgs),
+    /// Print a shell completion script (e.g. `esp-aws completions bash > ~/.local/share/bash-completion/completions/esp-aws`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// How the user can run this program again from their shell, for the "next:" hints:
+/// `esp-aws` when that name on the PATH is this program, `cargo run --release --` when it
+/// was started by `cargo run` from its source tree, else its full path.
+pub fn invocation() -> String {
+    let me = std::env::current_exe().ok();
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|dir| dir.join(format!("esp-aws{}", std::env::consts::EXE_SUFFIX)))
+        .find(|candidate| candidate.is_file());
+    let same = |a: &std::path::Path, b: &std::path::Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    choose_invocation(
+        me.as_deref(),
+        on_path.as_deref(),
+        std::env::var_os("CARGO").is_some(),
+        &same,
+    )
+}
+
+fn choose_invocation(
+    me: Option<&std::path::Path>,
+    on_path: Option<&std::path::Path>,
+    under_cargo: bool,
+    same: &dyn Fn(&std::path::Path, &std::path::Path) -> bool,
+) -> String {
+    match (me, on_path) {
+        (Some(me), Some(found)) if same(me, found) => "esp-aws".into(),
+        // `cargo run` sets CARGO for the program it starts.
+        _ if under_cargo => "cargo run --release --".into(),
+        (Some(me), _) => me.display().to_string(),
+        (None, _) => "esp-aws".into(),
+    }
 }
 
 /// An error that carries its own exit code (for usage and configuration errors).
@@ -104,17 +176,39 @@ impl std::error::Error for Exit {}
 
 /// Parses the command line, runs the command, maps failures to an exit code.
 pub fn main() -> ExitCode {
+    // `ESP_AWS_PORT=` (set but empty, as a shell script's unset variable gives) means "not
+    // set", as for the AWS CLI's variables; clap would take it as an empty value. Nothing
+    // else runs yet, so changing the environment here is safe.
+    for (name, value) in std::env::vars_os() {
+        let ours = name.to_str().is_some_and(|n| n.starts_with("ESP_AWS_"));
+        if ours && value.is_empty() {
+            std::env::remove_var(&name);
+        }
+    }
     let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Pki(cmd) => pki::run(cmd),
         Command::Provision(args) => provision::run(args),
         Command::Shadow(args) => shadow::run(args),
         Command::At(args) => at::run(args),
+        Command::Wifi(args) => wifi::run(args),
         Command::Ports => ports::run(),
         Command::Doctor(args) => doctor::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Flash(args) => flash::run(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            // Into memory first: the generator panics on a write error (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "esp-aws", &mut script);
+            std::io::stdout()
+                .write_all(&script)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(Into::into)
+        }
     };
     match result {
         Ok(code) => code,
@@ -162,4 +256,39 @@ fn report(err: &anyhow::Error) -> ExitCode {
         return ExitCode::from(exit::TRUST_NOT_RESTORED);
     }
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn hints_name_the_program_as_the_shell_finds_it() {
+        let me = Path::new("/home/u/esp-aws/target/release/esp-aws");
+        let installed = Path::new("/home/u/.cargo/bin/esp-aws");
+        let same = |a: &Path, b: &Path| a == b;
+        assert_eq!(
+            choose_invocation(Some(me), Some(me), true, &same),
+            "esp-aws"
+        );
+        assert_eq!(
+            choose_invocation(Some(me), Some(installed), true, &same),
+            "cargo run --release --"
+        );
+        assert_eq!(
+            choose_invocation(Some(me), None, false, &same),
+            "/home/u/esp-aws/target/release/esp-aws"
+        );
+        assert_eq!(
+            choose_invocation(Some(installed), Some(installed), false, &same),
+            "esp-aws"
+        );
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -9,7 +9,6 @@ use anyhow::{bail, Context};
 use esp_aws::at::session::{Error as SessionError, PLAUSIBLE_SINCE};
 use esp_aws::aws::http::encode_request;
 use esp_aws::aws::shadow;
-use esp_aws::firmware::Generation;
 use esp_aws::pki::atpki;
 use esp_aws::pki::check::{self, Status};
 use esp_aws::provision::{self, Credentials, Outcome, Progress};
@@ -57,6 +56,12 @@ pub struct ProvisionArgs {
     /// With --via rom: reset strategies and line rate.
     #[command(flatten)]
     rom: RomArgs,
+    /// Join this Wi-Fi network first (as `esp-aws wifi join` does; the password from
+    /// --password-env or --password-file).
+    #[arg(long, value_name = "SSID")]
+    wifi: Option<String>,
+    #[command(flatten)]
+    wifi_password: super::wifi::PasswordArgs,
 }
 
 /// Where the credentials are: the folder the AWS console's downloads went to, or three files.
@@ -203,7 +208,13 @@ impl Steps {
     }
 }
 
-pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
+    if args.wifi_password.given() && args.wifi.is_none() {
+        return Err(Exit::usage(
+            "--password-env, --password-file and --open-network go with --wifi SSID",
+        )
+        .into());
+    }
     let Some((cert_path, key_path, ca_path)) = args.files.paths()? else {
         return Err(
             Exit::usage("give the credentials: --from DIR, or --cert, --key and --ca").into(),
@@ -215,6 +226,20 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
+    if args.wifi.is_some() && args.via == Via::Rom {
+        return Err(Exit::usage(
+            "--wifi needs the AT firmware running, which --via rom excludes: join with `esp-aws wifi join` after the module boots normally",
+        )
+        .into());
+    }
+    let wifi = match &args.wifi {
+        Some(ssid) => {
+            super::wifi::check_ssid(ssid)?;
+            Some((ssid.clone(), args.wifi_password.password()?))
+        }
+        None => None,
+    };
+    args.device.creates_profile = true;
     let settings = device::resolve(&args.device, Some(&args.endpoint))?;
     let endpoint = settings.endpoint()?.to_string();
     let thing = args.thing.clone().or_else(|| settings.config.thing.clone());
@@ -275,7 +300,7 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     // leaves the in-flight mark for the next command to see.
     crate::interrupt_flag();
     InFlight::around(&settings.port, || {
-        run_at(&settings, &endpoint, thing, &creds, &steps).map_err(|e| {
+        run_at(&args, &settings, &endpoint, thing, wifi, &creds, &steps).map_err(|e| {
             if interrupted(&e) {
                 e.context("provision was interrupted; the credentials may be half-written: run `esp-aws provision` again")
             } else {
@@ -285,11 +310,13 @@ pub fn run(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Steps 2–6 over AT commands.
+/// Steps 2–6 over AT commands (`wifi`: the network to join first, SSID and password).
 fn run_at(
+    args: &ProvisionArgs,
     settings: &Settings,
     endpoint: &str,
     thing: Option<String>,
+    wifi: Option<(String, String)>,
     creds: &Credentials,
     steps: &Steps,
 ) -> anyhow::Result<ExitCode> {
@@ -307,9 +334,18 @@ fn run_at(
         ),
     );
 
+    // 2b. The network, when asked: a module that cannot reach AWS is told so before
+    // anything is written.
+    if let Some((ssid, password)) = &wifi {
+        steps.phase(&format!("joining Wi-Fi \"{ssid}\""), || {
+            esp_aws::at::wifi::join(session.client(), ssid, password)
+        })?;
+        steps.done("✓", &format!("joined Wi-Fi \"{ssid}\""));
+    }
+
     // 3. What the module cannot do, and a clock that cannot be set, stop the run before
     // anything is written: a run that cannot finish leaves the device as it was.
-    if settings.endpoint_port == 443 && generation == Generation::V1_1_3 {
+    if settings.endpoint_port == 443 && !generation.has_sni_alpn() {
         return Err(SessionError::AlpnUnsupported.into());
     }
     let not_before = check_not_before(&creds.cert)
@@ -404,14 +440,18 @@ fn run_at(
     let _ = session.close();
     steps.done("✓", &format!("live check: {live}"));
 
-    let saved = device::save_config(&Config {
-        port: Some(settings.port.clone()),
-        baud: Some(settings.baud),
-        endpoint: Some(endpoint.clone()),
-        endpoint_port: Some(settings.endpoint_port),
-        thing: thing.clone(),
-        firmware: Some(generation.name().to_string()),
-    })?;
+    let saved = device::save_config(
+        &Config {
+            port: Some(settings.port.clone()),
+            baud: Some(settings.baud),
+            endpoint: Some(endpoint.clone()),
+            endpoint_port: Some(settings.endpoint_port),
+            thing: thing.clone(),
+            firmware: Some(generation.name().to_string()),
+            ..Config::default()
+        },
+        &args.device,
+    )?;
     let names = |outcome: Outcome| -> Vec<&str> {
         slots
             .iter()
@@ -489,12 +529,15 @@ fn run_rom(
     }
     let booted = flash::finish(&mut loader, port, &args.rom)?;
 
-    let saved = device::save_config(&Config {
-        endpoint: Some(endpoint.to_string()),
-        endpoint_port: None,
-        thing: thing.clone(),
-        ..Config::default()
-    })?;
+    let saved = device::save_config(
+        &Config {
+            endpoint: Some(endpoint.to_string()),
+            endpoint_port: None,
+            thing: thing.clone(),
+            ..Config::default()
+        },
+        &args.device,
+    )?;
     let written = slots
         .iter()
         .filter(|s| s.report.outcome == Outcome::Written)

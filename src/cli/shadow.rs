@@ -258,7 +258,9 @@ fn quick_link(
     // The same endpoint too: a link left open by an earlier quick command leads there, and a
     // request must never go down a link to another endpoint.
     let provisioned_here = config.port.as_deref() == Some(settings.port.as_str())
-        && config.firmware.as_deref() == Some(Generation::V1_1_3.name())
+        && Generation::ALL
+            .iter()
+            .any(|g| g.session_resumable() && config.firmware.as_deref() == Some(g.name()))
         && config.endpoint.is_some()
         && config.endpoint == settings.endpoint;
     if !repeatable || !provisioned_here || settings.time_from_host || settings.endpoint_port != 8443

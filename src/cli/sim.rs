@@ -2,8 +2,10 @@
 //! plus the account commands `sim thing create` and `sim cert activate|deactivate`, and
 //! `sim reset` (the stand-in for the DTR/RTS auto-reset circuit a pty does not have).
 
+#[cfg(unix)]
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr};
+#[cfg(unix)]
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,10 +40,14 @@ struct RunArgs {
     #[arg(long, env = "ESP_AWS_SIM_STATE")]
     state: Option<PathBuf>,
     /// Firmware generation the module plays.
-    #[arg(long, default_value = "1.1.3", value_parser = ["1.1.3", "2.4", "4.1"])]
+    #[arg(
+        long,
+        default_value = "1.1.3",
+        value_parser = clap::builder::PossibleValuesParser::new(esp_aws::firmware::Generation::ALL.map(esp_aws::firmware::Generation::name))
+    )]
     firmware: String,
     /// Line speed the module's output is paced at, 10 bits a byte (0: unthrottled).
-    #[arg(long, default_value_t = 115_200)]
+    #[arg(long, default_value_t = esp_aws::firmware::AT_BAUD)]
     baud: u32,
     /// Boot mode at power-on: the AT firmware, or the ROM serial bootloader.
     #[arg(long, value_enum, default_value = "normal")]
@@ -64,6 +70,15 @@ struct RunArgs {
     /// Make the module resolve HOST to ADDR (repeatable).
     #[arg(long, value_name = "HOST=ADDR")]
     resolve: Vec<String>,
+    /// The simulated access point as SSID:PASSWORD (the SSID cannot hold a ':'); the
+    /// module has joined it unless --wifi-down [default: esp-aws-sim:esp-aws-sim].
+    #[arg(long, value_name = "SSID:PASSWORD")]
+    wifi: Option<String>,
+    /// Power the module on without a saved network, as a fresh module is: it reaches
+    /// nothing until `esp-aws wifi join SSID` (`esp-aws sim wifi down|up` switches the
+    /// access point itself off and on while the simulator runs).
+    #[arg(long)]
+    wifi_down: bool,
     /// Milliseconds from AT+CIPSNTPCFG to a synced module clock.
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     sntp_delay: u64,
@@ -105,6 +120,14 @@ impl From<BootArg> for BootMode {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WifiPower {
+    /// The access point goes away.
+    Down,
+    /// The access point comes back.
+    Up,
+}
+
 #[derive(Debug, clap::Subcommand)]
 enum SimCommand {
     /// Reset the running module into normal boot or the ROM bootloader (what the DTR/RTS
@@ -116,6 +139,16 @@ enum SimCommand {
         /// What to boot into.
         #[arg(long, value_enum, default_value = "normal")]
         boot: BootArg,
+    },
+    /// Switch the running simulator's access point off (the module loses its network) or
+    /// on again (a module with a saved network rejoins).
+    Wifi {
+        /// Off or on.
+        #[arg(value_enum)]
+        power: WifiPower,
+        /// State directory of the running simulator.
+        #[arg(long, env = "ESP_AWS_SIM_STATE", default_value = "esp-aws-sim")]
+        state: PathBuf,
     },
     /// Things of the simulated account.
     #[command(subcommand)]
@@ -182,6 +215,13 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             policy,
             deny_actions,
         })) => {
+            // A name AWS would refuse is a usage error, said before the account is touched.
+            esp_aws::aws::names::validate_thing_name(&name).map_err(|e| {
+                super::Exit::usage(format!(
+                    "invalid thing name '{}': {e}",
+                    esp_aws::aws::names::escape(&name)
+                ))
+            })?;
             // Like the endpoint, the first command on a new state directory creates the
             // account.
             let mut account = Account::open_or_create(&state, None)
@@ -245,6 +285,15 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             println!("certificate {id} is now {word}");
             Ok(ExitCode::SUCCESS)
         }
+        Some(SimCommand::Wifi { power, state }) => {
+            let word = match power {
+                WifiPower::Down => "wifi down",
+                WifiPower::Up => "wifi up",
+            };
+            let reply = control_line(&state, word)?;
+            println!("{reply}");
+            Ok(ExitCode::SUCCESS)
+        }
         Some(SimCommand::Reset { state, boot }) => {
             let reply = control_request(&state, boot)?;
             println!("{reply}");
@@ -259,6 +308,30 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
 const CONTROL_SOCKET: &str = "control.sock";
 
 fn control_request(state: &Path, boot: BootArg) -> anyhow::Result<String> {
+    let word = match boot {
+        BootArg::Normal => "reset normal",
+        BootArg::Download => "reset download",
+    };
+    control_line(state, word)
+}
+
+/// Without Unix domain sockets (Windows) there is no control channel yet.
+#[cfg(not(unix))]
+fn control_line(_state: &Path, _request: &str) -> anyhow::Result<String> {
+    Err(super::Exit::usage(
+        "controlling a running simulator (sim reset, sim wifi) needs a Unix domain socket, \
+         which this platform does not have: restart the simulator instead",
+    )
+    .into())
+}
+
+#[cfg(not(unix))]
+fn serve_control(_sim: Arc<Simulator>, _path: PathBuf) -> anyhow::Result<()> {
+    Ok(())
+}
+
+#[cfg(unix)]
+fn control_line(state: &Path, request: &str) -> anyhow::Result<String> {
     let path = state.join(CONTROL_SOCKET);
     let mut stream = UnixStream::connect(&path).map_err(|_| {
         super::Exit::usage(format!(
@@ -268,17 +341,14 @@ fn control_request(state: &Path, boot: BootArg) -> anyhow::Result<String> {
             state.display()
         ))
     })?;
-    let word = match boot {
-        BootArg::Normal => "normal",
-        BootArg::Download => "download",
-    };
-    stream.write_all(format!("reset {word}\n").as_bytes())?;
+    stream.write_all(format!("{request}\n").as_bytes())?;
     let mut reply = String::new();
     BufReader::new(stream).read_line(&mut reply)?;
     Ok(reply.trim().to_string())
 }
 
 /// Serves `reset normal|download` requests on the control socket.
+#[cfg(unix)]
 fn serve_control(sim: Arc<Simulator>, path: PathBuf) -> anyhow::Result<()> {
     // Only a socket of an earlier run is removed; anything else at the path stays.
     if std::fs::symlink_metadata(&path).is_ok_and(|m| {
@@ -310,6 +380,14 @@ fn serve_control(sim: Arc<Simulator>, path: PathBuf) -> anyhow::Result<()> {
                 "reset download" => sim
                     .reset(BootMode::Download)
                     .map(|_| "module reset: ROM bootloader (download mode)"),
+                "wifi down" => {
+                    sim.set_access_point(false);
+                    Ok("access point off: the module has lost its network")
+                }
+                "wifi up" => {
+                    sim.set_access_point(true);
+                    Ok("access point on: a module with a saved network rejoins it")
+                }
                 _ => Ok("unknown request"),
             };
             let text = match reply {
@@ -337,6 +415,44 @@ fn parse_resolve(items: &[String]) -> anyhow::Result<Vec<(String, IpAddr)>> {
         .collect()
 }
 
+/// `text` as one POSIX shell word.
+fn sh_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@%+=,".contains(c));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+/// `--wifi SSID:PASSWORD`: the SSID (1 to 32 bytes) up to the first ':', the password
+/// (at most 63 bytes, as ESP-AT takes it) after it.
+fn parse_wifi(spec: &str) -> anyhow::Result<esp_aws::sim::at::AccessPoint> {
+    let (ssid, password) = spec
+        .split_once(':')
+        .ok_or_else(|| super::Exit::usage("--wifi takes SSID:PASSWORD"))?;
+    if ssid.is_empty() || ssid.len() > 32 || ssid.chars().any(char::is_control) {
+        return Err(super::Exit::usage(
+            "--wifi: the SSID must be 1 to 32 bytes without control characters",
+        )
+        .into());
+    }
+    if password.len() > 63 || password.chars().any(char::is_control) {
+        return Err(super::Exit::usage(
+            "--wifi: the password must be at most 63 bytes without control characters",
+        )
+        .into());
+    }
+    Ok(esp_aws::sim::at::AccessPoint {
+        ssid: ssid.to_string(),
+        password: password.to_string(),
+        ..Default::default()
+    })
+}
+
 fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     let state = args
         .state
@@ -357,7 +473,22 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     let resolve = parse_resolve(&args.resolve)?;
     // Refused before anything is created: --link replaces only a link of our own.
     if let Some(link) = &args.link {
+        #[cfg(unix)]
         esp_aws::sim::pty::check_link(link).map_err(|e| super::Exit::usage(e.to_string()))?;
+        #[cfg(not(unix))]
+        return Err(super::Exit::usage(format!(
+            "--link {} names a pseudo-terminal, which this platform does not have: use --listen",
+            link.display()
+        ))
+        .into());
+    }
+    let wifi = match &args.wifi {
+        Some(spec) => parse_wifi(spec)?,
+        None => esp_aws::sim::at::AccessPoint::default(),
+    };
+    // A settings file that cannot be updated is said before anything starts.
+    if !args.no_config {
+        super::device::saved_config(&super::device::DeviceArgs::default())?;
     }
     let _ = std::fs::remove_file(state.join(esp_aws::sim::endpoint::SIM_JSON));
     let mut config = SimulatorConfig::new(&state);
@@ -372,6 +503,9 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     config.resolve = resolve;
     config.sntp_delay = Duration::from_millis(args.sntp_delay);
     config.listen = args.listen;
+    let wifi_ap = wifi.clone();
+    config.wifi = wifi;
+    config.wifi_down = args.wifi_down;
     if let Some(addr) = args.listen.filter(|a| !a.ip().is_loopback()) {
         eprintln!("warning: the module listens on {addr} without authentication: anyone who can reach it can drive the module");
     }
@@ -379,7 +513,9 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
         Simulator::start(config)
             .with_context(|| format!("cannot start the simulator in {}", state.display()))?,
     );
+    #[cfg_attr(not(unix), allow(unused_mut))]
     let mut port = sim.port().to_path_buf();
+    #[cfg(unix)]
     if let Some(link) = &args.link {
         esp_aws::sim::pty::link_port(sim.port(), link)
             .map_err(|e| super::Exit::usage(e.to_string()))?;
@@ -408,28 +544,45 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     println!("  sim.json: {}", sim_json.display());
     if !args.no_config {
-        let saved = super::device::save_config(&super::device::Config {
-            port: Some(port.display().to_string()),
-            baud: Some(if args.baud == 0 { 115_200 } else { args.baud }),
-            endpoint: Some(endpoint.clone()),
-            endpoint_port: Some(8443),
-            thing: info.as_ref().map(|i| i.thing.clone()),
-            firmware: Some(firmware.name().to_string()),
-        })?;
+        let saved = super::device::save_config(
+            &super::device::Config {
+                port: Some(port.display().to_string()),
+                baud: Some(if args.baud == 0 {
+                    esp_aws::firmware::AT_BAUD
+                } else {
+                    args.baud
+                }),
+                endpoint: Some(endpoint.clone()),
+                endpoint_port: Some(8443),
+                thing: info.as_ref().map(|i| i.thing.clone()),
+                firmware: Some(firmware.name().to_string()),
+                ..Default::default()
+            },
+            &super::device::DeviceArgs::default(),
+        )?;
         println!(
             "  settings written to {} (so the commands below need no flags)",
             saved.display()
         );
     }
     if let Some(info) = &info {
+        let me = super::invocation();
         println!("next:");
+        if args.wifi_down {
+            // The simulated access point's password is the simulator's own setting.
+            println!("  export WIFI_PASSWORD={}", sh_quote(&wifi_ap.password));
+            println!(
+                "  {me} wifi join {} --password-env WIFI_PASSWORD",
+                sh_quote(&wifi_ap.ssid)
+            );
+        }
         println!(
-            "  esp-aws provision --from {} --thing {}",
+            "  {me} provision --from {} --thing {}",
             info.cert.parent().unwrap_or(Path::new(".")).display(),
             info.thing
         );
-        println!("  esp-aws shadow set {} prop1=12", info.thing);
-        println!("  esp-aws shadow get {}", info.thing);
+        println!("  {me} shadow set {} prop1=12", info.thing);
+        println!("  {me} shadow get {}", info.thing);
     }
     println!("running until interrupted (Ctrl-C)");
     loop {

@@ -528,7 +528,7 @@ impl<T: Transport> RomLoader<T> {
     /// already held exactly these bytes, in which case nothing is written. Trailing `0xFF`
     /// bytes are left to the erase rather than sent.
     pub fn write_region(&mut self, addr: u32, data: &[u8]) -> Result<WriteReport, Error> {
-        if !addr.is_multiple_of(0x1000) {
+        if !addr.is_multiple_of(crate::firmware::SECTOR_SIZE as u32) {
             return Err(Error::Unaligned { addr });
         }
         let mut image = data.to_vec();

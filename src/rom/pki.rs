@@ -30,23 +30,12 @@ pub const SECTOR: u32 = crate::firmware::SECTOR_SIZE as u32;
 
 /// The credential partitions of ESP-AT 1.x/2.x on ESP32 (`esp-at.md` §3.2), used only when
 /// the flash holds no secondary table.
-pub const FALLBACK_SLOTS: [PkiSlot; 3] = [
-    PkiSlot {
-        name: "client_cert",
-        offset: 0x2a000,
-        size: 0x2000,
-    },
-    PkiSlot {
-        name: "client_key",
-        offset: 0x2c000,
-        size: 0x2000,
-    },
-    PkiSlot {
-        name: "client_ca",
-        offset: 0x2e000,
-        size: 0x2000,
-    },
-];
+pub const FALLBACK_SLOTS: [PkiSlot; 3] = [fallback_slot(0), fallback_slot(1), fallback_slot(2)];
+
+const fn fallback_slot(i: usize) -> PkiSlot {
+    let (name, offset, size) = crate::firmware::CLIENT_PKI[i];
+    PkiSlot { name, offset, size }
+}
 
 /// Why credentials could not be written through the ROM.
 #[derive(Debug, thiserror::Error)]

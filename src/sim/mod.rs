@@ -14,6 +14,7 @@ pub mod device;
 pub mod endpoint;
 pub mod flash;
 pub mod module;
+#[cfg(unix)]
 pub mod pty;
 pub(crate) mod pump;
 pub mod rom;

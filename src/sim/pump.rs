@@ -48,7 +48,7 @@ pub(crate) struct PumpSettings {
 impl Default for PumpSettings {
     fn default() -> Self {
         PumpSettings {
-            baud: 115_200,
+            baud: crate::firmware::AT_BAUD,
             flash: None,
             idle_flush: Duration::from_millis(200),
         }

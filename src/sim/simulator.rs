@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::at::{AtFirmware, FaultSpec, TcpNetwork};
+use super::at::{AccessPoint, AtFirmware, FaultSpec, TcpNetwork, WifiSwitch};
 use super::device::{BootMode, SharedFlash};
 use super::endpoint::{Endpoint, EndpointConfig, EndpointHandle, SimInfo};
 use super::flash::{Flash, FlashFile};
 use super::module::VirtualModule;
+#[cfg(unix)]
 #[cfg(unix)]
 use super::pty::Pty;
 use super::rom::RomDevice;
@@ -66,6 +67,11 @@ pub struct SimulatorConfig {
     /// pty; port 0 picks a free one. Without ptys (Windows) the module is always on a TCP
     /// port, 127.0.0.1 with a free port unless this says otherwise.
     pub listen: Option<SocketAddr>,
+    /// The simulated access point (SSID and password `AT+CWJAP=` must give).
+    pub wifi: AccessPoint,
+    /// Power the module on with no saved network (so it joins nothing until
+    /// `esp-aws wifi join`); by default it has joined the simulated access point before.
+    pub wifi_down: bool,
 }
 
 impl SimulatorConfig {
@@ -74,13 +80,15 @@ impl SimulatorConfig {
         SimulatorConfig {
             endpoint: EndpointConfig::new(state_dir),
             firmware: Generation::V1_1_3,
-            baud: 115_200,
+            baud: crate::firmware::AT_BAUD,
             boot: BootMode::Flash,
             faults: None,
             sntp_delay: Duration::from_secs(2),
             resolve: Vec::new(),
             persist_flash: true,
             listen: None,
+            wifi: AccessPoint::default(),
+            wifi_down: false,
         }
     }
 }
@@ -120,6 +128,7 @@ pub struct Simulator {
     flash: SharedFlash,
     firmware: Generation,
     baud: u32,
+    wifi: WifiSwitch,
 }
 
 impl Simulator {
@@ -145,10 +154,14 @@ impl Simulator {
         for (name, ip) in &config.resolve {
             network = network.resolve(name, *ip);
         }
+        let wifi = WifiSwitch::default();
         let mut at = AtFirmware::builder(generation)
             .flash(flash.clone())
             .network(network)
-            .sntp_delay(config.sntp_delay);
+            .sntp_delay(config.sntp_delay)
+            .access_point(config.wifi.clone())
+            .wifi_switch(wifi.clone())
+            .wifi_joined(!config.wifi_down);
         if let Some((spec, seed)) = &config.faults {
             at = at.faults(spec.clone(), *seed);
         }
@@ -191,7 +204,14 @@ impl Simulator {
             flash,
             firmware: generation,
             baud: config.baud,
+            wifi,
         })
+    }
+
+    /// Switches the simulated access point off (the module loses its network at once:
+    /// `WIFI DISCONNECT`, links closed) or on again (a module with a saved network rejoins).
+    pub fn set_access_point(&self, up: bool) {
+        self.wifi.set_up(up);
     }
 
     /// The module's port as `--port` takes it: the serial device (`/dev/pts/N`), or

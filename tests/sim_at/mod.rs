@@ -7,6 +7,7 @@ mod faults;
 mod server;
 mod tls_flow;
 mod transcripts;
+mod wifi_links;
 
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};

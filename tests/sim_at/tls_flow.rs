@@ -37,7 +37,16 @@ pub(super) fn response_frames(status: &str, body: &str) -> Vec<u8> {
 /// A booted module with echo off, the fixture device cert/key and `ca` written with
 /// `AT+SYSFLASH` ("4.1": the PEMs with `AT+SYSMFG`), SNTP synced, and `AT+CIPSSLCCONF=3,0,0` set.
 pub(super) fn provisioned(generation: Generation, net: TestNet, ca_bin: &[u8]) -> Sim {
-    let mut sim = Sim::boot_with(builder(generation).network(net));
+    provisioned_with(generation, builder(generation).network(net), ca_bin)
+}
+
+/// [`provisioned`] from a builder of the test's own.
+pub(super) fn provisioned_with(
+    generation: Generation,
+    builder: esp_aws::sim::at::AtFirmwareBuilder,
+    ca_bin: &[u8],
+) -> Sim {
+    let mut sim = Sim::boot_with(builder);
     sim.echo_off();
     if generation == Generation::V4_1 {
         sysmfg_write(

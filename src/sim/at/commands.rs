@@ -9,32 +9,24 @@
 //! `0x010c0000`, an overlong line `0x01040000`. Failures of state or network (no link, TLS,
 //! DNS) are a bare `ERROR` in every generation, as §4.5 says for `AT+CIPSTART`/`AT+CIPSEND`.
 
-use std::time::Duration;
-
 use time::OffsetDateTime;
 
-use crate::firmware::Generation;
 use crate::partition::PartitionType;
 
 use super::parse::{parse_line, Op, Param};
 use super::store::{kind, KvStore, Value};
-use super::{AtFirmware, Job, Mode, PromptTarget, Rtc, MFG_ADDR, MFG_SIZE, SIM_NS};
+use super::{AtFirmware, Mode, PromptTarget, Rtc, MFG_ADDR, MFG_SIZE, SIM_NS};
 
-/// Parameter type mismatch (a string where a number belongs, or the reverse).
-pub(super) const PARA_TYPE: u32 = 0x0105_0000;
-/// Wrong number of parameters.
-pub(super) const PARA_NUM: u32 = 0x0106_0000;
-/// A parameter out of range.
-pub(super) const PARA_INVALID: u32 = 0x0107_0000;
-/// The command exists but not with this operation (`?`, `=`, bare).
-const OP_ERROR: u32 = 0x010c_0000;
-const UNSUPPORTED: u32 = 0x0109_0000;
-const SYSFLASH_NO_PARTITION: u32 = 0x010a_0000;
-const SYSFLASH_ERASE_ALIGN: u32 = 0x010a_0001;
-const SYSFLASH_ERASE_FAIL: u32 = 0x010a_0002;
-const SYSFLASH_WRITE_FAIL: u32 = 0x010a_0003;
+use crate::firmware::err_code::{EXEC_FAIL, OP_ERROR, UNSUPPORTED};
+pub(super) use crate::firmware::err_code::{PARA_INVALID, PARA_NUM, PARA_TYPE};
+const SYSFLASH_NO_PARTITION: u32 = EXEC_FAIL;
+const SYSFLASH_ERASE_ALIGN: u32 = EXEC_FAIL + 1;
+const SYSFLASH_ERASE_FAIL: u32 = EXEC_FAIL + 2;
+const SYSFLASH_WRITE_FAIL: u32 = EXEC_FAIL + 3;
 /// Largest single `AT+SYSFLASH` write/read the firmware can buffer (it `malloc`s the whole
 /// payload; an ESP32 running AT has well under this much free heap).
+/// `AT+SYSFLASH` erases whole sectors.
+const SECTOR: usize = crate::firmware::SECTOR_SIZE;
 const SYSFLASH_MAX_LEN: usize = 64 * 1024;
 /// SNTP servers used when `AT+CIPSNTPCFG=1,<tz>` names none (`esp-at.md` §5.5).
 const DEFAULT_SNTP_SERVERS: [&str; 3] = ["cn.ntp.org.cn", "ntp.sjtu.edu.cn", "us.pool.ntp.org"];
@@ -121,7 +113,11 @@ pub(super) fn default_mfg() -> KvStore {
             data: b"WROOM-32".to_vec(),
         },
     );
-    store.set("factory_param", "uart_baudrate", int(kind::I32, 115_200));
+    store.set(
+        "factory_param",
+        "uart_baudrate",
+        int(kind::I32, crate::firmware::AT_BAUD.into()),
+    );
     store.set("factory_param", "uart_cts_pin", int(kind::I8, 15));
     store.set("factory_param", "uart_port", int(kind::U8, 1));
     store.set("factory_param", "uart_rts_pin", int(kind::I8, 14));
@@ -181,8 +177,8 @@ impl AtFirmware {
             Err(e) => return self.error(Some(e.code())),
         };
         let generation = self.generation;
-        let v2 = generation != Generation::V1_1_3;
-        let v4 = generation == Generation::V4_1;
+        // Guards of commands not every generation has.
+        let known = generation.has_command(&parsed.name);
         let op = &parsed.op;
         if let Op::Test = op {
             // Every known command answers its test form; the syntax line real firmware
@@ -218,33 +214,10 @@ impl AtFirmware {
                 self.gmr();
                 Ok(())
             }
-            ("+CWMODE", Op::Query) => {
-                self.emit(b"+CWMODE:1\r\n");
-                {
-                    self.ok();
-                    Ok(())
-                }
-            }
-            ("+CWMODE", Op::Set(p)) => Args(p).int_in(0, 0..=3).map(|_| self.ok()),
-            ("+CWJAP", Op::Query) => {
-                self.cwjap_query();
-                Ok(())
-            }
-            ("+CWJAP", Op::Set(p)) => self.cwjap_set(&Args(p)),
-            ("+CWQAP", Op::Exec) => {
-                if self.ram.wifi {
-                    self.ram.wifi = false;
-                    self.emit(b"WIFI DISCONNECT\r\n");
-                }
-                {
-                    self.ok();
-                    Ok(())
-                }
-            }
             // The line settings belong to the carrier (the pty pump); the module accepts
             // them without changing its own behaviour.
             ("+UART_DEF", Op::Set(p)) => Args(p).int_in(0, 80..=5_000_000).map(|_| self.ok()),
-            ("+SYSMSG", Op::Query) if v2 => {
+            ("+SYSMSG", Op::Query) if known => {
                 let line = format!("+SYSMSG:{}\r\n", self.ram.sysmsg);
                 self.emit_str(&line);
                 self.ok();
@@ -252,7 +225,7 @@ impl AtFirmware {
             }
             // Stored and reported, but the `+LINK_CONN` forms it selects are not modelled:
             // hosts are told to leave it at 0 (`esp-at.md` §5.19).
-            ("+SYSMSG", Op::Set(p)) if v2 => Args(p).int_in(0, 0..=7).map(|v| {
+            ("+SYSMSG", Op::Set(p)) if known => Args(p).int_in(0, 0..=7).map(|v| {
                 self.ram.sysmsg = v as u8;
                 self.ok()
             }),
@@ -266,7 +239,7 @@ impl AtFirmware {
                 self.sntp_time();
                 Ok(())
             }
-            ("+SYSTIMESTAMP", Op::Query) if v2 => {
+            ("+SYSTIMESTAMP", Op::Query) if known => {
                 let secs = self.unix_time(self.now);
                 self.emit_str(&format!("+SYSTIMESTAMP:{secs}"));
                 {
@@ -274,7 +247,7 @@ impl AtFirmware {
                     Ok(())
                 }
             }
-            ("+SYSTIMESTAMP", Op::Set(p)) if v2 => {
+            ("+SYSTIMESTAMP", Op::Set(p)) if known => {
                 Args(p).int_in(0, 0..=i64::from(u32::MAX)).map(|secs| {
                     self.rtc = Rtc {
                         base_ms: secs as u64 * 1000,
@@ -283,7 +256,7 @@ impl AtFirmware {
                     self.ok()
                 })
             }
-            ("+SYSLOG", Op::Query) if v2 => {
+            ("+SYSLOG", Op::Query) if known => {
                 let on = u8::from(self.ram.syslog);
                 self.emit_str(&format!("+SYSLOG:{on}\r\n"));
                 {
@@ -291,7 +264,7 @@ impl AtFirmware {
                     Ok(())
                 }
             }
-            ("+SYSLOG", Op::Set(p)) if v2 => Args(p).int_in(0, 0..=1).map(|v| {
+            ("+SYSLOG", Op::Set(p)) if known => Args(p).int_in(0, 0..=1).map(|v| {
                 self.ram.syslog = v == 1;
                 self.ok()
             }),
@@ -300,15 +273,18 @@ impl AtFirmware {
                 Ok(())
             }
             ("+SYSFLASH", Op::Set(p)) => self.sysflash_set(&Args(p)),
-            ("+SYSMFG", Op::Query) if v4 => {
+            ("+SYSMFG", Op::Query) if known => {
                 self.sysmfg_list();
                 Ok(())
             }
-            ("+SYSMFG", Op::Set(p)) if v4 => self.sysmfg_set(&Args(p)),
-            (name, op) => match self.ip_command(name, op) {
+            ("+SYSMFG", Op::Set(p)) if known => self.sysmfg_set(&Args(p)),
+            (name, op) => match self.wifi_command(name, op) {
                 Some(result) => result,
-                None if self.known(name) => Err(OP_ERROR),
-                None => Err(UNSUPPORTED),
+                None => match self.ip_command(name, op) {
+                    Some(result) => result,
+                    None if self.known(name) => Err(OP_ERROR),
+                    None => Err(UNSUPPORTED),
+                },
             },
         };
         if let Err(code) = result {
@@ -317,44 +293,7 @@ impl AtFirmware {
     }
 
     fn known(&self, name: &str) -> bool {
-        const ALL: &[&str] = &[
-            "",
-            "E0",
-            "E1",
-            "+RST",
-            "+RESTORE",
-            "+GMR",
-            "+CWMODE",
-            "+CWJAP",
-            "+CWQAP",
-            "+UART_CUR",
-            "+UART_DEF",
-            "+CIPSNTPCFG",
-            "+CIPSNTPTIME",
-            "+SYSFLASH",
-            "+CIPSSLCCONF",
-            "+CIPMUX",
-            "+CIPDINFO",
-            "+CIPSTART",
-            "+CIPSEND",
-            "+CIPCLOSE",
-            "+CIPSTATUS",
-        ];
-        const V2: &[&str] = &[
-            "+SYSTIMESTAMP",
-            "+SYSLOG",
-            "+CIPSSLCSNI",
-            "+CIPSSLCALPN",
-            "+CIPRECVMODE",
-            "+CIPRECVDATA",
-            "+CIPRECVLEN",
-            "+CIPSTATE",
-            "+SYSMSG",
-        ];
-        const V4: &[&str] = &["+SYSMFG", "+CIPRECVTYPE"];
-        ALL.contains(&name)
-            || (self.generation != Generation::V1_1_3 && V2.contains(&name))
-            || (self.generation == Generation::V4_1 && V4.contains(&name))
+        self.generation.has_command(name)
     }
 
     fn restore(&mut self) {
@@ -378,26 +317,7 @@ impl AtFirmware {
         // Lines 1 and 4 are exact (`esp-at.md` §5.3); the SDK version and compile time of
         // Espressif's release binaries are not established, so plausible values for each
         // generation's IDF are printed.
-        let lines: [&str; 4] = match self.generation {
-            Generation::V1_1_3 => [
-                "AT version:1.1.3.0(5a40576 - Nov 28 2018 12:50:55)",
-                "SDK version:v3.2-dev-1230-g7e0ea6b0",
-                "compile time:Dec 21 2018 10:32:19",
-                "Bin version:1.1.3(WROOM-32)",
-            ],
-            Generation::V2_4 => [
-                "AT version:2.4.0.0(4c6eb5e - ESP32 - May 20 2022 03:11:58)",
-                "SDK version:qa-test-v4.3.3-20220423",
-                "compile time(5b36ba7):May 20 2022 03:13:24",
-                "Bin version:2.4.0(WROOM-32)",
-            ],
-            Generation::V4_1 => [
-                "AT version:4.1.1.0(ba4dd0e - ESP32 - Jul 31 2025 08:37:48)",
-                "SDK version:v5.4.2-dirty",
-                "compile time(6d4bd5f7):Jul 31 2025 08:41:36",
-                "Bin version:v4.1.1.0(WROOM-32)",
-            ],
-        };
+        let lines = self.generation.gmr_lines();
         for line in lines {
             self.emit_str(line);
             self.emit(b"\r\n");
@@ -405,114 +325,22 @@ impl AtFirmware {
         self.ok();
     }
 
-    fn cwjap_query(&mut self) {
-        if self.ram.wifi {
-            let ap = self.ap.clone();
-            let mut line = format!(
-                "+CWJAP:\"{}\",\"{}\",{},{}",
-                ap.ssid, ap.bssid, ap.channel, ap.rssi
-            );
-            if self.generation != Generation::V1_1_3 {
-                // pci_en, reconn_interval, listen_interval, scan_mode, pmf.
-                line.push_str(",0,1,3,0,1");
-            }
-            line.push_str("\r\n");
-            self.emit_str(&line);
-        }
-        // Not connected: only OK (`No AP` goes to the log port).
-        if !self.ram.wifi {
-            self.log("No AP");
-        }
-        self.ok();
-    }
-
-    fn cwjap_set(&mut self, args: &Args<'_>) -> Result<(), u32> {
-        if args.len() < 2 {
-            return Err(PARA_NUM);
-        }
-        let ssid = args.string(0)?;
-        let password = args.string(1)?;
-        let fail = if ssid != self.ap.ssid {
-            Some(3)
-        } else if password != self.ap.password {
-            Some(2)
-        } else {
-            None
-        };
-        if self.ram.wifi {
-            self.ram.wifi = false;
-            self.emit(b"WIFI DISCONNECT\r\n");
-        }
-        let now = self.now;
-        self.ram.mode = Mode::Busy(Job::Join {
-            connected_at: now + Duration::from_millis(1000),
-            got_ip_at: now + Duration::from_millis(1500),
-            connected: false,
-            fail,
-        });
-        Ok(())
-    }
-
-    /// Advances `AT+CWJAP=` to `now`.
-    pub(super) fn run_join(&mut self) {
-        let now = self.now;
-        let Mode::Busy(Job::Join {
-            connected_at,
-            got_ip_at,
-            connected,
-            fail,
-        }) = &mut self.ram.mode
-        else {
-            return;
-        };
-        let (connected_at, got_ip_at, fail) = (*connected_at, *got_ip_at, *fail);
-        let newly_connected = fail.is_none() && !*connected && now >= connected_at;
-        if newly_connected {
-            *connected = true;
-        }
-        if let Some(code) = fail {
-            if now >= connected_at {
-                self.ram.mode = Mode::Command;
-                self.emit_str(&format!("+CWJAP:{code}\r\n"));
-                self.error(None);
-            }
-            return;
-        }
-        if newly_connected {
-            self.emit(b"WIFI CONNECTED\r\n");
-        }
-        if now >= got_ip_at {
-            self.ram.mode = Mode::Command;
-            self.ram.wifi = true;
-            self.nvs.set(
-                SIM_NS,
-                "wifi",
-                Value {
-                    kind: kind::U8,
-                    data: vec![1],
-                },
-            );
-            self.save_nvs();
-            self.emit(b"WIFI GOT IP\r\n");
-            self.ok();
-        }
-    }
-
     // ---- SNTP and time ----
 
     fn sntp_set(&mut self, args: &Args<'_>) -> Result<(), u32> {
         let enable = args.int_in(0, 0..=1)?;
-        let v1 = self.generation == Generation::V1_1_3;
+        let posix = self.generation.sntp_posix_timezone();
         if enable == 0 {
             self.ram.sntp.enabled = false;
             self.ram.sntp.sync_at = None;
+            self.ram.sntp.pending = false;
             return {
                 self.ok();
                 Ok(())
             };
         }
         let timezone = args.int(1)?;
-        let valid_tz = if v1 {
+        let valid_tz = if posix {
             (-11..=13).contains(&timezone)
         } else {
             // -12…14, or [+|-]hhmm (hours -12…14, minutes 00…59).
@@ -558,7 +386,7 @@ impl AtFirmware {
             };
             let quoted: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
             format!("+CIPSNTPCFG:1,{},{}\r\n", sntp.timezone, quoted.join(","))
-        } else if self.generation == Generation::V4_1 {
+        } else if self.generation.sntp_off_shows_timezone() {
             format!("+CIPSNTPCFG:0,{}\r\n", sntp.timezone)
         } else {
             "+CIPSNTPCFG:0\r\n".to_string()
@@ -570,14 +398,16 @@ impl AtFirmware {
     fn sntp_time(&mut self) {
         let utc = self.unix_time(self.now) as i64;
         let tz = i64::from(self.ram.sntp.timezone);
-        let offset = match self.generation {
+        let offset = if self.generation.sntp_posix_timezone() {
             // TZ=GMT+8 means UTC-8 to POSIX: the sign is inverted.
-            Generation::V1_1_3 => -tz * 3600,
-            _ if tz.abs() >= 100 => tz.signum() * ((tz.abs() / 100) * 3600 + (tz.abs() % 100) * 60),
-            _ => tz * 3600,
+            -tz * 3600
+        } else if tz.abs() >= 100 {
+            tz.signum() * ((tz.abs() / 100) * 3600 + (tz.abs() % 100) * 60)
+        } else {
+            tz * 3600
         };
         let mut line = format!("+CIPSNTPTIME:{}", asctime(utc + offset));
-        if self.generation == Generation::V1_1_3 {
+        if self.generation.sntp_time_newline() {
             // 1.1.3 keeps asctime's own newline (`esp-at.md` §5.6).
             line.push('\n');
         }
@@ -606,7 +436,7 @@ impl AtFirmware {
             .into_iter()
             .find(|p| {
                 p.name == name
-                    && (self.generation != Generation::V1_1_3
+                    && (!self.generation.sysflash_needs_type()
                         || p.kind == PartitionType::CUSTOMIZED)
             })
             .map(|p| (p.offset, p.size))
@@ -632,7 +462,7 @@ impl AtFirmware {
         let in_range = (offset as u64 + len as u64) <= u64::from(size);
         match op {
             0 => {
-                if offset % 4096 != 0 || len % 4096 != 0 {
+                if !(offset as usize).is_multiple_of(SECTOR) || !len.is_multiple_of(SECTOR) {
                     return Err(SYSFLASH_ERASE_ALIGN);
                 }
                 if !in_range || self.flash.modify(|f| f.erase(start + offset, len)).is_err() {

@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use crate::firmware::Generation;
-
 use super::commands::{Args, PARA_INVALID, PARA_NUM};
 use super::link::Link;
 use super::parse::Op;
@@ -17,7 +15,7 @@ use super::{
 
 /// Largest plaintext in one active `+IPD` frame: the firmware's receive buffer
 /// (`malloc(2920)`, `esp-at.md` §5.14).
-pub(super) const IPD_MAX: usize = 2920;
+pub(super) const IPD_MAX: usize = crate::firmware::IPD_FRAME_MAX;
 /// Largest `AT+CIPRECVDATA` request served (the firmware must `malloc(len + 128)`).
 const RECVDATA_MAX: i64 = 65_536;
 
@@ -27,8 +25,8 @@ impl AtFirmware {
     /// Runs an SSL/IP command; `None` when `name`/`op` is not one of them in this
     /// generation.
     pub(super) fn ip_command(&mut self, name: &str, op: &Op) -> Option<CmdResult> {
-        let v2 = self.generation != Generation::V1_1_3;
-        let v4 = self.generation == Generation::V4_1;
+        // Guards of commands not every generation has.
+        let known = self.generation.has_command(name);
         let mux = self.ram.mux;
         Some(match (name, op) {
             ("+CIPMUX", Op::Query) => {
@@ -56,7 +54,7 @@ impl AtFirmware {
                 self.cipstatus();
                 Ok(())
             }
-            ("+CIPSTATE", Op::Query) if v2 => {
+            ("+CIPSTATE", Op::Query) if known => {
                 for line in self.link_lines("+CIPSTATE") {
                     self.emit_str(&line);
                 }
@@ -70,7 +68,7 @@ impl AtFirmware {
                 Ok(())
             }
             ("+CIPSSLCCONF", Op::Set(p)) => self.sslcconf_set(&Args(p)),
-            ("+CIPSSLCSNI", Op::Query) if v2 => {
+            ("+CIPSSLCSNI", Op::Query) if known => {
                 let lines: Vec<String> = (0..LINKS)
                     .filter_map(|id| {
                         let sni = self.ram.sni[id].as_ref()?;
@@ -85,8 +83,8 @@ impl AtFirmware {
                     Ok(())
                 }
             }
-            ("+CIPSSLCSNI", Op::Set(p)) if v2 => self.sslcsni_set(&Args(p)),
-            ("+CIPSSLCALPN", Op::Query) if v2 => {
+            ("+CIPSSLCSNI", Op::Set(p)) if known => self.sslcsni_set(&Args(p)),
+            ("+CIPSSLCALPN", Op::Query) if known => {
                 let lines: Vec<String> = (0..LINKS)
                     .filter(|&id| !self.ram.alpn[id].is_empty())
                     .map(|id| format!("+CIPSSLCALPN:{id},{}\r\n", self.ram.alpn[id].join(",")))
@@ -99,7 +97,7 @@ impl AtFirmware {
                     Ok(())
                 }
             }
-            ("+CIPSSLCALPN", Op::Set(p)) if v2 => self.sslcalpn_set(&Args(p)),
+            ("+CIPSSLCALPN", Op::Set(p)) if known => self.sslcalpn_set(&Args(p)),
             ("+CIPSTART", Op::Set(p)) => self.cipstart(&Args(p)),
             ("+CIPSEND", Op::Set(p)) => self.cipsend(&Args(p)),
             ("+CIPCLOSE", Op::Exec) if !mux => {
@@ -122,7 +120,7 @@ impl AtFirmware {
                     self.cipclose(id as usize)
                 }
             }),
-            ("+CIPRECVMODE", Op::Query) if v2 => {
+            ("+CIPRECVMODE", Op::Query) if known => {
                 let line = format!("+CIPRECVMODE:{}\r\n", u8::from(self.ram.passive[0]));
                 self.emit_str(&line);
                 {
@@ -130,11 +128,11 @@ impl AtFirmware {
                     Ok(())
                 }
             }
-            ("+CIPRECVMODE", Op::Set(p)) if v2 => Args(p).int_in(0, 0..=1).map(|v| {
+            ("+CIPRECVMODE", Op::Set(p)) if known => Args(p).int_in(0, 0..=1).map(|v| {
                 self.ram.passive = [v == 1; LINKS];
                 self.ok()
             }),
-            ("+CIPRECVTYPE", Op::Query) if v4 => {
+            ("+CIPRECVTYPE", Op::Query) if known => {
                 let ids = if mux { 0..LINKS } else { 0..1 };
                 for id in ids {
                     let line = format!("+CIPRECVTYPE:{id},{}\r\n", u8::from(self.ram.passive[id]));
@@ -145,9 +143,9 @@ impl AtFirmware {
                     Ok(())
                 }
             }
-            ("+CIPRECVTYPE", Op::Set(p)) if v4 => self.recvtype_set(&Args(p)),
-            ("+CIPRECVDATA", Op::Set(p)) if v2 => self.recvdata(&Args(p)),
-            ("+CIPRECVLEN", Op::Query) if v2 => {
+            ("+CIPRECVTYPE", Op::Set(p)) if known => self.recvtype_set(&Args(p)),
+            ("+CIPRECVDATA", Op::Set(p)) if known => self.recvdata(&Args(p)),
+            ("+CIPRECVLEN", Op::Query) if known => {
                 self.recvlen();
                 Ok(())
             }
@@ -231,7 +229,7 @@ impl AtFirmware {
         let (ids, p) = self.link_arg(args)?;
         let auth = args.int_in(p, 0..=3)? as u8;
         let extra = args.len() - p - 1;
-        let v1 = self.generation == Generation::V1_1_3;
+        let v1 = self.generation.sslcconf_strict();
         // "1.1.3" is strict: auth 0 takes nothing more, 1–3 take both indices.
         let count_ok = if v1 {
             (auth == 0 && extra == 0) || (auth != 0 && extra == 2)
@@ -349,11 +347,7 @@ impl AtFirmware {
 
     fn cipstart(&mut self, args: &Args<'_>) -> CmdResult {
         let (id, p) = self.link_param(args)?;
-        let max_params = p + if self.generation == Generation::V4_1 {
-            6
-        } else {
-            5
-        };
+        let max_params = p + self.generation.cipstart_max_params();
         if args.len() < p + 3 || args.len() > max_params {
             return Err(PARA_NUM);
         }
@@ -391,7 +385,7 @@ impl AtFirmware {
         if self.ram.links[id].is_some() {
             return refuse(self, "ALREADY CONNECTED");
         }
-        if self.generation == Generation::V1_1_3 && self.ram.links.iter().any(Option::is_some) {
+        if self.generation.single_tls_link() && self.ram.links.iter().any(Option::is_some) {
             // "1.1.3" supports a single SSL link.
             return refuse(self, "ssl fail");
         }
@@ -576,10 +570,10 @@ impl AtFirmware {
         if self.ram.dinfo {
             if let Some(link) = &self.ram.links[id] {
                 let (ip, port) = (link.peer.ip(), link.peer.port());
-                if self.generation == Generation::V1_1_3 {
-                    header.push_str(&format!(",{ip},{port}"));
-                } else {
+                if self.generation.quotes_ip_addresses() {
                     header.push_str(&format!(",\"{ip}\",{port}"));
+                } else {
+                    header.push_str(&format!(",{ip},{port}"));
                 }
             }
         }
@@ -638,7 +632,7 @@ impl AtFirmware {
     /// Passive mode: announce once, keep the data until `AT+CIPRECVDATA`; `CLOSED` waits
     /// until the buffer is drained (`esp-at.md` §5.15).
     fn deliver_passive(&mut self, id: usize) {
-        let v2_4 = self.generation == Generation::V2_4;
+        let wire_bytes = self.generation.ipd_announces_wire_bytes();
         let Some(link) = self.ram.links[id].as_mut() else {
             return;
         };
@@ -650,7 +644,7 @@ impl AtFirmware {
             link.notified = true;
             // "2.4" announces what arrived at the socket layer (TLS bytes), so the
             // announced length exceeds what AT+CIPRECVDATA returns (v2.1 docs).
-            let announced = if v2_4 {
+            let announced = if wire_bytes {
                 buffered.max(link.wire_since_read)
             } else {
                 buffered
@@ -673,7 +667,7 @@ impl AtFirmware {
         self.emit_str(&line);
     }
 
-    fn close_link(&mut self, id: usize) {
+    pub(super) fn close_link(&mut self, id: usize) {
         if let Some(mut link) = self.ram.links[id].take() {
             link.close();
             let line = format!("{}CLOSED\r\n", self.prefix(id));
@@ -752,11 +746,11 @@ impl AtFirmware {
                 .ram
                 .links
                 .iter()
-                .map(|l| match (len(l), self.generation) {
-                    (Some(n), _) => n.to_string(),
+                .map(|l| match len(l) {
+                    Some(n) => n.to_string(),
                     // "2.4" prints every link with %d; "4.1" leaves closed links empty.
-                    (None, Generation::V2_4) => "0".to_string(),
-                    (None, _) => String::new(),
+                    None if self.generation.recvlen_zero_for_closed() => "0".to_string(),
+                    None => String::new(),
                 })
                 .collect();
             format!("+CIPRECVLEN:{}\r\n", fields.join(","))

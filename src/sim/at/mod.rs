@@ -35,6 +35,7 @@ pub mod net;
 mod parse;
 mod store;
 mod tls;
+mod wifi;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -45,6 +46,7 @@ use crate::sim::flash::Flash;
 
 pub use fault::{Fault, FaultSpec, FaultSpecError, Faults};
 pub use net::{Network, NoNetwork, Socket, TcpNetwork};
+pub use wifi::WifiSwitch;
 
 use link::Link;
 use store::KvStore;
@@ -55,8 +57,8 @@ use tls::SimClock;
 const NVS_ADDR: u32 = 0x12000;
 const NVS_SIZE: usize = 0xe000;
 /// `mfg_nvs` in the "4.1" secondary table.
-const MFG_ADDR: u32 = 0x21000;
-const MFG_SIZE: usize = 0x1c000;
+const MFG_ADDR: u32 = crate::firmware::MFG_NVS_OFFSET;
+const MFG_SIZE: usize = crate::firmware::MFG_NVS_SIZE as usize;
 /// The simulator's own namespace in the `nvs` store.
 const SIM_NS: &str = "esp-aws-sim";
 /// Number of link ids (`AT+CIPMUX=1` allows 0..=4; 5 means "all").
@@ -132,6 +134,8 @@ pub struct AtFirmwareBuilder {
     faults: FaultSpec,
     seed: u64,
     ap: AccessPoint,
+    switch: WifiSwitch,
+    joined: bool,
 }
 
 impl AtFirmwareBuilder {
@@ -180,6 +184,21 @@ impl AtFirmwareBuilder {
         self
     }
 
+    /// The access point's power switch (to take the network away at run time); default: a
+    /// switch of its own, on.
+    pub fn wifi_switch(mut self, switch: WifiSwitch) -> Self {
+        self.switch = switch;
+        self
+    }
+
+    /// Whether the module keeps the network it has saved (default) or powers on having
+    /// forgotten it, so that it joins nothing until `AT+CWJAP=` (a module fresh from the
+    /// factory, or one moved to a new place).
+    pub fn wifi_joined(mut self, joined: bool) -> Self {
+        self.joined = joined;
+        self
+    }
+
     /// Powers the module on (at time zero; `ready` follows after the ready delay).
     pub fn build(self) -> AtFirmware {
         let generation = self.generation;
@@ -195,6 +214,7 @@ impl AtFirmwareBuilder {
             utc: self.utc,
             faults: Faults::new(self.faults, self.seed),
             ap: self.ap,
+            switch: self.switch,
             clock: Arc::new(SimClock::default()),
             nvs: KvStore::default(),
             rtc: Rtc::default(),
@@ -205,6 +225,9 @@ impl AtFirmwareBuilder {
             now: Duration::ZERO,
         };
         module.load_nvs();
+        if !self.joined {
+            module.save_network(None);
+        }
         module
     }
 }
@@ -225,6 +248,8 @@ struct Sntp {
     timezone: i32,
     servers: Vec<String>,
     sync_at: Option<Duration>,
+    /// The sync time came without a network: it happens once the station has an IP.
+    pending: bool,
 }
 
 /// What the module is doing with serial input.
@@ -276,6 +301,8 @@ enum Job {
         connected: bool,
         /// `+CWJAP:<code>` failure instead of joining.
         fail: Option<u8>,
+        /// Saved as the network to rejoin once joined.
+        credentials: wifi::JoinCredentials,
     },
     /// `AT+CIPSTART` waiting for its handshake.
     Connect {
@@ -300,7 +327,9 @@ struct Ram {
     alpn: [Vec<String>; LINKS],
     passive: [bool; LINKS],
     had_link: bool,
+    /// The station is joined and has an IP.
     wifi: bool,
+    station: wifi::Station,
     sysmsg: u8,
     /// The current line overflowed [`MAX_LINE`] and is being discarded.
     overflow: bool,
@@ -323,6 +352,7 @@ impl Default for Ram {
             passive: [false; LINKS],
             had_link: false,
             wifi: false,
+            station: wifi::Station::default(),
             sysmsg: 0,
             overflow: false,
         }
@@ -340,6 +370,7 @@ pub struct AtFirmware {
     utc: UtcSource,
     faults: Faults,
     ap: AccessPoint,
+    switch: WifiSwitch,
     clock: Arc<SimClock>,
     /// NVS-backed settings (`AT+CIPSSLCCONF`, saved Wi-Fi): survive reboots.
     nvs: KvStore,
@@ -365,6 +396,8 @@ impl AtFirmware {
             faults: FaultSpec::none(),
             seed: 0,
             ap: AccessPoint::default(),
+            switch: WifiSwitch::default(),
+            joined: true,
         }
     }
 
@@ -461,13 +494,13 @@ impl AtFirmware {
     }
 
     fn err_code(&mut self, code: u32) {
-        if self.generation == Generation::V1_1_3 || self.ram.syslog {
+        if self.generation.prints_err_code_always() || self.ram.syslog {
             self.emit_str(&format!("ERR CODE:0x{code:08x}\r\n"));
         }
     }
 
     fn busy(&mut self) {
-        self.err_code(0x010b_0000);
+        self.err_code(crate::firmware::err_code::PROCESSING);
         self.emit(b"\r\nbusy p...\r\n");
     }
 
@@ -498,7 +531,7 @@ impl AtFirmware {
                     data: vec![1],
                 },
             );
-            if self.generation == Generation::V4_1
+            if self.generation.credentials_in_nvs()
                 && KvStore::load(&self.flash, MFG_ADDR, MFG_SIZE).is_none()
             {
                 commands::default_mfg().save(&self.flash, MFG_ADDR, MFG_SIZE);
@@ -509,12 +542,6 @@ impl AtFirmware {
 
     fn save_nvs(&mut self) {
         self.nvs.save(&self.flash, NVS_ADDR, NVS_SIZE);
-    }
-
-    fn wifi_saved(&self) -> bool {
-        self.nvs
-            .get(SIM_NS, "wifi")
-            .is_some_and(|v| v.data.first() == Some(&1))
     }
 
     fn mfg(&self) -> KvStore {
@@ -542,11 +569,8 @@ impl AtFirmware {
             self.emit(&noise);
         }
         self.emit(b"\r\nready\r\n");
-        // A module with saved Wi-Fi credentials joins its AP right after boot.
-        if self.wifi_saved() {
-            self.ram.wifi = true;
-            self.emit(b"WIFI CONNECTED\r\nWIFI GOT IP\r\n");
-        }
+        // A module with a saved network joins it right after boot.
+        self.boot_join();
     }
 
     // ---- time ----
@@ -563,16 +587,23 @@ impl AtFirmware {
         if let Some(at) = self.ram.sntp.sync_at {
             if now >= at {
                 self.ram.sntp.sync_at = None;
-                self.rtc = Rtc {
-                    base_ms: self.utc.unix_millis(now),
-                    base_at: now,
-                };
-                if self.generation == Generation::V4_1 {
-                    self.emit(b"+TIME_UPDATED\r\n");
+                if self.ram.wifi {
+                    self.rtc = Rtc {
+                        base_ms: self.utc.unix_millis(now),
+                        base_at: now,
+                    };
+                    if self.generation.time_updated_urc() {
+                        self.emit(b"+TIME_UPDATED\r\n");
+                    }
+                } else {
+                    // No network, no NTP server: the client waits for an IP.
+                    self.log("sntp: no network");
+                    self.ram.sntp.pending = true;
                 }
             }
         }
         self.clock.set_unix_millis(self.wall_ms(now));
+        self.follow_access_point();
         self.pump_links();
         self.run_job();
     }
@@ -634,7 +665,7 @@ impl AtFirmware {
                     target: PromptTarget::CipSend { .. },
                     buf,
                     ..
-                } if self.generation == Generation::V1_1_3 && buf.is_empty() && bytes == b"+++" => {
+                } if self.generation.plus_cancels_send() && buf.is_empty() && bytes == b"+++" => {
                     // "1.1.3" cancels a pending send on a lone `+++` (`esp-at.md` §5.13).
                     self.ram.mode = Mode::Command;
                     self.emit(b"\r\nSEND Canceled\r\n");
@@ -676,7 +707,7 @@ impl AtFirmware {
                             // Overlong input is refused once and dropped up to its
                             // terminator (a trailing `\r` is kept to pair with a `\n`).
                             if !self.ram.overflow {
-                                self.error(Some(0x0104_0000));
+                                self.error(Some(crate::firmware::err_code::PARA_LENGTH));
                             }
                             self.ram.overflow = true;
                             let cr = self.ram.line.last() == Some(&b'\r');
@@ -698,7 +729,7 @@ impl AtFirmware {
                         return;
                     }
                     if line.len() > MAX_LINE {
-                        self.error(Some(0x0104_0000));
+                        self.error(Some(crate::firmware::err_code::PARA_LENGTH));
                     } else {
                         self.dispatch(&line);
                     }

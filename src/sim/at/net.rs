@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// A connected, non-blocking byte stream. `read` returns `ErrorKind::WouldBlock` when no
@@ -23,6 +23,12 @@ pub trait Socket: Read + Write + Send + fmt::Debug {
 pub trait Network: Send + fmt::Debug {
     /// Connects to `host:port`; `host` is exactly what the host wrote in `AT+CIPSTART`.
     fn connect(&mut self, host: &str, port: u16) -> io::Result<Box<dyn Socket>>;
+
+    /// The address `host` resolves to (`AT+CIPDOMAIN`), or `None` when the name is unknown.
+    /// By default only literal IP addresses resolve.
+    fn resolve_name(&mut self, host: &str) -> Option<IpAddr> {
+        host.parse().ok()
+    }
 }
 
 /// A network that reaches nothing: every connection is refused (the default until a real
@@ -92,6 +98,26 @@ impl TcpNetwork {
 }
 
 impl Network for TcpNetwork {
+    /// The simulator's name table: `--resolve` entries, then the names routed to the local
+    /// endpoint (whatever the port), then literal addresses. Nothing else resolves: the
+    /// module's DNS is the simulator's.
+    fn resolve_name(&mut self, host: &str) -> Option<IpAddr> {
+        let key = host.to_ascii_lowercase();
+        if let Some(ip) = self.hosts.get(&key) {
+            return Some(*ip);
+        }
+        let routed = self
+            .routes
+            .iter()
+            .filter(|((name, _), _)| *name == key)
+            .map(|((_, port), addr)| (*port, addr.ip()))
+            .min();
+        if let Some((_, ip)) = routed {
+            return Some(ip);
+        }
+        host.parse().ok()
+    }
+
     fn connect(&mut self, host: &str, port: u16) -> io::Result<Box<dyn Socket>> {
         let addr = self.lookup(host, port)?;
         let stream = match self.connect_timeout {
@@ -152,5 +178,26 @@ mod tests {
             "10.0.0.1:80".parse().unwrap()
         );
         assert!(net.lookup("elsewhere.example", 443).is_err());
+    }
+
+    #[test]
+    fn names_resolve_through_the_table_only() {
+        let mut net = TcpNetwork::new()
+            .route("endpoint.example", 8443, "127.0.0.1:4000".parse().unwrap())
+            .resolve("other.example", "10.1.2.3".parse().unwrap());
+        assert_eq!(
+            net.resolve_name("ENDPOINT.example"),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            net.resolve_name("other.example"),
+            Some("10.1.2.3".parse().unwrap())
+        );
+        assert_eq!(
+            net.resolve_name("10.0.0.9"),
+            Some("10.0.0.9".parse().unwrap())
+        );
+        assert_eq!(net.resolve_name("elsewhere.example"), None);
+        assert_eq!(NoNetwork.resolve_name("elsewhere.example"), None);
     }
 }

@@ -74,8 +74,8 @@ impl LineError {
     /// The `ERR CODE` value (`esp-at.md` §4.5).
     pub fn code(self) -> u32 {
         match self {
-            LineError::NoAt => 0x0103_0000,
-            LineError::Malformed => 0x0108_0000,
+            LineError::NoAt => crate::firmware::err_code::NO_AT,
+            LineError::Malformed => crate::firmware::err_code::PARA_PARSE,
         }
     }
 }

@@ -68,7 +68,7 @@ impl CredentialSource<'_> {
     /// The number of items in `slot`, or `Err(log line)` when the slot is missing or not a
     /// valid AtPKI bin (bad magic, length beyond the partition).
     pub fn count(&self, slot: Slot) -> Result<usize, String> {
-        if self.generation == Generation::V4_1 {
+        if self.generation.credentials_in_nvs() {
             return Ok(self
                 .mfg
                 .entries
@@ -81,7 +81,7 @@ impl CredentialSource<'_> {
 
     /// The content of item `index` of `slot`.
     pub fn item(&self, slot: Slot, index: usize) -> Result<Vec<u8>, String> {
-        if self.generation == Generation::V4_1 {
+        if self.generation.credentials_in_nvs() {
             return self
                 .mfg
                 .entries
@@ -103,7 +103,7 @@ impl CredentialSource<'_> {
         for _ in 0..index {
             let len =
                 item_len(&data, offset).ok_or_else(|| format!("{} format error", slot.name()))?;
-            offset += if self.generation == Generation::V1_1_3 {
+            offset += if self.generation.atpki_v1_records() {
                 crate::pki::atpki::v1_record_len(len)
             } else {
                 crate::pki::atpki::record_len(len)
@@ -123,7 +123,7 @@ impl CredentialSource<'_> {
                 .partition(slot.name())
                 .ok_or_else(|| format!("{} partition missed", slot.name()))?;
             // 1.1.3 looks partitions up by type 0x40 and name.
-            if generation == Generation::V1_1_3
+            if generation.sysflash_needs_type()
                 && part.kind != crate::partition::PartitionType::CUSTOMIZED
             {
                 return Err(format!("{} partition missed", slot.name()));
@@ -242,9 +242,10 @@ pub fn client(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     // mbedTLS 2.x (1.1.3's and 2.4's IDF) speaks TLS 1.2 only; 4.1's IDF 5.4 mbedTLS 3.6
     // can do 1.3 as well.
-    let versions: &[&'static rustls::SupportedProtocolVersion] = match generation {
-        Generation::V4_1 => rustls::DEFAULT_VERSIONS,
-        _ => &[&rustls::version::TLS12],
+    let versions: &[&'static rustls::SupportedProtocolVersion] = if generation.has_tls13() {
+        rustls::DEFAULT_VERSIONS
+    } else {
+        &[&rustls::version::TLS12]
     };
     // Read in the firmware's order: cert, key, then CA (`cert_len`, `prvtkey_len`,
     // `ca_len` on the log port).
@@ -282,7 +283,7 @@ pub fn client(
         inner: verifier,
         // 1.1.3's OpenSSL-compat path never sets a host name, so mbedTLS checks no name;
         // esp-tls (2.4+) checks the server name it connects with.
-        check_name: generation != Generation::V1_1_3,
+        check_name: generation.checks_host_name(),
         provider: provider.clone(),
     });
     let builder = ClientConfig::builder_with_details(provider.clone(), clock)
@@ -300,7 +301,7 @@ pub fn client(
     log.push("ctx ok".into());
     // 1.1.3 sends no SNI (no command for it, and its OpenSSL-compat path sets no host
     // name); esp-tls in 2.4+ sends the AT+CIPSSLCSNI name, else the AT+CIPSTART host.
-    config.enable_sni = generation != Generation::V1_1_3;
+    config.enable_sni = generation.has_sni_alpn();
     config.alpn_protocols = params.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     let name = params.sni.clone().unwrap_or_else(|| params.host.clone());
     let name = ServerName::try_from(name).map_err(|_| "gethostbyname fail".to_string())?;

@@ -32,8 +32,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this many connections are held at once (both listeners together).
 pub const MAX_CONNECTIONS: usize = 1024;
 /// Descriptors kept free for everything else (journal, account files, logs).
+#[cfg(unix)]
 const RESERVED_FDS: u64 = 128;
 /// Descriptors one connection uses: its socket and the table's handle on it.
+#[cfg(unix)]
 const FDS_PER_CONNECTION: u64 = 2;
 /// Pauses of the acceptor after an accept error, doubling from the first to the last.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
