@@ -261,14 +261,15 @@ fn interrupt_soak_no_lost_misattributed_or_wedged() {
     assert_eq!(bad, 0, "see the figures above");
 }
 
-/// The in-flight mark a command leaves on `port` while it talks to the module.
-fn inflight_mark(port: &std::path::Path) -> std::path::PathBuf {
+/// The in-flight mark a command run by [`command`] (whose `TMPDIR` is the world's
+/// directory) leaves on `port` while it talks to the module.
+fn inflight_mark(world: &World, port: &std::path::Path) -> std::path::PathBuf {
     let name: String = port
         .to_string_lossy()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    std::env::temp_dir().join(format!("esp-aws-inflight-{name}"))
+    world.dir.path().join(format!("esp-aws-inflight-{name}"))
 }
 
 /// `provision` and `doctor` talk AT to the module like the shadow commands: killed mid-way
@@ -307,7 +308,7 @@ fn a_killed_provision_or_doctor_leaves_no_late_answer_for_the_next_get() {
         .unwrap()
         .as_nanos() as u64;
     let mut rng = Rng(seed | 1);
-    let mark = inflight_mark(world.sim.port());
+    let mark = inflight_mark(&world, world.sim.port());
     for cycle in 0..6 {
         let (args, took) = if cycle % 3 == 2 {
             (&doctor, doctor_time)

@@ -278,14 +278,14 @@ struct Probe {
     reboots: usize,
     /// A `>` prompt came instead of an answer: the module is in data mode.
     prompt: bool,
-    /// A reply refused for its size (stale, or a misbehaving module).
-    refused: Option<AtError>,
 }
 
 impl Probe {
     /// `AT` until it is answered, at most three times.
     fn run<T: Transport>(&mut self, client: &mut AtClient<T>) -> Result<(), Error> {
         let mut stumbled = false;
+        // Oversized replies and endless lines met by the attempts.
+        let mut oversized = Vec::new();
         for _ in 0..3 {
             match client.command("AT", Duration::from_millis(700)) {
                 Ok(_) if !stumbled => {
@@ -306,9 +306,8 @@ impl Probe {
                 // A reboot or a stale error from before: the next AT will tell.
                 Err(AtError::Rebooted(_)) => self.reboots += 1,
                 // The reply to a read an interrupted program sent (`+CIPRECVDATA:445,...`):
-                // refused, not buffered; the drain below lets the rest of it go by. If
-                // nothing else ever comes, it is what the module is told by.
-                Err(e @ AtError::Oversized { .. }) => self.refused = Some(e),
+                // refused, not buffered; the drain below lets the rest of it go by.
+                Err(e @ (AtError::Oversized { .. } | AtError::LineTooLong)) => oversized.push(e),
                 Err(AtError::Busy(_)) => self.busy += 1,
                 Err(AtError::Failed { .. }) => {}
                 Err(AtError::DataMode(_)) => {
@@ -326,6 +325,11 @@ impl Probe {
                 }
             }
         }
+        // A stale reply goes by when an answer follows it; when none does, the module is not
+        // replaying an interrupted program's read: it is what the error says.
+        if !self.answered && !self.prompt && !oversized.is_empty() {
+            return Err(oversized.remove(0).into());
+        }
         Ok(())
     }
 }
@@ -342,16 +346,18 @@ impl<T: Transport> Session<T> {
         // Bytes still coming may be the rest of a long answer to a command an interrupted
         // program sent (a flash read takes seconds at 9600 baud): the module takes no
         // command before it ends, so wait for the line to go quiet (bounded) before probing.
-        let end = Instant::now() + STREAM_WAIT;
         let mut seen = client.bytes_read();
-        while seen > 0 && Instant::now() < end {
-            client.drain(Duration::from_millis(100), Duration::from_millis(500))?;
-            if client.bytes_read() == seen {
-                break;
+        if seen > 0 {
+            let end = Instant::now() + STREAM_WAIT;
+            while Instant::now() < end {
+                client.drain(Duration::from_millis(100), Duration::from_millis(500))?;
+                if client.bytes_read() == seen {
+                    break;
+                }
+                seen = client.bytes_read();
             }
-            seen = client.bytes_read();
+            client.discard_stale(Duration::ZERO)?;
         }
-        client.discard_stale(Duration::ZERO)?;
         let mut probe = Probe::default();
         probe.run(&mut client)?;
         let silent = probe.seen.trim().is_empty() && probe.busy == 0 && probe.reboots == 0;
@@ -369,9 +375,6 @@ impl<T: Transport> Session<T> {
             }
         }
         if !probe.answered {
-            if let Some(refused) = probe.refused {
-                return Err(refused.into());
-            }
             return Err(match looks_like_boot_log(&probe.seen) {
                 Some(what) => Error::LogPort(what.to_string()),
                 None if probe.reboots >= 2 => Error::RebootLoop,

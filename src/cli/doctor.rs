@@ -191,6 +191,7 @@ fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> R
     match session.client().run(&WifiStatus) {
         Ok(Some(ssid)) => report.pass(
             "wifi",
+            // The module's words, escaped: it can answer terminal escape sequences.
             format!(
                 "joined to \"{}\", with an IP address",
                 esp_aws::trace::escape(ssid.as_bytes())

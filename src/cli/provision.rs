@@ -300,7 +300,7 @@ pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     // leaves the in-flight mark for the next command to see.
     crate::interrupt_flag();
     InFlight::around(&settings.port, || {
-        run_at(&args, wifi.as_ref(), &settings, &endpoint, thing, &creds, &steps).map_err(|e| {
+        run_at(&args, &settings, &endpoint, thing, wifi, &creds, &steps).map_err(|e| {
             if interrupted(&e) {
                 e.context("provision was interrupted; the credentials may be half-written: run `esp-aws provision` again")
             } else {
@@ -310,13 +310,13 @@ pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Steps 2–6 over AT commands (joining `wifi`, SSID and password, first when given).
+/// Steps 2–6 over AT commands (`wifi`: the network to join first, SSID and password).
 fn run_at(
     args: &ProvisionArgs,
-    wifi: Option<&(String, String)>,
     settings: &Settings,
     endpoint: &str,
     thing: Option<String>,
+    wifi: Option<(String, String)>,
     creds: &Credentials,
     steps: &Steps,
 ) -> anyhow::Result<ExitCode> {
@@ -336,7 +336,7 @@ fn run_at(
 
     // 2b. The network, when asked: a module that cannot reach AWS is told so before
     // anything is written.
-    if let Some((ssid, password)) = wifi {
+    if let Some((ssid, password)) = &wifi {
         steps.phase(&format!("joining Wi-Fi \"{ssid}\""), || {
             esp_aws::at::wifi::join(session.client(), ssid, password)
         })?;

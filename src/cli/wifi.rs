@@ -148,7 +148,18 @@ pub fn run(args: WifiArgs) -> anyhow::Result<ExitCode> {
         WifiCommand::Status => None,
     };
     let settings = device::resolve(&args.device, None)?;
-    let mut session = device::open_session(&settings)?;
+    // A signal stops the exchange cleanly, and a cut leaves the in-flight mark for the
+    // next command (see `super::inflight`).
+    crate::interrupt_flag();
+    super::inflight::InFlight::around(&settings.port, || on_module(&settings, join))
+}
+
+fn on_module(
+    settings: &device::Settings,
+    join: Option<(String, String)>,
+) -> anyhow::Result<ExitCode> {
+    let mut session = device::open_session(settings)?;
+    session.set_cancel(crate::interrupt_flag());
     let generation = session.info().generation;
     if let Some((ssid, password)) = join {
         wifi::join(session.client(), &ssid, &password)?;
@@ -157,7 +168,11 @@ pub fn run(args: WifiArgs) -> anyhow::Result<ExitCode> {
     let status = wifi::status(session.client(), generation)?;
     match &status.joined {
         Some(ap) => {
-            let mut line = format!("joined:  \"{}\"", ap.ssid);
+            // The module's words, escaped: it can answer terminal escape sequences.
+            let mut line = format!(
+                "joined:  \"{}\"",
+                esp_aws::trace::escape(ap.ssid.as_bytes())
+            );
             if !ap.bssid.is_empty() {
                 line.push_str(&format!(" (BSSID {}", ap.bssid));
                 if let Some(channel) = ap.channel {
@@ -180,7 +195,10 @@ pub fn run(args: WifiArgs) -> anyhow::Result<ExitCode> {
         if ssid.is_empty() {
             println!("state:   {words}");
         } else {
-            println!("state:   {words} (\"{ssid}\")");
+            println!(
+                "state:   {words} (\"{}\")",
+                esp_aws::trace::escape(ssid.as_bytes())
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
