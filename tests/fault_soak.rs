@@ -17,7 +17,7 @@ use esp_aws::aws::http::encode_request;
 use esp_aws::aws::shadow::{self, SendFailure, UpdateError, UpdateReply};
 use esp_aws::firmware::Generation;
 use esp_aws::sim::at::fault::FaultSpec;
-use esp_aws::transport::SerialTransport;
+use esp_aws::transport::AnyTransport;
 use serde_json::json;
 
 use crate::sim_util::World;
@@ -56,10 +56,11 @@ struct Figures {
     reopened: usize,
 }
 
-fn open(world: &World) -> Option<Session<SerialTransport>> {
+fn open(world: &World) -> Option<Session<AnyTransport>> {
     let port = world.sim.port().to_str().unwrap();
     for _ in 0..5 {
-        let io = SerialTransport::open(port, 115_200).ok()?;
+        // Any port the world has: its pty, or socket:// under ESP_AWS_TEST_LINE=socket.
+        let io = esp_aws::transport::open(port, 115_200).ok()?;
         let timeouts = Timeouts {
             response: Duration::from_secs(10),
             ..Timeouts::default()

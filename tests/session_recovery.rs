@@ -11,7 +11,7 @@ use esp_aws::at::session::{Error, Session, Timeouts};
 use esp_aws::aws::http::encode_request;
 use esp_aws::firmware::Generation;
 use esp_aws::sim::endpoint::Fault;
-use esp_aws::transport::{ScriptedTransport, SerialTransport, Step};
+use esp_aws::transport::{ScriptedTransport, Step};
 use serde_json::Value;
 
 use crate::sim_util::World;
@@ -177,7 +177,7 @@ fn a_late_prompt_of_an_interrupted_send_is_met_by_leaving_data_mode() {
 /// link, as a program killed between the prompt and its payload does.
 fn leave_in_data_mode(world: &World) {
     let port = world.sim.port().to_str().unwrap();
-    let io = SerialTransport::open(port, 115_200).unwrap();
+    let io = esp_aws::transport::open(port, 115_200).unwrap();
     let mut session = Session::open(io, None, Timeouts::default()).unwrap();
     session
         .ensure_clock(esp_aws::at::session::PLAUSIBLE_SINCE, false)
