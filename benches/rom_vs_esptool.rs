@@ -20,7 +20,7 @@ use esp_aws::firmware::Generation;
 use esp_aws::sim::device::{BootMode, SharedFlash};
 use esp_aws::sim::flash::Flash;
 use esp_aws::sim::pty::Pty;
-use esp_aws::sim::rom::{FlashTiming, RomDevice};
+use esp_aws::sim::rom_device::{FlashTiming, RomDevice};
 
 const TARGET_RATIO: f64 = 0.5;
 const ENDPOINT: &str = "a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com";

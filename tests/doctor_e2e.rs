@@ -128,7 +128,7 @@ fn a_key_that_does_not_match_is_named_for_local_files_and_for_the_module() {
 
 #[test]
 fn a_clock_that_never_syncs_is_named_and_time_from_host_fixes_it() {
-    use esp_aws::sim::at::{Fault, FaultSpec};
+    use esp_aws::sim::at_firmware::{Fault, FaultSpec};
     for generation in [Generation::V1_1_3, Generation::V2_4] {
         let world = World::start_with(generation, |c| {
             c.faults = Some((FaultSpec::none().with(Fault::NtpDown), 1));

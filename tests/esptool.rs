@@ -11,7 +11,7 @@ use esp_aws::firmware::Generation;
 use esp_aws::sim::device::{BootMode, SharedFlash};
 use esp_aws::sim::flash::Flash;
 use esp_aws::sim::pty::Pty;
-use esp_aws::sim::rom::{FlashTiming, RomDevice};
+use esp_aws::sim::rom_device::{FlashTiming, RomDevice};
 
 pub use crate::peers::esptool;
 

@@ -11,7 +11,7 @@
 //! Covered: the AT digester (`at::digest`), the AtPKI decoder (`pki::atpki`), the SLIP
 //! decoder and the ROM packet decoders (`rom::slip`, `rom::packet`), the HTTP response reader
 //! (`aws::http`), the shadow item parser (`aws::shadow`). The config-file parser lives in
-//! the binary crate (`src/cli/device.rs`, serde over `toml`) and is not reachable from here.
+//! the binary crate (`src/cli/settings.rs`, serde over `toml`) and is not reachable from here.
 
 use esp_aws::at::digest::{self, Digester, Event};
 use esp_aws::aws::http::{self, Parsed};

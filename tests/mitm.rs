@@ -620,7 +620,7 @@ fn stuck_world(
     tempfile::TempDir,
     tempfile::TempDir,
 ) {
-    use esp_aws::sim::at::{net::TcpNetwork, AtFirmware};
+    use esp_aws::sim::at_firmware::{net::TcpNetwork, AtFirmware};
     use esp_aws::sim::device::{BootMode, SharedFlash};
     use esp_aws::sim::endpoint::{Endpoint, EndpointConfig};
 
@@ -636,7 +636,7 @@ fn stuck_world(
         .network(network)
         .sntp_delay(Duration::from_millis(200))
         .build();
-    let rom = esp_aws::sim::rom::RomDevice::builder().build(flash.clone());
+    let rom = esp_aws::sim::rom_device::RomDevice::builder().build(flash.clone());
     let module = esp_aws::sim::module::VirtualModule::new(at, rom, BootMode::Flash);
     let device = StuckAfterProbe {
         inner: module,

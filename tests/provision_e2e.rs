@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use esp_aws::firmware::Generation;
 use esp_aws::pki::atpki::ItemKind;
-use esp_aws::sim::at::{Fault, FaultSpec};
+use esp_aws::sim::at_firmware::{Fault, FaultSpec};
 use esp_aws::sim::device::BootMode;
 use esp_aws::sim::endpoint::{Account, CertStatus};
 

@@ -346,13 +346,13 @@ mod board {
     use crate::util::fixture_bytes;
     use crate::virtual_port::VirtualPort;
     use esp_aws::firmware::Generation;
+    use esp_aws::provision::rom::{self as rom_pki, TableSource};
     use esp_aws::provision::{Credentials, Outcome};
     use esp_aws::rom::loader::RomLoader;
-    use esp_aws::rom::pki::{self as rom_pki, TableSource};
     use esp_aws::rom::reset::{After, Before};
     use esp_aws::sim::device::{BootMode, SharedFlash};
     use esp_aws::sim::flash::Flash;
-    use esp_aws::sim::rom::{FlashTiming, RomDevice};
+    use esp_aws::sim::rom_device::{FlashTiming, RomDevice};
 
     #[test]
     fn auto_reset_into_download_mode_write_then_hard_reset_into_the_firmware() {

@@ -11,7 +11,7 @@ use esp_aws::rom::slip::{self, SlipDecoder};
 use esp_aws::rom::CommandKind;
 use esp_aws::sim::device::{BootMode, Device, SharedFlash};
 use esp_aws::sim::flash::Flash;
-use esp_aws::sim::rom::{boot_banner, FlashTiming, ResetReason, RomDevice};
+use esp_aws::sim::rom_device::{boot_banner, FlashTiming, ResetReason, RomDevice};
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
@@ -200,7 +200,7 @@ impl Rom {
         Rom::with(RomDevice::builder().power_on_banner(false))
     }
 
-    fn with(builder: esp_aws::sim::rom::RomBuilder) -> Rom {
+    fn with(builder: esp_aws::sim::rom_device::RomBuilder) -> Rom {
         let flash = SharedFlash::in_memory(Flash::factory(Generation::V2_4));
         let device = builder
             .flash_timing(FlashTiming::INSTANT)

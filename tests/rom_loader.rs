@@ -11,7 +11,7 @@ use esp_aws::rom::packet::{RomErrorCode, RomStatus};
 use esp_aws::sim::device::{BootMode, Device, SharedFlash};
 use esp_aws::sim::flash::Flash;
 use esp_aws::sim::pty::Pty;
-use esp_aws::sim::rom::{FlashTiming, RomDevice};
+use esp_aws::sim::rom_device::{FlashTiming, RomDevice};
 use esp_aws::transport::Transport;
 
 use crate::virtual_port::VirtualPort as SimPort;

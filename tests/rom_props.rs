@@ -10,7 +10,7 @@ use esp_aws::rom::packet::{RequestPacket, Response, HEADER_LEN, ROM_STATUS_LEN};
 use esp_aws::rom::slip::{self, SlipDecoder};
 use esp_aws::sim::device::{Device, SharedFlash};
 use esp_aws::sim::flash::Flash;
-use esp_aws::sim::rom::{FlashTiming, RomDevice};
+use esp_aws::sim::rom_device::{FlashTiming, RomDevice};
 
 fn drain(d: &mut SlipDecoder) -> Vec<Result<Vec<u8>, slip::SlipError>> {
     std::iter::from_fn(|| d.pop()).collect()

@@ -12,7 +12,7 @@ use esp_aws::rom::slip::{self, SlipDecoder};
 use esp_aws::sim::device::{BootMode, SharedFlash};
 use esp_aws::sim::flash::{Flash, FlashFile};
 use esp_aws::sim::pty::Pty;
-use esp_aws::sim::rom::{FlashTiming, RomDevice};
+use esp_aws::sim::rom_device::{FlashTiming, RomDevice};
 use serialport::SerialPort;
 
 fn open(pty: &Pty) -> Box<dyn SerialPort> {

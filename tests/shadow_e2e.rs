@@ -204,7 +204,7 @@ fn faults_never_produce_a_false_success() {
     ] {
         let world = World::start(generation);
         world.provision();
-        let spec: esp_aws::sim::at::FaultSpec = fault.parse().unwrap();
+        let spec: esp_aws::sim::at_firmware::FaultSpec = fault.parse().unwrap();
         let world = world.restart_with(generation, |cfg| cfg.faults = Some((spec, 7)));
         // The fault draws follow the timing of the line, so the seed does not fix them: eight
         // tries keep a run with no success (at send-fail=0.5 about 0.1 % of runs) out of CI.

@@ -182,7 +182,7 @@ pub fn with_log_port<R>(f: impl FnOnce(&str) -> R) -> R {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     let flash = SharedFlash::in_memory(Flash::factory(Generation::V2_4));
-    let rom = esp_aws::sim::rom::RomDevice::builder()
+    let rom = esp_aws::sim::rom_device::RomDevice::builder()
         .boot(BootMode::Flash)
         .build(flash);
     let pty = esp_aws::sim::pty::Pty::builder()
@@ -211,7 +211,7 @@ pub fn with_silent_port<R>(f: impl FnOnce(&str) -> R) -> R {
     use esp_aws::sim::flash::Flash;
 
     let flash = SharedFlash::in_memory(Flash::factory(Generation::V2_4));
-    let rom = esp_aws::sim::rom::RomDevice::builder()
+    let rom = esp_aws::sim::rom_device::RomDevice::builder()
         .boot(BootMode::Flash)
         .power_on_banner(false)
         .build(flash);

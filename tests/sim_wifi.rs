@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use esp_aws::firmware::Generation;
-use esp_aws::sim::at::{TcpNetwork, WifiSwitch};
+use esp_aws::sim::at_firmware::{TcpNetwork, WifiSwitch};
 
 use crate::assert_bytes;
 use crate::sim_at::{builder, Sim};

@@ -11,7 +11,7 @@ use esp_aws::rom::command::CommandKind;
 use esp_aws::rom::packet::RequestPacket;
 use esp_aws::rom::slip::SlipDecoder;
 use esp_aws::sim::device::{BootMode, Device};
-use esp_aws::sim::rom::RomDevice;
+use esp_aws::sim::rom_device::RomDevice;
 use esp_aws::transport::Transport;
 
 pub struct VirtualPort {

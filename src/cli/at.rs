@@ -8,8 +8,8 @@ use esp_aws::at::client::{AtClient, Error as AtError};
 use esp_aws::trace::{escape, holds_private_key, secret_read};
 use esp_aws::transport::AnyTransport;
 
-use super::device::{self, DeviceArgs};
 use super::inflight::InFlight;
+use super::settings::{self, DeviceArgs};
 
 /// Arguments of `esp-aws at`.
 #[derive(Debug, clap::Args)]
@@ -41,7 +41,7 @@ pub fn run(args: AtArgs) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    let settings = device::resolve(&args.device, None)?;
+    let settings = settings::resolve(&args.device, None)?;
     let transport = esp_aws::transport::open(&settings.port, settings.baud)?;
     let mut client = AtClient::new(transport);
     client.set_trace(settings.transcript());

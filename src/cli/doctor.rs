@@ -14,8 +14,8 @@ use esp_aws::provision;
 use esp_aws::transport::Transport;
 use serde::Serialize;
 
-use super::device::{self, DeviceArgs, EndpointArgs, Settings};
 use super::inflight::InFlight;
+use super::settings::{self, DeviceArgs, EndpointArgs, Settings};
 
 /// Arguments of `esp-aws doctor`.
 #[derive(Debug, clap::Args)]
@@ -139,9 +139,9 @@ fn local_files(args: &DoctorArgs) -> anyhow::Result<Option<provision::Credential
 }
 
 fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
-    let settings = match device::resolve(&args.device, Some(&args.endpoint)) {
+    let settings = match settings::resolve(&args.device, Some(&args.endpoint)) {
         Ok(s) => s,
-        Err(e) => return Err(report.fail(device::setting_of(&e), format!("{e:#}"))),
+        Err(e) => return Err(report.fail(settings::setting_of(&e), format!("{e:#}"))),
     };
     // A cut doctor leaves the in-flight mark, so that the next shadow command does not
     // take a link that may still carry the late answer to doctor's shadow read.

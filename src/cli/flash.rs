@@ -17,7 +17,7 @@ use esp_aws::rom::reset::{After, Before, MANUAL_DOWNLOAD_MODE};
 use esp_aws::transport::AnyTransport;
 use md5::{Digest, Md5};
 
-use super::device::{self, DeviceArgs};
+use super::settings::{self, DeviceArgs};
 use super::Exit;
 use esp_aws::trace::Trace;
 
@@ -262,7 +262,7 @@ fn name(path: &Path) -> String {
 }
 
 pub fn run(args: FlashArgs) -> anyhow::Result<ExitCode> {
-    let settings = device::resolve(&args.device, None)?;
+    let settings = settings::resolve(&args.device, None)?;
     let port = settings.port.as_str();
     match args.command {
         FlashCommand::Write { items } => {

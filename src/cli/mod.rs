@@ -3,7 +3,6 @@
 
 mod at;
 mod demo;
-mod device;
 mod doctor;
 mod flash;
 mod inflight;
@@ -11,6 +10,7 @@ mod input;
 mod pki;
 mod ports;
 mod provision;
+mod settings;
 mod shadow;
 mod sim;
 mod wifi;

@@ -15,9 +15,9 @@ use esp_aws::provision::{self, Credentials, Outcome, Progress};
 use esp_aws::trace::Trace;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::device::{self, Config, DeviceArgs, EndpointArgs, Settings};
 use super::flash::{self, RomArgs};
 use super::inflight::{interrupted, InFlight};
+use super::settings::{self, Config, DeviceArgs, EndpointArgs, Settings};
 use super::Exit;
 
 /// `--via`: which of the module's two doors the credentials go through.
@@ -240,7 +240,7 @@ pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     args.device.creates_profile = true;
-    let settings = device::resolve(&args.device, Some(&args.endpoint))?;
+    let settings = settings::resolve(&args.device, Some(&args.endpoint))?;
     let endpoint = settings.endpoint()?.to_string();
     let thing = args.thing.clone().or_else(|| settings.config.thing.clone());
     // A name AWS would refuse fails the live check only after the writes: refuse it now.
@@ -278,7 +278,7 @@ pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     }
     let steps = Steps {
         // A bar redrawn over --trace lines would garble both.
-        terminal: device::stdout_is_terminal()
+        terminal: settings::stdout_is_terminal()
             && std::io::IsTerminal::is_terminal(&std::io::stderr())
             && !settings.trace,
         started: Instant::now(),
@@ -322,7 +322,7 @@ fn run_at(
 ) -> anyhow::Result<ExitCode> {
     let endpoint = endpoint.to_string();
     // 2. The module.
-    let mut session = steps.phase("probing the module", || device::open_session(settings))?;
+    let mut session = steps.phase("probing the module", || settings::open_session(settings))?;
     session.set_cancel(crate::interrupt_flag());
     let generation = session.info().generation;
     steps.done(
@@ -440,7 +440,7 @@ fn run_at(
     let _ = session.close();
     steps.done("✓", &format!("live check: {live}"));
 
-    let saved = device::save_config(
+    let saved = settings::save_config(
         &Config {
             port: Some(settings.port.clone()),
             baud: Some(settings.baud),
@@ -496,7 +496,7 @@ fn run_rom(
     thing: Option<String>,
     steps: &Steps,
 ) -> anyhow::Result<ExitCode> {
-    use esp_aws::rom::pki::{self as rom_pki, TableSource};
+    use esp_aws::provision::rom::{self as rom_pki, TableSource};
 
     let (mut loader, reset) = flash::connect(port, &args.rom, trace)?;
     steps.done(
@@ -529,7 +529,7 @@ fn run_rom(
     }
     let booted = flash::finish(&mut loader, port, &args.rom)?;
 
-    let saved = device::save_config(
+    let saved = settings::save_config(
         &Config {
             endpoint: Some(endpoint.to_string()),
             endpoint_port: None,

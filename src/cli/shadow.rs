@@ -16,9 +16,9 @@ use esp_aws::pki::summary::format_time;
 use esp_aws::transport::Transport;
 use serde_json::Value;
 
-use super::device::{self, DeviceArgs, EndpointArgs, Settings};
 use super::exit::{INTERRUPTED, MAY_HAVE_BEEN_APPLIED, NO_SHADOW};
 use super::inflight::{interrupted, InFlight};
+use super::settings::{self, DeviceArgs, EndpointArgs, Settings};
 use super::Exit;
 
 /// Shadow commands.
@@ -202,7 +202,7 @@ impl<T: Transport> Link<T> {
 /// Opens the module, syncs its clock and sets up TLS.
 fn connect(settings: &Settings) -> anyhow::Result<Link<esp_aws::transport::AnyTransport>> {
     let host = settings.endpoint()?.to_string();
-    let mut session = device::open_session(settings)?;
+    let mut session = settings::open_session(settings)?;
     session.set_cancel(crate::interrupt_flag());
     session.ensure_clock(PLAUSIBLE_SINCE, settings.time_from_host)?;
     session.configure_tls(&host, settings.endpoint_port)?;
@@ -231,7 +231,7 @@ fn exit_for(error: &ApiError) -> u8 {
 }
 
 fn print_json(value: &Value) -> anyhow::Result<()> {
-    let text = if device::stdout_is_terminal() {
+    let text = if settings::stdout_is_terminal() {
         serde_json::to_string_pretty(value)?
     } else {
         value.to_string()
@@ -292,7 +292,7 @@ fn quick_link(
 }
 
 pub fn run(args: ShadowArgs) -> anyhow::Result<ExitCode> {
-    let settings = device::resolve(&args.device, Some(&args.endpoint))?;
+    let settings = settings::resolve(&args.device, Some(&args.endpoint))?;
     // Check what can be checked before the module is touched.
     let prepared = prepare(&args.command)?;
     let in_flight = InFlight::begin(&settings.port);

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use esp_aws::firmware::Generation;
-use esp_aws::sim::at::FaultSpec;
+use esp_aws::sim::at_firmware::FaultSpec;
 use esp_aws::sim::device::BootMode;
 use esp_aws::sim::endpoint::{Account, CertStatus, Endpoint, EndpointConfig, Policy};
 use esp_aws::sim::{Simulator, SimulatorConfig};
@@ -430,7 +430,7 @@ fn sh_quote(text: &str) -> String {
 
 /// `--wifi SSID:PASSWORD`: the SSID (1 to 32 bytes) up to the first ':', the password
 /// (at most 63 bytes, as ESP-AT takes it) after it.
-fn parse_wifi(spec: &str) -> anyhow::Result<esp_aws::sim::at::AccessPoint> {
+fn parse_wifi(spec: &str) -> anyhow::Result<esp_aws::sim::at_firmware::AccessPoint> {
     let (ssid, password) = spec
         .split_once(':')
         .ok_or_else(|| super::Exit::usage("--wifi takes SSID:PASSWORD"))?;
@@ -446,7 +446,7 @@ fn parse_wifi(spec: &str) -> anyhow::Result<esp_aws::sim::at::AccessPoint> {
         )
         .into());
     }
-    Ok(esp_aws::sim::at::AccessPoint {
+    Ok(esp_aws::sim::at_firmware::AccessPoint {
         ssid: ssid.to_string(),
         password: password.to_string(),
         ..Default::default()
@@ -484,11 +484,11 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let wifi = match &args.wifi {
         Some(spec) => parse_wifi(spec)?,
-        None => esp_aws::sim::at::AccessPoint::default(),
+        None => esp_aws::sim::at_firmware::AccessPoint::default(),
     };
     // A settings file that cannot be updated is said before anything starts.
     if !args.no_config {
-        super::device::saved_config(&super::device::DeviceArgs::default())?;
+        super::settings::saved_config(&super::settings::DeviceArgs::default())?;
     }
     let _ = std::fs::remove_file(state.join(esp_aws::sim::endpoint::SIM_JSON));
     let mut config = SimulatorConfig::new(&state);
@@ -544,8 +544,8 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     println!("  sim.json: {}", sim_json.display());
     if !args.no_config {
-        let saved = super::device::save_config(
-            &super::device::Config {
+        let saved = super::settings::save_config(
+            &super::settings::Config {
                 port: Some(port.display().to_string()),
                 baud: Some(if args.baud == 0 {
                     esp_aws::firmware::AT_BAUD
@@ -558,7 +558,7 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
                 firmware: Some(firmware.name().to_string()),
                 ..Default::default()
             },
-            &super::device::DeviceArgs::default(),
+            &super::settings::DeviceArgs::default(),
         )?;
         println!(
             "  settings written to {} (so the commands below need no flags)",

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use esp_aws::at::wifi;
 
-use super::device::{self, DeviceArgs};
+use super::settings::{self, DeviceArgs};
 use super::Exit;
 
 /// Arguments of `esp-aws wifi`.
@@ -147,7 +147,7 @@ pub fn run(args: WifiArgs) -> anyhow::Result<ExitCode> {
         }
         WifiCommand::Status => None,
     };
-    let settings = device::resolve(&args.device, None)?;
+    let settings = settings::resolve(&args.device, None)?;
     // A signal stops the exchange cleanly, and a cut leaves the in-flight mark for the
     // next command (see `super::inflight`).
     crate::interrupt_flag();
@@ -155,10 +155,10 @@ pub fn run(args: WifiArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn on_module(
-    settings: &device::Settings,
+    settings: &settings::Settings,
     join: Option<(String, String)>,
 ) -> anyhow::Result<ExitCode> {
-    let mut session = device::open_session(settings)?;
+    let mut session = settings::open_session(settings)?;
     session.set_cancel(crate::interrupt_flag());
     let generation = session.info().generation;
     if let Some((ssid, password)) = join {

@@ -1,5 +1,5 @@
 //! Facts about the ESP32 chip that both the host flasher ([`super::loader`]) and the virtual
-//! module's ROM ([`crate::sim::rom`]) need: the chip magic, the ROM's baud rate and crystal,
+//! module's ROM ([`crate::sim::rom_device`]) need: the chip magic, the ROM's baud rate and crystal,
 //! and the register addresses esptool reads. One copy, so the two sides cannot disagree.
 //!
 //! Spec: `rom-bootloader.md` §8 (registers, values of an ESP32-D0WD rev 2, 40 MHz crystal).

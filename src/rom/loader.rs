@@ -24,6 +24,7 @@ use super::command::{Command, CommandKind, MAX_PACKET_SIZE, READ_FLASH_SLOW_MAX,
 use super::packet::{PacketError, Response, RomStatus};
 use super::reset::{self, After, Before};
 use super::slip::{self, SlipDecoder};
+use crate::firmware::SECTOR_SIZE;
 use crate::trace::{Direction, Trace};
 use crate::transport::Transport;
 
@@ -503,19 +504,11 @@ impl<T: Transport> RomLoader<T> {
         addr: u32,
         data: &[u8],
     ) -> Result<((u32, u32), WriteReport), Error> {
-        // The same image as a credential slot that ends where `data` ends: everything else
-        // in the touched sectors is kept.
-        let region = super::pki::PkiSlot {
-            name: "",
-            offset: addr,
-            size: u32::try_from(data.len()).map_err(|_| Error::Unaligned { addr })?,
-        };
+        // The same image as a region that ends where `data` ends: everything else in the
+        // touched sectors is kept.
+        let size = u32::try_from(data.len()).map_err(|_| Error::Unaligned { addr })?;
         let (start, image) =
-            super::pki::sector_image(&region, data, |at, len| Ok(self.read_or_erased(at, len)?))
-                .map_err(|e| match e {
-                    super::pki::Error::Rom(e) => e,
-                    _ => Error::Unaligned { addr },
-                })?;
+            sector_image(addr, size, data, |at, len| self.read_or_erased(at, len))?;
         let end = start + image.len() as u32;
         let report = self.write_region(start, &image)?;
         Ok(((start, end - start), report))
@@ -616,6 +609,41 @@ fn is_transient(e: &io::Error) -> bool {
 pub fn flash_size_from_id(id: u32) -> Option<u32> {
     let log2 = (id >> 16) & 0xFF;
     (16..=28).contains(&log2).then(|| 1 << log2)
+}
+
+/// The 4 KiB sectors that writing `len` bytes at `offset` touches, as `(start, length)`.
+pub fn sector_span(offset: u32, len: usize) -> (u32, u32) {
+    let sector = SECTOR_SIZE as u32;
+    let start = offset - offset % sector;
+    let end = (u64::from(offset) + len as u64).next_multiple_of(u64::from(sector));
+    (start, (end - u64::from(start)) as u32)
+}
+
+/// The image of the sectors that writing `data` into the region `[offset, offset + size)`
+/// produces: the data, `0xFF` for the rest of the region in those sectors, and, for bytes
+/// outside the region, whatever `outside` returns for them (the flash's current contents).
+pub fn sector_image<E>(
+    offset: u32,
+    size: u32,
+    data: &[u8],
+    mut outside: impl FnMut(u32, u32) -> Result<Vec<u8>, E>,
+) -> Result<(u32, Vec<u8>), E> {
+    let (start, len) = sector_span(offset, data.len());
+    let mut image = vec![0xFF; len as usize];
+    let at = (offset - start) as usize;
+    image[at..at + data.len()].copy_from_slice(data);
+    if at > 0 {
+        let before = outside(start, at as u32)?;
+        image[..at].copy_from_slice(&before);
+    }
+    let region_end = u64::from(offset) + u64::from(size);
+    let span_end = u64::from(start) + u64::from(len);
+    if region_end < span_end {
+        let from = (region_end - u64::from(start)) as usize;
+        let after = outside(region_end as u32, (span_end - region_end) as u32)?;
+        image[from..].copy_from_slice(&after);
+    }
+    Ok((start, image))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -5,11 +5,11 @@
 //!
 //! Each personality of the module is a sans-I/O [`device::Device`]; the pump carries any of
 //! them with baud pacing on a raw pseudo-terminal ([`pty`]) or a TCP port ([`tcp`],
-//! `socket://`), and [`rom`] is the ESP32 ROM serial bootloader that real esptool can flash
+//! `socket://`), and [`rom_device`] is the ESP32 ROM serial bootloader that real esptool can flash
 //! through. Neither line has DTR/RTS, so resets into download mode or normal boot go
 //! through [`pty::Pty::reset`] or [`tcp::TcpPort::reset`].
 
-pub mod at;
+pub mod at_firmware;
 pub mod device;
 pub mod endpoint;
 pub mod flash;
@@ -17,7 +17,7 @@ pub mod module;
 #[cfg(unix)]
 pub mod pty;
 pub(crate) mod pump;
-pub mod rom;
+pub mod rom_device;
 pub mod simulator;
 pub mod tcp;
 

@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
-use super::at::AtFirmware;
+use super::at_firmware::AtFirmware;
 use super::device::{BootMode, Device};
-use super::rom::RomDevice;
+use super::rom_device::RomDevice;
 
 /// AT firmware and ROM bootloader sharing one chip.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::at::{AccessPoint, AtFirmware, FaultSpec, TcpNetwork, WifiSwitch};
+use super::at_firmware::{AccessPoint, AtFirmware, FaultSpec, TcpNetwork, WifiSwitch};
 use super::device::{BootMode, SharedFlash};
 use super::endpoint::{Endpoint, EndpointConfig, EndpointHandle, SimInfo};
 use super::flash::{Flash, FlashFile};
@@ -17,7 +17,7 @@ use super::module::VirtualModule;
 #[cfg(unix)]
 #[cfg(unix)]
 use super::pty::Pty;
-use super::rom::RomDevice;
+use super::rom_device::RomDevice;
 use super::tcp::TcpPort;
 use crate::firmware::Generation;
 

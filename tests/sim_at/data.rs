@@ -200,7 +200,7 @@ fn tcp_network_reaches_a_real_listener() {
     use std::net::TcpListener;
     use std::time::{Duration, Instant};
 
-    use esp_aws::sim::at::TcpNetwork;
+    use esp_aws::sim::at_firmware::TcpNetwork;
 
     let pki = ServerPki::new(ENDPOINT);
     let config = fixture_net(&pki).server_config();

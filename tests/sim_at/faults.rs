@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use esp_aws::firmware::Generation;
-use esp_aws::sim::at::{Fault, FaultSpec};
+use esp_aws::sim::at_firmware::{Fault, FaultSpec};
 
 use super::server::{ServerPki, ENDPOINT};
 use super::tls_flow::{cipstart, fixture_net, get, post, provisioned, response_frames};

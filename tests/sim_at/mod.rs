@@ -1,4 +1,4 @@
-//! Byte-level tests of the virtual ESP-AT firmware (`esp_aws::sim::at`), written against the
+//! Byte-level tests of the virtual ESP-AT firmware (`esp_aws::sim::at_firmware`), written against the
 //! `Device` seam only: bytes in at a fake time, bytes out, compared exactly. Nothing here
 //! uses the project's own AT driver.
 
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 use esp_aws::firmware::Generation;
-use esp_aws::sim::at::{AtFirmware, AtFirmwareBuilder, UtcSource};
+use esp_aws::sim::at_firmware::{AtFirmware, AtFirmwareBuilder, UtcSource};
 use esp_aws::sim::device::Device;
 
 /// 2026-12-01 00:00:00 UTC: after the fixture certificates' notBefore.

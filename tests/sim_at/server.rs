@@ -18,7 +18,7 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 use rustls::{ServerConfig, ServerConnection};
 
 use esp_aws::pki::atpki::{Bin, ItemKind};
-use esp_aws::sim::at::{Network, Socket};
+use esp_aws::sim::at_firmware::{Network, Socket};
 
 pub const ENDPOINT: &str = "xxxxxxxxxxxxxx-ats.iot.us-east-1.amazonaws.com";
 

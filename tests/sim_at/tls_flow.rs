@@ -43,7 +43,7 @@ pub(super) fn provisioned(generation: Generation, net: TestNet, ca_bin: &[u8]) -
 /// [`provisioned`] from a builder of the test's own.
 pub(super) fn provisioned_with(
     generation: Generation,
-    builder: esp_aws::sim::at::AtFirmwareBuilder,
+    builder: esp_aws::sim::at_firmware::AtFirmwareBuilder,
     ca_bin: &[u8],
 ) -> Sim {
     let mut sim = Sim::boot_with(builder);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use esp_aws::firmware::Generation;
-use esp_aws::sim::at::WifiSwitch;
+use esp_aws::sim::at_firmware::WifiSwitch;
 
 use super::builder;
 use super::server::{ServerPki, ENDPOINT};

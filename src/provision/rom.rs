@@ -218,9 +218,7 @@ pub fn plan(layout: &Layout, creds: &Credentials) -> Result<Vec<PlannedSlot>, Er
 
 /// The sectors writing `bin` into `slot` touches, as `(start, length)`.
 pub fn sector_span(slot: &PkiSlot, bin_len: usize) -> (u32, u32) {
-    let start = slot.offset - slot.offset % SECTOR;
-    let end = (u64::from(slot.offset) + bin_len as u64).next_multiple_of(u64::from(SECTOR));
-    (start, (end - u64::from(start)) as u32)
+    loader::sector_span(slot.offset, bin_len)
 }
 
 /// The image of the sectors that writing `bin` into `slot` produces: the bin, `0xFF` for
@@ -229,24 +227,9 @@ pub fn sector_span(slot: &PkiSlot, bin_len: usize) -> (u32, u32) {
 pub fn sector_image(
     slot: &PkiSlot,
     bin: &[u8],
-    mut outside: impl FnMut(u32, u32) -> Result<Vec<u8>, Error>,
+    outside: impl FnMut(u32, u32) -> Result<Vec<u8>, Error>,
 ) -> Result<(u32, Vec<u8>), Error> {
-    let (start, len) = sector_span(slot, bin.len());
-    let mut image = vec![0xFF; len as usize];
-    let at = (slot.offset - start) as usize;
-    image[at..at + bin.len()].copy_from_slice(bin);
-    if at > 0 {
-        let before = outside(start, at as u32)?;
-        image[..at].copy_from_slice(&before);
-    }
-    let partition_end = u64::from(slot.offset) + u64::from(slot.size);
-    let span_end = u64::from(start) + u64::from(len);
-    if partition_end < span_end {
-        let from = (partition_end - u64::from(start)) as usize;
-        let after = outside(partition_end as u32, (span_end - partition_end) as u32)?;
-        image[from..].copy_from_slice(&after);
-    }
-    Ok((start, image))
+    loader::sector_image(slot.offset, slot.size, bin, outside)
 }
 
 /// Writes one planned bin unless its sectors already hold it, and verifies it by MD5.

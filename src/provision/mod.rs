@@ -18,6 +18,8 @@
 //! Spec: `esp-at.md` §5.17 (`AT+SYSFLASH`), §5.18 (`AT+SYSMFG`), §6.2 (recipes), §5.8
 //! (`AT+CIPSSLCCONF`), §5.9 (SNI, ALPN); `aws-iot-shadow.md` §1 (port 443 without ALPN).
 
+pub mod rom;
+
 use crate::at::client::Error as AtError;
 use crate::at::commands::{
     CloseLink, FlashErase, FlashPartition, FlashPartitions, FlashRead, FlashWrite, MfgKeys,

@@ -15,7 +15,7 @@
 //!
 //! ```no_run
 //! use esp_aws::firmware::Generation;
-//! use esp_aws::sim::at::{AtFirmware, TcpNetwork};
+//! use esp_aws::sim::at_firmware::{AtFirmware, TcpNetwork};
 //! use esp_aws::sim::device::Device;
 //! use std::time::Duration;
 //!
