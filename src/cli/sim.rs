@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -326,7 +326,7 @@ fn control_line(_state: &Path, _request: &str) -> anyhow::Result<String> {
 }
 
 #[cfg(not(unix))]
-fn serve_control(_sim: Arc<Simulator>, _path: PathBuf) -> anyhow::Result<()> {
+fn serve_control(_sim: Weak<Simulator>, _path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
@@ -349,7 +349,7 @@ fn control_line(state: &Path, request: &str) -> anyhow::Result<String> {
 
 /// Serves `reset normal|download` requests on the control socket.
 #[cfg(unix)]
-fn serve_control(sim: Arc<Simulator>, path: PathBuf) -> anyhow::Result<()> {
+fn serve_control(sim: Weak<Simulator>, path: PathBuf) -> anyhow::Result<()> {
     // Only a socket of an earlier run is removed; anything else at the path stays.
     if std::fs::symlink_metadata(&path).is_ok_and(|m| {
         use std::os::unix::fs::FileTypeExt;
@@ -373,6 +373,10 @@ fn serve_control(sim: Arc<Simulator>, path: PathBuf) -> anyhow::Result<()> {
             if reader.read_line(&mut line).is_err() {
                 continue;
             }
+            // A simulator that is stopping answers nothing more.
+            let Some(sim) = sim.upgrade() else {
+                return;
+            };
             let reply = match line.trim() {
                 "reset normal" => sim
                     .reset(BootMode::Flash)
@@ -521,7 +525,7 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| super::Exit::usage(e.to_string()))?;
         port = link.clone();
     }
-    serve_control(Arc::clone(&sim), state.join(CONTROL_SOCKET))?;
+    serve_control(Arc::downgrade(&sim), state.join(CONTROL_SOCKET))?;
     let sim_json = sim.write_sim_json()?;
     let info = sim.endpoint().sim_info();
     let endpoint = sim.endpoint().host().to_string();
@@ -585,8 +589,58 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
         println!("  {me} shadow get {}", info.thing);
     }
     println!("running until interrupted (Ctrl-C)");
+    wait_for_interrupt();
+    // What tells other commands that a simulator runs goes first: sim.json (scripts and the
+    // recorded settings check it), then the control socket; the endpoint's pid file goes
+    // with the simulator itself.
+    let _ = std::fs::remove_file(state.join(esp_aws::sim::endpoint::SIM_JSON));
+    remove_control_socket(&state.join(CONTROL_SOCKET));
+    stop(sim);
+    eprintln!("simulator stopped");
+    Ok(ExitCode::from(super::exit::INTERRUPTED))
+}
+
+/// Returns once SIGINT, SIGTERM or SIGHUP arrived (a second one ends the process at once,
+/// see `crate::interrupt_flag`). Where signals cannot be caught, never: the default action
+/// ends the process.
+fn wait_for_interrupt() {
+    let Some(flag) = crate::interrupt_flag() else {
+        loop {
+            std::thread::park();
+        }
+    };
+    while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Removes the control socket, if it is still a socket (never anything else at the path).
+fn remove_control_socket(path: &Path) {
+    #[cfg(unix)]
+    if std::fs::symlink_metadata(path).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_socket()
+    }) {
+        let _ = std::fs::remove_file(path);
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// Drops the simulator (its flash saved, its listeners closed, its pid file removed), once
+/// a control request that holds it has finished; a request that never finishes is not
+/// waited for beyond a few seconds.
+fn stop(mut sim: Arc<Simulator>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        std::thread::park();
+        match Arc::try_unwrap(sim) {
+            Ok(sim) => return drop(sim),
+            Err(shared) if std::time::Instant::now() < deadline => {
+                sim = shared;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(_) => return,
+        }
     }
 }
 
@@ -630,9 +684,11 @@ fn run_endpoint(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     println!("  sim.json: {}", sim_json.display());
     println!("serving until interrupted (Ctrl-C)");
-    // Every acknowledged update is already on disk, so the default action of SIGINT and
-    // SIGTERM (terminate) loses nothing; there is nothing to clean up.
-    loop {
-        std::thread::park();
-    }
+    // Every acknowledged update is already on disk; what is left to do is to say that the
+    // endpoint is gone: sim.json first, then the pid file (with the handle).
+    wait_for_interrupt();
+    let _ = std::fs::remove_file(state.join(esp_aws::sim::endpoint::SIM_JSON));
+    drop(handle);
+    eprintln!("endpoint stopped");
+    Ok(ExitCode::from(super::exit::INTERRUPTED))
 }

@@ -1,0 +1,122 @@
+//! The life of an `esp-aws sim` process as a user meets it: stopped with Ctrl-C or SIGTERM
+//! it leaves no `sim.json`, control socket or pid file behind.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `esp-aws sim`; killed if the test ends before it stopped.
+struct Sim(Child);
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `esp-aws sim ARGS` in `cwd` with the user config under `home`, and waits for its
+/// `sim.json`.
+fn start(state: &Path, cwd: &Path, home: &Path, args: &[&str]) -> Sim {
+    let child = Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+        .args(["sim", "--baud", "0", "--sntp-delay", "100", "--state"])
+        .arg(state)
+        .args(args)
+        .current_dir(cwd)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("xdg"))
+        .env_remove("ESP_AWS_PORT")
+        .env_remove("ESP_AWS_ENDPOINT")
+        .env_remove("ESP_AWS_BAUD")
+        .env_remove("ESP_AWS_CONFIG")
+        .env_remove("ESP_AWS_DEVICE")
+        .env_remove("ESP_AWS_SIM_STATE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut sim = Sim(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !state.join("sim.json").exists() {
+        if let Some(status) = sim.0.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            sim.0
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("the simulator ended ({status}) before writing sim.json: {err}");
+        }
+        assert!(Instant::now() < deadline, "sim.json never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sim
+}
+
+/// Waits for the process to end, with a generous deadline.
+fn wait(sim: &mut Sim) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = sim.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the simulator did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(unix)]
+fn signal(sim: &Sim, sig: libc::c_int) {
+    // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+    let rc = unsafe { libc::kill(sim.0.id() as libc::pid_t, sig) };
+    assert_eq!(rc, 0);
+}
+
+#[cfg(unix)]
+fn stopped_cleanly_by(sig: libc::c_int, args: &[&str]) {
+    let state = crate::endpoint_util::fresh_state();
+    let work = tempfile::tempdir().unwrap();
+    let mut sim = start(state.path(), work.path(), work.path(), args);
+    for file in ["sim.json", "endpoint.pid"] {
+        assert!(state.path().join(file).exists(), "{file} while running");
+    }
+    let module = !args.contains(&"--no-module");
+    if module {
+        assert!(state.path().join("control.sock").exists());
+    }
+    signal(&sim, sig);
+    let status = wait(&mut sim);
+    // The README's exit-code table: 130, interrupted and stopped cleanly.
+    assert_eq!(status.code(), Some(130), "{status}");
+    for file in ["sim.json", "control.sock", "endpoint.pid"] {
+        assert!(
+            !state.path().join(file).exists(),
+            "{file} left behind after signal {sig}"
+        );
+    }
+    // What the account holds stays.
+    assert!(state.path().join("account.json").exists());
+    if module {
+        assert!(state.path().join("flash-1.1.3.bin").exists());
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_removes_sim_json_the_control_socket_and_the_pid_file() {
+    stopped_cleanly_by(libc::SIGINT, &["--no-config"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_removes_them_as_well() {
+    stopped_cleanly_by(libc::SIGTERM, &["--no-config"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn the_endpoint_alone_is_stopped_cleanly_by_ctrl_c() {
+    stopped_cleanly_by(libc::SIGINT, &["--no-module"]);
+}
