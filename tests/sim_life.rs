@@ -18,8 +18,21 @@ impl Drop for Sim {
 /// Starts `esp-aws sim ARGS` in `cwd` with the user config under `home`, and waits for its
 /// `sim.json`.
 fn start(state: &Path, cwd: &Path, home: &Path, args: &[&str]) -> Sim {
-    let child = Command::new(env!("CARGO_BIN_EXE_esp-aws"))
-        .args(["sim", "--baud", "0", "--sntp-delay", "100", "--state"])
+    start_with(state, cwd, home, args, |_| {}).0
+}
+
+/// [`start`], with `tweak` applied to the command; also returns the file its stderr goes to.
+fn start_with(
+    state: &Path,
+    cwd: &Path,
+    home: &Path,
+    args: &[&str],
+    tweak: impl FnOnce(&mut Command),
+) -> (Sim, std::path::PathBuf) {
+    let errors = home.join(format!("sim-{}.stderr", std::process::id()));
+    let errors = unique(errors);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    cmd.args(["sim", "--baud", "0", "--sntp-delay", "100", "--state"])
         .arg(state)
         .args(args)
         .current_dir(cwd)
@@ -32,10 +45,9 @@ fn start(state: &Path, cwd: &Path, home: &Path, args: &[&str]) -> Sim {
         .env_remove("ESP_AWS_DEVICE")
         .env_remove("ESP_AWS_SIM_STATE")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut sim = Sim(child);
+        .stderr(std::fs::File::create(&errors).unwrap());
+    tweak(&mut cmd);
+    let mut sim = Sim(cmd.spawn().unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
     while !state.join("sim.json").exists() {
         if let Some(status) = sim.0.try_wait().unwrap() {
@@ -52,7 +64,15 @@ fn start(state: &Path, cwd: &Path, home: &Path, args: &[&str]) -> Sim {
         assert!(Instant::now() < deadline, "sim.json never appeared");
         std::thread::sleep(Duration::from_millis(50));
     }
-    sim
+    (sim, errors)
+}
+
+/// `path`, or `path` with a number added, whichever does not exist yet.
+fn unique(path: std::path::PathBuf) -> std::path::PathBuf {
+    (0..)
+        .map(|n| path.with_extension(format!("{n}.stderr")))
+        .find(|p| !p.exists())
+        .unwrap()
 }
 
 /// Waits for the process to end, with a generous deadline.
@@ -119,4 +139,114 @@ fn sigterm_removes_them_as_well() {
 #[test]
 fn the_endpoint_alone_is_stopped_cleanly_by_ctrl_c() {
     stopped_cleanly_by(libc::SIGINT, &["--no-module"]);
+}
+
+/// Runs `git ARGS` in `dir`, which must succeed.
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?}");
+}
+
+/// The warning lines of a simulator's stderr about git.
+fn git_warnings(errors: &Path) -> Vec<String> {
+    std::fs::read_to_string(errors)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("git"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_state_directory_left_unignored_in_a_git_work_tree_gets_one_warning() {
+    let repo = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q"]);
+    let top = std::fs::canonicalize(repo.path()).unwrap();
+    let (sim, errors) = start_with(
+        &repo.path().join("esp-aws-sim"),
+        repo.path(),
+        home.path(),
+        &["--no-config"],
+        |_| {},
+    );
+    drop(sim);
+    let warnings = git_warnings(&errors);
+    assert_eq!(
+        warnings,
+        [format!(
+            "warning: the simulator's state directory {} holds private keys inside the git work tree {} and is not ignored: add the line '/esp-aws-sim/' to {} or pass --state with a directory outside the work tree",
+            repo.path().join("esp-aws-sim").display(),
+            top.display(),
+            top.join(".gitignore").display()
+        )]
+    );
+
+    // The fix the warning names silences it: the directory is ignored now (a nested state
+    // directory under an ignored one counts as well).
+    std::fs::write(repo.path().join(".gitignore"), "/esp-aws-sim/\n").unwrap();
+    let (sim, errors) = start_with(
+        &repo.path().join("esp-aws-sim"),
+        repo.path(),
+        home.path(),
+        &["--no-config"],
+        |_| {},
+    );
+    drop(sim);
+    assert_eq!(git_warnings(&errors), Vec::<String>::new());
+    std::fs::write(repo.path().join(".gitignore"), "/lab/\n").unwrap();
+    let (sim, errors) = start_with(
+        &repo.path().join("lab/sim"),
+        repo.path(),
+        home.path(),
+        &["--no-module"],
+        |_| {},
+    );
+    drop(sim);
+    assert_eq!(git_warnings(&errors), Vec::<String>::new());
+
+    // Outside any work tree: nothing to say.
+    let outside = crate::endpoint_util::fresh_state();
+    let (sim, errors) = start_with(
+        outside.path(),
+        home.path(),
+        home.path(),
+        &["--no-config"],
+        |_| {},
+    );
+    drop(sim);
+    assert_eq!(git_warnings(&errors), Vec::<String>::new());
+}
+
+#[test]
+fn without_git_installed_a_dot_git_above_the_state_directory_still_warns() {
+    let repo = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(repo.path().join(".git")).unwrap();
+    let no_tools = tempfile::tempdir().unwrap();
+    let (sim, errors) = start_with(
+        &repo.path().join("sim-state"),
+        repo.path(),
+        home.path(),
+        &["--no-module"],
+        |cmd| {
+            cmd.env("PATH", no_tools.path());
+        },
+    );
+    drop(sim);
+    let warnings = git_warnings(&errors);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains(
+            "(git is not installed to tell whether it is ignored): add the line '/sim-state/'"
+        ),
+        "{}",
+        warnings[0]
+    );
 }

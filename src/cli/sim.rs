@@ -404,6 +404,64 @@ fn serve_control(sim: Weak<Simulator>, path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The one-line warning `esp-aws sim` prints when its state directory, which holds private
+/// keys, lies inside a git work tree without being ignored (one `git add .` would commit
+/// them). Asked of git (`rev-parse`, `check-ignore`) when it can be run; without git, any
+/// `.git` in a parent directory counts.
+fn git_exposure_warning(state: &Path) -> Option<String> {
+    let abs = std::fs::canonicalize(state).ok()?;
+    let git = |dir: &Path, args: &[&std::ffi::OsStr]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+    };
+    let (top, checked) = match git(&abs, &["rev-parse".as_ref(), "--show-toplevel".as_ref()]) {
+        // Outside any work tree (or inside a .git directory): nothing would commit it.
+        Ok(out) if !out.status.success() => return None,
+        Ok(out) => {
+            let top = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            let ignored = git(
+                &top,
+                &[
+                    "check-ignore".as_ref(),
+                    "-q".as_ref(),
+                    "--".as_ref(),
+                    abs.as_os_str(),
+                ],
+            )
+            .ok()?;
+            // 0: ignored; 1: not ignored; anything else: git could not tell.
+            if ignored.status.code() != Some(1) {
+                return None;
+            }
+            (top, true)
+        }
+        Err(_) => (
+            abs.ancestors()
+                .find(|d| d.join(".git").exists())?
+                .to_path_buf(),
+            false,
+        ),
+    };
+    let rel = abs.strip_prefix(&top).unwrap_or(&abs);
+    Some(format!(
+        "warning: the simulator's state directory {} holds private keys inside the git work tree {}{}: add the line '/{}/' to {} or pass --state with a directory outside the work tree",
+        state.display(),
+        top.display(),
+        if checked {
+            " and is not ignored"
+        } else {
+            " (git is not installed to tell whether it is ignored)"
+        },
+        rel.display(),
+        top.join(".gitignore").display()
+    ))
+}
+
 fn parse_resolve(items: &[String]) -> anyhow::Result<Vec<(String, IpAddr)>> {
     items
         .iter()
@@ -517,6 +575,9 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
         Simulator::start(config)
             .with_context(|| format!("cannot start the simulator in {}", state.display()))?,
     );
+    if let Some(warning) = git_exposure_warning(&state) {
+        eprintln!("{warning}");
+    }
     #[cfg_attr(not(unix), allow(unused_mut))]
     let mut port = sim.port().to_path_buf();
     #[cfg(unix)]
@@ -661,6 +722,9 @@ fn run_endpoint(args: RunArgs) -> anyhow::Result<ExitCode> {
     config.log_file = args.log;
     let handle = Endpoint::start(config)
         .with_context(|| format!("cannot start the endpoint in {}", state.display()))?;
+    if let Some(warning) = git_exposure_warning(&state) {
+        eprintln!("{warning}");
+    }
     let sim_json = handle.write_sim_json()?;
     let info = handle.sim_info();
     println!("local AWS IoT endpoint: {}", handle.host());
