@@ -250,3 +250,136 @@ fn without_git_installed_a_dot_git_above_the_state_directory_still_warns() {
         warnings[0]
     );
 }
+
+/// A certificate deactivated in the account while a connection made with it is open: the
+/// endpoint disconnects it, as AWS IoT does ("Within a few minutes of updating a certificate
+/// from the ACTIVE state to any other state, AWS IoT disconnects all devices that used that
+/// certificate to connect", API Reference, UpdateCertificate), idle or not.
+#[test]
+fn deactivating_a_certificate_closes_the_connections_made_with_it() {
+    use esp_aws::sim::endpoint::{Account, CertStatus};
+    use std::io::Read;
+    let ep = crate::endpoint_util::start();
+    let mut busy = ep.connect("lnu_001");
+    let mut idle = ep.connect("lnu_001");
+    let mut other = ep.connect("denied");
+    // Answers of 200 (an error answer closes the connection by itself).
+    let update = r#"{"state":{"reported":{"on":1}}}"#;
+    assert_eq!(busy.post("/things/lnu_001/shadow", update).status, 200);
+    assert_eq!(idle.get("/things/lnu_001/shadow").status, 200);
+    assert_eq!(busy.get("/things/lnu_001/shadow").status, 200);
+    let id = ep.handle.thing_files("lnu_001").unwrap().cert_id;
+    let mut account = Account::open(ep.state.path()).unwrap();
+    account
+        .set_certificate_status(&id, CertStatus::Inactive)
+        .unwrap();
+
+    // The idle connection is closed without a request (the client's read timeout, 20 s,
+    // would report a timeout instead of the end of the stream).
+    let mut byte = [0u8; 1];
+    match idle.tls.read(&mut byte) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        other => panic!("the idle connection was not closed: {other:?}"),
+    }
+    // A request on the other one gets no answer.
+    let answer = busy.request("GET", "/things/lnu_001/shadow", None);
+    assert!(answer.is_err(), "answered: {:?}", answer.map(|r| r.status));
+    // Another thing's certificate is untouched.
+    assert_eq!(other.get("/things/denied/shadow").status, 403);
+
+    account
+        .set_certificate_status(&id, CertStatus::Active)
+        .unwrap();
+    assert_eq!(
+        ep.connect("lnu_001").get("/things/lnu_001/shadow").status,
+        200
+    );
+}
+
+/// Runs `esp-aws ARGS` in `cwd` with the user config under `home`.
+fn run_in(cwd: &Path, home: &Path, args: &[&str]) -> esp_aws::testkit::Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("xdg"))
+        .env_remove("ESP_AWS_PORT")
+        .env_remove("ESP_AWS_ENDPOINT")
+        .env_remove("ESP_AWS_BAUD")
+        .env_remove("ESP_AWS_CONFIG")
+        .env_remove("ESP_AWS_DEVICE")
+        .env_remove("ESP_AWS_SIM_STATE");
+    esp_aws::testkit::Run::of(cmd).expect("run esp-aws")
+}
+
+#[test]
+fn a_deactivated_certificate_stops_working_on_the_next_command_and_comes_back() {
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("sim-state");
+    let (_sim, _) = start_with(
+        &state,
+        work.path(),
+        work.path(),
+        &["--firmware", "2.4"],
+        |_| {},
+    );
+    // The settings are written after sim.json.
+    wait_for(&work.path().join("esp-aws.toml"));
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("sim.json")).unwrap()).unwrap();
+    let cert_id = info["cert_id"].as_str().unwrap().to_string();
+    let state_arg = state.to_str().unwrap();
+    let esp = |args: &[&str]| run_in(work.path(), work.path(), args);
+    let ok = |run: &esp_aws::testkit::Run| {
+        assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    };
+    ok(&esp(&[
+        "provision",
+        "--from",
+        &format!("{state_arg}/things/lnu_001"),
+        "--thing",
+        "lnu_001",
+    ]));
+    ok(&esp(&["shadow", "set", "lnu_001", "prop1=12"]));
+    ok(&esp(&["shadow", "get", "lnu_001"]));
+
+    ok(&esp(&[
+        "sim",
+        "cert",
+        "deactivate",
+        &cert_id,
+        "--state",
+        state_arg,
+    ]));
+    let refused = esp(&["shadow", "get", "lnu_001"]);
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert_eq!(refused.stderr.lines().count(), 1, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("a certificate that is not ACTIVE in AWS IoT"),
+        "{}",
+        refused.stderr
+    );
+
+    ok(&esp(&[
+        "sim", "cert", "activate", &cert_id, "--state", state_arg,
+    ]));
+    let back = esp(&["shadow", "get", "lnu_001"]);
+    ok(&back);
+    assert!(back.stdout.contains("prop1"), "{}", back.stdout);
+}
+
+/// Waits for `path` to exist, with a generous deadline.
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
