@@ -383,3 +383,131 @@ fn wait_for(path: &Path) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Waits until the file at `path` holds `text`, with a generous deadline.
+fn wait_for_text(path: &Path, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = std::fs::read_to_string(path).unwrap_or_default();
+        if now.contains(text) {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never held {text:?}: {now}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_running_sim_is_found_from_any_directory_and_a_stopped_one_is_named() {
+    let home = tempfile::tempdir().unwrap();
+    let here = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let state = here.path().join("sim-state");
+    let user_config = home.path().join("xdg/esp-aws/config.toml");
+    std::fs::create_dir_all(user_config.parent().unwrap()).unwrap();
+    std::fs::write(
+        &user_config,
+        "baud = 115200\n\n[device.lab]\nport = \"/dev/ttyUSB0\"\nthing = \"lab_1\"\n",
+    )
+    .unwrap();
+    let mut sim = start(&state, here.path(), home.path(), &[]);
+    let recorded = wait_for_text(&user_config, "[device.sim]");
+    // The user's own settings are kept.
+    for kept in [
+        "baud = 115200",
+        "[device.lab]",
+        "port = \"/dev/ttyUSB0\"",
+        "thing = \"lab_1\"",
+    ] {
+        assert!(recorded.contains(kept), "{kept} lost: {recorded}");
+    }
+    let abs_state = std::path::absolute(&state).unwrap();
+    assert!(
+        recorded.contains(&format!("sim = \"{}\"", abs_state.display())),
+        "{recorded}"
+    );
+    wait_for(&here.path().join("esp-aws.toml"));
+    let ok = |run: &esp_aws::testkit::Run| {
+        assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    };
+    let from_files = format!("{}/things/lnu_001", state.display());
+    ok(&run_in(
+        here.path(),
+        home.path(),
+        &["provision", "--from", &from_files, "--thing", "lnu_001"],
+    ));
+    // From a directory with no settings of its own, the user config's sim profile applies.
+    ok(&run_in(
+        elsewhere.path(),
+        home.path(),
+        &["shadow", "set", "lnu_001", "prop1=12"],
+    ));
+    let got = run_in(elsewhere.path(), home.path(), &["shadow", "get", "lnu_001"]);
+    ok(&got);
+    assert!(got.stdout.contains("prop1"), "{}", got.stdout);
+    assert!(!elsewhere.path().join("esp-aws.toml").exists());
+
+    // Stopped with Ctrl-C: the next command says so, in one sentence.
+    signal(&sim, libc::SIGINT);
+    assert_eq!(wait(&mut sim).code(), Some(130));
+    let dead = run_in(elsewhere.path(), home.path(), &["shadow", "get", "lnu_001"]);
+    assert_eq!(dead.code, Some(1), "{}", dead.stderr);
+    assert_eq!(dead.stderr.lines().count(), 1, "{}", dead.stderr);
+    assert!(
+        dead.stderr.starts_with(&format!(
+            "error: the simulator recorded in {} for /dev/pts/",
+            user_config.display()
+        )) && dead.stderr.contains(&format!(
+            "is not running (no sim.json in {}): start it again with `",
+            abs_state.display()
+        )) && dead.stderr.trim_end().ends_with(&format!(
+            " sim --state {}`, or pass --port",
+            abs_state.display()
+        )),
+        "{}",
+        dead.stderr
+    );
+    // A --port given explicitly is not second-guessed.
+    let explicit = run_in(
+        elsewhere.path(),
+        home.path(),
+        &["shadow", "get", "lnu_001", "--port", "/nonexistent/tty"],
+    );
+    assert!(
+        !explicit.stderr.contains("simulator recorded"),
+        "{}",
+        explicit.stderr
+    );
+
+    // Killed without its clean-up (sim.json stays): the ended process is noticed where
+    // /proc tells.
+    if Path::new("/proc/self").exists() {
+        let mut sim = start(&state, here.path(), home.path(), &[]);
+        // Once it has recorded its new port.
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(state.join("sim.json")).unwrap())
+                .unwrap();
+        wait_for_text(
+            &user_config,
+            &format!("port = \"{}\"", info["port"].as_str().unwrap()),
+        );
+        let pid = sim.0.id();
+        sim.0.kill().unwrap();
+        sim.0.wait().unwrap();
+        assert!(state.join("sim.json").exists());
+        let dead = run_in(elsewhere.path(), home.path(), &["shadow", "get", "lnu_001"]);
+        assert_eq!(dead.code, Some(1), "{}", dead.stderr);
+        assert!(
+            dead.stderr
+                .contains(&format!("is not running (its process {pid} has ended)")),
+            "{}",
+            dead.stderr
+        );
+        drop(sim);
+    }
+}

@@ -448,6 +448,12 @@ fn run_at(
             endpoint_port: Some(settings.endpoint_port),
             thing: thing.clone(),
             firmware: Some(generation.name().to_string()),
+            // A simulator's port stays marked as the simulator's.
+            sim: settings
+                .config
+                .sim
+                .clone()
+                .filter(|_| settings.config.port.as_ref() == Some(&settings.port)),
             ..Config::default()
         },
         &args.device,

@@ -117,10 +117,25 @@ pub struct Config {
     /// Firmware generation found at provisioning.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub firmware: Option<String>,
+    /// State directory of the `esp-aws sim` whose module `port` is (`esp-aws sim` writes
+    /// it; it goes with the port): commands check that this simulator still runs before
+    /// opening the port, so a stopped one is named as such.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sim: Option<PathBuf>,
     /// Named device profiles (`[device.lab]`), each with the keys above; `--device NAME`
     /// picks one, whose values win over the file's top-level ones.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub device: std::collections::BTreeMap<String, Config>,
+}
+
+/// The profile `esp-aws sim` records itself in, in the user config file; it applies by
+/// itself when neither `--device` nor any port is given.
+pub const SIM_PROFILE: &str = "sim";
+
+/// The user config file (`$XDG_CONFIG_HOME/esp-aws/config.toml`, else
+/// `~/.config/esp-aws/config.toml`), if there is a home to put it in.
+pub fn user_config_path() -> Option<PathBuf> {
+    config_paths().into_iter().nth(1)
 }
 
 /// The config files in the order they are read.
@@ -141,7 +156,13 @@ pub fn load_config(device: &DeviceArgs) -> anyhow::Result<(Config, Option<PathBu
         Some(path) => (read_config(path)?, Some(path.clone())),
         None => find_config()?,
     };
-    let Some(name) = &device.device else {
+    // Without a profile named or a port anywhere, the simulator's profile is the default.
+    let implied = (device.device.is_none()
+        && device.port.is_none()
+        && config.port.is_none()
+        && config.device.contains_key(SIM_PROFILE))
+    .then(|| SIM_PROFILE.to_string());
+    let Some(name) = device.device.as_ref().or(implied.as_ref()) else {
         return Ok((config, path));
     };
     let shown = path
@@ -173,6 +194,9 @@ pub fn load_config(device: &DeviceArgs) -> anyhow::Result<(Config, Option<PathBu
         ($($f:ident),*) => { $( if profile.$f.is_some() { merged.$f = profile.$f.clone(); } )* };
     }
     over!(port, baud, endpoint, endpoint_port, thing, firmware);
+    if profile.port.is_some() {
+        merged.sim = profile.sim.clone();
+    }
     Ok((merged, path))
 }
 
@@ -316,6 +340,10 @@ pub fn save_config(update: &Config, target: &DeviceArgs) -> anyhow::Result<PathB
         ($($f:ident),*) => { $( if update.$f.is_some() { section.$f = update.$f.clone(); } )* };
     }
     merge!(port, baud, endpoint, endpoint_port, thing, firmware);
+    // A port recorded by anything but the simulator is no simulator's.
+    if update.port.is_some() {
+        section.sim = update.sim.clone();
+    }
     let text = format!(
         "# written by esp-aws; flags and ESP_AWS_* variables override it\n{}",
         toml::to_string(&config)?
@@ -364,7 +392,7 @@ impl Settings {
 /// Resolves the settings from flags, environment (clap already folded it into the flags),
 /// and config; finds the port if none is given anywhere.
 pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::Result<Settings> {
-    let (config, _) = load_config(device)?;
+    let (config, config_path) = load_config(device)?;
     let port = match device.port.clone().or_else(|| config.port.clone()) {
         Some(port) if port.is_empty() || port.chars().any(char::is_control) => {
             return Err(Exit::usage(format!(
@@ -376,6 +404,10 @@ pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::
         Some(port) => port,
         None => detect_port()?,
     };
+    // A port the file took from a simulator is used only while that simulator runs.
+    if let (None, Some(state)) = (&device.port, &config.sim) {
+        super::sim::check_recorded(state, &port, config_path.as_deref())?;
+    }
     let endpoint_port = match endpoint.and_then(|e| e.endpoint_port.as_deref()) {
         // clap allows only 8443 and 443.
         Some(p) => p

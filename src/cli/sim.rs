@@ -304,6 +304,84 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Records the running simulator as the profile `[device.sim]` of the user config file, so
+/// that commands in any directory find it (the profile applies when no port is given
+/// anywhere, see `settings::load_config`); the file's other settings are kept. A file that
+/// cannot be updated costs a warning, not the simulator.
+fn record_in_user_config(mut record: super::settings::Config) {
+    let Some(path) = super::settings::user_config_path() else {
+        return;
+    };
+    // A link given as a relative path means nothing from another directory.
+    if let Some(port) = record.port.as_deref().filter(|p| !p.contains("://")) {
+        if let Ok(abs) = std::path::absolute(port) {
+            record.port = Some(abs.display().to_string());
+        }
+    }
+    let target = super::settings::DeviceArgs {
+        config: Some(path.clone()),
+        device: Some(super::settings::SIM_PROFILE.to_string()),
+        ..Default::default()
+    };
+    let saved = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| super::settings::save_config(&record, &target));
+    match saved {
+        Ok(saved) => println!(
+            "  recorded as [device.{}] in {} (commands in any directory find it)",
+            super::settings::SIM_PROFILE,
+            saved.display()
+        ),
+        Err(e) => eprintln!(
+            "warning: the simulator was not recorded in {}: {}",
+            path.display(),
+            format!("{e:#}").replace('\n', " ")
+        ),
+    }
+}
+
+/// Checks that the simulator a config file recorded (by its state directory) still serves
+/// `port`: one sentence naming the file and what to do when it stopped or moved.
+pub fn check_recorded(state: &Path, port: &str, file: Option<&Path>) -> anyhow::Result<()> {
+    let from = file.map_or("the settings".to_string(), |f| f.display().to_string());
+    let restart = format!(
+        "start it again with `{} sim --state {}`, or pass --port",
+        super::invocation(),
+        sh_quote(&state.display().to_string())
+    );
+    let Ok(text) = std::fs::read_to_string(state.join(esp_aws::sim::endpoint::SIM_JSON)) else {
+        anyhow::bail!(
+            "the simulator recorded in {from} for {port} is not running (no sim.json in {}): {restart}",
+            state.display()
+        );
+    };
+    let info: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    // Where /proc tells, a process that ended without its clean-up (kill -9) is seen too.
+    if let Some(pid) = info["pid"].as_u64() {
+        if Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists() {
+            anyhow::bail!(
+                "the simulator recorded in {from} for {port} is not running (its process {pid} has ended): {restart}"
+            );
+        }
+    }
+    if let Some(now) = info["port"].as_str() {
+        let same = |a: &str, b: &str| {
+            a == b
+                || std::fs::canonicalize(a)
+                    .ok()
+                    .is_some_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
+        };
+        if !same(now, port) {
+            anyhow::bail!(
+                "the simulator recorded in {from} for {port} now serves {now}: pass --port {now}, or start it again"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Name of the control socket a running simulator listens on, in its state directory.
 const CONTROL_SOCKET: &str = "control.sock";
 
@@ -609,26 +687,26 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     println!("  sim.json: {}", sim_json.display());
     if !args.no_config {
-        let saved = super::settings::save_config(
-            &super::settings::Config {
-                port: Some(port.display().to_string()),
-                baud: Some(if args.baud == 0 {
-                    esp_aws::firmware::AT_BAUD
-                } else {
-                    args.baud
-                }),
-                endpoint: Some(endpoint.clone()),
-                endpoint_port: Some(8443),
-                thing: info.as_ref().map(|i| i.thing.clone()),
-                firmware: Some(firmware.name().to_string()),
-                ..Default::default()
-            },
-            &super::settings::DeviceArgs::default(),
-        )?;
+        let record = super::settings::Config {
+            port: Some(port.display().to_string()),
+            baud: Some(if args.baud == 0 {
+                esp_aws::firmware::AT_BAUD
+            } else {
+                args.baud
+            }),
+            endpoint: Some(endpoint.clone()),
+            endpoint_port: Some(8443),
+            thing: info.as_ref().map(|i| i.thing.clone()),
+            firmware: Some(firmware.name().to_string()),
+            sim: Some(std::path::absolute(&state).unwrap_or_else(|_| state.clone())),
+            ..Default::default()
+        };
+        let saved = super::settings::save_config(&record, &super::settings::DeviceArgs::default())?;
         println!(
             "  settings written to {} (so the commands below need no flags)",
             saved.display()
         );
+        record_in_user_config(record);
     }
     if let Some(info) = &info {
         let me = super::invocation();
