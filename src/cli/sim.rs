@@ -594,6 +594,9 @@ fn parse_wifi(spec: &str) -> anyhow::Result<esp_aws::sim::at_firmware::AccessPoi
 }
 
 fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // Caught from the start: a signal that arrives while the simulator starts (a script
+    // that stops it as soon as sim.json appears) still gets the clean-up.
+    let _ = crate::interrupt_flag();
     let state = args
         .state
         .clone()
@@ -784,6 +787,7 @@ fn stop(mut sim: Arc<Simulator>) {
 }
 
 fn run_endpoint(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let _ = crate::interrupt_flag();
     let Some(state) = args.state else {
         return Err(super::Exit::usage(
             "--state DIR is required (the simulated account lives there)",
