@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running `esp-aws sim`; killed if the test ends before it stopped.
-struct Sim(Child);
+pub(crate) struct Sim(Child);
 
 impl Drop for Sim {
     fn drop(&mut self) {
@@ -22,7 +22,7 @@ fn start(state: &Path, cwd: &Path, home: &Path, args: &[&str]) -> Sim {
 }
 
 /// [`start`], with `tweak` applied to the command; also returns the file its stderr goes to.
-fn start_with(
+pub(crate) fn start_with(
     state: &Path,
     cwd: &Path,
     home: &Path,
@@ -298,7 +298,7 @@ fn deactivating_a_certificate_closes_the_connections_made_with_it() {
 }
 
 /// Runs `esp-aws ARGS` in `cwd` with the user config under `home`.
-fn run_in(cwd: &Path, home: &Path, args: &[&str]) -> esp_aws::testkit::Run {
+pub(crate) fn run_in(cwd: &Path, home: &Path, args: &[&str]) -> esp_aws::testkit::Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
     cmd.args(args)
         .current_dir(cwd)
@@ -372,7 +372,7 @@ fn a_deactivated_certificate_stops_working_on_the_next_command_and_comes_back() 
 }
 
 /// Waits for `path` to exist, with a generous deadline.
-fn wait_for(path: &Path) {
+pub(crate) fn wait_for(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !path.exists() {
         assert!(

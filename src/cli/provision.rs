@@ -280,7 +280,7 @@ pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         // A bar redrawn over --trace lines would garble both.
         terminal: settings::stdout_is_terminal()
             && std::io::IsTerminal::is_terminal(&std::io::stderr())
-            && !settings.trace,
+            && settings.trace.is_none(),
         started: Instant::now(),
     };
     steps.done("✓", "credentials checked");

@@ -45,9 +45,19 @@ pub struct DeviceArgs {
         global = true
     )]
     pub baud: Option<u32>,
-    /// Print every byte sent and received, with time deltas (key material is redacted).
-    #[arg(long, global = true)]
-    pub trace: bool,
+    /// Print the exchange with the module line by line, with time deltas: credentials
+    /// written are summarised in one line each (--trace=full: certificates in full);
+    /// private keys and Wi-Fi passwords are never shown.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "summary",
+        value_name = "DETAIL"
+    )]
+    pub trace: Option<TraceArg>,
     /// Read settings from this file only (instead of ./esp-aws.toml or the user config).
     #[arg(long, env = "ESP_AWS_CONFIG", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
@@ -59,6 +69,15 @@ pub struct DeviceArgs {
     /// (`provision`); for every other command it is an error.
     #[arg(skip)]
     pub creates_profile: bool,
+}
+
+/// How much `--trace` shows of the credentials written to the module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TraceArg {
+    /// One summary line per credential written (size, slot, what it is).
+    Summary,
+    /// Certificates byte for byte as well (private keys are still never shown).
+    Full,
 }
 
 /// Flags of commands that reach the endpoint.
@@ -369,8 +388,8 @@ pub struct Settings {
     pub time_from_host: bool,
     /// Session time limits (the clock wait can be shortened or lengthened).
     pub timeouts: Timeouts,
-    /// Print a transcript.
-    pub trace: bool,
+    /// Print a transcript, with this much of the credentials.
+    pub trace: Option<TraceArg>,
     /// The config file's contents (for defaults such as the thing), read once.
     pub config: Config,
 }
@@ -378,7 +397,13 @@ pub struct Settings {
 impl Settings {
     /// The `--trace` transcript sink, if asked for.
     pub fn transcript(&self) -> Option<Trace> {
-        self.trace.then(|| Trace::new(Box::new(std::io::stderr())))
+        self.trace.map(|detail| {
+            let detail = match detail {
+                TraceArg::Summary => esp_aws::trace::Detail::Summary,
+                TraceArg::Full => esp_aws::trace::Detail::Full,
+            };
+            Trace::with_detail(Box::new(std::io::stderr()), detail)
+        })
     }
 
     /// The endpoint, or a usage error naming every way to give it.
