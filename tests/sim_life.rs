@@ -211,6 +211,31 @@ fn a_state_directory_left_unignored_in_a_git_work_tree_gets_one_warning() {
     drop(sim);
     assert_eq!(git_warnings(&errors), Vec::<String>::new());
 
+    // Creating a thing (a new private key) in such a directory says the same.
+    let lab = repo.path().join("lab-state");
+    let run = run_in(
+        repo.path(),
+        home.path(),
+        &[
+            "sim",
+            "thing",
+            "create",
+            "bench_1",
+            "--state",
+            lab.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "warning: the simulator's state directory {} holds private keys inside the git work tree {} and is not ignored: add the line '/lab-state/' to {} or pass --state with a directory outside the work tree\n",
+            lab.display(),
+            top.display(),
+            top.join(".gitignore").display()
+        )
+    );
+
     // Outside any work tree: nothing to say.
     let outside = crate::endpoint_util::fresh_state();
     let (sim, errors) = start_with(

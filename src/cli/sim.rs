@@ -251,6 +251,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
                 let actions: Vec<&str> = deny_actions.iter().map(String::as_str).collect();
                 account.set_denied_actions(&files.cert_id, &actions)?;
             }
+            if let Some(warning) = git_exposure_warning(&state) {
+                eprintln!("{warning}");
+            }
             println!("thing:   {}", files.thing);
             println!("cert id: {}", files.cert_id);
             println!("cert:    {}", files.cert.display());
