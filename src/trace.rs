@@ -6,7 +6,13 @@
 //! the ROM flasher records one line per command and reply, because its frames carry flash
 //! contents.
 //!
-//! Private keys are hidden here, whatever the caller says, in three ways: the replies to a
+//! Credentials written to the module (the bodies of `AT+SYSFLASH=1` and `AT+SYSMFG=2`) are
+//! shown as one summary line each: their size, the store, and what they are
+//! (`1244 bytes of client_ca (AtPKI, ca: CN=Amazon Root CA 1) ...`); with [`Detail::Full`]
+//! certificates are shown byte for byte instead. Private keys are never shown.
+//!
+//! Private keys are hidden here, whatever the caller says, in four ways: the body of a write
+//! into a key store (`*_key`, `mfg_nvs`), the replies to a
 //! command that reads a key store back (`AT+SYSFLASH=2` of a `*_key` partition or of
 //! `mfg_nvs`, `AT+SYSMFG=1` of a `*_key` namespace or key; `esp-at.md` §5.x, §2.8–2.9), any
 //! chunk inside a PEM `PRIVATE KEY` block, and any AtPKI bin whose first item is a key
@@ -24,12 +30,28 @@ pub enum Direction {
     Rx,
 }
 
+/// How much a trace shows of the credentials written to the module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Detail {
+    /// One summary line per credential payload: size, store, what it is.
+    #[default]
+    Summary,
+    /// Certificates and other payloads byte for byte (private keys still never).
+    Full,
+}
+
 /// A transcript sink for `--trace`: both directions with time deltas, key material redacted.
 pub struct Trace {
     out: Box<dyn Write + Send>,
     last: Instant,
+    detail: Detail,
+    /// The store the current command writes, and the offset it writes at: its payload is
+    /// summarised.
+    writing: Option<(String, usize)>,
     /// The key store the current command reads back: its replies are hidden.
     reading_secret: Option<String>,
+    /// The store the current command reads back: the data of its reply is summarised.
+    reading: Option<String>,
     /// Inside a PEM private-key block or an AtPKI key bin, in the module's replies.
     rx_in_key: bool,
     /// The last bytes received, so that a marker split across two reads is still found.
@@ -56,10 +78,18 @@ impl std::fmt::Debug for Trace {
 impl Trace {
     /// A trace written to `out`.
     pub fn new(out: Box<dyn Write + Send>) -> Trace {
+        Trace::with_detail(out, Detail::Summary)
+    }
+
+    /// A trace written to `out` showing credential payloads as `detail` says.
+    pub fn with_detail(out: Box<dyn Write + Send>, detail: Detail) -> Trace {
         Trace {
             out,
             last: Instant::now(),
+            detail,
+            writing: None,
             reading_secret: None,
+            reading: None,
             rx_in_key: false,
             rx_tail: Vec::new(),
             rx_pending: Vec::new(),
@@ -107,8 +137,14 @@ impl Trace {
                 // A new command line starts a new exchange: decide what its replies show.
                 if let Some(line) = command_line(bytes) {
                     self.reading_secret = secret_read(line);
+                    self.reading = store_read(line);
+                    self.writing = store_write(line);
                     self.rx_in_key = false;
                     self.rx_tail.clear();
+                } else if let Some((store, offset)) = &self.writing {
+                    // The body of a credential write: one summary line.
+                    let text = payload_line(store, *offset, bytes, redacted, self.detail);
+                    return self.line(dir, &text);
                 }
                 redacted || holds_private_key(bytes)
             }
@@ -124,7 +160,21 @@ impl Trace {
                 redacted || inside || self.reading_secret.is_some()
             }
         };
-        let text = if hidden {
+        let summary = match (&self.reading, dir, hidden, self.detail) {
+            (Some(store), Direction::Rx, false, Detail::Summary) => data_reply_header(bytes)
+                .flatten()
+                .filter(|&(head, len)| head + len <= bytes.len())
+                .map(|(head, len)| {
+                    let data = &bytes[head..head + len];
+                    let rest = &bytes[head + len..];
+                    let line = payload_line(store, 0, data, false, Detail::Summary);
+                    format!("{}<{line}>{}", escape(&bytes[..head]), escape(rest))
+                }),
+            _ => None,
+        };
+        let text = if let Some(summary) = summary {
+            summary
+        } else if hidden {
             match (&self.reading_secret, dir) {
                 (Some(store), Direction::Rx) => {
                     format!("<{} bytes of {store}, hidden>", bytes.len())
@@ -167,6 +217,13 @@ fn complete_unit(pending: &[u8]) -> Option<usize> {
         // The CIPSEND prompt: `>` and the space after it, with no line end.
         return Some(if pending.get(1) == Some(&b' ') { 2 } else { 1 });
     }
+    if let Some(header) = data_reply_header(pending) {
+        let (head, len) = header?;
+        if len <= MAX_PENDING * 4 {
+            let end = head + len;
+            return (pending.len() >= end).then_some(end);
+        }
+    }
     if pending.starts_with(b"+IPD,") {
         let head = &pending[..pending.len().min(32)];
         if let Some(colon) = head.iter().position(|&b| b == b':') {
@@ -187,6 +244,43 @@ fn complete_unit(pending: &[u8]) -> Option<usize> {
         None if pending.len() >= MAX_PENDING => Some(pending.len()),
         None => None,
     }
+}
+
+/// For a reply that carries flash or NVS data (`+SYSFLASH:<len>,<data>`,
+/// `+SYSMFG:"<ns>","<key>",<type>,<len>,<value>`; `esp-at.md` §5): `Some(None)` while its
+/// header is incomplete, `Some(Some((header length, data length)))` once it is; `None` for
+/// any other line (including the listings these commands print, which end before a length).
+fn data_reply_header(pending: &[u8]) -> Option<Option<(usize, usize)>> {
+    let commas_before_len = if pending.starts_with(b"+SYSFLASH:") {
+        0
+    } else if pending.starts_with(b"+SYSMFG:") {
+        3
+    } else if b"+SYSFLASH:".starts_with(pending) || b"+SYSMFG:".starts_with(pending) {
+        return Some(None);
+    } else {
+        return None;
+    };
+    let start = pending.iter().position(|&b| b == b':')? + 1;
+    let mut commas = Vec::new();
+    for (i, &b) in pending.iter().enumerate().skip(start).take(128) {
+        match b {
+            b'\r' | b'\n' => return None,
+            b',' => {
+                commas.push(i);
+                if commas.len() == commas_before_len + 1 {
+                    let from = if commas_before_len == 0 {
+                        start
+                    } else {
+                        commas[commas_before_len - 1] + 1
+                    };
+                    let len = std::str::from_utf8(&pending[from..i]).ok()?.parse().ok()?;
+                    return Some(Some((i + 1, len)));
+                }
+            }
+            _ => {}
+        }
+    }
+    (pending.len() < start + 128).then_some(None)
 }
 
 /// Renders bytes as text with `\r`, `\n`, and `\xNN` escapes.
@@ -248,6 +342,151 @@ pub fn secret_read(command: &str) -> Option<String> {
         .iter()
         .find(|n| is_secret_store(n))
         .map(|n| n.to_string())
+}
+
+/// The store `command` reads back, if it reads one: the partition of `AT+SYSFLASH=2`, the
+/// key of `AT+SYSMFG=1,"<ns>","<key>"`.
+pub fn store_read(command: &str) -> Option<String> {
+    let command = command.trim();
+    let upper = command.to_ascii_uppercase();
+    let (args, index) = if upper.starts_with("AT+SYSFLASH=2,") {
+        (&command["AT+SYSFLASH=".len()..], 1)
+    } else if upper.starts_with("AT+SYSMFG=1,") {
+        (&command["AT+SYSMFG=".len()..], 2)
+    } else {
+        return None;
+    };
+    args.split(',')
+        .nth(index)
+        .map(|a| a.trim().trim_matches('"').to_string())
+}
+
+/// The store `command` writes and the offset it writes at, if it writes one:
+/// `AT+SYSFLASH=1,"client_ca",0,1244` (the partition), `AT+SYSMFG=2,"client_cert",
+/// "client_cert.0",8,1188` (the key).
+pub fn store_write(command: &str) -> Option<(String, usize)> {
+    let command = command.trim();
+    let upper = command.to_ascii_uppercase();
+    let args: Vec<&str> = if upper.starts_with("AT+SYSFLASH=") {
+        command["AT+SYSFLASH=".len()..].split(',').collect()
+    } else if upper.starts_with("AT+SYSMFG=") {
+        command["AT+SYSMFG=".len()..].split(',').collect()
+    } else {
+        return None;
+    };
+    let arg = |i: usize| args.get(i).map(|a| a.trim().trim_matches('"'));
+    if upper.starts_with("AT+SYSFLASH=") {
+        (arg(0)? == "1").then(|| {
+            let offset = arg(2).and_then(|o| o.parse().ok()).unwrap_or(0);
+            (arg(1).unwrap_or("flash").to_string(), offset)
+        })
+    } else {
+        (arg(0)? == "2").then(|| (arg(2).or(arg(1)).unwrap_or("mfg").to_string(), 0))
+    }
+}
+
+/// The summary line of a credential payload written to `store` at `offset`; `secret` ones,
+/// those written to a key store and those that hold a private key say only that.
+fn payload_line(store: &str, offset: usize, bytes: &[u8], secret: bool, detail: Detail) -> String {
+    let n = bytes.len();
+    let kind = if offset > 0 {
+        None
+    } else {
+        Some(describe(bytes))
+    };
+    let private = secret
+        || is_secret_store(store)
+        || holds_private_key(bytes)
+        || kind.as_ref().is_some_and(|k| k.private);
+    if private {
+        return format!("<{n} bytes of {store}, a private key: never shown>");
+    }
+    if detail == Detail::Full {
+        return escape(bytes);
+    }
+    let what = match &kind {
+        Some(kind) => kind.text.clone(),
+        None => format!("continued at offset {offset}"),
+    };
+    format!("{n} bytes of {store} ({what}) ... [--trace=full shows them]")
+}
+
+/// What a credential payload holds, in words (never its bytes).
+struct Kind {
+    text: String,
+    private: bool,
+}
+
+fn describe(bytes: &[u8]) -> Kind {
+    use crate::pki::atpki::{Bin, ItemKind, MAGIC};
+    if bytes.len() >= 9 && bytes[..2] == MAGIC {
+        let bin = Bin::decode_prefix(bytes).ok().map(|(bin, _)| bin);
+        let items: Vec<String> = match &bin {
+            Some(bin) => bin
+                .items
+                .iter()
+                .map(|item| match (item.kind.is_key(), subject(&item.content)) {
+                    (true, _) => item.kind.to_string(),
+                    (false, Some(cn)) => format!("{}: {cn}", item.kind),
+                    (false, None) => item.kind.to_string(),
+                })
+                .collect(),
+            // A first chunk of a longer bin: its first item's type byte.
+            None => vec![ItemKind(bytes[8]).to_string()],
+        };
+        let private = bytes[8] == ItemKind::KEY.0
+            || bin.is_some_and(|b| b.items.iter().any(|i| i.kind.is_key()));
+        return Kind {
+            text: format!("AtPKI, {}", items.join(", ")),
+            private,
+        };
+    }
+    if let Some(cn) = subject(bytes) {
+        let form = if bytes.starts_with(b"-----") {
+            "PEM"
+        } else {
+            "DER"
+        };
+        return Kind {
+            text: format!("{form} certificate, {cn}"),
+            private: false,
+        };
+    }
+    let text = if !bytes.is_empty() && bytes.iter().all(|&b| b == 0xff) {
+        "erased flash, all 0xff"
+    } else if bytes
+        .iter()
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+    {
+        "text"
+    } else {
+        "binary"
+    };
+    Kind {
+        text: text.to_string(),
+        private: false,
+    }
+}
+
+/// The subject of the certificate `bytes` hold (PEM or DER), if they hold one.
+fn subject(bytes: &[u8]) -> Option<String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let der = if bytes.starts_with(b"-----BEGIN CERTIFICATE-----") {
+        CertificateDer::from_pem_slice(bytes).ok()?.into_owned()
+    } else {
+        CertificateDer::from(bytes.to_vec())
+    };
+    let (_, cert) = <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer<
+        _,
+    >>::from_der(der.as_ref())
+    .ok()?;
+    let subject = cert.subject().to_string();
+    Some(if subject.is_empty() {
+        "no subject".to_string()
+    } else {
+        escape(subject.as_bytes())
+    })
 }
 
 /// Whether `bytes` contain (the start of) a private key: a PEM `PRIVATE KEY` marker or an
@@ -415,7 +654,8 @@ mod tests {
         t.record(Direction::Rx, b"AT version\r\nOK\r\n", false);
         let out = text(&sink);
         assert!(!out.contains("SECRETS"), "{out}");
-        assert!(out.contains("<22 bytes of client_key, hidden>"), "{out}");
+        // The data reply is one entry (its header and 8 bytes), the line end another.
+        assert!(out.contains("<20 bytes of client_key, hidden>"), "{out}");
         assert!(out.contains("AT version"), "{out}");
     }
 
@@ -431,6 +671,154 @@ mod tests {
         let out = text(&sink);
         assert!(!out.contains("secret"), "{out}");
         assert!(out.contains("OK\\r\\n"), "{out}");
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/fixtures/atpki/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    /// The base64 body lines of the PEM block(s) in `bytes`, as they would show in a trace.
+    fn pem_body_lines(bytes: &[u8]) -> Vec<String> {
+        String::from_utf8_lossy(bytes)
+            .lines()
+            .filter(|l| {
+                l.len() > 40
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Provisioning's exchange for one slot, with the payload in pieces of `piece` bytes on
+    /// the way back.
+    fn write_and_read_back(t: &mut Trace, store: &str, bin: &[u8], secret: bool, piece: usize) {
+        let n = bin.len();
+        t.record(
+            Direction::Tx,
+            format!("AT+SYSFLASH=1,\"{store}\",0,{n}\r\n").as_bytes(),
+            false,
+        );
+        t.record(Direction::Rx, b"\r\n> ", false);
+        t.record(Direction::Tx, bin, secret);
+        t.record(Direction::Rx, b"\r\nOK\r\n", false);
+        t.record(
+            Direction::Tx,
+            format!("AT+SYSFLASH=2,\"{store}\",0,{n}\r\n").as_bytes(),
+            false,
+        );
+        let mut reply = format!("+SYSFLASH:{n},").into_bytes();
+        reply.extend_from_slice(bin);
+        reply.extend_from_slice(b"\r\nOK\r\n");
+        for chunk in reply.chunks(piece) {
+            t.record(Direction::Rx, chunk, false);
+        }
+    }
+
+    #[test]
+    fn a_credential_write_and_its_read_back_are_one_summary_line_each() {
+        let (mut t, sink) = trace();
+        let ca = fixture("ca_rsa.bin");
+        write_and_read_back(&mut t, "client_ca", &ca, false, 3);
+        drop(t);
+        let subject = "C=US, O=esp-aws test, CN=Test RSA Root CA";
+        assert_eq!(
+            entries(&sink),
+            [
+                "AT+SYSFLASH=1,\\\"client_ca\\\",0,1244\\r\\n".replace("\\\"", "\""),
+                "<< \\r\\n".to_string(),
+                "<< > ".to_string(),
+                format!(">> 1244 bytes of client_ca (AtPKI, ca: {subject}) ... [--trace=full shows them]"),
+                "<< \\r\\n".to_string(),
+                "<< OK\\r\\n".to_string(),
+                ">> AT+SYSFLASH=2,\"client_ca\",0,1244\\r\\n".to_string(),
+                format!("<< +SYSFLASH:1244,<1244 bytes of client_ca (AtPKI, ca: {subject}) ... [--trace=full shows them]>"),
+                "<< \\r\\n".to_string(),
+                "<< OK\\r\\n".to_string(),
+            ]
+            .iter()
+            .enumerate()
+            .map(|(i, l)| if i == 0 { format!(">> {l}") } else { l.clone() })
+            .collect::<Vec<_>>()
+        );
+        let out = text(&sink);
+        for line in pem_body_lines(&ca) {
+            assert!(!out.contains(&line), "certificate body shown by default");
+        }
+    }
+
+    #[test]
+    fn trace_full_shows_certificates_but_never_keys() {
+        let sink = Sink::default();
+        let mut t = Trace::with_detail(Box::new(sink.clone()), Detail::Full);
+        let cert = fixture("cert_rsa.bin");
+        let key = fixture("key_rsa.bin");
+        write_and_read_back(&mut t, "client_cert", &cert, false, 64);
+        // The key even unmarked by the caller, and written to a store of another name.
+        write_and_read_back(&mut t, "client_key", &key, false, 64);
+        write_and_read_back(&mut t, "spare", &key, false, 64);
+        drop(t);
+        let out = text(&sink);
+        let cert_lines = pem_body_lines(&cert);
+        assert!(!cert_lines.is_empty());
+        for line in cert_lines {
+            assert!(out.contains(&line), "certificate not shown in full: {out}");
+        }
+        // The key's lines that are not also the certificate's (its public modulus is in both).
+        let cert_text = String::from_utf8_lossy(&cert).into_owned();
+        let key_lines: Vec<String> = pem_body_lines(&key)
+            .into_iter()
+            .filter(|l| !cert_text.contains(&l[..24]))
+            .collect();
+        assert!(key_lines.len() > 10);
+        for line in key_lines {
+            assert!(!out.contains(&line[..24]), "key bytes shown: {out}");
+        }
+        assert!(
+            out.contains(">> <1692 bytes of client_key, a private key: never shown>"),
+            "{out}"
+        );
+        assert!(
+            out.contains(">> <1692 bytes of spare, a private key: never shown>"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_pem_key_written_in_pieces_is_never_shown() {
+        let (mut t, sink) = trace();
+        let pem = std::fs::read(format!(
+            "{}/fixtures/atpki/dev_rsa_key.pem",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        t.record(
+            Direction::Tx,
+            format!(
+                "AT+SYSMFG=2,\"client_key\",\"client_key.0\",8,{}\r\n",
+                pem.len()
+            )
+            .as_bytes(),
+            false,
+        );
+        t.record(Direction::Rx, b">", false);
+        t.record(Direction::Tx, &pem, false);
+        drop(t);
+        let out = text(&sink);
+        for line in pem_body_lines(&pem) {
+            assert!(!out.contains(&line[..24]), "key bytes shown: {out}");
+        }
+        assert!(
+            out.contains(&format!(
+                ">> <{} bytes of client_key.0, a private key: never shown>",
+                pem.len()
+            )),
+            "{out}"
+        );
     }
 
     #[test]

@@ -44,7 +44,7 @@ fn demo_provisions_sets_and_gets_and_a_second_run_finds_the_module_provisioned()
     // The transcript holds the serial traffic, with the key's bytes redacted.
     let transcript = std::fs::read_to_string(state.join("demo-transcript.txt")).unwrap();
     assert!(transcript.contains(">> AT+CIPSEND="), "{transcript}");
-    assert!(transcript.contains("bytes of credential data, not shown"));
+    assert!(transcript.contains("bytes of client_key, a private key: never shown"));
     assert!(!transcript.contains("PRIVATE KEY"), "the key leaked");
     assert!(!run.stdout.contains("PRIVATE KEY"), "the key leaked");
 

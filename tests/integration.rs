@@ -44,6 +44,8 @@ mod profiles;
 mod provision_e2e;
 mod shadow_e2e;
 mod sim_cli;
+mod sim_life;
+mod trace_shape;
 
 mod flash_cli;
 mod hostile_module;

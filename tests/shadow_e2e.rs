@@ -183,7 +183,8 @@ fn trace_shows_the_exchange_without_key_material() {
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(run.stderr.contains(">> AT+GMR\\r\\n"), "{}", run.stderr);
     assert!(
-        run.stderr.contains("bytes of credential data, not shown>"),
+        run.stderr
+            .contains("bytes of client_key, a private key: never shown>"),
         "{}",
         run.stderr
     );

@@ -280,7 +280,7 @@ pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         // A bar redrawn over --trace lines would garble both.
         terminal: settings::stdout_is_terminal()
             && std::io::IsTerminal::is_terminal(&std::io::stderr())
-            && !settings.trace,
+            && settings.trace.is_none(),
         started: Instant::now(),
     };
     steps.done("✓", "credentials checked");
@@ -448,6 +448,12 @@ fn run_at(
             endpoint_port: Some(settings.endpoint_port),
             thing: thing.clone(),
             firmware: Some(generation.name().to_string()),
+            // A simulator's port stays marked as the simulator's.
+            sim: settings
+                .config
+                .sim
+                .clone()
+                .filter(|_| settings.config.port.as_ref() == Some(&settings.port)),
             ..Config::default()
         },
         &args.device,

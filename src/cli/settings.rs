@@ -45,9 +45,19 @@ pub struct DeviceArgs {
         global = true
     )]
     pub baud: Option<u32>,
-    /// Print every byte sent and received, with time deltas (key material is redacted).
-    #[arg(long, global = true)]
-    pub trace: bool,
+    /// Print the exchange with the module line by line, with time deltas: credentials
+    /// written are summarised in one line each (--trace=full: certificates in full);
+    /// private keys and Wi-Fi passwords are never shown.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "summary",
+        value_name = "DETAIL"
+    )]
+    pub trace: Option<TraceArg>,
     /// Read settings from this file only (instead of ./esp-aws.toml or the user config).
     #[arg(long, env = "ESP_AWS_CONFIG", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
@@ -59,6 +69,15 @@ pub struct DeviceArgs {
     /// (`provision`); for every other command it is an error.
     #[arg(skip)]
     pub creates_profile: bool,
+}
+
+/// How much `--trace` shows of the credentials written to the module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TraceArg {
+    /// One summary line per credential written (size, slot, what it is).
+    Summary,
+    /// Certificates byte for byte as well (private keys are still never shown).
+    Full,
 }
 
 /// Flags of commands that reach the endpoint.
@@ -117,10 +136,25 @@ pub struct Config {
     /// Firmware generation found at provisioning.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub firmware: Option<String>,
+    /// State directory of the `esp-aws sim` whose module `port` is (`esp-aws sim` writes
+    /// it; it goes with the port): commands check that this simulator still runs before
+    /// opening the port, so a stopped one is named as such.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sim: Option<PathBuf>,
     /// Named device profiles (`[device.lab]`), each with the keys above; `--device NAME`
     /// picks one, whose values win over the file's top-level ones.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub device: std::collections::BTreeMap<String, Config>,
+}
+
+/// The profile `esp-aws sim` records itself in, in the user config file; it applies by
+/// itself when neither `--device` nor any port is given.
+pub const SIM_PROFILE: &str = "sim";
+
+/// The user config file (`$XDG_CONFIG_HOME/esp-aws/config.toml`, else
+/// `~/.config/esp-aws/config.toml`), if there is a home to put it in.
+pub fn user_config_path() -> Option<PathBuf> {
+    config_paths().into_iter().nth(1)
 }
 
 /// The config files in the order they are read.
@@ -141,7 +175,13 @@ pub fn load_config(device: &DeviceArgs) -> anyhow::Result<(Config, Option<PathBu
         Some(path) => (read_config(path)?, Some(path.clone())),
         None => find_config()?,
     };
-    let Some(name) = &device.device else {
+    // Without a profile named or a port anywhere, the simulator's profile is the default.
+    let implied = (device.device.is_none()
+        && device.port.is_none()
+        && config.port.is_none()
+        && config.device.contains_key(SIM_PROFILE))
+    .then(|| SIM_PROFILE.to_string());
+    let Some(name) = device.device.as_ref().or(implied.as_ref()) else {
         return Ok((config, path));
     };
     let shown = path
@@ -173,6 +213,9 @@ pub fn load_config(device: &DeviceArgs) -> anyhow::Result<(Config, Option<PathBu
         ($($f:ident),*) => { $( if profile.$f.is_some() { merged.$f = profile.$f.clone(); } )* };
     }
     over!(port, baud, endpoint, endpoint_port, thing, firmware);
+    if profile.port.is_some() {
+        merged.sim = profile.sim.clone();
+    }
     Ok((merged, path))
 }
 
@@ -316,6 +359,10 @@ pub fn save_config(update: &Config, target: &DeviceArgs) -> anyhow::Result<PathB
         ($($f:ident),*) => { $( if update.$f.is_some() { section.$f = update.$f.clone(); } )* };
     }
     merge!(port, baud, endpoint, endpoint_port, thing, firmware);
+    // A port recorded by anything but the simulator is no simulator's.
+    if update.port.is_some() {
+        section.sim = update.sim.clone();
+    }
     let text = format!(
         "# written by esp-aws; flags and ESP_AWS_* variables override it\n{}",
         toml::to_string(&config)?
@@ -341,8 +388,8 @@ pub struct Settings {
     pub time_from_host: bool,
     /// Session time limits (the clock wait can be shortened or lengthened).
     pub timeouts: Timeouts,
-    /// Print a transcript.
-    pub trace: bool,
+    /// Print a transcript, with this much of the credentials.
+    pub trace: Option<TraceArg>,
     /// The config file's contents (for defaults such as the thing), read once.
     pub config: Config,
 }
@@ -350,7 +397,13 @@ pub struct Settings {
 impl Settings {
     /// The `--trace` transcript sink, if asked for.
     pub fn transcript(&self) -> Option<Trace> {
-        self.trace.then(|| Trace::new(Box::new(std::io::stderr())))
+        self.trace.map(|detail| {
+            let detail = match detail {
+                TraceArg::Summary => esp_aws::trace::Detail::Summary,
+                TraceArg::Full => esp_aws::trace::Detail::Full,
+            };
+            Trace::with_detail(Box::new(std::io::stderr()), detail)
+        })
     }
 
     /// The endpoint, or a usage error naming every way to give it.
@@ -364,7 +417,7 @@ impl Settings {
 /// Resolves the settings from flags, environment (clap already folded it into the flags),
 /// and config; finds the port if none is given anywhere.
 pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::Result<Settings> {
-    let (config, _) = load_config(device)?;
+    let (config, config_path) = load_config(device)?;
     let port = match device.port.clone().or_else(|| config.port.clone()) {
         Some(port) if port.is_empty() || port.chars().any(char::is_control) => {
             return Err(Exit::usage(format!(
@@ -376,6 +429,10 @@ pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::
         Some(port) => port,
         None => detect_port()?,
     };
+    // A port the file took from a simulator is used only while that simulator runs.
+    if let (None, Some(state)) = (&device.port, &config.sim) {
+        super::sim::check_recorded(state, &port, config_path.as_deref())?;
+    }
     let endpoint_port = match endpoint.and_then(|e| e.endpoint_port.as_deref()) {
         // clap allows only 8443 and 443.
         Some(p) => p

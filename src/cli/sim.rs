@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -251,6 +251,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
                 let actions: Vec<&str> = deny_actions.iter().map(String::as_str).collect();
                 account.set_denied_actions(&files.cert_id, &actions)?;
             }
+            if let Some(warning) = git_exposure_warning(&state) {
+                eprintln!("{warning}");
+            }
             println!("thing:   {}", files.thing);
             println!("cert id: {}", files.cert_id);
             println!("cert:    {}", files.cert.display());
@@ -304,6 +307,84 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Records the running simulator as the profile `[device.sim]` of the user config file, so
+/// that commands in any directory find it (the profile applies when no port is given
+/// anywhere, see `settings::load_config`); the file's other settings are kept. A file that
+/// cannot be updated costs a warning, not the simulator.
+fn record_in_user_config(mut record: super::settings::Config) {
+    let Some(path) = super::settings::user_config_path() else {
+        return;
+    };
+    // A link given as a relative path means nothing from another directory.
+    if let Some(port) = record.port.as_deref().filter(|p| !p.contains("://")) {
+        if let Ok(abs) = std::path::absolute(port) {
+            record.port = Some(abs.display().to_string());
+        }
+    }
+    let target = super::settings::DeviceArgs {
+        config: Some(path.clone()),
+        device: Some(super::settings::SIM_PROFILE.to_string()),
+        ..Default::default()
+    };
+    let saved = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| super::settings::save_config(&record, &target));
+    match saved {
+        Ok(saved) => println!(
+            "  recorded as [device.{}] in {} (commands in any directory find it)",
+            super::settings::SIM_PROFILE,
+            saved.display()
+        ),
+        Err(e) => eprintln!(
+            "warning: the simulator was not recorded in {}: {}",
+            path.display(),
+            format!("{e:#}").replace('\n', " ")
+        ),
+    }
+}
+
+/// Checks that the simulator a config file recorded (by its state directory) still serves
+/// `port`: one sentence naming the file and what to do when it stopped or moved.
+pub fn check_recorded(state: &Path, port: &str, file: Option<&Path>) -> anyhow::Result<()> {
+    let from = file.map_or("the settings".to_string(), |f| f.display().to_string());
+    let restart = format!(
+        "start it again with `{} sim --state {}`, or pass --port",
+        super::invocation(),
+        sh_quote(&state.display().to_string())
+    );
+    let Ok(text) = std::fs::read_to_string(state.join(esp_aws::sim::endpoint::SIM_JSON)) else {
+        anyhow::bail!(
+            "the simulator recorded in {from} for {port} is not running (no sim.json in {}): {restart}",
+            state.display()
+        );
+    };
+    let info: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    // Where /proc tells, a process that ended without its clean-up (kill -9) is seen too.
+    if let Some(pid) = info["pid"].as_u64() {
+        if Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists() {
+            anyhow::bail!(
+                "the simulator recorded in {from} for {port} is not running (its process {pid} has ended): {restart}"
+            );
+        }
+    }
+    if let Some(now) = info["port"].as_str() {
+        let same = |a: &str, b: &str| {
+            a == b
+                || std::fs::canonicalize(a)
+                    .ok()
+                    .is_some_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
+        };
+        if !same(now, port) {
+            anyhow::bail!(
+                "the simulator recorded in {from} for {port} now serves {now}: pass --port {now}, or start it again"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Name of the control socket a running simulator listens on, in its state directory.
 const CONTROL_SOCKET: &str = "control.sock";
 
@@ -326,7 +407,7 @@ fn control_line(_state: &Path, _request: &str) -> anyhow::Result<String> {
 }
 
 #[cfg(not(unix))]
-fn serve_control(_sim: Arc<Simulator>, _path: PathBuf) -> anyhow::Result<()> {
+fn serve_control(_sim: Weak<Simulator>, _path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
@@ -349,7 +430,7 @@ fn control_line(state: &Path, request: &str) -> anyhow::Result<String> {
 
 /// Serves `reset normal|download` requests on the control socket.
 #[cfg(unix)]
-fn serve_control(sim: Arc<Simulator>, path: PathBuf) -> anyhow::Result<()> {
+fn serve_control(sim: Weak<Simulator>, path: PathBuf) -> anyhow::Result<()> {
     // Only a socket of an earlier run is removed; anything else at the path stays.
     if std::fs::symlink_metadata(&path).is_ok_and(|m| {
         use std::os::unix::fs::FileTypeExt;
@@ -373,6 +454,10 @@ fn serve_control(sim: Arc<Simulator>, path: PathBuf) -> anyhow::Result<()> {
             if reader.read_line(&mut line).is_err() {
                 continue;
             }
+            // A simulator that is stopping answers nothing more.
+            let Some(sim) = sim.upgrade() else {
+                return;
+            };
             let reply = match line.trim() {
                 "reset normal" => sim
                     .reset(BootMode::Flash)
@@ -398,6 +483,64 @@ fn serve_control(sim: Arc<Simulator>, path: PathBuf) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// The one-line warning `esp-aws sim` prints when its state directory, which holds private
+/// keys, lies inside a git work tree without being ignored (one `git add .` would commit
+/// them). Asked of git (`rev-parse`, `check-ignore`) when it can be run; without git, any
+/// `.git` in a parent directory counts.
+fn git_exposure_warning(state: &Path) -> Option<String> {
+    let abs = std::fs::canonicalize(state).ok()?;
+    let git = |dir: &Path, args: &[&std::ffi::OsStr]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+    };
+    let (top, checked) = match git(&abs, &["rev-parse".as_ref(), "--show-toplevel".as_ref()]) {
+        // Outside any work tree (or inside a .git directory): nothing would commit it.
+        Ok(out) if !out.status.success() => return None,
+        Ok(out) => {
+            let top = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            let ignored = git(
+                &top,
+                &[
+                    "check-ignore".as_ref(),
+                    "-q".as_ref(),
+                    "--".as_ref(),
+                    abs.as_os_str(),
+                ],
+            )
+            .ok()?;
+            // 0: ignored; 1: not ignored; anything else: git could not tell.
+            if ignored.status.code() != Some(1) {
+                return None;
+            }
+            (top, true)
+        }
+        Err(_) => (
+            abs.ancestors()
+                .find(|d| d.join(".git").exists())?
+                .to_path_buf(),
+            false,
+        ),
+    };
+    let rel = abs.strip_prefix(&top).unwrap_or(&abs);
+    Some(format!(
+        "warning: the simulator's state directory {} holds private keys inside the git work tree {}{}: add the line '/{}/' to {} or pass --state with a directory outside the work tree",
+        state.display(),
+        top.display(),
+        if checked {
+            " and is not ignored"
+        } else {
+            " (git is not installed to tell whether it is ignored)"
+        },
+        rel.display(),
+        top.join(".gitignore").display()
+    ))
 }
 
 fn parse_resolve(items: &[String]) -> anyhow::Result<Vec<(String, IpAddr)>> {
@@ -454,6 +597,9 @@ fn parse_wifi(spec: &str) -> anyhow::Result<esp_aws::sim::at_firmware::AccessPoi
 }
 
 fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // Caught from the start: a signal that arrives while the simulator starts (a script
+    // that stops it as soon as sim.json appears) still gets the clean-up.
+    let _ = crate::interrupt_flag();
     let state = args
         .state
         .clone()
@@ -513,6 +659,9 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
         Simulator::start(config)
             .with_context(|| format!("cannot start the simulator in {}", state.display()))?,
     );
+    if let Some(warning) = git_exposure_warning(&state) {
+        eprintln!("{warning}");
+    }
     #[cfg_attr(not(unix), allow(unused_mut))]
     let mut port = sim.port().to_path_buf();
     #[cfg(unix)]
@@ -521,7 +670,7 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| super::Exit::usage(e.to_string()))?;
         port = link.clone();
     }
-    serve_control(Arc::clone(&sim), state.join(CONTROL_SOCKET))?;
+    serve_control(Arc::downgrade(&sim), state.join(CONTROL_SOCKET))?;
     let sim_json = sim.write_sim_json()?;
     let info = sim.endpoint().sim_info();
     let endpoint = sim.endpoint().host().to_string();
@@ -544,26 +693,26 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     println!("  sim.json: {}", sim_json.display());
     if !args.no_config {
-        let saved = super::settings::save_config(
-            &super::settings::Config {
-                port: Some(port.display().to_string()),
-                baud: Some(if args.baud == 0 {
-                    esp_aws::firmware::AT_BAUD
-                } else {
-                    args.baud
-                }),
-                endpoint: Some(endpoint.clone()),
-                endpoint_port: Some(8443),
-                thing: info.as_ref().map(|i| i.thing.clone()),
-                firmware: Some(firmware.name().to_string()),
-                ..Default::default()
-            },
-            &super::settings::DeviceArgs::default(),
-        )?;
+        let record = super::settings::Config {
+            port: Some(port.display().to_string()),
+            baud: Some(if args.baud == 0 {
+                esp_aws::firmware::AT_BAUD
+            } else {
+                args.baud
+            }),
+            endpoint: Some(endpoint.clone()),
+            endpoint_port: Some(8443),
+            thing: info.as_ref().map(|i| i.thing.clone()),
+            firmware: Some(firmware.name().to_string()),
+            sim: Some(std::path::absolute(&state).unwrap_or_else(|_| state.clone())),
+            ..Default::default()
+        };
+        let saved = super::settings::save_config(&record, &super::settings::DeviceArgs::default())?;
         println!(
             "  settings written to {} (so the commands below need no flags)",
             saved.display()
         );
+        record_in_user_config(record);
     }
     if let Some(info) = &info {
         let me = super::invocation();
@@ -585,12 +734,63 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
         println!("  {me} shadow get {}", info.thing);
     }
     println!("running until interrupted (Ctrl-C)");
+    wait_for_interrupt();
+    // What tells other commands that a simulator runs goes first: sim.json (scripts and the
+    // recorded settings check it), then the control socket; the endpoint's pid file goes
+    // with the simulator itself.
+    let _ = std::fs::remove_file(state.join(esp_aws::sim::endpoint::SIM_JSON));
+    remove_control_socket(&state.join(CONTROL_SOCKET));
+    stop(sim);
+    eprintln!("simulator stopped");
+    Ok(ExitCode::from(super::exit::INTERRUPTED))
+}
+
+/// Returns once SIGINT, SIGTERM or SIGHUP arrived (a second one ends the process at once,
+/// see `crate::interrupt_flag`). Where signals cannot be caught, never: the default action
+/// ends the process.
+fn wait_for_interrupt() {
+    let Some(flag) = crate::interrupt_flag() else {
+        loop {
+            std::thread::park();
+        }
+    };
+    while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Removes the control socket, if it is still a socket (never anything else at the path).
+fn remove_control_socket(path: &Path) {
+    #[cfg(unix)]
+    if std::fs::symlink_metadata(path).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_socket()
+    }) {
+        let _ = std::fs::remove_file(path);
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// Drops the simulator (its flash saved, its listeners closed, its pid file removed), once
+/// a control request that holds it has finished; a request that never finishes is not
+/// waited for beyond a few seconds.
+fn stop(mut sim: Arc<Simulator>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        std::thread::park();
+        match Arc::try_unwrap(sim) {
+            Ok(sim) => return drop(sim),
+            Err(shared) if std::time::Instant::now() < deadline => {
+                sim = shared;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(_) => return,
+        }
     }
 }
 
 fn run_endpoint(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let _ = crate::interrupt_flag();
     let Some(state) = args.state else {
         return Err(super::Exit::usage(
             "--state DIR is required (the simulated account lives there)",
@@ -607,6 +807,9 @@ fn run_endpoint(args: RunArgs) -> anyhow::Result<ExitCode> {
     config.log_file = args.log;
     let handle = Endpoint::start(config)
         .with_context(|| format!("cannot start the endpoint in {}", state.display()))?;
+    if let Some(warning) = git_exposure_warning(&state) {
+        eprintln!("{warning}");
+    }
     let sim_json = handle.write_sim_json()?;
     let info = handle.sim_info();
     println!("local AWS IoT endpoint: {}", handle.host());
@@ -630,9 +833,11 @@ fn run_endpoint(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     println!("  sim.json: {}", sim_json.display());
     println!("serving until interrupted (Ctrl-C)");
-    // Every acknowledged update is already on disk, so the default action of SIGINT and
-    // SIGTERM (terminate) loses nothing; there is nothing to clean up.
-    loop {
-        std::thread::park();
-    }
+    // Every acknowledged update is already on disk; what is left to do is to say that the
+    // endpoint is gone: sim.json first, then the pid file (with the handle).
+    wait_for_interrupt();
+    let _ = std::fs::remove_file(state.join(esp_aws::sim::endpoint::SIM_JSON));
+    drop(handle);
+    eprintln!("endpoint stopped");
+    Ok(ExitCode::from(super::exit::INTERRUPTED))
 }

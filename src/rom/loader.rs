@@ -300,9 +300,28 @@ impl<T: Transport> RomLoader<T> {
         let mut wire = Vec::with_capacity(64);
         slip::encode(&command.to_bytes(), &mut wire);
         if let Some(t) = self.trace.as_mut() {
+            // Flash blocks as one summary line: which block and how big, never its bytes
+            // (they may be a private key).
+            let what = match command {
+                Command::FlashBegin {
+                    offset, erase_size, ..
+                }
+                | Command::FlashDeflBegin {
+                    offset, erase_size, ..
+                } => {
+                    format!(" at 0x{offset:x}, {erase_size} bytes to erase")
+                }
+                Command::FlashData { seq, data } | Command::FlashDeflData { seq, data } => {
+                    format!(
+                        " block {seq}: {} bytes of flash data, not shown",
+                        data.len()
+                    )
+                }
+                _ => String::new(),
+            };
             t.line(
                 Direction::Tx,
-                &format!("{} ({} bytes on the line)", op.name(), wire.len()),
+                &format!("{}{what} ({} bytes on the line)", op.name(), wire.len()),
             );
         }
         self.port.write_all(&wire)?;

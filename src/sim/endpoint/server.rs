@@ -27,6 +27,8 @@ use super::{epoch_seconds, Fault, Listener, LoggedRequest, Publication, Shared};
 
 /// A connection idle this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often an idle connection looks whether its client certificate is still ACTIVE.
+const STATUS_POLL: Duration = Duration::from_millis(250);
 /// A TLS handshake not finished this long after the accept is abandoned.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this many connections are held at once (both listeners together).
@@ -418,16 +420,50 @@ fn serve(
             let _ = tls.conn.complete_io(&mut tls.sock);
             return Ok(());
         }
-        let n = match tls.read(&mut chunk) {
-            Ok(n) => n,
-            // A client that hangs up without close_notify is common and harmless here.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
-            Err(e) => return Err(e),
+        // Waiting for the next request, the connection ends when its certificate stops being
+        // ACTIVE, as AWS does: "Within a few minutes of updating a certificate from the
+        // ACTIVE state to any other state, AWS IoT disconnects all devices that used that
+        // certificate to connect. Devices cannot use a certificate that is not in the ACTIVE
+        // state to reconnect." (AWS IoT API Reference, UpdateCertificate,
+        // https://docs.aws.amazon.com/iot/latest/apireference/API_UpdateCertificate.html).
+        // The handshake refuses it for new connections (`tls::RegistryVerifier`).
+        let idle_deadline = Instant::now() + IDLE_TIMEOUT;
+        let n = loop {
+            if let Some(why) = no_longer_active(shared, &peer) {
+                log::info!("disconnecting: {why}");
+                let _ = tls.sock.shutdown(std::net::Shutdown::Both);
+                return Ok(());
+            }
+            let left = idle_deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle for too long",
+                ));
+            }
+            tls.sock.set_read_timeout(Some(left.min(STATUS_POLL)))?;
+            match tls.read(&mut chunk) {
+                Ok(n) => break n,
+                // A client that hangs up without close_notify is common and harmless here.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break 0,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(e),
+            }
         };
         if n == 0 {
             return Ok(());
         }
         buf.extend_from_slice(&chunk[..n]);
+        // Bytes that arrived with the certificate just deactivated get no answer either.
+        if let Some(why) = no_longer_active(shared, &peer) {
+            log::info!("disconnecting: {why}");
+            let _ = tls.sock.shutdown(std::net::Shutdown::Both);
+            return Ok(());
+        }
     }
 }
 
@@ -467,6 +503,20 @@ fn error_response(
 
 /// Answers one request; also returns the fault injected into it, if any, for the
 /// connection to act on (reset, truncation).
+/// Why the connection's client certificate may no longer be used (deactivated or gone from
+/// the registry since the handshake), if it may not; a connection without one has nothing
+/// to lose.
+fn no_longer_active(shared: &Shared, peer: &Peer) -> Option<String> {
+    let id = peer.cert_id.as_deref()?;
+    match shared.registry.current().certificate(id) {
+        None => Some(format!("client certificate {id} is no longer registered")),
+        Some(c) if c.status != super::account::CertStatus::Active => {
+            Some(format!("client certificate {id} is no longer ACTIVE"))
+        }
+        Some(_) => None,
+    }
+}
+
 fn handle(shared: &Shared, peer: &Peer, req: &Request) -> (Response, Option<Fault>) {
     let fault = shared
         .faults
