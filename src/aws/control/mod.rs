@@ -14,3 +14,4 @@ pub mod client;
 #[cfg(feature = "control")]
 pub mod credentials;
 pub mod model;
+pub mod shadow_policy;
