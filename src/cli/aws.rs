@@ -479,6 +479,7 @@ struct Made {
     thing: Option<String>,
     policy: Option<String>,
     cert: Option<(String, bool)>,
+    files: bool,
     dir: PathBuf,
 }
 
@@ -493,8 +494,12 @@ impl Made {
         }
         if let Some((id, attached)) = &self.cert {
             now.push(format!(
-                "certificate {id} (files in {}{})",
-                self.dir.display(),
+                "certificate {id} ({}{})",
+                if self.files {
+                    format!("files in {}", self.dir.display())
+                } else {
+                    "no files written".to_string()
+                },
                 if *attached {
                     ", attached to the thing"
                 } else {
@@ -550,6 +555,7 @@ pub fn create_thing(
         thing: None,
         policy: None,
         cert: None,
+        files: false,
         dir: dir.clone(),
     };
 
@@ -729,6 +735,7 @@ pub fn create_thing(
                 &key_file, &cert_file, &ca_file, &key_pem, &cert_pem, &ca_pem,
             )
             .map_err(|e| made.explain(format!("{e:#}"), create))?;
+            made.files = true;
             say(&format!(
                 "✓ certificate {id} created ACTIVE{}; key and certificate written to {}",
                 if create.csr {
