@@ -674,6 +674,7 @@ pub fn create_thing(
                 dir.display()
             ));
             made.cert = Some((id.clone(), true));
+            made.files = true;
             (
                 id,
                 desc.certificate_arn,
@@ -1207,4 +1208,31 @@ fn delete_thing(
             "certificates": kept_certs,
         },
     }))
+}
+
+/// `provision --create THING`: step 1 (create or reuse), then the data endpoint when the
+/// user gave none. Returns the identity directory and the endpoint.
+pub fn prepare_provision(
+    conn: &AwsConn,
+    thing: &str,
+    dir: Option<PathBuf>,
+    root_ca: Option<PathBuf>,
+    want_endpoint: bool,
+) -> anyhow::Result<(PathBuf, Option<String>)> {
+    let client = connect(conn)?;
+    let create = CreateArgs {
+        thing: thing.to_string(),
+        out: dir,
+        root_ca,
+        ..CreateArgs::default()
+    };
+    let id = create_thing(&client, &create, &mut |line| eprintln!("{line}"))?;
+    let endpoint = if want_endpoint {
+        let (address, _) = endpoint(&client, false)?;
+        eprintln!("✓ endpoint {address}");
+        Some(address)
+    } else {
+        None
+    };
+    Ok((id.dir, endpoint))
 }
