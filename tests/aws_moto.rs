@@ -160,6 +160,9 @@ fn a_named_policy_must_exist_and_a_kept_certificate_stays() {
         why.contains(" aws delete-thing lnu_010` to remove it"),
         "{why}"
     );
+    // Run again: the thing was there before, so this run made nothing.
+    let run = aws(&["aws", "create-thing", "lnu_010", "--policy", "nope"]);
+    assert_eq!(run.why(), "error: the policy nope does not exist in us-east-1; create it, or pass --policy-file FILE to have it created; nothing was created in the account");
 
     // A user's own document under a shared name: created, attached, and kept on delete.
     let doc = h.path().join("policy.json");

@@ -58,3 +58,4 @@ mod net_ports;
 
 mod aws_errors;
 mod aws_moto;
+mod aws_tls;

@@ -476,8 +476,10 @@ fn identity_in(dir: &Path) -> anyhow::Result<Option<(String, PathBuf, PathBuf, P
 
 /// Whatever exists after a failure, and the commands that finish or remove it.
 struct Made {
-    thing: Option<String>,
-    policy: Option<String>,
+    /// The thing, and whether this run created it.
+    thing: Option<(String, bool)>,
+    /// The policy, and whether this run created it.
+    policy: Option<(String, bool)>,
     cert: Option<(String, bool)>,
     files: bool,
     dir: PathBuf,
@@ -486,11 +488,18 @@ struct Made {
 impl Made {
     fn explain(&self, err: impl std::fmt::Display, create: &CreateArgs) -> anyhow::Error {
         let mut now = Vec::new();
-        if let Some(t) = &self.thing {
-            now.push(format!("thing {t}"));
+        let before = |created: bool| if created { "" } else { " (there before)" };
+        if let Some((t, created)) = &self.thing {
+            now.push(format!("thing {t}{}", before(*created)));
         }
-        if let Some(p) = &self.policy {
-            now.push(format!("policy {p}"));
+        if let Some((p, created)) = &self.policy {
+            now.push(format!("policy {p}{}", before(*created)));
+        }
+        let made_any = self.cert.is_some()
+            || self.thing.as_ref().is_some_and(|t| t.1)
+            || self.policy.as_ref().is_some_and(|p| p.1);
+        if !made_any {
+            return anyhow!("{err}; nothing was created in the account");
         }
         if let Some((id, attached)) = &self.cert {
             now.push(format!(
@@ -581,7 +590,7 @@ pub fn create_thing(
             (r.thing_arn, true)
         }
     };
-    made.thing = Some(thing.to_string());
+    made.thing = Some((thing.to_string(), thing_created));
     let account = account_of(&thing_arn)
         .ok_or_else(|| {
             anyhow!("AWS IoT answered with a thing ARN without an account ({thing_arn})")
@@ -640,7 +649,7 @@ pub fn create_thing(
             true
         }
     };
-    made.policy = Some(policy.clone());
+    made.policy = Some((policy.clone(), policy_created));
 
     // 3. The certificate: the one from an earlier run, or a new one.
     let (cert_id, cert_arn, cert_file, key_file, ca_file, cert_created) = match previous {
