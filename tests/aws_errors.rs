@@ -335,3 +335,49 @@ fn plain_http_goes_only_to_this_computer() {
         run.why()
     );
 }
+
+#[test]
+fn status_finds_the_two_mistakes_the_guide_warns_about() {
+    // An INACTIVE certificate whose policy allows reading the shadow but not updating it.
+    let policy = serde_json::json!({
+        "policyName": "readonly",
+        "policyArn": "arn:aws:iot:us-east-1:123456789012:policy/readonly",
+        "policyDocument": r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:GetThingShadow","Resource":"arn:aws:iot:us-east-1:123456789012:thing/lnu_009"}]}"#,
+    })
+    .to_string();
+    let fake = FakeAws::start(vec![
+        ok("GET /things/lnu_009 ", THING),
+        ok(
+            "GET /things/lnu_009/principals?",
+            &format!(r#"{{"principals":["{CERT_ARN}"]}}"#),
+        ),
+        ok(
+            "GET /certificates/0a1b2c3d ",
+            &format!(
+                r#"{{"certificateDescription":{{"certificateArn":"{CERT_ARN}","certificateId":"0a1b2c3d","status":"INACTIVE"}}}}"#
+            ),
+        ),
+        ok(
+            "POST /attached-policies/",
+            r#"{"policies":[{"policyName":"readonly","policyArn":"arn:aws:iot:us-east-1:123456789012:policy/readonly"}]}"#,
+        ),
+        ok("GET /policies/readonly ", &policy),
+    ]);
+    let h = home();
+    let run = aws_run(
+        h.path(),
+        Some(&fake.url),
+        &["aws", "status", "lnu_009", "--output", "json"],
+        &[],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["ready"], false);
+    let actions = &v["certificates"][0]["shadowActions"];
+    assert_eq!(actions["iot:GetThingShadow"], "allowed");
+    assert_eq!(actions["iot:UpdateThingShadow"], "not allowed");
+    assert_eq!(
+        run.why(),
+        "error: lnu_009 is not ready: the policies of certificate 0a1b2c3d (readonly) do not allow iot:UpdateThingShadow on arn:aws:iot:us-east-1:123456789012:thing/lnu_009; certificate 0a1b2c3d is INACTIVE: activate it with `aws iot update-certificate --certificate-id 0a1b2c3d --new-status ACTIVE`"
+    );
+}
