@@ -180,7 +180,7 @@ impl Op {
     }
 
     /// The IAM action a caller needs (`iot:CreateThing`): each operation's page says
-    /// "Requires permission to access the <Operation> action", and the action has the
+    /// "Requires permission to access the `<Operation>` action", and the action has the
     /// operation's name.
     pub fn iam_action(self) -> String {
         format!("iot:{}", self.name())
