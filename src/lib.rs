@@ -19,7 +19,7 @@
 //! | [`pki`] | AtPKI containers, PEM/X.509 inspection, credential pre-flight checks | `esp-at.md` §2 |
 //! | [`at`] | ESP-AT host driver: digester, commands, sessions, Wi-Fi | `esp-at.md` §4–§7 |
 //! | [`rom`] | ESP32 ROM serial bootloader: SLIP and packet codec, the chip facts, flasher, reset strategies | `rom-bootloader.md` |
-//! | [`aws`] | AWS IoT shadow REST: requests, responses, names, the shadow document rules (shared with the endpoint) | `aws-iot-shadow.md` |
+//! | [`aws`] | AWS IoT shadow REST: requests, responses, names, the shadow document rules (shared with the endpoint); the control plane `aws::control` (wire model shared with the simulated account; SigV4 client, credentials, feature `control`) | `aws-iot-shadow.md`, `account-mqtt-nvs-fleet.md` §1 |
 //! | [`provision`] | writing credentials onto a module, verified: over AT, or through the ROM bootloader ([`provision::rom`]) | `esp-at.md` §3.4, §5.17, §5.18, §6.2 |
 //! | [`sim`] | the virtual module (its AT firmware `sim::at_firmware`, its ROM `sim::rom_device`, on a pty or a TCP port) and the local AWS IoT endpoint; feature `sim` | all of the above |
 //! | [`files`] | atomic file replacement (no half-written file, keys 0600) | |
