@@ -28,8 +28,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{print_table, traffic, verdict, Traffic, World};
-use esp_aws::at::session::{Session, Timeouts, PLAUSIBLE_SINCE};
+use esp_aws::at::session::{Session, Timeouts};
 use esp_aws::aws::http::encode_request;
+use esp_aws::clock::PLAUSIBLE_SINCE;
 use esp_aws::firmware::Generation;
 use serde_json::json;
 

@@ -37,6 +37,7 @@
 
 pub mod at;
 pub mod aws;
+pub mod clock;
 pub mod files;
 pub mod firmware;
 pub mod partition;

@@ -12,9 +12,10 @@
 
 use std::time::{Duration, Instant};
 
-use esp_aws::at::session::{Session, Timeouts, PLAUSIBLE_SINCE};
+use esp_aws::at::session::{Session, Timeouts};
 use esp_aws::aws::http::encode_request;
 use esp_aws::aws::shadow::{self, SendFailure, UpdateError, UpdateReply};
+use esp_aws::clock::PLAUSIBLE_SINCE;
 use esp_aws::firmware::Generation;
 use esp_aws::sim::at_firmware::fault::FaultSpec;
 use esp_aws::transport::AnyTransport;

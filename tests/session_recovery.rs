@@ -180,7 +180,7 @@ fn leave_in_data_mode(world: &World) {
     let io = esp_aws::transport::open(port, 115_200).unwrap();
     let mut session = Session::open(io, None, Timeouts::default()).unwrap();
     session
-        .ensure_clock(esp_aws::at::session::PLAUSIBLE_SINCE, false)
+        .ensure_clock(esp_aws::clock::PLAUSIBLE_SINCE, false)
         .unwrap();
     session.connect(&world.host(), 8443).unwrap();
     session

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::client::{AtClient, Error, Reply};
-use super::session::parse_asctime;
+use crate::clock::parse_asctime;
 use crate::firmware::Generation;
 use crate::transport::Transport;
 

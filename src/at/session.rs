@@ -12,7 +12,7 @@
 //! Spec: `esp-at.md` §6.1 (capability probe), §6.3 (shadow request flow), §5.5–§5.15 (the
 //! commands), `pitfalls.md` items 1, 5, 6, 7, 13, 17 (what goes wrong).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::client::{AtClient, Error as AtError};
 use super::commands::{
@@ -20,6 +20,7 @@ use super::commands::{
     SntpTime, SslAlpn, SslClientConfig, SslSni, StartSsl, SysTimestamp,
 };
 use crate::aws::http::{self, HttpError, Parsed, Response};
+use crate::clock::{format_time, host_now};
 use crate::firmware::Generation;
 use crate::trace::Trace;
 use crate::transport::Transport;
@@ -160,11 +161,6 @@ impl Default for Timeouts {
     }
 }
 
-/// The earliest time a synced clock can show: certificates issued before this tool existed
-/// cannot be checked against a clock that reads earlier, and 1970 is what an unsynced module
-/// reads. Callers pass the device certificate's notBefore when they know it.
-pub const PLAUSIBLE_SINCE: i64 = 1_735_689_600; // 2025-01-01T00:00:00Z
-
 /// A probed module.
 pub struct Session<T: Transport> {
     client: AtClient<T>,
@@ -224,46 +220,6 @@ pub fn parse_version(lines: &[String]) -> Result<Option<(String, Generation)>, S
         return Err(line.clone());
     };
     Ok(Some((version, Generation::of_release(major, minor))))
-}
-
-/// Parses asctime (`Thu Jan  1 00:00:12 1970`) as UTC Unix seconds.
-pub fn parse_asctime(text: &str) -> Option<i64> {
-    let mut it = text.split_whitespace();
-    let _weekday = it.next()?;
-    let month = match it.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let day: u8 = it.next()?.parse().ok()?;
-    let mut hms = it.next()?.split(':').map(|p| p.parse::<u8>().ok());
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    let year: i32 = it.next()?.parse().ok()?;
-    let date =
-        time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()?;
-    let t = time::Time::from_hms(h, m, s).ok()?;
-    Some(
-        time::PrimitiveDateTime::new(date, t)
-            .assume_utc()
-            .unix_timestamp(),
-    )
-}
-
-/// This computer's clock as Unix seconds.
-pub fn host_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// What the `AT` probe saw: whether it was answered, and the signs when it was not.
@@ -568,7 +524,7 @@ impl<T: Transport> Session<T> {
         }
         Err(Error::ClockNotSynced {
             waited: started.elapsed(),
-            reads: crate::pki::summary::format_time(reads),
+            reads: format_time(reads),
             hint: if self.info.generation.has_systimestamp() {
                 "rerun with --time-from-host to set it from this computer"
             } else {
@@ -942,15 +898,5 @@ mod tests {
         assert!(bad("AT version:\u{fffd}\u{fffd}(x)").is_err());
         assert!(bad("AT version:(no number)").is_err());
         assert!(bad("AT version:1.1.3.0(\u{fffd})").is_err());
-    }
-
-    #[test]
-    fn asctime() {
-        assert_eq!(parse_asctime("Thu Jan  1 00:00:12 1970"), Some(12));
-        assert_eq!(
-            parse_asctime("Fri Feb 22 13:45:11 2019"),
-            Some(1_550_843_111)
-        );
-        assert_eq!(parse_asctime("garbage"), None);
     }
 }

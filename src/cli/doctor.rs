@@ -4,9 +4,10 @@
 use std::process::ExitCode;
 
 use esp_aws::at::commands::{FlashPartitions, FlashRead, MfgRead, WifiStatus};
-use esp_aws::at::session::{host_now, Session, PLAUSIBLE_SINCE};
+use esp_aws::at::session::Session;
 use esp_aws::aws::http::encode_request;
 use esp_aws::aws::shadow::{self, ApiError};
+use esp_aws::clock::{host_now, PLAUSIBLE_SINCE};
 use esp_aws::pki::atpki::{self, Bin};
 use esp_aws::pki::check::{self, Status};
 use esp_aws::pki::summary::{fingerprint, format_time};

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use esp_aws::at::session::{Error as SessionError, PLAUSIBLE_SINCE};
+use esp_aws::at::session::Error as SessionError;
 use esp_aws::aws::http::encode_request;
 use esp_aws::aws::shadow;
+use esp_aws::clock::PLAUSIBLE_SINCE;
 use esp_aws::pki::atpki;
 use esp_aws::pki::check::{self, Status};
 use esp_aws::provision::{self, Credentials, Outcome, Progress};
@@ -265,7 +266,7 @@ pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         key: &creds.key,
         ca: &creds.ca,
         endpoint: Some(&endpoint),
-        now: esp_aws::at::session::host_now(),
+        now: esp_aws::clock::host_now(),
         slot_size: atpki::DEFAULT_PARTITION_SIZE,
     });
     for finding in report.checks.iter().filter(|f| f.status != Status::Pass) {

@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 use esp_aws::at::client::Error as AtError;
-use esp_aws::at::session::{Error as SessionError, Session, PLAUSIBLE_SINCE};
+use esp_aws::at::session::{Error as SessionError, Session};
 use esp_aws::aws::http::{encode_request, Response};
 use esp_aws::aws::shadow::{
     self, ApiError, DeleteReply, SendFailure, Update, UpdateError, UpdateReply,
 };
+use esp_aws::clock::PLAUSIBLE_SINCE;
 use esp_aws::firmware::Generation;
 use esp_aws::pki::summary::format_time;
 use esp_aws::transport::Transport;
