@@ -1,9 +1,11 @@
-//! AWS IoT device data endpoint: shadow REST requests and responses, thing and shadow names,
-//! and the rules of a shadow update document (which the simulated endpoint uses too).
+//! AWS IoT device data endpoint: HTTP over a module's TLS link and its retry policy, shadow
+//! REST requests and responses, thing and shadow names, and the rules of a shadow update
+//! document (which the simulated endpoint uses too).
 //!
 //! Spec: `aws-iot-shadow.md`.
 
 pub mod document;
+pub mod exchange;
 pub mod http;
 pub mod names;
 pub mod shadow;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use esp_aws::at::commands::{FlashPartitions, FlashRead, MfgRead, WifiStatus};
 use esp_aws::at::session::Session;
+use esp_aws::aws::exchange;
 use esp_aws::aws::http::encode_request;
 use esp_aws::aws::shadow::{self, ApiError};
 use esp_aws::clock::{host_now, PLAUSIBLE_SINCE};
@@ -273,15 +274,20 @@ fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> R
     };
     let request = encode_request("GET", &shadow::shadow_path(&thing, None), &endpoint, None)
         .map_err(|e| report.fail("shadow", e.to_string()))?;
-    let result = session.request(&endpoint, port, &request, true);
+    let result = exchange::request(&mut session, &endpoint, port, &request, true);
     let result = match result {
         Ok(r) => Ok(r),
-        Err(e) => Err(provision::explain_tls_failure(
+        Err(exchange::Error::Link(e)) => Err(provision::explain_tls_failure(
             &mut session,
             &endpoint,
             port,
             e,
         )),
+        // A response that did not come, or was not HTTP: nothing to diagnose about TLS.
+        Err(e) => {
+            let _ = session.close();
+            return Err(report.fail("shadow", e.to_string()));
+        }
     };
     let _ = session.close();
     let result = match result {

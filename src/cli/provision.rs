@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use esp_aws::at::session::Error as SessionError;
+use esp_aws::aws::exchange;
 use esp_aws::aws::http::encode_request;
 use esp_aws::aws::shadow;
 use esp_aws::clock::PLAUSIBLE_SINCE;
@@ -417,9 +418,14 @@ fn run_at(
                 encode_request("GET", &shadow::shadow_path(thing, None), &endpoint, None)?;
             let response = steps
                 .phase("live check: reading the shadow", || {
-                    session.request(&endpoint, port, &request, true)
+                    exchange::request(&mut session, &endpoint, port, &request, true)
                 })
-                .map_err(|e| provision::explain_tls_failure(&mut session, &endpoint, port, e))?;
+                .map_err(|e| match e {
+                    exchange::Error::Link(e) => {
+                        provision::explain_tls_failure(&mut session, &endpoint, port, e).into()
+                    }
+                    e => anyhow::Error::from(e),
+                })?;
             match response.status {
                 200 => format!("GET {thing}'s shadow: 200, version {}", version_of(&response.body)),
                 404 => format!("GET {thing}'s shadow: 404, no shadow yet (create one with `esp-aws shadow set {thing} key=value`)"),

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use esp_aws::at::client::Error as AtError;
 use esp_aws::at::session::{Error as SessionError, Session};
+use esp_aws::aws::exchange;
 use esp_aws::aws::http::{encode_request, Response};
 use esp_aws::aws::shadow::{
     self, ApiError, DeleteReply, SendFailure, Update, UpdateError, UpdateReply,
@@ -148,9 +149,13 @@ impl<T: Transport> Link<T> {
         retry_safe: bool,
     ) -> anyhow::Result<Response> {
         let bytes = encode_request(method, target, &self.host, body)?;
-        Ok(self
-            .session
-            .request(&self.host, self.port, &bytes, retry_safe)?)
+        Ok(exchange::request(
+            &mut self.session,
+            &self.host,
+            self.port,
+            &bytes,
+            retry_safe,
+        )?)
     }
 
     /// Sends one request without repeating it, saying on failure whether it may have
@@ -160,19 +165,19 @@ impl<T: Transport> Link<T> {
         method: &str,
         target: &str,
         body: Option<&[u8]>,
-    ) -> Result<Response, SendFailure<SessionError>> {
+    ) -> Result<Response, SendFailure<exchange::Error>> {
         // Names and the host were checked where they entered; a field the encoder still
         // refuses never leaves.
         let bytes = encode_request(method, target, &self.host, body).map_err(|e| SendFailure {
-            error: SessionError::At(AtError::UnsafeArgument(e.to_string())),
+            error: AtError::UnsafeArgument(e.to_string()).into(),
             may_have_left: false,
         })?;
-        self.session
-            .try_request(&self.host, self.port, &bytes)
-            .map_err(|f| SendFailure {
+        exchange::try_request(&mut self.session, &self.host, self.port, &bytes).map_err(|f| {
+            SendFailure {
                 error: f.error,
                 may_have_left: f.may_have_left,
-            })
+            }
+        })
     }
 
     /// Sends the update `doc` to `target` at most once (see
@@ -181,12 +186,12 @@ impl<T: Transport> Link<T> {
         &mut self,
         target: &str,
         doc: &Value,
-    ) -> Result<UpdateReply, UpdateError<SessionError>> {
+    ) -> Result<UpdateReply, UpdateError<exchange::Error>> {
         shadow::update_at_most_once(doc, |method, body| self.send_once(method, target, body))
     }
 
     /// Deletes the shadow at `target` at most once (see [`shadow::delete_at_most_once`]).
-    fn delete(&mut self, target: &str) -> Result<DeleteReply, UpdateError<SessionError>> {
+    fn delete(&mut self, target: &str) -> Result<DeleteReply, UpdateError<exchange::Error>> {
         shadow::delete_at_most_once(|method| self.send_once(method, target, None))
     }
 
@@ -195,7 +200,7 @@ impl<T: Transport> Link<T> {
         &mut self,
         target: &str,
         body: &[u8],
-    ) -> Result<Response, UpdateError<SessionError>> {
+    ) -> Result<Response, UpdateError<exchange::Error>> {
         shadow::publish_at_most_once(|| self.send_once("POST", target, Some(body)))
     }
 }
@@ -336,7 +341,10 @@ fn run_on_module(
             // Whatever stood in the way (no link, a clock or credentials the connect
             // needed, a module that rebooted or is not what was provisioned), the full
             // set-up below finds it and names it; the request is one that may be repeated.
-            Err(e) if e.downcast_ref::<SessionError>().is_some() => {
+            Err(e)
+                if e.downcast_ref::<SessionError>().is_some()
+                    || e.downcast_ref::<exchange::Error>().is_some() =>
+            {
                 log::info!("quick path failed ({e:#}); starting over with the full set-up");
             }
             // The link stays open for the next command (firmware 1.x keeps one link).
