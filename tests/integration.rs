@@ -11,6 +11,7 @@ mod pki_props;
 
 mod at_digest;
 mod at_session;
+mod layers;
 mod session_recovery;
 
 mod fault_soak;
