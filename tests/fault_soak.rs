@@ -2,7 +2,7 @@
 //! (`--faults all`: split and glued frames, stray URCs, reboots, drops mid-response, SEND
 //! FAIL, noise, slow handshakes), plus answers the endpoint applies and then loses, over
 //! several seeds and generations. Each update goes through the same code as the CLI's
-//! `shadow set` (`aws::shadow::update_at_most_once` over `Session::try_request`), and is
+//! `shadow set` (`aws::shadow::update_at_most_once` over `aws::exchange::try_request`), and is
 //! checked against the endpoint's journal by its client token: every acknowledged update
 //! applied exactly once, every clean failure not at all, every "may have been applied" at
 //! most once, none doubled.

@@ -13,6 +13,7 @@ mod at_digest;
 mod at_session;
 mod layers;
 mod session_recovery;
+mod shadow_client;
 
 mod fault_soak;
 mod interrupt_soak;

@@ -23,6 +23,10 @@ pub enum Error {
     /// The link (or the module under it) failed.
     #[error(transparent)]
     Link(#[from] session::Error),
+    /// A request field the encoder refused (it would change the request's framing):
+    /// nothing was sent.
+    #[error(transparent)]
+    Unsendable(HttpError),
     /// No response in time.
     #[error("no HTTP response from {0} within the time limit: the connection may have stalled; retry, or run `esp-aws doctor`")]
     ResponseTimeout(String),

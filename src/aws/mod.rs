@@ -4,6 +4,7 @@
 //!
 //! Spec: `aws-iot-shadow.md`.
 
+pub mod client;
 pub mod document;
 pub mod exchange;
 pub mod http;

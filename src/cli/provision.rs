@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use esp_aws::at::session::Error as SessionError;
+use esp_aws::aws::client::{ShadowClient, ShadowError};
 use esp_aws::aws::exchange;
-use esp_aws::aws::http::encode_request;
 use esp_aws::aws::shadow;
 use esp_aws::clock::PLAUSIBLE_SINCE;
 use esp_aws::pki::atpki;
@@ -414,25 +414,19 @@ fn run_at(
     let port = settings.endpoint_port;
     let live = match &thing {
         Some(thing) => {
-            let request =
-                encode_request("GET", &shadow::shadow_path(thing, None), &endpoint, None)?;
-            let response = steps
-                .phase("live check: reading the shadow", || {
-                    exchange::request(&mut session, &endpoint, port, &request, true)
-                })
-                .map_err(|e| match e {
-                    exchange::Error::Link(e) => {
-                        provision::explain_tls_failure(&mut session, &endpoint, port, e).into()
-                    }
-                    e => anyhow::Error::from(e),
-                })?;
-            match response.status {
-                200 => format!("GET {thing}'s shadow: 200, version {}", version_of(&response.body)),
-                404 => format!("GET {thing}'s shadow: 404, no shadow yet (create one with `esp-aws shadow set {thing} key=value`)"),
-                s => match shadow::ApiError::from_response(s, &response.body, "iot:GetThingShadow", thing, None) {
-                    shadow::ApiError::Forbidden { message, .. } => bail!("the module connected, but AWS refused the shadow read (403 {message}): check that the certificate is ACTIVE and its policy allows iot:GetThingShadow"),
-                    other => bail!("the module connected, but the shadow read failed: {other}"),
-                },
+            let mut client = ShadowClient::new(session, &endpoint, port);
+            let read = steps.phase("live check: reading the shadow", || client.get(thing, None));
+            session = client.into_session();
+            match read {
+                Ok(doc) => format!("GET {thing}'s shadow: 200, version {}", version_of(&doc)),
+                Err(ShadowError::NotJson { .. }) => format!("GET {thing}'s shadow: 200, version ?"),
+                Err(ShadowError::Api(shadow::ApiError::NoShadow { .. })) => format!("GET {thing}'s shadow: 404, no shadow yet (create one with `esp-aws shadow set {thing} key=value`)"),
+                Err(ShadowError::Api(shadow::ApiError::Forbidden { message, .. })) => bail!("the module connected, but AWS refused the shadow read (403 {message}): check that the certificate is ACTIVE and its policy allows iot:GetThingShadow"),
+                Err(ShadowError::Api(other)) => bail!("the module connected, but the shadow read failed: {other}"),
+                Err(ShadowError::Request(exchange::Error::Link(e))) => {
+                    return Err(provision::explain_tls_failure(&mut session, &endpoint, port, e).into())
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         None => {
@@ -579,11 +573,9 @@ fn check_not_before(cert: &[u8]) -> Option<i64> {
     }
 }
 
-fn version_of(body: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("version").map(|v| v.to_string()))
-        .unwrap_or_else(|| "?".into())
+fn version_of(doc: &serde_json::Value) -> String {
+    doc.get("version")
+        .map_or_else(|| "?".into(), serde_json::Value::to_string)
 }
 
 /// The loud line for a module left without server verification: what it risks and the
