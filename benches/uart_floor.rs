@@ -28,8 +28,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{print_table, traffic, verdict, Traffic, World};
-use esp_aws::at::session::{Session, Timeouts, PLAUSIBLE_SINCE};
+use esp_aws::at::session::{Session, Timeouts};
+use esp_aws::aws::exchange;
 use esp_aws::aws::http::encode_request;
+use esp_aws::clock::PLAUSIBLE_SINCE;
 use esp_aws::firmware::Generation;
 use serde_json::json;
 
@@ -144,9 +146,8 @@ fn warm(world: &World, n: usize) -> (Samples, Samples, Samples) {
         for (request, out) in [(&get, &mut gets), (&post, &mut sets)] {
             let (t0, r0) = (tx.load(Ordering::Relaxed), rx.load(Ordering::Relaxed));
             let started = Instant::now();
-            let response = session
-                .request(&host, 8443, request, true)
-                .expect("warm request");
+            let response =
+                exchange::request(&mut session, &host, 8443, request, true).expect("warm request");
             let wall = started.elapsed().as_secs_f64();
             assert_eq!(
                 response.status, 200,

@@ -587,8 +587,9 @@ pub const MFG_NVS_OFFSET: u32 = 0x21000;
 pub const MFG_NVS_SIZE: u32 = 0x1c000;
 /// Flash size of the ESP32-WROOM-32 modules the default images target.
 pub const FLASH_SIZE: usize = 4 * 1024 * 1024;
-/// Erase granularity of the SPI NOR flash.
-pub const SECTOR_SIZE: usize = 4096;
+/// Erase granularity of the SPI NOR flash (defined with the partition codec, whose rows
+/// align to it).
+pub use crate::partition::SECTOR_SIZE;
 
 /// The main partition table of every ESP-AT ESP32 image (`esp-at.md` §3.1).
 pub fn primary_table() -> Vec<Partition> {
@@ -611,6 +612,16 @@ pub fn primary_table() -> Vec<Partition> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_generation_table_round_trips() {
+        for generation in Generation::ALL {
+            let table = generation.secondary_table();
+            let bytes = crate::partition::encode(&table);
+            assert_eq!(bytes.len(), crate::partition::TABLE_LEN);
+            assert_eq!(crate::partition::parse(&bytes), table, "{generation}");
+        }
+    }
 
     /// Each capability per generation, as a table: one row per capability, one column per
     /// generation in [`Generation::ALL`] order (1.1.3, 2.4, 4.1). A new generation adds a

@@ -2,7 +2,7 @@
 //! (`--faults all`: split and glued frames, stray URCs, reboots, drops mid-response, SEND
 //! FAIL, noise, slow handshakes), plus answers the endpoint applies and then loses, over
 //! several seeds and generations. Each update goes through the same code as the CLI's
-//! `shadow set` (`aws::shadow::update_at_most_once` over `Session::try_request`), and is
+//! `shadow set` (`aws::shadow::update_at_most_once` over `aws::exchange::try_request`), and is
 //! checked against the endpoint's journal by its client token: every acknowledged update
 //! applied exactly once, every clean failure not at all, every "may have been applied" at
 //! most once, none doubled.
@@ -12,9 +12,11 @@
 
 use std::time::{Duration, Instant};
 
-use esp_aws::at::session::{Session, Timeouts, PLAUSIBLE_SINCE};
+use esp_aws::at::session::{Session, Timeouts};
+use esp_aws::aws::exchange;
 use esp_aws::aws::http::encode_request;
 use esp_aws::aws::shadow::{self, SendFailure, UpdateError, UpdateReply};
+use esp_aws::clock::PLAUSIBLE_SINCE;
 use esp_aws::firmware::Generation;
 use esp_aws::sim::at_firmware::fault::FaultSpec;
 use esp_aws::transport::AnyTransport;
@@ -106,12 +108,10 @@ fn soak(generation: Generation, seed: u64, updates: usize) -> Figures {
         });
         let result = shadow::update_at_most_once(&doc, |method, body| {
             let bytes = encode_request(method, &target, &host, body).expect("a valid request");
-            session
-                .try_request(&host, 8443, &bytes)
-                .map_err(|f| SendFailure {
-                    error: f.error,
-                    may_have_left: f.may_have_left,
-                })
+            exchange::try_request(&mut session, &host, 8443, &bytes).map_err(|f| SendFailure {
+                error: f.error,
+                may_have_left: f.may_have_left,
+            })
         });
         let outcome = match result {
             Ok(UpdateReply::Answered(r)) if r.status == 200 => Seen::Acked,

@@ -12,7 +12,9 @@ mod pki_props;
 
 mod at_digest;
 mod at_session;
+mod layers;
 mod session_recovery;
+mod shadow_client;
 
 mod fault_soak;
 mod interrupt_soak;

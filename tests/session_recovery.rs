@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use esp_aws::at::session::{Error, Session, Timeouts};
+use esp_aws::aws::exchange;
 use esp_aws::aws::http::encode_request;
 use esp_aws::firmware::Generation;
 use esp_aws::sim::endpoint::Fault;
@@ -79,7 +80,7 @@ fn a_stale_send_ok_is_not_taken_for_this_requests() {
     ];
     let mut session =
         Session::resume(ScriptedTransport::new(script), None, timeouts(), HOST, 8443).unwrap();
-    let got = session.request(HOST, 8443, &request, true).unwrap();
+    let got = exchange::request(&mut session, HOST, 8443, &request, true).unwrap();
     assert_eq!(got.status, 200);
     assert_eq!(got.body, body.to_vec());
 }
@@ -180,7 +181,7 @@ fn leave_in_data_mode(world: &World) {
     let io = esp_aws::transport::open(port, 115_200).unwrap();
     let mut session = Session::open(io, None, Timeouts::default()).unwrap();
     session
-        .ensure_clock(esp_aws::at::session::PLAUSIBLE_SINCE, false)
+        .ensure_clock(esp_aws::clock::PLAUSIBLE_SINCE, false)
         .unwrap();
     session.connect(&world.host(), 8443).unwrap();
     session
@@ -382,7 +383,7 @@ fn send_ok_without_a_prompt_fails_with_a_sentence() {
     ];
     let mut session =
         Session::resume(ScriptedTransport::new(script), None, timeouts(), HOST, 8443).unwrap();
-    let failure = session.try_request(HOST, 8443, &request).unwrap_err();
+    let failure = exchange::try_request(&mut session, HOST, 8443, &request).unwrap_err();
     assert!(!failure.may_have_left, "{failure}");
     let text = failure.error.to_string();
     assert!(text.contains("without a > prompt"), "{text}");
@@ -407,7 +408,7 @@ fn a_malformed_ipd_header_is_a_protocol_error_at_once() {
     ];
     let mut session =
         Session::resume(ScriptedTransport::new(script), None, timeouts(), HOST, 8443).unwrap();
-    let failure = session.try_request(HOST, 8443, &request).unwrap_err();
+    let failure = exchange::try_request(&mut session, HOST, 8443, &request).unwrap_err();
     assert!(failure.may_have_left, "{failure}");
     let text = failure.error.to_string();
     assert!(

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::client::{AtClient, Error, Reply};
-use super::session::parse_asctime;
+use crate::clock::parse_asctime;
 use crate::firmware::Generation;
 use crate::transport::Transport;
 
@@ -27,8 +27,12 @@ pub trait Command {
     fn secret_reply(&self) -> bool {
         false
     }
-    /// Interprets the reply to `OK`.
-    fn parse(&self, reply: Reply) -> Result<Self::Response, Error>;
+    /// Interprets the module's answer: `Ok` for a reply ending in `OK` (or `SEND OK`),
+    /// `Err` for one ending in `ERROR` (with its `ERR CODE` and the lines before it) or any
+    /// other failure. What an `ERROR` means for this command (an empty read, a missing key,
+    /// missing credentials) is decided here, in one place, as atat's `parse` does; a
+    /// command that gives it no meaning passes it on.
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<Self::Response, Error>;
 }
 
 /// A command answered by a `>` prompt, after which a payload is sent.
@@ -77,9 +81,9 @@ impl<T: Transport> AtClient<T> {
     pub fn run<C: Command>(&mut self, command: &C) -> Result<C::Response, Error> {
         let line = checked_line(command)?;
         let reply = if command.secret_reply() {
-            self.command_secret_reply(&line, command.timeout())?
+            self.command_secret_reply(&line, command.timeout())
         } else {
-            self.command(&line, command.timeout())?
+            self.command(&line, command.timeout())
         };
         command.parse(reply)
     }
@@ -95,7 +99,7 @@ impl<T: Transport> AtClient<T> {
             command.payload(),
             command.secret(),
             command.timeout(),
-        )?;
+        );
         command.parse(reply)
     }
 }
@@ -120,8 +124,8 @@ macro_rules! simple {
             fn line(&self) -> String {
                 $line.to_string()
             }
-            fn parse(&self, _reply: Reply) -> Result<(), Error> {
-                Ok(())
+            fn parse(&self, reply: Result<Reply, Error>) -> Result<(), Error> {
+                reply.map(drop)
             }
         }
     };
@@ -152,7 +156,8 @@ impl Command for SntpTime {
     fn line(&self) -> String {
         "AT+CIPSNTPTIME?".into()
     }
-    fn parse(&self, reply: Reply) -> Result<i64, Error> {
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<i64, Error> {
+        let reply = reply?;
         reply
             .value("+CIPSNTPTIME:")
             .and_then(parse_asctime)
@@ -169,7 +174,8 @@ impl Command for SysTimestamp {
     fn line(&self) -> String {
         "AT+SYSTIMESTAMP?".into()
     }
-    fn parse(&self, reply: Reply) -> Result<i64, Error> {
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<i64, Error> {
+        let reply = reply?;
         reply
             .value("+SYSTIMESTAMP:")
             .and_then(|v| v.trim().parse().ok())
@@ -186,8 +192,8 @@ impl Command for SetSysTimestamp {
     fn line(&self) -> String {
         format!("AT+SYSTIMESTAMP={}", self.0)
     }
-    fn parse(&self, _: Reply) -> Result<(), Error> {
-        Ok(())
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<(), Error> {
+        reply.map(drop)
     }
 }
 
@@ -210,30 +216,121 @@ impl Command for SntpConfig {
             .collect();
         format!("AT+CIPSNTPCFG=1,0{}", servers.concat())
     }
-    fn parse(&self, _: Reply) -> Result<(), Error> {
-        Ok(())
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<(), Error> {
+        reply.map(drop)
+    }
+}
+
+/// `AT+CIPSSLCCONF`'s `<auth_mode>`: who proves what in the TLS handshake (`esp-at.md`
+/// §5.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TlsAuth {
+    /// 0: no certificates either way.
+    None = 0,
+    /// 1: the module presents its certificate and key; the server is not verified.
+    ClientCert = 1,
+    /// 2: the module verifies the server with its CA; it presents no certificate.
+    ServerVerify = 2,
+    /// 3: both (what AWS IoT needs).
+    Mutual = 3,
+}
+
+impl TlsAuth {
+    /// The number on the command line.
+    pub const fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The mode a stored setting's number names, if any.
+    pub fn from_code(code: u8) -> Option<TlsAuth> {
+        [
+            TlsAuth::None,
+            TlsAuth::ClientCert,
+            TlsAuth::ServerVerify,
+            TlsAuth::Mutual,
+        ]
+        .into_iter()
+        .find(|m| m.code() == code)
     }
 }
 
 /// `AT+CIPSSLCCONF=<auth>,<pki>,<ca>` (the strict 1.1.3 form, which later generations
-/// accept too) → the `NO … FOUND` lines the module printed.
+/// accept too; `AT+CIPSSLCCONF=0` for no authentication) → whether the module found the
+/// credentials it checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SslClientConfig {
-    /// 3 = present a certificate and verify the server.
-    pub auth: u8,
+    /// The authentication mode.
+    pub auth: TlsAuth,
     /// Certificate/key index.
     pub pki: u8,
     /// CA index.
     pub ca: u8,
+    /// Whether an `ERROR` answer means "`client_cert` holds no valid AtPKI bin": 1.x saves
+    /// the setting, checks the partitions and then answers `ERROR`; later generations never
+    /// fail the checks, so there an `ERROR` is a refusal like any other.
+    pub error_means_no_cert: bool,
+}
+
+impl SslClientConfig {
+    /// Mutual TLS with certificate 0 and CA 0, its answer read the way `generation` means it.
+    pub fn mutual(generation: Generation) -> SslClientConfig {
+        SslClientConfig {
+            auth: TlsAuth::Mutual,
+            pki: 0,
+            ca: 0,
+            error_means_no_cert: generation.sslcconf_strict(),
+        }
+    }
+}
+
+/// What `AT+CIPSSLCCONF`'s partition checks found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SslChecks {
+    /// Everything it checked is there.
+    AllFound,
+    /// Something it checked is missing.
+    Missing {
+        /// `certificate`, `private key` or `CA`.
+        what: &'static str,
+        /// The module's words (`NO CA FOUND`, or `ERROR` on 1.x).
+        said: String,
+    },
 }
 
 impl Command for SslClientConfig {
-    type Response = Vec<String>;
+    type Response = SslChecks;
     fn line(&self) -> String {
-        format!("AT+CIPSSLCCONF={},{},{}", self.auth, self.pki, self.ca)
+        match self.auth {
+            // 1.1.3 refuses further parameters after mode 0.
+            TlsAuth::None => "AT+CIPSSLCCONF=0".into(),
+            auth => format!("AT+CIPSSLCCONF={},{},{}", auth.code(), self.pki, self.ca),
+        }
     }
-    fn parse(&self, reply: Reply) -> Result<Vec<String>, Error> {
-        Ok(reply.lines)
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<SslChecks, Error> {
+        let lines = match reply {
+            Ok(reply) => reply.lines,
+            Err(Error::Failed { mut lines, .. }) if self.error_means_no_cert => {
+                lines.push("ERROR".into());
+                lines
+            }
+            Err(e) => return Err(e),
+        };
+        let found = [
+            ("NO CERT FOUND", "certificate"),
+            ("NO PRVT_KEY FOUND", "private key"),
+            ("NO CA FOUND", "CA"),
+            ("ERROR", "certificate"),
+        ]
+        .into_iter()
+        .find(|(needle, _)| lines.iter().any(|l| l == needle));
+        Ok(match found {
+            Some((said, what)) => SslChecks::Missing {
+                what,
+                said: said.to_string(),
+            },
+            None => SslChecks::AllFound,
+        })
     }
 }
 
@@ -246,8 +343,8 @@ impl Command for SslSni {
     fn line(&self) -> String {
         format!("AT+CIPSSLCSNI={}", quote(&self.0))
     }
-    fn parse(&self, _: Reply) -> Result<(), Error> {
-        Ok(())
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<(), Error> {
+        reply.map(drop)
     }
 }
 
@@ -260,8 +357,8 @@ impl Command for SslAlpn {
     fn line(&self) -> String {
         format!("AT+CIPSSLCALPN=1,{}", quote(&self.0))
     }
-    fn parse(&self, _: Reply) -> Result<(), Error> {
-        Ok(())
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<(), Error> {
+        reply.map(drop)
     }
 }
 
@@ -275,8 +372,8 @@ impl Command for PassiveReceive {
         // 1.x has neither command; it refuses the 2.x one as it refuses any unknown.
         format!("AT{}=1", self.0.passive_receive().unwrap_or("+CIPRECVMODE"))
     }
-    fn parse(&self, _: Reply) -> Result<(), Error> {
-        Ok(())
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<(), Error> {
+        reply.map(drop)
     }
 }
 
@@ -299,8 +396,8 @@ impl Command for StartSsl {
     fn timeout(&self) -> Duration {
         self.timeout
     }
-    fn parse(&self, _: Reply) -> Result<(), Error> {
-        Ok(())
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<(), Error> {
+        reply.map(drop)
     }
 }
 
@@ -313,8 +410,8 @@ impl Command for Send<'_> {
     fn line(&self) -> String {
         format!("AT+CIPSEND={}", self.0.len())
     }
-    fn parse(&self, _: Reply) -> Result<(), Error> {
-        Ok(())
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<(), Error> {
+        reply.map(drop)
     }
 }
 
@@ -333,8 +430,13 @@ impl Command for RecvData {
     fn line(&self) -> String {
         format!("AT+CIPRECVDATA={}", self.0)
     }
-    fn parse(&self, reply: Reply) -> Result<Vec<u8>, Error> {
-        Ok(reply.binary.unwrap_or_default())
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<Vec<u8>, Error> {
+        match reply {
+            Ok(reply) => Ok(reply.binary.unwrap_or_default()),
+            // ERROR: nothing (more) buffered.
+            Err(Error::Failed { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -347,7 +449,8 @@ impl Command for WifiStatus {
     fn line(&self) -> String {
         "AT+CWJAP?".into()
     }
-    fn parse(&self, reply: Reply) -> Result<Option<String>, Error> {
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<Option<String>, Error> {
+        let reply = reply?;
         Ok(reply.value("+CWJAP:").map(|v| {
             v.split(',')
                 .next()
@@ -381,7 +484,8 @@ impl Command for JoinedApQuery {
     fn line(&self) -> String {
         "AT+CWJAP?".into()
     }
-    fn parse(&self, reply: Reply) -> Result<Option<JoinedAp>, Error> {
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<Option<JoinedAp>, Error> {
+        let reply = reply?;
         Ok(reply.value("+CWJAP:").map(parse_joined_ap))
     }
 }
@@ -454,8 +558,8 @@ impl Command for JoinAp {
         // established (`esp-at.md` §5.4).
         Duration::from_secs(25)
     }
-    fn parse(&self, _reply: Reply) -> Result<(), Error> {
-        Ok(())
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<(), Error> {
+        reply.map(drop)
     }
 }
 
@@ -475,7 +579,8 @@ impl Command for WifiState {
     fn line(&self) -> String {
         "AT+CWSTATE?".into()
     }
-    fn parse(&self, reply: Reply) -> Result<(u8, String), Error> {
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<(u8, String), Error> {
+        let reply = reply?;
         let value = reply
             .value("+CWSTATE:")
             .ok_or_else(|| unexpected("AT+CWSTATE?", &reply))?;
@@ -499,7 +604,8 @@ impl Command for StationIp {
     fn line(&self) -> String {
         "AT+CIPSTA?".into()
     }
-    fn parse(&self, reply: Reply) -> Result<Option<std::net::Ipv4Addr>, Error> {
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<Option<std::net::Ipv4Addr>, Error> {
+        let reply = reply?;
         let value = reply
             .lines
             .iter()
@@ -534,7 +640,8 @@ impl Command for ResolveName {
         // lwIP's resolver retries for about 15 s before it gives up.
         Duration::from_secs(20)
     }
-    fn parse(&self, reply: Reply) -> Result<std::net::IpAddr, Error> {
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<std::net::IpAddr, Error> {
+        let reply = reply?;
         reply
             .value("+CIPDOMAIN:")
             .and_then(|v| v.trim().trim_matches('"').parse().ok())
@@ -562,7 +669,8 @@ impl Command for FlashPartitions {
     fn line(&self) -> String {
         "AT+SYSFLASH?".into()
     }
-    fn parse(&self, reply: Reply) -> Result<Vec<FlashPartition>, Error> {
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<Vec<FlashPartition>, Error> {
+        let reply = reply?;
         let hex = |s: &str| u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok();
         let mut out = Vec::new();
         for line in &reply.lines {
@@ -598,8 +706,8 @@ impl Command for FlashErase {
     fn timeout(&self) -> Duration {
         Duration::from_secs(10)
     }
-    fn parse(&self, _: Reply) -> Result<(), Error> {
-        Ok(())
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<(), Error> {
+        reply.map(drop)
     }
 }
 
@@ -629,8 +737,8 @@ impl Command for FlashWrite<'_> {
     fn timeout(&self) -> Duration {
         Duration::from_secs(10)
     }
-    fn parse(&self, _: Reply) -> Result<(), Error> {
-        Ok(())
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<(), Error> {
+        reply.map(drop)
     }
 }
 
@@ -672,7 +780,8 @@ impl Command for FlashRead {
     fn secret_reply(&self) -> bool {
         self.secret
     }
-    fn parse(&self, reply: Reply) -> Result<Vec<u8>, Error> {
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<Vec<u8>, Error> {
+        let reply = reply?;
         reply.binary.ok_or_else(|| Error::Unexpected {
             command: self.line(),
             reply: "no data".into(),
@@ -690,7 +799,12 @@ impl Command for MfgKeys {
     fn line(&self) -> String {
         format!("AT+SYSMFG=1,{}", quote(&self.0))
     }
-    fn parse(&self, reply: Reply) -> Result<Vec<String>, Error> {
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<Vec<String>, Error> {
+        let reply = match reply {
+            // An unknown namespace answers ERROR: no keys yet.
+            Err(Error::Failed { .. }) => return Ok(Vec::new()),
+            other => other?,
+        };
         Ok(reply
             .lines
             .iter()
@@ -723,8 +837,13 @@ impl Command for MfgRead {
     fn secret_reply(&self) -> bool {
         self.secret
     }
-    fn parse(&self, reply: Reply) -> Result<Option<Vec<u8>>, Error> {
-        Ok(reply.binary)
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<Option<Vec<u8>>, Error> {
+        match reply {
+            Ok(reply) => Ok(reply.binary),
+            // ERROR: the key does not exist.
+            Err(Error::Failed { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -755,8 +874,8 @@ impl Command for MfgWrite<'_> {
     fn timeout(&self) -> Duration {
         Duration::from_secs(10)
     }
-    fn parse(&self, _: Reply) -> Result<(), Error> {
-        Ok(())
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<(), Error> {
+        reply.map(drop)
     }
 }
 
@@ -773,11 +892,11 @@ impl PayloadCommand for MfgWrite<'_> {
 mod tests {
     use super::*;
 
-    fn reply(lines: &[&str]) -> Reply {
-        Reply {
+    fn reply(lines: &[&str]) -> Result<Reply, Error> {
+        Ok(Reply {
             lines: lines.iter().map(|l| l.to_string()).collect(),
             binary: None,
-        }
+        })
     }
 
     #[test]
@@ -836,14 +955,14 @@ mod tests {
     #[test]
     fn lines_are_exact() {
         assert_eq!(
-            SslClientConfig {
-                auth: 3,
-                pki: 0,
-                ca: 0
-            }
-            .line(),
+            SslClientConfig::mutual(Generation::V2_4).line(),
             "AT+CIPSSLCCONF=3,0,0"
         );
+        let none = SslClientConfig {
+            auth: TlsAuth::None,
+            ..SslClientConfig::mutual(Generation::V1_1_3)
+        };
+        assert_eq!(none.line(), "AT+CIPSSLCCONF=0");
         assert_eq!(
             StartSsl {
                 host: "h".into(),
@@ -955,5 +1074,76 @@ mod tests {
             SysTimestamp.parse(reply(&["+SYSTIMESTAMP:x"])),
             Err(Error::Unexpected { .. })
         ));
+    }
+
+    /// The module answered ERROR (with the lines it printed first).
+    fn error(command: &str, lines: &[&str]) -> Result<Reply, Error> {
+        Err(Error::Failed {
+            command: command.into(),
+            err_code: None,
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+        })
+    }
+
+    #[test]
+    fn each_command_says_what_its_error_means() {
+        // An empty passive read and a missing NVS key or namespace are answers, not failures.
+        assert_eq!(
+            RecvData(2920).parse(error("AT+CIPRECVDATA=2920", &[])),
+            Ok(Vec::new())
+        );
+        let read = MfgRead {
+            namespace: "client_cert".into(),
+            key: "client_cert.0".into(),
+            secret: false,
+        };
+        assert_eq!(read.parse(error("AT+SYSMFG=1", &[])), Ok(None));
+        assert_eq!(
+            MfgKeys("client_cert".into()).parse(error("AT+SYSMFG=1", &[])),
+            Ok(Vec::new())
+        );
+        // 1.x answers ERROR when client_cert holds no bin; later generations never fail
+        // the checks, so their ERROR stays an error.
+        assert_eq!(
+            SslClientConfig::mutual(Generation::V1_1_3).parse(error("AT+CIPSSLCCONF", &[])),
+            Ok(SslChecks::Missing {
+                what: "certificate",
+                said: "ERROR".into()
+            })
+        );
+        assert!(matches!(
+            SslClientConfig::mutual(Generation::V2_4).parse(error("AT+CIPSSLCCONF", &[])),
+            Err(Error::Failed { .. })
+        ));
+        assert_eq!(
+            SslClientConfig::mutual(Generation::V4_1).parse(reply(&["NO CA FOUND"])),
+            Ok(SslChecks::Missing {
+                what: "CA",
+                said: "NO CA FOUND".into()
+            })
+        );
+        assert_eq!(
+            SslClientConfig::mutual(Generation::V4_1).parse(reply(&[])),
+            Ok(SslChecks::AllFound)
+        );
+        // A command that gives ERROR no meaning passes it on.
+        assert!(matches!(
+            SysTimestamp.parse(error("AT+SYSTIMESTAMP?", &[])),
+            Err(Error::Failed { .. })
+        ));
+    }
+
+    #[test]
+    fn tls_auth_modes_are_the_documented_numbers() {
+        for (mode, code) in [
+            (TlsAuth::None, 0),
+            (TlsAuth::ClientCert, 1),
+            (TlsAuth::ServerVerify, 2),
+            (TlsAuth::Mutual, 3),
+        ] {
+            assert_eq!(mode.code(), code);
+            assert_eq!(TlsAuth::from_code(code), Some(mode));
+        }
+        assert_eq!(TlsAuth::from_code(4), None);
     }
 }

@@ -1,25 +1,26 @@
 //! A session with one ESP-AT module: probe it once, adapt to its firmware generation, get
-//! its clock right, open a mutual-TLS link and carry HTTP requests over it.
+//! its clock right, open a mutual-TLS link and move bytes over it (send, receive with
+//! `+IPD` reassembly or passive reads, close). What the bytes mean (HTTP, the retry
+//! policy) is `aws::exchange`'s business; this layer knows only links.
 //!
 //! A program can be killed at any byte of an exchange, so a session never trusts the state
 //! the last one left: the probe drains what is pending and brings a module out of
 //! `AT+CIPSEND` data mode (silence, or a `>` answering a command); data and `CLOSED` read
-//! before a new link's `CONNECT` belong to the old link; one request is in flight per link,
-//! and a request that fails closes its link so that its late response cannot answer the
-//! next one. [`Session::try_request`] says whether a failed request may have reached the
-//! endpoint, which is what the update policy (`aws::shadow::update_at_most_once`) needs.
+//! before a new link's `CONNECT` belong to the old link. [`Session::send`] says whether
+//! bytes that failed may have reached the peer, which is what the at-most-once policies
+//! above it need.
 //!
 //! Spec: `esp-at.md` §6.1 (capability probe), §6.3 (shadow request flow), §5.5–§5.15 (the
 //! commands), `pitfalls.md` items 1, 5, 6, 7, 13, 17 (what goes wrong).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::client::{AtClient, Error as AtError};
 use super::commands::{
     CloseLink, EchoOff, EnableSyslog, PassiveReceive, RecvData, Send, SetSysTimestamp, SntpConfig,
-    SntpTime, SslAlpn, SslClientConfig, SslSni, StartSsl, SysTimestamp,
+    SntpTime, SslAlpn, SslChecks, SslClientConfig, SslSni, StartSsl, SysTimestamp,
 };
-use crate::aws::http::{self, HttpError, Parsed, Response};
+use crate::clock::{format_time, host_now};
 use crate::firmware::Generation;
 use crate::trace::Trace;
 use crate::transport::Transport;
@@ -106,24 +107,6 @@ pub enum Error {
     /// The module has no network: not joined, no IP address, or no name resolution.
     #[error(transparent)]
     Wifi(#[from] super::wifi::Error),
-    /// No response to an HTTP request in time.
-    #[error("no HTTP response from {0} within the time limit: the connection may have stalled; retry, or run `esp-aws doctor`")]
-    ResponseTimeout(String),
-    /// The response bytes were not HTTP. (Its text holds the cause, so the cause is not
-    /// also its `source`: a chain printed with `{:#}` says it once.)
-    #[error("the endpoint's response could not be read: {0}")]
-    Http(HttpError),
-    /// The link dropped and the request may not be repeated safely.
-    #[error(
-        "the connection dropped before the response arrived; the update may or may not have been applied: read the shadow (shadow get) before retrying"
-    )]
-    DroppedUnsafe,
-}
-
-impl From<HttpError> for Error {
-    fn from(e: HttpError) -> Self {
-        Error::Http(e)
-    }
 }
 
 /// The longest wait for the line to go quiet before the probe: the longest answer an
@@ -144,7 +127,7 @@ pub struct ModuleInfo {
 pub struct Timeouts {
     /// `AT+CIPSTART` (TCP connect + TLS handshake).
     pub connect: Duration,
-    /// An HTTP response, from the end of sending to its last byte.
+    /// The peer's answer, from the end of sending to its last byte.
     pub response: Duration,
     /// Waiting for SNTP.
     pub clock: Duration,
@@ -160,11 +143,6 @@ impl Default for Timeouts {
     }
 }
 
-/// The earliest time a synced clock can show: certificates issued before this tool existed
-/// cannot be checked against a clock that reads earlier, and 1970 is what an unsynced module
-/// reads. Callers pass the device certificate's notBefore when they know it.
-pub const PLAUSIBLE_SINCE: i64 = 1_735_689_600; // 2025-01-01T00:00:00Z
-
 /// A probed module.
 pub struct Session<T: Transport> {
     client: AtClient<T>,
@@ -175,6 +153,8 @@ pub struct Session<T: Transport> {
     tls_configured: bool,
     /// The clock requirement of the last `ensure_clock`, restored after a reboot.
     clock_need: Option<(i64, bool)>,
+    /// Passive mode: the module announced data that has not all been fetched yet.
+    fetching: bool,
 }
 
 impl<T: Transport> std::fmt::Debug for Session<T> {
@@ -224,46 +204,6 @@ pub fn parse_version(lines: &[String]) -> Result<Option<(String, Generation)>, S
         return Err(line.clone());
     };
     Ok(Some((version, Generation::of_release(major, minor))))
-}
-
-/// Parses asctime (`Thu Jan  1 00:00:12 1970`) as UTC Unix seconds.
-pub fn parse_asctime(text: &str) -> Option<i64> {
-    let mut it = text.split_whitespace();
-    let _weekday = it.next()?;
-    let month = match it.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let day: u8 = it.next()?.parse().ok()?;
-    let mut hms = it.next()?.split(':').map(|p| p.parse::<u8>().ok());
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    let year: i32 = it.next()?.parse().ok()?;
-    let date =
-        time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()?;
-    let t = time::Time::from_hms(h, m, s).ok()?;
-    Some(
-        time::PrimitiveDateTime::new(date, t)
-            .assume_utc()
-            .unix_timestamp(),
-    )
-}
-
-/// This computer's clock as Unix seconds.
-pub fn host_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// What the `AT` probe saw: whether it was answered, and the signs when it was not.
@@ -452,6 +392,7 @@ impl<T: Transport> Session<T> {
             passive: false,
             tls_configured: false,
             clock_need: None,
+            fetching: false,
         })
     }
 
@@ -489,6 +430,7 @@ impl<T: Transport> Session<T> {
             passive: false,
             tls_configured: true,
             clock_need: None,
+            fetching: false,
         })
     }
 
@@ -568,7 +510,7 @@ impl<T: Transport> Session<T> {
         }
         Err(Error::ClockNotSynced {
             waited: started.elapsed(),
-            reads: crate::pki::summary::format_time(reads),
+            reads: format_time(reads),
             hint: if self.info.generation.has_systimestamp() {
                 "rerun with --time-from-host to set it from this computer"
             } else {
@@ -622,33 +564,8 @@ impl<T: Transport> Session<T> {
         if port == 443 && !g.has_sni_alpn() {
             return Err(Error::AlpnUnsupported);
         }
-        let reply = self.client.run(&SslClientConfig {
-            auth: 3,
-            pki: 0,
-            ca: 0,
-        });
-        let lines = match &reply {
-            Ok(lines) => lines.clone(),
-            // 1.x saves the setting and then answers ERROR when client_cert is not a bin.
-            Err(AtError::Failed { lines, .. }) if g.sslcconf_strict() => {
-                let mut l = lines.clone();
-                l.push("ERROR".into());
-                l
-            }
-            Err(e) => return Err(e.clone().into()),
-        };
-        for (needle, what) in [
-            ("NO CERT FOUND", "certificate"),
-            ("NO PRVT_KEY FOUND", "private key"),
-            ("NO CA FOUND", "CA"),
-            ("ERROR", "certificate"),
-        ] {
-            if lines.iter().any(|l| l == needle) {
-                return Err(Error::MissingCredentials {
-                    what,
-                    said: needle.to_string(),
-                });
-            }
+        if let SslChecks::Missing { what, said } = self.client.run(&SslClientConfig::mutual(g))? {
+            return Err(Error::MissingCredentials { what, said });
         }
         if g.has_sni_alpn() {
             // SNI arrived in 2.1; a 2.0 module refuses the command and connects without it
@@ -747,165 +664,120 @@ impl<T: Transport> Session<T> {
         Ok(())
     }
 
-    /// Sends `bytes` in `AT+CIPSEND` chunks. On failure, also says whether the request may
-    /// have reached the endpoint: only once its last chunk was written after its prompt
-    /// (`SEND FAIL` is no proof that it did not leave, `pitfalls.md` §17); a request cut
-    /// short before that is incomplete, and the endpoint never acts on it.
-    fn send(&mut self, bytes: &[u8]) -> Result<(), (AtError, bool)> {
+    /// Makes sure a link to `host:port` is open, opening it if needed: after a reboot the
+    /// session is brought back first (echo off, SYSLOG, clock), and a reboot during the
+    /// connect is met by one more try. Refused with [`AtError::Cancelled`] once the
+    /// cancellation flag is set, before anything is sent.
+    pub fn open_link(&mut self, host: &str, port: u16) -> Result<(), Error> {
+        if self.client.cancelled() {
+            return Err(AtError::Cancelled.into());
+        }
+        if !self.connected() {
+            if self.client.take_rebooted() {
+                self.recover()?;
+            }
+            self.after_reboot_retry(|s| s.connect(host, port))?;
+        }
+        Ok(())
+    }
+
+    /// Sends `bytes` over the open link in `AT+CIPSEND` chunks. On failure, also says
+    /// whether they may have reached the peer: only once the last chunk was written after
+    /// its prompt (`SEND FAIL` is no proof that it did not leave, `pitfalls.md` §17); bytes
+    /// cut short before that are incomplete, and the peer never acts on them.
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), SendFailure> {
         let chunks: Vec<&[u8]> = bytes.chunks(self.info.generation.cipsend_max()).collect();
         for (i, chunk) in chunks.iter().enumerate() {
             let before = self.client.payloads_written();
-            if let Err(e) = self.client.run_with_payload(&Send(chunk)) {
-                let last_written = i + 1 == chunks.len() && self.client.payloads_written() > before;
-                return Err((e, last_written));
+            if let Err(error) = self.client.run_with_payload(&Send(chunk)) {
+                let may_have_left =
+                    i + 1 == chunks.len() && self.client.payloads_written() > before;
+                return Err(SendFailure {
+                    error,
+                    may_have_left,
+                });
             }
         }
         Ok(())
     }
 
-    /// Reads until a whole HTTP response has arrived.
-    fn read_response(&mut self, host: &str) -> Result<Response, Error> {
-        let deadline = Instant::now() + self.timeouts.response;
-        let mut buf = Vec::new();
+    /// Waits for what the link delivers next, until `deadline`: bytes (`+IPD` frames
+    /// reassembled in active mode, `AT+CIPRECVDATA` reads in passive mode), the link's end,
+    /// or the deadline. Whoever reads a message calls [`Session::end_receive`] once it is
+    /// whole.
+    pub fn receive(&mut self, deadline: Instant) -> Result<Received, Error> {
         loop {
-            buf.extend(self.client.take_rx(usize::MAX));
-            // Passive mode left on by someone else (a session that did not set it up): the
-            // data would never be fetched, so say so rather than wait.
-            if !self.passive && self.client.take_data_announced() {
-                return Err(AtError::Unexpected {
-                    command: "AT+CIPSEND".into(),
-                    reply: "+IPD without data: the module is in passive receive mode".into(),
-                }
-                .into());
+            let bytes = self.client.take_rx(usize::MAX);
+            if !bytes.is_empty() {
+                return Ok(Received::Bytes(bytes));
             }
-            if self.passive && self.client.take_data_announced() {
-                loop {
-                    // 2920 bytes: the most the firmware hands over at once.
-                    match self.client.run(&RecvData(crate::firmware::IPD_FRAME_MAX)) {
-                        Ok(bytes) if !bytes.is_empty() => buf.extend(bytes),
-                        Ok(_) => break,
-                        // ERROR: nothing (more) buffered.
-                        Err(AtError::Failed { .. }) => break,
-                        Err(e) => return Err(e.into()),
+            if self.client.take_data_announced() {
+                // Passive mode left on by someone else (a session that did not set it up):
+                // the data would never be fetched, so say so rather than wait.
+                if !self.passive {
+                    return Err(AtError::Unexpected {
+                        command: "AT+CIPSEND".into(),
+                        reply: "+IPD without data: the module is in passive receive mode".into(),
                     }
-                    if let Parsed::Complete(..) = http::parse_response(&buf, false)? {
-                        break;
-                    }
+                    .into());
+                }
+                self.fetching = true;
+            }
+            if self.fetching {
+                // 2920 bytes: the most the firmware hands over at once.
+                match self.client.run(&RecvData(crate::firmware::IPD_FRAME_MAX)) {
+                    Ok(bytes) if !bytes.is_empty() => return Ok(Received::Bytes(bytes)),
+                    // Nothing (more) buffered: wait for the next announcement.
+                    Ok(_) | Err(AtError::Failed { .. }) => self.fetching = false,
+                    Err(e) => return Err(e.into()),
                 }
             }
-            let closed = self.client.closed() && self.client.rx_len() == 0;
-            if let Parsed::Complete(response, _) = http::parse_response(&buf, closed)? {
-                self.client.absorb_buffered();
-                if !response.keep_alive() {
-                    self.link = None;
-                }
-                return Ok(response);
-            }
-            if closed {
-                return Err(AtError::LinkClosed.into());
+            if self.client.closed() && self.client.rx_len() == 0 {
+                return Ok(Received::Closed);
             }
             if !self.client.wait_data(deadline)? {
-                return Err(Error::ResponseTimeout(host.to_string()));
+                return Ok(Received::TimedOut);
             }
         }
     }
 
-    /// Sends one HTTP request over the link (opening it if needed) and returns the
-    /// response, never repeating it. On failure the link is closed (so that a late response
-    /// cannot be read as a later request's) and the error says whether the request may have
-    /// reached the endpoint.
-    pub fn try_request(
-        &mut self,
-        host: &str,
-        port: u16,
-        request: &[u8],
-    ) -> Result<Response, RequestFailure> {
-        let not_sent = |error: Error| RequestFailure {
-            error,
-            may_have_left: false,
-        };
-        if self.client.cancelled() {
-            return Err(not_sent(AtError::Cancelled.into()));
+    /// Ends a message read with [`Session::receive`]: a `CLOSED` glued to its last frame
+    /// is taken in now, and with `link_stays` false (the peer said it closes) the link is
+    /// forgotten.
+    pub fn end_receive(&mut self, link_stays: bool) {
+        self.fetching = false;
+        self.client.absorb_buffered();
+        if !link_stays {
+            self.link = None;
         }
-        if !self.connected() {
-            if self.client.take_rebooted() {
-                self.recover().map_err(not_sent)?;
-            }
-            self.after_reboot_retry(|s| s.connect(host, port))
-                .map_err(not_sent)?;
-        }
-        let outcome = match self.send(request) {
-            Ok(()) => self.read_response(host).map_err(|error| RequestFailure {
-                error,
-                may_have_left: true,
-            }),
-            Err((e, may_have_left)) => Err(RequestFailure {
-                error: e.into(),
-                may_have_left,
-            }),
-        };
-        match &outcome {
-            Ok(_) => {}
-            // `AT+CIPSEND` answered ERROR: there is no link to close.
-            Err(RequestFailure {
-                error: Error::At(AtError::Failed { .. }),
-                may_have_left: false,
-            }) => self.link = None,
-            Err(_) => self.discard_link(),
-        }
-        outcome
     }
 
-    /// Sends one HTTP request over the link (opening it if needed) and returns the
-    /// response. If the link drops or the module reboots first, the request is repeated once
-    /// on a new link when `retry_safe` says repeating it cannot do harm, or when it provably
-    /// never left the module.
-    pub fn request(
-        &mut self,
-        host: &str,
-        port: u16,
-        request: &[u8],
-        retry_safe: bool,
-    ) -> Result<Response, Error> {
-        for attempt in 0..2 {
-            let failure = match self.try_request(host, port, request) {
-                Ok(response) => return Ok(response),
-                Err(failure) => failure,
-            };
-            let link_trouble = matches!(
-                failure.error,
-                Error::At(
-                    AtError::LinkClosed
-                        | AtError::Rebooted(_)
-                        | AtError::SendFailed
-                        | AtError::Failed { .. }
-                )
-            );
-            let retryable = link_trouble && (retry_safe || !failure.may_have_left);
-            if !retryable || attempt == 1 {
-                return Err(match failure.error {
-                    Error::At(AtError::LinkClosed | AtError::Rebooted(_))
-                        if !retry_safe && failure.may_have_left =>
-                    {
-                        Error::DroppedUnsafe
-                    }
-                    other => other,
-                });
-            }
-            log::info!("link lost ({}); reconnecting once", failure.error);
-        }
-        unreachable!("the loop returns on its second attempt")
+    /// Forgets the link without `AT+CIPCLOSE`: the module said it has none (its
+    /// `AT+CIPSEND` answered `ERROR`).
+    pub fn forget_link(&mut self) {
+        self.link = None;
     }
 }
 
-/// A request that failed, and whether it may have reached the endpoint anyway.
+/// What [`Session::receive`] brought.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// Bytes from the link (at least one).
+    Bytes(Vec<u8>),
+    /// The link closed, and every byte it delivered has been handed over.
+    Closed,
+    /// Nothing came before the deadline.
+    TimedOut,
+}
+
+/// Bytes that were not sent whole, and whether they may have reached the peer anyway.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{error}")]
-pub struct RequestFailure {
+pub struct SendFailure {
     /// What went wrong.
-    pub error: Error,
-    /// False only when the request provably did not leave whole (it was never written
-    /// after its prompt, or not completely): the endpoint cannot have acted on it.
+    pub error: AtError,
+    /// False only when the bytes provably did not leave whole (they were never written
+    /// after the prompt, or not completely): the peer cannot have acted on them.
     pub may_have_left: bool,
 }
 
@@ -942,15 +814,5 @@ mod tests {
         assert!(bad("AT version:\u{fffd}\u{fffd}(x)").is_err());
         assert!(bad("AT version:(no number)").is_err());
         assert!(bad("AT version:1.1.3.0(\u{fffd})").is_err());
-    }
-
-    #[test]
-    fn asctime() {
-        assert_eq!(parse_asctime("Thu Jan  1 00:00:12 1970"), Some(12));
-        assert_eq!(
-            parse_asctime("Fri Feb 22 13:45:11 2019"),
-            Some(1_550_843_111)
-        );
-        assert_eq!(parse_asctime("garbage"), None);
     }
 }

@@ -487,9 +487,7 @@ pub fn new_client_token() -> String {
     let mut bytes = [0u8; 12];
     // A failing system RNG leaves the bytes zero; the time below still tells tokens apart.
     let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = crate::clock::host_nanos();
     let mut token = format!("esp-aws-{:x}-", nanos & 0xffff_ffff_ffff);
     for b in bytes {
         token.push_str(&format!("{b:02x}"));

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use esp_aws::firmware::Generation;
@@ -55,9 +55,7 @@ fn work_dir(state: Option<&Path>) -> anyhow::Result<(PathBuf, bool)> {
             false,
         ));
     }
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let stamp = esp_aws::clock::host_nanos();
     let dir = std::env::temp_dir().join(format!("esp-aws-demo-{}-{stamp}", std::process::id()));
     esp_aws::files::create_dir_new(&dir, esp_aws::files::PRIVATE_DIR_MODE)
         .with_context(|| format!("cannot create the demo directory {}", dir.display()))?;

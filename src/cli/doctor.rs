@@ -4,9 +4,11 @@
 use std::process::ExitCode;
 
 use esp_aws::at::commands::{FlashPartitions, FlashRead, MfgRead, WifiStatus};
-use esp_aws::at::session::{host_now, Session, PLAUSIBLE_SINCE};
-use esp_aws::aws::http::encode_request;
-use esp_aws::aws::shadow::{self, ApiError};
+use esp_aws::at::session::Session;
+use esp_aws::aws::client::{ShadowClient, ShadowError};
+use esp_aws::aws::exchange;
+use esp_aws::aws::shadow::ApiError;
+use esp_aws::clock::{host_now, PLAUSIBLE_SINCE};
 use esp_aws::pki::atpki::{self, Bin};
 use esp_aws::pki::check::{self, Status};
 use esp_aws::pki::summary::{fingerprint, format_time};
@@ -270,39 +272,33 @@ fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> R
         let _ = session.close();
         return Ok(());
     };
-    let request = encode_request("GET", &shadow::shadow_path(&thing, None), &endpoint, None)
-        .map_err(|e| report.fail("shadow", e.to_string()))?;
-    let result = session.request(&endpoint, port, &request, true);
-    let result = match result {
-        Ok(r) => Ok(r),
-        Err(e) => Err(provision::explain_tls_failure(
-            &mut session,
-            &endpoint,
-            port,
-            e,
+    let mut client = ShadowClient::new(session, &endpoint, port);
+    let read = client.get(&thing, None);
+    let mut session = client.into_session();
+    let outcome = match read {
+        // A 200 answer (whatever its body) shows the whole chain works.
+        Ok(_) | Err(ShadowError::NotJson { .. }) => Ok(format!("GET {thing}'s shadow: 200")),
+        Err(ShadowError::Api(ApiError::NoShadow { .. })) => Ok(format!(
+            "GET {thing}'s shadow: 404, no shadow yet (everything up to AWS works)"
         )),
+        Err(ShadowError::Api(ApiError::Forbidden { message, .. })) => Err(format!("AWS answered 403 ({message}): the certificate is not ACTIVE, or its policy does not allow iot:GetThingShadow on {thing}")),
+        Err(ShadowError::Api(other)) => Err(other.to_string()),
+        Err(ShadowError::Request(exchange::Error::Link(e))) => {
+            match provision::explain_tls_failure(&mut session, &endpoint, port, e) {
+                cause @ provision::Error::TrustNotRestored { .. } => {
+                    let _ = session.close();
+                    return Err(tls_failure(report, "shadow", cause));
+                }
+                cause => Err(cause.to_string()),
+            }
+        }
+        // A response that did not come, or was not HTTP: nothing to diagnose about TLS.
+        Err(e) => Err(e.to_string()),
     };
     let _ = session.close();
-    let result = match result {
-        Err(cause @ provision::Error::TrustNotRestored { .. }) => {
-            return Err(tls_failure(report, "shadow", cause))
-        }
-        other => other,
-    };
-    match result {
-        Ok(r) if r.status == 200 => report.pass("shadow", format!("GET {thing}'s shadow: 200")),
-        Ok(r) if r.status == 404 => report.pass(
-            "shadow",
-            format!("GET {thing}'s shadow: 404, no shadow yet (everything up to AWS works)"),
-        ),
-        Ok(r) => {
-            let sentence = match ApiError::from_response(r.status, &r.body, "iot:GetThingShadow", &thing, None) {
-                ApiError::Forbidden { message, .. } => format!("AWS answered 403 ({message}): the certificate is not ACTIVE, or its policy does not allow iot:GetThingShadow on {thing}"),
-                other => other.to_string(),
-            };
-            return Err(report.fail("shadow", sentence));
-        }
-        Err(e) => return Err(report.fail("shadow", e.to_string())),
+    match outcome {
+        Ok(sentence) => report.pass("shadow", sentence),
+        Err(sentence) => return Err(report.fail("shadow", sentence)),
     }
     Ok(())
 }

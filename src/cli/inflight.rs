@@ -73,6 +73,16 @@ pub fn interrupted(e: &anyhow::Error) -> bool {
             Some(SessionError::At(AtError::Cancelled))
         ) || matches!(c.downcast_ref::<AtError>(), Some(AtError::Cancelled))
             || matches!(
+                c.downcast_ref::<esp_aws::aws::exchange::Error>()
+                    .and_then(|e| e.at()),
+                Some(AtError::Cancelled)
+            )
+            || matches!(
+                c.downcast_ref::<esp_aws::aws::client::ShadowError>()
+                    .and_then(|e| e.at()),
+                Some(AtError::Cancelled)
+            )
+            || matches!(
                 c.downcast_ref::<esp_aws::provision::Error>(),
                 Some(esp_aws::provision::Error::At(AtError::Cancelled))
                     | Some(esp_aws::provision::Error::Session(SessionError::At(

@@ -144,6 +144,24 @@ fn choose_invocation(
     }
 }
 
+/// The one place where a shadow operation's typed failure becomes what the user sees: AWS's
+/// refusal (exit 3 for a missing shadow, else 1) and a request that may have been carried
+/// out (exit 4) are answers, printed here as their sentence; a request that failed and
+/// changed nothing is an error like any other, for [`report`] (exit 1, or 130 when
+/// interrupted).
+pub fn shadow_failure(e: esp_aws::aws::client::ShadowError) -> anyhow::Result<ExitCode> {
+    use esp_aws::aws::client::ShadowError;
+    use esp_aws::aws::shadow::ApiError;
+    let code = match &e {
+        ShadowError::Api(ApiError::NoShadow { .. }) => exit::NO_SHADOW,
+        ShadowError::Api(_) => exit::FAILURE,
+        ShadowError::MayHaveBeenApplied { .. } => exit::MAY_HAVE_BEEN_APPLIED,
+        _ => return Err(e.into()),
+    };
+    eprintln!("error: {e}");
+    Ok(ExitCode::from(code))
+}
+
 /// An error that carries its own exit code (for usage and configuration errors).
 #[derive(Debug)]
 pub struct Exit {

@@ -362,7 +362,7 @@ fn check(
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
     let (cert_bytes, key_bytes, ca_bytes) = (read(cert)?, read(key)?, read(ca)?);
-    let now = esp_aws::at::session::host_now();
+    let now = esp_aws::clock::host_now();
     let report = check::run(&check::Inputs {
         cert: &cert_bytes,
         key: &key_bytes,

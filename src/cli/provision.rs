@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use esp_aws::at::session::{Error as SessionError, PLAUSIBLE_SINCE};
-use esp_aws::aws::http::encode_request;
+use esp_aws::at::session::Error as SessionError;
+use esp_aws::aws::client::{ShadowClient, ShadowError};
+use esp_aws::aws::exchange;
 use esp_aws::aws::shadow;
+use esp_aws::clock::PLAUSIBLE_SINCE;
 use esp_aws::pki::atpki;
 use esp_aws::pki::check::{self, Status};
 use esp_aws::provision::{self, Credentials, Outcome, Progress};
@@ -291,7 +293,7 @@ pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
         key: &creds.key,
         ca: &creds.ca,
         endpoint: Some(&endpoint),
-        now: esp_aws::at::session::host_now(),
+        now: esp_aws::clock::host_now(),
         slot_size: atpki::DEFAULT_PARTITION_SIZE,
     });
     for finding in report.checks.iter().filter(|f| f.status != Status::Pass) {
@@ -438,20 +440,19 @@ fn run_at(
     let port = settings.endpoint_port;
     let live = match &thing {
         Some(thing) => {
-            let request =
-                encode_request("GET", &shadow::shadow_path(thing, None), &endpoint, None)?;
-            let response = steps
-                .phase("live check: reading the shadow", || {
-                    session.request(&endpoint, port, &request, true)
-                })
-                .map_err(|e| provision::explain_tls_failure(&mut session, &endpoint, port, e))?;
-            match response.status {
-                200 => format!("GET {thing}'s shadow: 200, version {}", version_of(&response.body)),
-                404 => format!("GET {thing}'s shadow: 404, no shadow yet (create one with `esp-aws shadow set {thing} key=value`)"),
-                s => match shadow::ApiError::from_response(s, &response.body, "iot:GetThingShadow", thing, None) {
-                    shadow::ApiError::Forbidden { message, .. } => bail!("the module connected, but AWS refused the shadow read (403 {message}): check that the certificate is ACTIVE and its policy allows iot:GetThingShadow"),
-                    other => bail!("the module connected, but the shadow read failed: {other}"),
-                },
+            let mut client = ShadowClient::new(session, &endpoint, port);
+            let read = steps.phase("live check: reading the shadow", || client.get(thing, None));
+            session = client.into_session();
+            match read {
+                Ok(doc) => format!("GET {thing}'s shadow: 200, version {}", version_of(&doc)),
+                Err(ShadowError::NotJson { .. }) => format!("GET {thing}'s shadow: 200, version ?"),
+                Err(ShadowError::Api(shadow::ApiError::NoShadow { .. })) => format!("GET {thing}'s shadow: 404, no shadow yet (create one with `esp-aws shadow set {thing} key=value`)"),
+                Err(ShadowError::Api(shadow::ApiError::Forbidden { message, .. })) => bail!("the module connected, but AWS refused the shadow read (403 {message}): check that the certificate is ACTIVE and its policy allows iot:GetThingShadow"),
+                Err(ShadowError::Api(other)) => bail!("the module connected, but the shadow read failed: {other}"),
+                Err(ShadowError::Request(exchange::Error::Link(e))) => {
+                    return Err(provision::explain_tls_failure(&mut session, &endpoint, port, e).into())
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         None => {
@@ -604,11 +605,9 @@ fn check_not_before(cert: &[u8]) -> Option<i64> {
     }
 }
 
-fn version_of(body: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("version").map(|v| v.to_string()))
-        .unwrap_or_else(|| "?".into())
+fn version_of(doc: &serde_json::Value) -> String {
+    doc.get("version")
+        .map_or_else(|| "?".into(), serde_json::Value::to_string)
 }
 
 /// The loud line for a module left without server verification: what it risks and the

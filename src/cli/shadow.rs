@@ -5,18 +5,16 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use esp_aws::at::client::Error as AtError;
-use esp_aws::at::session::{Error as SessionError, Session, PLAUSIBLE_SINCE};
-use esp_aws::aws::http::{encode_request, Response};
-use esp_aws::aws::shadow::{
-    self, ApiError, DeleteReply, SendFailure, Update, UpdateError, UpdateReply,
-};
+use esp_aws::at::session::Session;
+use esp_aws::aws::client::{Deleted, ShadowClient, ShadowError, Updated};
+use esp_aws::aws::shadow::{self, Update};
+use esp_aws::clock::PLAUSIBLE_SINCE;
 use esp_aws::firmware::Generation;
 use esp_aws::pki::summary::format_time;
-use esp_aws::transport::Transport;
+use esp_aws::transport::{AnyTransport, Transport};
 use serde_json::Value;
 
-use super::exit::{INTERRUPTED, MAY_HAVE_BEEN_APPLIED, NO_SHADOW};
+use super::exit::{INTERRUPTED, MAY_HAVE_BEEN_APPLIED};
 use super::inflight::{interrupted, InFlight};
 use super::settings::{self, DeviceArgs, EndpointArgs, Settings};
 use super::Exit;
@@ -132,102 +130,18 @@ fn read_input(file: &str, what: &str, limit: u64) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-struct Link<T: Transport> {
-    session: Session<T>,
-    host: String,
-    port: u16,
-}
-
-impl<T: Transport> Link<T> {
-    fn request(
-        &mut self,
-        method: &str,
-        target: &str,
-        body: Option<&[u8]>,
-        retry_safe: bool,
-    ) -> anyhow::Result<Response> {
-        let bytes = encode_request(method, target, &self.host, body)?;
-        Ok(self
-            .session
-            .request(&self.host, self.port, &bytes, retry_safe)?)
-    }
-
-    /// Sends one request without repeating it, saying on failure whether it may have
-    /// reached the endpoint (what the at-most-once policies of [`shadow`] need).
-    fn send_once(
-        &mut self,
-        method: &str,
-        target: &str,
-        body: Option<&[u8]>,
-    ) -> Result<Response, SendFailure<SessionError>> {
-        // Names and the host were checked where they entered; a field the encoder still
-        // refuses never leaves.
-        let bytes = encode_request(method, target, &self.host, body).map_err(|e| SendFailure {
-            error: SessionError::At(AtError::UnsafeArgument(e.to_string())),
-            may_have_left: false,
-        })?;
-        self.session
-            .try_request(&self.host, self.port, &bytes)
-            .map_err(|f| SendFailure {
-                error: f.error,
-                may_have_left: f.may_have_left,
-            })
-    }
-
-    /// Sends the update `doc` to `target` at most once (see
-    /// [`shadow::update_at_most_once`]).
-    fn update(
-        &mut self,
-        target: &str,
-        doc: &Value,
-    ) -> Result<UpdateReply, UpdateError<SessionError>> {
-        shadow::update_at_most_once(doc, |method, body| self.send_once(method, target, body))
-    }
-
-    /// Deletes the shadow at `target` at most once (see [`shadow::delete_at_most_once`]).
-    fn delete(&mut self, target: &str) -> Result<DeleteReply, UpdateError<SessionError>> {
-        shadow::delete_at_most_once(|method| self.send_once(method, target, None))
-    }
-
-    /// Publishes `body` to `target` at most once (see [`shadow::publish_at_most_once`]).
-    fn publish(
-        &mut self,
-        target: &str,
-        body: &[u8],
-    ) -> Result<Response, UpdateError<SessionError>> {
-        shadow::publish_at_most_once(|| self.send_once("POST", target, Some(body)))
-    }
-}
-
 /// Opens the module, syncs its clock and sets up TLS.
-fn connect(settings: &Settings) -> anyhow::Result<Link<esp_aws::transport::AnyTransport>> {
+fn connect(settings: &Settings) -> anyhow::Result<ShadowClient<AnyTransport>> {
     let host = settings.endpoint()?.to_string();
     let mut session = settings::open_session(settings)?;
     session.set_cancel(crate::interrupt_flag());
-    session.ensure_clock(PLAUSIBLE_SINCE, settings.time_from_host)?;
-    session.configure_tls(&host, settings.endpoint_port)?;
-    Ok(Link {
+    Ok(ShadowClient::connect(
         session,
-        host,
-        port: settings.endpoint_port,
-    })
-}
-
-/// Turns a non-2xx response into the sentence that names its cause.
-fn api_error(
-    response: &Response,
-    action: &'static str,
-    thing: &str,
-    name: Option<&str>,
-) -> ApiError {
-    ApiError::from_response(response.status, &response.body, action, thing, name)
-}
-
-fn exit_for(error: &ApiError) -> u8 {
-    match error {
-        ApiError::NoShadow { .. } => NO_SHADOW,
-        _ => super::exit::FAILURE,
-    }
+        &host,
+        settings.endpoint_port,
+        PLAUSIBLE_SINCE,
+        settings.time_from_host,
+    )?)
 }
 
 fn print_json(value: &Value) -> anyhow::Result<()> {
@@ -245,10 +159,7 @@ fn print_json(value: &Value) -> anyhow::Result<()> {
 /// in NVS), and a request that is harmless to repeat. Only the stored TLS setting is read
 /// before the request itself, and a TLS link left open by the previous command is used as
 /// it is; see `Session::resume`.
-fn quick_link(
-    settings: &Settings,
-    command: &ShadowCommand,
-) -> Option<Link<esp_aws::transport::AnyTransport>> {
+fn quick_link(settings: &Settings, command: &ShadowCommand) -> Option<ShadowClient<AnyTransport>> {
     let repeatable = match command {
         ShadowCommand::Get { .. } => true,
         ShadowCommand::Set { version, .. } => version.is_none(),
@@ -284,11 +195,11 @@ fn quick_link(
         log::info!("the module's stored TLS setting is not 3,0,0: full set-up");
         return None;
     }
-    Some(Link {
+    Some(ShadowClient::resumed(
         session,
-        host,
-        port: settings.endpoint_port,
-    })
+        &host,
+        settings.endpoint_port,
+    ))
 }
 
 pub fn run(args: ShadowArgs) -> anyhow::Result<ExitCode> {
@@ -329,29 +240,30 @@ fn run_on_module(
     prepared: Option<Vec<u8>>,
     quick: bool,
 ) -> anyhow::Result<ExitCode> {
-    if let Some(mut link) = quick.then(|| quick_link(settings, &args.command)).flatten() {
-        match execute(&mut link, &args.command, prepared.clone()) {
+    if let Some(mut client) = quick.then(|| quick_link(settings, &args.command)).flatten() {
+        match execute(&mut client, &args.command, prepared.clone()) {
             Err(e) if interrupted(&e) => return Err(e),
             // Whatever stood in the way (no link, a clock or credentials the connect
             // needed, a module that rebooted or is not what was provisioned), the full
             // set-up below finds it and names it; the request is one that may be repeated.
-            Err(e) if e.downcast_ref::<SessionError>().is_some() => {
+            Err(e)
+                if matches!(
+                    e.downcast_ref::<ShadowError>(),
+                    Some(ShadowError::Request(_))
+                ) =>
+            {
                 log::info!("quick path failed ({e:#}); starting over with the full set-up");
             }
             // The link stays open for the next command (firmware 1.x keeps one link).
             other => {
-                link.session.keep_link();
+                client.finish(true);
                 return other;
             }
         }
     }
-    let mut link = connect(settings)?;
-    let result = execute(&mut link, &args.command, prepared);
-    if result.is_err() {
-        link.session.discard_link();
-    } else {
-        let _ = link.session.close();
-    }
+    let mut client = connect(settings)?;
+    let result = execute(&mut client, &args.command, prepared);
+    client.finish(result.is_ok());
     result
 }
 
@@ -431,8 +343,11 @@ fn prepare(command: &ShadowCommand) -> anyhow::Result<Option<Vec<u8>>> {
     })
 }
 
+/// Runs the command on the module. AWS's refusals and an answer lost after the request
+/// may have been carried out end here, as their sentence and exit code
+/// ([`super::shadow_failure`]); any other failure is an error.
 fn execute<T: Transport>(
-    link: &mut Link<T>,
+    client: &mut ShadowClient<T>,
     command: &ShadowCommand,
     body: Option<Vec<u8>>,
 ) -> anyhow::Result<ExitCode> {
@@ -442,146 +357,61 @@ fn execute<T: Transport>(
             name,
             output,
         } => {
-            let response = link.request(
-                "GET",
-                &shadow::shadow_path(thing, name.as_deref()),
-                None,
-                true,
-            )?;
-            if response.status != 200 {
-                let e = api_error(&response, "iot:GetThingShadow", thing, name.as_deref());
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(exit_for(&e)));
-            }
-            let doc: Value = serde_json::from_slice(&response.body)
-                .context("the shadow document is not JSON")?;
+            let doc = match client.get(thing, name.as_deref()) {
+                Ok(doc) => doc,
+                Err(e) => return super::shadow_failure(e),
+            };
             match output {
                 Output::Json => print_json(&doc)?,
                 Output::Table => print_table(thing, name.as_deref(), &doc),
             }
-            Ok(ExitCode::SUCCESS)
         }
         ShadowCommand::Set { thing, name, .. } => {
-            let mut doc: Value = serde_json::from_slice(&body.unwrap_or_default())
+            let doc: Value = serde_json::from_slice(&body.unwrap_or_default())
                 .context("the update document is not JSON")?;
-            // Always a token: it ties the answer to this update, and the endpoint's log to
-            // this command.
-            if let Some(obj) = doc.as_object_mut() {
-                if !obj.contains_key("clientToken") {
-                    obj.insert("clientToken".into(), shadow::new_client_token().into());
-                }
-            }
             let shadow_name = name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default();
-            let response = match link.update(&shadow::shadow_path(thing, name.as_deref()), &doc) {
-                Ok(UpdateReply::Answered(response)) => response,
-                Ok(UpdateReply::ConfirmedByReadBack(current)) => {
+            match client.update(thing, name.as_deref(), &doc) {
+                Ok(Updated::Accepted(doc)) => {
+                    print_json(&doc)?;
+                    if let Some(v) = doc.get("version") {
+                        eprintln!("accepted: {thing}{shadow_name} is now at version {v}");
+                    }
+                }
+                Ok(Updated::ConfirmedByReadBack(current)) => {
                     print_json(&current)?;
                     let v = current.get("version").map_or("?".into(), Value::to_string);
                     eprintln!("accepted: {thing}{shadow_name} is now at version {v} (its answer was lost; reading the shadow back showed the update applied)");
-                    return Ok(ExitCode::SUCCESS);
                 }
-                Err(UpdateError::NotApplied(e)) => return Err(e.into()),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Ok(ExitCode::from(MAY_HAVE_BEEN_APPLIED));
-                }
-            };
-            // The version this update was conditioned on, from --version or the file.
-            let sent = doc.get("version").and_then(Value::as_u64);
-            if response.status == 409 {
-                let current =
-                    current_version(link, thing, name.as_deref()).unwrap_or(sent.unwrap_or(0));
-                let e = ApiError::VersionConflict {
-                    sent: sent.unwrap_or(0),
-                    current,
-                };
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(super::exit::FAILURE));
+                Err(e) => return super::shadow_failure(e),
             }
-            if response.status != 200 {
-                let e = api_error(&response, "iot:UpdateThingShadow", thing, name.as_deref());
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(exit_for(&e)));
-            }
-            let doc: Value = serde_json::from_slice(&response.body)
-                .context("the accepted document is not JSON")?;
-            print_json(&doc)?;
-            if let Some(v) = doc.get("version") {
-                eprintln!("accepted: {thing}{shadow_name} is now at version {v}");
-            }
-            Ok(ExitCode::SUCCESS)
         }
         ShadowCommand::Delete { thing, name } => {
             let shadow_name = name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default();
-            let response = match link.delete(&shadow::shadow_path(thing, name.as_deref())) {
-                Ok(DeleteReply::Answered(response)) => response,
-                Ok(DeleteReply::Gone) => {
+            match client.delete(thing, name.as_deref()) {
+                Ok(Deleted::Answered(doc)) => print_json(&doc)?,
+                Ok(Deleted::Gone) => {
                     eprintln!("deleted: {thing}{shadow_name} (its answer was lost; reading the shadow back showed it deleted)");
-                    return Ok(ExitCode::SUCCESS);
                 }
-                Err(UpdateError::NotApplied(e)) => return Err(e.into()),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Ok(ExitCode::from(MAY_HAVE_BEEN_APPLIED));
-                }
-            };
-            if response.status != 200 {
-                let e = api_error(&response, "iot:DeleteThingShadow", thing, name.as_deref());
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(exit_for(&e)));
+                Err(e) => return super::shadow_failure(e),
             }
-            let doc: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-            print_json(&doc)?;
-            Ok(ExitCode::SUCCESS)
         }
         ShadowCommand::List {
             thing,
             page_size,
             next_token,
-        } => {
-            let target = shadow::list_path(thing, *page_size, next_token.as_deref());
-            let response = link.request("GET", &target, None, true)?;
-            if response.status != 200 {
-                let e = api_error(&response, "iot:ListNamedShadowsForThing", thing, None);
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(exit_for(&e)));
-            }
-            let doc: Value =
-                serde_json::from_slice(&response.body).context("the list is not JSON")?;
-            print_json(&doc)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        } => match client.list(thing, *page_size, next_token.as_deref()) {
+            Ok(doc) => print_json(&doc)?,
+            Err(e) => return super::shadow_failure(e),
+        },
         ShadowCommand::Publish { topic, qos, .. } => {
             let body = body.unwrap_or_default();
-            let response = match link.publish(&shadow::publish_path(topic, *qos), &body) {
-                Ok(response) => response,
-                Err(UpdateError::NotApplied(e)) => return Err(e.into()),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Ok(ExitCode::from(MAY_HAVE_BEEN_APPLIED));
-                }
-            };
-            if response.status != 200 {
-                let e = api_error(&response, "iot:Publish", topic, None);
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(super::exit::FAILURE));
+            match client.publish(topic, *qos, &body) {
+                Ok(()) => eprintln!("published {} bytes to {topic}", body.len()),
+                Err(e) => return super::shadow_failure(e),
             }
-            eprintln!("published {} bytes to {topic}", body.len());
-            Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn current_version<T: Transport>(
-    link: &mut Link<T>,
-    thing: &str,
-    name: Option<&str>,
-) -> Option<u64> {
-    let response = link
-        .request("GET", &shadow::shadow_path(thing, name), None, true)
-        .ok()?;
-    let doc: Value = serde_json::from_slice(&response.body).ok()?;
-    doc.get("version")?.as_u64()
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Flattens nested objects to `a.b` keys; arrays and scalars are leaves.

@@ -1,7 +1,6 @@
 //! Human-readable summaries of certificates and keys, for `pki inspect` and `pki check`.
 //! A key summary says what the key is (algorithm, size, encoding) and never what it holds.
 
-use ::time::OffsetDateTime;
 use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 use x509_parser::certificate::X509Certificate;
@@ -79,15 +78,7 @@ pub fn fingerprint(data: &[u8]) -> String {
         .join(":")
 }
 
-/// Formats Unix seconds as `2026-11-24 22:53:56 UTC`.
-pub fn format_time(unix: i64) -> String {
-    let format =
-        ::time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_else(|| format!("@{unix}"))
-}
+pub use crate::clock::format_time;
 
 fn curve_name(oid: &str) -> String {
     match oid {

@@ -23,7 +23,7 @@ pub mod rom;
 use crate::at::client::Error as AtError;
 use crate::at::commands::{
     CloseLink, FlashErase, FlashPartition, FlashPartitions, FlashRead, FlashWrite, MfgKeys,
-    MfgRead, MfgWrite, SslClientConfig, StartSsl, DEFAULT_TIMEOUT,
+    MfgRead, MfgWrite, SslClientConfig, StartSsl, TlsAuth, DEFAULT_TIMEOUT,
 };
 use crate::at::session::{Error as SessionError, Session};
 use crate::firmware::Generation;
@@ -201,14 +201,15 @@ pub fn write_credentials<T: Transport>(
 
 /// The mutual-TLS setting this tool relies on: present certificate/key 0 and verify the
 /// server with CA 0 (`AT+CIPSSLCCONF=3,0,0`).
-pub const MUTUAL_TLS: (u8, u8, u8) = (3, 0, 0);
+pub const MUTUAL_TLS: (u8, u8, u8) = (TlsAuth::Mutual.code(), 0, 0);
 
 /// Verify the server with CA 0, present no certificate (`AT+CIPSSLCCONF=2,0,0`; 1.1.3 needs
 /// both indices even when the certificate is not used).
 const VERIFY_ONLY: SslClientConfig = SslClientConfig {
-    auth: 2,
+    auth: TlsAuth::ServerVerify,
     pki: 0,
     ca: 0,
+    error_means_no_cert: false,
 };
 
 /// Reads the stored `AT+CIPSSLCCONF` setting of link 0 (every generation answers the
@@ -339,7 +340,7 @@ pub fn explain_tls_failure<T: Transport>(
     // already checked this way by `Session::connect`.)
     let dropped = matches!(
         &error,
-        SessionError::At(AtError::LinkClosed | AtError::SendFailed) | SessionError::DroppedUnsafe
+        SessionError::At(AtError::LinkClosed | AtError::SendFailed)
     ) || matches!(&error, SessionError::At(AtError::Failed { command, .. }) if command.starts_with("AT+CIPSEND"));
     if dropped {
         if let Err(e) = crate::at::wifi::check_network(session.client(), Some(&host)) {
@@ -361,8 +362,9 @@ pub fn explain_tls_failure<T: Transport>(
                 }
             }
         }
-        SessionError::At(AtError::LinkClosed | AtError::SendFailed)
-        | SessionError::DroppedUnsafe => Error::CertificateRefused { host, port },
+        SessionError::At(AtError::LinkClosed | AtError::SendFailed) => {
+            Error::CertificateRefused { host, port }
+        }
         SessionError::At(AtError::Failed { ref command, .. })
             if command.starts_with("AT+CIPSEND") =>
         {
@@ -522,12 +524,8 @@ pub fn mfg_key<T: Transport>(
     session: &mut Session<T>,
     slot: &str,
 ) -> Result<(String, bool), Error> {
-    // An unknown namespace answers ERROR: no keys yet.
-    let mut keys = match session.client().run(&MfgKeys(slot.to_string())) {
-        Ok(keys) => keys,
-        Err(AtError::Failed { .. }) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
+    // An unknown namespace (ERROR) has no keys yet: `MfgKeys` reads it so.
+    let mut keys = session.client().run(&MfgKeys(slot.to_string()))?;
     keys.sort();
     Ok(match keys.into_iter().next() {
         Some(key) => (key, true),
@@ -540,9 +538,6 @@ pub fn mfg_read<T: Transport>(
     session: &mut Session<T>,
     read: &MfgRead,
 ) -> Result<Option<Vec<u8>>, Error> {
-    match session.client().run(read) {
-        Ok(value) => Ok(value),
-        Err(AtError::Failed { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    // A missing key (ERROR) is `None`: `MfgRead` reads it so.
+    Ok(session.client().run(read)?)
 }

@@ -9,8 +9,6 @@
 //! `0x010c0000`, an overlong line `0x01040000`. Failures of state or network (no link, TLS,
 //! DNS) are a bare `ERROR` in every generation, as §4.5 says for `AT+CIPSTART`/`AT+CIPSEND`.
 
-use time::OffsetDateTime;
-
 use crate::partition::PartitionType;
 
 use super::parse::{parse_line, Op, Param};
@@ -71,24 +69,7 @@ impl Args<'_> {
     }
 }
 
-/// `asctime()` of a Unix time: `Thu Jan  1 00:00:12 1970` (day space-padded), no `\n`.
-pub(super) fn asctime(unix: i64) -> String {
-    let t = OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{} {} {:>2} {:02}:{:02}:{:02} {}",
-        DAYS[t.weekday().number_days_from_monday() as usize],
-        MONTHS[t.month() as usize - 1],
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.year()
-    )
-}
+pub(super) use crate::clock::asctime;
 
 /// The `mfg_nvs` contents of a freshly flashed "4.1" image: the `factory_param` namespace
 /// and the default image's credential keys (`esp-at.md` §2.9). Espressif's default
