@@ -4,6 +4,7 @@
 //!
 //! Spec: `aws-iot-shadow.md`.
 
+pub mod control;
 pub mod document;
 pub mod http;
 pub mod names;
