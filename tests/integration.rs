@@ -23,6 +23,7 @@ mod endpoint_cli;
 mod endpoint_flood;
 mod endpoint_tls;
 mod endpoint_util;
+mod policy_endpoint;
 
 mod sim_at;
 mod sim_wifi;

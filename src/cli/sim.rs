@@ -278,10 +278,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             let mut account = Account::open(&args.state)
                 .with_context(|| format!("cannot open the account in {}", args.state.display()))?;
             let id = account.set_certificate_status(&args.cert_id, status)?;
-            let word = match status {
-                CertStatus::Active => "ACTIVE",
-                CertStatus::Inactive => "INACTIVE",
-            };
+            let word = status.as_str();
             println!("certificate {id} is now {word}");
             Ok(ExitCode::SUCCESS)
         }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
-use super::account::{Certificate, Policy};
+use super::account::Certificate;
 use super::api::{self, Operation};
 use super::http::{self, HttpError, Parsed, Request, Response};
 use super::shadow::{ErrorKind, ShadowError};
@@ -532,13 +532,16 @@ fn dispatch(
     request_id: &str,
 ) -> Result<String, ShadowError> {
     let op = api::route(req)?;
-    // The certificate was ACTIVE at the handshake; the policy is read now, so a policy
+    // The certificate was ACTIVE at the handshake; the policies are read now, so a policy
     // change applies to open connections too.
-    let allowed = cert.is_some_and(|c| {
-        c.policy == Policy::Allow && !c.denied_actions.iter().any(|a| a == op.action())
-    });
-    if !allowed {
-        log::info!("{} denied by policy", op.action());
+    let registry = shared.registry.current();
+    let resource = op.resource(&registry.region, &registry.account_id());
+    let decision = cert.map(|c| registry.authorize(c, op.action(), &resource));
+    if decision.is_none_or(|d| !d.is_allowed()) {
+        log::info!(
+            "{} on {resource} denied by policy ({decision:?})",
+            op.action()
+        );
         return Err(ShadowError::new(ErrorKind::Forbidden, "Forbidden"));
     }
     match op {
