@@ -24,6 +24,7 @@ mod endpoint_flood;
 mod endpoint_tls;
 mod endpoint_util;
 mod policy_endpoint;
+mod sim_control;
 
 mod sim_at;
 mod sim_wifi;

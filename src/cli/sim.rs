@@ -532,6 +532,13 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
         sim.endpoint().rest_addr(),
         sim.endpoint().alpn_addr()
     );
+    println!(
+        "  control plane (SigV4): {}, keys in {}",
+        sim.endpoint().control_url(),
+        state
+            .join(esp_aws::sim::endpoint::control::CREDENTIALS_FILE)
+            .display()
+    );
     if let Some(info) = &info {
         println!(
             "  thing {} with its AWS-style downloads in {}",
@@ -609,6 +616,11 @@ fn run_endpoint(args: RunArgs) -> anyhow::Result<ExitCode> {
     println!("local AWS IoT endpoint: {}", handle.host());
     println!("  port 8443 (REST):         {}", handle.rest_addr());
     println!("  port 443 (ALPN x-amzn-http-ca): {}", handle.alpn_addr());
+    println!(
+        "  control plane (SigV4):    {} (AWS_ENDPOINT_URL_IOT; keys: AWS_SHARED_CREDENTIALS_FILE={})",
+        handle.control_url(),
+        state.join(esp_aws::sim::endpoint::control::CREDENTIALS_FILE).display()
+    );
     if let Some(info) = info {
         println!("  thing:   {} (certificate {})", info.thing, info.cert_id);
         println!("  cert:    {}", info.cert.display());

@@ -119,14 +119,14 @@ pub enum AccountError {
     AmbiguousCertificate(String),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> AccountError + '_ {
+pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> AccountError + '_ {
     move |cause| AccountError::Io {
         path: path.to_path_buf(),
         cause,
     }
 }
 
-fn pki_err(e: impl std::fmt::Display) -> AccountError {
+pub(super) fn pki_err(e: impl std::fmt::Display) -> AccountError {
     AccountError::Pki(e.to_string())
 }
 
@@ -454,6 +454,11 @@ impl Account {
         &self.registry
     }
 
+    /// The registry, to change (then [`Account::save`]).
+    pub(super) fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// The endpoint host name.
     pub fn endpoint(&self) -> &str {
         &self.registry.endpoint
@@ -700,7 +705,7 @@ impl Account {
         }
     }
 
-    fn save(&self) -> Result<(), AccountError> {
+    pub(super) fn save(&self) -> Result<(), AccountError> {
         let text = serde_json::to_string_pretty(&self.registry).map_err(pki_err)?;
         write_atomic(&self.dir.join(ACCOUNT_FILE), text.as_bytes())
     }
@@ -766,7 +771,7 @@ fn absolute(dir: &Path) -> Result<PathBuf, AccountError> {
     fs::canonicalize(dir).map_err(io_err(dir))
 }
 
-fn random_prefix() -> Result<String, AccountError> {
+pub(super) fn random_prefix() -> Result<String, AccountError> {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 14];
     ring::rand::SystemRandom::new()
@@ -810,7 +815,7 @@ fn ca_params(cn: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) ->
     p
 }
 
-fn new_rsa_key() -> Result<rsa::RsaPrivateKey, AccountError> {
+pub(super) fn new_rsa_key() -> Result<rsa::RsaPrivateKey, AccountError> {
     rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).map_err(pki_err)
 }
 
@@ -829,10 +834,10 @@ fn signing_key(key: &rsa::RsaPrivateKey) -> Result<KeyPair, AccountError> {
 }
 
 /// An RSA public key in the form rcgen signs certificates for.
-struct RsaPublic(Vec<u8>);
+pub(super) struct RsaPublic(Vec<u8>);
 
 impl RsaPublic {
-    fn new(key: &rsa::RsaPrivateKey) -> Result<Self, AccountError> {
+    pub(super) fn new(key: &rsa::RsaPrivateKey) -> Result<Self, AccountError> {
         let der = key.to_public_key().to_pkcs1_der().map_err(pki_err)?;
         Ok(RsaPublic(der.as_bytes().to_vec()))
     }
@@ -848,13 +853,13 @@ impl PublicKeyData for RsaPublic {
     }
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), AccountError> {
+pub(super) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), AccountError> {
     crate::files::write_atomic(path, bytes, false).map_err(io_err(path))
 }
 
 /// Writes a private key readable by its owner only (created exclusively, never through a
 /// link).
-fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), AccountError> {
+pub(super) fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), AccountError> {
     crate::files::write_atomic(path, bytes, true).map_err(io_err(path))
 }
 

@@ -431,7 +431,7 @@ fn serve(
     }
 }
 
-fn new_request_id() -> String {
+pub(super) fn new_request_id() -> String {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 16];
     // Request IDs only need to be unique; if the system RNG fails, a zero ID still works.
