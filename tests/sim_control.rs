@@ -795,3 +795,81 @@ fn an_issued_identity_works_on_the_data_endpoint_within_its_policy() {
     });
     assert!(refused.is_err(), "an INACTIVE certificate was served");
 }
+
+#[test]
+fn an_identity_from_the_control_plane_provisions_the_virtual_module() {
+    use esp_aws::firmware::Generation;
+    let world = crate::sim_util::World::start(Generation::V2_4);
+    let h = world.sim.endpoint();
+    let issued = create_identity(h, "lnu_002");
+    // The files as the console names its downloads.
+    let dir = world.dir.path().join("lnu_002");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{}-certificate.pem.crt", issued.id)),
+        &issued.cert_pem,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(format!("{}-private.pem.key", issued.id)),
+        &issued.key_pem,
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = dir.join(format!("{}-private.pem.key", issued.id));
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::copy(h.account().root_ca_path(), dir.join("AmazonRootCA1.pem")).unwrap();
+
+    let cert_file = dir.join(format!("{}-certificate.pem.crt", issued.id));
+    let key_file = dir.join(format!("{}-private.pem.key", issued.id));
+    let ca_file = dir.join("AmazonRootCA1.pem");
+    let check = world.cli([
+        "pki".as_ref(),
+        "check".as_ref(),
+        "--cert".as_ref(),
+        cert_file.as_os_str(),
+        "--key".as_ref(),
+        key_file.as_os_str(),
+        "--ca".as_ref(),
+        ca_file.as_os_str(),
+        "--endpoint".as_ref(),
+        h.host().as_ref(),
+    ]);
+    assert_eq!(check.code, Some(0), "{}\n{}", check.stdout, check.stderr);
+    let run = world.cli([
+        "provision".as_ref(),
+        "--thing".as_ref(),
+        "lnu_002".as_ref(),
+        "--from".as_ref(),
+        dir.as_os_str(),
+    ]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    for line in issued.key_pem.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!run.stdout.contains(line) && !run.stderr.contains(line));
+    }
+
+    let set = world.cli(["shadow", "set", "lnu_002", "prop1=12"]);
+    assert_eq!(set.code, Some(0), "{}", set.stderr);
+    let get = world.cli(["shadow", "get", "lnu_002"]);
+    assert_eq!(get.code, Some(0), "{}", get.stderr);
+    let got: Value = serde_json::from_str(&get.stdout).unwrap();
+    assert_eq!(got["state"]["desired"]["prop1"], json!("12"));
+    assert_eq!(Some(got), world.stored("lnu_002", None));
+    // The least-privilege policy keeps it off another thing's shadow.
+    let other = world.cli(["shadow", "set", "lnu_001", "prop1=12"]);
+    assert_ne!(other.code, Some(0), "{}", other.stdout);
+    assert_eq!(world.stored("lnu_001", None), None);
+    let refused: Vec<_> = h
+        .requests()
+        .into_iter()
+        .filter(|r| r.target == "/things/lnu_001/shadow")
+        .map(|r| (r.method, r.status, r.cert_id))
+        .collect();
+    assert_eq!(
+        refused.first(),
+        Some(&("POST".to_string(), 403, Some(issued.id.clone())))
+    );
+}

@@ -500,7 +500,9 @@ fn handle(shared: &Shared, peer: &Peer, req: &Request) -> (Response, Option<Faul
             .cert_id
             .as_deref()
             .and_then(|id| shared.registry.current().certificate(id).cloned());
-        thing = cert.as_ref().map(|c| c.thing.clone());
+        thing = cert
+            .as_ref()
+            .and_then(|c| c.attached_things().first().map(|t| t.to_string()));
         match dispatch(shared, cert.as_ref(), req, now_s, &request_id) {
             Ok(body) => Response::json(200, body, &request_id, now, None, false),
             Err(e) => error_response(shared, &e, &request_id, false),
