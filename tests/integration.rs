@@ -1,5 +1,6 @@
 //! The single integration-test binary: each topic lives in its own module.
 
+mod aws_util;
 mod peers;
 mod sim_util;
 mod util;
@@ -56,3 +57,6 @@ mod provision_rom;
 mod net_codec;
 mod net_peers;
 mod net_ports;
+
+mod aws_errors;
+mod aws_moto;

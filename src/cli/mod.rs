@@ -2,6 +2,7 @@
 //! `anyhow::Result`, and [`main`] turns the error chain into one sentence and an exit code.
 
 mod at;
+mod aws;
 mod demo;
 mod doctor;
 mod flash;
@@ -94,6 +95,9 @@ enum Command {
     At(at::AtArgs),
     /// Write, read and verify flash through the ESP32 ROM bootloader (download mode).
     Flash(flash::FlashArgs),
+    /// AWS account side (step 1): create a thing with its certificate and policy, find the
+    /// endpoint, check or delete a thing.
+    Aws(aws::AwsArgs),
     /// Run the local AWS IoT endpoint (and, with a module, the virtual ESP32-AT).
     Sim(sim::SimArgs),
     /// Try everything without hardware: provision a virtual ESP32, set and read a shadow.
@@ -196,6 +200,7 @@ pub fn main() -> ExitCode {
         Command::Ports => ports::run(),
         Command::Doctor(args) => doctor::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Aws(args) => aws::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Flash(args) => flash::run(args),
         Command::Completions { shell } => {

@@ -62,6 +62,18 @@ pub struct ProvisionArgs {
     wifi: Option<String>,
     #[command(flatten)]
     wifi_password: super::wifi::PasswordArgs,
+    /// Step 1 too: create (or reuse) this thing in AWS with an ACTIVE certificate and a
+    /// least-privilege policy, as `esp-aws aws create-thing` does, discover the endpoint,
+    /// then provision with them. The identity directory is --from DIR [default: ./THING];
+    /// a re-run reuses it and mints nothing.
+    #[arg(long, value_name = "THING", conflicts_with_all = ["cert", "key", "ca"])]
+    create: Option<String>,
+    /// With --create: the root CA to write beside the certificate [default: the bundled
+    /// Amazon Root CA 1].
+    #[arg(long, value_name = "FILE", requires = "create")]
+    root_ca: Option<PathBuf>,
+    #[command(flatten)]
+    aws: super::aws::AwsConn,
 }
 
 /// Where the credentials are: the folder the AWS console's downloads went to, or three files.
@@ -214,6 +226,20 @@ pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
             "--password-env, --password-file and --open-network go with --wifi SSID",
         )
         .into());
+    }
+    if let Some(thing) = args.create.clone() {
+        let (dir, endpoint) = super::aws::prepare_provision(
+            &args.aws,
+            &thing,
+            args.files.from.clone(),
+            args.root_ca.clone(),
+            args.endpoint.endpoint.is_none(),
+        )?;
+        args.files.from = Some(dir);
+        if let Some(endpoint) = endpoint {
+            args.endpoint.endpoint = Some(endpoint);
+        }
+        args.thing.get_or_insert(thing);
     }
     let Some((cert_path, key_path, ca_path)) = args.files.paths()? else {
         return Err(

@@ -234,3 +234,81 @@ fn with_lock(lock: &Path, f: impl FnOnce() -> Result<(), String>) -> Result<(), 
     let _ = std::fs::remove_dir(lock);
     result
 }
+
+/// A `moto_server` (moto's AWS mock in server mode) on a free loopback port, stopped when
+/// dropped. moto routes by the SigV4 credential scope, so any non-empty credentials do.
+pub struct MotoServer {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    port: u16,
+}
+
+impl MotoServer {
+    /// Starts one and waits until it answers (polling, no fixed sleep). Panics with the
+    /// reason when it cannot start: a test that needs it fails rather than passing without.
+    pub fn start() -> MotoServer {
+        let bin = venv_bin("moto_server");
+        let mut last = String::new();
+        // A port picked free can be taken before moto binds it: try a few.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free port");
+            let child = Command::new(&bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            let mut server = MotoServer {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+                port,
+            };
+            match server.wait_ready(Duration::from_secs(120)) {
+                Ok(()) => return server,
+                Err(e) => last = e,
+            }
+        }
+        panic!("moto_server did not start: {last}");
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
+        use std::io::{Read, Write};
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                return Err(format!("it exited ({status}): {}", err.trim()));
+            }
+            let answered = std::net::TcpStream::connect(("127.0.0.1", self.port))
+                .and_then(|mut s| {
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    s.write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+                    let mut head = [0u8; 12];
+                    s.read_exact(&mut head)?;
+                    Ok(head.starts_with(b"HTTP/1."))
+                })
+                .unwrap_or(false);
+            if answered {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no answer on port {} within {limit:?}", self.port));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

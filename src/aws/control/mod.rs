@@ -9,4 +9,9 @@
 //! Spec: AWS IoT API reference (<https://docs.aws.amazon.com/iot/latest/apireference/>),
 //! `account-mqtt-nvs-fleet.md` §1.
 
+#[cfg(feature = "control")]
+pub mod client;
+#[cfg(feature = "control")]
+pub mod credentials;
 pub mod model;
+pub mod shadow_policy;
