@@ -26,6 +26,9 @@ mod endpoint_cli;
 mod endpoint_flood;
 mod endpoint_tls;
 mod endpoint_util;
+mod policy_endpoint;
+mod sim_control;
+mod sim_control_client;
 
 mod sim_at;
 mod sim_wifi;

@@ -281,10 +281,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             let mut account = Account::open(&args.state)
                 .with_context(|| format!("cannot open the account in {}", args.state.display()))?;
             let id = account.set_certificate_status(&args.cert_id, status)?;
-            let word = match status {
-                CertStatus::Active => "ACTIVE",
-                CertStatus::Inactive => "INACTIVE",
-            };
+            let word = status.as_str();
             println!("certificate {id} is now {word}");
             Ok(ExitCode::SUCCESS)
         }
@@ -684,6 +681,13 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
         sim.endpoint().rest_addr(),
         sim.endpoint().alpn_addr()
     );
+    println!(
+        "  control plane (SigV4): {}, keys in {}",
+        sim.endpoint().control_url(),
+        state
+            .join(esp_aws::sim::endpoint::control::CREDENTIALS_FILE)
+            .display()
+    );
     if let Some(info) = &info {
         println!(
             "  thing {} with its AWS-style downloads in {}",
@@ -815,6 +819,11 @@ fn run_endpoint(args: RunArgs) -> anyhow::Result<ExitCode> {
     println!("local AWS IoT endpoint: {}", handle.host());
     println!("  port 8443 (REST):         {}", handle.rest_addr());
     println!("  port 443 (ALPN x-amzn-http-ca): {}", handle.alpn_addr());
+    println!(
+        "  control plane (SigV4):    {} (AWS_ENDPOINT_URL_IOT; keys: AWS_SHARED_CREDENTIALS_FILE={})",
+        handle.control_url(),
+        state.join(esp_aws::sim::endpoint::control::CREDENTIALS_FILE).display()
+    );
     if let Some(info) = info {
         println!("  thing:   {} (certificate {})", info.thing, info.cert_id);
         println!("  cert:    {}", info.cert.display());

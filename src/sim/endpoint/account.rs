@@ -119,18 +119,19 @@ pub enum AccountError {
     AmbiguousCertificate(String),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> AccountError + '_ {
+pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> AccountError + '_ {
     move |cause| AccountError::Io {
         path: path.to_path_buf(),
         cause,
     }
 }
 
-fn pki_err(e: impl std::fmt::Display) -> AccountError {
+pub(super) fn pki_err(e: impl std::fmt::Display) -> AccountError {
     AccountError::Pki(e.to_string())
 }
 
-/// A certificate's registration status, as AWS names it.
+/// A certificate's registration status, as AWS names it (the states `UpdateCertificate` may
+/// set; PENDING_TRANSFER and PENDING_ACTIVATION cannot be set by it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CertStatus {
@@ -138,6 +139,22 @@ pub enum CertStatus {
     Active,
     /// Refused in handshakes.
     Inactive,
+    /// Refused in handshakes, for good.
+    Revoked,
+    /// Registered without activation: refused in handshakes.
+    RegisterInactive,
+}
+
+impl CertStatus {
+    /// The status as AWS writes it (`ACTIVE`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertStatus::Active => "ACTIVE",
+            CertStatus::Inactive => "INACTIVE",
+            CertStatus::Revoked => "REVOKED",
+            CertStatus::RegisterInactive => "REGISTER_INACTIVE",
+        }
+    }
 }
 
 /// The policy attached to a thing's certificate. The simulator knows the two useful extremes:
@@ -168,8 +185,48 @@ pub struct Certificate {
     pub denied_actions: Vec<String>,
     /// Certificate file, relative to the state directory.
     pub cert: PathBuf,
-    /// Private key file, relative to the state directory.
+    /// Private key file, relative to the state directory (empty when the account does not
+    /// keep the key: AWS hands a key out once and keeps no copy).
     pub key: PathBuf,
+    /// The policies attached to the certificate (`AttachPolicy`), by name. `None` in
+    /// registries written before policies were documents: then `policy` alone decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<String>>,
+    /// The things the certificate is attached to (`AttachThingPrincipal`). `None` in older
+    /// registries: then it is attached to `thing` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub things: Option<Vec<String>>,
+    /// Creation time, epoch seconds (0 in older registries).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub created: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Certificate {
+    /// The things this certificate is attached to.
+    pub fn attached_things(&self) -> Vec<&str> {
+        match &self.things {
+            Some(things) => things.iter().map(String::as_str).collect(),
+            None if self.thing.is_empty() => Vec::new(),
+            None => vec![self.thing.as_str()],
+        }
+    }
+}
+
+/// A policy of the account (`CreatePolicy`), its document as given (validated with
+/// [`crate::aws::policy`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPolicy {
+    /// The policy name.
+    pub name: String,
+    /// The JSON document.
+    pub document: String,
+    /// Creation time, epoch seconds.
+    #[serde(default)]
+    pub created: u64,
 }
 
 /// The registry, as stored in `account.json`.
@@ -183,12 +240,70 @@ pub struct Registry {
     pub things: Vec<String>,
     /// Device certificates.
     pub certificates: Vec<Certificate>,
+    /// Policies (`CreatePolicy`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<StoredPolicy>,
 }
 
 impl Registry {
     /// The certificate with this ID, if registered.
     pub fn certificate(&self, id: &str) -> Option<&Certificate> {
         self.certificates.iter().find(|c| c.id == id)
+    }
+
+    /// The policy with this name, if created.
+    pub fn policy(&self, name: &str) -> Option<&StoredPolicy> {
+        self.policies.iter().find(|p| p.name == name)
+    }
+
+    /// The account's 12-digit ID, as in ARNs: derived from the endpoint host, which is
+    /// random per account and never changes, so the ID is stable too.
+    pub fn account_id(&self) -> String {
+        ring::digest::digest(&ring::digest::SHA256, self.endpoint.as_bytes())
+            .as_ref()
+            .iter()
+            .take(12)
+            .map(|b| char::from(b'0' + b % 10))
+            .collect()
+    }
+
+    /// The ARN of a certificate: `arn:aws:iot:REGION:ACCOUNT:cert/ID`.
+    pub fn cert_arn(&self, id: &str) -> String {
+        format!(
+            "arn:aws:iot:{}:{}:cert/{id}",
+            self.region,
+            self.account_id()
+        )
+    }
+
+    /// Whether `cert` may perform `action` on `resource` (a REST request, so no MQTT policy
+    /// variables): the attached policies evaluated as AWS does (explicit Deny wins, default
+    /// deny). Certificates from registries older than policy documents follow their
+    /// `policy` knob; `denied_actions` is an explicit Deny on top of either.
+    pub fn authorize(
+        &self,
+        cert: &Certificate,
+        action: &str,
+        resource: &str,
+    ) -> crate::aws::policy::Decision {
+        use crate::aws::policy::{self, Decision, PolicyDocument};
+        if cert.denied_actions.iter().any(|a| a == action) {
+            return Decision::ExplicitDeny;
+        }
+        if cert.policy == Policy::Deny {
+            return Decision::ImplicitDeny;
+        }
+        let Some(names) = &cert.policies else {
+            return Decision::Allowed;
+        };
+        // Stored documents were validated when created; one that no longer parses grants
+        // nothing.
+        let documents: Vec<PolicyDocument> = names
+            .iter()
+            .filter_map(|n| self.policy(n))
+            .filter_map(|p| PolicyDocument::parse(&p.document).ok())
+            .collect();
+        policy::evaluate(&documents, action, resource, &policy::Context::default())
     }
 }
 
@@ -322,6 +437,7 @@ impl Account {
                 region: region.to_string(),
                 things: Vec::new(),
                 certificates: Vec::new(),
+                policies: Vec::new(),
             },
         };
         account.add_thing(DEFAULT_THING, CertStatus::Active, Policy::Allow)?;
@@ -336,6 +452,11 @@ impl Account {
     /// The registry as last read.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The registry, to change (then [`Account::save`]).
+    pub(super) fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 
     /// The endpoint host name.
@@ -435,35 +556,8 @@ impl Account {
         if self.registry.things.iter().any(|t| t == name) {
             return Err(AccountError::ThingExists(name.to_string()));
         }
-        let ca_key_path = self.dir.join(DEVICE_CA_KEY);
-        let ca_pem = fs::read(&ca_key_path).map_err(io_err(&ca_key_path))?;
-        let ca_der =
-            PrivatePkcs8KeyDer::from_pem_slice(&ca_pem).map_err(|e| AccountError::Corrupt {
-                path: ca_key_path.clone(),
-                reason: e.to_string(),
-            })?;
-        let ca_kp = KeyPair::from_pkcs8_der_and_sign_algo(&ca_der, &rcgen::PKCS_RSA_SHA256)
-            .map_err(pki_err)?;
-        // The issuer is rebuilt from the same parameters the CA was made with: same subject,
-        // same key, so the same authority key identifier.
-        let issuer = Issuer::new(
-            ca_params(DEVICE_CA_CN, OffsetDateTime::now_utc(), device_not_after()),
-            ca_kp,
-        );
-
         let key = new_rsa_key()?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn("AWS IoT Certificate");
-        params.not_before = OffsetDateTime::now_utc() - Duration::days(1);
-        params.not_after = device_not_after();
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params
-            .signed_by(&RsaPublic::new(&key)?, &issuer)
-            .map_err(pki_err)?;
+        let cert = self.issue(&RsaPublic::new(&key)?, None)?;
         let id = cert_id(cert.der());
 
         let rel_dir = PathBuf::from("things").join(name);
@@ -485,6 +579,13 @@ impl Account {
         let root = fs::read(self.dir.join(ROOT_CA_FILE)).map_err(io_err(&self.dir))?;
         write_file(&self.dir.join(&rel_dir).join(ROOT_CA_FILE), &root)?;
 
+        // The identity gets what the console's wizard gives one, done the way the control
+        // plane does it: a least-privilege policy for this thing, attached to the
+        // certificate (none for `Policy::Deny`: every request is then denied by default).
+        let policies = match policy {
+            Policy::Allow => vec![self.ensure_thing_policy(name)],
+            Policy::Deny => Vec::new(),
+        };
         let entry = Certificate {
             id,
             thing: name.to_string(),
@@ -493,11 +594,65 @@ impl Account {
             denied_actions: Vec::new(),
             cert: rel_cert,
             key: rel_key,
+            policies: Some(policies),
+            things: None,
+            created: now_epoch(),
         };
         self.registry.things.push(name.to_string());
         self.registry.certificates.push(entry.clone());
         self.save()?;
         Ok(self.files_of(&entry))
+    }
+
+    /// Issues a device certificate for `public_key`, signed by the account's device CA and
+    /// valid to 2049-12-31 23:59:59 UTC as AWS's are. `subject` is the CSR's subject, if
+    /// any (AWS's own certificates are `CN=AWS IoT Certificate`).
+    pub(super) fn issue(
+        &self,
+        public_key: &impl PublicKeyData,
+        subject: Option<DistinguishedName>,
+    ) -> Result<rcgen::Certificate, AccountError> {
+        let ca_key_path = self.dir.join(DEVICE_CA_KEY);
+        let ca_pem = fs::read(&ca_key_path).map_err(io_err(&ca_key_path))?;
+        let ca_der =
+            PrivatePkcs8KeyDer::from_pem_slice(&ca_pem).map_err(|e| AccountError::Corrupt {
+                path: ca_key_path.clone(),
+                reason: e.to_string(),
+            })?;
+        let ca_kp = KeyPair::from_pkcs8_der_and_sign_algo(&ca_der, &rcgen::PKCS_RSA_SHA256)
+            .map_err(pki_err)?;
+        // The issuer is rebuilt from the same parameters the CA was made with: same subject,
+        // same key, so the same authority key identifier.
+        let issuer = Issuer::new(
+            ca_params(DEVICE_CA_CN, OffsetDateTime::now_utc(), device_not_after()),
+            ca_kp,
+        );
+        let mut params = CertificateParams::default();
+        params.distinguished_name = subject.unwrap_or_else(|| dn("AWS IoT Certificate"));
+        params.not_before = OffsetDateTime::now_utc() - Duration::days(1);
+        params.not_after = device_not_after();
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.signed_by(public_key, &issuer).map_err(pki_err)
+    }
+
+    /// Creates the least-privilege policy for `thing` unless a policy of that name exists;
+    /// returns its name. Not saved: the caller saves the registry.
+    fn ensure_thing_policy(&mut self, thing: &str) -> String {
+        let name = thing_policy_name(thing);
+        if self.registry.policy(&name).is_none() {
+            let document =
+                identity_policy(&self.registry.region, &self.registry.account_id(), thing);
+            self.registry.policies.push(StoredPolicy {
+                name: name.clone(),
+                document,
+                created: now_epoch(),
+            });
+        }
+        name
     }
 
     /// Sets a certificate's status; `id` may be any unambiguous prefix of the ID. Returns the
@@ -550,10 +705,47 @@ impl Account {
         }
     }
 
-    fn save(&self) -> Result<(), AccountError> {
+    pub(super) fn save(&self) -> Result<(), AccountError> {
         let text = serde_json::to_string_pretty(&self.registry).map_err(pki_err)?;
         write_atomic(&self.dir.join(ACCOUNT_FILE), text.as_bytes())
     }
+}
+
+/// The name of the policy the account makes for a thing's identity: `<thing>-policy`, with
+/// the `:` a thing name may hold (but a policy name may not) as `.`.
+pub fn thing_policy_name(thing: &str) -> String {
+    let name = format!("{}-policy", thing.replace(':', "."));
+    // Policy names stop at 128 characters; thing names may use all 128.
+    if name.len() > 128 {
+        format!("{}-policy", &cert_id(thing.as_bytes())[..32])
+    } else {
+        name
+    }
+}
+
+/// The policy of the identities the simulator makes (`sim thing create`, `lnu_001`): the
+/// least-privilege thing policy of [`crate::aws::policy::thing_policy`] (its own shadows,
+/// connect as itself, its shadow topics), plus `iot:Publish` on every topic, because the
+/// simulator's identities are for trying the tool's `shadow publish` on any topic. As on AWS,
+/// publishing to another thing's reserved `.../shadow/update` topic is then allowed too: only
+/// the REST shadow actions are confined to the thing.
+pub fn identity_policy(region: &str, account: &str, thing: &str) -> String {
+    let base = crate::aws::policy::thing_policy(region, account, thing);
+    let mut doc: serde_json::Value = serde_json::from_str(&base).unwrap_or_default();
+    if let Some(statements) = doc.get_mut("Statement").and_then(|s| s.as_array_mut()) {
+        statements.push(serde_json::json!({
+            "Effect": "Allow",
+            "Action": "iot:Publish",
+            "Resource": crate::aws::policy::topic_arn(region, account, "*"),
+        }));
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or(base)
+}
+
+pub(super) fn now_epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The AWS certificate ID of a DER certificate: SHA-256, lower-case hex.
@@ -579,7 +771,7 @@ fn absolute(dir: &Path) -> Result<PathBuf, AccountError> {
     fs::canonicalize(dir).map_err(io_err(dir))
 }
 
-fn random_prefix() -> Result<String, AccountError> {
+pub(super) fn random_prefix() -> Result<String, AccountError> {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 14];
     ring::rand::SystemRandom::new()
@@ -623,7 +815,7 @@ fn ca_params(cn: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) ->
     p
 }
 
-fn new_rsa_key() -> Result<rsa::RsaPrivateKey, AccountError> {
+pub(super) fn new_rsa_key() -> Result<rsa::RsaPrivateKey, AccountError> {
     rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).map_err(pki_err)
 }
 
@@ -642,10 +834,10 @@ fn signing_key(key: &rsa::RsaPrivateKey) -> Result<KeyPair, AccountError> {
 }
 
 /// An RSA public key in the form rcgen signs certificates for.
-struct RsaPublic(Vec<u8>);
+pub(super) struct RsaPublic(Vec<u8>);
 
 impl RsaPublic {
-    fn new(key: &rsa::RsaPrivateKey) -> Result<Self, AccountError> {
+    pub(super) fn new(key: &rsa::RsaPrivateKey) -> Result<Self, AccountError> {
         let der = key.to_public_key().to_pkcs1_der().map_err(pki_err)?;
         Ok(RsaPublic(der.as_bytes().to_vec()))
     }
@@ -661,13 +853,13 @@ impl PublicKeyData for RsaPublic {
     }
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), AccountError> {
+pub(super) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), AccountError> {
     crate::files::write_atomic(path, bytes, false).map_err(io_err(path))
 }
 
 /// Writes a private key readable by its owner only (created exclusively, never through a
 /// link).
-fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), AccountError> {
+pub(super) fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), AccountError> {
     crate::files::write_atomic(path, bytes, true).map_err(io_err(path))
 }
 

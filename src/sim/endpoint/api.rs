@@ -46,6 +46,24 @@ impl Operation {
             Operation::Publish { .. } => "iot:Publish",
         }
     }
+
+    /// The resource ARN the action is authorised against, as AWS documents it for each
+    /// action (`iot-action-resources.html`): the thing, `thing/THING/SHADOW` for a named
+    /// shadow, `topic/TOPIC` for a publish.
+    pub fn resource(&self, region: &str, account: &str) -> String {
+        use crate::aws::policy::{shadow_arn, topic_arn};
+        match self {
+            Operation::GetThingShadow(key)
+            | Operation::UpdateThingShadow(key)
+            | Operation::DeleteThingShadow(key) => {
+                shadow_arn(region, account, &key.thing, key.shadow.as_deref())
+            }
+            Operation::ListNamedShadowsForThing { thing, .. } => {
+                shadow_arn(region, account, thing, None)
+            }
+            Operation::Publish { topic, .. } => topic_arn(region, account, topic),
+        }
+    }
 }
 
 fn method_not_allowed() -> ShadowError {

@@ -13,6 +13,7 @@
 //! | [`account`] | the simulated account: PKI, things, certificates, policies |
 //! | [`tls`] | server TLS configuration and the registry-backed client-certificate check |
 //! | `server` | the listeners: one thread per connection, keep-alive |
+//! | [`control`], [`control_sigv4`] | the control plane (things, certificates, policies) on its own plain-HTTP listener, SigV4-checked |
 //!
 //! Two listeners play AWS's two certificate ports: the REST listener is port 8443 (client
 //! certificate required, ALPN ignored), the ALPN listener is port 443 (ALPN `x-amzn-http-ca`
@@ -21,6 +22,8 @@
 
 pub mod account;
 pub mod api;
+pub mod control;
+pub mod control_sigv4;
 pub mod http;
 pub mod journal;
 mod server;
@@ -107,6 +110,8 @@ pub struct EndpointConfig {
     pub rest_addr: SocketAddr,
     /// Where the ALPN ("443") listener binds; default `127.0.0.1:0`.
     pub alpn_addr: SocketAddr,
+    /// Where the control-plane listener (plain HTTP, SigV4) binds; default `127.0.0.1:0`.
+    pub control_addr: SocketAddr,
     /// Time source.
     pub clock: Arc<dyn Clock>,
     /// Append every request as a JSON line to this file.
@@ -157,6 +162,7 @@ impl EndpointConfig {
             region: None,
             rest_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             alpn_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            control_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             clock: Arc::new(SystemClock),
             log_file: None,
             close_after_error: true,
@@ -438,8 +444,11 @@ impl Endpoint {
             |addr: SocketAddr| TcpListener::bind(addr).map_err(|cause| Error::Bind { addr, cause });
         let rest = bind(config.rest_addr)?;
         let alpn = bind(config.alpn_addr)?;
+        let control = bind(config.control_addr)?;
         let local =
             |l: &TcpListener, addr| l.local_addr().map_err(|cause| Error::Bind { addr, cause });
+        let control_addr = local(&control, config.control_addr)?;
+        let credentials = control::load_or_create_credentials(account.dir())?;
         let rest_addr = local(&rest, config.rest_addr)?;
         let alpn_addr = local(&alpn, config.alpn_addr)?;
 
@@ -459,7 +468,17 @@ impl Endpoint {
             stop: AtomicBool::new(false),
             connections: server::Connections::new(),
         });
+        let control_stop = Arc::new(AtomicBool::new(false));
+        let control_state = Arc::new(control::ControlState::new(
+            account.clone(),
+            credentials,
+            Arc::clone(&control_stop),
+        ));
         let acceptors = vec![
+            control::spawn(control, control_state).map_err(|cause| Error::Bind {
+                addr: control_addr,
+                cause,
+            })?,
             server::spawn_acceptor(rest, rest_config, Listener::Rest, Arc::clone(&shared))
                 .map_err(|cause| Error::Bind {
                     addr: rest_addr,
@@ -476,6 +495,8 @@ impl Endpoint {
             account,
             rest_addr,
             alpn_addr,
+            control_addr,
+            control_stop,
             acceptors,
             _lock: lock,
         })
@@ -533,6 +554,8 @@ pub struct EndpointHandle {
     account: Account,
     rest_addr: SocketAddr,
     alpn_addr: SocketAddr,
+    control_addr: SocketAddr,
+    control_stop: Arc<AtomicBool>,
     acceptors: Vec<JoinHandle<()>>,
     _lock: StateLock,
 }
@@ -546,6 +569,11 @@ pub struct SimInfo {
     pub rest_addr: String,
     /// Bound address of the "443" listener.
     pub alpn_addr: String,
+    /// The control plane's base URL (`http://127.0.0.1:PORT`), for `AWS_ENDPOINT_URL_IOT`.
+    pub control_url: String,
+    /// The account's access key file (AWS shared-credentials format, profile `default`),
+    /// for `AWS_SHARED_CREDENTIALS_FILE`.
+    pub credentials: PathBuf,
     /// Region.
     pub region: String,
     /// The thing whose credentials follow.
@@ -573,6 +601,22 @@ impl EndpointHandle {
     /// Bound address of the ALPN ("443") listener.
     pub fn alpn_addr(&self) -> SocketAddr {
         self.alpn_addr
+    }
+
+    /// Bound address of the control-plane listener.
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control_addr
+    }
+
+    /// The control plane's base URL, `http://ADDR` (what `AWS_ENDPOINT_URL_IOT` takes).
+    pub fn control_url(&self) -> String {
+        format!("http://{}", self.control_addr)
+    }
+
+    /// The account's access key pair (what SigV4 requests to the control plane are signed
+    /// with).
+    pub fn credentials(&self) -> Result<control_sigv4::Credentials, AccountError> {
+        control::load_or_create_credentials(self.account.dir())
     }
 
     /// The endpoint host name, `<prefix>-ats.iot.<region>.amazonaws.com`.
@@ -665,6 +709,8 @@ impl EndpointHandle {
             endpoint: self.host().to_string(),
             rest_addr: self.rest_addr.to_string(),
             alpn_addr: self.alpn_addr.to_string(),
+            control_url: self.control_url(),
+            credentials: self.account.dir().join(control::CREDENTIALS_FILE),
             region: self.account.registry().region.clone(),
             thing: files.thing,
             cert_id: files.cert_id,
@@ -694,9 +740,11 @@ impl EndpointHandle {
 impl Drop for EndpointHandle {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        self.control_stop.store(true, Ordering::SeqCst);
         // Wake the blocked accept calls.
         let _ = TcpStream::connect(self.rest_addr);
         let _ = TcpStream::connect(self.alpn_addr);
+        let _ = TcpStream::connect(self.control_addr);
         for a in self.acceptors.drain(..) {
             let _ = a.join();
         }

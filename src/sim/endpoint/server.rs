@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
-use super::account::{Certificate, Policy};
+use super::account::Certificate;
 use super::api::{self, Operation};
 use super::http::{self, HttpError, Parsed, Request, Response};
 use super::shadow::{ErrorKind, ShadowError};
@@ -467,7 +467,7 @@ fn serve(
     }
 }
 
-fn new_request_id() -> String {
+pub(super) fn new_request_id() -> String {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 16];
     // Request IDs only need to be unique; if the system RNG fails, a zero ID still works.
@@ -550,7 +550,9 @@ fn handle(shared: &Shared, peer: &Peer, req: &Request) -> (Response, Option<Faul
             .cert_id
             .as_deref()
             .and_then(|id| shared.registry.current().certificate(id).cloned());
-        thing = cert.as_ref().map(|c| c.thing.clone());
+        thing = cert
+            .as_ref()
+            .and_then(|c| c.attached_things().first().map(|t| t.to_string()));
         match dispatch(shared, cert.as_ref(), req, now_s, &request_id) {
             Ok(body) => Response::json(200, body, &request_id, now, None, false),
             Err(e) => error_response(shared, &e, &request_id, false),
@@ -582,13 +584,16 @@ fn dispatch(
     request_id: &str,
 ) -> Result<String, ShadowError> {
     let op = api::route(req)?;
-    // The certificate was ACTIVE at the handshake; the policy is read now, so a policy
+    // The certificate was ACTIVE at the handshake; the policies are read now, so a policy
     // change applies to open connections too.
-    let allowed = cert.is_some_and(|c| {
-        c.policy == Policy::Allow && !c.denied_actions.iter().any(|a| a == op.action())
-    });
-    if !allowed {
-        log::info!("{} denied by policy", op.action());
+    let registry = shared.registry.current();
+    let resource = op.resource(&registry.region, &registry.account_id());
+    let decision = cert.map(|c| registry.authorize(c, op.action(), &resource));
+    if decision.is_none_or(|d| !d.is_allowed()) {
+        log::info!(
+            "{} on {resource} denied by policy ({decision:?})",
+            op.action()
+        );
         return Err(ShadowError::new(ErrorKind::Forbidden, "Forbidden"));
     }
     match op {

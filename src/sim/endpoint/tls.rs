@@ -79,7 +79,7 @@ impl LiveRegistry {
         let registry = self.current();
         match registry.certificate(&id) {
             None => Err(RegistryRefusal::Unknown(id)),
-            Some(c) if c.status == CertStatus::Inactive => Err(RegistryRefusal::Inactive(id)),
+            Some(c) if c.status != CertStatus::Active => Err(RegistryRefusal::Inactive(id)),
             Some(c) => Ok(c.clone()),
         }
     }
