@@ -485,6 +485,11 @@ fn the_simulator_uses_only_codecs_and_facts() {
         "pki/atpki",
         "aws/document",
         "aws/names",
+        // AWS IoT's policy grammar and evaluation, and the control plane's wire model
+        // (operations, paths, bodies): the simulated account answers with the same ones the
+        // client sends and checks.
+        "aws/policy",
+        "aws/control/model",
         "rom/chip",
         "rom/command",
         "rom/packet",

@@ -129,6 +129,19 @@ pub fn invocation() -> String {
     )
 }
 
+/// `text` as one POSIX shell word.
+pub fn sh_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@%+=,".contains(c));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 fn choose_invocation(
     me: Option<&std::path::Path>,
     on_path: Option<&std::path::Path>,
