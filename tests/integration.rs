@@ -44,6 +44,7 @@ mod profiles;
 mod provision_e2e;
 mod shadow_e2e;
 mod sim_cli;
+mod sim_defaults;
 
 mod flash_cli;
 mod hostile_module;
