@@ -36,6 +36,7 @@ mod rom_pty;
 
 mod adversarial_cli;
 mod classic_guide;
+mod cli_from;
 mod cli_misc;
 mod demo;
 mod doctor_e2e;

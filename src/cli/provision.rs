@@ -64,19 +64,22 @@ pub struct ProvisionArgs {
     wifi_password: super::wifi::PasswordArgs,
 }
 
-/// Where the credentials are: the folder the AWS console's downloads went to, or three files.
+/// Where the credentials are: the folder the AWS console's downloads went to, or three files,
+/// or the folder with one or two of its files named instead.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CredentialArgs {
-    /// Device certificate (`*-certificate.pem.crt`).
-    #[arg(long, value_name = "FILE", requires_all = ["key", "ca"], conflicts_with = "from")]
+    /// Device certificate (`*-certificate.pem.crt`); with --from, used instead of the
+    /// folder's.
+    #[arg(long, value_name = "FILE")]
     cert: Option<PathBuf>,
-    /// Private key (`*-private.pem.key`).
-    #[arg(long, value_name = "FILE", requires_all = ["cert", "ca"], conflicts_with = "from")]
+    /// Private key (`*-private.pem.key`); with --from, used instead of the folder's.
+    #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
-    /// Root CA (`AmazonRootCA1.pem`).
-    #[arg(long, value_name = "FILE", requires_all = ["cert", "key"], conflicts_with = "from")]
+    /// Root CA (`AmazonRootCA1.pem`); with --from, used instead of the folder's.
+    #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
-    /// A folder with the files the AWS console downloads (instead of --cert/--key/--ca).
+    /// A folder with the files the AWS console downloads (instead of --cert, --key and
+    /// --ca; any of them given as well replaces that one file).
     #[arg(long, value_name = "DIR")]
     from: Option<PathBuf>,
 }
@@ -87,31 +90,77 @@ impl CredentialArgs {
     pub fn paths(&self) -> anyhow::Result<Option<(PathBuf, PathBuf, PathBuf)>> {
         Ok(match (&self.from, &self.cert, &self.key, &self.ca) {
             (Some(dir), ..) => {
-                let found = find_downloads(dir)?;
-                let name = |p: &Path| {
+                let given = Downloads {
+                    cert: self.cert.clone(),
+                    key: self.key.clone(),
+                    ca: self.ca.clone(),
+                };
+                let found = find_downloads(dir, &given)?;
+                let picked: Vec<String> = [
+                    (&given.cert, &found.0),
+                    (&given.key, &found.1),
+                    (&given.ca, &found.2),
+                ]
+                .iter()
+                .filter(|(flag, _)| flag.is_none())
+                .map(|(_, p)| {
                     p.file_name()
                         .unwrap_or_default()
                         .to_string_lossy()
                         .into_owned()
-                };
-                eprintln!(
-                    "using {}, {} and {} from {}",
-                    name(&found.0),
-                    name(&found.1),
-                    name(&found.2),
-                    dir.display()
-                );
+                })
+                .collect();
+                if !picked.is_empty() {
+                    eprintln!("using {} from {}", and_list(&picked), dir.display());
+                }
                 Some(found)
             }
             (None, Some(c), Some(k), Some(a)) => Some((c.clone(), k.clone(), a.clone())),
-            _ => None,
+            (None, None, None, None) => None,
+            (None, c, k, _) => {
+                let missing: Vec<&str> = [("--cert", c.is_none()), ("--key", k.is_none())]
+                    .into_iter()
+                    .chain([("--ca", self.ca.is_none())])
+                    .filter_map(|(flag, absent)| absent.then_some(flag))
+                    .collect();
+                return Err(Exit::usage(format!(
+                    "{} missing: give --cert, --key and --ca together, or --from DIR (with any of them to replace that file of the folder)",
+                    and_list(&missing)
+                ))
+                .into());
+            }
         })
+    }
+}
+
+/// The files given on the command line for `--from`'s roles.
+struct Downloads {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list<S: AsRef<str>>(items: &[S]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.as_ref().to_string(),
+        [init @ .., last] => format!(
+            "{} and {}",
+            init.iter()
+                .map(AsRef::as_ref)
+                .collect::<Vec<_>>()
+                .join(", "),
+            last.as_ref()
+        ),
     }
 }
 
 /// Finds the AWS console's downloads in `dir`: exactly one `*-certificate.pem.crt`, one
 /// `*-private.pem.key`, and one of `AmazonRootCA1.pem`/`AmazonRootCA3.pem`.
-pub fn find_downloads(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+/// A role `given` on the command line is not looked for (a folder with two CAs is fine when
+/// `--ca` says which).
+fn find_downloads(dir: &Path, given: &Downloads) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -127,6 +176,14 @@ pub fn find_downloads(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)>
                 flag: &str,
                 matches: &dyn Fn(&str) -> bool|
      -> anyhow::Result<PathBuf> {
+        let given = match flag {
+            "--cert" => &given.cert,
+            "--key" => &given.key,
+            _ => &given.ca,
+        };
+        if let Some(path) = given {
+            return Ok(path.clone());
+        }
         let found: Vec<&PathBuf> = entries.iter().filter(|p| matches(&name(p))).collect();
         match found.as_slice() {
             [one] => Ok((*one).clone()),
