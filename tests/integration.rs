@@ -36,6 +36,7 @@ mod rom_pty;
 
 mod adversarial_cli;
 mod classic_guide;
+mod cli_conventions;
 mod cli_from;
 mod cli_misc;
 mod demo;

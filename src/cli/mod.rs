@@ -5,6 +5,7 @@ mod at;
 mod demo;
 mod doctor;
 mod flash;
+mod format;
 mod inflight;
 mod input;
 mod pki;
