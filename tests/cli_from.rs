@@ -79,3 +79,34 @@ fn flash_port_help_is_the_download_uart_the_rom_listens_on() {
         assert!(!text.contains("module's AT UART"), "{}", out.stdout);
     }
 }
+
+#[test]
+fn a_from_that_is_no_folder_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file.pem");
+    std::fs::write(&file, "x").unwrap();
+    for (from, why) in [
+        (dir.path().join("missing"), "no such folder"),
+        (file, "not a folder"),
+    ] {
+        for command in ["provision", "doctor"] {
+            let out = esp_aws([
+                command.as_ref(),
+                "--port".as_ref(),
+                "/dev/nonexistent-esp-aws".as_ref(),
+                "--endpoint".as_ref(),
+                "a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com".as_ref(),
+                "--from".as_ref(),
+                from.as_os_str(),
+            ]);
+            assert_eq!(out.code, Some(2), "{command}: {}{}", out.stdout, out.stderr);
+            let said = format!("--from {}: {why}", from.display());
+            assert!(
+                out.stderr.contains(&said) || out.stdout.contains(&said),
+                "{command}: {}{}",
+                out.stdout,
+                out.stderr
+            );
+        }
+    }
+}

@@ -161,6 +161,19 @@ fn and_list<S: AsRef<str>>(items: &[S]) -> String {
 /// A role `given` on the command line is not looked for (a folder with two CAs is fine when
 /// `--ca` says which).
 fn find_downloads(dir: &Path, given: &Downloads) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    // A --from that names no folder is a bad argument (exit 2), not a failure.
+    if !dir.is_dir() {
+        return Err(Exit::usage(format!(
+            "--from {}: {}",
+            dir.display(),
+            if dir.exists() {
+                "not a folder (give the folder the AWS console's downloads are in)"
+            } else {
+                "no such folder"
+            }
+        ))
+        .into());
+    }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
