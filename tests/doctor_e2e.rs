@@ -25,7 +25,12 @@ fn doctor_from(world: &World, extra: &[&str]) -> Run {
 
 /// The failing check's line, without its mark and padding: `(check, sentence)`.
 fn failure(run: &Run) -> (String, String) {
-    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    failure_with(run, 1)
+}
+
+/// [`failure`], for a run that exits with `code`.
+fn failure_with(run: &Run, code: i32) -> (String, String) {
+    assert_eq!(run.code, Some(code), "{}\n{}", run.stdout, run.stderr);
     let line = run.stdout.lines().last().unwrap();
     let rest = line
         .strip_prefix("✗ ")
@@ -360,7 +365,8 @@ fn a_bad_endpoint_is_reported_under_its_own_check() {
     let world = World::start(Generation::V2_4);
     for bad in ["https://example.com/", "bad\"host", ""] {
         let run = doctor(&world, &["--endpoint", bad]);
-        let (check, sentence) = failure(&run);
+        // A bad setting is a usage error (exit 2), as for every command.
+        let (check, sentence) = failure_with(&run, 2);
         assert_eq!(check, "endpoint", "{bad:?}: {sentence}");
     }
 }

@@ -239,7 +239,7 @@ fn thing_create_and_cert_deactivate_apply_to_a_running_endpoint() {
     assert_eq!(conn.get("/things/sensor_2/shadow").status, 403);
 
     let dup = run(&["sim", "thing", "create", "sensor_2"], state.path());
-    assert_eq!(dup.status.code(), Some(1));
+    assert_eq!(dup.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&dup.stderr).contains("thing 'sensor_2' already exists"));
     let bad = run(&["sim", "thing", "create", "no spaces"], state.path());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("ThingName must match pattern"));
@@ -314,7 +314,7 @@ fn thing_create_and_cert_deactivate_apply_to_a_running_endpoint() {
         .is_ok());
 
     let missing = run(&["sim", "cert", "activate", "ffffffffffff"], state.path());
-    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(missing.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&missing.stderr).contains("no certificate with ID 'ffffffffffff'")
     );

@@ -42,6 +42,8 @@ mod rom_pty;
 
 mod adversarial_cli;
 mod classic_guide;
+mod cli_conventions;
+mod cli_from;
 mod cli_misc;
 mod demo;
 mod doctor_e2e;
@@ -50,6 +52,7 @@ mod profiles;
 mod provision_e2e;
 mod shadow_e2e;
 mod sim_cli;
+mod sim_defaults;
 mod sim_life;
 mod trace_shape;
 

@@ -111,7 +111,7 @@ fn config_names_the_only_file_read() {
         env.stderr
     );
     let missing = run_in(dir.path(), &["at", "--config", "nope.toml", "AT"], &[]);
-    assert_eq!(missing.code, Some(1), "{}", missing.stderr);
+    assert_eq!(missing.code, Some(2), "{}", missing.stderr);
     assert!(missing.stderr.contains("nope.toml"), "{}", missing.stderr);
     // A profile with a key it cannot have is named with its table.
     std::fs::write(dir.path().join("bad.toml"), "[device.lab]\nprot = \"x\"\n").unwrap();

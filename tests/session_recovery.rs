@@ -298,7 +298,11 @@ fn a_version_in_the_file_is_never_retried_and_a_conflict_names_it() {
         "{}",
         set.stderr
     );
-    assert!(set.stderr.contains("--version 2"), "{}", set.stderr);
+    assert!(
+        set.stderr.contains("--expected-version 2"),
+        "{}",
+        set.stderr
+    );
 }
 
 #[test]

@@ -83,7 +83,7 @@ fn named_shadows_delete_list_and_version_conflict() {
     assert_eq!(conflict.code, Some(1));
     assert_eq!(
         conflict.stderr,
-        "error: version conflict: the shadow is no longer at version 1; read it again (shadow get) and retry with --version 2\n"
+        "error: version conflict: the shadow is no longer at version 1; read it again (shadow get) and retry with --expected-version 2\n"
     );
     assert_eq!(
         world.stored("lnu_001", Some("config")).unwrap()["state"]["desired"]["rate"],

@@ -191,6 +191,14 @@ pub fn with_log_port<R>(f: impl FnOnce(&str) -> R) -> R {
         .unwrap();
     let path = pty.path().to_str().unwrap().to_string();
     let done = AtomicBool::new(false);
+    /// Stops the resetting thread however `f` ends: a failed assertion in `f` would
+    /// otherwise leave the scope waiting for that thread forever (a hang, not a failure).
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
     std::thread::scope(|s| {
         s.spawn(|| {
             while !done.load(Ordering::SeqCst) {
@@ -198,9 +206,8 @@ pub fn with_log_port<R>(f: impl FnOnce(&str) -> R) -> R {
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-        let result = f(&path);
-        done.store(true, Ordering::SeqCst);
-        result
+        let _stop = Stop(&done);
+        f(&path)
     })
 }
 

@@ -413,7 +413,7 @@ pub enum ApiError {
         name_flag: String,
     },
     /// 409 version conflict.
-    #[error("version conflict: the shadow is no longer at version {sent}; read it again (shadow get) and retry with --version {current}")]
+    #[error("version conflict: the shadow is no longer at version {sent}; read it again (shadow get) and retry with --expected-version {current}")]
     VersionConflict {
         /// The version sent.
         sent: u64,

@@ -456,7 +456,7 @@ fn identity_in(dir: &Path) -> anyhow::Result<Option<(String, PathBuf, PathBuf, P
     if !has_any {
         return Ok(None);
     }
-    let (cert, key, ca) = super::input::find_downloads(dir)?;
+    let (cert, key, ca) = super::input::find_downloads(dir, &super::input::Downloads::default())?;
     let name = cert
         .file_name()
         .unwrap_or_default()

@@ -323,7 +323,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if args.keep {
         println!("\nthe virtual ESP32 stays on {port} until Ctrl-C; try (from any directory):");
         let flags = format!("--port {port} --baud {} --endpoint {host}", args.baud);
-        println!("  {me} shadow get {} --output table {flags}", info.thing);
+        println!("  {me} shadow get {} --format table {flags}", info.thing);
         println!(
             "  {me} shadow set {} prop1:=13 led.on:=true --reported {flags}",
             info.thing

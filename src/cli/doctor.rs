@@ -16,6 +16,7 @@ use esp_aws::provision;
 use esp_aws::transport::Transport;
 use serde::Serialize;
 
+use super::format::{self, Format};
 use super::inflight::InFlight;
 use super::settings::{self, DeviceArgs, EndpointArgs, Settings};
 
@@ -29,8 +30,9 @@ endpoint, TLS connection (a failure is probed with handshakes in which the modul
 the endpoint and presents no certificate, to tell a wrong CA from a refused certificate;
 mutual TLS with server verification is stored again and read back afterwards), shadow read.
 Stops at the first failure.
-Exit code 0 when every check passes, 1 otherwise, 5 when the module could not be set back
-to verifying the server."
+Exit code 0 when every check passes, 1 otherwise, 2 when the settings are missing or wrong
+(no port, a bad config file or flag), 5 when the module could not be set back to verifying
+the server."
 )]
 pub struct DoctorArgs {
     #[command(flatten)]
@@ -43,8 +45,12 @@ pub struct DoctorArgs {
     /// Thing whose shadow to read [default: from the config file].
     #[arg(long, value_name = "NAME")]
     thing: Option<String>,
-    /// Print JSON instead of a checklist.
-    #[arg(long)]
+    /// Output format: text (a checklist) or json (the checklist as one JSON document).
+    #[arg(long, value_name = "FORMAT", default_value = "text",
+          value_parser = super::format::parser(&[Format::Text, Format::Json]))]
+    format: Format,
+    /// Same as --format json (the older name).
+    #[arg(long, hide = true, conflicts_with = "format")]
     json: bool,
 }
 
@@ -62,6 +68,9 @@ struct Report {
     /// A diagnosis could not leave server verification on.
     #[serde(skip)]
     unverified: bool,
+    /// The walk stopped at a usage or settings error (exit code 2, as for every command).
+    #[serde(skip)]
+    usage: bool,
 }
 
 impl Report {
@@ -103,7 +112,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(super::exit::INTERRUPTED));
     }
     report.ok = report.checks.iter().all(|c| c.status != Status::Fail);
-    if args.json {
+    if format::chosen(args.format, args.json) == Format::Json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for item in &report.checks {
@@ -116,9 +125,19 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(if report.ok {
         ExitCode::SUCCESS
+    } else if report.usage {
+        ExitCode::from(super::exit::USAGE)
     } else {
         ExitCode::from(super::exit::FAILURE)
     })
+}
+
+/// Whether `error` is a usage or settings error (one that exits 2).
+fn is_usage(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|c| c.downcast_ref::<super::Exit>())
+        .any(|e| e.code == super::exit::USAGE)
 }
 
 /// Records a TLS diagnosis as the failure of `check`.
@@ -143,8 +162,23 @@ fn local_files(args: &DoctorArgs) -> anyhow::Result<Option<provision::Credential
 fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
     let settings = match settings::resolve(&args.device, Some(&args.endpoint)) {
         Ok(s) => s,
-        Err(e) => return Err(report.fail(settings::setting_of(&e), format!("{e:#}"))),
+        Err(e) => {
+            report.usage = is_usage(&e);
+            return Err(report.fail(settings::setting_of(&e), format!("{e:#}")));
+        }
     };
+    if let Some(thing) = &args.thing {
+        if let Err(e) = esp_aws::aws::names::validate_thing_name(thing) {
+            report.usage = true;
+            return Err(report.fail(
+                "shadow",
+                format!(
+                    "--thing '{}' is not a name AWS accepts: {e}",
+                    esp_aws::aws::names::escape(thing)
+                ),
+            ));
+        }
+    }
     // A cut doctor leaves the in-flight mark, so that the next shadow command does not
     // take a link that may still carry the late answer to doctor's shadow read.
     let mark = InFlight::begin(&settings.port);
@@ -158,7 +192,10 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
 fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> Result<(), Stop> {
     let local = match local_files(args) {
         Ok(l) => l,
-        Err(e) => return Err(report.fail("files", format!("{e:#}"))),
+        Err(e) => {
+            report.usage = is_usage(&e);
+            return Err(report.fail("files", format!("{e:#}")));
+        }
     };
     let transport = match esp_aws::transport::open(&settings.port, settings.baud) {
         Ok(t) => t,
@@ -232,6 +269,7 @@ fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> R
     }
 
     let Some(endpoint) = settings.endpoint.clone() else {
+        report.usage = true;
         return Err(report.fail(
             "endpoint",
             "no endpoint known: pass --endpoint HOST or set ESP_AWS_ENDPOINT",

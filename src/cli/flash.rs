@@ -70,13 +70,14 @@ pub struct RomArgs {
   esp-aws flash verify --port /dev/ttyUSB0 0x2a000 client_cert.bin
   esp-aws flash read --port /dev/ttyUSB0 0x20000 0x1000 -o at_customize.bin
 
-The port is the module's download UART (UART0, the USB port of a devkit), not the AT UART.
+The port is the module's download UART (UART0, the one the ROM bootloader listens on; the USB
+port of a devkit), not the AT UART.
 Writes keep whatever else the 4 KiB sectors they touch hold, skip regions that already hold
 the bytes, and verify every region by MD5.")]
 #[command(mut_arg("port", |a| a.help(
-    "Port of the module's download UART (UART0: a devkit's USB port), with the chip in \
-     download mode: a serial device (/dev/ttyUSB0, COM3), socket://HOST:PORT or \
-     rfc2217://HOST:PORT"
+    "Port of the module's download UART (UART0, the one the ROM bootloader listens on: a \
+     devkit's USB port), with the chip in download mode: a serial device (/dev/ttyUSB0, \
+     COM3), socket://HOST:PORT or rfc2217://HOST:PORT"
 )))]
 // The ROM talks at 115200 until --flash-baud switches it; the AT UART's rate does not apply.
 #[command(mut_arg("baud", |a| a.hide(true)))]

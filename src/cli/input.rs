@@ -136,9 +136,32 @@ fn open_no_block(path: &Path) -> std::io::Result<File> {
     File::open(path)
 }
 
+/// The files given on the command line for `--from`'s roles.
+#[derive(Debug, Default)]
+pub struct Downloads {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+}
+
 /// Finds the AWS console's downloads in `dir`: exactly one `*-certificate.pem.crt`, one
 /// `*-private.pem.key`, and one of `AmazonRootCA1.pem`/`AmazonRootCA3.pem`.
-pub fn find_downloads(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+/// A role `given` on the command line is not looked for (a folder with two CAs is fine when
+/// `--ca` says which).
+pub fn find_downloads(dir: &Path, given: &Downloads) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    // A --from that names no folder is a bad argument (exit 2), not a failure.
+    if !dir.is_dir() {
+        return Err(Exit::usage(format!(
+            "--from {}: {}",
+            dir.display(),
+            if dir.exists() {
+                "not a folder (give the folder the AWS console's downloads are in)"
+            } else {
+                "no such folder"
+            }
+        ))
+        .into());
+    }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -154,6 +177,14 @@ pub fn find_downloads(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)>
                 flag: &str,
                 matches: &dyn Fn(&str) -> bool|
      -> anyhow::Result<PathBuf> {
+        let given = match flag {
+            "--cert" => &given.cert,
+            "--key" => &given.key,
+            _ => &given.ca,
+        };
+        if let Some(path) = given {
+            return Ok(path.clone());
+        }
         let found: Vec<&PathBuf> = entries.iter().filter(|p| matches(&name(p))).collect();
         match found.as_slice() {
             [one] => Ok((*one).clone()),

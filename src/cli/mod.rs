@@ -6,6 +6,7 @@ mod aws;
 mod demo;
 mod doctor;
 mod flash;
+mod format;
 mod inflight;
 mod input;
 mod pki;

@@ -11,6 +11,8 @@ use esp_aws::pki::material::{self, Material};
 use esp_aws::pki::{self as lib, summary, BuildError, Input};
 use serde_json::json;
 
+use super::format::{chosen, Format};
+
 /// Credential file commands.
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {
@@ -43,8 +45,12 @@ pub enum PkiCommand {
         /// The bin.
         #[arg(value_name = "FILE.bin")]
         file: PathBuf,
-        /// Print JSON instead of text.
-        #[arg(long)]
+        /// Output format: text, or json (one JSON document).
+        #[arg(long, value_name = "FORMAT", default_value = "text",
+              value_parser = super::format::parser(&[Format::Text, Format::Json]))]
+        format: Format,
+        /// Same as --format json (the older name).
+        #[arg(long, hide = true, conflicts_with = "format")]
         json: bool,
         /// Write each item back out as a file into DIR (keys with mode 0600).
         #[arg(long, value_name = "DIR")]
@@ -68,8 +74,12 @@ pub enum PkiCommand {
         /// The AWS IoT data endpoint (`<prefix>-ats.iot.<region>.amazonaws.com`).
         #[arg(long, value_name = "HOST", env = "ESP_AWS_ENDPOINT")]
         endpoint: Option<String>,
-        /// Print JSON instead of text.
-        #[arg(long)]
+        /// Output format: text (a checklist), or json (one JSON document).
+        #[arg(long, value_name = "FORMAT", default_value = "text",
+              value_parser = super::format::parser(&[Format::Text, Format::Json]))]
+        format: Format,
+        /// Same as --format json (the older name).
+        #[arg(long, hide = true, conflicts_with = "format")]
         json: bool,
     },
 }
@@ -83,16 +93,28 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<ExitCode> {
         } => build(&output, partition_size, &pairs),
         PkiCommand::Inspect {
             file,
+            format,
             json,
             extract,
-        } => inspect(&file, json, extract.as_deref()),
+        } => inspect(
+            &file,
+            chosen(format, json) == Format::Json,
+            extract.as_deref(),
+        ),
         PkiCommand::Check {
             cert,
             key,
             ca,
             endpoint,
+            format,
             json,
-        } => check(&cert, &key, &ca, endpoint.as_deref(), json),
+        } => check(
+            &cert,
+            &key,
+            &ca,
+            endpoint.as_deref(),
+            chosen(format, json) == Format::Json,
+        ),
     }
 }
 
@@ -236,7 +258,15 @@ fn inspect(file: &Path, as_json: bool, extract: Option<&Path>) -> anyhow::Result
     }
 
     if let Some(dir) = extract {
-        extract_items(dir, &bin, file)?;
+        // With JSON on stdout, the list of files goes to stderr: stdout stays one document.
+        let say = |line: String| {
+            if as_json {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        };
+        extract_items(dir, &bin, file, &say)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -316,7 +346,7 @@ fn key_text(key: &serde_json::Value) -> String {
     }
 }
 
-fn extract_items(dir: &Path, bin: &Bin, source: &Path) -> anyhow::Result<()> {
+fn extract_items(dir: &Path, bin: &Bin, source: &Path, say: &dyn Fn(String)) -> anyhow::Result<()> {
     // The items include private keys: a new directory is the owner's only.
     esp_aws::files::create_dir_all(dir, esp_aws::files::PRIVATE_DIR_MODE)
         .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -337,19 +367,21 @@ fn extract_items(dir: &Path, bin: &Bin, source: &Path) -> anyhow::Result<()> {
         };
         let path = dir.join(&name);
         write_file(&path, &item.content, item.kind.is_key())?;
-        println!("extracted #{index} to {}", path.display());
+        say(format!("extracted #{index} to {}", path.display()));
         if let Some(word) = item.kind.word() {
             args.push(format!("{word} {}", path.display()));
         }
     }
     if rebuildable {
-        println!(
+        say(format!(
             "rebuild with: esp-aws pki build -o {} {}",
             source.display(),
             args.join(" ")
-        );
+        ));
     } else {
-        println!("items with a type byte other than ca/cert/key cannot be rebuilt with pki build");
+        say(
+            "items with a type byte other than ca/cert/key cannot be rebuilt with pki build".into(),
+        );
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `esp-aws provision`: steps 1–5 of the classic guide in one command that checks first,
 //! writes only what differs, verifies, and ends with a live request.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -78,19 +78,22 @@ pub struct ProvisionArgs {
     aws: super::aws::AwsConn,
 }
 
-/// Where the credentials are: the folder the AWS console's downloads went to, or three files.
+/// Where the credentials are: the folder the AWS console's downloads went to, or three files,
+/// or the folder with one or two of its files named instead.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CredentialArgs {
-    /// Device certificate (`*-certificate.pem.crt`).
-    #[arg(long, value_name = "FILE", requires_all = ["key", "ca"], conflicts_with = "from")]
+    /// Device certificate (`*-certificate.pem.crt`); with --from, used instead of the
+    /// folder's.
+    #[arg(long, value_name = "FILE")]
     cert: Option<PathBuf>,
-    /// Private key (`*-private.pem.key`).
-    #[arg(long, value_name = "FILE", requires_all = ["cert", "ca"], conflicts_with = "from")]
+    /// Private key (`*-private.pem.key`); with --from, used instead of the folder's.
+    #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
-    /// Root CA (`AmazonRootCA1.pem`).
-    #[arg(long, value_name = "FILE", requires_all = ["cert", "key"], conflicts_with = "from")]
+    /// Root CA (`AmazonRootCA1.pem`); with --from, used instead of the folder's.
+    #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
-    /// A folder with the files the AWS console downloads (instead of --cert/--key/--ca).
+    /// A folder with the files the AWS console downloads (instead of --cert, --key and
+    /// --ca; any of them given as well replaces that one file).
     #[arg(long, value_name = "DIR")]
     from: Option<PathBuf>,
 }
@@ -101,25 +104,62 @@ impl CredentialArgs {
     pub fn paths(&self) -> anyhow::Result<Option<(PathBuf, PathBuf, PathBuf)>> {
         Ok(match (&self.from, &self.cert, &self.key, &self.ca) {
             (Some(dir), ..) => {
-                let found = super::input::find_downloads(dir)?;
-                let name = |p: &Path| {
+                let given = super::input::Downloads {
+                    cert: self.cert.clone(),
+                    key: self.key.clone(),
+                    ca: self.ca.clone(),
+                };
+                let found = super::input::find_downloads(dir, &given)?;
+                let picked: Vec<String> = [
+                    (&given.cert, &found.0),
+                    (&given.key, &found.1),
+                    (&given.ca, &found.2),
+                ]
+                .iter()
+                .filter(|(flag, _)| flag.is_none())
+                .map(|(_, p)| {
                     p.file_name()
                         .unwrap_or_default()
                         .to_string_lossy()
                         .into_owned()
-                };
-                eprintln!(
-                    "using {}, {} and {} from {}",
-                    name(&found.0),
-                    name(&found.1),
-                    name(&found.2),
-                    dir.display()
-                );
+                })
+                .collect();
+                if !picked.is_empty() {
+                    eprintln!("using {} from {}", and_list(&picked), dir.display());
+                }
                 Some(found)
             }
             (None, Some(c), Some(k), Some(a)) => Some((c.clone(), k.clone(), a.clone())),
-            _ => None,
+            (None, None, None, None) => None,
+            (None, c, k, _) => {
+                let missing: Vec<&str> = [("--cert", c.is_none()), ("--key", k.is_none())]
+                    .into_iter()
+                    .chain([("--ca", self.ca.is_none())])
+                    .filter_map(|(flag, absent)| absent.then_some(flag))
+                    .collect();
+                return Err(Exit::usage(format!(
+                    "{} missing: give --cert, --key and --ca together, or --from DIR (with any of them to replace that file of the folder)",
+                    and_list(&missing)
+                ))
+                .into());
+            }
         })
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list<S: AsRef<str>>(items: &[S]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.as_ref().to_string(),
+        [init @ .., last] => format!(
+            "{} and {}",
+            init.iter()
+                .map(AsRef::as_ref)
+                .collect::<Vec<_>>()
+                .join(", "),
+            last.as_ref()
+        ),
     }
 }
 

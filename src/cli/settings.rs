@@ -172,6 +172,15 @@ pub fn config_paths() -> Vec<PathBuf> {
 /// broken one is an error, not ignored), with the profile `--device` names applied.
 pub fn load_config(device: &DeviceArgs) -> anyhow::Result<(Config, Option<PathBuf>)> {
     let (config, path) = match &device.config {
+        // A file the user named that is not there is a settings error, not a failure.
+        Some(path) if !path.exists() && path.symlink_metadata().is_err() => {
+            return Err(Exit::usage(format!(
+                "the config file {} (from --config or ESP_AWS_CONFIG) does not exist",
+                path.display()
+            ))
+            .for_setting("config")
+            .into())
+        }
         Some(path) => (read_config(path)?, Some(path.clone())),
         None => find_config()?,
     };
@@ -392,6 +401,10 @@ pub struct Settings {
     pub trace: Option<TraceArg>,
     /// The config file's contents (for defaults such as the thing), read once.
     pub config: Config,
+    /// The config file read, if one was found.
+    pub config_file: Option<PathBuf>,
+    /// The `--device` profile chosen, if any.
+    pub profile: Option<String>,
 }
 
 impl Settings {
@@ -406,6 +419,26 @@ impl Settings {
         })
     }
 
+    /// Where a default thing was looked for, for the error that there is none: the file
+    /// (and profile) read, or the files that do not exist.
+    pub fn where_thing_was_looked_for(&self) -> String {
+        match (&self.config_file, &self.profile) {
+            (Some(file), Some(profile)) => format!(
+                "neither [device.{}] nor the top level of {} has a `thing`",
+                names::escape(profile),
+                file.display()
+            ),
+            (Some(file), None) => format!("{} has no `thing`", file.display()),
+            (None, _) => {
+                let looked: Vec<String> = config_paths()
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                format!("no config file: looked for {}", looked.join(" and "))
+            }
+        }
+    }
+
     /// The endpoint, or a usage error naming every way to give it.
     pub fn endpoint(&self) -> anyhow::Result<&str> {
         self.endpoint.as_deref().ok_or_else(|| {
@@ -417,7 +450,7 @@ impl Settings {
 /// Resolves the settings from flags, environment (clap already folded it into the flags),
 /// and config; finds the port if none is given anywhere.
 pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::Result<Settings> {
-    let (config, config_path) = load_config(device)?;
+    let (config, config_file) = load_config(device)?;
     let port = match device.port.clone().or_else(|| config.port.clone()) {
         Some(port) if port.is_empty() || port.chars().any(char::is_control) => {
             return Err(Exit::usage(format!(
@@ -431,7 +464,7 @@ pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::
     };
     // A port the file took from a simulator is used only while that simulator runs.
     if let (None, Some(state)) = (&device.port, &config.sim) {
-        check_recorded(state, &port, config_path.as_deref())?;
+        check_recorded(state, &port, config_file.as_deref())?;
     }
     let endpoint_port = match endpoint.and_then(|e| e.endpoint_port.as_deref()) {
         // clap allows only 8443 and 443.
@@ -478,6 +511,8 @@ pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::
         },
         trace: device.trace,
         config,
+        config_file,
+        profile: device.device.clone(),
     })
 }
 

@@ -15,6 +15,7 @@ use esp_aws::transport::{AnyTransport, Transport};
 use serde_json::Value;
 
 use super::exit::{INTERRUPTED, MAY_HAVE_BEEN_APPLIED};
+use super::format::Format;
 use super::inflight::{interrupted, InFlight};
 use super::settings::{self, DeviceArgs, EndpointArgs, Settings};
 use super::Exit;
@@ -23,13 +24,15 @@ use super::Exit;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   esp-aws shadow get lnu_001
+  esp-aws shadow get --format table
   esp-aws shadow set lnu_001 prop1=12
-  esp-aws shadow set lnu_001 prop1:=12 led.on:=true --reported
+  esp-aws shadow set prop1:=12 led.on:=true --reported
   esp-aws shadow set lnu_001 --file update.json
   esp-aws shadow delete lnu_001 --name config
 
-After `esp-aws provision` (or with `esp-aws sim` running) no flags are needed: the port and
-endpoint come from ./esp-aws.toml. Exit codes: 0 ok, 1 failed, 2 usage, 3 no such shadow,
+After `esp-aws provision --thing NAME` (or with `esp-aws sim` running) no flags are needed:
+the port, the endpoint and the thing come from the config file (./esp-aws.toml, or the
+--device profile). Exit codes: 0 ok, 1 failed, 2 usage, 3 no such shadow,
 4 the update or delete may have been applied, or the message delivered (its answer was lost:
 read the shadow before sending it again), 130 interrupted before anything was sent.")]
 pub struct ShadowArgs {
@@ -41,35 +44,41 @@ pub struct ShadowArgs {
     command: ShadowCommand,
 }
 
-/// How `shadow get` prints the document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    /// The JSON document (pretty on a terminal, compact when piped).
-    Json,
-    /// Desired, reported and delta side by side, with versions and timestamps.
-    Table,
-}
+/// The formats `shadow get` offers: the JSON document (pretty on a terminal, compact when
+/// piped), or desired, reported and delta side by side.
+const GET_FORMATS: &[Format] = &[Format::Json, Format::Table];
+/// The formats `shadow list` offers: AWS's JSON answer, or one name a line.
+const LIST_FORMATS: &[Format] = &[Format::Json, Format::Text];
 
 #[derive(Debug, Subcommand)]
 enum ShadowCommand {
     /// Print a thing's shadow document (GET /things/THING/shadow).
     Get {
-        /// Thing name.
-        thing: String,
+        /// Thing name [default: the thing `esp-aws provision --thing` recorded].
+        thing: Option<String>,
         /// Named shadow (default: the classic shadow).
         #[arg(long)]
         name: Option<String>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Output::Json)]
-        output: Output,
+        /// Output format: json (the document as AWS sends it), or table (desired, reported
+        /// and delta side by side, each key with the time it last changed, and the shadow's
+        /// version and last change: the newest timestamp in its metadata, not the time of
+        /// the read).
+        #[arg(long, value_name = "FORMAT", default_value = "json",
+              value_parser = super::format::parser(GET_FORMATS))]
+        format: Format,
+        /// The older name of --format, kept for scripts: json or table.
+        #[arg(long, value_name = "FORMAT", conflicts_with = "format",
+              value_parser = super::format::parser(GET_FORMATS))]
+        output: Option<Format>,
     },
     /// Update a shadow's desired (or reported) state (POST /things/THING/shadow).
     ///
     /// ITEM is `path=string` or `path:=json`, as in HTTPie: `prop1=12` sends the string "12",
     /// `prop1:=12` the number 12, `a.b:=null` deletes the nested key b.
     Set {
-        /// Thing name.
-        thing: String,
+        /// Thing name [default: the thing `esp-aws provision --thing` recorded]; a first
+        /// argument with '=' in it is an ITEM (thing names cannot hold '=').
+        thing: Option<String>,
         /// `path=string` or `path:=json` items.
         #[arg(value_name = "ITEM")]
         items: Vec<String>,
@@ -79,8 +88,9 @@ enum ShadowCommand {
         /// Named shadow.
         #[arg(long)]
         name: Option<String>,
-        /// Apply only if the shadow is at this version (optimistic locking).
-        #[arg(long)]
+        /// Apply only if the shadow is at this version (optimistic locking). `--version N`
+        /// is accepted as well (its older name).
+        #[arg(long = "expected-version", value_name = "N", alias = "version")]
         version: Option<u64>,
         /// Client token echoed by AWS (at most 64 bytes).
         #[arg(long)]
@@ -91,22 +101,27 @@ enum ShadowCommand {
     },
     /// Delete a shadow (DELETE /things/THING/shadow).
     Delete {
-        /// Thing name.
-        thing: String,
+        /// Thing name [default: the thing `esp-aws provision --thing` recorded].
+        thing: Option<String>,
         /// Named shadow.
         #[arg(long)]
         name: Option<String>,
     },
     /// List a thing's named shadows.
     List {
-        /// Thing name.
-        thing: String,
+        /// Thing name [default: the thing `esp-aws provision --thing` recorded].
+        thing: Option<String>,
         /// Results per page (1-100, as AWS accepts).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
         page_size: Option<u32>,
         /// Token from the previous page.
         #[arg(long)]
         next_token: Option<String>,
+        /// Output format: json (AWS's answer), or text (one shadow name a line; the token
+        /// of the next page, if any, on stderr).
+        #[arg(long, value_name = "FORMAT", default_value = "json",
+              value_parser = super::format::parser(LIST_FORMATS))]
+        format: Format,
     },
     /// Publish a message to an MQTT topic through the REST API (POST /topics/TOPIC).
     Publish {
@@ -119,6 +134,50 @@ enum ShadowCommand {
         #[arg(long, value_name = "FILE")]
         file: Option<String>,
     },
+}
+
+impl ShadowCommand {
+    /// Fills in the thing the config file records (`provision --thing`) where none was
+    /// given; without one anywhere, a usage error that says where it looked.
+    fn resolve_thing(&mut self, settings: &Settings) -> anyhow::Result<()> {
+        if let ShadowCommand::Set {
+            thing, items, file, ..
+        } = self
+        {
+            // `shadow set prop1=12`: clap took the first ITEM for the thing; a thing name
+            // never holds '=', an item always does.
+            if let Some(first) = thing.take_if(|t| t.contains('=')) {
+                items.insert(0, first);
+            }
+            if file.is_some() && !items.is_empty() {
+                return Err(Exit::usage(
+                    "give either ITEMs or --file FILE, not both: --file sends the whole document",
+                )
+                .into());
+            }
+        }
+        let thing = match self {
+            ShadowCommand::Get { thing, .. }
+            | ShadowCommand::Set { thing, .. }
+            | ShadowCommand::Delete { thing, .. }
+            | ShadowCommand::List { thing, .. } => thing,
+            ShadowCommand::Publish { .. } => return Ok(()),
+        };
+        if thing.is_none() {
+            *thing = Some(settings.config.thing.clone().ok_or_else(|| {
+                Exit::usage(format!(
+                    "no thing given: pass THING, or record a default with `esp-aws provision --thing NAME` ({})",
+                    settings.where_thing_was_looked_for()
+                ))
+            })?);
+        }
+        Ok(())
+    }
+}
+
+/// The thing of a command whose thing [`ShadowCommand::resolve_thing`] filled in.
+fn named(thing: &Option<String>) -> &str {
+    thing.as_deref().unwrap_or_default()
 }
 
 /// Reads `--file` (or standard input for `-`), bounded to `limit` bytes.
@@ -202,8 +261,9 @@ fn quick_link(settings: &Settings, command: &ShadowCommand) -> Option<ShadowClie
     ))
 }
 
-pub fn run(args: ShadowArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: ShadowArgs) -> anyhow::Result<ExitCode> {
     let settings = settings::resolve(&args.device, Some(&args.endpoint))?;
+    args.command.resolve_thing(&settings)?;
     // Check what can be checked before the module is touched.
     let prepared = prepare(&args.command)?;
     let in_flight = InFlight::begin(&settings.port);
@@ -274,8 +334,8 @@ fn prepare(command: &ShadowCommand) -> anyhow::Result<Option<Vec<u8>>> {
     let (thing, name, topic) = match command {
         ShadowCommand::Get { thing, name, .. }
         | ShadowCommand::Set { thing, name, .. }
-        | ShadowCommand::Delete { thing, name } => (Some(thing), name.as_ref(), None),
-        ShadowCommand::List { thing, .. } => (Some(thing), None, None),
+        | ShadowCommand::Delete { thing, name } => (thing.as_ref(), name.as_ref(), None),
+        ShadowCommand::List { thing, .. } => (thing.as_ref(), None, None),
         ShadowCommand::Publish { topic, .. } => (None, None, Some(topic)),
     };
     let refused = |what: &str, e: esp_aws::aws::names::NameError| {
@@ -355,18 +415,21 @@ fn execute<T: Transport>(
         ShadowCommand::Get {
             thing,
             name,
+            format,
             output,
         } => {
+            let thing = named(thing);
             let doc = match client.get(thing, name.as_deref()) {
                 Ok(doc) => doc,
                 Err(e) => return super::shadow_failure(e),
             };
-            match output {
-                Output::Json => print_json(&doc)?,
-                Output::Table => print_table(thing, name.as_deref(), &doc),
+            match output.unwrap_or(*format) {
+                Format::Table | Format::Text => print_table(thing, name.as_deref(), &doc),
+                Format::Json => print_json(&doc)?,
             }
         }
         ShadowCommand::Set { thing, name, .. } => {
+            let thing = named(thing);
             let doc: Value = serde_json::from_slice(&body.unwrap_or_default())
                 .context("the update document is not JSON")?;
             let shadow_name = name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default();
@@ -386,6 +449,7 @@ fn execute<T: Transport>(
             }
         }
         ShadowCommand::Delete { thing, name } => {
+            let thing = named(thing);
             let shadow_name = name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default();
             match client.delete(thing, name.as_deref()) {
                 Ok(Deleted::Answered(doc)) => print_json(&doc)?,
@@ -399,10 +463,17 @@ fn execute<T: Transport>(
             thing,
             page_size,
             next_token,
-        } => match client.list(thing, *page_size, next_token.as_deref()) {
-            Ok(doc) => print_json(&doc)?,
-            Err(e) => return super::shadow_failure(e),
-        },
+            format,
+        } => {
+            let thing = named(thing);
+            match client.list(thing, *page_size, next_token.as_deref()) {
+                Ok(doc) => match format {
+                    Format::Json => print_json(&doc)?,
+                    _ => print_names(&doc),
+                },
+                Err(e) => return super::shadow_failure(e),
+            }
+        }
         ShadowCommand::Publish { topic, qos, .. } => {
             let body = body.unwrap_or_default();
             match client.publish(topic, *qos, &body) {
@@ -412,6 +483,22 @@ fn execute<T: Transport>(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `shadow list --format text`: one shadow name a line; the next page's token on stderr.
+fn print_names(doc: &Value) {
+    for name in doc["results"].as_array().into_iter().flatten() {
+        match name.as_str() {
+            Some(name) => println!("{}", esp_aws::trace::escape(name.as_bytes())),
+            None => println!("{name}"),
+        }
+    }
+    if let Some(token) = doc.get("nextToken").and_then(Value::as_str) {
+        eprintln!(
+            "more shadows: add --next-token {}",
+            esp_aws::trace::escape(token.as_bytes())
+        );
+    }
 }
 
 /// Flattens nested objects to `a.b` keys; arrays and scalars are leaves.
@@ -436,14 +523,30 @@ fn leaf<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(value, |v, k| v.get(k))
 }
 
+/// The newest `timestamp` anywhere in a shadow's metadata (it mirrors the state with every
+/// leaf replaced by `{"timestamp": T}`, arrays by one such object per element).
+fn newest_timestamp(metadata: &Value) -> Option<i64> {
+    match metadata {
+        Value::Object(map) => map
+            .iter()
+            .filter_map(|(k, v)| match v {
+                Value::Number(n) if k == "timestamp" => n.as_i64(),
+                other => newest_timestamp(other),
+            })
+            .max(),
+        Value::Array(items) => items.iter().filter_map(newest_timestamp).max(),
+        _ => None,
+    }
+}
+
 fn print_table(thing: &str, name: Option<&str>, doc: &Value) {
     let shadow_name = name.map_or("classic shadow".to_string(), |n| format!("shadow '{n}'"));
     let version = doc.get("version").map_or("?".into(), Value::to_string);
-    let updated = doc
-        .get("timestamp")
-        .and_then(Value::as_i64)
-        .map_or("?".into(), format_time);
-    println!("{thing} ({shadow_name}): version {version}, last updated {updated}");
+    // The top-level `timestamp` of a GET is the time of the answer, not of a change: the
+    // shadow last changed when its newest leaf did.
+    let changed = newest_timestamp(&doc["metadata"])
+        .map_or_else(|| "unknown (no key has a timestamp)".into(), format_time);
+    println!("{thing} ({shadow_name}): version {version}, last changed {changed}");
     let state = &doc["state"];
     let mut keys: Vec<String> = Vec::new();
     for section in ["desired", "reported", "delta"] {

@@ -19,6 +19,20 @@ use esp_aws::sim::device::BootMode;
 use esp_aws::sim::endpoint::{Account, CertStatus, Endpoint, EndpointConfig, Policy};
 use esp_aws::sim::{Simulator, SimulatorConfig};
 
+/// The state directory every `sim` command uses unless `--state` or `ESP_AWS_SIM_STATE`
+/// names another: the one `esp-aws sim` creates, so `sim thing create`, `sim reset` ... find
+/// the simulator started from the same directory.
+pub const DEFAULT_STATE: &str = "esp-aws-sim";
+
+/// `--state DIR`, the same flag with the same default on every `sim` command.
+#[derive(Debug, Clone, clap::Args)]
+struct StateArg {
+    /// State directory: the simulated account, credentials, shadows, the module's flash and
+    /// the running simulator's control socket.
+    #[arg(long, env = "ESP_AWS_SIM_STATE", value_name = "DIR", default_value = DEFAULT_STATE)]
+    state: PathBuf,
+}
+
 /// Arguments of `esp-aws sim`.
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -35,10 +49,9 @@ struct RunArgs {
     /// Run the local AWS IoT endpoint alone, without the virtual ESP32-AT module.
     #[arg(long)]
     no_module: bool,
-    /// State directory: the simulated account, credentials, shadows and the module's flash
-    /// (created on first start, reused later) [default: ./esp-aws-sim].
-    #[arg(long, env = "ESP_AWS_SIM_STATE")]
-    state: Option<PathBuf>,
+    // Created on first start, reused later.
+    #[command(flatten)]
+    state: StateArg,
     /// Firmware generation the module plays.
     #[arg(
         long,
@@ -133,9 +146,8 @@ enum SimCommand {
     /// Reset the running module into normal boot or the ROM bootloader (what the DTR/RTS
     /// auto-reset circuit does on a board; a pty has no such lines).
     Reset {
-        /// State directory of the running simulator.
-        #[arg(long, env = "ESP_AWS_SIM_STATE", default_value = "esp-aws-sim")]
-        state: PathBuf,
+        #[command(flatten)]
+        state: StateArg,
         /// What to boot into.
         #[arg(long, value_enum, default_value = "normal")]
         boot: BootArg,
@@ -146,9 +158,8 @@ enum SimCommand {
         /// Off or on.
         #[arg(value_enum)]
         power: WifiPower,
-        /// State directory of the running simulator.
-        #[arg(long, env = "ESP_AWS_SIM_STATE", default_value = "esp-aws-sim")]
-        state: PathBuf,
+        #[command(flatten)]
+        state: StateArg,
     },
     /// Things of the simulated account.
     #[command(subcommand)]
@@ -164,9 +175,8 @@ enum ThingCommand {
     Create {
         /// Thing name (1–128 characters of a-z A-Z 0-9 : _ -).
         name: String,
-        /// State directory of the account.
-        #[arg(long, env = "ESP_AWS_SIM_STATE")]
-        state: PathBuf,
+        #[command(flatten)]
+        state: StateArg,
         /// Register the certificate as INACTIVE (handshakes with it fail).
         #[arg(long)]
         inactive: bool,
@@ -200,9 +210,8 @@ enum CertCommand {
 struct CertArgs {
     /// Certificate ID (or an unambiguous prefix of it).
     cert_id: String,
-    /// State directory of the account.
-    #[arg(long, env = "ESP_AWS_SIM_STATE")]
-    state: PathBuf,
+    #[command(flatten)]
+    state: StateArg,
 }
 
 /// Runs `esp-aws sim ...`.
@@ -210,7 +219,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(SimCommand::Thing(ThingCommand::Create {
             name,
-            state,
+            state: StateArg { state },
             inactive,
             policy,
             deny_actions,
@@ -246,10 +255,14 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
                 ))
                 .into());
             }
-            let files = account.create_thing(&name, status, policy)?;
+            let files = account
+                .create_thing(&name, status, policy)
+                .map_err(account_error)?;
             if !deny_actions.is_empty() {
                 let actions: Vec<&str> = deny_actions.iter().map(String::as_str).collect();
-                account.set_denied_actions(&files.cert_id, &actions)?;
+                account
+                    .set_denied_actions(&files.cert_id, &actions)
+                    .map_err(account_error)?;
             }
             if let Some(warning) = git_exposure_warning(&state) {
                 eprintln!("{warning}");
@@ -262,30 +275,35 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(SimCommand::Cert(cmd)) => {
-            let (args, status) = match cmd {
+            let (CertArgs { cert_id, state }, status) = match cmd {
                 CertCommand::Activate(a) => (a, CertStatus::Active),
                 CertCommand::Deactivate(a) => (a, CertStatus::Inactive),
             };
-            if !args
-                .state
+            let state = state.state;
+            if !state
                 .join(esp_aws::sim::endpoint::account::ACCOUNT_FILE)
                 .exists()
             {
                 return Err(super::Exit::usage(format!(
                     "{} holds no simulated account; `esp-aws sim --no-module --state {}` creates one",
-                    args.state.display(),
-                    args.state.display()
+                    state.display(),
+                    state.display()
                 ))
                 .into());
             }
-            let mut account = Account::open(&args.state)
-                .with_context(|| format!("cannot open the account in {}", args.state.display()))?;
-            let id = account.set_certificate_status(&args.cert_id, status)?;
+            let mut account = Account::open(&state)
+                .with_context(|| format!("cannot open the account in {}", state.display()))?;
+            let id = account
+                .set_certificate_status(&cert_id, status)
+                .map_err(account_error)?;
             let word = status.as_str();
             println!("certificate {id} is now {word}");
             Ok(ExitCode::SUCCESS)
         }
-        Some(SimCommand::Wifi { power, state }) => {
+        Some(SimCommand::Wifi {
+            power,
+            state: StateArg { state },
+        }) => {
             let word = match power {
                 WifiPower::Down => "wifi down",
                 WifiPower::Up => "wifi up",
@@ -294,7 +312,10 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             println!("{reply}");
             Ok(ExitCode::SUCCESS)
         }
-        Some(SimCommand::Reset { state, boot }) => {
+        Some(SimCommand::Reset {
+            state: StateArg { state },
+            boot,
+        }) => {
             let reply = control_request(&state, boot)?;
             println!("{reply}");
             Ok(ExitCode::SUCCESS)
@@ -339,6 +360,23 @@ fn record_in_user_config(mut record: super::settings::Config) {
             path.display(),
             format!("{e:#}").replace('\n', " ")
         ),
+    }
+}
+
+/// An account error, as a usage error (exit 2) when the fault is in what the user asked
+/// for (a thing that exists, a certificate ID that matches none ...), not in the account.
+fn account_error(error: esp_aws::sim::endpoint::account::AccountError) -> anyhow::Error {
+    use esp_aws::sim::endpoint::account::AccountError as E;
+    match error {
+        E::ThingExists(_)
+        | E::BadThingName { .. }
+        | E::NoSuchCertificate(_)
+        | E::UnknownAction(_)
+        | E::AmbiguousCertificate(_)
+        | E::BadRegion(_)
+        | E::RegionMismatch { .. } => super::Exit::usage(error.to_string()).into(),
+        // The enum is non_exhaustive: anything else is the account's fault, not the user's.
+        other => other.into(),
     }
 }
 
@@ -544,10 +582,7 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Caught from the start: a signal that arrives while the simulator starts (a script
     // that stops it as soon as sim.json appears) still gets the clean-up.
     let _ = crate::interrupt_flag();
-    let state = args
-        .state
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("esp-aws-sim"));
+    let state = args.state.state.clone();
     let firmware: Generation = args
         .firmware
         .parse()
@@ -745,12 +780,7 @@ fn stop(mut sim: Arc<Simulator>) {
 
 fn run_endpoint(args: RunArgs) -> anyhow::Result<ExitCode> {
     let _ = crate::interrupt_flag();
-    let Some(state) = args.state else {
-        return Err(super::Exit::usage(
-            "--state DIR is required (the simulated account lives there)",
-        )
-        .into());
-    };
+    let state = args.state.state;
     // A sim.json left by an earlier run describes listeners that are gone; remove it so that
     // scripts waiting for the file never read stale addresses.
     let _ = std::fs::remove_file(state.join(esp_aws::sim::endpoint::SIM_JSON));
