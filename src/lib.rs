@@ -23,6 +23,7 @@
 //! | [`provision`] | writing credentials onto a module, verified: over AT, or through the ROM bootloader ([`provision::rom`]) | `esp-at.md` §3.4, §5.17, §5.18, §6.2 |
 //! | [`sim`] | the virtual module (its AT firmware `sim::at_firmware`, its ROM `sim::rom_device`, on a pty or a TCP port) and the local AWS IoT endpoint; feature `sim` | all of the above |
 //! | [`files`] | atomic file replacement (no half-written file, keys 0600) | |
+//! | [`hex`] | bytes as hex text and back (digests, fingerprints, names) | |
 //! | [`firmware`] | the ESP-AT generations: one row of capabilities each (asked by driver and simulator alike), ERR CODE values, partition addresses, flash facts | `esp-at.md` §1, §3 |
 //! | [`partition`] | ESP-IDF partition tables (ESP-AT's secondary table) | `esp-at.md` §3.4 |
 //! | `testkit` | (feature `testkit`) the world builder tests and benchmarks share | |
@@ -39,6 +40,7 @@ pub mod at;
 pub mod aws;
 pub mod files;
 pub mod firmware;
+pub mod hex;
 pub mod partition;
 pub mod pki;
 pub mod provision;

@@ -450,15 +450,11 @@ impl<T: Transport> RomLoader<T> {
             len: reply.data.len(),
             expected: 32,
         };
-        if reply.data.len() != 32 {
-            return Err(unexpected());
-        }
-        let mut digest = [0u8; 16];
-        for (byte, pair) in digest.iter_mut().zip(reply.data.chunks_exact(2)) {
-            let text = std::str::from_utf8(pair).map_err(|_| unexpected())?;
-            *byte = u8::from_str_radix(text, 16).map_err(|_| unexpected())?;
-        }
-        Ok(digest)
+        std::str::from_utf8(&reply.data)
+            .ok()
+            .and_then(crate::hex::decode)
+            .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok())
+            .ok_or_else(unexpected)
     }
 
     /// Reads `len` bytes of flash at `addr` with READ_FLASH_SLOW (64 bytes per command).
@@ -580,8 +576,8 @@ impl<T: Transport> RomLoader<T> {
             return Err(Error::Md5Mismatch {
                 addr,
                 len,
-                expected: hex(&expected),
-                actual: hex(&actual),
+                expected: crate::hex::encode(&expected),
+                actual: crate::hex::encode(&actual),
             });
         }
         Ok(WriteReport {
@@ -644,8 +640,4 @@ pub fn sector_image<E>(
         image[from..].copy_from_slice(&after);
     }
     Ok((start, image))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
