@@ -59,9 +59,6 @@ pub enum Error {
     /// The read-back differs from what was written.
     #[error("{0}: the bytes read back differ from the bytes written; the flash may be worn, or the write was interrupted: run provision again")]
     VerifyFailed(&'static str),
-    /// A reply that cannot be parsed.
-    #[error("unexpected answer from the module: {0}")]
-    Unexpected(String),
     /// The module rebooted while credentials were being written.
     #[error("the module rebooted during {0}, so its credentials may be half-written: run `esp-aws provision` again; it finds what differs and rewrites only that")]
     Interrupted(String),
@@ -161,21 +158,56 @@ pub enum Progress {
     Verifying(&'static str),
 }
 
-/// The client credential slots (partitions on 1.x/2.x, NVS namespaces on 3.1+) and what
-/// each holds.
-pub(crate) const SLOTS: [(&str, ItemKind); 3] = [
-    ("client_cert", ItemKind::CERT),
-    ("client_key", ItemKind::KEY),
-    ("client_ca", ItemKind::CA),
-];
+/// A client credential slot: a partition on 1.x/2.x, an NVS namespace on 3.1+, of the
+/// same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// `client_cert`: the device certificate.
+    Cert,
+    /// `client_key`: the private key.
+    Key,
+    /// `client_ca`: the root CA.
+    Ca,
+}
+
+impl Slot {
+    /// The three, in the order they are written and reported.
+    pub const ALL: [Slot; 3] = [Slot::Cert, Slot::Key, Slot::Ca];
+
+    /// The partition (and namespace) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Slot::Cert => "client_cert",
+            Slot::Key => "client_key",
+            Slot::Ca => "client_ca",
+        }
+    }
+
+    /// The AtPKI item type the slot's bin holds.
+    pub fn kind(self) -> ItemKind {
+        match self {
+            Slot::Cert => ItemKind::CERT,
+            Slot::Key => ItemKind::KEY,
+            Slot::Ca => ItemKind::CA,
+        }
+    }
+
+    /// Whether the slot holds a private key (its reads and writes are redacted in traces).
+    pub fn is_secret(self) -> bool {
+        match self {
+            Slot::Key => true,
+            Slot::Cert | Slot::Ca => false,
+        }
+    }
+}
 
 impl Credentials {
-    /// The file a slot of `kind` holds.
-    pub(crate) fn content(&self, kind: ItemKind) -> &[u8] {
-        match kind {
-            ItemKind::CERT => &self.cert,
-            ItemKind::KEY => &self.key,
-            _ => &self.ca,
+    /// The file `slot` holds.
+    pub fn content(&self, slot: Slot) -> &[u8] {
+        match slot {
+            Slot::Cert => &self.cert,
+            Slot::Key => &self.key,
+            Slot::Ca => &self.ca,
         }
     }
 }
@@ -388,7 +420,8 @@ fn write_partitions<T: Transport>(
 ) -> Result<Vec<SlotReport>, Error> {
     let table = session.client().run(&FlashPartitions)?;
     let mut reports = Vec::new();
-    for (slot, kind) in SLOTS {
+    for entry in Slot::ALL {
+        let (slot, kind) = (entry.name(), entry.kind());
         let FlashPartition { offset, size, .. } = table
             .iter()
             .find(|p| p.name == slot)
@@ -398,12 +431,12 @@ fn write_partitions<T: Transport>(
         let bin = pki::build(
             &[Input {
                 kind,
-                bytes: creds.content(kind).to_vec(),
+                bytes: creds.content(entry).to_vec(),
             }],
             size as usize,
         )
         .map_err(|cause| Error::Build { slot, cause })?;
-        let secret = kind.is_key();
+        let secret = entry.is_secret();
         let read_back = FlashRead {
             name: slot.to_string(),
             offset: 0,
@@ -464,11 +497,12 @@ fn write_mfg<T: Transport>(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<SlotReport>, Error> {
     let mut reports = Vec::new();
-    for (slot, kind) in SLOTS {
+    for entry in Slot::ALL {
+        let slot = entry.name();
         progress(Progress::Checking(slot));
         let (key, present) = mfg_key(session, slot)?;
-        let data = creds.content(kind);
-        let secret = kind.is_key();
+        let data = creds.content(entry);
+        let secret = entry.is_secret();
         let read_back = MfgRead {
             namespace: slot.to_string(),
             key: key.clone(),

@@ -20,8 +20,7 @@ use md5::{Digest, Md5};
 use crate::firmware::{Generation, SECONDARY_TABLE_OFFSET};
 use crate::partition::{self, Partition, ENTRY_LEN, TABLE_LEN};
 use crate::pki::{self as atpki_build, Input};
-use crate::provision::SLOTS;
-use crate::provision::{Credentials, Outcome, SlotReport};
+use crate::provision::{Credentials, Outcome, Slot, SlotReport};
 use crate::rom::loader::{self, RomLoader, WriteMethod, WriteReport};
 use crate::transport::Transport;
 
@@ -189,7 +188,11 @@ pub fn layout_from_table(table: &[Partition]) -> Result<Layout, Error> {
             })
     };
     Ok(Layout {
-        slots: [find(SLOTS[0].0)?, find(SLOTS[1].0)?, find(SLOTS[2].0)?],
+        slots: [
+            find(Slot::Cert.name())?,
+            find(Slot::Key.name())?,
+            find(Slot::Ca.name())?,
+        ],
         source: TableSource::Secondary,
     })
 }
@@ -200,12 +203,13 @@ pub fn plan(layout: &Layout, creds: &Credentials) -> Result<Vec<PlannedSlot>, Er
     layout
         .slots
         .iter()
-        .zip(SLOTS)
-        .map(|(slot, (name, kind))| {
-            let bytes = creds.content(kind);
+        .zip(Slot::ALL)
+        .map(|(slot, entry)| {
+            let name = entry.name();
+            let bytes = creds.content(entry);
             let bin = atpki_build::build(
                 &[Input {
-                    kind,
+                    kind: entry.kind(),
                     bytes: bytes.to_vec(),
                 }],
                 slot.size as usize,
