@@ -111,7 +111,18 @@ pub enum Error {
         /// MD5 the ROM computed (hex).
         actual: String,
     },
+    /// The bytes read do not hash to what the ROM computes over the same flash.
+    #[error("the bytes read at {addr:#x} do not match the ROM's MD5 of them: the line corrupted the read; run it again")]
+    ReadCorrupted {
+        /// Region start.
+        addr: u32,
+        /// Region length.
+        len: u32,
+    },
 }
+
+/// How many bytes [`RomLoader::read_verified`] reads between two progress reports.
+pub const READ_CHUNK: u32 = 0x1000;
 
 // The text holds the cause, so the cause is not also the `source` (said once with `{:#}`).
 impl From<io::Error> for Error {
@@ -480,12 +491,56 @@ impl<T: Transport> RomLoader<T> {
         Ok(out)
     }
 
+    /// Reads `len` bytes at `addr` and checks them against the ROM's own MD5 of the same
+    /// flash, so a read the line corrupted cannot pass silently. `progress` gets the bytes
+    /// read so far after every [`READ_CHUNK`].
+    pub fn read_verified(
+        &mut self,
+        addr: u32,
+        len: u32,
+        mut progress: impl FnMut(u32),
+    ) -> Result<Vec<u8>, Error> {
+        let mut data = Vec::with_capacity(len as usize);
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(READ_CHUNK);
+            data.extend_from_slice(&self.read_flash(addr + done, n)?);
+            done += n;
+            progress(done);
+        }
+        if !self.holds(addr, &data)? {
+            return Err(Error::ReadCorrupted { addr, len });
+        }
+        Ok(data)
+    }
+
+    /// Whether the flash at `addr` holds exactly `data` (one SPI_FLASH_MD5).
+    pub fn holds(&mut self, addr: u32, data: &[u8]) -> Result<bool, Error> {
+        // More than 4 GiB is in no ESP32's flash.
+        let Ok(len) = u32::try_from(data.len()) else {
+            return Ok(false);
+        };
+        let expected: [u8; 16] = Md5::digest(data).into();
+        Ok(self.flash_md5(addr, len)? == expected)
+    }
+
+    /// Which of `regions` (address and expected bytes) the flash holds, in order: one
+    /// SPI_FLASH_MD5 each, nothing read or written.
+    pub fn verify_regions<'a>(
+        &mut self,
+        regions: impl IntoIterator<Item = (u32, &'a [u8])>,
+    ) -> Result<Vec<bool>, Error> {
+        regions
+            .into_iter()
+            .map(|(addr, data)| self.holds(addr, data))
+            .collect()
+    }
+
     /// Reads `len` bytes at `addr`, or, when the ROM's MD5 says they are all erased
     /// (`0xFF`), skips the read: one round trip instead of one per 64 bytes.
     pub fn read_or_erased(&mut self, addr: u32, len: u32) -> Result<Vec<u8>, Error> {
         let erased = vec![0xFF; len as usize];
-        let digest: [u8; 16] = Md5::digest(&erased).into();
-        if self.flash_md5(addr, len)? == digest {
+        if self.holds(addr, &erased)? {
             return Ok(erased);
         }
         self.read_flash(addr, len)
