@@ -21,6 +21,7 @@
 //! | [`rom`] | ESP32 ROM serial bootloader: SLIP and packet codec, the chip facts, flasher, reset strategies | `rom-bootloader.md` |
 //! | [`aws`] | AWS IoT shadow REST: requests, responses, names, the shadow document rules (shared with the endpoint) | `aws-iot-shadow.md` |
 //! | [`provision`] | writing credentials onto a module, verified: over AT, or through the ROM bootloader ([`provision::rom`]) | `esp-at.md` §3.4, §5.17, §5.18, §6.2 |
+//! | [`secret`] | key bytes whose `Debug` shows only their length | |
 //! | [`sim`] | the virtual module (its AT firmware `sim::at_firmware`, its ROM `sim::rom_device`, on a pty or a TCP port) and the local AWS IoT endpoint; feature `sim` | all of the above |
 //! | [`files`] | atomic file replacement (no half-written file, keys 0600) | |
 //! | [`hex`] | bytes as hex text and back (digests, fingerprints, names) | |
@@ -45,6 +46,7 @@ pub mod partition;
 pub mod pki;
 pub mod provision;
 pub mod rom;
+pub mod secret;
 #[cfg(feature = "sim")]
 pub mod sim;
 #[cfg(feature = "testkit")]

@@ -50,6 +50,7 @@ mod hostile_module;
 mod keys_exposed;
 mod mitm;
 mod provision_rom;
+mod redaction;
 
 mod net_codec;
 mod net_peers;

@@ -156,7 +156,7 @@ fn provision_via_rom_with_the_sim_thing_then_again_writes_nothing() {
         let bin = pki::build(
             &[Input {
                 kind,
-                bytes: std::fs::read(path).unwrap(),
+                bytes: std::fs::read(path).unwrap().into(),
             }],
             0x2000,
         )
@@ -366,7 +366,7 @@ mod board {
         assert!(loader.connect_with(Before::DefaultReset).unwrap());
         let creds = Credentials {
             cert: fixture_bytes("atpki/dev_rsa_cert.pem"),
-            key: fixture_bytes("atpki/dev_rsa_key.pem"),
+            key: fixture_bytes("atpki/dev_rsa_key.pem").into(),
             ca: fixture_bytes("atpki/ca_rsa_cert.pem"),
         };
         let (layout, slots) = rom_pki::write_credentials(&mut loader, &creds, &mut |_| {}).unwrap();

@@ -131,7 +131,7 @@ fn local_files(args: &DoctorArgs) -> anyhow::Result<Option<provision::Credential
     Ok(match args.files.paths()? {
         Some((c, k, a)) => Some(provision::Credentials {
             cert: super::pki::read(&c)?,
-            key: super::pki::read(&k)?,
+            key: super::pki::read(&k)?.into(),
             ca: super::pki::read(&a)?,
         }),
         None => None,
@@ -318,7 +318,7 @@ fn preflight(
     let now = host_now();
     let r = check::run(&check::Inputs {
         cert: &creds.cert,
-        key: &creds.key,
+        key: creds.key.expose(),
         ca: &creds.ca,
         endpoint,
         now,
@@ -366,7 +366,7 @@ fn check_module_credentials<T: Transport>(
     let mut found: Vec<Vec<u8>> = Vec::new();
     let slots: [(&str, Option<&[u8]>); 3] = [
         ("client_cert", local.map(|l| l.cert.as_slice())),
-        ("client_key", local.map(|l| l.key.as_slice())),
+        ("client_key", local.map(|l| l.key.expose())),
         ("client_ca", local.map(|l| l.ca.as_slice())),
     ];
     let pki = session.info().generation.uses_pki_partitions();
@@ -450,7 +450,7 @@ fn check_module_credentials<T: Transport>(
     let mut next = || found.next().unwrap_or_default();
     Ok(provision::Credentials {
         cert: next(),
-        key: next(),
+        key: next().into(),
         ca: next(),
     })
 }

@@ -255,14 +255,14 @@ pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     }
     let creds = Credentials {
         cert: super::pki::read(&cert_path)?,
-        key: super::pki::read(&key_path)?,
+        key: super::pki::read(&key_path)?.into(),
         ca: super::pki::read(&ca_path)?,
     };
 
     // 1. Pre-flight: nothing touches the module unless every check passes.
     let report = check::run(&check::Inputs {
         cert: &creds.cert,
-        key: &creds.key,
+        key: creds.key.expose(),
         ca: &creds.ca,
         endpoint: Some(&endpoint),
         now: esp_aws::at::session::host_now(),

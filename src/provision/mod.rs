@@ -29,6 +29,7 @@ use crate::at::session::{Error as SessionError, Session};
 use crate::firmware::Generation;
 use crate::pki::atpki::ItemKind;
 use crate::pki::{self, Input};
+use crate::secret::Secret;
 use crate::transport::Transport;
 
 /// The largest `AT+SYSFLASH` write: the firmware buffers the whole payload in RAM, and
@@ -103,16 +104,17 @@ pub struct Credentials {
     /// Device certificate (PEM as downloaded).
     pub cert: Vec<u8>,
     /// Private key (PEM as downloaded).
-    pub key: Vec<u8>,
+    pub key: Secret,
     /// Root CA (PEM as downloaded).
     pub ca: Vec<u8>,
 }
 
 impl std::fmt::Debug for Credentials {
+    // The certificates are public but long: their sizes say enough.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
             .field("cert", &self.cert.len())
-            .field("key", &self.key.len())
+            .field("key", &self.key)
             .field("ca", &self.ca.len())
             .finish()
     }
@@ -206,7 +208,7 @@ impl Credentials {
     pub fn content(&self, slot: Slot) -> &[u8] {
         match slot {
             Slot::Cert => &self.cert,
-            Slot::Key => &self.key,
+            Slot::Key => self.key.expose(),
             Slot::Ca => &self.ca,
         }
     }
@@ -431,7 +433,7 @@ fn write_partitions<T: Transport>(
         let bin = pki::build(
             &[Input {
                 kind,
-                bytes: creds.content(entry).to_vec(),
+                bytes: creds.content(entry).into(),
             }],
             size as usize,
         )

@@ -22,6 +22,7 @@ use crate::partition::{self, Partition, ENTRY_LEN, TABLE_LEN};
 use crate::pki::{self as atpki_build, Input};
 use crate::provision::{Credentials, Outcome, Slot, SlotReport};
 use crate::rom::loader::{self, RomLoader, WriteMethod, WriteReport};
+use crate::secret::Secret;
 use crate::transport::Transport;
 
 /// Erase granularity of the SPI NOR flash, and so the unit the ROM writes in.
@@ -92,22 +93,12 @@ pub struct Layout {
 }
 
 /// A bin ready to be written to its slot.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PlannedSlot {
     /// The partition.
     pub slot: PkiSlot,
-    /// The AtPKI bin (as `AtPKI.py generate_bin` makes it).
-    pub bin: Vec<u8>,
-}
-
-impl std::fmt::Debug for PlannedSlot {
-    // The key's bin is secret: show its size only.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlannedSlot")
-            .field("slot", &self.slot)
-            .field("bin", &self.bin.len())
-            .finish()
-    }
+    /// The AtPKI bin (as `AtPKI.py generate_bin` makes it); `client_key`'s holds the key.
+    pub bin: Secret,
 }
 
 /// What writing one slot did.
@@ -210,12 +201,15 @@ pub fn plan(layout: &Layout, creds: &Credentials) -> Result<Vec<PlannedSlot>, Er
             let bin = atpki_build::build(
                 &[Input {
                     kind: entry.kind(),
-                    bytes: bytes.to_vec(),
+                    bytes: bytes.into(),
                 }],
                 slot.size as usize,
             )
             .map_err(|cause| Error::Build { slot: name, cause })?;
-            Ok(PlannedSlot { slot: *slot, bin })
+            Ok(PlannedSlot {
+                slot: *slot,
+                bin: bin.into(),
+            })
         })
         .collect()
 }
@@ -241,7 +235,7 @@ pub fn write_slot<T: Transport>(
     loader: &mut RomLoader<T>,
     planned: &PlannedSlot,
 ) -> Result<RomSlotReport, Error> {
-    let (start, image) = sector_image(&planned.slot, &planned.bin, |addr, len| {
+    let (start, image) = sector_image(&planned.slot, planned.bin.expose(), |addr, len| {
         Ok(loader.read_or_erased(addr, len)?)
     })?;
     let write = loader.write_region(start, &image)?;
