@@ -49,6 +49,7 @@ mod flash_cli;
 mod hostile_module;
 mod keys_exposed;
 mod mitm;
+mod provision_lib;
 mod provision_rom;
 mod redaction;
 

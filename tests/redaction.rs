@@ -6,7 +6,7 @@
 use esp_aws::pki::atpki::{Bin, ItemKind};
 use esp_aws::pki::{self, check, material, Input};
 use esp_aws::provision::rom::{self as rom_pki, TableSource};
-use esp_aws::provision::Credentials;
+use esp_aws::provision::{Credentials, ReadBack, Slot, StoredSlot};
 use esp_aws::secret::Secret;
 
 use crate::util::fixture_bytes;
@@ -89,4 +89,18 @@ fn debug_of_every_key_holder_shows_no_key_bytes() {
         slot_size: 8192,
     };
     assert_redacted("check::Inputs", inputs, &key);
+
+    let stored = |slot, content: &[u8]| StoredSlot {
+        slot,
+        location: String::new(),
+        content: Some(content.into()),
+    };
+    let back = ReadBack {
+        slots: [
+            stored(Slot::Cert, &cert),
+            stored(Slot::Key, &key),
+            stored(Slot::Ca, &ca),
+        ],
+    };
+    assert_redacted("provision::ReadBack", &back, &key);
 }

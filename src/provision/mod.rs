@@ -6,7 +6,8 @@
 //! the `mfg_nvs` namespaces of the same names (`AT+SYSMFG`). Each slot is read back first
 //! and skipped when it already holds the right bytes (flash wear, and speed), otherwise
 //! erased, written in chunks of at most 4 KiB, and read back again. A run interrupted
-//! anywhere leaves slots that the next run finds different and repairs.
+//! anywhere leaves slots that the next run finds different and repairs. [`read_back`]
+//! reads the three slots back the same way (what `doctor` checks).
 //!
 //! It also owns the module's trust setting: [`explain_tls_failure`] names a module without
 //! a network (not joined, no IP address, no name resolution) as such, and tells a wrong CA from a
@@ -18,7 +19,10 @@
 //! Spec: `esp-at.md` §5.17 (`AT+SYSFLASH`), §5.18 (`AT+SYSMFG`), §6.2 (recipes), §5.8
 //! (`AT+CIPSSLCCONF`), §5.9 (SNI, ALPN); `aws-iot-shadow.md` §1 (port 443 without ALPN).
 
+mod read_back;
 pub mod rom;
+
+pub use read_back::{read_back, ReadBack, StoredSlot};
 
 use crate::at::client::Error as AtError;
 use crate::at::commands::{
