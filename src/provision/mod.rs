@@ -6,8 +6,10 @@
 //! the `mfg_nvs` namespaces of the same names (`AT+SYSMFG`). Each slot is read back first
 //! and skipped when it already holds the right bytes (flash wear, and speed), otherwise
 //! erased, written in chunks of at most 4 KiB, and read back again. A run interrupted
-//! anywhere leaves slots that the next run finds different and repairs. [`read_back`]
-//! reads the three slots back the same way (what `doctor` checks).
+//! anywhere leaves slots that the next run finds different and repairs. [`run`] is the
+//! whole AT-side run (Wi-Fi, clock, slots, TLS) reporting [`Event`]s, which the CLI renders
+//! and the benchmarks drive; [`read_back`] reads the three slots back the same way (what
+//! `doctor` checks).
 //!
 //! It also owns the module's trust setting: [`explain_tls_failure`] names a module without
 //! a network (not joined, no IP address, no name resolution) as such, and tells a wrong CA from a
@@ -21,8 +23,10 @@
 
 mod read_back;
 pub mod rom;
+mod run;
 
 pub use read_back::{read_back, ReadBack, StoredSlot};
+pub use run::{run, Event, Phase, Plan, Provisioned, Warning};
 
 use crate::at::client::Error as AtError;
 use crate::at::commands::{
@@ -146,24 +150,6 @@ pub struct SlotReport {
     pub outcome: Outcome,
 }
 
-/// Progress of a provisioning run, for a progress bar.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Progress {
-    /// Comparing a slot with what it should hold.
-    Checking(&'static str),
-    /// Writing `done` of `total` bytes to a slot.
-    Writing {
-        /// The slot.
-        slot: &'static str,
-        /// Bytes written so far.
-        done: usize,
-        /// Bytes to write.
-        total: usize,
-    },
-    /// Reading a slot back after writing.
-    Verifying(&'static str),
-}
-
 /// A client credential slot: a partition on 1.x/2.x, an NVS namespace on 3.1+, of the
 /// same name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -222,7 +208,7 @@ impl Credentials {
 pub fn write_credentials<T: Transport>(
     session: &mut Session<T>,
     creds: &Credentials,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Event),
 ) -> Result<Vec<SlotReport>, Error> {
     let result = if session.info().generation.uses_pki_partitions() {
         write_partitions(session, creds, progress)
@@ -414,15 +400,13 @@ pub fn explain_tls_failure<T: Transport>(
 /// its TLS context through ESP-IDF's OpenSSL compatibility layer and sets no host name
 /// (`esp-at.md` §2.7, §5.9), so mbedTLS checks the chain but not the name.
 pub fn name_check_warning(generation: Generation) -> Option<&'static str> {
-    (!generation.checks_host_name()).then_some(
-        "firmware 1.x checks no host name: any certificate that chains to the root CA on the module is accepted for any name, so anyone holding such a certificate for another name can pose as the endpoint; ESP-AT 2.1 and later check the name",
-    )
+    (!generation.checks_host_name()).then_some(Warning::NoHostNameCheck.sentence())
 }
 
 fn write_partitions<T: Transport>(
     session: &mut Session<T>,
     creds: &Credentials,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Event),
 ) -> Result<Vec<SlotReport>, Error> {
     let table = session.client().run(&FlashPartitions)?;
     let mut reports = Vec::new();
@@ -450,23 +434,25 @@ fn write_partitions<T: Transport>(
             secret,
         };
         let read = |session: &mut Session<T>| session.client().run(&read_back);
-        progress(Progress::Checking(slot));
+        progress(Event::Checking(entry));
         let location = format!("{offset:#x}");
         if read(session)? == bin {
-            reports.push(SlotReport {
+            let report = SlotReport {
                 slot,
                 location,
                 bytes: bin.len(),
                 outcome: Outcome::Unchanged,
-            });
+            };
+            progress(Event::Unchanged(report.clone()));
+            reports.push(report);
             continue;
         }
         // NOR flash only clears bits: without an erase the new bytes AND into the old ones.
         session.client().run(&FlashErase(slot.to_string()))?;
         let mut done = 0;
         for chunk in bin.chunks(MAX_WRITE) {
-            progress(Progress::Writing {
-                slot,
+            progress(Event::Written {
+                slot: entry,
                 done,
                 total: bin.len(),
             });
@@ -478,21 +464,23 @@ fn write_partitions<T: Transport>(
             })?;
             done += chunk.len();
         }
-        progress(Progress::Writing {
-            slot,
+        progress(Event::Written {
+            slot: entry,
             done,
             total: bin.len(),
         });
-        progress(Progress::Verifying(slot));
+        progress(Event::Verifying(entry));
         if read(session)? != bin {
             return Err(Error::VerifyFailed(slot));
         }
-        reports.push(SlotReport {
+        let report = SlotReport {
             slot,
             location,
             bytes: bin.len(),
             outcome: Outcome::Written,
-        });
+        };
+        progress(Event::Verified(report.clone()));
+        reports.push(report);
     }
     Ok(reports)
 }
@@ -500,12 +488,12 @@ fn write_partitions<T: Transport>(
 fn write_mfg<T: Transport>(
     session: &mut Session<T>,
     creds: &Credentials,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Event),
 ) -> Result<Vec<SlotReport>, Error> {
     let mut reports = Vec::new();
     for entry in Slot::ALL {
         let slot = entry.name();
-        progress(Progress::Checking(slot));
+        progress(Event::Checking(entry));
         let (key, present) = mfg_key(session, slot)?;
         let data = creds.content(entry);
         let secret = entry.is_secret();
@@ -516,16 +504,18 @@ fn write_mfg<T: Transport>(
         };
         let read = |session: &mut Session<T>| mfg_read(session, &read_back);
         if present && read(session)?.as_deref() == Some(data) {
-            reports.push(SlotReport {
+            let report = SlotReport {
                 slot,
                 location: key,
                 bytes: data.len(),
                 outcome: Outcome::Unchanged,
-            });
+            };
+            progress(Event::Unchanged(report.clone()));
+            reports.push(report);
             continue;
         }
-        progress(Progress::Writing {
-            slot,
+        progress(Event::Written {
+            slot: entry,
             done: 0,
             total: data.len(),
         });
@@ -536,21 +526,23 @@ fn write_mfg<T: Transport>(
             data,
             secret,
         })?;
-        progress(Progress::Writing {
-            slot,
+        progress(Event::Written {
+            slot: entry,
             done: data.len(),
             total: data.len(),
         });
-        progress(Progress::Verifying(slot));
+        progress(Event::Verifying(entry));
         if read(session)?.as_deref() != Some(data) {
             return Err(Error::VerifyFailed(slot));
         }
-        reports.push(SlotReport {
+        let report = SlotReport {
             slot,
             location: key,
             bytes: data.len(),
             outcome: Outcome::Written,
-        });
+        };
+        progress(Event::Verified(report.clone()));
+        reports.push(report);
     }
     Ok(reports)
 }
