@@ -552,17 +552,22 @@ fn run_rom(
             }
         ),
     );
-    let (layout, slots) = rom_pki::write_credentials(&mut loader, creds, &mut |r| {
-        let what = match r.report.outcome {
-            Outcome::Written => "written and verified (MD5)",
-            Outcome::Unchanged => "unchanged (MD5 matched), not rewritten",
+    let (layout, slots) = rom_pki::write_credentials(&mut loader, creds, |event| {
+        let (r, what) = match event {
+            Event::Verified(r) => (r, "written and verified (MD5)"),
+            Event::Unchanged(r) => (r, "unchanged (MD5 matched), not rewritten"),
+            // Each slot is one ROM region: its line says all there is.
+            Event::Started(_)
+            | Event::Finished(_)
+            | Event::ClockSet(_)
+            | Event::Checking(_)
+            | Event::Written { .. }
+            | Event::Verifying(_)
+            | Event::Warning(_) => return,
         };
         steps.done(
             "✓",
-            &format!(
-                "{} at {}: {} bytes, {what}",
-                r.report.slot, r.report.location, r.report.bytes
-            ),
+            &format!("{} at {}: {} bytes, {what}", r.slot, r.location, r.bytes),
         );
     })
     .with_context(|| port.to_string())?;

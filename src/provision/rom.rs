@@ -20,7 +20,7 @@ use md5::{Digest, Md5};
 use crate::firmware::{Generation, SECONDARY_TABLE_OFFSET};
 use crate::partition::{self, Partition, ENTRY_LEN, TABLE_LEN};
 use crate::pki::{self as atpki_build, Input};
-use crate::provision::{Credentials, Outcome, Slot, SlotReport};
+use crate::provision::{Credentials, Event, Outcome, Phase, Slot, SlotReport};
 use crate::rom::loader::{self, RomLoader, WriteMethod, WriteReport};
 use crate::secret::Secret;
 use crate::transport::Transport;
@@ -256,20 +256,26 @@ pub fn write_slot<T: Transport>(
 }
 
 /// Everything `provision --via rom` does on a connected loader: find the slots, build the
-/// bins (all of them, before writing any), write what differs, verify.
+/// bins (all of them, before writing any), write what differs, verify. Progress comes as
+/// the AT route's [`Event`]s: the credentials phase, and each slot as it is done.
 pub fn write_credentials<T: Transport>(
     loader: &mut RomLoader<T>,
     creds: &Credentials,
-    progress: &mut dyn FnMut(&RomSlotReport),
+    mut on_event: impl FnMut(Event),
 ) -> Result<(Layout, Vec<RomSlotReport>), Error> {
     let layout = find_slots(loader)?;
     let planned = plan(&layout, creds)?;
+    on_event(Event::Started(Phase::Credentials));
     let mut reports = Vec::with_capacity(planned.len());
     for p in &planned {
         let report = write_slot(loader, p)?;
-        progress(&report);
+        on_event(match report.report.outcome {
+            Outcome::Written => Event::Verified(report.report.clone()),
+            Outcome::Unchanged => Event::Unchanged(report.report.clone()),
+        });
         reports.push(report);
     }
+    on_event(Event::Finished(Phase::Credentials));
     Ok((layout, reports))
 }
 
