@@ -31,8 +31,8 @@ use common::{print_table, traffic, verdict, Traffic, World};
 use esp_aws::at::session::{Session, Timeouts};
 use esp_aws::aws::exchange;
 use esp_aws::aws::http::encode_request;
-use esp_aws::clock::PLAUSIBLE_SINCE;
 use esp_aws::firmware::Generation;
+use esp_aws::provision;
 use serde_json::json;
 
 const WARM_TARGET: f64 = 1.10;
@@ -108,10 +108,21 @@ fn warm(world: &World, n: usize) -> (Samples, Samples, Samples) {
     let (tx, rx) = (port.tx.clone(), port.rx.clone());
     let host = world.host();
     let mut session = Session::open(port, None, Timeouts::default()).expect("open session");
-    session
-        .ensure_clock(PLAUSIBLE_SINCE, false)
-        .expect("module clock");
-    session.configure_tls(&host, 8443).expect("configure TLS");
+    // The steps `provision` takes (clock, credentials, TLS), from the same library call: on
+    // the provisioned module every slot is found unchanged.
+    let creds = world.credentials();
+    provision::run(
+        &mut session,
+        &provision::Plan {
+            creds: &creds,
+            endpoint: &host,
+            port: 8443,
+            wifi: None,
+            time_from_host: false,
+        },
+        |_| {},
+    )
+    .expect("provision");
     session.connect(&host, 8443).expect("connect");
     // The line's turnaround: `AT` answered by `OK`, 4 + 6 bytes, no network involved.
     let mut ats = Vec::new();

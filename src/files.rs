@@ -185,7 +185,7 @@ pub(crate) fn random_hex() -> io::Result<String> {
     ring::rand::SystemRandom::new()
         .fill(&mut b)
         .map_err(|_| io::Error::other("the system random generator failed"))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    Ok(crate::hex::encode(&b))
 }
 
 #[cfg(test)]

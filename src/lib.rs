@@ -21,9 +21,11 @@
 //! | [`rom`] | ESP32 ROM serial bootloader: SLIP and packet codec, the chip facts, flasher, reset strategies | `rom-bootloader.md` |
 //! | [`aws`] | AWS IoT over a module's link: the HTTP exchange and its retry policy ([`aws::exchange`]), [`aws::client::ShadowClient`] (get, update, delete, list, publish; link reuse; lost answers read back, typed errors), names, the shadow document rules (shared with the endpoint); the control plane `aws::control` (wire model shared with the simulated account; SigV4 client, credentials, feature `control`) | `aws-iot-shadow.md`, `account-mqtt-nvs-fleet.md` §1 |
 //! | [`provision`] | writing credentials onto a module, verified: over AT, or through the ROM bootloader ([`provision::rom`]) | `esp-at.md` §3.4, §5.17, §5.18, §6.2 |
+//! | [`secret`] | key bytes whose `Debug` shows only their length | |
 //! | [`sim`] | the virtual module (its AT firmware `sim::at_firmware`, its ROM `sim::rom_device`, on a pty or a TCP port) and the local AWS IoT endpoint; feature `sim` | all of the above |
 //! | [`clock`] | time in one place: the host clock, `asctime` both ways (driver and simulator), the earliest plausible module time, how times print | `esp-at.md` §5.6, §5.7 |
 //! | [`files`] | atomic file replacement (no half-written file, keys 0600) | |
+//! | [`hex`] | bytes as hex text and back (digests, fingerprints, names) | |
 //! | [`firmware`] | the ESP-AT generations: one row of capabilities each (asked by driver and simulator alike), ERR CODE values, partition addresses, flash facts | `esp-at.md` §1, §3 |
 //! | [`partition`] | ESP-IDF partition tables (ESP-AT's secondary table) | `esp-at.md` §3.4 |
 //! | `testkit` | (feature `testkit`) the world builder tests and benchmarks share | |
@@ -45,10 +47,12 @@ pub mod aws;
 pub mod clock;
 pub mod files;
 pub mod firmware;
+pub mod hex;
 pub mod partition;
 pub mod pki;
 pub mod provision;
 pub mod rom;
+pub mod secret;
 #[cfg(feature = "sim")]
 pub mod sim;
 #[cfg(feature = "testkit")]

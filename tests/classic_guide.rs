@@ -77,7 +77,7 @@ fn bin(kind: ItemKind, path: &std::path::Path) -> Vec<u8> {
     pki::build(
         &[Input {
             kind,
-            bytes: std::fs::read(path).unwrap(),
+            bytes: std::fs::read(path).unwrap().into(),
         }],
         8192,
     )

@@ -112,7 +112,9 @@ fn a_key_that_does_not_match_is_named_for_local_files_and_for_the_module() {
     let bin = esp_aws::pki::build(
         &[esp_aws::pki::Input {
             kind: ItemKind::KEY,
-            bytes: std::fs::read(fixture("atpki/dev_rsa_key.pem")).unwrap(),
+            bytes: std::fs::read(fixture("atpki/dev_rsa_key.pem"))
+                .unwrap()
+                .into(),
         }],
         0x2000,
     )

@@ -60,7 +60,9 @@ mod flash_cli;
 mod hostile_module;
 mod keys_exposed;
 mod mitm;
+mod provision_lib;
 mod provision_rom;
+mod redaction;
 
 mod net_codec;
 mod net_peers;

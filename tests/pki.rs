@@ -33,7 +33,7 @@ fn build_reproduces_atpki_golden_files() {
         let lib = pki::build(
             &[Input {
                 kind: ItemKind::from_word(kind).unwrap(),
-                bytes: fixture_bytes(input),
+                bytes: fixture_bytes(input).into(),
             }],
             8192,
         )
@@ -241,7 +241,7 @@ fn each_refusal_rule_gives_exactly_its_error() {
         let path = fixture(&format!("pki/{file}"));
         let input = Input {
             kind: ItemKind::from_word(kind).unwrap(),
-            bytes: fs::read(&path).unwrap(),
+            bytes: fs::read(&path).unwrap().into(),
         };
         let expected = match &variant {
             Error::BinTooLarge { .. } => BuildError::Bin(variant.clone()),

@@ -79,7 +79,7 @@ fn assert_module_holds(world: &World, cert: &Path, key: &Path, ca: &Path) {
             let bin = esp_aws::pki::build(
                 &[esp_aws::pki::Input {
                     kind,
-                    bytes: pem.clone(),
+                    bytes: pem.clone().into(),
                 }],
                 partition.size as usize,
             )

@@ -156,7 +156,7 @@ fn provision_via_rom_with_the_sim_thing_then_again_writes_nothing() {
         let bin = pki::build(
             &[Input {
                 kind,
-                bytes: std::fs::read(path).unwrap(),
+                bytes: std::fs::read(path).unwrap().into(),
             }],
             0x2000,
         )
@@ -347,7 +347,7 @@ mod board {
     use crate::virtual_port::VirtualPort;
     use esp_aws::firmware::Generation;
     use esp_aws::provision::rom::{self as rom_pki, TableSource};
-    use esp_aws::provision::{Credentials, Outcome};
+    use esp_aws::provision::{Credentials, Event, Outcome, Phase};
     use esp_aws::rom::loader::RomLoader;
     use esp_aws::rom::reset::{After, Before};
     use esp_aws::sim::device::{BootMode, SharedFlash};
@@ -366,12 +366,19 @@ mod board {
         assert!(loader.connect_with(Before::DefaultReset).unwrap());
         let creds = Credentials {
             cert: fixture_bytes("atpki/dev_rsa_cert.pem"),
-            key: fixture_bytes("atpki/dev_rsa_key.pem"),
+            key: fixture_bytes("atpki/dev_rsa_key.pem").into(),
             ca: fixture_bytes("atpki/ca_rsa_cert.pem"),
         };
-        let (layout, slots) = rom_pki::write_credentials(&mut loader, &creds, &mut |_| {}).unwrap();
+        let mut events = Vec::new();
+        let (layout, slots) =
+            rom_pki::write_credentials(&mut loader, &creds, |e| events.push(e)).unwrap();
         assert_eq!(layout.source, TableSource::Secondary);
         assert!(slots.iter().all(|s| s.report.outcome == Outcome::Written));
+        // The same events as the AT route: the phase, then each slot as it is verified.
+        let mut expected = vec![Event::Started(Phase::Credentials)];
+        expected.extend(slots.iter().map(|s| Event::Verified(s.report.clone())));
+        expected.push(Event::Finished(Phase::Credentials));
+        assert_eq!(events, expected);
         // Each slot is one sector: the bins are under 4 KiB.
         assert!(slots.iter().all(|s| s.region.1 == 0x1000));
         assert!(loader.finish(After::HardReset).unwrap());

@@ -15,10 +15,7 @@ use esp_aws::sim::rom_device::{boot_banner, FlashTiming, ResetReason, RomDevice}
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    esp_aws::hex::decode(&s).unwrap()
 }
 
 /// The wire bytes of every `Write N bytes:` record in an `esptool --trace` log.

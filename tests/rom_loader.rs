@@ -234,3 +234,61 @@ fn loader_reads_the_flash_id_through_the_spi_registers() {
     assert_eq!(loader.read_reg(0x3FF4_201C).unwrap(), 0);
     assert_eq!(loader.read_reg(0x3FF4_2024).unwrap(), 0);
 }
+
+#[test]
+fn a_read_is_checked_against_the_roms_md5() {
+    let (mut loader, flash) = loader_with(BootMode::Download);
+    loader.connect().unwrap();
+    let data = noise(0x1800);
+    loader.write_region(0x30000, &data).unwrap();
+    let mut reports = Vec::new();
+    let read = loader
+        .read_verified(0x30000, 0x1800, |n| reports.push(n))
+        .unwrap();
+    assert_eq!(read, data);
+    assert_eq!(reports, [0x1000, 0x1800]);
+    // The flash changes under the read (as a corrupted line would make the bytes differ):
+    // the ROM's hash of the flash no longer matches what was read.
+    let e = loader
+        .read_verified(0x30000, 0x1800, |n| {
+            if n == 0x1000 {
+                flash.modify(|f| f.write(0x30000, &[0x00; 4]).unwrap());
+            }
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::ReadCorrupted {
+                addr: 0x30000,
+                len: 0x1800
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("do not match the ROM's MD5"), "{e}");
+}
+
+#[test]
+fn regions_are_verified_by_md5_without_reading_or_writing() {
+    let (mut loader, _flash) = loader_with(BootMode::Download);
+    loader.connect().unwrap();
+    let (a, b) = (noise(0x900), vec![0x5A; 0x300]);
+    loader.write_region(0x31000, &a).unwrap();
+    loader.write_region(0x33000, &b).unwrap();
+    let before = loader.into_inner();
+    let sent = before.opcode_names().len();
+    let mut loader = RomLoader::new(before);
+    let mut other = b.clone();
+    other[0x2FF] ^= 1;
+    let held = loader
+        .verify_regions([
+            (0x31000, a.as_slice()),
+            (0x33000, other.as_slice()),
+            (0x33000, b.as_slice()),
+        ])
+        .unwrap();
+    assert_eq!(held, [true, false, true]);
+    let names = loader.into_inner().opcode_names();
+    assert_eq!(names[sent..], ["SPI_FLASH_MD5"; 3]);
+}

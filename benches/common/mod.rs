@@ -81,6 +81,26 @@ impl World {
         World(world)
     }
 
+    /// The default thing's downloads (certificate, key, root CA), as `provision --from`
+    /// reads them.
+    pub fn credentials(&self) -> esp_aws::provision::Credentials {
+        let dir = self.thing_dir();
+        let pick = |suffix: &str| {
+            let path = std::fs::read_dir(&dir)
+                .expect("thing directory")
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with(suffix))
+                .unwrap_or_else(|| panic!("no *{suffix} in {}", dir.display()));
+            std::fs::read(path).expect("read download")
+        };
+        esp_aws::provision::Credentials {
+            cert: pick("-certificate.pem.crt"),
+            key: pick("-private.pem.key").into(),
+            ca: std::fs::read(dir.join("AmazonRootCA1.pem")).expect("read root CA"),
+        }
+    }
+
     /// Runs `esp-aws ARGS` in the world's directory against its module, untraced, timed.
     pub fn cli(&self, args: &[&str]) -> Run {
         Run::of(self.command(args)).expect("run esp-aws")

@@ -3,13 +3,13 @@
 
 use std::process::ExitCode;
 
-use esp_aws::at::commands::{FlashPartitions, FlashRead, MfgRead, WifiStatus};
+use esp_aws::at::commands::WifiStatus;
 use esp_aws::at::session::Session;
 use esp_aws::aws::client::{ShadowClient, ShadowError};
 use esp_aws::aws::exchange;
 use esp_aws::aws::shadow::ApiError;
 use esp_aws::clock::{host_now, PLAUSIBLE_SINCE};
-use esp_aws::pki::atpki::{self, Bin};
+use esp_aws::pki::atpki;
 use esp_aws::pki::check::{self, Status};
 use esp_aws::pki::summary::{fingerprint, format_time};
 use esp_aws::provision;
@@ -152,7 +152,7 @@ fn local_files(args: &DoctorArgs) -> anyhow::Result<Option<provision::Credential
     Ok(match args.files.paths()? {
         Some((c, k, a)) => Some(provision::Credentials {
             cert: super::pki::read(&c)?,
-            key: super::pki::read(&k)?,
+            key: super::pki::read(&k)?.into(),
             ca: super::pki::read(&a)?,
         }),
         None => None,
@@ -352,7 +352,7 @@ fn preflight(
     let now = host_now();
     let r = check::run(&check::Inputs {
         cert: &creds.cert,
-        key: &creds.key,
+        key: creds.key.expose(),
         ca: &creds.ca,
         endpoint,
         now,
@@ -397,80 +397,29 @@ fn check_module_credentials<T: Transport>(
     local: Option<&provision::Credentials>,
     report: &mut Report,
 ) -> Result<provision::Credentials, Stop> {
-    let mut found: Vec<Vec<u8>> = Vec::new();
-    let slots: [(&str, Option<&[u8]>); 3] = [
-        ("client_cert", local.map(|l| l.cert.as_slice())),
-        ("client_key", local.map(|l| l.key.as_slice())),
-        ("client_ca", local.map(|l| l.ca.as_slice())),
-    ];
-    let pki = session.info().generation.uses_pki_partitions();
-    let table = if pki {
-        match session.client().run(&FlashPartitions) {
-            Ok(t) => t,
-            Err(e) => return Err(report.fail("credentials", e.to_string())),
+    let stored = match provision::read_back(session) {
+        Ok(stored) => stored,
+        Err(provision::Error::NoPartition(slot)) => {
+            return Err(report.fail("credentials", format!("the module has no {slot} partition")))
         }
-    } else {
-        Vec::new()
+        Err(e) => return Err(report.fail("credentials", e.to_string())),
     };
-    for (slot, local) in slots {
-        let stored: Result<Option<Vec<u8>>, String> = if pki {
-            let Some(partition) = table.iter().find(|p| p.name == slot) else {
-                return Err(
-                    report.fail("credentials", format!("the module has no {slot} partition"))
-                );
-            };
-            if let Err(e) = esp_aws::partition::check_credential_row(
-                slot,
-                partition.offset,
-                partition.size,
-                true,
-            ) {
-                return Err(report.fail("credentials", e.to_string()));
-            }
-            let read = FlashRead {
-                name: slot.into(),
-                offset: 0,
-                len: partition.size as usize,
-                secret: true,
-            };
-            session
-                .client()
-                .run(&read)
-                .map(|data| {
-                    Bin::decode_partition(&data)
-                        .ok()
-                        .and_then(|(bin, _)| bin.items.into_iter().next().map(|i| i.content))
-                })
-                .map_err(|e| e.to_string())
-        } else {
-            let key = match provision::mfg_key(session, slot) {
-                Ok((key, _)) => key,
-                Err(e) => return Err(report.fail("credentials", e.to_string())),
-            };
-            let read = MfgRead {
-                namespace: slot.into(),
-                key,
-                secret: true,
-            };
-            provision::mfg_read(session, &read).map_err(|e| e.to_string())
-        };
-        let stored = match stored {
-            Ok(s) => s,
-            Err(e) => return Err(report.fail("credentials", e)),
-        };
-        let Some(stored) = stored else {
+    for entry in &stored.slots {
+        let slot = entry.slot.name();
+        let local = local.map(|l| l.content(entry.slot));
+        let Some(stored) = entry.content.as_ref().map(|c| c.expose()) else {
             return Err(report.fail(
                 "credentials",
                 format!("{slot} holds no credential: run `esp-aws provision`"),
             ));
         };
         match local {
-            Some(local) if local != stored.as_slice() => {
+            Some(local) if local != stored => {
                 return Err(report.fail(
                     "credentials",
                     format!(
                         "{slot} on the module differs from the local file (SHA-256 {}… vs {}…): run `esp-aws provision` with these files",
-                        &fingerprint(&stored)[..11],
+                        &fingerprint(stored)[..11],
                         &fingerprint(local)[..11]
                     ),
                 ))
@@ -478,13 +427,12 @@ fn check_module_credentials<T: Transport>(
             Some(_) => report.pass("credentials", format!("{slot} matches the local file ({} bytes)", stored.len())),
             None => report.pass("credentials", format!("{slot} holds {} bytes", stored.len())),
         }
-        found.push(stored);
     }
-    let mut found = found.into_iter();
-    let mut next = || found.next().unwrap_or_default();
-    Ok(provision::Credentials {
-        cert: next(),
-        key: next(),
-        ca: next(),
+    // Every slot held a file, or the loop returned.
+    stored.credentials().ok_or_else(|| {
+        report.fail(
+            "credentials",
+            "a slot holds no credential: run `esp-aws provision`".to_string(),
+        )
     })
 }

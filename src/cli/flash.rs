@@ -15,7 +15,6 @@ use anyhow::{bail, Context};
 use esp_aws::rom::loader::{self, RomLoader, WriteMethod, WriteReport};
 use esp_aws::rom::reset::{After, Before, MANUAL_DOWNLOAD_MODE};
 use esp_aws::transport::AnyTransport;
-use md5::{Digest, Md5};
 
 use super::settings::{self, DeviceArgs};
 use super::Exit;
@@ -332,26 +331,28 @@ pub fn run(args: FlashArgs) -> anyhow::Result<ExitCode> {
                     );
                     bar
                 });
-            let mut data = Vec::with_capacity(len as usize);
-            while (data.len() as u32) < len {
-                let at = offset + data.len() as u32;
-                let n = (len - data.len() as u32).min(0x1000);
-                let chunk = loader
-                    .read_flash(at, n)
-                    .with_context(|| format!("reading {n:#x} bytes at {at:#x}"))?;
-                data.extend_from_slice(&chunk);
+            let mut done = 0;
+            let read = loader.read_verified(offset, len, |n| {
+                done = n;
                 if let Some(bar) = &bar {
-                    bar.set_position(data.len() as u64);
+                    bar.set_position(u64::from(n));
                 }
-            }
+            });
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
             }
-            // Checked against the ROM's own hash, so a corrupted read cannot pass silently.
-            let expected: [u8; 16] = Md5::digest(&data).into();
-            if loader.flash_md5(offset, len)? != expected {
-                bail!("the bytes read at {offset:#x} do not match the ROM's MD5 of them: the line corrupted the read; run it again");
-            }
+            let data = match read {
+                Ok(data) => data,
+                // After the last chunk (the hash check): no chunk to name.
+                Err(e) if done == len => return Err(e.into()),
+                Err(e) => {
+                    // The chunk that failed: the one after the last reported.
+                    let (at, n) = (offset + done, (len - done).min(loader::READ_CHUNK));
+                    return Err(
+                        anyhow::Error::new(e).context(format!("reading {n:#x} bytes at {at:#x}"))
+                    );
+                }
+            };
             finish(&mut loader, port, &args.rom)?;
             // Written in one go after the whole read: no half-written output file.
             // Flash contents may hold a private key (the key partitions, mfg_nvs): owner only.
@@ -362,11 +363,10 @@ pub fn run(args: FlashArgs) -> anyhow::Result<ExitCode> {
         FlashCommand::Verify { items } => {
             let regions = regions(&items)?;
             let (mut loader, _) = connect(port, &args.rom, settings.transcript())?;
+            let held = loader.verify_regions(regions.iter().map(|(o, _, d)| (*o, d.as_slice())))?;
             let mut differ = 0;
-            for (offset, path, data) in &regions {
-                let expected: [u8; 16] = Md5::digest(data).into();
-                let actual = loader.flash_md5(*offset, data.len() as u32)?;
-                if actual == expected {
+            for ((offset, path, _), held) in regions.iter().zip(held) {
+                if held {
                     eprintln!("✓ {offset:#x} {}: flash holds it (MD5)", name(path));
                 } else {
                     differ += 1;

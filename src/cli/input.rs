@@ -148,7 +148,10 @@ pub struct Downloads {
 /// `*-private.pem.key`, and one of `AmazonRootCA1.pem`/`AmazonRootCA3.pem`.
 /// A role `given` on the command line is not looked for (a folder with two CAs is fine when
 /// `--ca` says which).
-pub fn find_downloads(dir: &Path, given: &Downloads) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+pub fn find_downloads(
+    dir: &Path,
+    given: &Downloads,
+) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
     // A --from that names no folder is a bad argument (exit 2), not a failure.
     if !dir.is_dir() {
         return Err(Exit::usage(format!(

@@ -148,7 +148,7 @@ fn build(output: &Path, partition_size: usize, pairs: &[String]) -> anyhow::Resu
         let path = PathBuf::from(&pair[1]);
         inputs.push(Input {
             kind,
-            bytes: read(&path)?,
+            bytes: read(&path)?.into(),
         });
         paths.push(path);
     }

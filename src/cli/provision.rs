@@ -6,14 +6,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use esp_aws::at::session::Error as SessionError;
 use esp_aws::aws::client::{ShadowClient, ShadowError};
 use esp_aws::aws::exchange;
 use esp_aws::aws::shadow;
-use esp_aws::clock::PLAUSIBLE_SINCE;
 use esp_aws::pki::atpki;
 use esp_aws::pki::check::{self, Status};
-use esp_aws::provision::{self, Credentials, Outcome, Progress};
+use esp_aws::provision::{self, Credentials, Event, Outcome, Phase, SlotReport};
 use esp_aws::trace::Trace;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -184,9 +182,9 @@ impl Steps {
         Some(bar)
     }
 
-    /// Runs one phase with a spinner on a terminal (nothing extra in a pipe).
-    fn phase<R>(&self, message: &str, f: impl FnOnce() -> R) -> R {
-        let spinner = self.terminal.then(|| {
+    /// A spinner for a phase on a terminal (nothing in a pipe).
+    fn spinner(&self, message: &str) -> Option<ProgressBar> {
+        self.terminal.then(|| {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
                 ProgressStyle::with_template("{spinner} {msg} {elapsed}")
@@ -195,7 +193,12 @@ impl Steps {
             bar.set_message(message.to_string());
             bar.enable_steady_tick(std::time::Duration::from_millis(100));
             bar
-        });
+        })
+    }
+
+    /// Runs one phase with a spinner on a terminal (nothing extra in a pipe).
+    fn phase<R>(&self, message: &str, f: impl FnOnce() -> R) -> R {
+        let spinner = self.spinner(message);
         let result = f();
         if let Some(bar) = spinner {
             bar.finish_and_clear();
@@ -208,6 +211,100 @@ impl Steps {
             "{mark} {text} ({:.1} s)",
             self.started.elapsed().as_secs_f64()
         );
+    }
+}
+
+/// Renders a provisioning run's events: spinners and a byte bar on a terminal, a line for
+/// each finished step (and each slot being verified) in a pipe.
+struct Render<'a> {
+    steps: &'a Steps,
+    ssid: Option<&'a str>,
+    /// The spinner or bar of the phase under way (terminal only).
+    bar: Option<ProgressBar>,
+    clock: i64,
+    /// Slot results, printed once the credentials phase has ended and its bar is gone.
+    slots: Vec<SlotReport>,
+}
+
+impl<'a> Render<'a> {
+    fn new(steps: &'a Steps, ssid: Option<&'a str>) -> Self {
+        Render {
+            steps,
+            ssid,
+            bar: None,
+            clock: 0,
+            slots: Vec::new(),
+        }
+    }
+
+    fn clear(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        let ssid = self.ssid.unwrap_or_default();
+        match event {
+            Event::Started(Phase::Wifi) => {
+                self.bar = self.steps.spinner(&format!("joining Wi-Fi \"{ssid}\""));
+            }
+            Event::Started(Phase::Clock) => {
+                self.bar = self.steps.spinner("waiting for the module's clock");
+            }
+            Event::Started(Phase::Credentials) => {
+                self.bar = self.steps.bar("writing credentials");
+            }
+            Event::Started(Phase::Tls) => {}
+            Event::Finished(phase) => {
+                self.clear();
+                match phase {
+                    Phase::Wifi => self.steps.done("✓", &format!("joined Wi-Fi \"{ssid}\"")),
+                    Phase::Clock => self.steps.done(
+                        "✓",
+                        &format!(
+                            "module clock at {}",
+                            esp_aws::pki::summary::format_time(self.clock)
+                        ),
+                    ),
+                    Phase::Credentials => {
+                        for s in std::mem::take(&mut self.slots) {
+                            let what = match s.outcome {
+                                Outcome::Written => "written and verified",
+                                Outcome::Unchanged => "unchanged, not rewritten",
+                            };
+                            self.steps.done(
+                                "✓",
+                                &format!("{} at {}: {} bytes, {what}", s.slot, s.location, s.bytes),
+                            );
+                        }
+                    }
+                    Phase::Tls => self.steps.done(
+                        "✓",
+                        "mutual TLS configured and read back (AT+CIPSSLCCONF=3,0,0)",
+                    ),
+                }
+            }
+            Event::ClockSet(clock) => self.clock = clock,
+            Event::Checking(slot) => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(format!("checking {}", slot.name()));
+                }
+            }
+            Event::Written { slot, done, total } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(format!("writing {}", slot.name()));
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                }
+            }
+            Event::Verifying(slot) => match &self.bar {
+                Some(bar) => bar.set_message(format!("verifying {}", slot.name())),
+                None => eprintln!("  {}: written, verifying", slot.name()),
+            },
+            Event::Verified(report) | Event::Unchanged(report) => self.slots.push(report),
+            Event::Warning(warning) => eprintln!("! {warning}"),
+        }
     }
 }
 
@@ -272,14 +369,14 @@ pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     }
     let creds = Credentials {
         cert: super::pki::read(&cert_path)?,
-        key: super::pki::read(&key_path)?,
+        key: super::pki::read(&key_path)?.into(),
         ca: super::pki::read(&ca_path)?,
     };
 
     // 1. Pre-flight: nothing touches the module unless every check passes.
     let report = check::run(&check::Inputs {
         cert: &creds.cert,
-        key: &creds.key,
+        key: creds.key.expose(),
         ca: &creds.ca,
         endpoint: Some(&endpoint),
         now: esp_aws::clock::host_now(),
@@ -351,79 +448,23 @@ fn run_at(
         ),
     );
 
-    // 2b. The network, when asked: a module that cannot reach AWS is told so before
-    // anything is written.
-    if let Some((ssid, password)) = &wifi {
-        steps.phase(&format!("joining Wi-Fi \"{ssid}\""), || {
-            esp_aws::at::wifi::join(session.client(), ssid, password)
-        })?;
-        steps.done("✓", &format!("joined Wi-Fi \"{ssid}\""));
-    }
-
-    // 3. What the module cannot do, and a clock that cannot be set, stop the run before
-    // anything is written: a run that cannot finish leaves the device as it was.
-    if settings.endpoint_port == 443 && !generation.has_sni_alpn() {
-        return Err(SessionError::AlpnUnsupported.into());
-    }
-    let not_before = check_not_before(&creds.cert)
-        .unwrap_or(PLAUSIBLE_SINCE)
-        .max(PLAUSIBLE_SINCE);
-    let clock = steps.phase("waiting for the module's clock", || {
-        session.ensure_clock(not_before, settings.time_from_host)
-    })?;
-    steps.done(
-        "✓",
-        &format!(
-            "module clock at {}",
-            esp_aws::pki::summary::format_time(clock)
-        ),
+    // 2b–5. The network when asked, what the firmware cannot do and the clock (each can
+    // stop the run before anything is written), the credentials, TLS: the library's run,
+    // rendered as it reports.
+    let mut render = Render::new(steps, wifi.as_ref().map(|(ssid, _)| ssid.as_str()));
+    let result = provision::run(
+        &mut session,
+        &provision::Plan {
+            creds,
+            endpoint: &endpoint,
+            port: settings.endpoint_port,
+            wifi: wifi.as_ref().map(|(s, p)| (s.as_str(), p.as_str())),
+            time_from_host: settings.time_from_host,
+        },
+        |event| render.event(event),
     );
-
-    // 4. Write what differs, verify.
-    let bar = steps.bar("writing credentials");
-    let mut on_progress = |p: Progress| {
-        let Some(bar) = &bar else {
-            if let Progress::Verifying(slot) = p {
-                eprintln!("  {slot}: written, verifying");
-            }
-            return;
-        };
-        match p {
-            Progress::Checking(slot) => bar.set_message(format!("checking {slot}")),
-            Progress::Writing { slot, done, total } => {
-                bar.set_message(format!("writing {slot}"));
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            }
-            Progress::Verifying(slot) => bar.set_message(format!("verifying {slot}")),
-        }
-    };
-    let slots = provision::write_credentials(&mut session, creds, &mut on_progress);
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    let slots = slots?;
-    for s in &slots {
-        let what = match s.outcome {
-            Outcome::Written => "written and verified",
-            Outcome::Unchanged => "unchanged, not rewritten",
-        };
-        steps.done(
-            "✓",
-            &format!("{} at {}: {} bytes, {what}", s.slot, s.location, s.bytes),
-        );
-    }
-
-    // 5. TLS configuration.
-    session.configure_tls(&endpoint, settings.endpoint_port)?;
-    provision::verify_mutual_tls(&mut session)?;
-    steps.done(
-        "✓",
-        "mutual TLS configured and read back (AT+CIPSSLCCONF=3,0,0)",
-    );
-    if let Some(warning) = provision::name_check_warning(generation) {
-        eprintln!("! {warning}");
-    }
+    render.clear();
+    let slots = result?.slots;
 
     // 6. Live check.
     let port = settings.endpoint_port;
@@ -532,17 +573,22 @@ fn run_rom(
             }
         ),
     );
-    let (layout, slots) = rom_pki::write_credentials(&mut loader, creds, &mut |r| {
-        let what = match r.report.outcome {
-            Outcome::Written => "written and verified (MD5)",
-            Outcome::Unchanged => "unchanged (MD5 matched), not rewritten",
+    let (layout, slots) = rom_pki::write_credentials(&mut loader, creds, |event| {
+        let (r, what) = match event {
+            Event::Verified(r) => (r, "written and verified (MD5)"),
+            Event::Unchanged(r) => (r, "unchanged (MD5 matched), not rewritten"),
+            // Each slot is one ROM region: its line says all there is.
+            Event::Started(_)
+            | Event::Finished(_)
+            | Event::ClockSet(_)
+            | Event::Checking(_)
+            | Event::Written { .. }
+            | Event::Verifying(_)
+            | Event::Warning(_) => return,
         };
         steps.done(
             "✓",
-            &format!(
-                "{} at {}: {} bytes, {what}",
-                r.report.slot, r.report.location, r.report.bytes
-            ),
+            &format!("{} at {}: {} bytes, {what}", r.slot, r.location, r.bytes),
         );
     })
     .with_context(|| port.to_string())?;
@@ -581,17 +627,6 @@ fn run_rom(
         if booted { "" } else { "reset the module into normal boot, " }
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn check_not_before(cert: &[u8]) -> Option<i64> {
-    match esp_aws::pki::material::classify(cert).ok()? {
-        esp_aws::pki::material::Material::Certificates { certs, .. } => {
-            esp_aws::pki::summary::certificate(&certs[0])
-                .ok()
-                .map(|s| s.not_before)
-        }
-        _ => None,
-    }
 }
 
 fn version_of(doc: &serde_json::Value) -> String {

@@ -8,6 +8,7 @@ pub mod check;
 pub mod material;
 pub mod summary;
 
+use crate::secret::Secret;
 use atpki::{Bin, ItemKind};
 
 /// Why a credential file or bin cannot be used. One sentence each, worded for the person
@@ -74,22 +75,13 @@ pub enum Error {
     Encode(#[from] atpki::EncodeError),
 }
 
-/// One input of [`build`]: the declared type and the file's bytes.
-#[derive(Clone)]
+/// One input of [`build`]: the declared type and the file's bytes (which may be a key).
+#[derive(Debug, Clone)]
 pub struct Input {
     /// Declared type.
     pub kind: ItemKind,
     /// File contents, copied into the bin verbatim.
-    pub bytes: Vec<u8>,
-}
-
-impl std::fmt::Debug for Input {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Input")
-            .field("kind", &self.kind)
-            .field("len", &self.bytes.len())
-            .finish()
-    }
+    pub bytes: Secret,
 }
 
 /// A refusal of one input, with its position on the command line.
@@ -107,7 +99,7 @@ pub struct InputError {
 pub fn build(inputs: &[Input], partition_size: usize) -> Result<Vec<u8>, BuildError> {
     for (index, input) in inputs.iter().enumerate() {
         let fail = |error| BuildError::Input(InputError { index, error });
-        if input.bytes.iter().all(u8::is_ascii_whitespace) {
+        if input.bytes.expose().iter().all(u8::is_ascii_whitespace) {
             return Err(fail(Error::Empty));
         }
         if input.bytes.len() > atpki::MAX_ITEM_LEN {
@@ -115,9 +107,9 @@ pub fn build(inputs: &[Input], partition_size: usize) -> Result<Vec<u8>, BuildEr
                 len: input.bytes.len(),
             }));
         }
-        material::check_kind(input.kind, &input.bytes).map_err(fail)?;
+        material::check_kind(input.kind, input.bytes.expose()).map_err(fail)?;
     }
-    let bin = Bin::from_pairs(inputs.iter().map(|i| (i.kind, i.bytes.clone())))
+    let bin = Bin::from_pairs(inputs.iter().map(|i| (i.kind, i.bytes.expose().to_vec())))
         .map_err(|e| BuildError::Bin(e.into()))?;
     let bytes = bin.encode().map_err(|e| BuildError::Bin(e.into()))?;
     if bytes.len() > partition_size {

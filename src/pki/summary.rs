@@ -73,7 +73,7 @@ pub fn fingerprint(data: &[u8]) -> String {
     digest
         .as_ref()
         .iter()
-        .map(|b| format!("{b:02X}"))
+        .map(|b| crate::hex::encode(std::slice::from_ref(b)).to_ascii_uppercase())
         .collect::<Vec<_>>()
         .join(":")
 }

@@ -6,7 +6,10 @@
 //! the `mfg_nvs` namespaces of the same names (`AT+SYSMFG`). Each slot is read back first
 //! and skipped when it already holds the right bytes (flash wear, and speed), otherwise
 //! erased, written in chunks of at most 4 KiB, and read back again. A run interrupted
-//! anywhere leaves slots that the next run finds different and repairs.
+//! anywhere leaves slots that the next run finds different and repairs. [`run`] is the
+//! whole AT-side run (Wi-Fi, clock, slots, TLS) reporting [`Event`]s, which the CLI renders
+//! and the benchmarks drive; [`read_back`] reads the three slots back the same way (what
+//! `doctor` checks).
 //!
 //! It also owns the module's trust setting: [`explain_tls_failure`] names a module without
 //! a network (not joined, no IP address, no name resolution) as such, and tells a wrong CA from a
@@ -18,7 +21,12 @@
 //! Spec: `esp-at.md` §5.17 (`AT+SYSFLASH`), §5.18 (`AT+SYSMFG`), §6.2 (recipes), §5.8
 //! (`AT+CIPSSLCCONF`), §5.9 (SNI, ALPN); `aws-iot-shadow.md` §1 (port 443 without ALPN).
 
+mod read_back;
 pub mod rom;
+mod run;
+
+pub use read_back::{read_back, ReadBack, StoredSlot};
+pub use run::{run, Event, Phase, Plan, Provisioned, Warning};
 
 use crate::at::client::Error as AtError;
 use crate::at::commands::{
@@ -29,6 +37,7 @@ use crate::at::session::{Error as SessionError, Session};
 use crate::firmware::Generation;
 use crate::pki::atpki::ItemKind;
 use crate::pki::{self, Input};
+use crate::secret::Secret;
 use crate::transport::Transport;
 
 /// The largest `AT+SYSFLASH` write: the firmware buffers the whole payload in RAM, and
@@ -59,9 +68,6 @@ pub enum Error {
     /// The read-back differs from what was written.
     #[error("{0}: the bytes read back differ from the bytes written; the flash may be worn, or the write was interrupted: run provision again")]
     VerifyFailed(&'static str),
-    /// A reply that cannot be parsed.
-    #[error("unexpected answer from the module: {0}")]
-    Unexpected(String),
     /// The module rebooted while credentials were being written.
     #[error("the module rebooted during {0}, so its credentials may be half-written: run `esp-aws provision` again; it finds what differs and rewrites only that")]
     Interrupted(String),
@@ -106,16 +112,17 @@ pub struct Credentials {
     /// Device certificate (PEM as downloaded).
     pub cert: Vec<u8>,
     /// Private key (PEM as downloaded).
-    pub key: Vec<u8>,
+    pub key: Secret,
     /// Root CA (PEM as downloaded).
     pub ca: Vec<u8>,
 }
 
 impl std::fmt::Debug for Credentials {
+    // The certificates are public but long: their sizes say enough.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
             .field("cert", &self.cert.len())
-            .field("key", &self.key.len())
+            .field("key", &self.key)
             .field("ca", &self.ca.len())
             .finish()
     }
@@ -143,39 +150,56 @@ pub struct SlotReport {
     pub outcome: Outcome,
 }
 
-/// Progress of a provisioning run, for a progress bar.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Progress {
-    /// Comparing a slot with what it should hold.
-    Checking(&'static str),
-    /// Writing `done` of `total` bytes to a slot.
-    Writing {
-        /// The slot.
-        slot: &'static str,
-        /// Bytes written so far.
-        done: usize,
-        /// Bytes to write.
-        total: usize,
-    },
-    /// Reading a slot back after writing.
-    Verifying(&'static str),
+/// A client credential slot: a partition on 1.x/2.x, an NVS namespace on 3.1+, of the
+/// same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// `client_cert`: the device certificate.
+    Cert,
+    /// `client_key`: the private key.
+    Key,
+    /// `client_ca`: the root CA.
+    Ca,
 }
 
-/// The client credential slots (partitions on 1.x/2.x, NVS namespaces on 3.1+) and what
-/// each holds.
-pub(crate) const SLOTS: [(&str, ItemKind); 3] = [
-    ("client_cert", ItemKind::CERT),
-    ("client_key", ItemKind::KEY),
-    ("client_ca", ItemKind::CA),
-];
+impl Slot {
+    /// The three, in the order they are written and reported.
+    pub const ALL: [Slot; 3] = [Slot::Cert, Slot::Key, Slot::Ca];
+
+    /// The partition (and namespace) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Slot::Cert => "client_cert",
+            Slot::Key => "client_key",
+            Slot::Ca => "client_ca",
+        }
+    }
+
+    /// The AtPKI item type the slot's bin holds.
+    pub fn kind(self) -> ItemKind {
+        match self {
+            Slot::Cert => ItemKind::CERT,
+            Slot::Key => ItemKind::KEY,
+            Slot::Ca => ItemKind::CA,
+        }
+    }
+
+    /// Whether the slot holds a private key (its reads and writes are redacted in traces).
+    pub fn is_secret(self) -> bool {
+        match self {
+            Slot::Key => true,
+            Slot::Cert | Slot::Ca => false,
+        }
+    }
+}
 
 impl Credentials {
-    /// The file a slot of `kind` holds.
-    pub(crate) fn content(&self, kind: ItemKind) -> &[u8] {
-        match kind {
-            ItemKind::CERT => &self.cert,
-            ItemKind::KEY => &self.key,
-            _ => &self.ca,
+    /// The file `slot` holds.
+    pub fn content(&self, slot: Slot) -> &[u8] {
+        match slot {
+            Slot::Cert => &self.cert,
+            Slot::Key => self.key.expose(),
+            Slot::Ca => &self.ca,
         }
     }
 }
@@ -184,7 +208,7 @@ impl Credentials {
 pub fn write_credentials<T: Transport>(
     session: &mut Session<T>,
     creds: &Credentials,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Event),
 ) -> Result<Vec<SlotReport>, Error> {
     let result = if session.info().generation.uses_pki_partitions() {
         write_partitions(session, creds, progress)
@@ -378,19 +402,18 @@ pub fn explain_tls_failure<T: Transport>(
 /// its TLS context through ESP-IDF's OpenSSL compatibility layer and sets no host name
 /// (`esp-at.md` §2.7, §5.9), so mbedTLS checks the chain but not the name.
 pub fn name_check_warning(generation: Generation) -> Option<&'static str> {
-    (!generation.checks_host_name()).then_some(
-        "firmware 1.x checks no host name: any certificate that chains to the root CA on the module is accepted for any name, so anyone holding such a certificate for another name can pose as the endpoint; ESP-AT 2.1 and later check the name",
-    )
+    (!generation.checks_host_name()).then_some(Warning::NoHostNameCheck.sentence())
 }
 
 fn write_partitions<T: Transport>(
     session: &mut Session<T>,
     creds: &Credentials,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Event),
 ) -> Result<Vec<SlotReport>, Error> {
     let table = session.client().run(&FlashPartitions)?;
     let mut reports = Vec::new();
-    for (slot, kind) in SLOTS {
+    for entry in Slot::ALL {
+        let (slot, kind) = (entry.name(), entry.kind());
         let FlashPartition { offset, size, .. } = table
             .iter()
             .find(|p| p.name == slot)
@@ -400,12 +423,12 @@ fn write_partitions<T: Transport>(
         let bin = pki::build(
             &[Input {
                 kind,
-                bytes: creds.content(kind).to_vec(),
+                bytes: creds.content(entry).into(),
             }],
             size as usize,
         )
         .map_err(|cause| Error::Build { slot, cause })?;
-        let secret = kind.is_key();
+        let secret = entry.is_secret();
         let read_back = FlashRead {
             name: slot.to_string(),
             offset: 0,
@@ -413,23 +436,25 @@ fn write_partitions<T: Transport>(
             secret,
         };
         let read = |session: &mut Session<T>| session.client().run(&read_back);
-        progress(Progress::Checking(slot));
+        progress(Event::Checking(entry));
         let location = format!("{offset:#x}");
         if read(session)? == bin {
-            reports.push(SlotReport {
+            let report = SlotReport {
                 slot,
                 location,
                 bytes: bin.len(),
                 outcome: Outcome::Unchanged,
-            });
+            };
+            progress(Event::Unchanged(report.clone()));
+            reports.push(report);
             continue;
         }
         // NOR flash only clears bits: without an erase the new bytes AND into the old ones.
         session.client().run(&FlashErase(slot.to_string()))?;
         let mut done = 0;
         for chunk in bin.chunks(MAX_WRITE) {
-            progress(Progress::Writing {
-                slot,
+            progress(Event::Written {
+                slot: entry,
                 done,
                 total: bin.len(),
             });
@@ -441,21 +466,23 @@ fn write_partitions<T: Transport>(
             })?;
             done += chunk.len();
         }
-        progress(Progress::Writing {
-            slot,
+        progress(Event::Written {
+            slot: entry,
             done,
             total: bin.len(),
         });
-        progress(Progress::Verifying(slot));
+        progress(Event::Verifying(entry));
         if read(session)? != bin {
             return Err(Error::VerifyFailed(slot));
         }
-        reports.push(SlotReport {
+        let report = SlotReport {
             slot,
             location,
             bytes: bin.len(),
             outcome: Outcome::Written,
-        });
+        };
+        progress(Event::Verified(report.clone()));
+        reports.push(report);
     }
     Ok(reports)
 }
@@ -463,14 +490,15 @@ fn write_partitions<T: Transport>(
 fn write_mfg<T: Transport>(
     session: &mut Session<T>,
     creds: &Credentials,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Event),
 ) -> Result<Vec<SlotReport>, Error> {
     let mut reports = Vec::new();
-    for (slot, kind) in SLOTS {
-        progress(Progress::Checking(slot));
+    for entry in Slot::ALL {
+        let slot = entry.name();
+        progress(Event::Checking(entry));
         let (key, present) = mfg_key(session, slot)?;
-        let data = creds.content(kind);
-        let secret = kind.is_key();
+        let data = creds.content(entry);
+        let secret = entry.is_secret();
         let read_back = MfgRead {
             namespace: slot.to_string(),
             key: key.clone(),
@@ -478,16 +506,18 @@ fn write_mfg<T: Transport>(
         };
         let read = |session: &mut Session<T>| mfg_read(session, &read_back);
         if present && read(session)?.as_deref() == Some(data) {
-            reports.push(SlotReport {
+            let report = SlotReport {
                 slot,
                 location: key,
                 bytes: data.len(),
                 outcome: Outcome::Unchanged,
-            });
+            };
+            progress(Event::Unchanged(report.clone()));
+            reports.push(report);
             continue;
         }
-        progress(Progress::Writing {
-            slot,
+        progress(Event::Written {
+            slot: entry,
             done: 0,
             total: data.len(),
         });
@@ -498,21 +528,23 @@ fn write_mfg<T: Transport>(
             data,
             secret,
         })?;
-        progress(Progress::Writing {
-            slot,
+        progress(Event::Written {
+            slot: entry,
             done: data.len(),
             total: data.len(),
         });
-        progress(Progress::Verifying(slot));
+        progress(Event::Verifying(entry));
         if read(session)?.as_deref() != Some(data) {
             return Err(Error::VerifyFailed(slot));
         }
-        reports.push(SlotReport {
+        let report = SlotReport {
             slot,
             location: key,
             bytes: data.len(),
             outcome: Outcome::Written,
-        });
+        };
+        progress(Event::Verified(report.clone()));
+        reports.push(report);
     }
     Ok(reports)
 }

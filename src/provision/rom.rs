@@ -20,9 +20,9 @@ use md5::{Digest, Md5};
 use crate::firmware::{Generation, SECONDARY_TABLE_OFFSET};
 use crate::partition::{self, Partition, ENTRY_LEN, TABLE_LEN};
 use crate::pki::{self as atpki_build, Input};
-use crate::provision::SLOTS;
-use crate::provision::{Credentials, Outcome, SlotReport};
+use crate::provision::{Credentials, Event, Outcome, Phase, Slot, SlotReport};
 use crate::rom::loader::{self, RomLoader, WriteMethod, WriteReport};
+use crate::secret::Secret;
 use crate::transport::Transport;
 
 /// Erase granularity of the SPI NOR flash, and so the unit the ROM writes in.
@@ -93,22 +93,12 @@ pub struct Layout {
 }
 
 /// A bin ready to be written to its slot.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PlannedSlot {
     /// The partition.
     pub slot: PkiSlot,
-    /// The AtPKI bin (as `AtPKI.py generate_bin` makes it).
-    pub bin: Vec<u8>,
-}
-
-impl std::fmt::Debug for PlannedSlot {
-    // The key's bin is secret: show its size only.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlannedSlot")
-            .field("slot", &self.slot)
-            .field("bin", &self.bin.len())
-            .finish()
-    }
+    /// The AtPKI bin (as `AtPKI.py generate_bin` makes it); `client_key`'s holds the key.
+    pub bin: Secret,
 }
 
 /// What writing one slot did.
@@ -189,7 +179,11 @@ pub fn layout_from_table(table: &[Partition]) -> Result<Layout, Error> {
             })
     };
     Ok(Layout {
-        slots: [find(SLOTS[0].0)?, find(SLOTS[1].0)?, find(SLOTS[2].0)?],
+        slots: [
+            find(Slot::Cert.name())?,
+            find(Slot::Key.name())?,
+            find(Slot::Ca.name())?,
+        ],
         source: TableSource::Secondary,
     })
 }
@@ -200,18 +194,22 @@ pub fn plan(layout: &Layout, creds: &Credentials) -> Result<Vec<PlannedSlot>, Er
     layout
         .slots
         .iter()
-        .zip(SLOTS)
-        .map(|(slot, (name, kind))| {
-            let bytes = creds.content(kind);
+        .zip(Slot::ALL)
+        .map(|(slot, entry)| {
+            let name = entry.name();
+            let bytes = creds.content(entry);
             let bin = atpki_build::build(
                 &[Input {
-                    kind,
-                    bytes: bytes.to_vec(),
+                    kind: entry.kind(),
+                    bytes: bytes.into(),
                 }],
                 slot.size as usize,
             )
             .map_err(|cause| Error::Build { slot: name, cause })?;
-            Ok(PlannedSlot { slot: *slot, bin })
+            Ok(PlannedSlot {
+                slot: *slot,
+                bin: bin.into(),
+            })
         })
         .collect()
 }
@@ -237,7 +235,7 @@ pub fn write_slot<T: Transport>(
     loader: &mut RomLoader<T>,
     planned: &PlannedSlot,
 ) -> Result<RomSlotReport, Error> {
-    let (start, image) = sector_image(&planned.slot, &planned.bin, |addr, len| {
+    let (start, image) = sector_image(&planned.slot, planned.bin.expose(), |addr, len| {
         Ok(loader.read_or_erased(addr, len)?)
     })?;
     let write = loader.write_region(start, &image)?;
@@ -258,20 +256,26 @@ pub fn write_slot<T: Transport>(
 }
 
 /// Everything `provision --via rom` does on a connected loader: find the slots, build the
-/// bins (all of them, before writing any), write what differs, verify.
+/// bins (all of them, before writing any), write what differs, verify. Progress comes as
+/// the AT route's [`Event`]s: the credentials phase, and each slot as it is done.
 pub fn write_credentials<T: Transport>(
     loader: &mut RomLoader<T>,
     creds: &Credentials,
-    progress: &mut dyn FnMut(&RomSlotReport),
+    mut on_event: impl FnMut(Event),
 ) -> Result<(Layout, Vec<RomSlotReport>), Error> {
     let layout = find_slots(loader)?;
     let planned = plan(&layout, creds)?;
+    on_event(Event::Started(Phase::Credentials));
     let mut reports = Vec::with_capacity(planned.len());
     for p in &planned {
         let report = write_slot(loader, p)?;
-        progress(&report);
+        on_event(match report.report.outcome {
+            Outcome::Written => Event::Verified(report.report.clone()),
+            Outcome::Unchanged => Event::Unchanged(report.report.clone()),
+        });
         reports.push(report);
     }
+    on_event(Event::Finished(Phase::Credentials));
     Ok((layout, reports))
 }
 

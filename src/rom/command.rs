@@ -162,7 +162,25 @@ impl CommandKind {
             CommandKind::MemEnd => Duration::from_millis(200),
             // esptool `CHIP_ERASE_TIMEOUT`.
             CommandKind::EraseFlash => Duration::from_secs(120),
-            _ => DEFAULT_TIMEOUT,
+            CommandKind::FlashBegin
+            | CommandKind::FlashData
+            | CommandKind::FlashEnd
+            | CommandKind::MemBegin
+            | CommandKind::MemData
+            | CommandKind::WriteReg
+            | CommandKind::ReadReg
+            | CommandKind::SpiSetParams
+            | CommandKind::SpiAttach
+            | CommandKind::ReadFlashSlow
+            | CommandKind::ChangeBaudrate
+            | CommandKind::FlashDeflBegin
+            | CommandKind::FlashDeflData
+            | CommandKind::FlashDeflEnd
+            | CommandKind::SpiFlashMd5
+            | CommandKind::GetSecurityInfo
+            | CommandKind::EraseRegion
+            | CommandKind::ReadFlash
+            | CommandKind::RunUserCode => DEFAULT_TIMEOUT,
         }
     }
 
@@ -178,7 +196,23 @@ impl CommandKind {
             | CommandKind::EraseRegion
             | CommandKind::FlashDeflData => 40.0,
             CommandKind::SpiFlashMd5 => 8.0,
-            _ => return self.default_timeout(),
+            CommandKind::FlashData
+            | CommandKind::FlashEnd
+            | CommandKind::MemBegin
+            | CommandKind::MemEnd
+            | CommandKind::MemData
+            | CommandKind::Sync
+            | CommandKind::WriteReg
+            | CommandKind::ReadReg
+            | CommandKind::SpiSetParams
+            | CommandKind::SpiAttach
+            | CommandKind::ReadFlashSlow
+            | CommandKind::ChangeBaudrate
+            | CommandKind::FlashDeflEnd
+            | CommandKind::GetSecurityInfo
+            | CommandKind::EraseFlash
+            | CommandKind::ReadFlash
+            | CommandKind::RunUserCode => return self.default_timeout(),
         };
         let scaled = Duration::from_secs_f64(seconds_per_mb * f64::from(size) / 1e6);
         scaled.max(DEFAULT_TIMEOUT)
@@ -267,11 +301,6 @@ pub enum Command<'a> {
         /// The compressed piece.
         data: &'a [u8],
     },
-    /// FLASH_DEFL_END.
-    FlashDeflEnd {
-        /// As for [`Command::FlashEnd`].
-        run_user_code: bool,
-    },
     /// SPI_FLASH_MD5 of `size` bytes at `addr`.
     SpiFlashMd5 {
         /// Flash address.
@@ -309,7 +338,6 @@ impl Command<'_> {
             Command::FlashEnd { .. } => CommandKind::FlashEnd,
             Command::FlashDeflBegin { .. } => CommandKind::FlashDeflBegin,
             Command::FlashDeflData { .. } => CommandKind::FlashDeflData,
-            Command::FlashDeflEnd { .. } => CommandKind::FlashDeflEnd,
             Command::SpiFlashMd5 { .. } => CommandKind::SpiFlashMd5,
             Command::ReadFlashSlow { .. } => CommandKind::ReadFlashSlow,
             Command::ChangeBaudrate { .. } => CommandKind::ChangeBaudrate,
@@ -328,7 +356,16 @@ impl Command<'_> {
             // A deflate block can expand to at most a packet's worth of 32 KiB windows; the
             // ROM writes (and so may erase-wait) per window.
             Command::FlashDeflData { .. } => kind.timeout_for_size(0x8000),
-            _ => kind.default_timeout(),
+            Command::Sync
+            | Command::ReadReg { .. }
+            | Command::WriteReg { .. }
+            | Command::SpiAttach { .. }
+            | Command::SpiSetParams { .. }
+            | Command::FlashData { .. }
+            | Command::FlashEnd { .. }
+            | Command::ReadFlashSlow { .. }
+            | Command::ChangeBaudrate { .. }
+            | Command::GetSecurityInfo => kind.default_timeout(),
         }
     }
 
@@ -377,9 +414,7 @@ impl Command<'_> {
                 out.extend_from_slice(data);
                 checksum_byte = checksum(data);
             }
-            Command::FlashEnd { run_user_code } | Command::FlashDeflEnd { run_user_code } => {
-                words(out, &[u32::from(run_user_code)])
-            }
+            Command::FlashEnd { run_user_code } => words(out, &[u32::from(run_user_code)]),
             Command::SpiFlashMd5 { addr, size } => words(out, &[addr, size, 0, 0]),
             Command::ReadFlashSlow { addr, len } => words(out, &[addr, len]),
             Command::ChangeBaudrate { baud } => words(out, &[baud, 0]),

@@ -111,7 +111,18 @@ pub enum Error {
         /// MD5 the ROM computed (hex).
         actual: String,
     },
+    /// The bytes read do not hash to what the ROM computes over the same flash.
+    #[error("the bytes read at {addr:#x} do not match the ROM's MD5 of them: the line corrupted the read; run it again")]
+    ReadCorrupted {
+        /// Region start.
+        addr: u32,
+        /// Region length.
+        len: u32,
+    },
 }
+
+/// How many bytes [`RomLoader::read_verified`] reads between two progress reports.
+pub const READ_CHUNK: u32 = 0x1000;
 
 // The text holds the cause, so the cause is not also the `source` (said once with `{:#}`).
 impl From<io::Error> for Error {
@@ -469,15 +480,11 @@ impl<T: Transport> RomLoader<T> {
             len: reply.data.len(),
             expected: 32,
         };
-        if reply.data.len() != 32 {
-            return Err(unexpected());
-        }
-        let mut digest = [0u8; 16];
-        for (byte, pair) in digest.iter_mut().zip(reply.data.chunks_exact(2)) {
-            let text = std::str::from_utf8(pair).map_err(|_| unexpected())?;
-            *byte = u8::from_str_radix(text, 16).map_err(|_| unexpected())?;
-        }
-        Ok(digest)
+        std::str::from_utf8(&reply.data)
+            .ok()
+            .and_then(crate::hex::decode)
+            .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok())
+            .ok_or_else(unexpected)
     }
 
     /// Reads `len` bytes of flash at `addr` with READ_FLASH_SLOW (64 bytes per command).
@@ -503,12 +510,56 @@ impl<T: Transport> RomLoader<T> {
         Ok(out)
     }
 
+    /// Reads `len` bytes at `addr` and checks them against the ROM's own MD5 of the same
+    /// flash, so a read the line corrupted cannot pass silently. `progress` gets the bytes
+    /// read so far after every [`READ_CHUNK`].
+    pub fn read_verified(
+        &mut self,
+        addr: u32,
+        len: u32,
+        mut progress: impl FnMut(u32),
+    ) -> Result<Vec<u8>, Error> {
+        let mut data = Vec::with_capacity(len as usize);
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(READ_CHUNK);
+            data.extend_from_slice(&self.read_flash(addr + done, n)?);
+            done += n;
+            progress(done);
+        }
+        if !self.holds(addr, &data)? {
+            return Err(Error::ReadCorrupted { addr, len });
+        }
+        Ok(data)
+    }
+
+    /// Whether the flash at `addr` holds exactly `data` (one SPI_FLASH_MD5).
+    pub fn holds(&mut self, addr: u32, data: &[u8]) -> Result<bool, Error> {
+        // More than 4 GiB is in no ESP32's flash.
+        let Ok(len) = u32::try_from(data.len()) else {
+            return Ok(false);
+        };
+        let expected: [u8; 16] = Md5::digest(data).into();
+        Ok(self.flash_md5(addr, len)? == expected)
+    }
+
+    /// Which of `regions` (address and expected bytes) the flash holds, in order: one
+    /// SPI_FLASH_MD5 each, nothing read or written.
+    pub fn verify_regions<'a>(
+        &mut self,
+        regions: impl IntoIterator<Item = (u32, &'a [u8])>,
+    ) -> Result<Vec<bool>, Error> {
+        regions
+            .into_iter()
+            .map(|(addr, data)| self.holds(addr, data))
+            .collect()
+    }
+
     /// Reads `len` bytes at `addr`, or, when the ROM's MD5 says they are all erased
     /// (`0xFF`), skips the read: one round trip instead of one per 64 bytes.
     pub fn read_or_erased(&mut self, addr: u32, len: u32) -> Result<Vec<u8>, Error> {
         let erased = vec![0xFF; len as usize];
-        let digest: [u8; 16] = Md5::digest(&erased).into();
-        if self.flash_md5(addr, len)? == digest {
+        if self.holds(addr, &erased)? {
             return Ok(erased);
         }
         self.read_flash(addr, len)
@@ -599,8 +650,8 @@ impl<T: Transport> RomLoader<T> {
             return Err(Error::Md5Mismatch {
                 addr,
                 len,
-                expected: hex(&expected),
-                actual: hex(&actual),
+                expected: crate::hex::encode(&expected),
+                actual: crate::hex::encode(&actual),
             });
         }
         Ok(WriteReport {
@@ -663,8 +714,4 @@ pub fn sector_image<E>(
         image[from..].copy_from_slice(&after);
     }
     Ok((start, image))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

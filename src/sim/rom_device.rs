@@ -525,12 +525,9 @@ impl RomDevice {
                         .read(|f| f.read(addr, size as usize).map(Md5::digest));
                     match digest {
                         Ok(digest) => {
-                            let mut hex = [0u8; 32];
-                            for (i, byte) in digest.iter().enumerate() {
-                                hex[2 * i] = hex_digit(byte >> 4);
-                                hex[2 * i + 1] = hex_digit(byte & 0xF);
-                            }
-                            self.reply(Some(op), None, 32, &hex, ok)
+                            // The ROM adds 0x30 or 0x57 to each nibble: lower-case hex.
+                            let hex = crate::hex::encode(&digest);
+                            self.reply(Some(op), None, 32, hex.as_bytes(), ok)
                         }
                         // Reading past the chip: reported as a flash read error (the
                         // reference does not say what the ROM does).
@@ -738,15 +735,6 @@ fn new_baud(first: u32, second: u32) -> Option<(u32, u32)> {
     };
     let baud = u32::try_from(clock.checked_div(u64::from(divider))?).ok()?;
     (baud > 0).then_some((baud, divider))
-}
-
-fn hex_digit(nibble: u8) -> u8 {
-    // The ROM adds 0x30 or 0x57: lower-case hex.
-    if nibble < 10 {
-        b'0' + nibble
-    } else {
-        b'a' + nibble - 10
-    }
 }
 
 impl Device for RomDevice {

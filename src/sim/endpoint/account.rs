@@ -750,11 +750,7 @@ pub(super) fn now_epoch() -> u64 {
 
 /// The AWS certificate ID of a DER certificate: SHA-256, lower-case hex.
 pub fn cert_id(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::encode(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
 }
 
 /// Reads `account.json` from `dir`.

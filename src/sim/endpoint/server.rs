@@ -474,7 +474,7 @@ pub(super) fn new_request_id() -> String {
     let _ = ring::rand::SystemRandom::new().fill(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let h = crate::hex::encode(&b);
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],

@@ -460,18 +460,14 @@ impl ShadowStore {
 /// Page tokens are opaque to clients; they carry the last name returned, hex-encoded so a
 /// `$` in a shadow name needs no URL escaping.
 fn encode_token(name: &str) -> String {
-    name.bytes().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(name.as_bytes())
 }
 
 fn decode_token(token: &str) -> Option<String> {
-    if token.is_empty() || !token.len().is_multiple_of(2) {
+    if token.is_empty() {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
+    String::from_utf8(crate::hex::decode(token)?).ok()
 }
 
 fn timestamp(now: u64) -> Value {
