@@ -103,4 +103,20 @@ fn debug_of_every_key_holder_shows_no_key_bytes() {
         ],
     };
     assert_redacted("provision::ReadBack", &back, &key);
+
+    // The AT commands that carry a slot's bytes to the module.
+    let write = esp_aws::at::commands::FlashWrite {
+        name: "client_key",
+        offset: 0,
+        data: &key,
+        secret: true,
+    };
+    assert_redacted("at::commands::FlashWrite", write, &key);
+    let mfg = esp_aws::at::commands::MfgWrite {
+        namespace: "client_key",
+        key: "client_key.0",
+        data: &key,
+        secret: true,
+    };
+    assert_redacted("at::commands::MfgWrite", mfg, &key);
 }

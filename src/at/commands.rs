@@ -712,7 +712,7 @@ impl Command for FlashErase {
 }
 
 /// `AT+SYSFLASH=1,"<name>",<offset>,<n>` then the bytes after the bare `>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct FlashWrite<'a> {
     /// Partition.
     pub name: &'a str,
@@ -722,6 +722,18 @@ pub struct FlashWrite<'a> {
     pub data: &'a [u8],
     /// Key material (kept out of traces).
     pub secret: bool,
+}
+
+// The payload may be a private key: Debug shows its length only.
+impl std::fmt::Debug for FlashWrite<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlashWrite")
+            .field("name", &self.name)
+            .field("offset", &self.offset)
+            .field("data", &format_args!("<{} bytes>", self.data.len()))
+            .field("secret", &self.secret)
+            .finish()
+    }
 }
 
 impl Command for FlashWrite<'_> {
@@ -849,7 +861,7 @@ impl Command for MfgRead {
 
 /// `AT+SYSMFG=2,"<namespace>","<key>",8,<n>` then the bytes after the prompt (4.1): a
 /// binary NVS value, replacing any old one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct MfgWrite<'a> {
     /// Namespace.
     pub namespace: &'a str,
@@ -859,6 +871,18 @@ pub struct MfgWrite<'a> {
     pub data: &'a [u8],
     /// Key material (kept out of traces).
     pub secret: bool,
+}
+
+// The payload may be a private key: Debug shows its length only.
+impl std::fmt::Debug for MfgWrite<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MfgWrite")
+            .field("namespace", &self.namespace)
+            .field("key", &self.key)
+            .field("data", &format_args!("<{} bytes>", self.data.len()))
+            .field("secret", &self.secret)
+            .finish()
+    }
 }
 
 impl Command for MfgWrite<'_> {

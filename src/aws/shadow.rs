@@ -488,11 +488,11 @@ pub fn new_client_token() -> String {
     // A failing system RNG leaves the bytes zero; the time below still tells tokens apart.
     let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
     let nanos = crate::clock::host_nanos();
-    let mut token = format!("esp-aws-{:x}-", nanos & 0xffff_ffff_ffff);
-    for b in bytes {
-        token.push_str(&format!("{b:02x}"));
-    }
-    token
+    format!(
+        "esp-aws-{:x}-{}",
+        nanos & 0xffff_ffff_ffff,
+        crate::hex::encode(&bytes)
+    )
 }
 
 /// A request that did not bring an answer, and whether it may have reached the endpoint.
