@@ -20,6 +20,7 @@
 //! | [`at`] | ESP-AT host driver: digester, commands, sessions, Wi-Fi | `esp-at.md` §4–§7 |
 //! | [`rom`] | ESP32 ROM serial bootloader: SLIP and packet codec, the chip facts, flasher, reset strategies | `rom-bootloader.md` |
 //! | [`aws`] | AWS IoT shadow REST: requests, responses, names, the shadow document rules (shared with the endpoint) | `aws-iot-shadow.md` |
+//! | [`mqtt`] | MQTT 3.1.1 sans-I/O: packets, incremental decoder, AWS IoT's broker limits, Device Shadow topics | MQTT 3.1.1; `account-mqtt-nvs-fleet.md` §2 |
 //! | [`provision`] | writing credentials onto a module, verified: over AT, or through the ROM bootloader ([`provision::rom`]) | `esp-at.md` §3.4, §5.17, §5.18, §6.2 |
 //! | [`sim`] | the virtual module (its AT firmware `sim::at_firmware`, its ROM `sim::rom_device`, on a pty or a TCP port) and the local AWS IoT endpoint; feature `sim` | all of the above |
 //! | [`files`] | atomic file replacement (no half-written file, keys 0600) | |
@@ -39,6 +40,7 @@ pub mod at;
 pub mod aws;
 pub mod files;
 pub mod firmware;
+pub mod mqtt;
 pub mod partition;
 pub mod pki;
 pub mod provision;
