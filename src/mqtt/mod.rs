@@ -13,6 +13,8 @@
 //! |---|---|---|
 //! | [`packet`] | the 14 control packets, encoding, decoding one packet | OASIS MQTT 3.1.1 (2014), §2–§3 |
 //! | [`decoder`] | reassembling packets from a byte stream | §2.2.3 (Remaining Length) |
+//! | [`limits`] | what AWS IoT Core refuses, checked before sending | AWS IoT Core quotas, reserved topics |
+//! | [`shadow`] | `$aws/things/<thing>/shadow[/name/<name>]/…` topics, built and parsed | `aws-iot-shadow.md` §5, AWS "Device Shadow MQTT topics" |
 //!
 //! Why our own codec and not a crate (checked December 2026): `mqttbytes` 0.6 (2021) is no
 //! longer published (rumqttc carries it as an internal module); `mqtt-protocol` 0.12 reads
@@ -22,7 +24,9 @@
 //! decoder is fuzzed here like the other parsers (`tests/mqtt_props.rs`).
 
 pub mod decoder;
+pub mod limits;
 pub mod packet;
+pub mod shadow;
 
 pub use decoder::Decoder;
 pub use packet::{
