@@ -54,3 +54,5 @@ mod provision_rom;
 mod net_codec;
 mod net_peers;
 mod net_ports;
+
+mod mqtt_props;

@@ -295,6 +295,12 @@ pub enum EncodeError {
     /// A packet identifier on a QoS 0 PUBLISH, which has none on the wire.
     #[error("a QoS 0 PUBLISH carries no packet identifier, but {0} was given")]
     PacketIdOnQos0(u16),
+    /// The DUP flag on a QoS 0 PUBLISH (§3.3.1.1).
+    #[error("a QoS 0 PUBLISH cannot be marked as a duplicate")]
+    DupOnQos0,
+    /// A CONNACK with both a session and a refusal (§3.2.2.2).
+    #[error("a CONNACK that refuses the connection cannot report a session")]
+    SessionWithRefusal,
     /// A string or binary field over 65535 bytes.
     #[error("the {what} is {len} bytes long, more than the 65535 bytes an MQTT field holds")]
     FieldTooLong {
@@ -577,6 +583,9 @@ impl Packet {
                 if *return_code > 5 {
                     return Err(EncodeError::ReturnCode(*return_code));
                 }
+                if *session_present && *return_code != 0 {
+                    return Err(EncodeError::SessionWithRefusal);
+                }
                 b.push(u8::from(*session_present));
                 b.push(*return_code);
                 0
@@ -590,6 +599,9 @@ impl Packet {
                 if p.qos == QoS::AtMostOnce {
                     if p.packet_id != 0 {
                         return Err(EncodeError::PacketIdOnQos0(p.packet_id));
+                    }
+                    if p.dup {
+                        return Err(EncodeError::DupOnQos0);
                     }
                 } else {
                     put_u16(b, nonzero(p.packet_id, "QoS 1 PUBLISH")?);
@@ -1104,6 +1116,20 @@ mod tests {
                     return_code: 6,
                 },
                 EncodeError::ReturnCode(6),
+            ),
+            (
+                Packet::ConnAck {
+                    session_present: true,
+                    return_code: 5,
+                },
+                EncodeError::SessionWithRefusal,
+            ),
+            (
+                Packet::Publish(Publish {
+                    dup: true,
+                    ..Publish::at_most_once("t", Vec::new())
+                }),
+                EncodeError::DupOnQos0,
             ),
         ];
         for (packet, error) in cases {
