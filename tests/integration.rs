@@ -55,4 +55,5 @@ mod net_codec;
 mod net_peers;
 mod net_ports;
 
+mod mqtt_mosquitto;
 mod mqtt_props;
