@@ -364,3 +364,116 @@ fn mosquitto_refusals_are_typed() {
     second.send(&Packet::PingReq);
     assert_eq!(second.recv(), Some(Packet::PingResp));
 }
+
+/// The Python side of [`paho_and_our_codec_exchange_messages_through_mosquitto`]: subscribes,
+/// says `ready`, publishes three messages, prints the first one it receives, in hex.
+const PAHO_SCRIPT: &str = r#"
+import sys, threading
+import paho.mqtt.client as mqtt
+
+port = int(sys.argv[1])
+got = threading.Event()
+subscribed = threading.Event()
+received = []
+
+def on_subscribe(client, userdata, mid, reason_codes, properties):
+    subscribed.set()
+
+def on_message(client, userdata, msg):
+    received.append((msg.topic, msg.payload, msg.qos))
+    got.set()
+
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="paho-peer", protocol=mqtt.MQTTv311)
+c.on_subscribe = on_subscribe
+c.on_message = on_message
+c.connect("127.0.0.1", port, 30)
+c.loop_start()
+c.subscribe("esp-aws/to-paho", qos=1)
+assert subscribed.wait(30), "no SUBACK"
+print("ready", flush=True)
+infos = [
+    c.publish("esp-aws/paho/bytes", payload=bytes(range(256)), qos=1),
+    c.publish("esp-aws/paho/empty", payload=b"", qos=1),
+    c.publish("esp-aws/paho/big", payload=b"x" * 50000, qos=0),
+]
+for info in infos:
+    info.wait_for_publish(30)
+assert got.wait(30), "nothing received"
+topic, payload, qos = received[0]
+print(topic, payload.hex(), qos, flush=True)
+c.disconnect()
+c.loop_stop()
+"#;
+
+#[test]
+fn paho_and_our_codec_exchange_messages_through_mosquitto() {
+    let broker = Broker::start("allow_anonymous true", &[]);
+    let mut c = broker.connect();
+    assert_eq!(c.connect(Connect::new("esp-aws-peer", 30)), 0);
+    c.send(&Packet::Subscribe(Subscribe {
+        packet_id: 1,
+        filters: vec![("esp-aws/paho/#".into(), QoS::AtLeastOnce)],
+    }));
+    assert!(matches!(
+        c.recv(),
+        Some(Packet::SubAck { packet_id: 1, .. })
+    ));
+
+    let mut paho = Command::new(crate::peers::venv_bin("python"))
+        .arg("-c")
+        .arg(PAHO_SCRIPT)
+        .arg(broker.port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start python");
+    let mut out = std::io::BufReader::new(paho.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    if line.trim() != "ready" {
+        let _ = paho.wait();
+        let mut err = String::new();
+        let _ = paho.stderr.take().unwrap().read_to_string(&mut err);
+        panic!("paho did not subscribe: {err}\n{}", broker.log());
+    }
+
+    // Paho's three messages, in order, each QoS 1 one acknowledged by us.
+    let expected: [(&str, Vec<u8>, QoS); 3] = [
+        (
+            "esp-aws/paho/bytes",
+            (0..=255u8).collect(),
+            QoS::AtLeastOnce,
+        ),
+        ("esp-aws/paho/empty", Vec::new(), QoS::AtLeastOnce),
+        ("esp-aws/paho/big", vec![b'x'; 50_000], QoS::AtMostOnce),
+    ];
+    for (topic, payload, qos) in expected {
+        match c.recv() {
+            Some(Packet::Publish(p)) => {
+                assert_eq!(
+                    (p.topic.as_str(), &p.payload, p.qos),
+                    (topic, &payload, qos)
+                );
+                if p.qos == QoS::AtLeastOnce {
+                    c.send(&Packet::PubAck(p.packet_id));
+                }
+            }
+            other => panic!("expected paho's {topic}, got {other:?}"),
+        }
+    }
+
+    // And ours to paho: its decoder reads what our encoder wrote.
+    c.send(&Packet::Publish(Publish::at_least_once(
+        "esp-aws/to-paho",
+        b"\x00esp\xffaws".to_vec(),
+        5,
+    )));
+    assert_eq!(c.recv(), Some(Packet::PubAck(5)));
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let status = paho.wait().unwrap();
+    let mut err = String::new();
+    let _ = paho.stderr.take().unwrap().read_to_string(&mut err);
+    assert!(status.success(), "paho failed: {err}");
+    assert_eq!(line.trim(), "esp-aws/to-paho 00657370ff617773 1", "{err}");
+}

@@ -130,15 +130,24 @@ fn install(dir: &Path) -> Result<(), String> {
     eprintln!("installing the test peers into {} (once)", dir.display());
     let python = if cfg!(windows) { "python" } else { "python3" };
     run(Command::new(python).args(["-m", "venv"]).arg(dir))?;
-    let pip = if cfg!(windows) {
-        dir.join("Scripts").join("pip.exe")
+    // `python -m pip`, not the `pip` script: a venv copied from another target directory
+    // keeps scripts whose #! line names the original venv, which would install there.
+    let python = if cfg!(windows) {
+        dir.join("Scripts").join("python.exe")
     } else {
-        dir.join("bin").join("pip")
+        dir.join("bin").join("python")
     };
     let requirements = dir.join("requirements.in");
     std::fs::write(&requirements, REQUIREMENTS).map_err(|e| e.to_string())?;
-    run(Command::new(pip)
-        .args(["install", "-q", "--disable-pip-version-check", "-r"])
+    run(Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "-r",
+        ])
         .arg(&requirements))?;
     std::fs::write(marker(dir), REQUIREMENTS).map_err(|e| e.to_string())
 }
