@@ -20,7 +20,8 @@
 //! | [`at`] | ESP-AT host driver: digester, one type per command (each decides what its `ERROR` means), the session and its TLS link (bytes only: open, send, receive with `+IPD` reassembly, close), Wi-Fi; knows nothing of HTTP | `esp-at.md` §4–§7 |
 //! | [`rom`] | ESP32 ROM serial bootloader: SLIP and packet codec, the chip facts, flasher, reset strategies | `rom-bootloader.md` |
 //! | [`aws`] | AWS IoT over a module's link: the HTTP exchange and its retry policy ([`aws::exchange`]), [`aws::client::ShadowClient`] (get, update, delete, list, publish; link reuse; lost answers read back, typed errors), names, the shadow document rules (shared with the endpoint); the control plane `aws::control` (wire model shared with the simulated account; SigV4 client, credentials, feature `control`) | `aws-iot-shadow.md`, `account-mqtt-nvs-fleet.md` §1 |
-//! | [`provision`] | writing credentials onto a module, verified: over AT, or through the ROM bootloader ([`provision::rom`]) | `esp-at.md` §3.4, §5.17, §5.18, §6.2 |
+//! | [`mqtt`] | MQTT 3.1.1 sans-I/O: packets, incremental decoder, AWS IoT's broker limits, Device Shadow topics | MQTT 3.1.1; `account-mqtt-nvs-fleet.md` §2 |
+//! | [`provision`] | writing credentials onto a module, verified: over AT, or through the ROM bootloader ([`provision::rom`]); `provision::run` reports progress as events (the CLI and benchmarks drive it), `provision::read_back` reads the slots back (`doctor`) | `esp-at.md` §3.4, §5.17, §5.18, §6.2 |
 //! | [`secret`] | key bytes whose `Debug` shows only their length | |
 //! | [`sim`] | the virtual module (its AT firmware `sim::at_firmware`, its ROM `sim::rom_device`, on a pty or a TCP port) and the local AWS IoT endpoint; feature `sim` | all of the above |
 //! | [`clock`] | time in one place: the host clock, `asctime` both ways (driver and simulator), the earliest plausible module time, how times print | `esp-at.md` §5.6, §5.7 |
@@ -48,6 +49,7 @@ pub mod clock;
 pub mod files;
 pub mod firmware;
 pub mod hex;
+pub mod mqtt;
 pub mod partition;
 pub mod pki;
 pub mod provision;

@@ -11,6 +11,7 @@ use std::cell::Cell;
 
 mod bounds_at;
 mod fuzz_props;
+mod mqtt_bounded;
 
 struct Counting;
 

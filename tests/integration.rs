@@ -71,3 +71,5 @@ mod net_ports;
 mod aws_errors;
 mod aws_moto;
 mod aws_tls;
+mod mqtt_mosquitto;
+mod mqtt_props;

@@ -324,3 +324,54 @@ impl Drop for MotoServer {
         let _ = self.child.wait();
     }
 }
+
+/// Debian's `mosquitto` broker (with `mosquitto_passwd`), installed like [`ser2net`]: with
+/// `apt-get install -y mosquitto` when missing and running as root, else a panic saying how
+/// to install it. Returns the broker's executable.
+pub fn mosquitto() -> PathBuf {
+    static MOSQUITTO: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    MOSQUITTO
+        .get_or_init(|| apt_tool("mosquitto", "mosquitto"))
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `mosquitto_passwd`, from the same package as [`mosquitto`].
+pub fn mosquitto_passwd() -> PathBuf {
+    mosquitto();
+    find_in_path("mosquitto_passwd").unwrap_or_else(|| {
+        panic!("the mosquitto package is installed but mosquitto_passwd is not on the PATH")
+    })
+}
+
+/// The executable `binary` of the Debian package `package`, installed with apt-get (once,
+/// under a lock) when missing and running as root.
+fn apt_tool(binary: &str, package: &str) -> Result<PathBuf, String> {
+    if let Some(path) = find_in_path(binary) {
+        return Ok(path);
+    }
+    if !is_root() || find_in_path("apt-get").is_none() {
+        return Err(format!(
+            "{binary} is not installed: run `sudo apt-get install -y {package}` (Debian, Ubuntu, Raspberry Pi OS)"
+        ));
+    }
+    let lock = target_dir().join(format!("{package}-install.lock"));
+    with_lock(&lock, || {
+        if find_in_path(binary).is_some() {
+            return Ok(());
+        }
+        eprintln!("installing {package} with apt-get (once)");
+        let install = || {
+            run(Command::new("apt-get")
+                .args(["install", "-y", "-q", package])
+                .env("DEBIAN_FRONTEND", "noninteractive"))
+        };
+        // A fresh system may have no package lists yet.
+        install().or_else(|_| {
+            run(Command::new("apt-get").args(["update", "-q"]))?;
+            install()
+        })
+    })?;
+    find_in_path(binary)
+        .ok_or_else(|| format!("apt-get installed {package} but {binary} is not on the PATH"))
+}

@@ -1,0 +1,378 @@
+//! What AWS IoT Core's message broker refuses, checked before a packet is sent, so that the
+//! user reads one sentence instead of watching the broker drop the connection.
+//!
+//! Sources:
+//! - AWS General Reference, "AWS IoT Core endpoints and quotas", message broker and protocol
+//!   limits (<https://docs.aws.amazon.com/general/latest/gr/iot-core.html#message-broker-limits>):
+//!   client ID size 128 bytes of UTF-8, `$` reserved as a client ID prefix for IDs AWS
+//!   generates; topic size 256 bytes of UTF-8 when publishing, "excluding the first three
+//!   mandatory segments for Basic Ingest topics (`$AWS/rules/rule-name/`)"; at most 7
+//!   forward slashes in a topic or topic filter, with the same Basic Ingest exclusion; at
+//!   most 8 subscriptions per SUBSCRIBE; payload 128 KB per PUBLISH; a keep-alive over
+//!   1200 s is replaced by 1200 s (so a client that pings less often is disconnected). AWS IoT Device SDK v2 applies the same numbers client-side
+//!   (`ClientExtendedValidationAndFlowControl::AwsIotCoreDefaults`: 8 subscriptions per
+//!   SUBSCRIBE, 7 slashes "not counting any AWS rules prefix", topics ≤ 256 bytes, client
+//!   ID ≤ 128 bytes), and AWS IoT Greengrass's MQTT proxy also strips the two segments of
+//!   a shared subscription (`$share/<group>/`) before counting.
+//! - AWS IoT Core Developer Guide, "Reserved topics"
+//!   (<https://docs.aws.amazon.com/iot/latest/developerguide/reserved-topics.html>): topics
+//!   beginning with `$` are AWS's; a client may publish only to the ones listed with the
+//!   Publish operation, and an unsupported operation "can result in a terminated
+//!   connection". [`publish_allowed_reserved`] lists those.
+//! - "MQTT" page: QoS 2 is not supported (refused by the codec itself, see
+//!   [`super::packet::EncodeError::Qos2`]).
+
+use super::packet::{Connect, Publish, QoS, Subscribe};
+use super::shadow::ShadowTopic;
+
+/// Longest client ID, in bytes.
+pub const CLIENT_ID_MAX: usize = 128;
+/// Longest topic, in bytes (beyond a Basic Ingest prefix).
+pub const TOPIC_MAX_BYTES: usize = 256;
+/// Most forward slashes in a topic or filter (beyond a Basic Ingest or shared prefix).
+pub const TOPIC_MAX_SLASHES: usize = 7;
+/// Largest PUBLISH payload: 128 KB.
+pub const PAYLOAD_MAX: usize = 128 * 1024;
+/// Most topic filters in one SUBSCRIBE.
+pub const FILTERS_PER_SUBSCRIBE: usize = 8;
+/// Longest keep-alive interval, seconds.
+pub const KEEP_ALIVE_MAX: u16 = 1200;
+
+/// What AWS IoT would refuse. Each message is one sentence saying what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LimitError {
+    /// Client ID over 128 bytes.
+    #[error("the client ID is {0} bytes long; AWS IoT accepts at most 128")]
+    ClientIdTooLong(usize),
+    /// Client ID beginning with `$`.
+    #[error("the client ID begins with '$', which AWS IoT reserves for IDs it generates")]
+    ClientIdReserved,
+    /// Keep-alive over 1200 s.
+    #[error("a keep-alive of {0} s is longer than AWS IoT's 1200 s: it would use 1200 s and disconnect a client that pings less often")]
+    KeepAliveTooLong(u16),
+    /// Topic over 256 bytes.
+    #[error("the topic '{topic}' is {len} bytes long; AWS IoT accepts at most 256")]
+    TopicTooLong {
+        /// The topic, escaped and cut.
+        topic: String,
+        /// Its counted length.
+        len: usize,
+    },
+    /// Topic or filter with more than 7 slashes.
+    #[error("the topic '{topic}' has {slashes} forward slashes; AWS IoT accepts at most 7")]
+    TopicTooDeep {
+        /// The topic, escaped and cut.
+        topic: String,
+        /// Its counted slashes.
+        slashes: usize,
+    },
+    /// A `$` topic AWS does not let a client publish to.
+    #[error("AWS IoT does not let clients publish to the reserved topic '{0}' (only the shadow, jobs, fleet provisioning, Device Defender, stream, device location and Basic Ingest topics)")]
+    ReservedTopic(String),
+    /// A `$` filter outside `$aws/` and `$share/`.
+    #[error("the topic filter '{0}' begins with '$' but not with '$aws/' or '$share/<group>/', which AWS IoT does not serve")]
+    ReservedFilter(String),
+    /// Payload over 128 KB.
+    #[error("the payload is {0} bytes long; AWS IoT accepts at most 131072 (128 KB)")]
+    PayloadTooLarge(usize),
+    /// More than 8 filters in one SUBSCRIBE.
+    #[error("one SUBSCRIBE asks for {0} topic filters; AWS IoT accepts at most 8 (send several)")]
+    TooManyFilters(usize),
+    /// QoS 2 asked for.
+    #[error("QoS 2 is not supported by AWS IoT (it never acknowledges it): use QoS 0 or 1")]
+    Qos2,
+}
+
+fn shown(topic: &str) -> String {
+    crate::aws::names::escape(topic)
+}
+
+/// The part of a topic AWS counts: without a Basic Ingest prefix `$aws/rules/<rule>/`.
+fn counted(topic: &str) -> &str {
+    let Some(rest) = strip_prefix_ignore_case(topic, "$aws/rules/") else {
+        return topic;
+    };
+    match rest.split_once('/') {
+        Some((_rule, tail)) => tail,
+        None => "",
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+fn check_size_and_depth(topic: &str, what: &str) -> Result<(), LimitError> {
+    let len = what.len();
+    if len > TOPIC_MAX_BYTES {
+        return Err(LimitError::TopicTooLong {
+            topic: shown(topic),
+            len,
+        });
+    }
+    let slashes = what.matches('/').count();
+    if slashes > TOPIC_MAX_SLASHES {
+        return Err(LimitError::TopicTooDeep {
+            topic: shown(topic),
+            slashes,
+        });
+    }
+    Ok(())
+}
+
+/// Checks a CONNECT's client ID and keep-alive.
+pub fn check_connect(connect: &Connect) -> Result<(), LimitError> {
+    check_client_id(&connect.client_id)?;
+    if connect.keep_alive > KEEP_ALIVE_MAX {
+        return Err(LimitError::KeepAliveTooLong(connect.keep_alive));
+    }
+    Ok(())
+}
+
+/// Checks a client ID: at most 128 bytes, not beginning with `$`.
+pub fn check_client_id(client_id: &str) -> Result<(), LimitError> {
+    if client_id.len() > CLIENT_ID_MAX {
+        return Err(LimitError::ClientIdTooLong(client_id.len()));
+    }
+    if client_id.starts_with('$') {
+        return Err(LimitError::ClientIdReserved);
+    }
+    Ok(())
+}
+
+/// Checks a topic to publish to: size, depth, and reserved topics.
+pub fn check_publish_topic(topic: &str) -> Result<(), LimitError> {
+    check_size_and_depth(topic, counted(topic))?;
+    if topic.starts_with('$') && !publish_allowed_reserved(topic) {
+        return Err(LimitError::ReservedTopic(shown(topic)));
+    }
+    Ok(())
+}
+
+/// Checks a PUBLISH: topic, payload size, QoS.
+pub fn check_publish(publish: &Publish) -> Result<(), LimitError> {
+    if publish.qos == QoS::ExactlyOnce {
+        return Err(LimitError::Qos2);
+    }
+    check_publish_topic(&publish.topic)?;
+    if publish.payload.len() > PAYLOAD_MAX {
+        return Err(LimitError::PayloadTooLarge(publish.payload.len()));
+    }
+    Ok(())
+}
+
+/// Checks a topic filter to subscribe to: depth, size, and `$` prefixes.
+pub fn check_filter(filter: &str) -> Result<(), LimitError> {
+    // A shared subscription's `$share/<group>/` is not counted.
+    let inner = match filter.strip_prefix("$share/") {
+        Some(rest) => match rest.split_once('/') {
+            Some((_group, inner)) if !inner.starts_with("$share/") => inner,
+            _ => return Err(LimitError::ReservedFilter(shown(filter))),
+        },
+        None => filter,
+    };
+    if inner.starts_with('$') && !inner.starts_with("$aws/") {
+        return Err(LimitError::ReservedFilter(shown(filter)));
+    }
+    check_size_and_depth(filter, counted(inner))
+}
+
+/// Checks a SUBSCRIBE: at most 8 filters, each valid for AWS, none at QoS 2.
+pub fn check_subscribe(subscribe: &Subscribe) -> Result<(), LimitError> {
+    if subscribe.filters.len() > FILTERS_PER_SUBSCRIBE {
+        return Err(LimitError::TooManyFilters(subscribe.filters.len()));
+    }
+    for (filter, qos) in &subscribe.filters {
+        if *qos == QoS::ExactlyOnce {
+            return Err(LimitError::Qos2);
+        }
+        check_filter(filter)?;
+    }
+    Ok(())
+}
+
+/// Whether AWS IoT lets a client publish to the reserved (`$`) topic `topic`, per the
+/// "Reserved topics" page: the shadow requests (`…/shadow[/name/<n>]/{get,update,delete}`),
+/// the jobs requests (`$aws/things/<t>/jobs/{get,start-next}`,
+/// `$aws/things/<t>/jobs/<id>/{get,update}`), fleet provisioning
+/// (`$aws/certificates/create[-from-csr]/<fmt>`,
+/// `$aws/provisioning-templates/<name>/provision/<fmt>`), Device Defender metrics
+/// (`$aws/things/<t>/defender/metrics/<fmt>`), MQTT file streams
+/// (`$aws/things/<t>/streams/<id>/{get,describe}/<fmt>`), device location
+/// (`$aws/device_location/<id>/get_position_estimate`) and Basic Ingest
+/// (`$aws/rules/<rule>[/…]`). `<fmt>` is `json` or `cbor`. Responses, notifications and
+/// events are subscribe-only.
+pub fn publish_allowed_reserved(topic: &str) -> bool {
+    if let Some(rest) = strip_prefix_ignore_case(topic, "$aws/rules/") {
+        let rule = rest.split('/').next().unwrap_or("");
+        return !rule.is_empty() && rule.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    }
+    if let Some(t) = ShadowTopic::parse(topic) {
+        return t.response.is_none();
+    }
+    let levels: Vec<&str> = topic.split('/').collect();
+    let some = |s: &str| !s.is_empty();
+    let fmt = |s: &str| s == "json" || s == "cbor";
+    match levels.as_slice() {
+        ["$aws", "things", t, "jobs", "get" | "start-next"] => some(t),
+        ["$aws", "things", t, "jobs", id, "get" | "update"] => some(t) && some(id),
+        ["$aws", "certificates", "create" | "create-from-csr", f] => fmt(f),
+        ["$aws", "provisioning-templates", name, "provision", f] => some(name) && fmt(f),
+        ["$aws", "things", t, "defender", "metrics", f] => some(t) && fmt(f),
+        ["$aws", "things", t, "streams", id, "get" | "describe", f] => {
+            some(t) && some(id) && fmt(f)
+        }
+        ["$aws", "device_location", id, "get_position_estimate"] => some(id),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids() {
+        assert_eq!(check_client_id("lnu_001"), Ok(()));
+        assert_eq!(check_client_id(&"c".repeat(128)), Ok(()));
+        assert_eq!(
+            check_client_id(&"c".repeat(129)),
+            Err(LimitError::ClientIdTooLong(129))
+        );
+        // Bytes, not characters: 43 × 3-byte characters = 129 bytes.
+        assert_eq!(
+            check_client_id(&"€".repeat(43)),
+            Err(LimitError::ClientIdTooLong(129))
+        );
+        assert_eq!(check_client_id("$x"), Err(LimitError::ClientIdReserved));
+        let mut c = Connect::new("t", 1200);
+        assert_eq!(check_connect(&c), Ok(()));
+        c.keep_alive = 1201;
+        assert_eq!(check_connect(&c), Err(LimitError::KeepAliveTooLong(1201)));
+    }
+
+    #[test]
+    fn topics() {
+        assert_eq!(check_publish_topic("1/2/3/4/5/6/7/8"), Ok(()));
+        assert!(matches!(
+            check_publish_topic("1/2/3/4/5/6/7/8/9"),
+            Err(LimitError::TopicTooDeep { slashes: 8, .. })
+        ));
+        assert_eq!(check_publish_topic(&"t".repeat(256)), Ok(()));
+        assert!(matches!(
+            check_publish_topic(&"t".repeat(257)),
+            Err(LimitError::TopicTooLong { len: 257, .. })
+        ));
+        // Basic Ingest: the `$aws/rules/<rule>/` prefix counts neither bytes nor slashes.
+        let ingest = format!("$aws/rules/my_rule/{}", "1/2/3/4/5/6/7/8");
+        assert_eq!(check_publish_topic(&ingest), Ok(()));
+        assert_eq!(
+            check_publish_topic(&format!("$AWS/rules/r/{}", "t".repeat(256))),
+            Ok(())
+        );
+        assert!(matches!(
+            check_publish_topic(&format!("$aws/rules/r/{}", "1/2/3/4/5/6/7/8/9")),
+            Err(LimitError::TopicTooDeep { slashes: 8, .. })
+        ));
+        assert!(matches!(
+            check_publish_topic("$aws/rules/bad-name/x"),
+            Err(LimitError::ReservedTopic(_))
+        ));
+    }
+
+    #[test]
+    fn reserved_topics() {
+        for ok in [
+            "$aws/things/lnu_001/shadow/update",
+            "$aws/things/lnu_001/shadow/get",
+            "$aws/things/lnu_001/shadow/name/cfg/delete",
+            "$aws/things/lnu_001/jobs/get",
+            "$aws/things/lnu_001/jobs/start-next",
+            "$aws/things/lnu_001/jobs/job-1/update",
+            "$aws/certificates/create/json",
+            "$aws/certificates/create-from-csr/cbor",
+            "$aws/provisioning-templates/tpl/provision/json",
+            "$aws/things/lnu_001/defender/metrics/json",
+            "$aws/things/lnu_001/streams/s1/get/cbor",
+            "$aws/device_location/dev/get_position_estimate",
+            "$aws/rules/my_rule",
+        ] {
+            assert_eq!(check_publish_topic(ok), Ok(()), "{ok}");
+        }
+        for refused in [
+            "$aws/things/lnu_001/shadow/update/accepted",
+            "$aws/things/lnu_001/shadow/update/delta",
+            "$aws/things/lnu_001/shadow/update/documents",
+            "$aws/things/lnu_001/jobs/notify",
+            "$aws/events/presence/connected/lnu_001",
+            "$aws/things/lnu_001/shadow/patch",
+            "$aws/things/lnu_001/tunnels/notify",
+            "$aws/certificates/create/xml",
+            "$SYS/broker/uptime",
+            "$foo",
+        ] {
+            assert!(
+                matches!(
+                    check_publish_topic(refused),
+                    Err(LimitError::ReservedTopic(_))
+                ),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn filters_and_subscribe() {
+        assert_eq!(check_filter("$aws/things/+/shadow/update/delta"), Ok(()));
+        assert_eq!(check_filter("$share/g/a/b/c/d/e/f/g/h"), Ok(()));
+        assert!(matches!(
+            check_filter("a/b/c/d/e/f/g/h/#"),
+            Err(LimitError::TopicTooDeep { .. })
+        ));
+        assert!(matches!(
+            check_filter("$SYS/#"),
+            Err(LimitError::ReservedFilter(_))
+        ));
+        assert!(matches!(
+            check_filter("$share/g"),
+            Err(LimitError::ReservedFilter(_))
+        ));
+        let sub = |n: usize| Subscribe {
+            packet_id: 1,
+            filters: (0..n)
+                .map(|i| (format!("t/{i}"), QoS::AtLeastOnce))
+                .collect(),
+        };
+        assert_eq!(check_subscribe(&sub(8)), Ok(()));
+        assert_eq!(check_subscribe(&sub(9)), Err(LimitError::TooManyFilters(9)));
+        let mut two = sub(1);
+        two.filters[0].1 = QoS::ExactlyOnce;
+        assert_eq!(check_subscribe(&two), Err(LimitError::Qos2));
+    }
+
+    #[test]
+    fn payloads() {
+        let mut p = Publish::at_least_once("t", vec![0u8; PAYLOAD_MAX], 1);
+        assert_eq!(check_publish(&p), Ok(()));
+        p.payload.push(0);
+        assert_eq!(
+            check_publish(&p),
+            Err(LimitError::PayloadTooLarge(PAYLOAD_MAX + 1))
+        );
+        p.payload.clear();
+        assert_eq!(check_publish(&p), Ok(()), "empty payloads are fine");
+        p.qos = QoS::ExactlyOnce;
+        assert_eq!(check_publish(&p), Err(LimitError::Qos2));
+    }
+
+    #[test]
+    fn messages_are_one_line() {
+        let long = format!("a\n{}", "x".repeat(300));
+        let e = check_publish_topic(&long).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.len() < 200, "{e}");
+    }
+}
