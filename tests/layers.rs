@@ -481,6 +481,7 @@ fn the_simulator_uses_only_codecs_and_facts() {
         "partition",
         "clock",
         "files",
+        "hex",
         "trace",
         "pki/atpki",
         "aws/document",

@@ -375,4 +375,18 @@ mod tests {
         assert!(!e.contains('\n'), "{e}");
         assert!(e.len() < 200, "{e}");
     }
+
+    #[test]
+    fn the_longest_names_fit_aws_limits() {
+        let t = crate::mqtt::shadow::ShadowTopics::new(&"t".repeat(128), Some(&"s".repeat(64)))
+            .unwrap();
+        let longest = t.documents();
+        assert_eq!(longest.len(), 234);
+        assert_eq!(longest.matches('/').count(), 7);
+        assert_eq!(check_filter(&longest), Ok(()));
+        assert_eq!(
+            check_publish_topic(&t.request(crate::mqtt::shadow::Operation::Update)),
+            Ok(())
+        );
+    }
 }
