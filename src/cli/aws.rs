@@ -69,8 +69,10 @@ pub struct AwsArgs {
     command: AwsCommand,
     #[command(flatten)]
     conn: AwsConn,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "text", global = true)]
+    /// Output format: text, or json (one JSON object on stdout). `--output` is the same
+    /// flag, under the name the AWS CLI uses.
+    #[arg(long = "format", visible_alias = "output", value_name = "FORMAT", value_enum,
+          default_value = "text", global = true)]
     output: Output,
 }
 
