@@ -220,3 +220,36 @@ fn an_empty_environment_variable_counts_as_unset() {
         out.stderr
     );
 }
+
+/// `ports --format json` is one JSON array, each entry naming its port (and its USB details
+/// or null), whatever this machine has plugged in; `--format table` is refused by name.
+#[test]
+fn ports_prints_json_for_scripts() {
+    let out = esp_aws(["ports", "--format", "json"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    let ports = doc.as_array().expect("an array");
+    for port in ports {
+        assert!(port["port"].is_string(), "{port}");
+        assert!(
+            port["usb"].is_null() || port["usb"]["vid"].is_string(),
+            "{port}"
+        );
+    }
+    let text = esp_aws(["ports"]);
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    assert_eq!(
+        ports.len(),
+        text.stdout
+            .lines()
+            .filter(|l| !l.starts_with("no serial ports"))
+            .count()
+    );
+    let bad = esp_aws(["ports", "--format", "table"]);
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("possible values: text, json"),
+        "{}",
+        bad.stderr
+    );
+}

@@ -125,6 +125,11 @@ fn a_module_that_never_joined_gets_the_wifi_sentence_from_every_command() {
         assert_eq!(status.code, Some(0), "{}", status.stderr);
         assert!(status.stdout.contains("joined:  no"), "{}", status.stdout);
         assert!(status.stdout.contains("ip:      none"), "{}", status.stdout);
+        let json = world.cli(["wifi", "status", "--format", "json"]);
+        assert_eq!(json.code, Some(0), "{}", json.stderr);
+        let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("one JSON document");
+        assert_eq!(doc["joined"], serde_json::Value::Null, "{doc}");
+        assert_eq!(doc["ip"], serde_json::Value::Null, "{doc}");
     }
 }
 
@@ -257,6 +262,11 @@ fn wifi_join_names_each_failure_and_then_everything_works() {
             joined.stdout
         );
         let status = world.cli(["wifi", "status"]);
+        let json = world.cli(["wifi", "status", "--format", "json"]);
+        let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("one JSON document");
+        assert_eq!(doc["joined"]["ssid"], "esp-aws-sim", "{doc}");
+        assert_eq!(doc["joined"]["rssi_dbm"], -42, "{doc}");
+        assert_eq!(doc["ip"], "192.168.4.2", "{doc}");
         assert!(
             status.stdout.contains("signal:  -42 dBm"),
             "{}",

@@ -71,8 +71,14 @@ pub struct AwsArgs {
     conn: AwsConn,
     /// Output format: text, or json (one JSON object on stdout). `--output` is the same
     /// flag, under the name the AWS CLI uses.
-    #[arg(long = "format", visible_alias = "output", value_name = "FORMAT", value_enum,
-          default_value = "text", global = true)]
+    #[arg(
+        long = "format",
+        visible_alias = "output",
+        value_name = "FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     output: Output,
 }
 

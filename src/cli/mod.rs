@@ -89,7 +89,7 @@ enum Command {
     /// Walk the chain from serial port to shadow and say what is broken.
     Doctor(doctor::DoctorArgs),
     /// List the serial ports of this computer.
-    Ports,
+    Ports(ports::PortsArgs),
     /// Join the module to a Wi-Fi network, or show its network.
     Wifi(wifi::WifiArgs),
     /// Send raw AT commands and print the module's answers.
@@ -229,7 +229,7 @@ pub fn main() -> ExitCode {
         Command::Shadow(args) => shadow::run(args),
         Command::At(args) => at::run(args),
         Command::Wifi(args) => wifi::run(args),
-        Command::Ports => ports::run(),
+        Command::Ports(args) => ports::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Aws(args) => aws::run(args),

@@ -2,9 +2,44 @@
 
 use std::process::ExitCode;
 
+use serde_json::json;
+
+use super::format::{self, Format};
+
+const FORMATS: &[Format] = &[Format::Text, Format::Json];
+
+/// Arguments of `esp-aws ports`.
+#[derive(Debug, clap::Args)]
+pub struct PortsArgs {
+    /// Output format: text, or json (an array of ports with their USB details).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = format::parser(FORMATS))]
+    format: Format,
+}
+
 /// Lists serial ports, USB ones with their vendor, product and serial number.
-pub fn run() -> anyhow::Result<ExitCode> {
+pub fn run(args: PortsArgs) -> anyhow::Result<ExitCode> {
     let ports = serialport::available_ports().unwrap_or_default();
+    if args.format == Format::Json {
+        let list: Vec<serde_json::Value> = ports
+            .into_iter()
+            .map(|port| match port.port_type {
+                serialport::SerialPortType::UsbPort(usb) => json!({
+                    "port": port.port_name,
+                    "usb": {
+                        "vid": format!("{:04x}", usb.vid),
+                        "pid": format!("{:04x}", usb.pid),
+                        "product": usb.product,
+                        "manufacturer": usb.manufacturer,
+                        "serial_number": usb.serial_number,
+                        "bridge": bridge(usb.vid, usb.pid),
+                    },
+                }),
+                _ => json!({ "port": port.port_name, "usb": null }),
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(ExitCode::SUCCESS);
+    }
     if ports.is_empty() {
         println!("no serial ports found (a USB adapter may need a driver, or its cable may be charge-only)");
     }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use esp_aws::at::wifi;
 
+use super::format::Format;
 use super::settings::{self, DeviceArgs};
 use super::Exit;
 
@@ -19,6 +20,9 @@ pub struct WifiArgs {
     command: WifiCommand,
 }
 
+/// The forms `wifi status` prints.
+const STATUS_FORMATS: &[Format] = &[Format::Text, Format::Json];
+
 #[derive(Debug, clap::Subcommand)]
 enum WifiCommand {
     /// Join a Wi-Fi network (2.4 GHz); the module keeps it and rejoins it after a reboot.
@@ -29,7 +33,12 @@ enum WifiCommand {
         password: PasswordArgs,
     },
     /// Show whether the module is joined, to which network, its IP address and signal.
-    Status,
+    Status {
+        /// Output format: text, or json (one object: joined, ip, state).
+        #[arg(long, value_name = "FORMAT", default_value = "text",
+              value_parser = super::format::parser(STATUS_FORMATS))]
+        format: Format,
+    },
 }
 
 /// Where a Wi-Fi password comes from (`wifi join`, `provision --wifi`).
@@ -145,18 +154,23 @@ pub fn run(args: WifiArgs) -> anyhow::Result<ExitCode> {
             check_ssid(ssid)?;
             Some((ssid.clone(), password.password()?))
         }
-        WifiCommand::Status => None,
+        WifiCommand::Status { .. } => None,
+    };
+    let format = match &args.command {
+        WifiCommand::Status { format } => *format,
+        WifiCommand::Join { .. } => Format::Text,
     };
     let settings = settings::resolve(&args.device, None)?;
     // A signal stops the exchange cleanly, and a cut leaves the in-flight mark for the
     // next command (see `super::inflight`).
     crate::interrupt_flag();
-    super::inflight::InFlight::around(&settings.port, || on_module(&settings, join))
+    super::inflight::InFlight::around(&settings.port, || on_module(&settings, join, format))
 }
 
 fn on_module(
     settings: &settings::Settings,
     join: Option<(String, String)>,
+    format: Format,
 ) -> anyhow::Result<ExitCode> {
     let mut session = settings::open_session(settings)?;
     session.set_cancel(crate::interrupt_flag());
@@ -166,6 +180,30 @@ fn on_module(
         eprintln!("joined \"{ssid}\"");
     }
     let status = wifi::status(session.client(), generation)?;
+    if format == Format::Json {
+        let joined = status.joined.as_ref().map(|ap| {
+            serde_json::json!({
+                "ssid": ap.ssid,
+                "bssid": ap.bssid,
+                "channel": ap.channel,
+                "rssi_dbm": ap.rssi,
+            })
+        });
+        let state = status.state.as_ref().map(|(code, ssid)| {
+            serde_json::json!({
+                "code": code,
+                "words": status.state_words(),
+                "ssid": ssid,
+            })
+        });
+        let out = serde_json::json!({
+            "joined": joined,
+            "ip": status.ip.map(|ip| ip.to_string()),
+            "state": state,
+        });
+        println!("{out}");
+        return Ok(ExitCode::SUCCESS);
+    }
     match &status.joined {
         Some(ap) => {
             // The module's words, escaped: it can answer terminal escape sequences.
