@@ -65,4 +65,5 @@ mod net_ports;
 
 mod aws_errors;
 mod aws_moto;
+mod aws_refused;
 mod aws_tls;
