@@ -17,8 +17,8 @@ use anyhow::{anyhow, Context};
 use esp_aws::aws::control::client::{self, Call, Client, ControlError};
 use esp_aws::aws::control::credentials::{self, Choice};
 use esp_aws::aws::control::model::{self, CertificateStatus, ErrorCode, Op};
-use esp_aws::aws::control::shadow_policy::{self, Verdict};
 use esp_aws::aws::names;
+use esp_aws::aws::policy::{self as iot_policy, Decision, PolicyDocument};
 use serde_json::json;
 
 use super::Exit;
@@ -601,7 +601,7 @@ pub fn create_thing(
     let policy = create
         .policy
         .clone()
-        .unwrap_or_else(|| shadow_policy::default_policy_name(thing));
+        .unwrap_or_else(|| iot_policy::default_policy_name(thing));
     let policy_created = match (get_policy(c, &policy).map_err(|e| made.explain(e, create))?, &create.policy, &document) {
         (Some(existing), _, Some(doc)) => {
             let same = serde_json::from_str::<serde_json::Value>(&existing.policy_document).ok()
@@ -628,7 +628,7 @@ pub fn create_thing(
         (None, _, doc) => {
             let document = doc
                 .clone()
-                .unwrap_or_else(|| shadow_policy::default_policy(c.region(), &account, thing));
+                .unwrap_or_else(|| iot_policy::thing_policy(c.region(), &account, thing));
             let body = serde_json::to_vec(&model::CreatePolicyRequest {
                 policy_document: document,
                 tags: Vec::new(),
@@ -977,15 +977,25 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
                 docs.push(g.policy_document);
             }
         }
-        let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+        // The evaluator the data endpoint uses, with a REST request's context (no MQTT
+        // policy variables); a document AWS holds but this grammar refuses grants nothing.
+        let parsed: Vec<PolicyDocument> = docs
+            .iter()
+            .filter_map(|d| PolicyDocument::parse(d).ok())
+            .collect();
         let mut shadow = serde_json::Map::new();
         let mut all = true;
-        for action in shadow_policy::SHADOW_ACTIONS {
-            let v = shadow_policy::evaluate(&refs, action, &thing_arn, thing);
+        for action in iot_policy::SHADOW_ACTIONS {
+            let v = iot_policy::evaluate_proven(
+                &parsed,
+                action,
+                &thing_arn,
+                &iot_policy::Context::default(),
+            );
             let (word, ok) = match v {
-                Verdict::Allowed => ("allowed", true),
-                Verdict::Denied => ("denied", false),
-                Verdict::NotAllowed => ("not allowed", false),
+                Decision::Allowed => ("allowed", true),
+                Decision::ExplicitDeny => ("denied", false),
+                Decision::ImplicitDeny => ("not allowed", false),
             };
             // Delete is a nice-to-have; get and update are what the device needs.
             if !ok && action != "iot:DeleteThingShadow" {
@@ -1001,7 +1011,7 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
                                 policies.join(", ")
                             )
                         },
-                        if v == Verdict::Denied {
+                        if v == Decision::ExplicitDeny {
                             "(a Deny matches)"
                         } else {
                             ""
@@ -1191,7 +1201,7 @@ fn delete_thing(
     say(&format!("✓ thing {thing} deleted"));
     done.push(format!("thing {thing} deleted"));
     // The default policy goes too, when nothing else uses it.
-    let default = shadow_policy::default_policy_name(thing);
+    let default = iot_policy::default_policy_name(thing);
     let mut deleted_policies = Vec::new();
     if detached_policies.contains(&default)
         && policy_targets(c, &default)
