@@ -66,4 +66,5 @@ mod net_ports;
 mod aws_errors;
 mod aws_moto;
 mod aws_refused;
+mod aws_sim_profile;
 mod aws_tls;

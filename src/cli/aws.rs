@@ -15,12 +15,13 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 use esp_aws::aws::control::client::{self, Call, Client, ControlError};
-use esp_aws::aws::control::credentials::{self, Choice};
+use esp_aws::aws::control::credentials::{self, Choice, Env as _};
 use esp_aws::aws::control::model::{self, CertificateStatus, ErrorCode, Op};
 use esp_aws::aws::names;
 use esp_aws::aws::policy::{self as iot_policy, Decision, PolicyDocument};
 use serde_json::json;
 
+use super::settings::{self, SimAccount};
 use super::Exit;
 
 /// How AWS account, region and endpoint are chosen (as the AWS CLI's flags do).
@@ -130,11 +131,15 @@ pub struct CreateArgs {
 
 /// Entry point of `esp-aws aws`.
 pub fn run(args: AwsArgs) -> anyhow::Result<ExitCode> {
-    let client = connect(&args.conn)?;
+    let Connected { client, root_ca } = connect(&args.conn, &settings::DeviceArgs::default())?;
     let json = args.output == Output::Json;
     let value = match &args.command {
         AwsCommand::CreateThing(create) => {
-            let id = create_thing(&client, create, &mut |line| eprintln!("{line}"))?;
+            let mut create = create.clone();
+            if create.root_ca.is_none() {
+                create.root_ca = root_ca;
+            }
+            let id = create_thing(&client, &create, &mut |line| eprintln!("{line}"))?;
             if !json {
                 println!("{}", id.summary());
             }
@@ -177,14 +182,80 @@ fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client from the flags and the environment.
-pub fn connect(conn: &AwsConn) -> anyhow::Result<Client> {
+/// The environment as the AWS lookup sees it with the simulated account `esp-aws sim`
+/// recorded filled in where the real environment says nothing.
+struct SimEnv<'a> {
+    sim: &'a SimAccount,
+    region_given: bool,
+}
+
+impl credentials::Env for SimEnv<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        let real = credentials::ProcessEnv.var(name);
+        match name {
+            "AWS_SHARED_CREDENTIALS_FILE" => Some(self.sim.credentials_file.display().to_string()),
+            "AWS_ENDPOINT_URL_IOT" => Some(self.sim.endpoint_url.clone()),
+            "AWS_REGION" if !self.region_given => self.sim.region.clone(),
+            _ => real,
+        }
+    }
+}
+
+/// The AWS variables that name an account or an endpoint: any of them set means the user
+/// chose one, and the recorded simulated account stays out of the way.
+const ACCOUNT_VARIABLES: [&str; 6] = [
+    "AWS_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ENDPOINT_URL_IOT",
+    "AWS_ENDPOINT_URL",
+];
+
+/// The simulated account the config recorded for `device`, when it applies: its simulator
+/// runs, and neither an AWS flag nor an `AWS_*` variable names another account.
+pub fn sim_account(conn: &AwsConn, device: &settings::DeviceArgs) -> Option<SimAccount> {
+    if conn.profile.is_some()
+        || conn.aws_endpoint_url.is_some()
+        || ACCOUNT_VARIABLES
+            .iter()
+            .any(|v| credentials::ProcessEnv.var(v).is_some())
+    {
+        return None;
+    }
+    // A config that cannot be read is reported by the commands that need it.
+    let (config, _) = settings::load_config(device).ok()?;
+    config.sim_account()
+}
+
+/// A control-plane client, and the root CA to write beside a certificate by default.
+pub struct Connected {
+    /// The client.
+    pub client: Client,
+    /// The simulated account's root when that account is the one in use.
+    pub root_ca: Option<PathBuf>,
+}
+
+/// A client from the flags and the environment, else from the simulated account the
+/// config recorded for `device` (see [`sim_account`]).
+pub fn connect(conn: &AwsConn, device: &settings::DeviceArgs) -> anyhow::Result<Connected> {
     let choice = Choice {
         profile: conn.profile.clone(),
         region: conn.region.clone(),
         endpoint_url: conn.aws_endpoint_url.clone(),
     };
-    let resolved = credentials::resolve(&choice, &credentials::ProcessEnv)?;
+    let sim = sim_account(conn, device);
+    let resolved = match &sim {
+        Some(sim) => {
+            log::info!("the simulated account at {}", sim.endpoint_url);
+            let region_given = conn.region.is_some()
+                || ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                    .iter()
+                    .any(|v| credentials::ProcessEnv.var(v).is_some());
+            credentials::resolve(&choice, &SimEnv { sim, region_given })?
+        }
+        None => credentials::resolve(&choice, &credentials::ProcessEnv)?,
+    };
     log::info!(
         "AWS credentials from {}, region {}",
         resolved.credentials.source,
@@ -207,7 +278,10 @@ pub fn connect(conn: &AwsConn) -> anyhow::Result<Client> {
         None => None,
     };
     let bundle = conn.ca_bundle.clone().or_else(client::env_ca_bundle);
-    Ok(Client::new(resolved, bundle.as_deref(), attempts)?)
+    Ok(Connected {
+        client: Client::new(resolved, bundle.as_deref(), attempts)?,
+        root_ca: sim.and_then(|s| s.root_ca),
+    })
 }
 
 fn check_thing(thing: &str) -> anyhow::Result<()> {
@@ -1233,16 +1307,20 @@ fn delete_thing(
 /// user gave none. Returns the identity directory and the endpoint.
 pub fn prepare_provision(
     conn: &AwsConn,
+    device: &settings::DeviceArgs,
     thing: &str,
     dir: Option<PathBuf>,
     root_ca: Option<PathBuf>,
     want_endpoint: bool,
 ) -> anyhow::Result<(PathBuf, Option<String>)> {
-    let client = connect(conn)?;
+    let Connected {
+        client,
+        root_ca: sim_root,
+    } = connect(conn, device)?;
     let create = CreateArgs {
         thing: thing.to_string(),
         out: dir,
-        root_ca,
+        root_ca: root_ca.or(sim_root),
         ..CreateArgs::default()
     };
     let id = create_thing(&client, &create, &mut |line| eprintln!("{line}"))?;
