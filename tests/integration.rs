@@ -63,6 +63,7 @@ mod net_codec;
 mod net_peers;
 mod net_ports;
 
+mod aws_doctor;
 mod aws_errors;
 mod aws_moto;
 mod aws_refused;

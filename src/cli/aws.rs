@@ -1058,6 +1058,7 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
             .filter_map(|d| PolicyDocument::parse(d).ok())
             .collect();
         let mut shadow = serde_json::Map::new();
+        let mut denied_by = serde_json::Map::new();
         let mut all = true;
         for action in iot_policy::SHADOW_ACTIONS {
             let v = iot_policy::evaluate_proven(
@@ -1095,6 +1096,25 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
                 );
             }
             shadow.insert(action.to_string(), json!(word));
+            // Which policies refuse it by themselves (a Deny), so a sentence can name them.
+            let refusing: Vec<&String> = policies
+                .iter()
+                .zip(docs.iter())
+                .filter(|(_, d)| {
+                    PolicyDocument::parse(d).is_ok_and(|d| {
+                        iot_policy::evaluate_proven(
+                            [&d],
+                            action,
+                            &thing_arn,
+                            &iot_policy::Context::default(),
+                        ) == Decision::ExplicitDeny
+                    })
+                })
+                .map(|(name, _)| name)
+                .collect();
+            if !refusing.is_empty() {
+                denied_by.insert(action.to_string(), json!(refusing));
+            }
         }
         if st != "ACTIVE" {
             problems.push(format!(
@@ -1109,6 +1129,7 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
             "status": st,
             "policies": policies,
             "shadowActions": shadow,
+            "deniedBy": denied_by,
         }));
     }
     if principals.is_empty() {
@@ -1129,6 +1150,85 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
         "ready": ready,
     });
     Ok((value, problems))
+}
+
+/// Why the account refuses the certificate `cert_der` on `thing`'s shadow, as `aws status`
+/// finds it: one sentence with the fix ("certificate ID is INACTIVE: ...", "policy X does not
+/// allow iot:UpdateThingShadow on ARN: ..."), or `None` when no account can be asked (no
+/// credentials) or it finds nothing wrong with that certificate. For `doctor`, after a 403
+/// or a refused TLS handshake.
+pub fn explain_refusal(
+    conn: &AwsConn,
+    device: &settings::DeviceArgs,
+    thing: &str,
+    cert_der: &[u8],
+) -> Option<String> {
+    let Connected { client, .. } = connect(conn, device)
+        .map_err(|e| log::info!("the account is not asked: {e:#}"))
+        .ok()?;
+    let id: String = ring::digest::digest(&ring::digest::SHA256, cert_der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (value, _) = match status(&client, thing) {
+        Ok(v) => v,
+        Err(e) => return Some(format!("{e:#}")),
+    };
+    let thing_arn = value["thingArn"].as_str().unwrap_or(thing);
+    let Some(cert) = value["certificates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["certificateId"] == id.as_str())
+    else {
+        return Some(format!(
+            "the module's certificate {id} is not attached to thing {thing} in {}: attach it (`aws iot attach-thing-principal --thing-name {thing} --principal CERT_ARN`), or provision the thing's own certificate",
+            client.region()
+        ));
+    };
+    let status = cert["status"].as_str().unwrap_or("?");
+    if status != "ACTIVE" {
+        return Some(format!(
+            "certificate {id} is {status}: activate it with `aws iot update-certificate --certificate-id {id} --new-status ACTIVE`"
+        ));
+    }
+    let policies: Vec<&str> = cert["policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_str())
+        .collect();
+    let arn = cert["certificateArn"].as_str().unwrap_or("CERT_ARN");
+    for action in ["iot:UpdateThingShadow", "iot:GetThingShadow"] {
+        if cert["shadowActions"][action] == "allowed" {
+            continue;
+        }
+        let denying: Vec<&str> = cert["deniedBy"][action]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str())
+            .collect();
+        return Some(match (denying.as_slice(), policies.as_slice()) {
+            ([one, ..], _) => format!(
+                "policy {one} does not allow {action} on {thing_arn} (a Deny statement refuses it): remove that statement, or detach it with `aws iot detach-policy --policy-name {one} --target {arn}`"
+            ),
+            ([], []) => format!(
+                "certificate {id} has no policy, so nothing allows {action} on {thing_arn}: attach one that does, e.g. `aws iot attach-policy --policy-name {} --target {arn}` after creating it (`{} aws create-thing {thing}` creates and attaches it)",
+                iot_policy::default_policy_name(thing),
+                super::invocation()
+            ),
+            ([], [one]) => format!(
+                "policy {one} does not allow {action} on {thing_arn}: add it to that policy, or attach one that allows it (`aws iot attach-policy --policy-name NAME --target {arn}`)"
+            ),
+            ([], many) => format!(
+                "policies {} do not allow {action} on {thing_arn}: add it to one of them, or attach one that allows it (`aws iot attach-policy --policy-name NAME --target {arn}`)",
+                many.join(", ")
+            ),
+        });
+    }
+    None
 }
 
 fn print_status(v: &serde_json::Value) {
