@@ -66,6 +66,7 @@ mod net_ports;
 mod aws_doctor;
 mod aws_errors;
 mod aws_moto;
+mod aws_moto_register;
 mod aws_refused;
 mod aws_sim_profile;
 mod aws_tls;
