@@ -1155,13 +1155,15 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
 /// Why the account refuses the certificate `cert_der` on `thing`'s shadow, as `aws status`
 /// finds it: one sentence with the fix ("certificate ID is INACTIVE: ...", "policy X does not
 /// allow iot:UpdateThingShadow on ARN: ..."), or `None` when no account can be asked (no
-/// credentials) or it finds nothing wrong with that certificate. For `doctor`, after a 403
-/// or a refused TLS handshake.
+/// credentials) or it finds nothing wrong with that certificate. For `doctor`, after a 403,
+/// or after a refused TLS `handshake` (then only the certificate's status counts: policies
+/// and attachments do not refuse handshakes).
 pub fn explain_refusal(
     conn: &AwsConn,
     device: &settings::DeviceArgs,
     thing: &str,
     cert_der: &[u8],
+    handshake: bool,
 ) -> Option<String> {
     let Connected { client, .. } = connect(conn, device)
         .map_err(|e| log::info!("the account is not asked: {e:#}"))
@@ -1173,6 +1175,7 @@ pub fn explain_refusal(
         .collect();
     let (value, _) = match status(&client, thing) {
         Ok(v) => v,
+        Err(_) if handshake => return None,
         Err(e) => return Some(format!("{e:#}")),
     };
     let thing_arn = value["thingArn"].as_str().unwrap_or(thing);
@@ -1182,6 +1185,9 @@ pub fn explain_refusal(
         .flatten()
         .find(|c| c["certificateId"] == id.as_str())
     else {
+        if handshake {
+            return None;
+        }
         return Some(format!(
             "the module's certificate {id} is not attached to thing {thing} in {}: attach it (`aws iot attach-thing-principal --thing-name {thing} --principal CERT_ARN`), or provision the thing's own certificate",
             client.region()
@@ -1192,6 +1198,9 @@ pub fn explain_refusal(
         return Some(format!(
             "certificate {id} is {status}: activate it with `aws iot update-certificate --certificate-id {id} --new-status ACTIVE`"
         ));
+    }
+    if handshake {
+        return None;
     }
     let policies: Vec<&str> = cert["policies"]
         .as_array()

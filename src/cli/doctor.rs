@@ -257,13 +257,15 @@ fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> R
         report.warn("tls", warning);
     }
     let thing = args.thing.clone().or_else(|| settings.config.thing.clone());
-    // What the account says about the module's certificate, asked only once AWS refused.
-    let account = |sentence: String| match &thing {
-        Some(thing) => account_finding(args, thing, &stored.cert)
-            .map_or(sentence.clone(), |finding| {
-                format!("{finding} (the module saw: {sentence})")
-            }),
-        None => sentence,
+    // What the account says about the module's certificate, asked only when AWS refused
+    // it in the handshake (a wrong CA is the module's side, not the account's).
+    let account = |cause: provision::Error| match (&thing, &cause) {
+        (Some(thing), provision::Error::CertificateRefused { .. }) => {
+            account_finding(args, thing, &stored.cert, true).map_or(cause.to_string(), |finding| {
+                format!("{finding} (the module saw: {cause})")
+            })
+        }
+        _ => cause.to_string(),
     };
     if let Err(e) = session
         .configure_tls(&endpoint, port)
@@ -273,7 +275,7 @@ fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> R
         if matches!(cause, provision::Error::TrustNotRestored { .. }) {
             return Err(tls_failure(report, "tls", cause));
         }
-        return Err(report.fail("tls", account(cause.to_string())));
+        return Err(report.fail("tls", account(cause)));
     }
     report.pass(
         "tls",
@@ -298,7 +300,7 @@ fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> R
             "GET {thing}'s shadow: 404, no shadow yet (everything up to AWS works)"
         )),
         Err(ShadowError::Api(ApiError::Forbidden { message, .. })) => Err(
-            match account_finding(args, &thing, &stored.cert) {
+            match account_finding(args, &thing, &stored.cert, false) {
                 Some(finding) => format!("AWS answered 403 ({message}): {finding}"),
                 None => format!("AWS answered 403 ({message}): the certificate is not ACTIVE, or its policy does not allow iot:GetThingShadow on {thing}"),
             },
@@ -310,7 +312,7 @@ fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> R
                     let _ = session.close();
                     return Err(tls_failure(report, "shadow", cause));
                 }
-                cause => Err(account(cause.to_string())),
+                cause => Err(account(cause)),
             }
         }
         // A response that did not come, or was not HTTP: nothing to diagnose about TLS.
@@ -325,13 +327,14 @@ fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> R
 }
 
 /// What the AWS account (when credentials for one are found) says about the module's
-/// certificate `cert` (PEM or DER) on `thing`'s shadow, with the fix.
-fn account_finding(args: &DoctorArgs, thing: &str, cert: &[u8]) -> Option<String> {
+/// certificate `cert` (PEM or DER) on `thing`'s shadow, with the fix; after a refused
+/// `handshake`, only what refuses a handshake (the certificate's status).
+fn account_finding(args: &DoctorArgs, thing: &str, cert: &[u8], handshake: bool) -> Option<String> {
     let der = match esp_aws::pki::material::classify(cert).ok()? {
         esp_aws::pki::material::Material::Certificates { certs, .. } => certs.first()?.to_vec(),
         _ => return None,
     };
-    super::aws::explain_refusal(&args.aws, &args.device, thing, &der)
+    super::aws::explain_refusal(&args.aws, &args.device, thing, &der, handshake)
 }
 
 /// Runs the pre-flight checks on a set of credentials; the first failure stops the walk,
