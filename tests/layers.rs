@@ -485,6 +485,10 @@ fn the_simulator_uses_only_codecs_and_facts() {
         "pki/atpki",
         "aws/document",
         "aws/names",
+        // The policy grammar and its evaluation, and the control plane's wire contract:
+        // facts the simulated account serves and the host client reads, written once.
+        "aws/policy",
+        "aws/control/model",
         "rom/chip",
         "rom/command",
         "rom/packet",

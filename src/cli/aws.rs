@@ -514,6 +514,57 @@ impl Identity {
     }
 }
 
+/// Finds the AWS console's downloads in `dir`: exactly one `*-certificate.pem.crt`, one
+/// `*-private.pem.key`, and one of `AmazonRootCA1.pem`/`AmazonRootCA3.pem`.
+pub fn find_downloads(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    entries.sort();
+    let name = |p: &PathBuf| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let pick = |what: &str,
+                flag: &str,
+                matches: &dyn Fn(&str) -> bool|
+     -> anyhow::Result<PathBuf> {
+        let found: Vec<&PathBuf> = entries.iter().filter(|p| matches(&name(p))).collect();
+        match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(
+                Exit::usage(format!("{} has no {what}: pass {flag} FILE", dir.display())).into(),
+            ),
+            many => {
+                let names: Vec<String> = many.iter().map(|p| name(p)).collect();
+                Err(Exit::usage(format!(
+                    "{} holds more than one {what} ({}): pass {flag} FILE to choose",
+                    dir.display(),
+                    names.join(", ")
+                ))
+                .into())
+            }
+        }
+    };
+    let cert = pick(
+        "device certificate (*-certificate.pem.crt)",
+        "--cert",
+        &|n| n.ends_with("-certificate.pem.crt"),
+    )?;
+    let key = pick("private key (*-private.pem.key)", "--key", &|n| {
+        n.ends_with("-private.pem.key")
+    })?;
+    let ca = pick(
+        "Amazon root CA (AmazonRootCA1.pem or AmazonRootCA3.pem)",
+        "--ca",
+        &|n| n == "AmazonRootCA1.pem" || n == "AmazonRootCA3.pem",
+    )?;
+    Ok((cert, key, ca))
+}
+
 /// An identity left in `dir` by an earlier run: the certificate ID from the console-style
 /// file name, and the three files.
 fn identity_in(dir: &Path) -> anyhow::Result<Option<(String, PathBuf, PathBuf, PathBuf)>> {
@@ -530,7 +581,7 @@ fn identity_in(dir: &Path) -> anyhow::Result<Option<(String, PathBuf, PathBuf, P
     if !has_any {
         return Ok(None);
     }
-    let (cert, key, ca) = super::provision::find_downloads(dir)?;
+    let (cert, key, ca) = find_downloads(dir)?;
     let name = cert
         .file_name()
         .unwrap_or_default()

@@ -101,7 +101,7 @@ impl CredentialArgs {
     pub fn paths(&self) -> anyhow::Result<Option<(PathBuf, PathBuf, PathBuf)>> {
         Ok(match (&self.from, &self.cert, &self.key, &self.ca) {
             (Some(dir), ..) => {
-                let found = find_downloads(dir)?;
+                let found = super::aws::find_downloads(dir)?;
                 let name = |p: &Path| {
                     p.file_name()
                         .unwrap_or_default()
@@ -121,57 +121,6 @@ impl CredentialArgs {
             _ => None,
         })
     }
-}
-
-/// Finds the AWS console's downloads in `dir`: exactly one `*-certificate.pem.crt`, one
-/// `*-private.pem.key`, and one of `AmazonRootCA1.pem`/`AmazonRootCA3.pem`.
-pub fn find_downloads(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    entries.sort();
-    let name = |p: &PathBuf| {
-        p.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    let pick = |what: &str,
-                flag: &str,
-                matches: &dyn Fn(&str) -> bool|
-     -> anyhow::Result<PathBuf> {
-        let found: Vec<&PathBuf> = entries.iter().filter(|p| matches(&name(p))).collect();
-        match found.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => Err(
-                Exit::usage(format!("{} has no {what}: pass {flag} FILE", dir.display())).into(),
-            ),
-            many => {
-                let names: Vec<String> = many.iter().map(|p| name(p)).collect();
-                Err(Exit::usage(format!(
-                    "{} holds more than one {what} ({}): pass {flag} FILE to choose",
-                    dir.display(),
-                    names.join(", ")
-                ))
-                .into())
-            }
-        }
-    };
-    let cert = pick(
-        "device certificate (*-certificate.pem.crt)",
-        "--cert",
-        &|n| n.ends_with("-certificate.pem.crt"),
-    )?;
-    let key = pick("private key (*-private.pem.key)", "--key", &|n| {
-        n.ends_with("-private.pem.key")
-    })?;
-    let ca = pick(
-        "Amazon root CA (AmazonRootCA1.pem or AmazonRootCA3.pem)",
-        "--ca",
-        &|n| n == "AmazonRootCA1.pem" || n == "AmazonRootCA3.pem",
-    )?;
-    Ok((cert, key, ca))
 }
 
 /// Prints a step's result: a line on a pipe, a finished bar on a terminal.

@@ -493,7 +493,7 @@ pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::
     };
     // A port the file took from a simulator is used only while that simulator runs.
     if let (None, Some(state)) = (&device.port, &config.sim) {
-        super::sim::check_recorded(state, &port, config_path.as_deref())?;
+        check_recorded(state, &port, config_path.as_deref())?;
     }
     let endpoint_port = match endpoint.and_then(|e| e.endpoint_port.as_deref()) {
         // clap allows only 8443 and 443.
@@ -590,4 +590,57 @@ pub fn open_session(settings: &Settings) -> anyhow::Result<Session<AnyTransport>
 /// Whether stdout is a terminal (pretty output) or a pipe (compact output).
 pub fn stdout_is_terminal() -> bool {
     std::io::stdout().is_terminal()
+}
+
+/// Checks that the simulator a config file recorded (by its state directory) still serves
+/// `port`: one sentence naming the file and what to do when it stopped or moved.
+pub fn check_recorded(state: &Path, port: &str, file: Option<&Path>) -> anyhow::Result<()> {
+    let from = file.map_or("the settings".to_string(), |f| f.display().to_string());
+    let restart = format!(
+        "start it again with `{} sim --state {}`, or pass --port",
+        super::invocation(),
+        sh_quote(&state.display().to_string())
+    );
+    let Ok(text) = std::fs::read_to_string(state.join(esp_aws::sim::endpoint::SIM_JSON)) else {
+        anyhow::bail!(
+            "the simulator recorded in {from} for {port} is not running (no sim.json in {}): {restart}",
+            state.display()
+        );
+    };
+    let info: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    // Where /proc tells, a process that ended without its clean-up (kill -9) is seen too.
+    if let Some(pid) = info["pid"].as_u64() {
+        if Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists() {
+            anyhow::bail!(
+                "the simulator recorded in {from} for {port} is not running (its process {pid} has ended): {restart}"
+            );
+        }
+    }
+    if let Some(now) = info["port"].as_str() {
+        let same = |a: &str, b: &str| {
+            a == b
+                || std::fs::canonicalize(a)
+                    .ok()
+                    .is_some_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
+        };
+        if !same(now, port) {
+            anyhow::bail!(
+                "the simulator recorded in {from} for {port} now serves {now}: pass --port {now}, or start it again"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `text` as one POSIX shell word.
+pub fn sh_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@%+=,".contains(c));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }

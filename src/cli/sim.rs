@@ -346,46 +346,6 @@ fn record_in_user_config(mut record: super::settings::Config) {
     }
 }
 
-/// Checks that the simulator a config file recorded (by its state directory) still serves
-/// `port`: one sentence naming the file and what to do when it stopped or moved.
-pub fn check_recorded(state: &Path, port: &str, file: Option<&Path>) -> anyhow::Result<()> {
-    let from = file.map_or("the settings".to_string(), |f| f.display().to_string());
-    let restart = format!(
-        "start it again with `{} sim --state {}`, or pass --port",
-        super::invocation(),
-        sh_quote(&state.display().to_string())
-    );
-    let Ok(text) = std::fs::read_to_string(state.join(esp_aws::sim::endpoint::SIM_JSON)) else {
-        anyhow::bail!(
-            "the simulator recorded in {from} for {port} is not running (no sim.json in {}): {restart}",
-            state.display()
-        );
-    };
-    let info: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    // Where /proc tells, a process that ended without its clean-up (kill -9) is seen too.
-    if let Some(pid) = info["pid"].as_u64() {
-        if Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists() {
-            anyhow::bail!(
-                "the simulator recorded in {from} for {port} is not running (its process {pid} has ended): {restart}"
-            );
-        }
-    }
-    if let Some(now) = info["port"].as_str() {
-        let same = |a: &str, b: &str| {
-            a == b
-                || std::fs::canonicalize(a)
-                    .ok()
-                    .is_some_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
-        };
-        if !same(now, port) {
-            anyhow::bail!(
-                "the simulator recorded in {from} for {port} now serves {now}: pass --port {now}, or start it again"
-            );
-        }
-    }
-    Ok(())
-}
-
 /// Name of the control socket a running simulator listens on, in its state directory.
 const CONTROL_SOCKET: &str = "control.sock";
 
@@ -559,19 +519,6 @@ fn parse_resolve(items: &[String]) -> anyhow::Result<Vec<(String, IpAddr)>> {
         .collect()
 }
 
-/// `text` as one POSIX shell word.
-fn sh_quote(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@%+=,".contains(c));
-    if plain {
-        text.to_string()
-    } else {
-        format!("'{}'", text.replace('\'', "'\\''"))
-    }
-}
-
 /// `--wifi SSID:PASSWORD`: the SSID (1 to 32 bytes) up to the first ':', the password
 /// (at most 63 bytes, as ESP-AT takes it) after it.
 fn parse_wifi(spec: &str) -> anyhow::Result<esp_aws::sim::at_firmware::AccessPoint> {
@@ -733,10 +680,13 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
         println!("next:");
         if args.wifi_down {
             // The simulated access point's password is the simulator's own setting.
-            println!("  export WIFI_PASSWORD={}", sh_quote(&wifi_ap.password));
+            println!(
+                "  export WIFI_PASSWORD={}",
+                super::settings::sh_quote(&wifi_ap.password)
+            );
             println!(
                 "  {me} wifi join {} --password-env WIFI_PASSWORD",
-                sh_quote(&wifi_ap.ssid)
+                super::settings::sh_quote(&wifi_ap.ssid)
             );
         }
         println!(

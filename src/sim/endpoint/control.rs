@@ -393,18 +393,16 @@ pub fn run(
                     format!("The certificate is not valid: {why}"),
                 )
             };
-            let der = match crate::pki::material::classify(request.certificate_pem.as_bytes()) {
-                Ok(crate::pki::material::Material::Certificates { certs, pem: true })
-                    if certs.len() == 1 =>
-                {
-                    certs[0].to_vec()
-                }
-                Ok(crate::pki::material::Material::Certificates { pem: true, .. }) => {
-                    invalid("certificatePem must hold exactly one certificate")?
-                }
-                Ok(_) => invalid("certificatePem is not a PEM certificate")?,
-                Err(e) => invalid(&e.to_string())?,
+            let blocks = pem::parse_many(request.certificate_pem.as_bytes())
+                .or_else(|e| invalid(&e.to_string()).map(|_| Vec::new()))?;
+            let der = match blocks.as_slice() {
+                [one] if one.tag() == "CERTIFICATE" => one.contents().to_vec(),
+                [_] | [] => invalid("certificatePem is not a PEM certificate")?,
+                _ => invalid("certificatePem must hold exactly one certificate")?,
             };
+            if let Err(e) = x509_parser::parse_x509_certificate(&der) {
+                invalid(&e.to_string())?;
+            }
             let active = match request.status {
                 None | Some(m::CertificateStatus::Inactive) => false,
                 Some(m::CertificateStatus::Active) => true,
