@@ -28,9 +28,37 @@ fn demo_provisions_sets_and_gets_and_a_second_run_finds_the_module_provisioned()
     ];
     let run = esp_aws(args);
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
-    for step in ["✓ provision", "✓ shadow set", "✓ shadow get"] {
-        assert!(run.stdout.contains(step), "no '{step}' in:\n{}", run.stdout);
+    // The steps in order: the account side from nothing, then the module.
+    let mut at = 0;
+    for step in [
+        "$ esp-aws aws create-thing lnu_002\n",
+        "✓ thing lnu_002 created",
+        "✓ policy esp-aws-lnu_002 created",
+        "created ACTIVE",
+        "✓ certificate attached to thing lnu_002 and policy esp-aws-lnu_002",
+        "✓ aws create-thing",
+        "$ esp-aws provision --from lnu_002 --thing lnu_002\n",
+        "✓ provision",
+        "$ esp-aws shadow set lnu_002 prop1=12\n",
+        "✓ shadow set",
+        "$ esp-aws shadow get lnu_002\n",
+        "✓ shadow get",
+    ] {
+        let found = run.stdout[at..].find(step);
+        assert!(
+            found.is_some(),
+            "no '{step}' after byte {at} of:\n{}",
+            run.stdout
+        );
+        at += found.unwrap();
     }
+    let certificates = || {
+        let registry: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(state.join("account.json")).unwrap())
+                .unwrap();
+        registry["certificates"].as_array().unwrap().len()
+    };
+    let minted = certificates();
     assert!(
         run.stdout.contains("3 slots written") && run.stdout.contains(", 0 unchanged"),
         "{}",
@@ -57,6 +85,13 @@ fn demo_provisions_sets_and_gets_and_a_second_run_finds_the_module_provisioned()
         again.stdout
     );
     assert!(again.stdout.contains(r#""version":2"#), "{}", again.stdout);
+    // The account already holds the thing and its identity: nothing new is minted.
+    assert!(
+        again.stdout.contains("✓ thing lnu_002 exists; reusing it"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(certificates(), minted);
 }
 
 #[test]

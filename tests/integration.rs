@@ -68,8 +68,12 @@ mod net_codec;
 mod net_peers;
 mod net_ports;
 
+mod aws_doctor;
 mod aws_errors;
 mod aws_moto;
+mod aws_moto_register;
+mod aws_refused;
+mod aws_sim_profile;
 mod aws_tls;
 mod mqtt_mosquitto;
 mod mqtt_props;

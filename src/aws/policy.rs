@@ -231,9 +231,12 @@ impl Statement {
 
     /// Whether this statement applies to `action` on `resource`.
     pub fn applies(&self, action: &str, resource: &str, ctx: &Context<'_>) -> bool {
-        if self.has_condition {
-            return false;
-        }
+        !self.has_condition && self.applies_unconditionally(action, resource, ctx)
+    }
+
+    /// Whether this statement would apply to `action` on `resource` if its `Condition`
+    /// (if any) held.
+    fn applies_unconditionally(&self, action: &str, resource: &str, ctx: &Context<'_>) -> bool {
         // Action names are case-insensitive in AWS policies; ARNs are not.
         let action_hit = self
             .actions
@@ -376,6 +379,43 @@ pub fn evaluate<'a>(
     } else {
         Decision::ImplicitDeny
     }
+}
+
+/// Evaluates like [`evaluate`], for a verdict given ahead of the request (the host's
+/// `aws status`) rather than at the endpoint: since conditions are not evaluated here, a
+/// statement with a `Condition` never proves an allow (as in [`evaluate`]), and a Deny under
+/// a `Condition` that would otherwise apply counts as an explicit deny, because it may refuse
+/// the request. `Allowed` is therefore only said when AWS would allow.
+pub fn evaluate_proven<'a>(
+    policies: impl IntoIterator<Item = &'a PolicyDocument>,
+    action: &str,
+    resource: &str,
+    ctx: &Context<'_>,
+) -> Decision {
+    let policies: Vec<&PolicyDocument> = policies.into_iter().collect();
+    let conditional_deny = policies.iter().flat_map(|p| p.statements()).any(|s| {
+        s.effect == Effect::Deny
+            && s.has_condition
+            && s.applies_unconditionally(action, resource, ctx)
+    });
+    if conditional_deny {
+        return Decision::ExplicitDeny;
+    }
+    evaluate(policies, action, resource, ctx)
+}
+
+/// The REST shadow actions the host's shadow client uses, in the order `aws status`
+/// reports them.
+pub const SHADOW_ACTIONS: [&str; 3] = [
+    "iot:GetThingShadow",
+    "iot:UpdateThingShadow",
+    "iot:DeleteThingShadow",
+];
+
+/// The name of the least-privilege policy the host's `aws create-thing` makes for a thing
+/// (`esp-aws-THING`).
+pub fn default_policy_name(thing: &str) -> String {
+    format!("esp-aws-{thing}")
 }
 
 /// The resource ARN of a thing's shadow, as the shadow actions are authorised against:
@@ -587,6 +627,43 @@ mod tests {
                 *want,
                 "{p} vs {s}"
             );
+        }
+    }
+
+    #[test]
+    fn a_proven_verdict_counts_a_conditional_deny_and_no_conditional_allow() {
+        let parse = |t: &str| PolicyDocument::parse(t).unwrap();
+        let all = parse(r#"{"Statement":{"Effect":"Allow","Action":"iot:*","Resource":"*"}}"#);
+        let cond_allow = parse(
+            r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*","Condition":{"Bool":{"iot:Connection.Thing.IsAttached":"true"}}}}"#,
+        );
+        let cond_deny = parse(
+            r#"{"Statement":{"Effect":"Deny","Action":"iot:Update*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"false"}}}}"#,
+        );
+        let ctx = Context::default();
+        let t = arn("a");
+        assert_eq!(
+            evaluate_proven([&cond_allow], "iot:GetThingShadow", &t, &ctx),
+            Decision::ImplicitDeny
+        );
+        assert_eq!(
+            evaluate_proven([&all, &cond_deny], "iot:UpdateThingShadow", &t, &ctx),
+            Decision::ExplicitDeny
+        );
+        // The endpoint does not apply the conditional Deny; the ahead-of-time verdict does.
+        assert_eq!(
+            evaluate([&all, &cond_deny], "iot:UpdateThingShadow", &t, &ctx),
+            Decision::Allowed
+        );
+        assert_eq!(
+            evaluate_proven([&all, &cond_deny], "iot:GetThingShadow", &t, &ctx),
+            Decision::Allowed
+        );
+        // The host's default policy is the thing policy: its own shadow only.
+        let own = parse(&thing_policy(R, A, "lnu_002"));
+        for action in SHADOW_ACTIONS {
+            assert!(evaluate_proven([&own], action, &arn("lnu_002"), &ctx).is_allowed());
+            assert!(!evaluate_proven([&own], action, &arn("lnu_003"), &ctx).is_allowed());
         }
     }
 

@@ -622,6 +622,13 @@ fn echoed_token(body: &[u8]) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Whether AWS's answer with `status` to an update echoes its `clientToken`: the accepted
+/// document (2xx) and the version conflict (409) do; refusals made before the document is
+/// read (403 from the policy check, 401, 429, 5xx) do not.
+fn echoes_token(status: u16) -> bool {
+    (200..300).contains(&status) || status == 409
+}
+
 /// Sends the update `doc` (which carries a `clientToken`) so that it is applied at most
 /// once, through `send(method, body)` on the shadow's path (`POST` with a body, `GET`
 /// without).
@@ -648,10 +655,14 @@ pub fn update_at_most_once<E: std::fmt::Display>(
         reason,
         effect: Effect::Update,
     };
-    // A response is this update's only when it echoes its token (AWS echoes it in every
-    // answer to an update that had one, errors included).
-    let ours = |response: &crate::aws::http::Response| {
-        token.is_none() || echoed_token(&response.body) == token
+    // A response is this update's when it echoes its token where AWS echoes it: in the
+    // accepted document and in the errors the shadow service builds from the document
+    // (409 version conflict). A refusal made before the document is read (403 from the
+    // policy check, 401, 429, 5xx) carries no token; one that carries another is foreign.
+    // Spec: `aws-iot-shadow.md` §2 (error document: "clientToken only if sent"), §4.
+    let ours = |response: &crate::aws::http::Response| match echoed_token(&response.body) {
+        Some(echoed) => token.as_deref().is_none_or(|t| t == echoed),
+        None => token.is_none() || !echoes_token(response.status),
     };
     const FOREIGN: &str = "the answer that came back belongs to another request";
     // The first attempt, repeated once only if it provably never left.
@@ -1101,6 +1112,29 @@ mod tests {
             sender(vec![Ok(answer(200, foreign))], &calls),
         );
         let err = result.unwrap_err().to_string();
+        assert!(err.contains("belongs to another request"), "{err}");
+    }
+
+    #[test]
+    fn a_refusal_without_a_token_is_this_updates_but_an_accepted_one_without_is_not() {
+        let calls = RefCell::new(Vec::new());
+        let forbidden = json!({"code": 403, "message": "Forbidden", "traceId": "t"});
+        let result = update_at_most_once(
+            &update(Some(2)),
+            sender(vec![Ok(answer(403, forbidden))], &calls),
+        );
+        match result {
+            Ok(UpdateReply::Answered(r)) => assert_eq!(r.status, 403),
+            other => panic!("{other:?}"),
+        }
+        let calls = RefCell::new(Vec::new());
+        let tokenless = json!({"state": {"desired": {"x": 1}}, "version": 3});
+        let err = update_at_most_once(
+            &update(Some(2)),
+            sender(vec![Ok(answer(200, tokenless))], &calls),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("belongs to another request"), "{err}");
     }
 

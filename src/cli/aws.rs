@@ -15,12 +15,13 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 use esp_aws::aws::control::client::{self, Call, Client, ControlError};
-use esp_aws::aws::control::credentials::{self, Choice};
+use esp_aws::aws::control::credentials::{self, Choice, Env as _};
 use esp_aws::aws::control::model::{self, CertificateStatus, ErrorCode, Op};
-use esp_aws::aws::control::shadow_policy::{self, Verdict};
 use esp_aws::aws::names;
+use esp_aws::aws::policy::{self as iot_policy, Decision, PolicyDocument};
 use serde_json::json;
 
+use super::settings::{self, SimAccount};
 use super::Exit;
 
 /// How AWS account, region and endpoint are chosen (as the AWS CLI's flags do).
@@ -138,11 +139,15 @@ pub struct CreateArgs {
 
 /// Entry point of `esp-aws aws`.
 pub fn run(args: AwsArgs) -> anyhow::Result<ExitCode> {
-    let client = connect(&args.conn)?;
+    let Connected { client, root_ca } = connect(&args.conn, &settings::DeviceArgs::default())?;
     let json = args.output == Output::Json;
     let value = match &args.command {
         AwsCommand::CreateThing(create) => {
-            let id = create_thing(&client, create, &mut |line| eprintln!("{line}"))?;
+            let mut create = create.clone();
+            if create.root_ca.is_none() {
+                create.root_ca = root_ca;
+            }
+            let id = create_thing(&client, &create, &mut |line| eprintln!("{line}"))?;
             if !json {
                 println!("{}", id.summary());
             }
@@ -185,14 +190,80 @@ fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client from the flags and the environment.
-pub fn connect(conn: &AwsConn) -> anyhow::Result<Client> {
+/// The environment as the AWS lookup sees it with the simulated account `esp-aws sim`
+/// recorded filled in where the real environment says nothing.
+struct SimEnv<'a> {
+    sim: &'a SimAccount,
+    region_given: bool,
+}
+
+impl credentials::Env for SimEnv<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        let real = credentials::ProcessEnv.var(name);
+        match name {
+            "AWS_SHARED_CREDENTIALS_FILE" => Some(self.sim.credentials_file.display().to_string()),
+            "AWS_ENDPOINT_URL_IOT" => Some(self.sim.endpoint_url.clone()),
+            "AWS_REGION" if !self.region_given => self.sim.region.clone(),
+            _ => real,
+        }
+    }
+}
+
+/// The AWS variables that name an account or an endpoint: any of them set means the user
+/// chose one, and the recorded simulated account stays out of the way.
+const ACCOUNT_VARIABLES: [&str; 6] = [
+    "AWS_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ENDPOINT_URL_IOT",
+    "AWS_ENDPOINT_URL",
+];
+
+/// The simulated account the config recorded for `device`, when it applies: its simulator
+/// runs, and neither an AWS flag nor an `AWS_*` variable names another account.
+pub fn sim_account(conn: &AwsConn, device: &settings::DeviceArgs) -> Option<SimAccount> {
+    if conn.profile.is_some()
+        || conn.aws_endpoint_url.is_some()
+        || ACCOUNT_VARIABLES
+            .iter()
+            .any(|v| credentials::ProcessEnv.var(v).is_some())
+    {
+        return None;
+    }
+    // A config that cannot be read is reported by the commands that need it.
+    let (config, _) = settings::load_config(device).ok()?;
+    config.sim_account()
+}
+
+/// A control-plane client, and the root CA to write beside a certificate by default.
+pub struct Connected {
+    /// The client.
+    pub client: Client,
+    /// The simulated account's root when that account is the one in use.
+    pub root_ca: Option<PathBuf>,
+}
+
+/// A client from the flags and the environment, else from the simulated account the
+/// config recorded for `device` (see [`sim_account`]).
+pub fn connect(conn: &AwsConn, device: &settings::DeviceArgs) -> anyhow::Result<Connected> {
     let choice = Choice {
         profile: conn.profile.clone(),
         region: conn.region.clone(),
         endpoint_url: conn.aws_endpoint_url.clone(),
     };
-    let resolved = credentials::resolve(&choice, &credentials::ProcessEnv)?;
+    let sim = sim_account(conn, device);
+    let resolved = match &sim {
+        Some(sim) => {
+            log::info!("the simulated account at {}", sim.endpoint_url);
+            let region_given = conn.region.is_some()
+                || ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                    .iter()
+                    .any(|v| credentials::ProcessEnv.var(v).is_some());
+            credentials::resolve(&choice, &SimEnv { sim, region_given })?
+        }
+        None => credentials::resolve(&choice, &credentials::ProcessEnv)?,
+    };
     log::info!(
         "AWS credentials from {}, region {}",
         resolved.credentials.source,
@@ -215,7 +286,10 @@ pub fn connect(conn: &AwsConn) -> anyhow::Result<Client> {
         None => None,
     };
     let bundle = conn.ca_bundle.clone().or_else(client::env_ca_bundle);
-    Ok(Client::new(resolved, bundle.as_deref(), attempts)?)
+    Ok(Connected {
+        client: Client::new(resolved, bundle.as_deref(), attempts)?,
+        root_ca: sim.and_then(|s| s.root_ca),
+    })
 }
 
 fn check_thing(thing: &str) -> anyhow::Result<()> {
@@ -609,7 +683,7 @@ pub fn create_thing(
     let policy = create
         .policy
         .clone()
-        .unwrap_or_else(|| shadow_policy::default_policy_name(thing));
+        .unwrap_or_else(|| iot_policy::default_policy_name(thing));
     let policy_created = match (get_policy(c, &policy).map_err(|e| made.explain(e, create))?, &create.policy, &document) {
         (Some(existing), _, Some(doc)) => {
             let same = serde_json::from_str::<serde_json::Value>(&existing.policy_document).ok()
@@ -636,7 +710,7 @@ pub fn create_thing(
         (None, _, doc) => {
             let document = doc
                 .clone()
-                .unwrap_or_else(|| shadow_policy::default_policy(c.region(), &account, thing));
+                .unwrap_or_else(|| iot_policy::thing_policy(c.region(), &account, thing));
             let body = serde_json::to_vec(&model::CreatePolicyRequest {
                 policy_document: document,
                 tags: Vec::new(),
@@ -985,15 +1059,26 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
                 docs.push(g.policy_document);
             }
         }
-        let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+        // The evaluator the data endpoint uses, with a REST request's context (no MQTT
+        // policy variables); a document AWS holds but this grammar refuses grants nothing.
+        let parsed: Vec<PolicyDocument> = docs
+            .iter()
+            .filter_map(|d| PolicyDocument::parse(d).ok())
+            .collect();
         let mut shadow = serde_json::Map::new();
+        let mut denied_by = serde_json::Map::new();
         let mut all = true;
-        for action in shadow_policy::SHADOW_ACTIONS {
-            let v = shadow_policy::evaluate(&refs, action, &thing_arn, thing);
+        for action in iot_policy::SHADOW_ACTIONS {
+            let v = iot_policy::evaluate_proven(
+                &parsed,
+                action,
+                &thing_arn,
+                &iot_policy::Context::default(),
+            );
             let (word, ok) = match v {
-                Verdict::Allowed => ("allowed", true),
-                Verdict::Denied => ("denied", false),
-                Verdict::NotAllowed => ("not allowed", false),
+                Decision::Allowed => ("allowed", true),
+                Decision::ExplicitDeny => ("denied", false),
+                Decision::ImplicitDeny => ("not allowed", false),
             };
             // Delete is a nice-to-have; get and update are what the device needs.
             if !ok && action != "iot:DeleteThingShadow" {
@@ -1009,7 +1094,7 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
                                 policies.join(", ")
                             )
                         },
-                        if v == Verdict::Denied {
+                        if v == Decision::ExplicitDeny {
                             "(a Deny matches)"
                         } else {
                             ""
@@ -1019,6 +1104,25 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
                 );
             }
             shadow.insert(action.to_string(), json!(word));
+            // Which policies refuse it by themselves (a Deny), so a sentence can name them.
+            let refusing: Vec<&String> = policies
+                .iter()
+                .zip(docs.iter())
+                .filter(|(_, d)| {
+                    PolicyDocument::parse(d).is_ok_and(|d| {
+                        iot_policy::evaluate_proven(
+                            [&d],
+                            action,
+                            &thing_arn,
+                            &iot_policy::Context::default(),
+                        ) == Decision::ExplicitDeny
+                    })
+                })
+                .map(|(name, _)| name)
+                .collect();
+            if !refusing.is_empty() {
+                denied_by.insert(action.to_string(), json!(refusing));
+            }
         }
         if st != "ACTIVE" {
             problems.push(format!(
@@ -1033,6 +1137,7 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
             "status": st,
             "policies": policies,
             "shadowActions": shadow,
+            "deniedBy": denied_by,
         }));
     }
     if principals.is_empty() {
@@ -1053,6 +1158,94 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
         "ready": ready,
     });
     Ok((value, problems))
+}
+
+/// Why the account refuses the certificate `cert_der` on `thing`'s shadow, as `aws status`
+/// finds it: one sentence with the fix ("certificate ID is INACTIVE: ...", "policy X does not
+/// allow iot:UpdateThingShadow on ARN: ..."), or `None` when no account can be asked (no
+/// credentials) or it finds nothing wrong with that certificate. For `doctor`, after a 403,
+/// or after a refused TLS `handshake` (then only the certificate's status counts: policies
+/// and attachments do not refuse handshakes).
+pub fn explain_refusal(
+    conn: &AwsConn,
+    device: &settings::DeviceArgs,
+    thing: &str,
+    cert_der: &[u8],
+    handshake: bool,
+) -> Option<String> {
+    let Connected { client, .. } = connect(conn, device)
+        .map_err(|e| log::info!("the account is not asked: {e:#}"))
+        .ok()?;
+    let id: String = ring::digest::digest(&ring::digest::SHA256, cert_der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (value, _) = match status(&client, thing) {
+        Ok(v) => v,
+        Err(_) if handshake => return None,
+        Err(e) => return Some(format!("{e:#}")),
+    };
+    let thing_arn = value["thingArn"].as_str().unwrap_or(thing);
+    let Some(cert) = value["certificates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["certificateId"] == id.as_str())
+    else {
+        if handshake {
+            return None;
+        }
+        return Some(format!(
+            "the module's certificate {id} is not attached to thing {thing} in {}: attach it (`aws iot attach-thing-principal --thing-name {thing} --principal CERT_ARN`), or provision the thing's own certificate",
+            client.region()
+        ));
+    };
+    let status = cert["status"].as_str().unwrap_or("?");
+    if status != "ACTIVE" {
+        return Some(format!(
+            "certificate {id} is {status}: activate it with `aws iot update-certificate --certificate-id {id} --new-status ACTIVE`"
+        ));
+    }
+    if handshake {
+        return None;
+    }
+    let policies: Vec<&str> = cert["policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_str())
+        .collect();
+    let arn = cert["certificateArn"].as_str().unwrap_or("CERT_ARN");
+    for action in ["iot:UpdateThingShadow", "iot:GetThingShadow"] {
+        if cert["shadowActions"][action] == "allowed" {
+            continue;
+        }
+        let denying: Vec<&str> = cert["deniedBy"][action]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str())
+            .collect();
+        return Some(match (denying.as_slice(), policies.as_slice()) {
+            ([one, ..], _) => format!(
+                "policy {one} does not allow {action} on {thing_arn} (a Deny statement refuses it): remove that statement, or detach it with `aws iot detach-policy --policy-name {one} --target {arn}`"
+            ),
+            ([], []) => format!(
+                "certificate {id} has no policy, so nothing allows {action} on {thing_arn}: attach one that does, e.g. `aws iot attach-policy --policy-name {} --target {arn}` after creating it (`{} aws create-thing {thing}` creates and attaches it)",
+                iot_policy::default_policy_name(thing),
+                super::invocation()
+            ),
+            ([], [one]) => format!(
+                "policy {one} does not allow {action} on {thing_arn}: add it to that policy, or attach one that allows it (`aws iot attach-policy --policy-name NAME --target {arn}`)"
+            ),
+            ([], many) => format!(
+                "policies {} do not allow {action} on {thing_arn}: add it to one of them, or attach one that allows it (`aws iot attach-policy --policy-name NAME --target {arn}`)",
+                many.join(", ")
+            ),
+        });
+    }
+    None
 }
 
 fn print_status(v: &serde_json::Value) {
@@ -1199,7 +1392,7 @@ fn delete_thing(
     say(&format!("✓ thing {thing} deleted"));
     done.push(format!("thing {thing} deleted"));
     // The default policy goes too, when nothing else uses it.
-    let default = shadow_policy::default_policy_name(thing);
+    let default = iot_policy::default_policy_name(thing);
     let mut deleted_policies = Vec::new();
     if detached_policies.contains(&default)
         && policy_targets(c, &default)
@@ -1231,16 +1424,20 @@ fn delete_thing(
 /// user gave none. Returns the identity directory and the endpoint.
 pub fn prepare_provision(
     conn: &AwsConn,
+    device: &settings::DeviceArgs,
     thing: &str,
     dir: Option<PathBuf>,
     root_ca: Option<PathBuf>,
     want_endpoint: bool,
 ) -> anyhow::Result<(PathBuf, Option<String>)> {
-    let client = connect(conn)?;
+    let Connected {
+        client,
+        root_ca: sim_root,
+    } = connect(conn, device)?;
     let create = CreateArgs {
         thing: thing.to_string(),
         out: dir,
-        root_ca,
+        root_ca: root_ca.or(sim_root),
         ..CreateArgs::default()
     };
     let id = create_thing(&client, &create, &mut |line| eprintln!("{line}"))?;

@@ -1,7 +1,8 @@
 //! `esp-aws demo`: the first command a newcomer runs. It starts the local AWS IoT endpoint
-//! and a virtual module in this process, then runs the real commands against them as a
-//! user would against hardware (`provision`, `shadow set`, `shadow get`), each as its own
-//! `esp-aws` process on the module's pty, so what it shows is exactly what those commands do.
+//! (with the simulated account's control plane) and a virtual module in this process, then
+//! runs the real commands against them as a user would against an AWS account and hardware
+//! (`aws create-thing`, `provision`, `shadow set`, `shadow get`), each as its own `esp-aws`
+//! process, so what it shows is exactly what those commands do.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -40,6 +41,9 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     sntp_delay: u64,
 }
+
+/// The thing the demo creates in the simulated account.
+const THING: &str = "lnu_002";
 
 /// One step's time limit: far above what any step takes, so that only a hang trips it.
 const STEP_TIMEOUT: Duration = Duration::from_secs(180);
@@ -82,23 +86,48 @@ struct StepRun {
     elapsed: Duration,
 }
 
-/// Runs `esp-aws ARGS --trace` in `dir`, the transcript going to `transcript`.
+/// The AWS variables that would point a step at another account, endpoint or profile.
+const AWS_CHOOSERS: [&str; 9] = [
+    "AWS_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_IOT",
+    "AWS_CA_BUNDLE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+];
+
+/// Runs `esp-aws ARGS` (with `--trace` where the step talks to the module) in `dir` with `env` set, the transcript going to
+/// `transcript`.
 fn run_step(
     exe: &Path,
     dir: &Path,
     args: &[String],
+    env: &[(&str, PathBuf)],
     transcript: &mut std::fs::File,
 ) -> anyhow::Result<StepRun> {
     writeln!(transcript, "\n$ esp-aws {}", args.join(" "))?;
     let started = Instant::now();
-    let mut child = Command::new(exe)
-        .args(args)
-        .arg("--trace")
-        .current_dir(dir)
-        // The demo's module, not whatever the user's shell or config points at.
+    let mut cmd = Command::new(exe);
+    cmd.args(args);
+    // The module's exchanges go to the transcript; `aws` steps have none.
+    if args.first().map(String::as_str) != Some("aws") {
+        cmd.arg("--trace");
+    }
+    cmd.current_dir(dir)
+        // The demo's module and account, not whatever the user's shell or config points at.
         .env_remove("ESP_AWS_PORT")
         .env_remove("ESP_AWS_BAUD")
-        .env_remove("ESP_AWS_ENDPOINT")
+        .env_remove("ESP_AWS_ENDPOINT");
+    for v in AWS_CHOOSERS {
+        cmd.env_remove(v);
+    }
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -183,7 +212,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create {}", transcript_path.display()))?;
     let demo_started = Instant::now();
 
-    println!("esp-aws demo: a virtual ESP32 (ESP-AT {firmware}, {} baud) and a local AWS IoT endpoint, no hardware or AWS account needed", args.baud);
+    println!("esp-aws demo: a virtual ESP32 (ESP-AT {firmware}, {} baud) and a simulated AWS account with its IoT endpoint, no hardware or AWS account needed", args.baud);
     println!("  working in {}", dir.display());
 
     // 1. The simulator: endpoint, simulated account with the thing, module on a pty.
@@ -197,22 +226,22 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     config.persist_flash = !temporary;
     let sim = Simulator::start(config)
         .with_context(|| format!("cannot start the simulator in {}", dir.display()))?;
-    let info = sim
-        .endpoint()
-        .sim_info()
-        .context("the simulated account has no default thing")?;
     let port = sim.port().display().to_string();
     let host = sim.endpoint().host().to_string();
-    let downloads = info.cert.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let control_url = sim.endpoint().control_url();
+    let account = sim.endpoint().account();
+    let region = account.registry().region.clone();
+    let root_ca = account.root_ca_path();
+    let credentials = dir.join(esp_aws::sim::endpoint::control::CREDENTIALS_FILE);
+    let downloads = dir.join(THING);
     println!(
         "✓ started the local AWS IoT endpoint {host} and a virtual ESP32 on {port} ({:.1} s)",
         started.elapsed().as_secs_f64()
     );
     println!(
-        "✓ simulated thing {} (certificate {}…, ACTIVE, allow-all policy); its AWS-style downloads are in {}",
-        info.thing,
-        &info.cert_id[..12.min(info.cert_id.len())],
-        downloads.display()
+        "✓ simulated AWS account {} in {region}: control plane {control_url}, access key in {}",
+        account.registry().account_id(),
+        credentials.display()
     );
     writeln!(
         transcript,
@@ -220,7 +249,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         args.baud
     )?;
 
-    // 2. The commands a user runs, each a real esp-aws process on the pty.
+    // 2. The commands a user runs, each a real esp-aws process: step 1 of AWS's guide
+    // against the simulated account's control plane, then the module on the pty.
+    let aws = [
+        "--aws-endpoint-url".to_string(),
+        control_url.clone(),
+        "--region".to_string(),
+        region.clone(),
+        // The simulated account's root stands in for Amazon Root CA 1.
+        "--root-ca".to_string(),
+        root_ca.display().to_string(),
+        "--out".to_string(),
+        downloads.display().to_string(),
+    ];
     let device = [
         "--port".to_string(),
         port.clone(),
@@ -234,13 +275,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     ];
     let steps: Vec<(&str, Vec<String>)> = vec![
         (
+            "aws create-thing",
+            ["aws", "create-thing", THING]
+                .map(String::from)
+                .into_iter()
+                .chain(aws.iter().cloned())
+                .collect(),
+        ),
+        (
             "provision",
             [
                 "provision".to_string(),
                 "--from".to_string(),
-                downloads.display().to_string(),
+                THING.to_string(),
                 "--thing".to_string(),
-                info.thing.clone(),
+                THING.to_string(),
             ]
             .into_iter()
             .chain(device.iter().cloned())
@@ -248,7 +297,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ),
         (
             "shadow set",
-            ["shadow", "set", info.thing.as_str(), "prop1=12"]
+            ["shadow", "set", THING, "prop1=12"]
                 .map(String::from)
                 .into_iter()
                 .chain(device.iter().cloned())
@@ -256,7 +305,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ),
         (
             "shadow get",
-            ["shadow", "get", info.thing.as_str()]
+            ["shadow", "get", THING]
                 .map(String::from)
                 .into_iter()
                 .chain(device.iter().cloned())
@@ -264,14 +313,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ),
     ];
     for (name, step_args) in &steps {
-        // Shown without the flags: after provision, ./esp-aws.toml supplies them.
+        // Shown without the flags that point at the simulator: after provision,
+        // ./esp-aws.toml supplies them.
         let shown: Vec<&str> = step_args
             .iter()
-            .take_while(|a| a.as_str() != "--port")
+            .take_while(|a| !matches!(a.as_str(), "--port" | "--aws-endpoint-url"))
             .map(String::as_str)
             .collect();
         println!("\n$ esp-aws {}", shown.join(" "));
-        let run = run_step(&exe, &dir, step_args, &mut transcript)?;
+        // The simulated account's access key, as the AWS CLI would find it.
+        let env = [
+            ("AWS_SHARED_CREDENTIALS_FILE", credentials.clone()),
+            ("AWS_CONFIG_FILE", dir.join("no-aws-config")),
+        ];
+        let run = run_step(&exe, &dir, step_args, &env, &mut transcript)?;
         for line in &run.messages {
             println!("  {line}");
         }
@@ -291,7 +346,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     // What the endpoint stores is what the get printed: the demo checks its own claim.
     let key = esp_aws::sim::endpoint::ShadowKey {
-        thing: info.thing.clone(),
+        thing: THING.to_string(),
         shadow: None,
     };
     let stored: Option<serde_json::Value> = sim
@@ -303,8 +358,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .and_then(|d| d.pointer("/state/desired/prop1").cloned());
     if prop1 != Some(serde_json::Value::String("12".into())) {
         bail!(
-            "the endpoint does not hold prop1=\"12\" for {} after the demo's update (it holds {}); see {}",
-            info.thing,
+            "the endpoint does not hold prop1=\"12\" for {THING} after the demo's update (it holds {}); see {}",
             stored.map_or("no shadow".to_string(), |d| d.to_string()),
             transcript_path.display()
         );
@@ -312,7 +366,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     transcript.flush()?;
 
     println!(
-        "\ndone in {:.1} s: provisioned, set prop1=12 and read it back through the module's TLS socket",
+        "\ndone in {:.1} s: created the thing in the account, provisioned, set prop1=12 and read it back through the module's TLS socket",
         demo_started.elapsed().as_secs_f64()
     );
     println!(
@@ -323,17 +377,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if args.keep {
         println!("\nthe virtual ESP32 stays on {port} until Ctrl-C; try (from any directory):");
         let flags = format!("--port {port} --baud {} --endpoint {host}", args.baud);
-        println!("  {me} shadow get {} --format table {flags}", info.thing);
-        println!(
-            "  {me} shadow set {} prop1:=13 led.on:=true --reported {flags}",
-            info.thing
-        );
-        println!("  {me} doctor --thing {} {flags}", info.thing);
+        println!("  {me} shadow get {THING} --format table {flags}");
+        println!("  {me} shadow set {THING} prop1:=13 led.on:=true --reported {flags}");
+        println!("  {me} doctor --thing {THING} {flags}");
         println!("  {me} at --port {port} AT+GMR 'AT+CIPSNTPTIME?'");
         println!(
-            "or, in {} (its esp-aws.toml holds the settings): {me} shadow get {}",
-            dir.display(),
-            info.thing
+            "or, in {} (its esp-aws.toml holds the settings): {me} shadow get {THING}",
+            dir.display()
         );
         std::io::stdout().flush()?;
         loop {
@@ -343,8 +393,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("\nnext:");
     println!("  {me} demo --keep                  keeps the virtual ESP32 running to try commands by hand");
     println!("  {me} sim                          the simulator alone (writes ./esp-aws.toml for the commands)");
-    println!("  {me} provision --port /dev/ttyUSB0 --from ~/Downloads/<thing> --endpoint <prefix>-ats.iot.<region>.amazonaws.com --thing <thing>");
-    println!("                                    the same on a real module and AWS account");
+    println!("  {me} provision --port /dev/ttyUSB0 --create <thing> --region <region>");
+    println!("                                    the same on a real module and AWS account (credentials as the AWS CLI finds them)");
     drop(sim);
     Ok(ExitCode::SUCCESS)
 }

@@ -52,6 +52,10 @@ pub struct DoctorArgs {
     /// Same as --format json (the older name).
     #[arg(long, hide = true, conflicts_with = "format")]
     json: bool,
+    /// The AWS account asked why AWS refuses the module (when credentials are found, or
+    /// `esp-aws sim` recorded its account).
+    #[command(flatten)]
+    aws: super::aws::AwsConn,
 }
 
 #[derive(Debug, Serialize)]
@@ -290,19 +294,33 @@ fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> R
     if let Some(warning) = provision::name_check_warning(info.generation) {
         report.warn("tls", warning);
     }
+    let thing = args.thing.clone().or_else(|| settings.config.thing.clone());
+    // What the account says about the module's certificate, asked only when AWS refused
+    // it in the handshake (a wrong CA is the module's side, not the account's).
+    let account = |cause: provision::Error| match (&thing, &cause) {
+        (Some(thing), provision::Error::CertificateRefused { .. }) => {
+            account_finding(args, thing, &stored.cert, true).map_or(cause.to_string(), |finding| {
+                format!("{finding} (the module saw: {cause})")
+            })
+        }
+        _ => cause.to_string(),
+    };
     if let Err(e) = session
         .configure_tls(&endpoint, port)
         .and_then(|_| session.connect(&endpoint, port))
     {
         let cause = provision::explain_tls_failure(&mut session, &endpoint, port, e);
-        return Err(tls_failure(report, "tls", cause));
+        if matches!(cause, provision::Error::TrustNotRestored { .. }) {
+            return Err(tls_failure(report, "tls", cause));
+        }
+        return Err(report.fail("tls", account(cause)));
     }
     report.pass(
         "tls",
         format!("TLS connection to {endpoint}:{port} established"),
     );
 
-    let Some(thing) = args.thing.clone().or_else(|| settings.config.thing.clone()) else {
+    let Some(thing) = thing.clone() else {
         report.warn(
             "shadow",
             "no thing given (--thing): shadow access not checked",
@@ -319,7 +337,12 @@ fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> R
         Err(ShadowError::Api(ApiError::NoShadow { .. })) => Ok(format!(
             "GET {thing}'s shadow: 404, no shadow yet (everything up to AWS works)"
         )),
-        Err(ShadowError::Api(ApiError::Forbidden { message, .. })) => Err(format!("AWS answered 403 ({message}): the certificate is not ACTIVE, or its policy does not allow iot:GetThingShadow on {thing}")),
+        Err(ShadowError::Api(ApiError::Forbidden { message, .. })) => Err(
+            match account_finding(args, &thing, &stored.cert, false) {
+                Some(finding) => format!("AWS answered 403 ({message}): {finding}"),
+                None => format!("AWS answered 403 ({message}): the certificate is not ACTIVE, or its policy does not allow iot:GetThingShadow on {thing}"),
+            },
+        ),
         Err(ShadowError::Api(other)) => Err(other.to_string()),
         Err(ShadowError::Request(exchange::Error::Link(e))) => {
             match provision::explain_tls_failure(&mut session, &endpoint, port, e) {
@@ -327,7 +350,7 @@ fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> R
                     let _ = session.close();
                     return Err(tls_failure(report, "shadow", cause));
                 }
-                cause => Err(cause.to_string()),
+                cause => Err(account(cause)),
             }
         }
         // A response that did not come, or was not HTTP: nothing to diagnose about TLS.
@@ -339,6 +362,17 @@ fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> R
         Err(sentence) => return Err(report.fail("shadow", sentence)),
     }
     Ok(())
+}
+
+/// What the AWS account (when credentials for one are found) says about the module's
+/// certificate `cert` (PEM or DER) on `thing`'s shadow, with the fix; after a refused
+/// `handshake`, only what refuses a handshake (the certificate's status).
+fn account_finding(args: &DoctorArgs, thing: &str, cert: &[u8], handshake: bool) -> Option<String> {
+    let der = match esp_aws::pki::material::classify(cert).ok()? {
+        esp_aws::pki::material::Material::Certificates { certs, .. } => certs.first()?.to_vec(),
+        _ => return None,
+    };
+    super::aws::explain_refusal(&args.aws, &args.device, thing, &der, handshake)
 }
 
 /// Runs the pre-flight checks on a set of credentials; the first failure stops the walk,

@@ -318,6 +318,7 @@ pub fn run(mut args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     if let Some(thing) = args.create.clone() {
         let (dir, endpoint) = super::aws::prepare_provision(
             &args.aws,
+            &args.device,
             &thing,
             args.files.from.clone(),
             args.root_ca.clone(),
@@ -511,7 +512,7 @@ fn run_at(
                 .sim
                 .clone()
                 .filter(|_| settings.config.port.as_ref() == Some(&settings.port)),
-            ..Config::default()
+            ..settings.config.sim_account_record()
         },
         &args.device,
     )?;

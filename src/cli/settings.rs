@@ -141,6 +141,20 @@ pub struct Config {
     /// opening the port, so a stopped one is named as such.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sim: Option<PathBuf>,
+    /// The simulated account's control-plane URL (`esp-aws sim` writes it, with the three
+    /// below; they go with `sim`): `aws` commands and `provision --create` use that account
+    /// when no AWS flag or `AWS_*` variable names another.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_endpoint_url: Option<String>,
+    /// The simulated account's credentials file (an AWS shared credentials file, 0600).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_credentials_file: Option<PathBuf>,
+    /// The simulated account's region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_region: Option<String>,
+    /// The simulated account's root CA (it stands in for Amazon Root CA 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_ca: Option<PathBuf>,
     /// Named device profiles (`[device.lab]`), each with the keys above; `--device NAME`
     /// picks one, whose values win over the file's top-level ones.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -224,6 +238,7 @@ pub fn load_config(device: &DeviceArgs) -> anyhow::Result<(Config, Option<PathBu
     over!(port, baud, endpoint, endpoint_port, thing, firmware);
     if profile.port.is_some() {
         merged.sim = profile.sim.clone();
+        merged.set_sim_account(profile);
     }
     Ok((merged, path))
 }
@@ -298,7 +313,51 @@ fn one_line(text: &str) -> String {
     names::escape(text.lines().next().unwrap_or("").trim())
 }
 
+/// The simulated account a config records (`esp-aws sim` writes it), for `aws` commands
+/// and `provision --create`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimAccount {
+    /// The control-plane URL.
+    pub endpoint_url: String,
+    /// The AWS shared credentials file holding the account's access key.
+    pub credentials_file: PathBuf,
+    /// The account's region.
+    pub region: Option<String>,
+    /// The account's root CA.
+    pub root_ca: Option<PathBuf>,
+}
+
 impl Config {
+    fn set_sim_account(&mut self, from: &Config) {
+        self.aws_endpoint_url = from.aws_endpoint_url.clone();
+        self.aws_credentials_file = from.aws_credentials_file.clone();
+        self.aws_region = from.aws_region.clone();
+        self.root_ca = from.root_ca.clone();
+    }
+
+    /// Only the simulated account's settings of this config, for a record that keeps the
+    /// simulator's port (they are dropped with `sim`, see [`save_config`]).
+    pub fn sim_account_record(&self) -> Config {
+        let mut record = Config::default();
+        record.set_sim_account(self);
+        record
+    }
+
+    /// The simulated account this config records, if its simulator still runs (its
+    /// `sim.json` is there): a stopped simulator's account is nobody's.
+    pub fn sim_account(&self) -> Option<SimAccount> {
+        let state = self.sim.as_ref()?;
+        if !state.join(esp_aws::sim::endpoint::SIM_JSON).exists() {
+            return None;
+        }
+        Some(SimAccount {
+            endpoint_url: self.aws_endpoint_url.clone()?,
+            credentials_file: self.aws_credentials_file.clone()?,
+            region: self.aws_region.clone(),
+            root_ca: self.root_ca.clone(),
+        })
+    }
+
     /// The checks a value from the file gets, as the same value from a flag would; an
     /// error names the setting at fault.
     fn check(&self) -> Result<(), (&'static str, String)> {
@@ -368,9 +427,12 @@ pub fn save_config(update: &Config, target: &DeviceArgs) -> anyhow::Result<PathB
         ($($f:ident),*) => { $( if update.$f.is_some() { section.$f = update.$f.clone(); } )* };
     }
     merge!(port, baud, endpoint, endpoint_port, thing, firmware);
-    // A port recorded by anything but the simulator is no simulator's.
+    // A port recorded by anything but the simulator is no simulator's, nor is the account
+    // that simulator serves.
     if update.port.is_some() {
         section.sim = update.sim.clone();
+        let none = Config::default();
+        section.set_sim_account(if update.sim.is_some() { update } else { &none });
     }
     let text = format!(
         "# written by esp-aws; flags and ESP_AWS_* variables override it\n{}",

@@ -325,6 +325,10 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Records the running simulator as the profile `[device.sim]` of the user config file, so
 /// that commands in any directory find it (the profile applies when no port is given
 /// anywhere, see `settings::load_config`); the file's other settings are kept. A file that
@@ -691,6 +695,12 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
             thing: info.as_ref().map(|i| i.thing.clone()),
             firmware: Some(firmware.name().to_string()),
             sim: Some(std::path::absolute(&state).unwrap_or_else(|_| state.clone())),
+            aws_endpoint_url: Some(sim.endpoint().control_url()),
+            aws_credentials_file: Some(absolute(
+                &state.join(esp_aws::sim::endpoint::control::CREDENTIALS_FILE),
+            )),
+            aws_region: Some(sim.endpoint().account().registry().region.clone()),
+            root_ca: Some(absolute(&sim.endpoint().account().root_ca_path())),
             ..Default::default()
         };
         let saved = super::settings::save_config(&record, &super::settings::DeviceArgs::default())?;

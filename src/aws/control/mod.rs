@@ -14,4 +14,3 @@ pub mod client;
 #[cfg(feature = "control")]
 pub mod credentials;
 pub mod model;
-pub mod shadow_policy;

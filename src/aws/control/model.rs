@@ -126,11 +126,14 @@ pub enum Op {
     /// `GET /endpoint?endpointType=` → [`DescribeEndpointResponse`].
     /// API_DescribeEndpoint.html
     DescribeEndpoint,
+    /// `POST /certificate/register-no-ca`, body [`RegisterCertificateWithoutCaRequest`] →
+    /// [`RegisterCertificateWithoutCaResponse`]. API_RegisterCertificateWithoutCA.html
+    RegisterCertificateWithoutCa,
 }
 
 impl Op {
     /// Every operation, in a fixed order.
-    pub const ALL: [Op; 20] = [
+    pub const ALL: [Op; 21] = [
         Op::CreateThing,
         Op::DescribeThing,
         Op::DeleteThing,
@@ -151,6 +154,7 @@ impl Op {
         Op::ListThingPrincipals,
         Op::ListPrincipalThings,
         Op::DescribeEndpoint,
+        Op::RegisterCertificateWithoutCa,
     ];
 
     /// The operation's name as in the API reference (`CreateThing`).
@@ -176,6 +180,7 @@ impl Op {
             Op::ListThingPrincipals => "ListThingPrincipals",
             Op::ListPrincipalThings => "ListPrincipalThings",
             Op::DescribeEndpoint => "DescribeEndpoint",
+            Op::RegisterCertificateWithoutCa => "RegisterCertificateWithoutCA",
         }
     }
 
@@ -198,6 +203,7 @@ impl Op {
             Op::CreateThing
             | Op::CreateKeysAndCertificate
             | Op::CreateCertificateFromCsr
+            | Op::RegisterCertificateWithoutCa
             | Op::CreatePolicy
             | Op::DetachPolicy
             | Op::ListAttachedPolicies
@@ -228,6 +234,7 @@ impl Op {
             }
             Op::ListPrincipalThings => "/principals/things",
             Op::DescribeEndpoint => "/endpoint",
+            Op::RegisterCertificateWithoutCa => "/certificate/register-no-ca",
         }
     }
 
@@ -265,6 +272,7 @@ impl Op {
             self,
             Op::CreateThing
                 | Op::CreateCertificateFromCsr
+                | Op::RegisterCertificateWithoutCa
                 | Op::CreatePolicy
                 | Op::AttachPolicy
                 | Op::DetachPolicy
@@ -512,6 +520,27 @@ pub struct CreateCertificateFromCsrResponse {
     pub certificate_id: String,
     /// The certificate, PEM.
     pub certificate_pem: String,
+}
+
+/// `RegisterCertificateWithoutCA` body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterCertificateWithoutCaRequest {
+    /// The certificate, PEM.
+    pub certificate_pem: String,
+    /// Its status once registered (`ACTIVE` or `INACTIVE`; absent: INACTIVE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<CertificateStatus>,
+}
+
+/// `RegisterCertificateWithoutCA` response.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterCertificateWithoutCaResponse {
+    /// The certificate's ARN.
+    pub certificate_arn: String,
+    /// The certificate's ID.
+    pub certificate_id: String,
 }
 
 /// A certificate's status (`CertificateStatus` in the API reference).

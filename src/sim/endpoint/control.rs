@@ -385,6 +385,53 @@ pub fn run(
                 certificate_pem: pem,
             })
         }
+        Op::RegisterCertificateWithoutCa => {
+            let request: m::RegisterCertificateWithoutCaRequest = body(req)?;
+            let invalid = |why: &str| {
+                fail::<Vec<u8>>(
+                    ErrorCode::CertificateValidation,
+                    format!("The certificate is not valid: {why}"),
+                )
+            };
+            let blocks = pem::parse_many(request.certificate_pem.as_bytes())
+                .or_else(|e| invalid(&e.to_string()).map(|_| Vec::new()))?;
+            let der = match blocks.as_slice() {
+                [one] if one.tag() == "CERTIFICATE" => one.contents().to_vec(),
+                [_] | [] => invalid("certificatePem is not a PEM certificate")?,
+                _ => invalid("certificatePem must hold exactly one certificate")?,
+            };
+            if let Err(e) = x509_parser::parse_x509_certificate(&der) {
+                invalid(&e.to_string())?;
+            }
+            let active = match request.status {
+                None | Some(m::CertificateStatus::Inactive) => false,
+                Some(m::CertificateStatus::Active) => true,
+                Some(other) => {
+                    return fail(
+                        ErrorCode::InvalidRequest,
+                        format!(
+                            "status {} is not one this account registers (ACTIVE or INACTIVE)",
+                            other.as_str()
+                        ),
+                    )
+                }
+            };
+            if account
+                .registry()
+                .certificate(&account::cert_id(&der))
+                .is_some()
+            {
+                return fail(
+                    ErrorCode::ResourceAlreadyExists,
+                    "The certificate is already provisioned or registered",
+                );
+            }
+            let (id, arn, _) = register_der(account, &der, request.certificate_pem, active)?;
+            json(&m::RegisterCertificateWithoutCaResponse {
+                certificate_arn: arn,
+                certificate_id: id,
+            })
+        }
         Op::DescribeCertificate => {
             let reg = account.registry();
             let c = &reg.certificates[cert_index(reg, param(0))?];
@@ -676,14 +723,24 @@ fn register(
     cert: &rcgen::Certificate,
     active: bool,
 ) -> Result<(String, String, String), ControlError> {
-    let id = account::cert_id(cert.der());
+    register_der(account, cert.der(), cert.pem(), active)
+}
+
+/// Records the certificate `der` (`pem` as written to its file) in the registry, ACTIVE or
+/// INACTIVE, with no thing and no policy; returns its ID, ARN and PEM.
+fn register_der(
+    account: &mut Account,
+    der: &[u8],
+    pem: String,
+    active: bool,
+) -> Result<(String, String, String), ControlError> {
+    let id = account::cert_id(der);
     let rel = PathBuf::from("certificates").join(format!("{id}-certificate.pem.crt"));
     crate::files::create_dir_all(
         &account.dir().join("certificates"),
         crate::files::PRIVATE_DIR_MODE,
     )
     .map_err(account::io_err(account.dir()))?;
-    let pem = cert.pem();
     account::write_file(&account.dir().join(&rel), pem.as_bytes())?;
     let entry = Certificate {
         id: id.clone(),
