@@ -381,3 +381,59 @@ fn status_finds_the_two_mistakes_the_guide_warns_about() {
         "error: lnu_009 is not ready: the policies of certificate 0a1b2c3d (readonly) do not allow iot:UpdateThingShadow on arn:aws:iot:us-east-1:123456789012:thing/lnu_009; certificate 0a1b2c3d is INACTIVE: activate it with `aws iot update-certificate --certificate-id 0a1b2c3d --new-status ACTIVE`"
     );
 }
+
+/// A list AWS answers in pages is followed to its last page: the certificate on page two is
+/// the one `status` reports.
+#[test]
+fn paged_lists_are_followed_to_the_last_page() {
+    let policy = serde_json::json!({
+        "policyName": "readonly",
+        "policyArn": "arn:aws:iot:us-east-1:123456789012:policy/readonly",
+        "policyDocument": r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:GetThingShadow","Resource":"arn:aws:iot:us-east-1:123456789012:thing/lnu_009"}]}"#,
+    })
+    .to_string();
+    let fake = FakeAws::start(vec![
+        ok("GET /things/lnu_009 ", THING),
+        ok(
+            "GET /things/lnu_009/principals?",
+            r#"{"principals":[],"nextToken":"page-2"}"#,
+        ),
+        ok(
+            "GET /things/lnu_009/principals?",
+            &format!(r#"{{"principals":["{CERT_ARN}"]}}"#),
+        ),
+        ok(
+            "GET /certificates/0a1b2c3d ",
+            &format!(
+                r#"{{"certificateDescription":{{"certificateArn":"{CERT_ARN}","certificateId":"0a1b2c3d","status":"ACTIVE"}}}}"#
+            ),
+        ),
+        ok(
+            "POST /attached-policies/",
+            r#"{"policies":[],"nextMarker":"m2"}"#,
+        ),
+        ok(
+            "POST /attached-policies/",
+            r#"{"policies":[{"policyName":"readonly","policyArn":"arn:aws:iot:us-east-1:123456789012:policy/readonly"}]}"#,
+        ),
+        ok("GET /policies/readonly ", &policy),
+    ]);
+    let h = home();
+    let run = aws_run(
+        h.path(),
+        Some(&fake.url),
+        &["aws", "status", "lnu_009", "--format", "json"],
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", run.stdout, run.stderr));
+    assert_eq!(v["certificates"][0]["certificateId"], "0a1b2c3d", "{v}");
+    assert_eq!(
+        v["certificates"][0]["shadowActions"]["iot:GetThingShadow"], "allowed",
+        "{v}"
+    );
+    let seen = fake.seen.lock().unwrap();
+    let line = |i: usize| seen[i].head.lines().next().unwrap_or_default().to_string();
+    assert!(line(2).contains("nextToken=page-2"), "{}", line(2));
+    assert!(line(5).contains("marker=m2"), "{}", line(5));
+}

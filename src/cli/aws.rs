@@ -354,91 +354,102 @@ fn account_of(arn: &str) -> Option<&str> {
     arn.split(':').nth(4).filter(|a| !a.is_empty())
 }
 
-fn thing_principals(c: &Client, thing: &str) -> Result<Vec<String>, ControlError> {
+/// How one of AWS's list operations pages: the page-size parameter and its value, and the
+/// name of the continuation parameter (`nextToken` or `marker`).
+struct Paging {
+    size: (&'static str, &'static str),
+    next: &'static str,
+}
+
+/// `maxResults` / `nextToken` (ListThingPrincipals, ListPrincipalThings).
+const BY_TOKEN: Paging = Paging {
+    size: ("maxResults", "100"),
+    next: "nextToken",
+};
+
+/// `pageSize` / `marker` (ListAttachedPolicies, ListTargetsForPolicy).
+const BY_MARKER: Paging = Paging {
+    size: ("pageSize", "250"),
+    next: "marker",
+};
+
+/// Every item of a paged list operation on `target` (a path parameter, or the principal
+/// header for ListPrincipalThings), following continuations up to 100 pages; `page` takes
+/// one decoded page apart into its items and the continuation.
+fn list_all<P: serde::de::DeserializeOwned>(
+    c: &Client,
+    op: Op,
+    target: &str,
+    paging: &Paging,
+    page: impl Fn(P) -> (Vec<String>, Option<String>),
+) -> Result<Vec<String>, ControlError> {
     let mut out = Vec::new();
-    let mut token: Option<String> = None;
+    let mut next: Option<String> = None;
     for _ in 0..100 {
-        let mut q = vec![("maxResults", "100".to_string())];
-        if let Some(t) = &token {
-            q.push(("nextToken", t.clone()));
+        let mut query = vec![(paging.size.0, paging.size.1.to_string())];
+        if let Some(n) = &next {
+            query.push((paging.next, n.clone()));
         }
-        let page: model::ListThingPrincipalsResponse = c.call_json(
-            Op::ListThingPrincipals,
-            &Call {
-                params: vec![thing],
-                query: q,
-                ..Call::default()
-            },
-        )?;
-        out.extend(page.principals);
-        token = page.next_token.filter(|t| !t.is_empty());
-        if token.is_none() {
+        let by_principal = op == Op::ListPrincipalThings;
+        let call = Call {
+            params: if by_principal { vec![] } else { vec![target] },
+            principal: by_principal.then_some(target),
+            query,
+            ..Call::default()
+        };
+        let (items, continuation) = page(c.call_json(op, &call)?);
+        out.extend(items);
+        next = continuation.filter(|n| !n.is_empty());
+        if next.is_none() {
             break;
         }
     }
     Ok(out)
+}
+
+fn thing_principals(c: &Client, thing: &str) -> Result<Vec<String>, ControlError> {
+    list_all(
+        c,
+        Op::ListThingPrincipals,
+        thing,
+        &BY_TOKEN,
+        |p: model::ListThingPrincipalsResponse| (p.principals, p.next_token),
+    )
 }
 
 fn attached_policies(c: &Client, target: &str) -> Result<Vec<String>, ControlError> {
-    let mut out = Vec::new();
-    let mut marker: Option<String> = None;
-    for _ in 0..100 {
-        let mut q = vec![("pageSize", "250".to_string())];
-        if let Some(m) = &marker {
-            q.push(("marker", m.clone()));
-        }
-        let page: model::ListAttachedPoliciesResponse = c.call_json(
-            Op::ListAttachedPolicies,
-            &Call {
-                params: vec![target],
-                query: q,
-                ..Call::default()
-            },
-        )?;
-        out.extend(page.policies.into_iter().map(|p| p.policy_name));
-        marker = page.next_marker.filter(|m| !m.is_empty());
-        if marker.is_none() {
-            break;
-        }
-    }
-    Ok(out)
+    list_all(
+        c,
+        Op::ListAttachedPolicies,
+        target,
+        &BY_MARKER,
+        |p: model::ListAttachedPoliciesResponse| {
+            (
+                p.policies.into_iter().map(|p| p.policy_name).collect(),
+                p.next_marker,
+            )
+        },
+    )
 }
 
 fn policy_targets(c: &Client, policy: &str) -> Result<Vec<String>, ControlError> {
-    let mut out = Vec::new();
-    let mut marker: Option<String> = None;
-    for _ in 0..100 {
-        let mut q = vec![("pageSize", "250".to_string())];
-        if let Some(m) = &marker {
-            q.push(("marker", m.clone()));
-        }
-        let page: model::ListTargetsForPolicyResponse = c.call_json(
-            Op::ListTargetsForPolicy,
-            &Call {
-                params: vec![policy],
-                query: q,
-                ..Call::default()
-            },
-        )?;
-        out.extend(page.targets);
-        marker = page.next_marker.filter(|m| !m.is_empty());
-        if marker.is_none() {
-            break;
-        }
-    }
-    Ok(out)
+    list_all(
+        c,
+        Op::ListTargetsForPolicy,
+        policy,
+        &BY_MARKER,
+        |p: model::ListTargetsForPolicyResponse| (p.targets, p.next_marker),
+    )
 }
 
 fn principal_things(c: &Client, principal: &str) -> Result<Vec<String>, ControlError> {
-    let page: model::ListPrincipalThingsResponse = c.call_json(
+    list_all(
+        c,
         Op::ListPrincipalThings,
-        &Call {
-            principal: Some(principal),
-            query: vec![("maxResults", "100".to_string())],
-            ..Call::default()
-        },
-    )?;
-    Ok(page.things)
+        principal,
+        &BY_TOKEN,
+        |p: model::ListPrincipalThingsResponse| (p.things, p.next_token),
+    )
 }
 
 fn set_status(c: &Client, id: &str, status: CertificateStatus) -> Result<(), ControlError> {
