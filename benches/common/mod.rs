@@ -33,6 +33,7 @@ pub fn exe() -> &'static str {
 /// Whether this is a measuring run (`cargo bench` passes `--bench`); otherwise
 /// (`cargo test --benches`) a benchmark does a quick smoke run and writes nothing.
 pub fn measuring() -> bool {
+    check_trace_counting();
     std::env::args().any(|a| a == "--bench")
 }
 
@@ -137,13 +138,13 @@ impl Traffic {
     }
 }
 
-/// Byte length of a trace record's escaped text (`\r`, `\n`, `\\`, `\xNN` are one byte).
+/// Byte length of a trace record's escaped text (`\r`, `\n`, `\\`, `\xNN` are one byte); a
+/// credential summary (`<N bytes of client_key, a private key: never shown>`, `N bytes of
+/// client_ca (AtPKI, ...) ... [--trace=full shows them]`, `<N bytes of STORE, hidden>`)
+/// counts as the N bytes it stands for.
 fn unescaped_len(text: &str) -> u64 {
-    if let Some(n) = text
-        .strip_prefix('<')
-        .and_then(|t| t.strip_suffix(" bytes of credential data, not shown>"))
-    {
-        return n.parse().unwrap_or(0);
+    if let Some((before, n, after)) = split_summary(text) {
+        return unescaped_len(before) + n + unescaped_len(after);
     }
     let bytes = text.as_bytes();
     let (mut i, mut n) = (0, 0);
@@ -156,6 +157,52 @@ fn unescaped_len(text: &str) -> u64 {
         n += 1;
     }
     n
+}
+
+/// The first credential summary in a trace record: the text before it, the byte count it
+/// names, and the text after it.
+fn split_summary(text: &str) -> Option<(&str, u64, &str)> {
+    let at = text.find(" bytes of ")?;
+    let digits = text[..at]
+        .rfind(|c: char| !c.is_ascii_digit())
+        .map_or(0, |i| i + 1);
+    let n: u64 = text[digits..at].parse().ok()?;
+    let rest = &text[at..];
+    let (start, end) = if text[..digits].ends_with('<') {
+        let close = ["hidden>", "shown>", "them]>"]
+            .iter()
+            .filter_map(|m| rest.find(m).map(|i| i + m.len()))
+            .min()?;
+        (digits - 1, at + close)
+    } else {
+        let mark = "[--trace=full shows them]";
+        (digits, at + rest.find(mark)? + mark.len())
+    };
+    Some((&text[..start], n, &text[end..]))
+}
+
+/// Checks the transcript byte counter against every form a credential summary takes (the
+/// benchmarks run with `harness = false`, so this runs at the start of each, smoke runs
+/// included): a counter that missed a form would report a floor below the real one.
+fn check_trace_counting() {
+    {
+        assert_eq!(unescaped_len("AT\\r\\n"), 4);
+        assert_eq!(
+            unescaped_len("<1692 bytes of client_key, a private key: never shown>"),
+            1692
+        );
+        assert_eq!(unescaped_len("<20 bytes of client_key, hidden>"), 20);
+        assert_eq!(unescaped_len("<7 bytes of credential data, not shown>"), 7);
+        assert_eq!(
+            unescaped_len("1244 bytes of client_ca (AtPKI, ca: CN=Amazon Root CA 1) ... [--trace=full shows them]"),
+            1244
+        );
+        // "+SYSFLASH:1244," (15 bytes), the data, "\r\n" (2 bytes).
+        assert_eq!(
+            unescaped_len("+SYSFLASH:1244,<1244 bytes of client_ca (AtPKI) ... [--trace=full shows them]>\\r\\n"),
+            15 + 1244 + 2
+        );
+    }
 }
 
 /// The Tx and Rx records of a `--trace` transcript: (host wrote?, text).
