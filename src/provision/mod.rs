@@ -30,8 +30,8 @@ pub use run::{run, Event, Phase, Plan, Provisioned, Warning};
 
 use crate::at::client::Error as AtError;
 use crate::at::commands::{
-    CloseLink, FlashErase, FlashPartition, FlashPartitions, FlashRead, FlashWrite, MfgKeys,
-    MfgRead, MfgWrite, SslClientConfig, StartSsl, TlsAuth, DEFAULT_TIMEOUT,
+    CloseLink, FlashErase, FlashPartition, FlashPartitions, FlashRead, FlashWrite, LinkStart,
+    MfgKeys, MfgRead, MfgWrite, SslClientConfig, StartSsl, TlsAuth, DEFAULT_TIMEOUT,
 };
 use crate::at::session::{Error as SessionError, Session};
 use crate::firmware::Generation;
@@ -333,11 +333,11 @@ fn server_verifies<T: Transport>(
         };
         session.client().clear_closed();
         match session.client().run(&start) {
-            Ok(()) => {
+            Ok(LinkStart::Open) => {
                 let _ = session.client().run(&CloseLink);
                 return Ok(true);
             }
-            Err(AtError::Failed { .. }) => {}
+            Ok(LinkStart::Refused) => {}
             Err(e) => return Err(e.into()),
         }
     }
