@@ -284,6 +284,40 @@ impl SslClientConfig {
     }
 }
 
+/// The mutual-TLS setting this tool relies on: present certificate/key 0 and verify the
+/// server with CA 0 (`AT+CIPSSLCCONF=3,0,0`), as `(auth, pki, ca)`.
+pub const MUTUAL_TLS: (u8, u8, u8) = (TlsAuth::Mutual.code(), 0, 0);
+
+/// `AT+CIPSSLCCONF?` → the stored setting of link 0 as `(auth, pki, ca)` (every generation
+/// answers the query, `esp-at.md` §5.8), or `None` when no line for link 0 came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredSslConfig;
+
+impl Command for StoredSslConfig {
+    type Response = Option<(u8, u8, u8)>;
+    fn line(&self) -> String {
+        "AT+CIPSSLCCONF?".into()
+    }
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<Option<(u8, u8, u8)>, Error> {
+        Ok(reply?.lines.iter().find_map(|line| parse_tls_mode(line)))
+    }
+}
+
+/// `+CIPSSLCCONF:<link>,<auth>,<pki>,<ca>` for link 0 (also without the link id, as some
+/// documentation shows it).
+fn parse_tls_mode(line: &str) -> Option<(u8, u8, u8)> {
+    let fields: Vec<u8> = line
+        .trim()
+        .strip_prefix("+CIPSSLCCONF:")?
+        .split(',')
+        .map(|f| f.trim().parse::<u8>().ok())
+        .collect::<Option<Vec<u8>>>()?;
+    match fields[..] {
+        [0, auth, pki, ca] | [auth, pki, ca] => Some((auth, pki, ca)),
+        _ => None,
+    }
+}
+
 /// What `AT+CIPSSLCCONF`'s partition checks found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SslChecks {

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use super::client::{AtClient, Error as AtError};
 use super::commands::{
     CloseLink, EchoOff, EnableSyslog, LinkStart, PassiveReceive, RecvData, Send, SetSysTimestamp,
-    SntpConfig, SntpTime, SslAlpn, SslChecks, SslClientConfig, SslSni, StartSsl, SysTimestamp,
+    SntpConfig, SntpTime, SslAlpn, SslChecks, SslClientConfig, SslSni, StartSsl, StoredSslConfig,
+    SysTimestamp, MUTUAL_TLS,
 };
 use crate::clock::{format_time, host_now};
 use crate::firmware::Generation;
@@ -432,6 +433,13 @@ impl<T: Transport> Session<T> {
             clock_need: None,
             fetching: false,
         })
+    }
+
+    /// Whether the module has mutual TLS with server verification stored
+    /// ([`MUTUAL_TLS`], one `AT+CIPSSLCCONF?`): what a session made by [`Session::resume`]
+    /// relies on, since it configures nothing.
+    pub fn mutual_tls_stored(&mut self) -> Result<bool, AtError> {
+        Ok(self.client.run(&StoredSslConfig)? == Some(MUTUAL_TLS))
     }
 
     /// Leaves the link open for the next command (see [`Session::resume`]): forgets it
