@@ -284,6 +284,40 @@ impl SslClientConfig {
     }
 }
 
+/// The mutual-TLS setting this tool relies on: present certificate/key 0 and verify the
+/// server with CA 0 (`AT+CIPSSLCCONF=3,0,0`), as `(auth, pki, ca)`.
+pub const MUTUAL_TLS: (u8, u8, u8) = (TlsAuth::Mutual.code(), 0, 0);
+
+/// `AT+CIPSSLCCONF?` → the stored setting of link 0 as `(auth, pki, ca)` (every generation
+/// answers the query, `esp-at.md` §5.8), or `None` when no line for link 0 came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredSslConfig;
+
+impl Command for StoredSslConfig {
+    type Response = Option<(u8, u8, u8)>;
+    fn line(&self) -> String {
+        "AT+CIPSSLCCONF?".into()
+    }
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<Option<(u8, u8, u8)>, Error> {
+        Ok(reply?.lines.iter().find_map(|line| parse_tls_mode(line)))
+    }
+}
+
+/// `+CIPSSLCCONF:<link>,<auth>,<pki>,<ca>` for link 0 (also without the link id, as some
+/// documentation shows it).
+fn parse_tls_mode(line: &str) -> Option<(u8, u8, u8)> {
+    let fields: Vec<u8> = line
+        .trim()
+        .strip_prefix("+CIPSSLCCONF:")?
+        .split(',')
+        .map(|f| f.trim().parse::<u8>().ok())
+        .collect::<Option<Vec<u8>>>()?;
+    match fields[..] {
+        [0, auth, pki, ca] | [auth, pki, ca] => Some((auth, pki, ca)),
+        _ => None,
+    }
+}
+
 /// What `AT+CIPSSLCCONF`'s partition checks found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SslChecks {
@@ -388,16 +422,30 @@ pub struct StartSsl {
     pub timeout: Duration,
 }
 
+/// How `AT+CIPSTART="SSL"` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkStart {
+    /// `CONNECT` and `OK`: the TLS link is up.
+    Open,
+    /// A bare `ERROR`, whatever the cause (a link an earlier program left open, no
+    /// network, a handshake that failed): the firmware does not say which.
+    Refused,
+}
+
 impl Command for StartSsl {
-    type Response = ();
+    type Response = LinkStart;
     fn line(&self) -> String {
         format!("AT+CIPSTART=\"SSL\",{},{}", quote(&self.host), self.port)
     }
     fn timeout(&self) -> Duration {
         self.timeout
     }
-    fn parse(&self, reply: Result<Reply, Error>) -> Result<(), Error> {
-        reply.map(drop)
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<LinkStart, Error> {
+        match reply {
+            Ok(_) => Ok(LinkStart::Open),
+            Err(Error::Failed { .. }) => Ok(LinkStart::Refused),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -548,8 +596,40 @@ impl std::fmt::Debug for JoinAp {
     }
 }
 
+/// Why a join failed, as `+CWJAP:<code>` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinFailure {
+    /// 1: the access point did not answer in time.
+    Timeout,
+    /// 2: the password is wrong.
+    WrongPassword,
+    /// 3: no access point with that SSID was found.
+    NotFound,
+    /// 4: the access point refused the connection.
+    ConnectFailed,
+    /// Another code (the firmware documents it only as "unknown error").
+    Other(u32),
+    /// `ERROR` without a code (station mode off, or a parameter the firmware refused).
+    Refused,
+}
+
+impl JoinFailure {
+    /// The failure a `+CWJAP:<code>` line names.
+    pub fn from_code(code: u32) -> JoinFailure {
+        match code {
+            1 => JoinFailure::Timeout,
+            2 => JoinFailure::WrongPassword,
+            3 => JoinFailure::NotFound,
+            4 => JoinFailure::ConnectFailed,
+            n => JoinFailure::Other(n),
+        }
+    }
+}
+
 impl Command for JoinAp {
-    type Response = ();
+    /// `Ok(())` when joined; the module's `ERROR` is the failure its `+CWJAP:<code>` line
+    /// names ([`JoinFailure::Refused`] without one).
+    type Response = Result<(), JoinFailure>;
     fn line(&self) -> String {
         format!("AT+CWJAP={},{}", quote(&self.ssid), quote(&self.password))
     }
@@ -558,8 +638,20 @@ impl Command for JoinAp {
         // established (`esp-at.md` §5.4).
         Duration::from_secs(25)
     }
-    fn parse(&self, reply: Result<Reply, Error>) -> Result<(), Error> {
-        reply.map(drop)
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<Result<(), JoinFailure>, Error> {
+        match reply {
+            Ok(_) => Ok(Ok(())),
+            Err(Error::Failed { lines, .. }) => {
+                let code = lines
+                    .iter()
+                    .find_map(|l| l.strip_prefix("+CWJAP:"))
+                    .and_then(|c| c.trim().parse::<u32>().ok());
+                Ok(Err(
+                    code.map_or(JoinFailure::Refused, JoinFailure::from_code)
+                ))
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -627,12 +719,12 @@ impl Command for StationIp {
 
 /// `AT+CIPDOMAIN="<host>"` → the address the module's DNS gives for `host`: "1.1.3" prints
 /// `+CIPDOMAIN:a.b.c.d`, 2.x+ `+CIPDOMAIN:"a.b.c.d"`. A name that does not resolve is a
-/// bare `ERROR`.
+/// bare `ERROR`: `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolveName(pub String);
 
 impl Command for ResolveName {
-    type Response = std::net::IpAddr;
+    type Response = Option<std::net::IpAddr>;
     fn line(&self) -> String {
         format!("AT+CIPDOMAIN={}", quote(&self.0))
     }
@@ -640,11 +732,16 @@ impl Command for ResolveName {
         // lwIP's resolver retries for about 15 s before it gives up.
         Duration::from_secs(20)
     }
-    fn parse(&self, reply: Result<Reply, Error>) -> Result<std::net::IpAddr, Error> {
-        let reply = reply?;
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<Option<std::net::IpAddr>, Error> {
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(Error::Failed { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         reply
             .value("+CIPDOMAIN:")
             .and_then(|v| v.trim().trim_matches('"').parse().ok())
+            .map(Some)
             .ok_or_else(|| unexpected("AT+CIPDOMAIN", &reply))
     }
 }
@@ -954,7 +1051,7 @@ mod tests {
         for line in ["+CIPDOMAIN:10.1.2.3", "+CIPDOMAIN:\"10.1.2.3\""] {
             assert_eq!(
                 ResolveName("h".into()).parse(reply(&[line])).unwrap(),
-                "10.1.2.3".parse::<std::net::IpAddr>().unwrap()
+                Some("10.1.2.3".parse::<std::net::IpAddr>().unwrap())
             );
         }
         assert_eq!(
@@ -1150,6 +1247,51 @@ mod tests {
             SslClientConfig::mutual(Generation::V4_1).parse(reply(&[])),
             Ok(SslChecks::AllFound)
         );
+        // A join's ERROR is the failure its +CWJAP code names, or a refusal without one.
+        let join = JoinAp {
+            ssid: "lab".into(),
+            password: "pw".into(),
+        };
+        for (lines, failure) in [
+            (&["+CWJAP:1"][..], JoinFailure::Timeout),
+            (&["+CWJAP:2"], JoinFailure::WrongPassword),
+            (&["+CWJAP:3"], JoinFailure::NotFound),
+            (&["+CWJAP:4"], JoinFailure::ConnectFailed),
+            (&["+CWJAP:7"], JoinFailure::Other(7)),
+            (&[], JoinFailure::Refused),
+        ] {
+            assert_eq!(join.parse(error("AT+CWJAP", lines)), Ok(Err(failure)));
+        }
+        assert_eq!(join.parse(reply(&["WIFI CONNECTED"])), Ok(Ok(())));
+        // A name that does not resolve is a bare ERROR: no address.
+        assert_eq!(
+            ResolveName("nowhere.invalid".into()).parse(error("AT+CIPDOMAIN", &[])),
+            Ok(None)
+        );
+        // CIPSTART's bare ERROR is a refusal whose cause the caller works out.
+        let start = StartSsl {
+            host: "h".into(),
+            port: 8443,
+            timeout: DEFAULT_TIMEOUT,
+        };
+        assert_eq!(
+            start.parse(error("AT+CIPSTART", &[])),
+            Ok(LinkStart::Refused)
+        );
+        assert_eq!(start.parse(reply(&["CONNECT"])), Ok(LinkStart::Open));
+        // Failures other than ERROR stay errors.
+        for failure in [
+            Error::Busy("x".into()),
+            Error::Rebooted("x".into()),
+            Error::LinkClosed,
+        ] {
+            assert_eq!(join.parse(Err(failure.clone())), Err(failure.clone()));
+            assert_eq!(
+                ResolveName("h".into()).parse(Err(failure.clone())),
+                Err(failure.clone())
+            );
+            assert_eq!(start.parse(Err(failure.clone())), Err(failure));
+        }
         // A command that gives ERROR no meaning passes it on.
         assert!(matches!(
             SysTimestamp.parse(error("AT+SYSTIMESTAMP?", &[])),

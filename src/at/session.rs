@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use super::client::{AtClient, Error as AtError};
 use super::commands::{
-    CloseLink, EchoOff, EnableSyslog, PassiveReceive, RecvData, Send, SetSysTimestamp, SntpConfig,
-    SntpTime, SslAlpn, SslChecks, SslClientConfig, SslSni, StartSsl, SysTimestamp,
+    CloseLink, EchoOff, EnableSyslog, LinkStart, PassiveReceive, RecvData, Send, SetSysTimestamp,
+    SntpConfig, SntpTime, SslAlpn, SslChecks, SslClientConfig, SslSni, StartSsl, StoredSslConfig,
+    SysTimestamp, MUTUAL_TLS,
 };
 use crate::clock::{format_time, host_now};
 use crate::firmware::Generation;
@@ -434,6 +435,13 @@ impl<T: Transport> Session<T> {
         })
     }
 
+    /// Whether the module has mutual TLS with server verification stored
+    /// ([`MUTUAL_TLS`], one `AT+CIPSSLCCONF?`): what a session made by [`Session::resume`]
+    /// relies on, since it configures nothing.
+    pub fn mutual_tls_stored(&mut self) -> Result<bool, AtError> {
+        Ok(self.client.run(&StoredSslConfig)? == Some(MUTUAL_TLS))
+    }
+
     /// Leaves the link open for the next command (see [`Session::resume`]): forgets it
     /// without `AT+CIPCLOSE`.
     pub fn keep_link(&mut self) {
@@ -595,15 +603,15 @@ impl<T: Transport> Session<T> {
         };
         self.client.clear_closed();
         match self.client.run(&start) {
-            Ok(_) => self.forget_old_link(),
-            Err(AtError::Failed { .. }) => {
+            Ok(LinkStart::Open) => self.forget_old_link(),
+            Ok(LinkStart::Refused) => {
                 // A link from an earlier process makes CIPSTART fail at once; if CIPCLOSE
                 // finds one, try again.
                 if self.client.run(&CloseLink).is_err() {
                     return Err(self.connect_failed(host, port));
                 }
                 self.client.clear_closed();
-                if self.client.run(&start).is_err() {
+                if self.client.run(&start) != Ok(LinkStart::Open) {
                     return Err(self.connect_failed(host, port));
                 }
                 self.forget_old_link();

@@ -12,39 +12,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use super::client::{AtClient, Error as AtError};
+pub use super::commands::JoinFailure;
 use super::commands::{JoinAp, JoinedAp, JoinedApQuery, ResolveName, StationIp, WifiState};
 use crate::firmware::Generation;
 use crate::transport::Transport;
-
-/// Why a join failed, as `+CWJAP:<code>` says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JoinFailure {
-    /// 1: the access point did not answer in time.
-    Timeout,
-    /// 2: the password is wrong.
-    WrongPassword,
-    /// 3: no access point with that SSID was found.
-    NotFound,
-    /// 4: the access point refused the connection.
-    ConnectFailed,
-    /// Another code (the firmware documents it only as "unknown error").
-    Other(u32),
-    /// `ERROR` without a code (station mode off, or a parameter the firmware refused).
-    Refused,
-}
-
-impl JoinFailure {
-    /// The failure a `+CWJAP:<code>` line names.
-    pub fn from_code(code: u32) -> JoinFailure {
-        match code {
-            1 => JoinFailure::Timeout,
-            2 => JoinFailure::WrongPassword,
-            3 => JoinFailure::NotFound,
-            4 => JoinFailure::ConnectFailed,
-            n => JoinFailure::Other(n),
-        }
-    }
-}
 
 /// What stands between the module and the network.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,17 +81,8 @@ pub fn join<T: Transport>(
     };
     let ssid = ssid.to_string();
     match client.run(&command) {
-        Ok(()) => Ok(()),
-        Err(AtError::Failed { lines, .. }) => {
-            let code = lines
-                .iter()
-                .find_map(|l| l.strip_prefix("+CWJAP:"))
-                .and_then(|c| c.trim().parse::<u32>().ok());
-            Err(Error::JoinFailed {
-                ssid,
-                reason: code.map_or(JoinFailure::Refused, JoinFailure::from_code),
-            })
-        }
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => Err(Error::JoinFailed { ssid, reason }),
         Err(AtError::Timeout { waited, .. }) => Err(Error::JoinTimedOut {
             ssid,
             secs: waited.as_secs(),
@@ -205,10 +167,10 @@ pub fn check_network<T: Transport>(
         return Ok(());
     }
     match client.run(&ResolveName(host.to_string())) {
-        Err(AtError::Failed { .. }) => Err(Error::Unresolved {
+        Ok(None) => Err(Error::Unresolved {
             host: host.to_string(),
         }),
-        Ok(_) => Ok(()),
+        Ok(Some(_)) => Ok(()),
         Err(e) => {
             log::info!("Wi-Fi check: AT+CIPDOMAIN: {e}");
             Ok(())

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use esp_aws::at::session::Session;
-use esp_aws::aws::client::{Deleted, ShadowClient, ShadowError, Updated};
+use esp_aws::aws::client::{
+    self, Deleted, Operation, ResumeFacts, ShadowClient, ShadowError, Updated,
+};
 use esp_aws::aws::shadow::{self, Update};
 use esp_aws::clock::PLAUSIBLE_SINCE;
 use esp_aws::firmware::Generation;
@@ -137,6 +138,19 @@ enum ShadowCommand {
 }
 
 impl ShadowCommand {
+    /// The operation, as the library's link reuse policy sees it.
+    fn operation(&self) -> Operation {
+        match self {
+            ShadowCommand::Get { .. } => Operation::Get,
+            ShadowCommand::Set { version, .. } => Operation::Update {
+                conditional: version.is_some(),
+            },
+            ShadowCommand::Delete { .. } => Operation::Delete,
+            ShadowCommand::List { .. } => Operation::List,
+            ShadowCommand::Publish { .. } => Operation::Publish,
+        }
+    }
+
     /// Fills in the thing the config file records (`provision --thing`) where none was
     /// given; without one anywhere, a usage error that says where it looked.
     fn resolve_thing(&mut self, settings: &Settings) -> anyhow::Result<()> {
@@ -213,52 +227,31 @@ fn print_json(value: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The link for the quick path, when this command and module allow it: a firmware-1.x
-/// module that `esp-aws provision` set up on this very port (so its TLS configuration is
-/// in NVS), and a request that is harmless to repeat. Only the stored TLS setting is read
-/// before the request itself, and a TLS link left open by the previous command is used as
-/// it is; see `Session::resume`.
+/// The quick path's client, when the library's link reuse policy allows it for this
+/// command and what the config file recorded at provisioning ([`ShadowClient::resume`]).
 fn quick_link(settings: &Settings, command: &ShadowCommand) -> Option<ShadowClient<AnyTransport>> {
-    let repeatable = match command {
-        ShadowCommand::Get { .. } => true,
-        ShadowCommand::Set { version, .. } => version.is_none(),
-        _ => false,
-    };
-    let config = &settings.config;
-    // The same endpoint too: a link left open by an earlier quick command leads there, and a
-    // request must never go down a link to another endpoint.
-    let provisioned_here = config.port.as_deref() == Some(settings.port.as_str())
-        && Generation::ALL
-            .iter()
-            .any(|g| g.session_resumable() && config.firmware.as_deref() == Some(g.name()))
-        && config.endpoint.is_some()
-        && config.endpoint == settings.endpoint;
-    if !repeatable || !provisioned_here || settings.time_from_host || settings.endpoint_port != 8443
-    {
+    if !command.operation().repeatable() {
         return None;
     }
-    let host = settings.endpoint.clone()?;
-    let transport = esp_aws::transport::open(&settings.port, settings.baud).ok()?;
-    let mut session = Session::resume(
-        transport,
+    let config = &settings.config;
+    let facts = ResumeFacts {
+        provisioned_on_this_port: config.port.as_deref() == Some(settings.port.as_str()),
+        generation: Generation::ALL
+            .iter()
+            .copied()
+            .find(|g| config.firmware.as_deref() == Some(g.name())),
+        endpoint: config.endpoint.as_deref(),
+        time_from_host: settings.time_from_host,
+    };
+    ShadowClient::resume(
+        &facts,
+        settings.endpoint.as_deref()?,
+        settings.endpoint_port,
+        || esp_aws::transport::open(&settings.port, settings.baud).ok(),
         settings.transcript(),
         settings.timeouts.clone(),
-        &host,
-        settings.endpoint_port,
+        crate::interrupt_flag(),
     )
-    .ok()?;
-    session.set_cancel(crate::interrupt_flag());
-    // The quick path trusts the stored TLS setting: anything but mutual TLS with server
-    // verification takes the full set-up, which stores it again.
-    if !esp_aws::provision::mutual_tls_stored(&mut session).unwrap_or(false) {
-        log::info!("the module's stored TLS setting is not 3,0,0: full set-up");
-        return None;
-    }
-    Some(ShadowClient::resumed(
-        session,
-        &host,
-        settings.endpoint_port,
-    ))
 }
 
 pub fn run(mut args: ShadowArgs) -> anyhow::Result<ExitCode> {
@@ -300,31 +293,21 @@ fn run_on_module(
     prepared: Option<Vec<u8>>,
     quick: bool,
 ) -> anyhow::Result<ExitCode> {
-    if let Some(mut client) = quick.then(|| quick_link(settings, &args.command)).flatten() {
-        match execute(&mut client, &args.command, prepared.clone()) {
-            Err(e) if interrupted(&e) => return Err(e),
-            // Whatever stood in the way (no link, a clock or credentials the connect
-            // needed, a module that rebooted or is not what was provisioned), the full
-            // set-up below finds it and names it; the request is one that may be repeated.
-            Err(e)
-                if matches!(
-                    e.downcast_ref::<ShadowError>(),
-                    Some(ShadowError::Request(_))
-                ) =>
-            {
-                log::info!("quick path failed ({e:#}); starting over with the full set-up");
-            }
-            // The link stays open for the next command (firmware 1.x keeps one link).
-            other => {
-                client.finish(true);
-                return other;
-            }
-        }
-    }
-    let mut client = connect(settings)?;
-    let result = execute(&mut client, &args.command, prepared);
-    client.finish(result.is_ok());
-    result
+    let doc: Option<Value> = match args.command {
+        ShadowCommand::Set { .. } => Some(
+            serde_json::from_slice(prepared.as_deref().unwrap_or_default())
+                .context("the update document is not JSON")?,
+        ),
+        _ => None,
+    };
+    let body = prepared.unwrap_or_default();
+    let quick = quick.then(|| quick_link(settings, &args.command)).flatten();
+    let outcome = client::run_reusing(
+        quick,
+        || connect(settings),
+        |client| perform(client, &args.command, doc.as_ref(), &body),
+    )?;
+    render(outcome)
 }
 
 /// The request body of a `set`, `publish` (validated before any device traffic).
@@ -403,84 +386,144 @@ fn prepare(command: &ShadowCommand) -> anyhow::Result<Option<Vec<u8>>> {
     })
 }
 
-/// Runs the command on the module. AWS's refusals and an answer lost after the request
-/// may have been carried out end here, as their sentence and exit code
-/// ([`super::shadow_failure`]); any other failure is an error.
-fn execute<T: Transport>(
+/// What an operation brought back, with what its rendering needs.
+enum Outcome<'a> {
+    Got {
+        doc: Value,
+        thing: &'a str,
+        name: Option<&'a str>,
+        table: bool,
+    },
+    Updated {
+        updated: Updated,
+        thing: &'a str,
+        name: Option<&'a str>,
+    },
+    Deleted {
+        deleted: Deleted,
+        thing: &'a str,
+        name: Option<&'a str>,
+    },
+    Listed {
+        doc: Value,
+        json: bool,
+    },
+    Published {
+        len: usize,
+        topic: &'a str,
+    },
+}
+
+/// Runs the command's operation on the module (`doc` is a `set`'s request document, `body`
+/// a `publish`'s message).
+fn perform<'a, T: Transport>(
     client: &mut ShadowClient<T>,
-    command: &ShadowCommand,
-    body: Option<Vec<u8>>,
-) -> anyhow::Result<ExitCode> {
-    match command {
+    command: &'a ShadowCommand,
+    doc: Option<&Value>,
+    body: &[u8],
+) -> Result<Outcome<'a>, ShadowError> {
+    Ok(match command {
         ShadowCommand::Get {
             thing,
             name,
             format,
             output,
-        } => {
-            let thing = named(thing);
-            let doc = match client.get(thing, name.as_deref()) {
-                Ok(doc) => doc,
-                Err(e) => return super::shadow_failure(e),
-            };
-            match output.unwrap_or(*format) {
-                Format::Table | Format::Text => print_table(thing, name.as_deref(), &doc),
-                Format::Json => print_json(&doc)?,
-            }
-        }
-        ShadowCommand::Set { thing, name, .. } => {
-            let thing = named(thing);
-            let doc: Value = serde_json::from_slice(&body.unwrap_or_default())
-                .context("the update document is not JSON")?;
-            let shadow_name = name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default();
-            match client.update(thing, name.as_deref(), &doc) {
-                Ok(Updated::Accepted(doc)) => {
-                    print_json(&doc)?;
-                    if let Some(v) = doc.get("version") {
-                        eprintln!("accepted: {thing}{shadow_name} is now at version {v}");
-                    }
-                }
-                Ok(Updated::ConfirmedByReadBack(current)) => {
-                    print_json(&current)?;
-                    let v = current.get("version").map_or("?".into(), Value::to_string);
-                    eprintln!("accepted: {thing}{shadow_name} is now at version {v} (its answer was lost; reading the shadow back showed the update applied)");
-                }
-                Err(e) => return super::shadow_failure(e),
-            }
-        }
-        ShadowCommand::Delete { thing, name } => {
-            let thing = named(thing);
-            let shadow_name = name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default();
-            match client.delete(thing, name.as_deref()) {
-                Ok(Deleted::Answered(doc)) => print_json(&doc)?,
-                Ok(Deleted::Gone) => {
-                    eprintln!("deleted: {thing}{shadow_name} (its answer was lost; reading the shadow back showed it deleted)");
-                }
-                Err(e) => return super::shadow_failure(e),
-            }
-        }
+        } => Outcome::Got {
+            doc: client.get(named(thing), name.as_deref())?,
+            thing: named(thing),
+            name: name.as_deref(),
+            table: matches!(output.unwrap_or(*format), Format::Table | Format::Text),
+        },
+        ShadowCommand::Set { thing, name, .. } => Outcome::Updated {
+            updated: client.update(named(thing), name.as_deref(), doc.unwrap_or(&Value::Null))?,
+            thing: named(thing),
+            name: name.as_deref(),
+        },
+        ShadowCommand::Delete { thing, name } => Outcome::Deleted {
+            deleted: client.delete(named(thing), name.as_deref())?,
+            thing: named(thing),
+            name: name.as_deref(),
+        },
         ShadowCommand::List {
             thing,
             page_size,
             next_token,
             format,
-        } => {
-            let thing = named(thing);
-            match client.list(thing, *page_size, next_token.as_deref()) {
-                Ok(doc) => match format {
-                    Format::Json => print_json(&doc)?,
-                    _ => print_names(&doc),
-                },
-                Err(e) => return super::shadow_failure(e),
-            }
-        }
+        } => Outcome::Listed {
+            doc: client.list(named(thing), *page_size, next_token.as_deref())?,
+            json: *format == Format::Json,
+        },
         ShadowCommand::Publish { topic, qos, .. } => {
-            let body = body.unwrap_or_default();
-            match client.publish(topic, *qos, &body) {
-                Ok(()) => eprintln!("published {} bytes to {topic}", body.len()),
-                Err(e) => return super::shadow_failure(e),
+            client.publish(topic, *qos, body)?;
+            Outcome::Published {
+                len: body.len(),
+                topic,
             }
         }
+    })
+}
+
+/// Shows what the operation brought back. AWS's refusals and an answer lost after the
+/// request may have been carried out end here, as their sentence and exit code
+/// ([`super::shadow_failure`]); any other failure is an error.
+fn render(outcome: Result<Outcome<'_>, ShadowError>) -> anyhow::Result<ExitCode> {
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => return super::shadow_failure(e),
+    };
+    let shadow_name = |name: Option<&str>| name.map(|n| format!(" ({n})")).unwrap_or_default();
+    match outcome {
+        Outcome::Got {
+            doc,
+            thing,
+            name,
+            table,
+        } => {
+            if table {
+                print_table(thing, name, &doc)
+            } else {
+                print_json(&doc)?
+            }
+        }
+        Outcome::Updated {
+            updated,
+            thing,
+            name,
+        } => {
+            let shadow_name = shadow_name(name);
+            match updated {
+                Updated::Accepted(doc) => {
+                    print_json(&doc)?;
+                    if let Some(v) = doc.get("version") {
+                        eprintln!("accepted: {thing}{shadow_name} is now at version {v}");
+                    }
+                }
+                Updated::ConfirmedByReadBack(current) => {
+                    print_json(&current)?;
+                    let v = current.get("version").map_or("?".into(), Value::to_string);
+                    eprintln!("accepted: {thing}{shadow_name} is now at version {v} (its answer was lost; reading the shadow back showed the update applied)");
+                }
+            }
+        }
+        Outcome::Deleted {
+            deleted,
+            thing,
+            name,
+        } => match deleted {
+            Deleted::Answered(doc) => print_json(&doc)?,
+            Deleted::Gone => {
+                let shadow_name = shadow_name(name);
+                eprintln!("deleted: {thing}{shadow_name} (its answer was lost; reading the shadow back showed it deleted)");
+            }
+        },
+        Outcome::Listed { doc, json } => {
+            if json {
+                print_json(&doc)?
+            } else {
+                print_names(&doc)
+            }
+        }
+        Outcome::Published { len, topic } => eprintln!("published {len} bytes to {topic}"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -30,8 +30,9 @@ pub use run::{run, Event, Phase, Plan, Provisioned, Warning};
 
 use crate::at::client::Error as AtError;
 use crate::at::commands::{
-    CloseLink, FlashErase, FlashPartition, FlashPartitions, FlashRead, FlashWrite, MfgKeys,
-    MfgRead, MfgWrite, SslClientConfig, StartSsl, TlsAuth, DEFAULT_TIMEOUT,
+    CloseLink, FlashErase, FlashPartition, FlashPartitions, FlashRead, FlashWrite, LinkStart,
+    MfgKeys, MfgRead, MfgWrite, SslClientConfig, StartSsl, StoredSslConfig, TlsAuth,
+    DEFAULT_TIMEOUT,
 };
 use crate::at::session::{Error as SessionError, Session};
 use crate::firmware::Generation;
@@ -223,9 +224,7 @@ pub fn write_credentials<T: Transport>(
     })
 }
 
-/// The mutual-TLS setting this tool relies on: present certificate/key 0 and verify the
-/// server with CA 0 (`AT+CIPSSLCCONF=3,0,0`).
-pub const MUTUAL_TLS: (u8, u8, u8) = (TlsAuth::Mutual.code(), 0, 0);
+pub use crate::at::commands::MUTUAL_TLS;
 
 /// Verify the server with CA 0, present no certificate (`AT+CIPSSLCCONF=2,0,0`; 1.1.3 needs
 /// both indices even when the certificate is not used).
@@ -241,32 +240,14 @@ const VERIFY_ONLY: SslClientConfig = SslClientConfig {
 pub fn stored_tls_mode<T: Transport>(
     session: &mut Session<T>,
 ) -> Result<Option<(u8, u8, u8)>, AtError> {
-    let reply = session
-        .client()
-        .command("AT+CIPSSLCCONF?", DEFAULT_TIMEOUT)?;
-    Ok(reply.lines.iter().find_map(|line| parse_tls_mode(line)))
-}
-
-/// `+CIPSSLCCONF:<link>,<auth>,<pki>,<ca>` for link 0 (also without the link id, as some
-/// documentation shows it).
-fn parse_tls_mode(line: &str) -> Option<(u8, u8, u8)> {
-    let fields: Vec<u8> = line
-        .trim()
-        .strip_prefix("+CIPSSLCCONF:")?
-        .split(',')
-        .map(|f| f.trim().parse::<u8>().ok())
-        .collect::<Option<Vec<u8>>>()?;
-    match fields[..] {
-        [0, auth, pki, ca] | [auth, pki, ca] => Some((auth, pki, ca)),
-        _ => None,
-    }
+    session.client().run(&StoredSslConfig)
 }
 
 /// Whether the module has mutual TLS with server verification stored (one query). A quick
 /// path that relies on the stored setting calls this before it sends anything; `false` (or
 /// an error) means it must take the full set-up, which stores it again.
 pub fn mutual_tls_stored<T: Transport>(session: &mut Session<T>) -> Result<bool, AtError> {
-    Ok(stored_tls_mode(session)? == Some(MUTUAL_TLS))
+    session.mutual_tls_stored()
 }
 
 /// Stores mutual TLS with server verification again (with the SNI, ALPN and receive mode
@@ -333,11 +314,11 @@ fn server_verifies<T: Transport>(
         };
         session.client().clear_closed();
         match session.client().run(&start) {
-            Ok(()) => {
+            Ok(LinkStart::Open) => {
                 let _ = session.client().run(&CloseLink);
                 return Ok(true);
             }
-            Err(AtError::Failed { .. }) => {}
+            Ok(LinkStart::Refused) => {}
             Err(e) => return Err(e.into()),
         }
     }
