@@ -106,8 +106,9 @@ fn run(
         let (barrier, config, host) = (Arc::clone(&barrier), Arc::clone(config), host.to_string());
         threads.push(std::thread::spawn(move || {
             let mut client = Client::connect(addr, &host, config);
-            // Each client has its own shadow, as devices do.
-            let target = format!("/things/bench_{clients}_{c}/shadow");
+            // Each client has its own shadow, as devices do: a named shadow of the one thing
+            // whose certificate the clients present (its policy allows its own shadows only).
+            let target = format!("/things/lnu_001/shadow?name=bench_{clients}_{c}");
             assert_eq!(
                 client.update(&target, r#"{"state":{"reported":{"warm":true}}}"#),
                 200
