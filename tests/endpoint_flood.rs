@@ -33,10 +33,12 @@ struct Endpoint {
 impl Endpoint {
     fn start(state: &Path, fd_limit: u64) -> Endpoint {
         let sim_json = state.join("sim.json");
-        let child = Command::new("sh")
+        let mut cmd = Command::new("sh");
+        crate::util::isolate(&mut cmd, &state.join("home"));
+        let child = cmd
             .arg("-c")
             .arg(format!("ulimit -n {fd_limit} && exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_esp-aws"))
+            .arg(crate::util::exe())
             .args(["sim", "--no-module", "--state"])
             .arg(state)
             .stdout(Stdio::null())

@@ -669,6 +669,7 @@ fn run_measured(program: &Path, args: &[String], dir: &Path, env: &[(&str, Strin
     let mut argv = vec![program.to_string_lossy().into_owned()];
     argv.extend(args.iter().cloned());
     let mut cmd = Command::new(std::env::current_exe().unwrap());
+    crate::util::isolate(&mut cmd, dir);
     cmd.args([
         "--exact",
         "hostile_module::peak_memory_measurement",
@@ -794,12 +795,7 @@ fn calibrate() {
     );
     assert_eq!(big.code, Some(0), "{big:?}");
     assert!(big.max_rss >= 48 * MIB, "measured {} bytes", big.max_rss);
-    let small = run_measured(
-        Path::new(env!("CARGO_BIN_EXE_esp-aws")),
-        &["--version".into()],
-        dir.path(),
-        &[],
-    );
+    let small = run_measured(&crate::util::exe(), &["--version".into()], dir.path(), &[]);
     assert_eq!(small.code, Some(0), "{small:?}");
     assert!(small.max_rss < CAP / 2, "measured {} bytes", small.max_rss);
     eprintln!(
@@ -991,7 +987,7 @@ fn play_all(mis: Mis, v41: bool, clis: &[Cli]) -> Vec<Measured> {
         .iter()
         .map(|&cli| {
             run_measured(
-                Path::new(env!("CARGO_BIN_EXE_esp-aws")),
+                &crate::util::exe(),
                 &args(cli, pty.path()),
                 dir.path(),
                 &[("ESP_AWS_CLOCK_TIMEOUT", "2".into())],

@@ -8,7 +8,6 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -662,7 +661,7 @@ fn a_module_left_unverified_after_a_diagnosis_is_reported_loudly() {
         let files = endpoint.thing_files("lnu_001").unwrap();
         let wrong = crate::util::fixture("atpki/ca_rsa_cert.pem");
         let run = |args: &[&str]| -> Run {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+            let mut cmd = crate::util::esp_aws_in(dir.path());
             cmd.args(args)
                 .current_dir(dir.path())
                 .env("ESP_AWS_PORT", pty.path())

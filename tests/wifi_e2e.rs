@@ -4,7 +4,6 @@
 //! join everything works.
 
 use std::path::Path;
-use std::process::Command;
 
 use esp_aws::firmware::Generation;
 
@@ -386,7 +385,7 @@ fn the_sim_process_takes_an_access_point_and_drops_it_on_request() {
         }
     }
     let esp = |args: &[&str], env: &[(&str, &str)]| -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+        let mut cmd = crate::util::esp_aws_command();
         cmd.args(args).env_remove("ESP_AWS_BAUD");
         for (k, v) in env {
             cmd.env(k, v);
@@ -406,7 +405,7 @@ fn the_sim_process_takes_an_access_point_and_drops_it_on_request() {
     let link = work.path().join("esp32");
     let state_arg = state.path().to_str().unwrap();
     let link_arg = link.to_str().unwrap();
-    let mut sim = Sim(Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+    let mut sim = Sim(crate::util::esp_aws_command()
         .args(["sim", "--baud", "0", "--no-config", "--firmware", "2.4"])
         .args(["--wifi", "lab-net:lab-password", "--wifi-down"])
         .args(["--state", state_arg, "--link", link_arg])
@@ -483,7 +482,7 @@ fn the_sim_process_takes_an_access_point_and_drops_it_on_request() {
 
 /// PATH with the directory of the binary under test first, as after `cargo install`.
 fn installed_path() -> std::ffi::OsString {
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_esp-aws"));
+    let bin = crate::util::exe();
     let mut dirs = vec![bin.parent().unwrap().to_path_buf()];
     dirs.extend(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
