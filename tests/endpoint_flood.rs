@@ -210,7 +210,13 @@ fn ten_thousand_idle_connections_do_not_starve_real_clients() {
     let mut latencies = Vec::with_capacity(UPDATES);
     std::thread::scope(|s| {
         s.spawn(|| {
+            let deadline = Instant::now() + crate::util::BESIDE_LIMIT;
             while !stop.load(Ordering::SeqCst) {
+                assert!(
+                    Instant::now() < deadline,
+                    "still flooding after {:?}: the updates never ended",
+                    crate::util::BESIDE_LIMIT
+                );
                 if let Ok(c) = TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
                     held.pop_front();
                     held.push_back(c);
@@ -220,6 +226,7 @@ fn ten_thousand_idle_connections_do_not_starve_real_clients() {
             }
             assert_eq!(held.len(), flood);
         });
+        let _stop = crate::util::SetOnDrop(&stop);
         let result = (|| {
             for i in 0..UPDATES {
                 let body = format!(r#"{{"state":{{"reported":{{"flood_{i}":{i}}}}}}}"#);

@@ -99,3 +99,44 @@ macro_rules! eqnice {
         }
     }};
 }
+
+/// Sets its flag when dropped, so that a background loop stopped by the flag also ends when
+/// the code it runs beside panics (a scope would otherwise wait for it forever).
+pub struct SetOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// How long a background loop beside a test step may run: far beyond any step's need, so
+/// that reaching it means the step hung.
+pub const BESIDE_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Runs `f` while another thread calls `step` every `pause`, until `step` returns false or
+/// `f` returns or panics (its panic is passed on); `step` running past [`BESIDE_LIMIT`]
+/// fails with `what` (what the loop was doing).
+pub fn beside<R>(
+    what: &str,
+    pause: std::time::Duration,
+    mut step: impl FnMut() -> bool + Send,
+    f: impl FnOnce() -> R,
+) -> R {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let deadline = std::time::Instant::now() + BESIDE_LIMIT;
+            while !done.load(Ordering::SeqCst) && step() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "still {what} after {BESIDE_LIMIT:?}: the step beside it never ended"
+                );
+                std::thread::sleep(pause);
+            }
+        });
+        let _stop = SetOnDrop(&done);
+        f()
+    })
+}
