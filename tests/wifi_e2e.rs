@@ -193,37 +193,39 @@ fn the_access_point_going_away_is_named() {
     }
 }
 
+/// `wifi join SSID` with a wrong password from `WIFI_PW`: exit 1 with `sentence`.
+fn refused_join(world: &World, generation: Generation, ssid: &str, sentence: &str) -> Run {
+    let env = [("WIFI_PW", "not-the-password")];
+    let run = cli_env(
+        world,
+        &["wifi", "join", ssid, "--password-env", "WIFI_PW"],
+        &env,
+    );
+    assert_eq!(run.code, Some(1), "{generation}: {}", run.stderr);
+    assert!(
+        run.stderr.contains(sentence),
+        "{generation}: {}",
+        run.stderr
+    );
+    run
+}
+
 #[test]
 fn wifi_join_names_each_failure_and_then_everything_works() {
     for generation in Generation::ALL {
         let world = unjoined(generation);
-        let env = [("WIFI_PW", "not-the-password")];
-        let wrong = cli_env(
+        let wrong = refused_join(
             &world,
-            &["wifi", "join", "esp-aws-sim", "--password-env", "WIFI_PW"],
-            &env,
-        );
-        assert_eq!(wrong.code, Some(1), "{generation}: {}", wrong.stderr);
-        assert!(
-            wrong
-                .stderr
-                .contains("joining \"esp-aws-sim\" failed: wrong password (+CWJAP:2)"),
-            "{generation}: {}",
-            wrong.stderr
+            generation,
+            "esp-aws-sim",
+            "joining \"esp-aws-sim\" failed: wrong password (+CWJAP:2)",
         );
         assert!(!wrong.stderr.contains("not-the-password"));
-        let unknown = cli_env(
+        refused_join(
             &world,
-            &["wifi", "join", "no-such-ap", "--password-env", "WIFI_PW"],
-            &env,
-        );
-        assert_eq!(unknown.code, Some(1), "{generation}: {}", unknown.stderr);
-        assert!(
-            unknown
-                .stderr
-                .contains("no access point with that SSID is in range (+CWJAP:3)"),
-            "{generation}: {}",
-            unknown.stderr
+            generation,
+            "no-such-ap",
+            "no access point with that SSID is in range (+CWJAP:3)",
         );
         // The right password, from a file, traced: the trace never shows it.
         let file = write_password(world.dir.path(), "pw", PASSWORD);
