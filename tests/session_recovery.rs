@@ -437,3 +437,30 @@ fn a_stale_binary_reply_during_the_probe_is_let_go_by() {
     let session = Session::open(ScriptedTransport::new(script), None, timeouts()).unwrap();
     assert_eq!(session.info().generation, Generation::V1_1_3);
 }
+
+/// A long read (`AT+SYSFLASH=2`, 8 KiB: over 8 s at 9600 baud) that a killed program had
+/// just written: its answer starts only after the next program's quiet period, while it
+/// probes. The probe waits for the answer to end instead of giving up ("nothing answered
+/// AT") while the module is still sending it.
+#[test]
+fn a_long_answer_that_starts_while_the_next_program_probes_is_waited_out() {
+    use std::io::Write;
+    let baud = 9600;
+    let world = provisioned(Generation::V1_1_3).restart_with(Generation::V1_1_3, |c| c.baud = baud);
+    world.wait_ready().unwrap();
+    let port = world.sim.port().to_str().unwrap().to_string();
+    for partition in ["client_cert", "client_key"] {
+        let mut killed = esp_aws::transport::open(&port, baud).unwrap();
+        killed
+            .write_all(format!("AT+SYSFLASH=2,\"{partition}\",0,8192\r\n").as_bytes())
+            .unwrap();
+        drop(killed);
+        let io = esp_aws::transport::open(&port, baud).unwrap();
+        let session = Session::open(io, None, Timeouts::default());
+        assert!(
+            session.is_ok(),
+            "after a read of {partition}: {}",
+            session.err().unwrap()
+        );
+    }
+}
