@@ -204,7 +204,9 @@ impl Drop for Sim {
 }
 
 fn spawn_sim_under_umask_000(cwd: &Path, args: &[&str]) -> Sim {
-    Sim(Command::new("sh")
+    let mut cmd = Command::new("sh");
+    crate::util::isolate(&mut cmd, cwd);
+    Sim(cmd
         .arg("-c")
         .arg("umask 000; exec \"$0\" \"$@\"")
         .arg(exe())
