@@ -64,7 +64,7 @@ impl Drop for SimChild {
 fn sim_peak(dir: &Path, baud: u32) -> u64 {
     let state = dir.join("sim-state");
     let mut child = SimChild(
-        Command::new(common::exe())
+        common::command(dir)
             .args(["sim", "--no-config", "--sntp-delay", "0", "--baud"])
             .arg(baud.to_string())
             .arg("--state")
@@ -106,7 +106,7 @@ fn sim_peak(dir: &Path, baud: u32) -> u64 {
         vec!["shadow", "set", "lnu_001", "prop1=12"],
         vec!["shadow", "get", "lnu_001"],
     ] {
-        let mut cmd = Command::new(common::exe());
+        let mut cmd = common::command(dir);
         cmd.args(&args)
             .args(["--port", &port, "--endpoint", &endpoint, "--baud"])
             .arg(baud.to_string())

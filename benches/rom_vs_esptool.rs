@@ -111,7 +111,7 @@ fn run_esptool(switch: Option<u32>) -> f64 {
 
 fn run_esp_aws(switch: Option<u32>, dir: &Path) -> f64 {
     let (flash, pty) = module();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    let mut cmd = esp_aws::testkit::tool_command(esp_aws::harness!().exe(), dir);
     cmd.current_dir(dir)
         .env("XDG_CONFIG_HOME", dir.join("xdg"))
         .env_remove("ESP_AWS_BAUD")

@@ -623,164 +623,63 @@ mod tests {
         }
     }
 
+    /// A capability's name, how to ask a generation for it, and what each generation in
+    /// [`Generation::ALL`] order answers.
+    type Row<T> = (&'static str, fn(Generation) -> T, [T; 3]);
+
+    /// One row per capability: `Generation::ALL.map(f)` must be the row's columns.
+    fn per_generation<T: PartialEq + std::fmt::Debug>(rows: &[Row<T>]) {
+        for (what, f, expected) in rows {
+            assert_eq!(&Generation::ALL.map(f), expected, "{what}");
+        }
+    }
+
+    /// Rows for [`per_generation`], one line each: `"what": capability => [1.1.3, 2.4, 4.1];`.
+    macro_rules! rows {
+        ($($what:literal: $f:expr => $expected:expr;)*) => {
+            [$(($what, $f, $expected)),*]
+        };
+    }
+
     /// Each capability per generation, as a table: one row per capability, one column per
     /// generation in [`Generation::ALL`] order (1.1.3, 2.4, 4.1). A new generation adds a
     /// column here.
     #[test]
     fn capabilities_per_generation() {
-        type Flag = fn(Generation) -> bool;
-        let flags: [(&str, Flag, [bool; 3]); 23] = [
-            (
-                "SNI and ALPN",
-                Generation::has_sni_alpn,
-                [false, true, true],
-            ),
-            (
-                "AT+SYSTIMESTAMP",
-                Generation::has_systimestamp,
-                [false, true, true],
-            ),
-            (
-                "passive receive",
-                |g| g.passive_receive().is_some(),
-                [false, true, true],
-            ),
-            (
-                "credentials in NVS",
-                Generation::credentials_in_nvs,
-                [false, false, true],
-            ),
-            (
-                "AtPKI partitions",
-                Generation::uses_pki_partitions,
-                [true, true, false],
-            ),
-            ("AT+CWSTATE", Generation::has_cwstate, [false, true, true]),
-            ("AT+SYSLOG", Generation::has_syslog, [false, true, true]),
-            (
-                "ERR CODE always",
-                Generation::prints_err_code_always,
-                [true, false, false],
-            ),
-            (
-                "checks host name",
-                Generation::checks_host_name,
-                [false, true, true],
-            ),
-            ("TLS 1.3", Generation::has_tls13, [false, false, true]),
-            (
-                "one SSL link",
-                Generation::single_tls_link,
-                [true, false, false],
-            ),
-            (
-                "+++ cancels send",
-                Generation::plus_cancels_send,
-                [true, false, false],
-            ),
-            (
-                "quoted IPs",
-                Generation::quotes_ip_addresses,
-                [false, true, true],
-            ),
-            (
-                "AtPKI 1.x records",
-                Generation::atpki_v1_records,
-                [true, false, false],
-            ),
-            (
-                "SYSFLASH by type",
-                Generation::sysflash_needs_type,
-                [true, false, false],
-            ),
-            (
-                "POSIX timezone",
-                Generation::sntp_posix_timezone,
-                [true, false, false],
-            ),
-            (
-                "SNTP time newline",
-                Generation::sntp_time_newline,
-                [true, false, false],
-            ),
-            (
-                "SNTP off shows tz",
-                Generation::sntp_off_shows_timezone,
-                [false, false, true],
-            ),
-            (
-                "+TIME_UPDATED",
-                Generation::time_updated_urc,
-                [false, false, true],
-            ),
-            (
-                "AT+CWJAP reconnect",
-                Generation::cwjap_reconnect,
-                [false, true, true],
-            ),
-            (
-                "CWMODE auto_connect",
-                Generation::cwmode_auto_connect,
-                [false, true, true],
-            ),
-            (
-                "strict CIPSSLCCONF",
-                Generation::sslcconf_strict,
-                [true, false, false],
-            ),
-            (
-                "session resumable",
-                Generation::session_resumable,
-                [true, false, false],
-            ),
-        ];
-        for (what, flag, expected) in flags {
-            let got = Generation::ALL.map(flag);
-            assert_eq!(got, expected, "{what}");
-        }
-        let flags: [(&str, Flag, [bool; 3]); 2] = [
-            (
-                "CIPRECVLEN 0 when closed",
-                Generation::recvlen_zero_for_closed,
-                [false, true, false],
-            ),
-            (
-                "IPD wire bytes",
-                Generation::ipd_announces_wire_bytes,
-                [false, true, false],
-            ),
-        ];
-        for (what, flag, expected) in flags {
-            assert_eq!(Generation::ALL.map(flag), expected, "{what}");
-        }
-
-        type Count = fn(Generation) -> usize;
-        let counts: [(&str, Count, [usize; 3]); 5] = [
-            (
-                "AT+CIPSEND max",
-                Generation::cipsend_max,
-                [2048, 8192, 8192],
-            ),
-            (
-                "+IPD frame max",
-                Generation::ipd_frame_max,
-                [2920, 2920, 2920],
-            ),
-            ("AT+CWJAP params", Generation::cwjap_max_params, [3, 9, 9]),
-            (
-                "AT+CIPDOMAIN params",
-                Generation::cipdomain_max_params,
-                [1, 2, 3],
-            ),
-            (
-                "AT+CIPSTART params",
-                Generation::cipstart_max_params,
-                [5, 5, 6],
-            ),
-        ];
-        for (what, count, expected) in counts {
-            assert_eq!(Generation::ALL.map(count), expected, "{what}");
-        }
+        per_generation(&rows![
+            "SNI and ALPN": Generation::has_sni_alpn => [false, true, true];
+            "AT+SYSTIMESTAMP": Generation::has_systimestamp => [false, true, true];
+            "passive receive": |g| g.passive_receive().is_some() => [false, true, true];
+            "credentials in NVS": Generation::credentials_in_nvs => [false, false, true];
+            "AtPKI partitions": Generation::uses_pki_partitions => [true, true, false];
+            "AT+CWSTATE": Generation::has_cwstate => [false, true, true];
+            "AT+SYSLOG": Generation::has_syslog => [false, true, true];
+            "ERR CODE always": Generation::prints_err_code_always => [true, false, false];
+            "checks host name": Generation::checks_host_name => [false, true, true];
+            "TLS 1.3": Generation::has_tls13 => [false, false, true];
+            "one SSL link": Generation::single_tls_link => [true, false, false];
+            "+++ cancels send": Generation::plus_cancels_send => [true, false, false];
+            "quoted IPs": Generation::quotes_ip_addresses => [false, true, true];
+            "AtPKI 1.x records": Generation::atpki_v1_records => [true, false, false];
+            "SYSFLASH by type": Generation::sysflash_needs_type => [true, false, false];
+            "POSIX timezone": Generation::sntp_posix_timezone => [true, false, false];
+            "SNTP time newline": Generation::sntp_time_newline => [true, false, false];
+            "SNTP off shows tz": Generation::sntp_off_shows_timezone => [false, false, true];
+            "+TIME_UPDATED": Generation::time_updated_urc => [false, false, true];
+            "AT+CWJAP reconnect": Generation::cwjap_reconnect => [false, true, true];
+            "CWMODE auto_connect": Generation::cwmode_auto_connect => [false, true, true];
+            "strict CIPSSLCCONF": Generation::sslcconf_strict => [true, false, false];
+            "session resumable": Generation::session_resumable => [true, false, false];
+            "CIPRECVLEN 0 when closed": Generation::recvlen_zero_for_closed => [false, true, false];
+            "IPD wire bytes": Generation::ipd_announces_wire_bytes => [false, true, false];
+        ]);
+        per_generation(&rows![
+            "AT+CIPSEND max": Generation::cipsend_max => [2048, 8192, 8192];
+            "+IPD frame max": Generation::ipd_frame_max => [2920, 2920, 2920];
+            "AT+CWJAP params": Generation::cwjap_max_params => [3, 9, 9];
+            "AT+CIPDOMAIN params": Generation::cipdomain_max_params => [1, 2, 3];
+            "AT+CIPSTART params": Generation::cipstart_max_params => [5, 5, 6];
+        ]);
         assert_eq!(Generation::largest_cipsend_max(), 8192);
         assert_eq!(
             Generation::ALL.map(Generation::passive_receive),

@@ -12,8 +12,13 @@
 //! `ESP_AWS_TEST_LINE=socket` in the environment puts every world's module on a TCP port
 //! (`socket://`) instead of a pty, so that a whole suite runs over the network transport.
 //!
+//! Every run of the tool goes through [`isolate`] (by [`tool_command`], [`Harness::command`]
+//! or [`World::command`]): it never sees the developer's own config, AWS credentials or
+//! endpoint cache, nor the `ESP_AWS_*`/`AWS_*` settings of the shell the tests run from.
+//!
 //! The scripted transport double lives with the transport: `transport::ScriptedTransport`.
 
+use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -54,6 +59,45 @@ macro_rules! harness {
     };
 }
 
+/// Points every per-user location the tool reads or writes at `root`, and drops the
+/// `ESP_AWS_*` and `AWS_*` variables inherited from the developer's shell, so that a run
+/// neither depends on nor changes the real user config (`esp-aws sim` records itself there),
+/// the AWS endpoint cache next to it, or `~/.aws`. `HOME` is `root/home` (also
+/// `USERPROFILE` on Windows), `XDG_CONFIG_HOME` is `root/xdg` (`APPDATA` on Windows is
+/// `root/appdata`), `AWS_CONFIG_FILE` and `AWS_SHARED_CREDENTIALS_FILE` are under
+/// `root/home/.aws`. Nothing is created; `.env(...)` and `.env_remove(...)` calls made on
+/// the command afterwards win, for tests that set such files up on purpose.
+pub fn isolate<'c>(cmd: &'c mut Command, root: &Path) -> &'c mut Command {
+    for (name, _) in std::env::vars_os() {
+        let inherited = name
+            .to_str()
+            .is_some_and(|n| n.starts_with("ESP_AWS_") || n.starts_with("AWS_"));
+        if inherited {
+            cmd.env_remove(&name);
+        }
+    }
+    let home = root.join("home");
+    cmd.env("HOME", &home)
+        .env("XDG_CONFIG_HOME", root.join("xdg"))
+        .env("AWS_CONFIG_FILE", home.join(".aws").join("config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.join(".aws").join("credentials"),
+        );
+    if cfg!(windows) {
+        cmd.env("USERPROFILE", &home)
+            .env("APPDATA", root.join("appdata"));
+    }
+    cmd
+}
+
+/// The tool `exe`, [isolated](isolate) in `root`.
+pub fn tool_command(exe: impl AsRef<OsStr>, root: &Path) -> Command {
+    let mut cmd = Command::new(exe);
+    isolate(&mut cmd, root);
+    cmd
+}
+
 /// What every world of one test or benchmark program shares: the binary under test and
 /// where the template account is kept.
 #[derive(Debug, Clone)]
@@ -75,6 +119,44 @@ impl Harness {
     /// The `esp-aws` binary.
     pub fn exe(&self) -> &Path {
         &self.exe
+    }
+
+    /// The tool, [isolated](isolate) in a new directory of its own (under this process's
+    /// directory in `scratch`), so that commands built here never share a user config:
+    /// tests that need one shared build theirs with [`tool_command`].
+    pub fn command(&self) -> Command {
+        tool_command(
+            &self.exe,
+            &self.home().unwrap_or_else(|e| {
+                panic!(
+                    "no scratch directory for the tool under {}: {e}",
+                    self.scratch.display()
+                )
+            }),
+        )
+    }
+
+    /// A new directory for one command's per-user files, in this process's directory
+    /// under `scratch` (kept, as the template account is: a command may outlive the call).
+    pub fn home(&self) -> Result<PathBuf, Error> {
+        static ROOT: Mutex<Option<PathBuf>> = Mutex::new(None);
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let mut root = ROOT.lock().unwrap_or_else(|e| e.into_inner());
+        if root.is_none() {
+            std::fs::create_dir_all(&self.scratch)?;
+            let dir = tempfile::Builder::new()
+                .prefix("esp-aws-homes")
+                .tempdir_in(&self.scratch)?
+                .keep();
+            *root = Some(dir);
+        }
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = root
+            .as_ref()
+            .map(|r| r.join(n.to_string()))
+            .unwrap_or_default();
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
     }
 
     /// A builder for a world whose module runs `firmware`.
@@ -223,7 +305,8 @@ impl WorldBuilder {
 pub struct World {
     /// The endpoint and the virtual module (dropped first: it saves the flash into `state`).
     pub sim: Simulator,
-    /// The tool's working directory (also its `XDG_CONFIG_HOME` and `TMPDIR`).
+    /// The tool's working directory (also the root it is [isolated](isolate) in, and its
+    /// `TMPDIR`).
     pub dir: tempfile::TempDir,
     /// The simulator's state directory: the account, the shadows, the module's flash.
     pub state: tempfile::TempDir,
@@ -336,12 +419,11 @@ impl World {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut cmd = Command::new(self.harness.exe());
+        let mut cmd = tool_command(self.harness.exe(), self.dir.path());
         cmd.args(args)
             .current_dir(self.dir.path())
             .env("ESP_AWS_PORT", self.sim.port())
             .env("ESP_AWS_ENDPOINT", self.host())
-            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
             .env("TMPDIR", self.dir.path())
             .stdin(Stdio::null());
         if self.baud == 0 {

@@ -12,7 +12,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -423,7 +423,7 @@ fn run(row: &Row, port: &str, dir: &Path) -> Outcome {
         }
     }
     let args: Vec<String> = row.args.iter().map(|a| a.replace("{PORT}", port)).collect();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    let mut cmd = crate::util::esp_aws_in(dir);
     cmd.args(&args)
         .current_dir(dir)
         .env("HOME", dir.join("home"))

@@ -3,7 +3,7 @@
 //! or root CA given, and a second run mints nothing.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use esp_aws::testkit::Run;
@@ -31,7 +31,7 @@ const CHOOSERS: [&str; 16] = [
 
 /// `esp-aws ARGS` in `cwd`, with HOME and the user config under `home`.
 pub fn esp(cwd: &Path, home: &Path, args: &[&str]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    let mut cmd = crate::util::esp_aws_in(home);
     cmd.args(args)
         .current_dir(cwd)
         .env("HOME", home)
@@ -55,7 +55,7 @@ impl Drop for Sim {
 /// Starts `esp-aws sim --state STATE ARGS` in `cwd` with HOME under `home`, and waits until
 /// it has recorded itself in the user config.
 pub fn start_sim(state: &Path, cwd: &Path, home: &Path, args: &[&str]) -> Sim {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    let mut cmd = crate::util::esp_aws_in(home);
     cmd.args(["sim", "--baud", "0", "--sntp-delay", "100", "--state"])
         .arg(state)
         .args(args)
@@ -157,7 +157,7 @@ fn provision_create_from_an_empty_directory_uses_the_recorded_simulated_account(
 
     // A variable naming another account wins over the recorded one.
     let elsewhere = {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+        let mut cmd = crate::util::esp_aws_in(home.path());
         cmd.args(["aws", "status", "lnu_002"])
             .current_dir(&work)
             .env("HOME", home.path())

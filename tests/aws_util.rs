@@ -5,7 +5,6 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use esp_aws::testkit::Run;
@@ -20,7 +19,7 @@ pub const KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
 /// `esp-aws ARGS` with HOME (and so ~/.aws and the config dir) in `home`, credentials from
 /// the environment, region us-east-1 and the control plane at `url`.
 pub fn aws_run(home: &Path, url: Option<&str>, args: &[&str], extra: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    let mut cmd = crate::util::esp_aws_in(home);
     cmd.args(args).current_dir(home);
     for var in [
         "AWS_PROFILE",

@@ -65,11 +65,11 @@ fn a_missing_port_is_named() {
 
 /// The simulator's stderr with `flags` before the command, once it is up (sim.json written).
 fn sim_stderr(flags: &[&str]) -> String {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     use std::time::{Duration, Instant};
     let state = crate::endpoint_util::fresh_state();
     let work = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+    let mut child = crate::util::esp_aws_in(work.path())
         .args(flags)
         .args(["sim", "--baud", "0", "--no-config", "--state"])
         .arg(state.path())
@@ -115,7 +115,7 @@ fn a_settings_file_that_cannot_be_parsed_is_never_replaced() {
     let config = work.path().join("esp-aws.toml");
     let text = "port = \"/dev/ttyUSB0\"\nmy_note = [unclosed\n";
     std::fs::write(&config, text).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+    let mut child = crate::util::esp_aws_in(work.path())
         .args(["sim", "--baud", "0", "--state"])
         .arg(state.path())
         .current_dir(work.path())
@@ -203,7 +203,7 @@ fn flash_help_names_the_download_uart() {
 #[test]
 fn an_empty_environment_variable_counts_as_unset() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    let mut cmd = crate::util::esp_aws_in(dir.path());
     cmd.args(["shadow", "get", "lnu_001", "--endpoint"])
         .arg("a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com")
         .current_dir(dir.path())

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::endpoint_util::{fresh_state, Conn, Creds, Tls};
 
 fn esp_aws() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+    crate::util::esp_aws_command()
 }
 
 fn run(args: &[&str], state: &Path) -> Output {

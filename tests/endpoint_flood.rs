@@ -33,10 +33,12 @@ struct Endpoint {
 impl Endpoint {
     fn start(state: &Path, fd_limit: u64) -> Endpoint {
         let sim_json = state.join("sim.json");
-        let child = Command::new("sh")
+        let mut cmd = Command::new("sh");
+        crate::util::isolate(&mut cmd, &state.join("home"));
+        let child = cmd
             .arg("-c")
             .arg(format!("ulimit -n {fd_limit} && exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_esp-aws"))
+            .arg(crate::util::exe())
             .args(["sim", "--no-module", "--state"])
             .arg(state)
             .stdout(Stdio::null())
@@ -208,7 +210,13 @@ fn ten_thousand_idle_connections_do_not_starve_real_clients() {
     let mut latencies = Vec::with_capacity(UPDATES);
     std::thread::scope(|s| {
         s.spawn(|| {
+            let deadline = Instant::now() + crate::util::BESIDE_LIMIT;
             while !stop.load(Ordering::SeqCst) {
+                assert!(
+                    Instant::now() < deadline,
+                    "still flooding after {:?}: the updates never ended",
+                    crate::util::BESIDE_LIMIT
+                );
                 if let Ok(c) = TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
                     held.pop_front();
                     held.push_back(c);
@@ -218,6 +226,7 @@ fn ten_thousand_idle_connections_do_not_starve_real_clients() {
             }
             assert_eq!(held.len(), flood);
         });
+        let _stop = crate::util::SetOnDrop(&stop);
         let result = (|| {
             for i in 0..UPDATES {
                 let body = format!(r#"{{"state":{{"reported":{{"flood_{i}":{i}}}}}}}"#);

@@ -181,6 +181,14 @@ impl Fake {
         self.flood = Some((pattern.to_vec(), 0, FLOOD));
     }
 
+    /// Sends `reply` and then `header` (a length prefix announcing far too much) and floods
+    /// `pattern` as its data.
+    fn flood_after(&mut self, reply: &mut Vec<u8>, header: &[u8], pattern: &[u8]) {
+        reply.extend_from_slice(header);
+        self.out.append(reply);
+        self.flood(pattern);
+    }
+
     fn command(&mut self, line: &[u8]) {
         let cmd = String::from_utf8_lossy(line).into_owned();
         let mut reply = Vec::new();
@@ -373,9 +381,7 @@ impl Fake {
             let mut bytes = part.get(offset..end).unwrap_or_default().to_vec();
             match self.mis {
                 Mis::HugeSysflash => {
-                    r.extend_from_slice(b"+SYSFLASH:999999999,");
-                    self.out.append(r);
-                    self.flood(b"\xf1\xf1\x01\x00");
+                    self.flood_after(r, b"+SYSFLASH:999999999,", b"\xf1\xf1\x01\x00");
                     return;
                 }
                 Mis::WrongReadback => {
@@ -398,11 +404,8 @@ impl Fake {
                 }
                 [ns, key, ..] => {
                     if self.mis == Mis::HugeSysmfg {
-                        r.extend_from_slice(
-                            format!("+SYSMFG:\"{ns}\",\"{key}\",8,999999999,").as_bytes(),
-                        );
-                        self.out.append(r);
-                        self.flood(b"\xa5");
+                        let header = format!("+SYSMFG:\"{ns}\",\"{key}\",8,999999999,");
+                        self.flood_after(r, header.as_bytes(), b"\xa5");
                         return;
                     }
                     let mut value = self.mfg.get(&(ns.clone(), key.clone())).cloned();
@@ -470,9 +473,7 @@ impl Fake {
                 .unwrap_or(0);
             match self.mis {
                 Mis::HugeRecvdata => {
-                    r.extend_from_slice(b"+CIPRECVDATA:999999999,");
-                    self.out.append(r);
-                    self.flood(b"HTTP/1.1 200 OK\r\n");
+                    self.flood_after(r, b"+CIPRECVDATA:999999999,", b"HTTP/1.1 200 OK\r\n");
                     return;
                 }
                 Mis::NegativeLengths => {
@@ -669,6 +670,7 @@ fn run_measured(program: &Path, args: &[String], dir: &Path, env: &[(&str, Strin
     let mut argv = vec![program.to_string_lossy().into_owned()];
     argv.extend(args.iter().cloned());
     let mut cmd = Command::new(std::env::current_exe().unwrap());
+    crate::util::isolate(&mut cmd, dir);
     cmd.args([
         "--exact",
         "hostile_module::peak_memory_measurement",
@@ -794,12 +796,7 @@ fn calibrate() {
     );
     assert_eq!(big.code, Some(0), "{big:?}");
     assert!(big.max_rss >= 48 * MIB, "measured {} bytes", big.max_rss);
-    let small = run_measured(
-        Path::new(env!("CARGO_BIN_EXE_esp-aws")),
-        &["--version".into()],
-        dir.path(),
-        &[],
-    );
+    let small = run_measured(&crate::util::exe(), &["--version".into()], dir.path(), &[]);
     assert_eq!(small.code, Some(0), "{small:?}");
     assert!(small.max_rss < CAP / 2, "measured {} bytes", small.max_rss);
     eprintln!(
@@ -826,6 +823,9 @@ struct Row {
     cli: Cli,
     expect: &'static str,
 }
+
+/// What a failed verification of written credentials says.
+const READBACK: &str = "the bytes read back differ from the bytes written";
 
 const fn row(mis: Mis, cli: Cli, expect: &'static str) -> Row {
     Row {
@@ -909,21 +909,9 @@ fn rows() -> Vec<Row> {
         row(BadUtf8Gmr, Get, "firmware version is unreadable"),
         row(SendOkNoPrompt, Set, "without a > prompt"),
         row(PromptThenSilence, Set, ""),
-        row(
-            WrongReadback,
-            Provision,
-            "the bytes read back differ from the bytes written",
-        ),
-        row41(
-            WrongReadback,
-            Provision,
-            "the bytes read back differ from the bytes written",
-        ),
-        row(
-            TruncatedReadback,
-            Provision,
-            "the bytes read back differ from the bytes written",
-        ),
+        row(WrongReadback, Provision, READBACK),
+        row41(WrongReadback, Provision, READBACK),
+        row(TruncatedReadback, Provision, READBACK),
         row(NegativeLengths, Get, "malformed +IPD header"),
         row(NotHttp, Get, "not valid HTTP"),
         row(HugeContentLength, Get, "larger than 65536 bytes"),
@@ -991,7 +979,7 @@ fn play_all(mis: Mis, v41: bool, clis: &[Cli]) -> Vec<Measured> {
         .iter()
         .map(|&cli| {
             run_measured(
-                Path::new(env!("CARGO_BIN_EXE_esp-aws")),
+                &crate::util::exe(),
                 &args(cli, pty.path()),
                 dir.path(),
                 &[("ESP_AWS_CLOCK_TIMEOUT", "2".into())],

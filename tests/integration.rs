@@ -4,6 +4,8 @@ mod aws_util;
 mod peers;
 mod sim_util;
 mod util;
+
+mod hermetic;
 mod virtual_port;
 
 mod pki;

@@ -42,13 +42,12 @@ impl Rng {
 }
 
 fn command(world: &World, baud: u32, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    let mut cmd = crate::util::esp_aws_in(world.dir.path());
     cmd.args(args)
         .current_dir(world.dir.path())
         .env("ESP_AWS_PORT", world.sim.port())
         .env("ESP_AWS_ENDPOINT", world.host())
         .env("ESP_AWS_BAUD", baud.to_string())
-        .env("XDG_CONFIG_HOME", world.dir.path().join("xdg"))
         // In-flight marks of killed commands stay with this world (pty names are reused).
         .env("TMPDIR", world.dir.path())
         .stdin(Stdio::null())

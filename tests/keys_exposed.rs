@@ -13,14 +13,15 @@ use esp_aws::firmware::Generation;
 use crate::sim_util::World;
 use crate::util::{fixture, Run};
 
-fn exe() -> &'static str {
-    env!("CARGO_BIN_EXE_esp-aws")
+fn exe() -> PathBuf {
+    crate::util::exe()
 }
 
 /// `sh -c 'umask 000; exec esp-aws ARGS'` in `dir` (with the world's port and endpoint when
 /// given): the tool must set every mode itself.
 fn under_umask_000(dir: &Path, world: Option<&World>, prelude: &str, args: &[&str]) -> Run {
     let mut cmd = Command::new("sh");
+    crate::util::isolate(&mut cmd, dir);
     cmd.arg("-c")
         .arg(format!("umask 000; {prelude} exec \"$0\" \"$@\""))
         .arg(exe())
@@ -203,7 +204,9 @@ impl Drop for Sim {
 }
 
 fn spawn_sim_under_umask_000(cwd: &Path, args: &[&str]) -> Sim {
-    Sim(Command::new("sh")
+    let mut cmd = Command::new("sh");
+    crate::util::isolate(&mut cmd, cwd);
+    Sim(cmd
         .arg("-c")
         .arg("umask 000; exec \"$0\" \"$@\"")
         .arg(exe())

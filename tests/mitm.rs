@@ -8,7 +8,6 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -662,7 +661,7 @@ fn a_module_left_unverified_after_a_diagnosis_is_reported_loudly() {
         let files = endpoint.thing_files("lnu_001").unwrap();
         let wrong = crate::util::fixture("atpki/ca_rsa_cert.pem");
         let run = |args: &[&str]| -> Run {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+            let mut cmd = crate::util::esp_aws_in(dir.path());
             cmd.args(args)
                 .current_dir(dir.path())
                 .env("ESP_AWS_PORT", pty.path())
@@ -733,15 +732,35 @@ mod scripted {
         expect(&format!("AT+CIPSTART=\"SSL\",\"{HOST}\",{port}\r\n"))
     }
 
-    fn diagnose(script: Vec<Step>) -> Error {
-        let mut session = Session::resume(
+    /// A session on the scripted module, resumed as after a failed TLS connect to 8443.
+    fn resume(script: Vec<Step>) -> Session<ScriptedTransport> {
+        Session::resume(
             ScriptedTransport::new(script),
             None,
             Timeouts::default(),
             HOST,
             8443,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// The switch to verify-only (mode 2), the diagnosis's first write.
+    fn verify_only() -> Vec<Step> {
+        vec![expect("AT+CIPSSLCCONF=2,0,0\r\n"), reply("\r\nOK\r\n")]
+    }
+
+    /// A probe link to `port` that connects and is closed at once.
+    fn verified_probe(port: u16) -> Vec<Step> {
+        vec![
+            start(port),
+            reply("CONNECT\r\n\r\nOK\r\n"),
+            expect("AT+CIPCLOSE\r\n"),
+            reply("CLOSED\r\n\r\nOK\r\n"),
+        ]
+    }
+
+    fn diagnose(script: Vec<Step>) -> Error {
+        let mut session = resume(script);
         let failed = SessionError::ConnectFailed {
             host: HOST.into(),
             port: 8443,
@@ -760,15 +779,17 @@ mod scripted {
 
     #[test]
     fn a_server_the_module_cannot_verify_is_a_wrong_ca() {
-        let mut script = vec![
-            expect("AT+CIPSSLCCONF=2,0,0\r\n"),
-            reply("\r\nOK\r\n"),
-            start(443),
-            reply("\r\nERROR\r\n"),
-            start(8443),
-            reply("\r\nERROR\r\n"),
-        ];
-        script.extend(restore("3,0,0"));
+        let script = [
+            verify_only(),
+            vec![
+                start(443),
+                reply("\r\nERROR\r\n"),
+                start(8443),
+                reply("\r\nERROR\r\n"),
+            ],
+            restore("3,0,0"),
+        ]
+        .concat();
         assert!(matches!(
             diagnose(script),
             Error::WrongCa { port: 8443, .. }
@@ -777,15 +798,7 @@ mod scripted {
 
     #[test]
     fn a_verified_server_makes_it_a_refused_certificate() {
-        let mut script = vec![
-            expect("AT+CIPSSLCCONF=2,0,0\r\n"),
-            reply("\r\nOK\r\n"),
-            start(443),
-            reply("CONNECT\r\n\r\nOK\r\n"),
-            expect("AT+CIPCLOSE\r\n"),
-            reply("CLOSED\r\n\r\nOK\r\n"),
-        ];
-        script.extend(restore("3,0,0"));
+        let script = [verify_only(), verified_probe(443), restore("3,0,0")].concat();
         assert!(matches!(
             diagnose(script),
             Error::CertificateRefused { port: 8443, .. }
@@ -794,15 +807,7 @@ mod scripted {
 
     #[test]
     fn mode_3_that_does_not_read_back_is_the_error() {
-        let mut script = vec![
-            expect("AT+CIPSSLCCONF=2,0,0\r\n"),
-            reply("\r\nOK\r\n"),
-            start(443),
-            reply("CONNECT\r\n\r\nOK\r\n"),
-            expect("AT+CIPCLOSE\r\n"),
-            reply("CLOSED\r\n\r\nOK\r\n"),
-        ];
-        script.extend(restore("2,0,0"));
+        let script = [verify_only(), verified_probe(443), restore("2,0,0")].concat();
         let e = diagnose(script);
         assert!(
             matches!(&e, Error::TrustNotRestored { found } if found == "2,0,0"),
@@ -825,14 +830,7 @@ mod scripted {
                 expect("AT+CIPSSLCCONF?\r\n"),
                 reply(&format!("+CIPSSLCCONF:0,{stored}\r\n\r\nOK\r\n")),
             ];
-            let mut session = Session::resume(
-                ScriptedTransport::new(script),
-                None,
-                Timeouts::default(),
-                HOST,
-                8443,
-            )
-            .unwrap();
+            let mut session = resume(script);
             assert_eq!(
                 provision::mutual_tls_stored(&mut session).unwrap(),
                 ok,

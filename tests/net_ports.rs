@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -375,7 +375,7 @@ impl Drop for SimProcess {
 }
 
 fn cli_in(dir: &Path, args: &[&str]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    let mut cmd = crate::util::esp_aws_in(dir);
     cmd.args(args)
         .current_dir(dir)
         .env_remove("ESP_AWS_PORT")
@@ -389,7 +389,7 @@ fn cli_in(dir: &Path, args: &[&str]) -> Run {
 fn sim_listen_records_its_socket_port_and_commands_find_it() {
     let state = crate::endpoint_util::fresh_state();
     let work = tempfile::tempdir().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+    let child = crate::util::esp_aws_in(work.path())
         .args([
             "sim",
             "--baud",

@@ -2,7 +2,6 @@
 //! profiles (`[device.NAME]`, `--device NAME` / `ESP_AWS_DEVICE`).
 
 use std::path::Path;
-use std::process::Command;
 
 use esp_aws::firmware::Generation;
 
@@ -21,7 +20,7 @@ baud = 921600
 "#;
 
 fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    let mut cmd = crate::util::esp_aws_in(dir);
     cmd.args(args)
         .current_dir(dir)
         .env("XDG_CONFIG_HOME", dir.join("xdg"))

@@ -2,7 +2,6 @@
 //! every firmware generation, with the flash read back independently of the tool.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use esp_aws::firmware::Generation;
 use esp_aws::pki::atpki::ItemKind;
@@ -434,22 +433,19 @@ fn the_log_uart_is_recognised() {
 /// Runs provision and resets the module as soon as the first credential write lands.
 pub(crate) fn provision_interrupted(world: &World) -> Run {
     let before = world.credential_counters();
-    let done = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(Ordering::SeqCst) {
-                let now = world.credential_counters();
-                if now.iter().zip(&before).any(|(a, b)| a.1 > b.1) {
-                    world.sim.reset(BootMode::Flash).unwrap();
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(1));
+    crate::util::beside(
+        "waiting for the first credential write",
+        std::time::Duration::from_millis(1),
+        || {
+            let now = world.credential_counters();
+            if now.iter().zip(&before).any(|(a, b)| a.1 > b.1) {
+                world.sim.reset(BootMode::Flash).unwrap();
+                return false;
             }
-        });
-        let run = provision_with(world, &[]);
-        done.store(true, Ordering::SeqCst);
-        run
-    })
+            true
+        },
+        || provision_with(world, &[]),
+    )
 }
 
 #[test]

@@ -203,11 +203,37 @@ fn leave_in_data_mode(world: &World) {
     // Dropped without a word, as by SIGKILL.
 }
 
+/// A module of `generation`, provisioned.
+fn provisioned(generation: Generation) -> World {
+    let world = World::start(generation);
+    world.provision();
+    world
+}
+
+/// A provisioned 2.4 module whose shadow holds `a=1`.
+fn with_a_shadow() -> World {
+    let world = provisioned(Generation::V2_4);
+    assert_eq!(world.cli(["shadow", "set", "lnu_001", "a=1"]).code, Some(0));
+    world
+}
+
+/// Runs `args`, the endpoint doing what it is asked and then dropping the connection
+/// without answering.
+fn answer_lost<const N: usize>(world: &World, args: [&str; N]) -> crate::util::Run {
+    world.sim.endpoint().inject_fault(Fault::Reset);
+    world.cli(args)
+}
+
+/// Asserts that `run` exited with `code` and said `text`.
+fn says(run: &crate::util::Run, code: i32, text: &str) {
+    assert_eq!(run.code, Some(code), "{}", run.stderr);
+    assert!(run.stderr.contains(text), "{}", run.stderr);
+}
+
 #[test]
 fn the_next_command_brings_a_module_out_of_data_mode() {
     for generation in [Generation::V1_1_3, Generation::V4_1] {
-        let world = World::start(generation);
-        world.provision();
+        let world = provisioned(generation);
         leave_in_data_mode(&world);
         let set = world.cli(["shadow", "set", "lnu_001", "after=data-mode"]);
         assert_eq!(set.code, Some(0), "{generation}: {}", set.stderr);
@@ -220,24 +246,20 @@ fn the_next_command_brings_a_module_out_of_data_mode() {
 
 #[test]
 fn an_unversioned_update_whose_answer_is_lost_is_applied_once() {
-    let world = World::start(Generation::V2_4);
-    world.provision();
+    let world = provisioned(Generation::V2_4);
     // The endpoint applies the update, then drops the connection without answering.
-    world.sim.endpoint().inject_fault(Fault::Reset);
-    let set = world.cli([
-        "shadow",
-        "set",
-        "lnu_001",
-        "prop1=once",
-        "--client-token",
-        "tok-lost-answer",
-    ]);
-    assert_eq!(set.code, Some(0), "{}", set.stderr);
-    assert!(
-        set.stderr.contains("reading the shadow back"),
-        "{}",
-        set.stderr
+    let set = answer_lost(
+        &world,
+        [
+            "shadow",
+            "set",
+            "lnu_001",
+            "prop1=once",
+            "--client-token",
+            "tok-lost-answer",
+        ],
     );
+    says(&set, 0, "reading the shadow back");
     assert_eq!(applied(&world).get("tok-lost-answer"), Some(&1));
     let stored = world.stored("lnu_001", None).unwrap();
     assert_eq!(stored["version"], 1, "applied twice: {stored}");
@@ -245,34 +267,27 @@ fn an_unversioned_update_whose_answer_is_lost_is_applied_once() {
 
 #[test]
 fn a_versioned_update_whose_answer_is_lost_may_have_been_applied() {
-    let world = World::start(Generation::V2_4);
-    world.provision();
-    assert_eq!(world.cli(["shadow", "set", "lnu_001", "a=1"]).code, Some(0));
-    world.sim.endpoint().inject_fault(Fault::Reset);
-    let set = world.cli([
-        "shadow",
-        "set",
-        "lnu_001",
-        "a=2",
-        "--version",
-        "1",
-        "--client-token",
-        "tok-versioned",
-    ]);
-    assert_eq!(set.code, Some(4), "{}", set.stderr);
-    assert!(
-        set.stderr.contains("the update may have been applied"),
-        "{}",
-        set.stderr
+    let world = with_a_shadow();
+    let set = answer_lost(
+        &world,
+        [
+            "shadow",
+            "set",
+            "lnu_001",
+            "a=2",
+            "--version",
+            "1",
+            "--client-token",
+            "tok-versioned",
+        ],
     );
+    says(&set, 4, "the update may have been applied");
     assert_eq!(applied(&world).get("tok-versioned"), Some(&1));
 }
 
 #[test]
 fn a_version_in_the_file_is_never_retried_and_a_conflict_names_it() {
-    let world = World::start(Generation::V2_4);
-    world.provision();
-    assert_eq!(world.cli(["shadow", "set", "lnu_001", "a=1"]).code, Some(0));
+    let world = with_a_shadow();
     // Lost answer: not sent again, however safe the file's version makes it look.
     let file = world.dir.path().join("update.json");
     std::fs::write(
@@ -280,8 +295,10 @@ fn a_version_in_the_file_is_never_retried_and_a_conflict_names_it() {
         r#"{"state":{"desired":{"a":"2"}},"version":1,"clientToken":"tok-file"}"#,
     )
     .unwrap();
-    world.sim.endpoint().inject_fault(Fault::Reset);
-    let set = world.cli(["shadow", "set", "lnu_001", "--file", "update.json"]);
+    let set = answer_lost(
+        &world,
+        ["shadow", "set", "lnu_001", "--file", "update.json"],
+    );
     assert_eq!(set.code, Some(4), "{}", set.stderr);
     assert!(
         !set.stderr.contains("version conflict"),
@@ -292,12 +309,7 @@ fn a_version_in_the_file_is_never_retried_and_a_conflict_names_it() {
     // A real conflict names the version the file asked for.
     std::fs::write(&file, r#"{"state":{"desired":{"a":"3"}},"version":1}"#).unwrap();
     let set = world.cli(["shadow", "set", "lnu_001", "--file", "update.json"]);
-    assert_eq!(set.code, Some(1), "{}", set.stderr);
-    assert!(
-        set.stderr.contains("no longer at version 1;"),
-        "{}",
-        set.stderr
-    );
+    says(&set, 1, "no longer at version 1;");
     assert!(
         set.stderr.contains("--expected-version 2"),
         "{}",
@@ -307,8 +319,7 @@ fn a_version_in_the_file_is_never_retried_and_a_conflict_names_it() {
 
 #[test]
 fn every_update_carries_a_client_token_and_the_answer_must_echo_it() {
-    let world = World::start(Generation::V1_1_3);
-    world.provision();
+    let world = provisioned(Generation::V1_1_3);
     let set = world.cli(["shadow", "set", "lnu_001", "t=1"]);
     assert_eq!(set.code, Some(0), "{}", set.stderr);
     let doc: Value = serde_json::from_str(&set.stdout).unwrap();
@@ -321,20 +332,10 @@ fn every_update_carries_a_client_token_and_the_answer_must_echo_it() {
 
 #[test]
 fn a_delete_whose_answer_is_lost_is_settled_by_reading_back() {
-    let world = World::start(Generation::V2_4);
-    world.provision();
-    assert_eq!(world.cli(["shadow", "set", "lnu_001", "a=1"]).code, Some(0));
+    let world = with_a_shadow();
     // The endpoint deletes the shadow, then drops the connection without answering.
-    world.sim.endpoint().inject_fault(Fault::Reset);
-    let delete = world.cli(["shadow", "delete", "lnu_001"]);
-    assert_eq!(delete.code, Some(0), "{}", delete.stderr);
-    assert!(
-        delete
-            .stderr
-            .contains("reading the shadow back showed it deleted"),
-        "{}",
-        delete.stderr
-    );
+    let delete = answer_lost(&world, ["shadow", "delete", "lnu_001"]);
+    says(&delete, 0, "reading the shadow back showed it deleted");
     assert!(world.stored("lnu_001", None).is_none());
     let deletes = world
         .sim
@@ -348,18 +349,14 @@ fn a_delete_whose_answer_is_lost_is_settled_by_reading_back() {
 
 #[test]
 fn a_publish_whose_answer_is_lost_may_have_been_delivered() {
-    let world = World::start(Generation::V2_4);
-    world.provision();
-    world.sim.endpoint().inject_fault(Fault::Reset);
+    let world = provisioned(Generation::V2_4);
     let file = world.dir.path().join("message.json");
     std::fs::write(&file, br#"{"hello":1}"#).unwrap();
-    let publish = world.cli(["shadow", "publish", "dev/1/temp", "--file", "message.json"]);
-    assert_eq!(publish.code, Some(4), "{}", publish.stderr);
-    assert!(
-        publish.stderr.contains("may have been delivered"),
-        "{}",
-        publish.stderr
+    let publish = answer_lost(
+        &world,
+        ["shadow", "publish", "dev/1/temp", "--file", "message.json"],
     );
+    says(&publish, 4, "may have been delivered");
     assert_eq!(
         world.sim.endpoint().publications().len(),
         1,
@@ -443,4 +440,31 @@ fn a_stale_binary_reply_during_the_probe_is_let_go_by() {
     ];
     let session = Session::open(ScriptedTransport::new(script), None, timeouts()).unwrap();
     assert_eq!(session.info().generation, Generation::V1_1_3);
+}
+
+/// A long read (`AT+SYSFLASH=2`, 8 KiB: over 8 s at 9600 baud) that a killed program had
+/// just written: its answer starts only after the next program's quiet period, while it
+/// probes. The probe waits for the answer to end instead of giving up ("nothing answered
+/// AT") while the module is still sending it.
+#[test]
+fn a_long_answer_that_starts_while_the_next_program_probes_is_waited_out() {
+    use std::io::Write;
+    let baud = 9600;
+    let world = provisioned(Generation::V1_1_3).restart_with(Generation::V1_1_3, |c| c.baud = baud);
+    world.wait_ready().unwrap();
+    let port = world.sim.port().to_str().unwrap().to_string();
+    for partition in ["client_cert", "client_key"] {
+        let mut killed = esp_aws::transport::open(&port, baud).unwrap();
+        killed
+            .write_all(format!("AT+SYSFLASH=2,\"{partition}\",0,8192\r\n").as_bytes())
+            .unwrap();
+        drop(killed);
+        let io = esp_aws::transport::open(&port, baud).unwrap();
+        let session = Session::open(io, None, Timeouts::default());
+        assert!(
+            session.is_ok(),
+            "after a read of {partition}: {}",
+            session.err().unwrap()
+        );
+    }
 }

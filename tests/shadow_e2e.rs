@@ -331,7 +331,7 @@ fn after_provisioning_shadow_commands_need_no_flags() {
     let world = World::start(Generation::V1_1_3);
     world.provision();
     // Only the config file that provision wrote says where the module and endpoint are.
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    let mut cmd = crate::util::esp_aws_in(world.dir.path());
     cmd.args(["shadow", "set", "lnu_001", "prop1=12"])
         .current_dir(world.dir.path())
         .env_remove("ESP_AWS_PORT")

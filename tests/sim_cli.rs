@@ -2,7 +2,7 @@
 //! `sim.json`, raw AT through the link, and `sim reset` into the ROM bootloader and back.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::esp_aws;
@@ -17,7 +17,7 @@ impl Drop for Sim {
 }
 
 fn start(state: &Path, link: &Path, extra: &[&str]) -> (Sim, serde_json::Value) {
-    let child = Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+    let child = crate::util::esp_aws_command()
         .args([
             "sim",
             "--baud",

@@ -3,7 +3,7 @@
 //! reach the simulator started in the same directory, all without `--state`.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -12,7 +12,7 @@ use crate::util::{assert_ok, Run};
 
 /// `esp-aws` in `dir`, with no settings from the developer's shell or home.
 pub fn run_in(dir: &Path, args: &[&str]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    let mut cmd = crate::util::esp_aws_in(dir);
     cmd.args(args)
         .current_dir(dir)
         .env("XDG_CONFIG_HOME", dir.join("xdg"))
@@ -38,7 +38,7 @@ impl Drop for SimProcess {
 }
 
 fn start_sim(dir: &Path, args: &[&str]) -> SimProcess {
-    let child = Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+    let child = crate::util::esp_aws_in(dir)
         .arg("sim")
         .args(args)
         .current_dir(dir)

@@ -31,7 +31,7 @@ pub(crate) fn start_with(
 ) -> (Sim, std::path::PathBuf) {
     let errors = home.join(format!("sim-{}.stderr", std::process::id()));
     let errors = unique(errors);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    let mut cmd = crate::util::esp_aws_in(home);
     cmd.args(["sim", "--baud", "0", "--sntp-delay", "100", "--state"])
         .arg(state)
         .args(args)
@@ -324,7 +324,7 @@ fn deactivating_a_certificate_closes_the_connections_made_with_it() {
 
 /// Runs `esp-aws ARGS` in `cwd` with the user config under `home`.
 pub(crate) fn run_in(cwd: &Path, home: &Path, args: &[&str]) -> esp_aws::testkit::Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+    let mut cmd = crate::util::esp_aws_in(home);
     cmd.args(args)
         .current_dir(cwd)
         .env("HOME", home)

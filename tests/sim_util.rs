@@ -179,7 +179,6 @@ impl World {
 pub fn with_log_port<R>(f: impl FnOnce(&str) -> R) -> R {
     use esp_aws::sim::device::{BootMode, SharedFlash};
     use esp_aws::sim::flash::Flash;
-    use std::sync::atomic::{AtomicBool, Ordering};
 
     let flash = SharedFlash::in_memory(Flash::factory(Generation::V2_4));
     let rom = esp_aws::sim::rom_device::RomDevice::builder()
@@ -190,25 +189,15 @@ pub fn with_log_port<R>(f: impl FnOnce(&str) -> R) -> R {
         .spawn(Box::new(rom))
         .unwrap();
     let path = pty.path().to_str().unwrap().to_string();
-    let done = AtomicBool::new(false);
-    /// Stops the resetting thread however `f` ends: a failed assertion in `f` would
-    /// otherwise leave the scope waiting for that thread forever (a hang, not a failure).
-    struct Stop<'a>(&'a AtomicBool);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(Ordering::SeqCst) {
-                let _ = pty.reset(BootMode::Flash);
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        });
-        let _stop = Stop(&done);
-        f(&path)
-    })
+    crate::util::beside(
+        "resetting the log port",
+        Duration::from_millis(200),
+        || {
+            let _ = pty.reset(BootMode::Flash);
+            true
+        },
+        || f(&path),
+    )
 }
 
 /// Runs `f` with the path of a port on which nothing ever answers (a wrong port, or the
@@ -227,4 +216,19 @@ pub fn with_silent_port<R>(f: impl FnOnce(&str) -> R) -> R {
         .spawn(Box::new(rom))
         .unwrap();
     f(pty.path().to_str().unwrap())
+}
+
+/// A failing step beside the resets ends the run with its panic instead of leaving the
+/// resetting thread (and the test) running for ever.
+#[test]
+fn a_panic_beside_the_log_port_resets_ends_the_run() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let run = std::panic::catch_unwind(|| with_log_port(|_| panic!("the step failed")));
+        let _ = tx.send(run.is_err());
+    });
+    let panicked = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("with_log_port never returned after its step panicked");
+    assert!(panicked, "the step's panic was lost");
 }

@@ -1,4 +1,9 @@
 //! Shared test harness: run the real `esp-aws` binary, find fixtures.
+//!
+//! Every test runs the binary through [`esp_aws_command`] or [`esp_aws_in`] (or a world's
+//! `command`), which isolate it from the developer's own config, endpoint cache, `~/.aws`
+//! and `ESP_AWS_*`/`AWS_*` variables (`esp_aws::testkit::isolate`); `hermetic.rs` checks
+//! that no test builds the command itself.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,6 +43,31 @@ pub fn assert_ok(run: &Run) {
     );
 }
 
+/// The `esp-aws` binary under test (for wrappers such as `sh -c`, which must still be
+/// [isolated](esp_aws::testkit::isolate)).
+pub fn exe() -> PathBuf {
+    crate::sim_util::harness().exe().to_path_buf()
+}
+
+/// The `esp-aws` command, isolated in a new directory of its own: no user config, endpoint
+/// cache, `~/.aws` or `ESP_AWS_*`/`AWS_*` variable of the developer's reaches it, and what it
+/// records there no other command sees.
+pub fn esp_aws_command() -> Command {
+    crate::sim_util::harness().command()
+}
+
+/// The `esp-aws` command isolated in `root` (`root/home` is its `HOME`, `root/xdg` its
+/// `XDG_CONFIG_HOME`), for commands that share a user config.
+pub fn esp_aws_in(root: &Path) -> Command {
+    esp_aws::testkit::tool_command(crate::sim_util::harness().exe(), root)
+}
+
+/// Applies the same isolation to a wrapper (`sh -c`, a measuring parent) that runs the
+/// binary.
+pub fn isolate(cmd: &mut Command, root: &Path) {
+    esp_aws::testkit::isolate(cmd, root);
+}
+
 /// Runs `esp-aws` with `args` (no environment from the developer's shell that would change
 /// its behaviour).
 pub fn esp_aws<I, S>(args: I) -> Run
@@ -45,11 +75,8 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
-    cmd.args(args)
-        .env_remove("ESP_AWS_PORT")
-        .env_remove("ESP_AWS_ENDPOINT")
-        .env_remove("ESP_AWS_BAUD");
+    let mut cmd = esp_aws_command();
+    cmd.args(args);
     Run::of(cmd).expect("run esp-aws")
 }
 
@@ -71,4 +98,45 @@ macro_rules! eqnice {
             );
         }
     }};
+}
+
+/// Sets its flag when dropped, so that a background loop stopped by the flag also ends when
+/// the code it runs beside panics (a scope would otherwise wait for it forever).
+pub struct SetOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// How long a background loop beside a test step may run: far beyond any step's need, so
+/// that reaching it means the step hung.
+pub const BESIDE_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Runs `f` while another thread calls `step` every `pause`, until `step` returns false or
+/// `f` returns or panics (its panic is passed on); `step` running past [`BESIDE_LIMIT`]
+/// fails with `what` (what the loop was doing).
+pub fn beside<R>(
+    what: &str,
+    pause: std::time::Duration,
+    mut step: impl FnMut() -> bool + Send,
+    f: impl FnOnce() -> R,
+) -> R {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let deadline = std::time::Instant::now() + BESIDE_LIMIT;
+            while !done.load(Ordering::SeqCst) && step() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "still {what} after {BESIDE_LIMIT:?}: the step beside it never ended"
+                );
+                std::thread::sleep(pause);
+            }
+        });
+        let _stop = SetOnDrop(&done);
+        f()
+    })
 }

@@ -4,7 +4,6 @@
 //! join everything works.
 
 use std::path::Path;
-use std::process::Command;
 
 use esp_aws::firmware::Generation;
 
@@ -199,37 +198,39 @@ fn the_access_point_going_away_is_named() {
     }
 }
 
+/// `wifi join SSID` with a wrong password from `WIFI_PW`: exit 1 with `sentence`.
+fn refused_join(world: &World, generation: Generation, ssid: &str, sentence: &str) -> Run {
+    let env = [("WIFI_PW", "not-the-password")];
+    let run = cli_env(
+        world,
+        &["wifi", "join", ssid, "--password-env", "WIFI_PW"],
+        &env,
+    );
+    assert_eq!(run.code, Some(1), "{generation}: {}", run.stderr);
+    assert!(
+        run.stderr.contains(sentence),
+        "{generation}: {}",
+        run.stderr
+    );
+    run
+}
+
 #[test]
 fn wifi_join_names_each_failure_and_then_everything_works() {
     for generation in Generation::ALL {
         let world = unjoined(generation);
-        let env = [("WIFI_PW", "not-the-password")];
-        let wrong = cli_env(
+        let wrong = refused_join(
             &world,
-            &["wifi", "join", "esp-aws-sim", "--password-env", "WIFI_PW"],
-            &env,
-        );
-        assert_eq!(wrong.code, Some(1), "{generation}: {}", wrong.stderr);
-        assert!(
-            wrong
-                .stderr
-                .contains("joining \"esp-aws-sim\" failed: wrong password (+CWJAP:2)"),
-            "{generation}: {}",
-            wrong.stderr
+            generation,
+            "esp-aws-sim",
+            "joining \"esp-aws-sim\" failed: wrong password (+CWJAP:2)",
         );
         assert!(!wrong.stderr.contains("not-the-password"));
-        let unknown = cli_env(
+        refused_join(
             &world,
-            &["wifi", "join", "no-such-ap", "--password-env", "WIFI_PW"],
-            &env,
-        );
-        assert_eq!(unknown.code, Some(1), "{generation}: {}", unknown.stderr);
-        assert!(
-            unknown
-                .stderr
-                .contains("no access point with that SSID is in range (+CWJAP:3)"),
-            "{generation}: {}",
-            unknown.stderr
+            generation,
+            "no-such-ap",
+            "no access point with that SSID is in range (+CWJAP:3)",
         );
         // The right password, from a file, traced: the trace never shows it.
         let file = write_password(world.dir.path(), "pw", PASSWORD);
@@ -396,7 +397,7 @@ fn the_sim_process_takes_an_access_point_and_drops_it_on_request() {
         }
     }
     let esp = |args: &[&str], env: &[(&str, &str)]| -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_esp-aws"));
+        let mut cmd = crate::util::esp_aws_command();
         cmd.args(args).env_remove("ESP_AWS_BAUD");
         for (k, v) in env {
             cmd.env(k, v);
@@ -416,7 +417,7 @@ fn the_sim_process_takes_an_access_point_and_drops_it_on_request() {
     let link = work.path().join("esp32");
     let state_arg = state.path().to_str().unwrap();
     let link_arg = link.to_str().unwrap();
-    let mut sim = Sim(Command::new(env!("CARGO_BIN_EXE_esp-aws"))
+    let mut sim = Sim(crate::util::esp_aws_command()
         .args(["sim", "--baud", "0", "--no-config", "--firmware", "2.4"])
         .args(["--wifi", "lab-net:lab-password", "--wifi-down"])
         .args(["--state", state_arg, "--link", link_arg])
@@ -493,7 +494,7 @@ fn the_sim_process_takes_an_access_point_and_drops_it_on_request() {
 
 /// PATH with the directory of the binary under test first, as after `cargo install`.
 fn installed_path() -> std::ffi::OsString {
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_esp-aws"));
+    let bin = crate::util::exe();
     let mut dirs = vec![bin.parent().unwrap().to_path_buf()];
     dirs.extend(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),

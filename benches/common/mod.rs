@@ -25,9 +25,10 @@ pub use esp_aws::testkit::Run;
 /// The line speeds every device benchmark runs at.
 pub const BAUDS: [u32; 2] = [115_200, 921_600];
 
-/// The `esp-aws` binary Cargo built for this benchmark.
-pub fn exe() -> &'static str {
-    env!("CARGO_BIN_EXE_esp-aws")
+/// The `esp-aws` binary Cargo built for this benchmark, isolated in `root` from the
+/// developer's own config and AWS settings (`testkit::isolate`).
+pub fn command(root: &std::path::Path) -> std::process::Command {
+    testkit::tool_command(esp_aws::harness!().exe(), root)
 }
 
 /// Whether this is a measuring run (`cargo bench` passes `--bench`); otherwise

@@ -221,13 +221,35 @@ struct Probe {
     prompt: bool,
 }
 
+/// Waits, at most [`STREAM_WAIT`], until no byte has come for a while (events or not: a
+/// flash read's binary data forms none), and says whether any came meanwhile.
+fn wait_for_quiet<T: Transport>(client: &mut AtClient<T>) -> Result<bool, Error> {
+    let end = Instant::now() + STREAM_WAIT;
+    let mut seen = client.bytes_read();
+    let mut streamed = false;
+    while Instant::now() < end {
+        client.drain(Duration::from_millis(100), Duration::from_millis(500))?;
+        if client.bytes_read() == seen {
+            break;
+        }
+        streamed = true;
+        seen = client.bytes_read();
+    }
+    Ok(streamed)
+}
+
 impl Probe {
-    /// `AT` until it is answered, at most three times.
+    /// `AT` until it is answered, at most three times (four when a long answer was
+    /// waited out).
     fn run<T: Transport>(&mut self, client: &mut AtClient<T>) -> Result<(), Error> {
         let mut stumbled = false;
         // Oversized replies and endless lines met by the attempts.
         let mut oversized = Vec::new();
-        for _ in 0..3 {
+        let mut attempts = 3;
+        let mut waited = false;
+        let mut attempt = 0;
+        while attempt < attempts {
+            attempt += 1;
             match client.command("AT", Duration::from_millis(700)) {
                 Ok(_) if !stumbled => {
                     self.answered = true;
@@ -265,6 +287,15 @@ impl Probe {
                     self.seen.push('\n');
                 }
             }
+            // Bytes still coming may be a long answer to a command an interrupted program
+            // wrote just before it died, which the module began sending only after the
+            // quiet period `open` waited for (a USB adapter or a busy host can hold bytes
+            // back for longer): the module answers nothing before it ends, so wait it out
+            // once and give the probe its attempt back, rather than report silence.
+            if !waited && wait_for_quiet(client)? {
+                waited = true;
+                attempts += 1;
+            }
         }
         // A stale reply goes by when an answer follows it; when none does, the module is not
         // replaying an interrupted program's read: it is what the error says.
@@ -287,16 +318,8 @@ impl<T: Transport> Session<T> {
         // Bytes still coming may be the rest of a long answer to a command an interrupted
         // program sent (a flash read takes seconds at 9600 baud): the module takes no
         // command before it ends, so wait for the line to go quiet (bounded) before probing.
-        let mut seen = client.bytes_read();
-        if seen > 0 {
-            let end = Instant::now() + STREAM_WAIT;
-            while Instant::now() < end {
-                client.drain(Duration::from_millis(100), Duration::from_millis(500))?;
-                if client.bytes_read() == seen {
-                    break;
-                }
-                seen = client.bytes_read();
-            }
+        if client.bytes_read() > 0 {
+            wait_for_quiet(&mut client)?;
             client.discard_stale(Duration::ZERO)?;
         }
         let mut probe = Probe::default();

@@ -24,7 +24,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags};
 use serialport::TTYPort;
 
-use super::device::{BootMode, Device, SharedFlash};
+use super::device::{BootMode, Device};
 use super::pump::{HostLine, PumpHandle, PumpSettings};
 
 /// `TTYPort::pair` is not thread-safe (serialport's own FIXME): serialise it.
@@ -40,25 +40,7 @@ pub struct PtyBuilder {
 }
 
 impl PtyBuilder {
-    /// The line rate output is paced at (default 115200); 0 sends output as soon as the
-    /// device produces it, for fast tests. A device that changes its own rate
-    /// ([`Device::tx_baud`]) overrides it, except at 0.
-    pub fn baud(mut self, baud: u32) -> Self {
-        self.settings.baud = baud;
-        self
-    }
-
-    /// The flash image to flush when the line is idle and at shutdown.
-    pub fn flash(mut self, flash: SharedFlash) -> Self {
-        self.settings.flash = Some(flash);
-        self
-    }
-
-    /// How long the line must be quiet before the flash is flushed (default 200 ms).
-    pub fn idle_flush(mut self, after: Duration) -> Self {
-        self.settings.idle_flush = after;
-        self
-    }
+    super::tcp::pump_setters!();
 
     /// Opens a raw pty pair and starts pumping `device` on it.
     pub fn spawn(self, device: Box<dyn Device>) -> io::Result<Pty> {
