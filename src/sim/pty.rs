@@ -40,7 +40,7 @@ pub struct PtyBuilder {
 }
 
 impl PtyBuilder {
-    super::tcp::pump_setters!();
+    super::pump::pump_setters!();
 
     /// Opens a raw pty pair and starts pumping `device` on it.
     pub fn spawn(self, device: Box<dyn Device>) -> io::Result<Pty> {

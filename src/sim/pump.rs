@@ -347,6 +347,34 @@ impl Wire {
     }
 }
 
+/// The pump settings every line's builder shares (a `settings: PumpSettings` field):
+/// `baud`, `flash` and `idle_flush`, the same for a pty and a TCP port.
+macro_rules! pump_setters {
+    () => {
+        /// The line rate the device's output is paced at (default 115200); 0 sends output
+        /// as soon as the device produces it, for fast tests. A device that changes its
+        /// own rate ([`Device::tx_baud`](crate::sim::device::Device::tx_baud)) overrides
+        /// it, except at 0.
+        pub fn baud(mut self, baud: u32) -> Self {
+            self.settings.baud = baud;
+            self
+        }
+
+        /// The flash image to flush when the line is idle and at shutdown.
+        pub fn flash(mut self, flash: $crate::sim::device::SharedFlash) -> Self {
+            self.settings.flash = Some(flash);
+            self
+        }
+
+        /// How long the line must be quiet before the flash is flushed (default 200 ms).
+        pub fn idle_flush(mut self, after: std::time::Duration) -> Self {
+            self.settings.idle_flush = after;
+            self
+        }
+    };
+}
+pub(crate) use pump_setters;
+
 #[cfg(test)]
 mod tests {
     use super::*;
