@@ -151,6 +151,14 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(status.success(), "git {args:?}");
 }
 
+/// Starts `esp-aws sim ARGS` as [`start_with`] does, stops it, and returns its warnings
+/// about git.
+fn warnings_of(state: &Path, cwd: &Path, home: &Path, args: &[&str]) -> Vec<String> {
+    let (sim, errors) = start_with(state, cwd, home, args, |_| {});
+    drop(sim);
+    git_warnings(&errors)
+}
+
 /// The warning lines of a simulator's stderr about git.
 fn git_warnings(errors: &Path) -> Vec<String> {
     std::fs::read_to_string(errors)
@@ -167,15 +175,12 @@ fn a_state_directory_left_unignored_in_a_git_work_tree_gets_one_warning() {
     let home = tempfile::tempdir().unwrap();
     git(repo.path(), &["init", "-q"]);
     let top = std::fs::canonicalize(repo.path()).unwrap();
-    let (sim, errors) = start_with(
+    let warnings = warnings_of(
         &repo.path().join("esp-aws-sim"),
         repo.path(),
         home.path(),
         &["--no-config"],
-        |_| {},
     );
-    drop(sim);
-    let warnings = git_warnings(&errors);
     assert_eq!(
         warnings,
         [format!(
@@ -189,25 +194,21 @@ fn a_state_directory_left_unignored_in_a_git_work_tree_gets_one_warning() {
     // The fix the warning names silences it: the directory is ignored now (a nested state
     // directory under an ignored one counts as well).
     std::fs::write(repo.path().join(".gitignore"), "/esp-aws-sim/\n").unwrap();
-    let (sim, errors) = start_with(
+    let warned = warnings_of(
         &repo.path().join("esp-aws-sim"),
         repo.path(),
         home.path(),
         &["--no-config"],
-        |_| {},
     );
-    drop(sim);
-    assert_eq!(git_warnings(&errors), Vec::<String>::new());
+    assert_eq!(warned, Vec::<String>::new());
     std::fs::write(repo.path().join(".gitignore"), "/lab/\n").unwrap();
-    let (sim, errors) = start_with(
+    let warned = warnings_of(
         &repo.path().join("lab/sim"),
         repo.path(),
         home.path(),
         &["--no-module"],
-        |_| {},
     );
-    drop(sim);
-    assert_eq!(git_warnings(&errors), Vec::<String>::new());
+    assert_eq!(warned, Vec::<String>::new());
 
     // Creating a thing (a new private key) in such a directory says the same.
     let lab = repo.path().join("lab-state");
@@ -236,15 +237,8 @@ fn a_state_directory_left_unignored_in_a_git_work_tree_gets_one_warning() {
 
     // Outside any work tree: nothing to say.
     let outside = crate::endpoint_util::fresh_state();
-    let (sim, errors) = start_with(
-        outside.path(),
-        home.path(),
-        home.path(),
-        &["--no-config"],
-        |_| {},
-    );
-    drop(sim);
-    assert_eq!(git_warnings(&errors), Vec::<String>::new());
+    let warned = warnings_of(outside.path(), home.path(), home.path(), &["--no-config"]);
+    assert_eq!(warned, Vec::<String>::new());
 }
 
 #[test]
