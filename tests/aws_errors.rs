@@ -11,6 +11,50 @@ fn home() -> tempfile::TempDir {
 
 const THING: &str = r#"{"thingName":"lnu_009","thingArn":"arn:aws:iot:us-east-1:123456789012:thing/lnu_009","thingId":"t","version":1}"#;
 
+/// `esp-aws ARGS` with HOME in `h` against the scripted `fake`, no extra environment.
+fn against(h: &tempfile::TempDir, fake: &FakeAws, args: &[&str]) -> esp_aws::testkit::Run {
+    aws_run(h.path(), Some(&fake.url), args, &[])
+}
+
+/// The run exited 1 with `why` as its one-sentence error.
+fn fails_with(run: &esp_aws::testkit::Run, why: impl AsRef<str>) {
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(run.why(), why.as_ref());
+}
+
+/// The last page of lnu_009's principals: the one certificate.
+fn principals() -> Reply {
+    ok(
+        "GET /things/lnu_009/principals?",
+        &format!(r#"{{"principals":["{CERT_ARN}"]}}"#),
+    )
+}
+
+/// DescribeCertificate of 0a1b2c3d in `status`.
+fn certificate(status: &str) -> String {
+    format!(
+        r#"{{"certificateDescription":{{"certificateArn":"{CERT_ARN}","certificateId":"0a1b2c3d","status":"{status}"}}}}"#
+    )
+}
+
+/// The last page of the certificate's attached policies: only `readonly`.
+fn readonly_attached() -> Reply {
+    ok(
+        "POST /attached-policies/",
+        r#"{"policies":[{"policyName":"readonly","policyArn":"arn:aws:iot:us-east-1:123456789012:policy/readonly"}]}"#,
+    )
+}
+
+/// GetPolicy of `readonly`: allows reading lnu_009's shadow but not updating it.
+fn readonly_policy() -> String {
+    serde_json::json!({
+        "policyName": "readonly",
+        "policyArn": "arn:aws:iot:us-east-1:123456789012:policy/readonly",
+        "policyDocument": r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:GetThingShadow","Resource":"arn:aws:iot:us-east-1:123456789012:thing/lnu_009"}]}"#,
+    })
+    .to_string()
+}
+
 #[test]
 fn resource_already_exists_is_one_sentence_and_nothing_is_left() {
     let fake = FakeAws::start(vec![
@@ -28,17 +72,8 @@ fn resource_already_exists_is_one_sentence_and_nothing_is_left() {
         ),
     ]);
     let h = home();
-    let run = aws_run(
-        h.path(),
-        Some(&fake.url),
-        &["aws", "create-thing", "lnu_009"],
-        &[],
-    );
-    assert_eq!(run.code, Some(1), "{}", run.stderr);
-    assert_eq!(
-        run.why(),
-        "error: CreateThing failed because the resource already exists (AWS says: Thing lnu_009 already exists with different attributes); nothing was created in the account"
-    );
+    let run = against(&h, &fake, &["aws", "create-thing", "lnu_009"]);
+    fails_with(&run, "error: CreateThing failed because the resource already exists (AWS says: Thing lnu_009 already exists with different attributes); nothing was created in the account");
     assert!(
         !h.path().join("lnu_009").exists(),
         "no directory for a thing never made"
@@ -60,24 +95,15 @@ fn unauthorized_and_access_denied_name_the_missing_iam_action() {
         "You are not authorized",
     )]);
     let h = home();
-    let run = aws_run(
-        h.path(),
-        Some(&fake.url),
-        &["aws", "status", "lnu_009"],
-        &[],
-    );
-    assert_eq!(run.code, Some(1));
-    assert_eq!(
-        run.why(),
-        "error: DescribeThing was refused (UnauthorizedException): the AWS identity in use is not allowed the IAM action iot:DescribeThing; add it to that user's or role's IAM policy (AWS says: You are not authorized)"
-    );
+    let run = against(&h, &fake, &["aws", "status", "lnu_009"]);
+    fails_with(&run, "error: DescribeThing was refused (UnauthorizedException): the AWS identity in use is not allowed the IAM action iot:DescribeThing; add it to that user's or role's IAM policy (AWS says: You are not authorized)");
     let fake = FakeAws::start(vec![fail(
         "GET /endpoint?",
         403,
         "AccessDeniedException",
         "User is not authorized to perform: iot:DescribeEndpoint",
     )]);
-    let run = aws_run(h.path(), Some(&fake.url), &["aws", "endpoint"], &[]);
+    let run = against(&h, &fake, &["aws", "endpoint"]);
     assert_eq!(run.code, Some(1));
     assert!(
         run.why().starts_with("error: DescribeEndpoint was refused (AccessDeniedException): the AWS identity in use is not allowed the IAM action iot:DescribeEndpoint;"),
@@ -96,12 +122,7 @@ fn invalid_request_is_one_sentence() {
         "bad\\nrequest",
     )]);
     let h = home();
-    let run = aws_run(
-        h.path(),
-        Some(&fake.url),
-        &["aws", "status", "lnu_009"],
-        &[],
-    );
+    let run = against(&h, &fake, &["aws", "status", "lnu_009"]);
     assert_eq!(
         run.why(),
         "error: AWS IoT rejected DescribeThing as an invalid request (AWS says: bad request)"
@@ -112,10 +133,7 @@ fn invalid_request_is_one_sentence() {
 fn delete_until(last: Reply) -> FakeAws {
     FakeAws::start(vec![
         ok("GET /things/lnu_009 ", THING),
-        ok(
-            "GET /things/lnu_009/principals?",
-            &format!(r#"{{"principals":["{CERT_ARN}"]}}"#),
-        ),
+        principals(),
         ok("GET /principals/things?", r#"{"things":["lnu_009"]}"#),
         ok("PUT /certificates/0a1b2c3d?newStatus=INACTIVE ", ""),
         ok(
@@ -136,12 +154,7 @@ fn delete_conflict_says_what_was_done_and_how_to_finish() {
         "Certificate policies must be detached before deletion",
     ));
     let h = home();
-    let run = aws_run(
-        h.path(),
-        Some(&fake.url),
-        &["aws", "delete-thing", "lnu_009"],
-        &[],
-    );
+    let run = against(&h, &fake, &["aws", "delete-thing", "lnu_009"]);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     let why = run.why();
     assert!(why.starts_with("error: DeleteCertificate failed because the resource is still attached to or used by something else (DeleteConflictException) (AWS says: Certificate policies must be detached before deletion); already done: certificate 0a1b2c3d INACTIVE; run `"), "{why}");
@@ -169,12 +182,7 @@ fn certificate_state_is_one_sentence() {
         "Certificate must be deactivated (not ACTIVE) before deletion.",
     ));
     let h = home();
-    let run = aws_run(
-        h.path(),
-        Some(&fake.url),
-        &["aws", "delete-thing", "lnu_009"],
-        &[],
-    );
+    let run = against(&h, &fake, &["aws", "delete-thing", "lnu_009"]);
     assert!(run.why().starts_with("error: DeleteCertificate failed because of the certificate's status (CertificateStateException): an ACTIVE certificate must be made INACTIVE first (AWS says: Certificate must be deactivated"), "{}", run.why());
 }
 
@@ -196,11 +204,7 @@ fn throttling_is_retried_then_reported_with_the_attempt_count() {
         &["aws", "endpoint"],
         &[("AWS_MAX_ATTEMPTS", "3")],
     );
-    assert_eq!(run.code, Some(1));
-    assert_eq!(
-        run.why(),
-        "error: AWS IoT kept throttling DescribeEndpoint (ThrottlingException) through 3 attempts; wait a minute and run the command again, or raise AWS_MAX_ATTEMPTS"
-    );
+    fails_with(&run, "error: AWS IoT kept throttling DescribeEndpoint (ThrottlingException) through 3 attempts; wait a minute and run the command again, or raise AWS_MAX_ATTEMPTS");
     assert_eq!(fake.lines().len(), 3, "exactly AWS_MAX_ATTEMPTS attempts");
 }
 
@@ -225,7 +229,7 @@ fn a_429_and_a_503_are_retried_until_an_answer() {
         ),
     ]);
     let h = home();
-    let run = aws_run(h.path(), Some(&fake.url), &["aws", "endpoint"], &[]);
+    let run = against(&h, &fake, &["aws", "endpoint"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(
         run.stdout.trim(),
@@ -241,12 +245,7 @@ fn requests_are_signed_and_no_credential_is_printed_or_stored() {
         r#"{"endpointAddress":"a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com"}"#,
     )]);
     let h = home();
-    let run = aws_run(
-        h.path(),
-        Some(&fake.url),
-        &["-vvv", "aws", "endpoint", "--output", "json"],
-        &[],
-    );
+    let run = against(&h, &fake, &["-vvv", "aws", "endpoint", "--output", "json"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(
@@ -271,7 +270,7 @@ fn requests_are_signed_and_no_credential_is_printed_or_stored() {
     assert!(!seen[0].head.contains(SECRET));
     // The second call is answered from the cache (the fake would refuse another request).
     drop(seen);
-    let again = aws_run(h.path(), Some(&fake.url), &["aws", "endpoint"], &[]);
+    let again = against(&h, &fake, &["aws", "endpoint"]);
     assert_eq!(
         again.stdout.trim(),
         "a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com"
@@ -315,8 +314,7 @@ fn an_sso_profile_gets_the_export_credentials_fix() {
         &["aws", "endpoint", "--profile", "corp"],
         &[],
     );
-    assert_eq!(run.code, Some(1));
-    assert_eq!(run.why(), "error: the AWS profile 'corp' signs in through IAM Identity Center (SSO), which esp-aws cannot do itself: run `aws sso login --profile corp` and then `eval \"$(aws configure export-credentials --profile corp --format env)\"`, and run esp-aws again");
+    fails_with(&run, "error: the AWS profile 'corp' signs in through IAM Identity Center (SSO), which esp-aws cannot do itself: run `aws sso login --profile corp` and then `eval \"$(aws configure export-credentials --profile corp --format env)\"`, and run esp-aws again");
 }
 
 #[test]
@@ -339,37 +337,16 @@ fn plain_http_goes_only_to_this_computer() {
 #[test]
 fn status_finds_the_two_mistakes_the_guide_warns_about() {
     // An INACTIVE certificate whose policy allows reading the shadow but not updating it.
-    let policy = serde_json::json!({
-        "policyName": "readonly",
-        "policyArn": "arn:aws:iot:us-east-1:123456789012:policy/readonly",
-        "policyDocument": r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:GetThingShadow","Resource":"arn:aws:iot:us-east-1:123456789012:thing/lnu_009"}]}"#,
-    })
-    .to_string();
+    let policy = readonly_policy();
     let fake = FakeAws::start(vec![
         ok("GET /things/lnu_009 ", THING),
-        ok(
-            "GET /things/lnu_009/principals?",
-            &format!(r#"{{"principals":["{CERT_ARN}"]}}"#),
-        ),
-        ok(
-            "GET /certificates/0a1b2c3d ",
-            &format!(
-                r#"{{"certificateDescription":{{"certificateArn":"{CERT_ARN}","certificateId":"0a1b2c3d","status":"INACTIVE"}}}}"#
-            ),
-        ),
-        ok(
-            "POST /attached-policies/",
-            r#"{"policies":[{"policyName":"readonly","policyArn":"arn:aws:iot:us-east-1:123456789012:policy/readonly"}]}"#,
-        ),
+        principals(),
+        ok("GET /certificates/0a1b2c3d ", &certificate("INACTIVE")),
+        readonly_attached(),
         ok("GET /policies/readonly ", &policy),
     ]);
     let h = home();
-    let run = aws_run(
-        h.path(),
-        Some(&fake.url),
-        &["aws", "status", "lnu_009", "--output", "json"],
-        &[],
-    );
+    let run = against(&h, &fake, &["aws", "status", "lnu_009", "--output", "json"]);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(v["ready"], false);
@@ -386,45 +363,24 @@ fn status_finds_the_two_mistakes_the_guide_warns_about() {
 /// the one `status` reports.
 #[test]
 fn paged_lists_are_followed_to_the_last_page() {
-    let policy = serde_json::json!({
-        "policyName": "readonly",
-        "policyArn": "arn:aws:iot:us-east-1:123456789012:policy/readonly",
-        "policyDocument": r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:GetThingShadow","Resource":"arn:aws:iot:us-east-1:123456789012:thing/lnu_009"}]}"#,
-    })
-    .to_string();
+    let policy = readonly_policy();
     let fake = FakeAws::start(vec![
         ok("GET /things/lnu_009 ", THING),
         ok(
             "GET /things/lnu_009/principals?",
             r#"{"principals":[],"nextToken":"page-2"}"#,
         ),
-        ok(
-            "GET /things/lnu_009/principals?",
-            &format!(r#"{{"principals":["{CERT_ARN}"]}}"#),
-        ),
-        ok(
-            "GET /certificates/0a1b2c3d ",
-            &format!(
-                r#"{{"certificateDescription":{{"certificateArn":"{CERT_ARN}","certificateId":"0a1b2c3d","status":"ACTIVE"}}}}"#
-            ),
-        ),
+        principals(),
+        ok("GET /certificates/0a1b2c3d ", &certificate("ACTIVE")),
         ok(
             "POST /attached-policies/",
             r#"{"policies":[],"nextMarker":"m2"}"#,
         ),
-        ok(
-            "POST /attached-policies/",
-            r#"{"policies":[{"policyName":"readonly","policyArn":"arn:aws:iot:us-east-1:123456789012:policy/readonly"}]}"#,
-        ),
+        readonly_attached(),
         ok("GET /policies/readonly ", &policy),
     ]);
     let h = home();
-    let run = aws_run(
-        h.path(),
-        Some(&fake.url),
-        &["aws", "status", "lnu_009", "--format", "json"],
-        &[],
-    );
+    let run = against(&h, &fake, &["aws", "status", "lnu_009", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", run.stdout, run.stderr));
     assert_eq!(v["certificates"][0]["certificateId"], "0a1b2c3d", "{v}");

@@ -31,11 +31,7 @@ const CHOOSERS: [&str; 16] = [
 
 /// `esp-aws ARGS` in `cwd`, with HOME and the user config under `home`.
 pub fn esp(cwd: &Path, home: &Path, args: &[&str]) -> Run {
-    let mut cmd = crate::util::esp_aws_in(home);
-    cmd.args(args)
-        .current_dir(cwd)
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("xdg"));
+    let mut cmd = crate::util::esp_aws_at(cwd, home, args);
     for v in CHOOSERS {
         cmd.env_remove(v);
     }
@@ -55,15 +51,8 @@ impl Drop for Sim {
 /// Starts `esp-aws sim --state STATE ARGS` in `cwd` with HOME under `home`, and waits until
 /// it has recorded itself in the user config.
 pub fn start_sim(state: &Path, cwd: &Path, home: &Path, args: &[&str]) -> Sim {
-    let mut cmd = crate::util::esp_aws_in(home);
-    cmd.args(["sim", "--baud", "0", "--sntp-delay", "100", "--state"])
-        .arg(state)
-        .args(args)
-        .current_dir(cwd)
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("xdg"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut cmd = crate::util::sim_command(state, cwd, home, args);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
     for v in CHOOSERS {
         cmd.env_remove(v);
     }

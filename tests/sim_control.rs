@@ -105,6 +105,18 @@ pub fn call(ep: &EndpointHandle, method: &str, target: &str, body: Option<Value>
     send(ep, Some(&creds), method, target, &[], text.as_deref())
 }
 
+/// AttachPolicy (`PUT`) or DetachPolicy (`POST`) of `policy` on the principal `target`; both
+/// must succeed.
+fn target_policy(ep: &EndpointHandle, method: &str, policy: &str, target: &str) {
+    call(
+        ep,
+        method,
+        &format!("/target-policies/{policy}"),
+        Some(json!({ "target": target })),
+    )
+    .ok();
+}
+
 fn call_with(ep: &EndpointHandle, method: &str, target: &str, headers: &[(&str, &str)]) -> Answer {
     let creds = ep.credentials().unwrap();
     send(ep, Some(&creds), method, target, headers, None)
@@ -143,13 +155,7 @@ pub fn create_identity(ep: &EndpointHandle, thing: &str) -> Issued {
         Some(json!({ "policyDocument": doc })),
     )
     .ok();
-    call(
-        ep,
-        "PUT",
-        &format!("/target-policies/{policy}"),
-        Some(json!({ "target": issued.arn })),
-    )
-    .ok();
+    target_policy(ep, "PUT", &policy, &issued.arn);
     call_with(
         ep,
         "PUT",
@@ -749,13 +755,7 @@ fn an_issued_identity_works_on_the_data_endpoint_within_its_policy() {
         Some(json!({ "policyDocument": deny })),
     )
     .ok();
-    call(
-        h,
-        "PUT",
-        "/target-policies/no-updates",
-        Some(json!({ "target": a.arn })),
-    )
-    .ok();
+    target_policy(h, "PUT", "no-updates", &a.arn);
     let r = connect_as(&ep, &a).post("/things/lnu_002/shadow", r#"{"state":{}}"#);
     assert_eq!(r.status, 403);
     assert_eq!(
@@ -763,13 +763,7 @@ fn an_issued_identity_works_on_the_data_endpoint_within_its_policy() {
         200
     );
     // ...and detaching it restores the update.
-    call(
-        h,
-        "POST",
-        "/target-policies/no-updates",
-        Some(json!({ "target": a.arn })),
-    )
-    .ok();
+    target_policy(h, "POST", "no-updates", &a.arn);
     let r = connect_as(&ep, &a).post("/things/lnu_002/shadow", r#"{"state":{}}"#);
     assert_eq!(r.status, 200);
 

@@ -21,6 +21,16 @@ fn start(state: &Path, cwd: &Path, home: &Path, args: &[&str]) -> Sim {
     start_with(state, cwd, home, args, |_| {}).0
 }
 
+/// Starts a firmware 2.4 `esp-aws sim` with its state, cwd and home in `work`, and waits
+/// until it has provisioned `lnu_001` and written the settings (they come after `sim.json`);
+/// returns the sim and its state directory.
+pub(crate) fn start_provisioned(work: &Path) -> (Sim, std::path::PathBuf) {
+    let state = work.join("sim-state");
+    let (sim, _) = start_with(&state, work, work, &["--firmware", "2.4"], |_| {});
+    wait_for(&work.join("esp-aws.toml"));
+    (sim, state)
+}
+
 /// [`start`], with `tweak` applied to the command; also returns the file its stderr goes to.
 pub(crate) fn start_with(
     state: &Path,
@@ -31,20 +41,8 @@ pub(crate) fn start_with(
 ) -> (Sim, std::path::PathBuf) {
     let errors = home.join(format!("sim-{}.stderr", std::process::id()));
     let errors = unique(errors);
-    let mut cmd = crate::util::esp_aws_in(home);
-    cmd.args(["sim", "--baud", "0", "--sntp-delay", "100", "--state"])
-        .arg(state)
-        .args(args)
-        .current_dir(cwd)
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("xdg"))
-        .env_remove("ESP_AWS_PORT")
-        .env_remove("ESP_AWS_ENDPOINT")
-        .env_remove("ESP_AWS_BAUD")
-        .env_remove("ESP_AWS_CONFIG")
-        .env_remove("ESP_AWS_DEVICE")
-        .env_remove("ESP_AWS_SIM_STATE")
-        .stdout(Stdio::null())
+    let mut cmd = crate::util::sim_command(state, cwd, home, args);
+    cmd.stdout(Stdio::null())
         .stderr(std::fs::File::create(&errors).unwrap());
     tweak(&mut cmd);
     let mut sim = Sim(cmd.spawn().unwrap());
@@ -153,6 +151,14 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(status.success(), "git {args:?}");
 }
 
+/// Starts `esp-aws sim ARGS` as [`start_with`] does, stops it, and returns its warnings
+/// about git.
+fn warnings_of(state: &Path, cwd: &Path, home: &Path, args: &[&str]) -> Vec<String> {
+    let (sim, errors) = start_with(state, cwd, home, args, |_| {});
+    drop(sim);
+    git_warnings(&errors)
+}
+
 /// The warning lines of a simulator's stderr about git.
 fn git_warnings(errors: &Path) -> Vec<String> {
     std::fs::read_to_string(errors)
@@ -169,15 +175,12 @@ fn a_state_directory_left_unignored_in_a_git_work_tree_gets_one_warning() {
     let home = tempfile::tempdir().unwrap();
     git(repo.path(), &["init", "-q"]);
     let top = std::fs::canonicalize(repo.path()).unwrap();
-    let (sim, errors) = start_with(
+    let warnings = warnings_of(
         &repo.path().join("esp-aws-sim"),
         repo.path(),
         home.path(),
         &["--no-config"],
-        |_| {},
     );
-    drop(sim);
-    let warnings = git_warnings(&errors);
     assert_eq!(
         warnings,
         [format!(
@@ -191,25 +194,21 @@ fn a_state_directory_left_unignored_in_a_git_work_tree_gets_one_warning() {
     // The fix the warning names silences it: the directory is ignored now (a nested state
     // directory under an ignored one counts as well).
     std::fs::write(repo.path().join(".gitignore"), "/esp-aws-sim/\n").unwrap();
-    let (sim, errors) = start_with(
+    let warned = warnings_of(
         &repo.path().join("esp-aws-sim"),
         repo.path(),
         home.path(),
         &["--no-config"],
-        |_| {},
     );
-    drop(sim);
-    assert_eq!(git_warnings(&errors), Vec::<String>::new());
+    assert_eq!(warned, Vec::<String>::new());
     std::fs::write(repo.path().join(".gitignore"), "/lab/\n").unwrap();
-    let (sim, errors) = start_with(
+    let warned = warnings_of(
         &repo.path().join("lab/sim"),
         repo.path(),
         home.path(),
         &["--no-module"],
-        |_| {},
     );
-    drop(sim);
-    assert_eq!(git_warnings(&errors), Vec::<String>::new());
+    assert_eq!(warned, Vec::<String>::new());
 
     // Creating a thing (a new private key) in such a directory says the same.
     let lab = repo.path().join("lab-state");
@@ -238,15 +237,8 @@ fn a_state_directory_left_unignored_in_a_git_work_tree_gets_one_warning() {
 
     // Outside any work tree: nothing to say.
     let outside = crate::endpoint_util::fresh_state();
-    let (sim, errors) = start_with(
-        outside.path(),
-        home.path(),
-        home.path(),
-        &["--no-config"],
-        |_| {},
-    );
-    drop(sim);
-    assert_eq!(git_warnings(&errors), Vec::<String>::new());
+    let warned = warnings_of(outside.path(), home.path(), home.path(), &["--no-config"]);
+    assert_eq!(warned, Vec::<String>::new());
 }
 
 #[test]
@@ -324,33 +316,13 @@ fn deactivating_a_certificate_closes_the_connections_made_with_it() {
 
 /// Runs `esp-aws ARGS` in `cwd` with the user config under `home`.
 pub(crate) fn run_in(cwd: &Path, home: &Path, args: &[&str]) -> esp_aws::testkit::Run {
-    let mut cmd = crate::util::esp_aws_in(home);
-    cmd.args(args)
-        .current_dir(cwd)
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("xdg"))
-        .env_remove("ESP_AWS_PORT")
-        .env_remove("ESP_AWS_ENDPOINT")
-        .env_remove("ESP_AWS_BAUD")
-        .env_remove("ESP_AWS_CONFIG")
-        .env_remove("ESP_AWS_DEVICE")
-        .env_remove("ESP_AWS_SIM_STATE");
-    esp_aws::testkit::Run::of(cmd).expect("run esp-aws")
+    esp_aws::testkit::Run::of(crate::util::esp_aws_at(cwd, home, args)).expect("run esp-aws")
 }
 
 #[test]
 fn a_deactivated_certificate_stops_working_on_the_next_command_and_comes_back() {
     let work = tempfile::tempdir().unwrap();
-    let state = work.path().join("sim-state");
-    let (_sim, _) = start_with(
-        &state,
-        work.path(),
-        work.path(),
-        &["--firmware", "2.4"],
-        |_| {},
-    );
-    // The settings are written after sim.json.
-    wait_for(&work.path().join("esp-aws.toml"));
+    let (_sim, state) = start_provisioned(work.path());
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(state.join("sim.json")).unwrap()).unwrap();
     let cert_id = info["cert_id"].as_str().unwrap().to_string();

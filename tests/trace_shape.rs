@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::sim_life::{run_in, start_with, wait_for};
+use crate::sim_life::{run_in, start_provisioned};
 
 /// Whether `line` has the shape of a trace entry: `+`, the seconds since the previous entry
 /// with three decimals, `s`, a direction.
@@ -47,15 +47,7 @@ fn file_ending(dir: &Path, suffix: &str) -> std::path::PathBuf {
 #[test]
 fn provision_trace_is_line_by_line_with_credentials_summarised_and_keys_never_shown() {
     let work = tempfile::tempdir().unwrap();
-    let state = work.path().join("sim-state");
-    let (_sim, _) = start_with(
-        &state,
-        work.path(),
-        work.path(),
-        &["--firmware", "2.4"],
-        |_| {},
-    );
-    wait_for(&work.path().join("esp-aws.toml"));
+    let (_sim, state) = start_provisioned(work.path());
     let things = state.join("things/lnu_001");
     let cert_lines = pem_lines(&file_ending(&things, "-certificate.pem.crt"));
     let cert_text = cert_lines.join("");

@@ -62,6 +62,34 @@ pub fn esp_aws_in(root: &Path) -> Command {
     esp_aws::testkit::tool_command(crate::sim_util::harness().exe(), root)
 }
 
+/// `esp-aws ARGS` [isolated](esp_aws_in) under `home`, run in `cwd`, with HOME and the user
+/// config directly under `home` (where the test reads them) and no esp-aws setting from the
+/// environment.
+pub fn esp_aws_at<S: AsRef<std::ffi::OsStr>>(cwd: &Path, home: &Path, args: &[S]) -> Command {
+    let mut cmd = esp_aws_in(home);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("xdg"))
+        .env_remove("ESP_AWS_PORT")
+        .env_remove("ESP_AWS_ENDPOINT")
+        .env_remove("ESP_AWS_BAUD")
+        .env_remove("ESP_AWS_CONFIG")
+        .env_remove("ESP_AWS_DEVICE")
+        .env_remove("ESP_AWS_SIM_STATE");
+    cmd
+}
+
+/// `esp-aws sim --baud 0 --sntp-delay 100 --state STATE ARGS` [set up](esp_aws_at) in `cwd`
+/// with HOME under `home`: a module that answers at once and syncs its clock quickly.
+pub fn sim_command(state: &Path, cwd: &Path, home: &Path, args: &[&str]) -> Command {
+    let mut cmd = esp_aws_at::<&str>(cwd, home, &[]);
+    cmd.args(["sim", "--baud", "0", "--sntp-delay", "100", "--state"])
+        .arg(state)
+        .args(args);
+    cmd
+}
+
 /// Applies the same isolation to a wrapper (`sh -c`, a measuring parent) that runs the
 /// binary.
 pub fn isolate(cmd: &mut Command, root: &Path) {

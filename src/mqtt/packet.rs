@@ -730,10 +730,7 @@ impl Packet {
                 let packet_id = r.id()?;
                 let mut filters = Vec::new();
                 while !r.bytes.is_empty() {
-                    let filter = r.string()?;
-                    if !valid_filter(&filter) {
-                        return r.bad("a topic filter is empty or misplaces a wildcard");
-                    }
+                    let filter = r.filter()?;
                     let qos = r.u8()?;
                     let qos = match (qos & 0xfc, QoS::from_u8(qos)) {
                         (0, Some(q)) => q,
@@ -767,10 +764,7 @@ impl Packet {
                 let packet_id = r.id()?;
                 let mut filters = Vec::new();
                 while !r.bytes.is_empty() {
-                    let filter = r.string()?;
-                    if !valid_filter(&filter) {
-                        return r.bad("a topic filter is empty or misplaces a wildcard");
-                    }
+                    let filter = r.filter()?;
                     filters.push(filter);
                 }
                 if filters.is_empty() {
@@ -913,6 +907,15 @@ impl<'a> Reader<'a> {
             Ok(_) => self.bad("a string holds NUL"),
             Err(_) => self.bad("a string is not UTF-8"),
         }
+    }
+
+    /// A topic filter of SUBSCRIBE or UNSUBSCRIBE: a string with its wildcards in place.
+    fn filter(&mut self) -> Result<String, DecodeError> {
+        let filter = self.string()?;
+        if !valid_filter(&filter) {
+            return self.bad("a topic filter is empty or misplaces a wildcard");
+        }
+        Ok(filter)
     }
 }
 

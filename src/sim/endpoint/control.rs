@@ -191,14 +191,7 @@ fn policy_arn(reg: &account::Registry, name: &str) -> String {
 /// A stable thing ID (AWS's are UUIDs): derived from the account and the name.
 fn thing_id(reg: &account::Registry, thing: &str) -> String {
     let h = account::cert_id(format!("{}/{thing}", reg.endpoint).as_bytes());
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    super::server::uuid_text(&h)
 }
 
 fn thing_exists(reg: &account::Registry, thing: &str) -> Result<(), ControlError> {

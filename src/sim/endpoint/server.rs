@@ -474,7 +474,11 @@ pub(super) fn new_request_id() -> String {
     let _ = ring::rand::SystemRandom::new().fill(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = crate::hex::encode(&b);
+    uuid_text(&crate::hex::encode(&b))
+}
+
+/// The first 32 hex digits of `h` grouped 8-4-4-4-12, the way AWS writes its UUIDs.
+pub(super) fn uuid_text(h: &str) -> String {
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
