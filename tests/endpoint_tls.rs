@@ -609,7 +609,7 @@ fn curl_talks_to_the_endpoint_with_the_account_files() {
     let host = ep.handle.host().to_string();
     let port = ep.handle.rest_addr().port();
     let curl = |extra: &[&str]| {
-        let out = Command::new("curl")
+        let out = Command::new(crate::peers::curl())
             .args(["-sS", "-i", "--cert"])
             .arg(&files.cert)
             .arg("--key")
@@ -620,7 +620,7 @@ fn curl_talks_to_the_endpoint_with_the_account_files() {
             .arg(format!("{host}:{port}:127.0.0.1"))
             .args(extra)
             .output()
-            .expect("curl runs (install curl)");
+            .expect("curl runs");
         assert!(
             out.status.success(),
             "curl failed: {}",

@@ -96,31 +96,7 @@ fn ensure_venv(dir: &Path) -> Result<(), String> {
     }
     let parent = dir.parent().ok_or("no parent directory")?;
     std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-    let lock = dir.with_extension("lock");
-    let deadline = Instant::now() + STALE_LOCK;
-    loop {
-        match std::fs::create_dir(&lock) {
-            Ok(()) => break,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if installed(dir) {
-                    return Ok(());
-                }
-                let age = std::fs::metadata(&lock)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| SystemTime::now().duration_since(t).ok());
-                if age.is_some_and(|a| a > STALE_LOCK) || Instant::now() > deadline {
-                    // Left by a run that was killed mid-install.
-                    let _ = std::fs::remove_dir(&lock);
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => return Err(format!("{}: {e}", lock.display())),
-        }
-    }
-    let result = install(dir);
-    let _ = std::fs::remove_dir(&lock);
-    result
+    with_lock(&dir.with_extension("lock"), || install(dir))
 }
 
 fn install(dir: &Path) -> Result<(), String> {
@@ -132,9 +108,20 @@ fn install(dir: &Path) -> Result<(), String> {
     // --clear: a venv copied from another place (a target directory copied between
     // checkouts) keeps scripts whose #! names the old place, so pip and every installed
     // script would run, and install into, the other venv. A fresh one is always right.
-    run(Command::new(python)
-        .args(["-m", "venv", "--clear"])
-        .arg(dir))?;
+    let make = || {
+        run(Command::new(python)
+            .args(["-m", "venv", "--clear"])
+            .arg(dir))
+    };
+    // Debian and Ubuntu ship python3 without its venv module (the package python3-venv):
+    // as root, install it; otherwise say which package is missing.
+    make().or_else(|e| {
+        if !e.contains("ensurepip") && !e.contains("venv") {
+            return Err(e);
+        }
+        apt_package("python3-venv").map_err(|why| format!("{e}; {why}"))?;
+        make()
+    })?;
     let venv_python = if cfg!(windows) {
         dir.join("Scripts").join("python.exe")
     } else {
@@ -177,32 +164,16 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 pub fn ser2net() -> PathBuf {
     static SER2NET: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     SER2NET
-        .get_or_init(|| {
-            if let Some(path) = find_in_path("ser2net") {
-                return Ok(path);
-            }
-            if !is_root() || find_in_path("apt-get").is_none() {
-                return Err("ser2net is not installed: run `sudo apt-get install -y ser2net` (Debian, Ubuntu, Raspberry Pi OS)".into());
-            }
-            let lock = target_dir().join("ser2net-install.lock");
-            with_lock(&lock, || {
-                if find_in_path("ser2net").is_some() {
-                    return Ok(());
-                }
-                eprintln!("installing ser2net with apt-get (once)");
-                let install = || {
-                    run(Command::new("apt-get")
-                        .args(["install", "-y", "-q", "ser2net"])
-                        .env("DEBIAN_FRONTEND", "noninteractive"))
-                };
-                // A fresh system may have no package lists yet.
-                install().or_else(|_| {
-                    run(Command::new("apt-get").args(["update", "-q"]))?;
-                    install()
-                })
-            })?;
-            find_in_path("ser2net").ok_or_else(|| "apt-get installed ser2net but it is not on the PATH".to_string())
-        })
+        .get_or_init(|| apt_tool("ser2net", "ser2net"))
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// curl, a real HTTPS client for the endpoint tests: installed like [`ser2net`] when
+/// missing (a minimal Debian has none).
+pub fn curl() -> PathBuf {
+    static CURL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    CURL.get_or_init(|| apt_tool("curl", "curl"))
         .clone()
         .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -350,20 +321,32 @@ fn apt_tool(binary: &str, package: &str) -> Result<PathBuf, String> {
     if let Some(path) = find_in_path(binary) {
         return Ok(path);
     }
+    apt_package(package)?;
+    find_in_path(binary)
+        .ok_or_else(|| format!("apt-get installed {package} but {binary} is not on the PATH"))
+}
+
+/// Installs the Debian package `package` with apt-get (once, under a lock), when running
+/// as root on a system that has apt-get; otherwise an error naming the command to run.
+fn apt_package(package: &str) -> Result<(), String> {
     if !is_root() || find_in_path("apt-get").is_none() {
         return Err(format!(
-            "{binary} is not installed: run `sudo apt-get install -y {package}` (Debian, Ubuntu, Raspberry Pi OS)"
+            "{package} is not installed: run `sudo apt-get install -y {package}` (Debian, Ubuntu, Raspberry Pi OS)"
         ));
     }
-    let lock = target_dir().join(format!("{package}-install.lock"));
-    with_lock(&lock, || {
-        if find_in_path(binary).is_some() {
-            return Ok(());
-        }
+    // One lock for every package: two apt-gets at once fail on dpkg's own lock.
+    with_lock(&target_dir().join("apt-install.lock"), || {
         eprintln!("installing {package} with apt-get (once)");
         let install = || {
             run(Command::new("apt-get")
-                .args(["install", "-y", "-q", package])
+                .args([
+                    "install",
+                    "-y",
+                    "-q",
+                    "-o",
+                    "DPkg::Lock::Timeout=300",
+                    package,
+                ])
                 .env("DEBIAN_FRONTEND", "noninteractive"))
         };
         // A fresh system may have no package lists yet.
@@ -371,7 +354,5 @@ fn apt_tool(binary: &str, package: &str) -> Result<PathBuf, String> {
             run(Command::new("apt-get").args(["update", "-q"]))?;
             install()
         })
-    })?;
-    find_in_path(binary)
-        .ok_or_else(|| format!("apt-get installed {package} but {binary} is not on the PATH"))
+    })
 }
