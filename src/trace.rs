@@ -163,7 +163,8 @@ impl Trace {
         let summary = match (&self.reading, dir, hidden, self.detail) {
             (Some(store), Direction::Rx, false, Detail::Summary) => data_reply_header(bytes)
                 .flatten()
-                .filter(|&(head, len)| head + len <= bytes.len())
+                // The length is the module's word: a huge one must not overflow the sum.
+                .filter(|&(head, len)| head.checked_add(len).is_some_and(|end| end <= bytes.len()))
                 .map(|(head, len)| {
                     let data = &bytes[head..head + len];
                     let rest = &bytes[head + len..];
@@ -671,6 +672,39 @@ mod tests {
         let out = text(&sink);
         assert!(!out.contains("secret"), "{out}");
         assert!(out.contains("OK\\r\\n"), "{out}");
+    }
+
+    #[test]
+    fn a_data_reply_whose_length_overflows_is_shown_as_it_is() {
+        let (mut t, sink) = trace();
+        t.record(Direction::Tx, b"AT+SYSFLASH=2,\"client_ca\",0,8\r\n", false);
+        t.record(
+            Direction::Rx,
+            b"+SYSFLASH:18446744073709551615,abc\r\nOK\r\n",
+            false,
+        );
+        t.record(
+            Direction::Tx,
+            b"AT+SYSMFG=1,\"client_ca\",\"client_ca.0\"\r\n",
+            false,
+        );
+        t.record(
+            Direction::Rx,
+            b"+SYSMFG:\"client_ca\",\"client_ca.0\",8,18446744073709551615,abc\r\nOK\r\n",
+            false,
+        );
+        drop(t);
+        assert_eq!(
+            entries(&sink),
+            [
+                ">> AT+SYSFLASH=2,\"client_ca\",0,8\\r\\n",
+                "<< +SYSFLASH:18446744073709551615,abc\\r\\n",
+                "<< OK\\r\\n",
+                ">> AT+SYSMFG=1,\"client_ca\",\"client_ca.0\"\\r\\n",
+                "<< +SYSMFG:\"client_ca\",\"client_ca.0\",8,18446744073709551615,abc\\r\\n",
+                "<< OK\\r\\n",
+            ]
+        );
     }
 
     fn fixture(name: &str) -> Vec<u8> {
