@@ -48,6 +48,9 @@ pub struct Trace {
     /// The store the current command writes, and the offset it writes at: its payload is
     /// summarised.
     writing: Option<(String, usize)>,
+    /// The store whose payload at offset 0 was a private key: the chunks written after it at
+    /// other offsets are parts of that key, whatever their own bytes look like.
+    key_write: Option<String>,
     /// The key store the current command reads back: its replies are hidden.
     reading_secret: Option<String>,
     /// The store the current command reads back: the data of its reply is summarised.
@@ -88,6 +91,7 @@ impl Trace {
             last: Instant::now(),
             detail,
             writing: None,
+            key_write: None,
             reading_secret: None,
             reading: None,
             rx_in_key: false,
@@ -141,9 +145,19 @@ impl Trace {
                     self.writing = store_write(line);
                     self.rx_in_key = false;
                     self.rx_tail.clear();
-                } else if let Some((store, offset)) = &self.writing {
+                } else if let Some((store, offset)) = self.writing.clone() {
                     // The body of a credential write: one summary line.
-                    let text = payload_line(store, *offset, bytes, redacted, self.detail);
+                    let continues_key = offset > 0 && self.key_write.as_ref() == Some(&store);
+                    let (text, private) = payload_line(
+                        &store,
+                        offset,
+                        bytes,
+                        redacted || continues_key,
+                        self.detail,
+                    );
+                    if offset == 0 {
+                        self.key_write = private.then_some(store);
+                    }
                     return self.line(dir, &text);
                 }
                 redacted || holds_private_key(bytes)
@@ -168,7 +182,7 @@ impl Trace {
                 .map(|(head, len)| {
                     let data = &bytes[head..head + len];
                     let rest = &bytes[head + len..];
-                    let line = payload_line(store, 0, data, false, Detail::Summary);
+                    let (line, _) = payload_line(store, 0, data, false, Detail::Summary);
                     format!("{}<{line}>{}", escape(&bytes[..head]), escape(rest))
                 }),
             _ => None,
@@ -386,9 +400,16 @@ pub fn store_write(command: &str) -> Option<(String, usize)> {
     }
 }
 
-/// The summary line of a credential payload written to `store` at `offset`; `secret` ones,
-/// those written to a key store and those that hold a private key say only that.
-fn payload_line(store: &str, offset: usize, bytes: &[u8], secret: bool, detail: Detail) -> String {
+/// The summary line of a credential payload written to `store` at `offset`, and whether it
+/// is private: `secret` ones, those written to a key store and those that hold a private key
+/// say only that.
+fn payload_line(
+    store: &str,
+    offset: usize,
+    bytes: &[u8],
+    secret: bool,
+    detail: Detail,
+) -> (String, bool) {
     let n = bytes.len();
     let kind = if offset > 0 {
         None
@@ -400,16 +421,22 @@ fn payload_line(store: &str, offset: usize, bytes: &[u8], secret: bool, detail: 
         || holds_private_key(bytes)
         || kind.as_ref().is_some_and(|k| k.private);
     if private {
-        return format!("<{n} bytes of {store}, a private key: never shown>");
+        return (
+            format!("<{n} bytes of {store}, a private key: never shown>"),
+            true,
+        );
     }
     if detail == Detail::Full {
-        return escape(bytes);
+        return (escape(bytes), false);
     }
     let what = match &kind {
         Some(kind) => kind.text.clone(),
         None => format!("continued at offset {offset}"),
     };
-    format!("{n} bytes of {store} ({what}) ... [--trace=full shows them]")
+    (
+        format!("{n} bytes of {store} ({what}) ... [--trace=full shows them]"),
+        false,
+    )
 }
 
 /// What a credential payload holds, in words (never its bytes).
@@ -853,6 +880,48 @@ mod tests {
             )),
             "{out}"
         );
+    }
+
+    #[test]
+    fn a_key_bin_written_in_chunks_to_a_store_of_any_name_is_never_shown() {
+        let sink = Sink::default();
+        let mut t = Trace::with_detail(Box::new(sink.clone()), Detail::Full);
+        let key = fixture("key_rsa.bin");
+        let cert = fixture("cert_rsa.bin");
+        // The key, unmarked by the caller, then a certificate in the same store: only the
+        // chunks that follow a key's first one are hidden.
+        for (bin, piece) in [(&key, 256), (&cert, 256)] {
+            for (i, chunk) in bin.chunks(piece).enumerate() {
+                t.record(
+                    Direction::Tx,
+                    format!("AT+SYSFLASH=1,\"spare\",{},{}\r\n", i * piece, chunk.len()).as_bytes(),
+                    false,
+                );
+                t.record(Direction::Rx, b"\r\n> ", false);
+                t.record(Direction::Tx, chunk, false);
+                t.record(Direction::Rx, b"\r\nOK\r\n", false);
+            }
+        }
+        drop(t);
+        let out = text(&sink);
+        let cert_text = String::from_utf8_lossy(&cert).into_owned();
+        let key_lines: Vec<String> = pem_body_lines(&key)
+            .into_iter()
+            .filter(|l| !cert_text.contains(&l[..24]))
+            .collect();
+        assert!(key_lines.len() > 10);
+        for line in key_lines {
+            assert!(!out.contains(&line[..24]), "key bytes shown: {out}");
+        }
+        let hidden = out
+            .lines()
+            .filter(|l| l.ends_with(" bytes of spare, a private key: never shown>"))
+            .count();
+        assert_eq!(hidden, key.len().div_ceil(256), "{out}");
+        // The certificate written after it is shown in full, chunk by chunk.
+        for chunk in cert.chunks(256) {
+            assert!(out.contains(&escape(chunk)), "certificate not shown: {out}");
+        }
     }
 
     #[test]
