@@ -11,8 +11,9 @@
 //! (`1244 bytes of client_ca (AtPKI, ca: CN=Amazon Root CA 1) ...`); with [`Detail::Full`]
 //! certificates are shown byte for byte instead. Private keys are never shown.
 //!
-//! Private keys are hidden here, whatever the caller says, in four ways: the body of a write
-//! into a key store (`*_key`, `mfg_nvs`), the replies to a
+//! Private keys are hidden here, whatever the caller says, in five ways: the body of a write
+//! into a key store (`*_key`, `mfg_nvs`), the chunks written at later offsets of a store
+//! whose chunk at offset 0 was a key, the replies to a
 //! command that reads a key store back (`AT+SYSFLASH=2` of a `*_key` partition or of
 //! `mfg_nvs`, `AT+SYSMFG=1` of a `*_key` namespace or key; `esp-at.md` §5.x, §2.8–2.9), any
 //! chunk inside a PEM `PRIVATE KEY` block, and any AtPKI bin whose first item is a key
