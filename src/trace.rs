@@ -109,18 +109,18 @@ impl Trace {
             Direction::Tx => {
                 // Whatever the module sent before the host writes is shown first.
                 self.flush_rx();
-                self.entry(dir, bytes, redacted);
+                self.entry(dir, bytes, redacted, None);
             }
             Direction::Rx => {
                 self.rx_pending.extend_from_slice(bytes);
                 self.rx_pending_redacted |= redacted;
-                while let Some(n) = complete_unit(&self.rx_pending) {
+                while let Some((n, data)) = complete_unit(&self.rx_pending) {
                     let unit: Vec<u8> = self.rx_pending.drain(..n).collect();
                     let redacted = self.rx_pending_redacted;
                     if self.rx_pending.is_empty() {
                         self.rx_pending_redacted = false;
                     }
-                    self.entry(dir, &unit, redacted);
+                    self.entry(dir, &unit, redacted, data);
                 }
             }
         }
@@ -131,12 +131,14 @@ impl Trace {
         if !self.rx_pending.is_empty() {
             let unit = std::mem::take(&mut self.rx_pending);
             let redacted = std::mem::take(&mut self.rx_pending_redacted);
-            self.entry(Direction::Rx, &unit, redacted);
+            // Bytes still waiting are never a whole data reply (see `complete_unit`).
+            self.entry(Direction::Rx, &unit, redacted, None);
         }
     }
 
-    /// One entry of the transcript: a command or payload written, or one unit received.
-    fn entry(&mut self, dir: Direction, bytes: &[u8], redacted: bool) {
+    /// One entry of the transcript: a command or payload written, or one unit received;
+    /// `data` is where the flash or NVS data of a received data reply lies in `bytes`.
+    fn entry(&mut self, dir: Direction, bytes: &[u8], redacted: bool, data: Option<DataSpan>) {
         let hidden = match dir {
             Direction::Tx => {
                 // A new command line starts a new exchange: decide what its replies show.
@@ -176,16 +178,17 @@ impl Trace {
             }
         };
         let summary = match (&self.reading, dir, hidden, self.detail) {
-            (Some(store), Direction::Rx, false, Detail::Summary) => data_reply_header(bytes)
-                .flatten()
-                // The length is the module's word: a huge one must not overflow the sum.
-                .filter(|&(head, len)| head.checked_add(len).is_some_and(|end| end <= bytes.len()))
-                .map(|(head, len)| {
-                    let data = &bytes[head..head + len];
-                    let rest = &bytes[head + len..];
-                    let (line, _) = payload_line(store, 0, data, false, Detail::Summary);
-                    format!("{}<{line}>{}", escape(&bytes[..head]), escape(rest))
-                }),
+            (Some(store), Direction::Rx, false, Detail::Summary) => {
+                data.map(|DataSpan { head, end }| {
+                    let (line, _) =
+                        payload_line(store, 0, &bytes[head..end], false, Detail::Summary);
+                    format!(
+                        "{}<{line}>{}",
+                        escape(&bytes[..head]),
+                        escape(&bytes[end..])
+                    )
+                })
+            }
             _ => None,
         };
         let text = if let Some(summary) = summary {
@@ -222,23 +225,37 @@ impl Drop for Trace {
     }
 }
 
+/// Where the data of a data reply lies in its unit: `head..end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DataSpan {
+    head: usize,
+    end: usize,
+}
+
 /// How many leading bytes of `pending` form one entry of the transcript, if they are
 /// complete: a line (through its `\n`), an `+IPD,<len>:` frame with its data, or a `>`
-/// prompt; anything over [`MAX_PENDING`] is shown as it is.
-fn complete_unit(pending: &[u8]) -> Option<usize> {
+/// prompt; anything over [`MAX_PENDING`] is shown as it is. With it, for a data reply whose
+/// data the entry holds whole, where that data lies.
+fn complete_unit(pending: &[u8]) -> Option<(usize, Option<DataSpan>)> {
     if pending.is_empty() {
         return None;
     }
     if pending[0] == b'>' {
         // The CIPSEND prompt: `>` and the space after it, with no line end.
-        return Some(if pending.get(1) == Some(&b' ') { 2 } else { 1 });
+        return Some((if pending.get(1) == Some(&b' ') { 2 } else { 1 }, None));
     }
-    if let Some(header) = data_reply_header(pending) {
-        let (head, len) = header?;
-        if len <= MAX_PENDING * 4 {
-            let end = head + len;
-            return (pending.len() >= end).then_some(end);
+    // The data of a data reply: the length is the module's word, so a huge one must neither
+    // overflow the sum nor be waited for (a reply too long to wait for is shown line by line).
+    let mut span = None;
+    match data_reply_header(pending) {
+        Some(None) => return None,
+        Some(Some((head, len))) => {
+            span = head.checked_add(len).map(|end| DataSpan { head, end });
+            if let Some(span) = span.filter(|_| len <= MAX_PENDING * 4) {
+                return (pending.len() >= span.end).then_some((span.end, Some(span)));
+            }
         }
+        None => {}
     }
     if pending.starts_with(b"+IPD,") {
         let head = &pending[..pending.len().min(32)];
@@ -249,17 +266,19 @@ fn complete_unit(pending: &[u8]) -> Option<usize> {
                 .and_then(|l| l.trim().parse::<usize>().ok());
             if let Some(len) = len.filter(|&l| l <= MAX_PENDING * 4) {
                 let end = colon + 1 + len;
-                return (pending.len() >= end).then_some(end);
+                return (pending.len() >= end).then_some((end, None));
             }
         } else if pending.len() < 32 {
             return None;
         }
     }
-    match pending.iter().position(|&b| b == b'\n') {
-        Some(i) => Some(i + 1),
-        None if pending.len() >= MAX_PENDING => Some(pending.len()),
-        None => None,
-    }
+    let n = match pending.iter().position(|&b| b == b'\n') {
+        Some(i) => i + 1,
+        None if pending.len() >= MAX_PENDING => pending.len(),
+        None => return None,
+    };
+    // A line that happens to hold all the data of a long data reply still has it summarised.
+    Some((n, span.filter(|s| s.end <= n)))
 }
 
 /// For a reply that carries flash or NVS data (`+SYSFLASH:<len>,<data>`,
@@ -277,21 +296,20 @@ fn data_reply_header(pending: &[u8]) -> Option<Option<(usize, usize)>> {
         return None;
     };
     let start = pending.iter().position(|&b| b == b':')? + 1;
-    let mut commas = Vec::new();
+    // The length is the field after `commas_before_len` commas: only where the last field
+    // began needs keeping.
+    let mut commas = 0;
+    let mut field = start;
     for (i, &b) in pending.iter().enumerate().skip(start).take(128) {
         match b {
             b'\r' | b'\n' => return None,
+            b',' if commas == commas_before_len => {
+                let len = std::str::from_utf8(&pending[field..i]).ok()?.parse().ok()?;
+                return Some(Some((i + 1, len)));
+            }
             b',' => {
-                commas.push(i);
-                if commas.len() == commas_before_len + 1 {
-                    let from = if commas_before_len == 0 {
-                        start
-                    } else {
-                        commas[commas_before_len - 1] + 1
-                    };
-                    let len = std::str::from_utf8(&pending[from..i]).ok()?.parse().ok()?;
-                    return Some(Some((i + 1, len)));
-                }
+                commas += 1;
+                field = i + 1;
             }
             _ => {}
         }
@@ -733,6 +751,49 @@ mod tests {
                 "<< OK\\r\\n",
             ]
         );
+    }
+
+    #[test]
+    fn an_nvs_data_reply_read_a_byte_at_a_time_is_summarised_with_its_header() {
+        let (mut t, sink) = trace();
+        let cert = fixture("cert_rsa.bin");
+        t.record(
+            Direction::Tx,
+            b"AT+SYSMFG=1,\"client_cert\",\"client_cert.0\"\r\n",
+            false,
+        );
+        let mut reply = format!(
+            "+SYSMFG:\"client_cert\",\"client_cert.0\",8,{},",
+            cert.len()
+        )
+        .into_bytes();
+        reply.extend_from_slice(&cert);
+        reply.extend_from_slice(b"\r\nOK\r\n");
+        for b in &reply {
+            t.record(Direction::Rx, &[*b], false);
+        }
+        let lines = entries(&sink);
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        let (header, summary) = lines[1]
+            .strip_prefix("<< ")
+            .unwrap()
+            .split_once('<')
+            .unwrap();
+        assert_eq!(
+            header,
+            format!(
+                "+SYSMFG:\"client_cert\",\"client_cert.0\",8,{},",
+                cert.len()
+            )
+        );
+        assert!(
+            summary.starts_with(&format!(
+                "{} bytes of client_cert.0 (AtPKI, cert: ",
+                cert.len()
+            )),
+            "{summary}"
+        );
+        assert_eq!(lines[2..], ["<< \\r\\n", "<< OK\\r\\n"]);
     }
 
     fn fixture(name: &str) -> Vec<u8> {
