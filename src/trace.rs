@@ -349,74 +349,81 @@ pub fn is_secret_store(name: &str) -> bool {
     base.ends_with("_key") || base.contains("priv") || name == "mfg_nvs"
 }
 
-/// The key store `command` reads back, if it reads one: `AT+SYSFLASH=2,"client_key",..`,
-/// `AT+SYSFLASH=2,"mfg_nvs",..`, `AT+SYSMFG=1,"client_key","client_key.0"[,..]`.
-pub fn secret_read(command: &str) -> Option<String> {
+/// Whether a flash or NVS command reads or writes its store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Read,
+    Write,
+}
+
+/// What an `AT+SYSFLASH=` or `AT+SYSMFG=` command does: reads or writes which store (the
+/// partition; for NVS the key, or the namespace when no key is named), in which namespace,
+/// at which offset (`esp-at.md` §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StoreCommand<'a> {
+    op: Op,
+    namespace: Option<&'a str>,
+    store: &'a str,
+    offset: usize,
+}
+
+/// The store `command` reads or writes, if it is a flash or NVS read or write:
+/// `AT+SYSFLASH=2,"client_key",0,1692`, `AT+SYSFLASH=1,"client_ca",0,1244`,
+/// `AT+SYSMFG=1,"client_key","client_key.0"`, `AT+SYSMFG=2,"client_cert","client_cert.0",8,1188`.
+/// An NVS read names its namespace and key (with only a namespace it lists the keys).
+fn store_command(command: &str) -> Option<StoreCommand<'_>> {
     let command = command.trim();
-    let upper = command.to_ascii_uppercase();
-    let (args, first_arg_names) = if upper.starts_with("AT+SYSFLASH=") {
-        (&command["AT+SYSFLASH=".len()..], 1)
-    } else if upper.starts_with("AT+SYSMFG=") {
-        // The namespace and the key: a value is read only when a key is named.
-        (&command["AT+SYSMFG=".len()..], 2)
-    } else {
-        return None;
+    let verb = ["AT+SYSFLASH=", "AT+SYSMFG="].into_iter().find(|v| {
+        command
+            .get(..v.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(v))
+    })?;
+    let args: Vec<&str> = command[verb.len()..]
+        .split(',')
+        .map(|a| a.trim().trim_matches('"'))
+        .collect();
+    let arg = |i: usize| args.get(i).copied();
+    let offset = |i: usize| arg(i).and_then(|o| o.parse().ok()).unwrap_or(0);
+    let (op, namespace, store, offset) = match (verb, arg(0)?) {
+        ("AT+SYSFLASH=", "1") => (Op::Write, None, arg(1).unwrap_or("flash"), offset(2)),
+        ("AT+SYSFLASH=", "2") => (Op::Read, None, arg(1)?, offset(2)),
+        ("AT+SYSMFG=", "1") => (Op::Read, arg(1), arg(2)?, offset(3)),
+        ("AT+SYSMFG=", "2") => (Op::Write, arg(1), arg(2).or(arg(1)).unwrap_or("mfg"), 0),
+        _ => return None,
     };
-    let mut parts = args.split(',').map(|p| p.trim().trim_matches('"'));
-    let op = parts.next()?;
-    let names: Vec<&str> = parts.take(first_arg_names).collect();
-    let reads = match first_arg_names {
-        1 => op == "2" && !names.is_empty(),
-        _ => op == "1" && names.len() == 2,
-    };
-    if !reads {
-        return None;
-    }
-    names
-        .iter()
+    Some(StoreCommand {
+        op,
+        namespace,
+        store,
+        offset,
+    })
+}
+
+/// The key store `command` reads back, if it reads one: `AT+SYSFLASH=2,"client_key",..`,
+/// `AT+SYSFLASH=2,"mfg_nvs",..`, `AT+SYSMFG=1,"client_key","client_key.0"[,..]` (the
+/// namespace, when it is the secret one).
+pub fn secret_read(command: &str) -> Option<String> {
+    let c = store_command(command).filter(|c| c.op == Op::Read)?;
+    [c.namespace, Some(c.store)]
+        .into_iter()
+        .flatten()
         .find(|n| is_secret_store(n))
-        .map(|n| n.to_string())
+        .map(str::to_string)
 }
 
 /// The store `command` reads back, if it reads one: the partition of `AT+SYSFLASH=2`, the
 /// key of `AT+SYSMFG=1,"<ns>","<key>"`.
 pub fn store_read(command: &str) -> Option<String> {
-    let command = command.trim();
-    let upper = command.to_ascii_uppercase();
-    let (args, index) = if upper.starts_with("AT+SYSFLASH=2,") {
-        (&command["AT+SYSFLASH=".len()..], 1)
-    } else if upper.starts_with("AT+SYSMFG=1,") {
-        (&command["AT+SYSMFG=".len()..], 2)
-    } else {
-        return None;
-    };
-    args.split(',')
-        .nth(index)
-        .map(|a| a.trim().trim_matches('"').to_string())
+    let c = store_command(command).filter(|c| c.op == Op::Read)?;
+    Some(c.store.to_string())
 }
 
 /// The store `command` writes and the offset it writes at, if it writes one:
 /// `AT+SYSFLASH=1,"client_ca",0,1244` (the partition), `AT+SYSMFG=2,"client_cert",
 /// "client_cert.0",8,1188` (the key).
 pub fn store_write(command: &str) -> Option<(String, usize)> {
-    let command = command.trim();
-    let upper = command.to_ascii_uppercase();
-    let args: Vec<&str> = if upper.starts_with("AT+SYSFLASH=") {
-        command["AT+SYSFLASH=".len()..].split(',').collect()
-    } else if upper.starts_with("AT+SYSMFG=") {
-        command["AT+SYSMFG=".len()..].split(',').collect()
-    } else {
-        return None;
-    };
-    let arg = |i: usize| args.get(i).map(|a| a.trim().trim_matches('"'));
-    if upper.starts_with("AT+SYSFLASH=") {
-        (arg(0)? == "1").then(|| {
-            let offset = arg(2).and_then(|o| o.parse().ok()).unwrap_or(0);
-            (arg(1).unwrap_or("flash").to_string(), offset)
-        })
-    } else {
-        (arg(0)? == "2").then(|| (arg(2).or(arg(1)).unwrap_or("mfg").to_string(), 0))
-    }
+    let c = store_command(command).filter(|c| c.op == Op::Write)?;
+    Some((c.store.to_string(), c.offset))
 }
 
 /// The summary line of a credential payload written to `store` at `offset`, and whether it
@@ -685,6 +692,63 @@ mod tests {
         ] {
             assert!(secret_read(c).is_none(), "{c}");
         }
+    }
+
+    #[test]
+    fn store_commands_name_their_store_and_offset() {
+        // A command, the store it reads, the store and offset it writes.
+        type Case = (
+            &'static str,
+            Option<&'static str>,
+            Option<(&'static str, usize)>,
+        );
+        let cases: [Case; 8] = [
+            (
+                r#"AT+SYSFLASH=1,"client_ca",4096,10"#,
+                None,
+                Some(("client_ca", 4096)),
+            ),
+            (r#"at+sysflash=2,"client_ca",0,10"#, Some("client_ca"), None),
+            ("AT+SYSFLASH=1", None, Some(("flash", 0))),
+            ("AT+SYSFLASH=2", None, None),
+            (
+                r#"AT+SYSMFG=1,"client_cert","client_cert.0""#,
+                Some("client_cert.0"),
+                None,
+            ),
+            (r#"AT+SYSMFG=1,"client_cert""#, None, None),
+            (
+                r#"AT+SYSMFG=2,"client_cert","client_cert.0",8,1188"#,
+                None,
+                Some(("client_cert.0", 0)),
+            ),
+            (
+                r#"AT+SYSMFG=2,"client_cert""#,
+                None,
+                Some(("client_cert", 0)),
+            ),
+        ];
+        for (command, read, write) in cases {
+            assert_eq!(store_read(command).as_deref(), read, "{command}");
+            assert_eq!(
+                store_write(command).as_ref().map(|(s, o)| (s.as_str(), *o)),
+                write,
+                "{command}"
+            );
+        }
+        // The namespace of an NVS read is what makes it secret, whatever its key is named.
+        assert_eq!(
+            secret_read(r#"AT+SYSMFG=1,"client_key","client_key.0""#).as_deref(),
+            Some("client_key")
+        );
+        assert_eq!(
+            secret_read(r#"AT+SYSMFG=1,"client_key","other""#).as_deref(),
+            Some("client_key")
+        );
+        assert_eq!(
+            secret_read(r#"AT+SYSMFG=1,"spare","client_key.0""#).as_deref(),
+            Some("client_key.0")
+        );
     }
 
     #[test]
