@@ -166,7 +166,10 @@ impl ClientCertVerifier for RegistryVerifier {
         {
             Ok(_) => {}
             // A certificate registered without a CA (RegisterCertificateWithoutCA) has no
-            // chain here: AWS knows it by its exact bytes, which the lookup below checks.
+            // chain here: AWS knows it by its exact bytes, which the lookup below checks. Its
+            // validity window is checked all the same: WebPKI checks the certificate's own
+            // dates before it looks for an issuer, so an expired or not yet valid one fails
+            // with `Expired`/`NotValidYet`, never `UnknownIssuer`.
             Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))
                 if self
                     .registry
@@ -252,4 +255,97 @@ pub fn server_config(
     config.send_tls13_tickets = 0;
     config.alpn_protocols = alpn;
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::endpoint::account::Policy;
+    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
+
+    /// A self-signed certificate valid from `from` to `to` (years), as DER.
+    fn self_signed(from: i32, to: i32, ca: bool) -> CertificateDer<'static> {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["lnu_001".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(from, 1, 1);
+        params.not_after = rcgen::date_time_ymd(to, 1, 1);
+        // Distinct names: a certificate named like the CA would be checked against its key.
+        let name = if ca { "Device CA" } else { "lnu_001" };
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        if ca {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        }
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    fn registered(der: &CertificateDer<'_>) -> Certificate {
+        Certificate {
+            id: super::super::account::cert_id(der),
+            thing: "lnu_001".to_string(),
+            status: CertStatus::Active,
+            policy: Policy::Allow,
+            denied_actions: Vec::new(),
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            policies: None,
+            things: None,
+            created: 0,
+        }
+    }
+
+    #[test]
+    fn a_certificate_registered_without_ca_is_refused_outside_its_validity() {
+        let valid = self_signed(2020, 2090, false);
+        let expired = self_signed(2000, 2001, false);
+        let not_yet = self_signed(2080, 2090, false);
+        let unregistered = self_signed(2020, 2090, false);
+        let registry = Registry {
+            endpoint: "a1b2c3-ats.iot.eu-west-1.amazonaws.com".to_string(),
+            region: "eu-west-1".to_string(),
+            things: vec!["lnu_001".to_string()],
+            certificates: [&valid, &expired, &not_yet].map(registered).to_vec(),
+            policies: Vec::new(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let live = Arc::new(LiveRegistry::new(dir.path(), registry));
+        let verifier =
+            RegistryVerifier::new(self_signed(2020, 2090, true), live, true, true).unwrap();
+        let verify = |der: &CertificateDer<'_>| {
+            verifier
+                .verify_client_cert(der, &[], UnixTime::now())
+                .map(drop)
+        };
+        assert!(verify(&valid).is_ok(), "{:?}", verify(&valid));
+        assert!(
+            matches!(
+                verify(&expired),
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::Expired | CertificateError::ExpiredContext { .. }
+                ))
+            ),
+            "{:?}",
+            verify(&expired)
+        );
+        assert!(
+            matches!(
+                verify(&not_yet),
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. }
+                ))
+            ),
+            "{:?}",
+            verify(&not_yet)
+        );
+        assert!(
+            matches!(
+                verify(&unregistered),
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::UnknownIssuer
+                ))
+            ),
+            "{:?}",
+            verify(&unregistered)
+        );
+    }
 }
