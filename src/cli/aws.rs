@@ -318,6 +318,11 @@ fn check_policy_name(name: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Text from AWS (an ID, status, name or ARN) as it may appear in a printed line.
+fn shown(s: &str) -> String {
+    client::clean_message(s)
+}
+
 /// `Some(..)` of a call's result, `None` when AWS says the resource does not exist.
 fn found<T>(r: Result<T, ControlError>) -> Result<Option<T>, ControlError> {
     match r {
@@ -1051,19 +1056,23 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
         ));
     };
     let thing_arn = t.thing_arn.clone();
+    // What AWS sent is matched and sent back as it is, and printed only as `shown`.
+    let arn_shown = shown(&thing_arn);
     let mut problems = Vec::new();
     let mut certs = Vec::new();
     let mut ready = false;
     let principals = thing_principals(c, thing)?;
     for arn in &principals {
         let Some(id) = cert_id_of(arn) else {
-            certs.push(json!({"principal": arn}));
+            certs.push(json!({"principal": shown(arn)}));
             continue;
         };
         let d: model::DescribeCertificateResponse =
             c.call_json(Op::DescribeCertificate, &call(vec![id]))?;
-        let st = d.certificate_description.status;
+        let st = shown(&d.certificate_description.status);
         let policies = attached_policies(c, arn)?;
+        let policies_shown: Vec<String> = policies.iter().map(|p| shown(p)).collect();
+        let id = shown(id);
         let mut docs = Vec::new();
         for p in &policies {
             if let Some(g) = get_policy(c, p)? {
@@ -1096,13 +1105,13 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
                 all = false;
                 problems.push(
                     format!(
-                        "{} {} {action} on {thing_arn}",
+                        "{} {} {action} on {arn_shown}",
                         if policies.is_empty() {
                             format!("certificate {id} has no policy, so nothing allows")
                         } else {
                             format!(
                                 "the policies of certificate {id} ({}) do not allow",
-                                policies.join(", ")
+                                policies_shown.join(", ")
                             )
                         },
                         if v == Decision::ExplicitDeny {
@@ -1116,7 +1125,7 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
             }
             shadow.insert(action.to_string(), json!(word));
             // Which policies refuse it by themselves (a Deny), so a sentence can name them.
-            let refusing: Vec<&String> = policies
+            let refusing: Vec<&String> = policies_shown
                 .iter()
                 .zip(docs.iter())
                 .filter(|(_, d)| {
@@ -1144,9 +1153,9 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
         }
         certs.push(json!({
             "certificateId": id,
-            "certificateArn": arn,
+            "certificateArn": shown(arn),
             "status": st,
-            "policies": policies,
+            "policies": policies_shown,
             "shadowActions": shadow,
             "deniedBy": denied_by,
         }));
@@ -1163,7 +1172,7 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
     }
     let value = json!({
         "thingName": thing,
-        "thingArn": thing_arn,
+        "thingArn": arn_shown,
         "region": c.region(),
         "certificates": certs,
         "ready": ready,
@@ -1340,31 +1349,34 @@ fn delete_thing(
         };
         let Some(id) = cert_id_of(arn) else {
             detach(c).map_err(|e| again(e, &done))?;
-            done.push(format!("principal {arn} detached"));
+            done.push(format!("principal {} detached", shown(arn)));
             continue;
         };
         let others: Vec<String> = principal_things(c, arn)
             .map_err(|e| again(e, &done))?
             .into_iter()
             .filter(|t| t != thing)
+            .map(|t| shown(&t))
             .collect();
+        // `id` goes back to AWS as it came; `shown_id` is what is printed.
+        let shown_id = shown(id);
         if keep || !others.is_empty() {
             detach(c).map_err(|e| again(e, &done))?;
             say(&format!(
-                "✓ certificate {id} detached from {thing} and kept{}",
+                "✓ certificate {shown_id} detached from {thing} and kept{}",
                 if others.is_empty() {
                     String::new()
                 } else {
                     format!(" (also attached to {})", others.join(", "))
                 }
             ));
-            done.push(format!("certificate {id} detached"));
-            kept_certs.push(id.to_string());
+            done.push(format!("certificate {shown_id} detached"));
+            kept_certs.push(shown_id.clone());
             continue;
         }
         set_status(c, id, CertificateStatus::Inactive).map_err(|e| again(e, &done))?;
-        say(&format!("✓ certificate {id} set INACTIVE"));
-        done.push(format!("certificate {id} INACTIVE"));
+        say(&format!("✓ certificate {shown_id} set INACTIVE"));
+        done.push(format!("certificate {shown_id} INACTIVE"));
         for p in attached_policies(c, arn).map_err(|e| again(e, &done))? {
             c.call(
                 Op::DetachPolicy,
@@ -1375,17 +1387,20 @@ fn delete_thing(
                 },
             )
             .map_err(|e| again(e, &done))?;
-            say(&format!("✓ policy {p} detached from certificate {id}"));
-            done.push(format!("policy {p} detached"));
+            let shown_p = shown(&p);
+            say(&format!(
+                "✓ policy {shown_p} detached from certificate {shown_id}"
+            ));
+            done.push(format!("policy {shown_p} detached"));
             detached_policies.push(p);
         }
         detach(c).map_err(|e| again(e, &done))?;
-        say(&format!("✓ certificate {id} detached from {thing}"));
+        say(&format!("✓ certificate {shown_id} detached from {thing}"));
         c.call(Op::DeleteCertificate, &call(vec![id]))
             .map_err(|e| again(e, &done))?;
-        say(&format!("✓ certificate {id} deleted"));
-        done.push(format!("certificate {id} deleted"));
-        deleted_certs.push(id.to_string());
+        say(&format!("✓ certificate {shown_id} deleted"));
+        done.push(format!("certificate {shown_id} deleted"));
+        deleted_certs.push(shown_id.clone());
     }
     // AWS applies a detach eventually: a DeleteThing right after it may still see the
     // principal (InvalidRequestException); ask again a few times.

@@ -96,7 +96,8 @@ pub enum ControlError {
     Api {
         /// The operation.
         op: Op,
-        /// The error type (`ResourceAlreadyExistsException`), or empty if none was sent.
+        /// The error type (`ResourceAlreadyExistsException`), escaped, or empty if none
+        /// was sent.
         code: String,
         /// The HTTP status.
         status: u16,
@@ -220,8 +221,9 @@ fn api_sentence(op: Op, code: &str, status: u16, message: &str, attempts: u32) -
     }
 }
 
-/// Keeps AWS's message to one printable line of bounded length.
-fn clean_message(s: &str) -> String {
+/// Keeps text from AWS (a message, an ID, a name, an ARN) to one printable line of bounded
+/// length: a server's control characters must not reach the terminal.
+pub fn clean_message(s: &str) -> String {
     let one: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -427,7 +429,9 @@ impl Client {
             if (200..300).contains(&resp.status) {
                 return Ok(resp.body);
             }
+            // The error type is printed in the sentence; the server chose it.
             let code = model::error_type(resp.header(model::ERROR_TYPE_HEADER), &resp.body)
+                .map(|c| crate::aws::names::escape(&c))
                 .unwrap_or_default();
             let message = serde_json::from_slice::<model::ErrorBody>(&resp.body)
                 .ok()

@@ -1,0 +1,84 @@
+//! `esp-aws aws` against a server that misbehaves: text it sends (error types, IDs, policy
+//! names, status) never reaches the terminal with its control characters.
+
+use crate::aws_util::*;
+
+const THING: &str = r#"{"thingName":"lnu_009","thingArn":"arn:aws:iot:us-east-1:123456789012:thing/lnu_009","thingId":"t","version":1}"#;
+
+/// Neither output holds a control character other than the line ends.
+fn assert_no_control(run: &esp_aws::testkit::Run) {
+    for (name, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{name} holds a control character: {text:?}"
+        );
+    }
+}
+
+#[test]
+fn an_error_type_with_an_escape_sequence_is_printed_escaped() {
+    let fake = FakeAws::start(vec![Reply {
+        expect: "GET /things/lnu_009 ",
+        status: 400,
+        error: None,
+        body: r#"{"__type":"Evil\u001b[2JException","message":"no"}"#.into(),
+    }]);
+    let h = tempfile::tempdir().unwrap();
+    let run = aws_run(
+        h.path(),
+        Some(&fake.url),
+        &["aws", "status", "lnu_009"],
+        &[],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_no_control(&run);
+    assert!(
+        run.why().contains("Evil\\u{1b}[2JException"),
+        "{}",
+        run.why()
+    );
+}
+
+#[test]
+fn status_prints_policy_names_and_status_from_aws_without_their_control_characters() {
+    let policy = serde_json::json!({
+        "policyName": "evil\u{1b}]0;title\u{7}",
+        "policyArn": "arn:aws:iot:us-east-1:123456789012:policy/evil",
+        "policyDocument": r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:GetThingShadow","Resource":"arn:aws:iot:us-east-1:123456789012:thing/lnu_009"}]}"#,
+    })
+    .to_string();
+    let fake = FakeAws::start(vec![
+        ok("GET /things/lnu_009 ", THING),
+        ok(
+            "GET /things/lnu_009/principals?",
+            &format!(r#"{{"principals":["{CERT_ARN}"]}}"#),
+        ),
+        ok(
+            "GET /certificates/0a1b2c3d ",
+            &format!(
+                r#"{{"certificateDescription":{{"certificateArn":"{CERT_ARN}","certificateId":"0a1b2c3d","status":"INACTIVE\u001b[31m"}}}}"#
+            ),
+        ),
+        ok(
+            "POST /attached-policies/",
+            r#"{"policies":[{"policyName":"evil\u001b]0;title\u0007","policyArn":"arn:aws:iot:us-east-1:123456789012:policy/evil"}]}"#,
+        ),
+        ok("GET /policies/evil%1B%5D0%3Btitle%07 ", &policy),
+    ]);
+    let h = tempfile::tempdir().unwrap();
+    let run = aws_run(
+        h.path(),
+        Some(&fake.url),
+        &["aws", "status", "lnu_009"],
+        &[],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_no_control(&run);
+    // The policy was found under its real name, and is named in the report.
+    assert!(
+        run.stdout.contains("policies: evil ]0;title"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.why().contains("is INACTIVE [31m"), "{}", run.why());
+}
