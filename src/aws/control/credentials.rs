@@ -382,6 +382,9 @@ struct ProcessOutput {
     session_token: Option<String>,
 }
 
+/// Most bytes of a credential_process's stdout that are read.
+const PROCESS_OUTPUT_MAX: u64 = 64 * 1024;
+
 fn run_process(profile: &str, cmd: &str) -> Result<Credentials, CredentialsError> {
     let fail = |why: String| CredentialsError::Process {
         profile: profile.into(),
@@ -401,15 +404,37 @@ fn run_process(profile: &str, cmd: &str) -> Result<Credentials, CredentialsError
     };
     // Its stderr goes to the user (an MFA prompt, a login hint); its stdout holds the
     // secret and is only parsed.
-    let out = command
+    let mut child = command
         .stdin(std::process::Stdio::inherit())
         .stderr(std::process::Stdio::inherit())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .map_err(|e| fail(format!("could not be started: {e}")))?;
-    if !out.status.success() {
-        return Err(fail(format!("failed ({})", out.status)));
+    // A program that never stops printing must not fill memory: the JSON is a few KiB.
+    let mut stdout = Vec::new();
+    let read = match child.stdout.take() {
+        Some(pipe) => {
+            use std::io::Read;
+            pipe.take(PROCESS_OUTPUT_MAX + 1).read_to_end(&mut stdout)
+        }
+        None => Ok(0),
+    };
+    if stdout.len() as u64 > PROCESS_OUTPUT_MAX {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(fail(format!(
+            "printed more than {} KiB, which is not the credentials JSON",
+            PROCESS_OUTPUT_MAX / 1024
+        )));
     }
-    let parsed: ProcessOutput = serde_json::from_slice(&out.stdout).map_err(|_| {
+    let status = child
+        .wait()
+        .map_err(|e| fail(format!("could not be waited for: {e}")))?;
+    read.map_err(|e| fail(format!("could not be read: {e}")))?;
+    if !status.success() {
+        return Err(fail(format!("failed ({status})")));
+    }
+    let parsed: ProcessOutput = serde_json::from_slice(&stdout).map_err(|_| {
         fail("printed something other than the JSON AWS defines (Version, AccessKeyId, SecretAccessKey)".into())
     })?;
     if parsed.version != 1 {
@@ -428,6 +453,20 @@ fn run_process(profile: &str, cmd: &str) -> Result<Credentials, CredentialsError
 
 #[cfg(test)]
 mod tests {
+    #[cfg(unix)]
+    #[test]
+    fn a_credential_process_printing_too_much_is_refused() {
+        for cmd in ["head -c 100000 /dev/zero", "yes"] {
+            let e = super::run_process("p", cmd).unwrap_err().to_string();
+            assert!(e.contains("printed more than 64 KiB"), "{cmd}: {e}");
+        }
+        // Right at the bound it is read (and refused as not JSON).
+        let e = super::run_process("p", "head -c 65536 /dev/zero")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("other than the JSON"), "{e}");
+    }
+
     use super::*;
 
     struct Map(BTreeMap<&'static str, String>);
