@@ -82,3 +82,77 @@ fn status_prints_policy_names_and_status_from_aws_without_their_control_characte
     );
     assert!(run.why().contains("is INACTIVE [31m"), "{}", run.why());
 }
+
+/// A lost answer to CreateKeysAndCertificate is not answered by asking again: a second
+/// request would mint a second ACTIVE certificate whose key nobody has.
+#[test]
+fn a_lost_answer_to_create_keys_and_certificate_is_not_sent_again() {
+    let fake = FakeAws::start(vec![
+        fail(
+            "GET /things/lnu_009 ",
+            404,
+            "ResourceNotFoundException",
+            "no",
+        ),
+        ok("POST /things/lnu_009 ", THING),
+        fail(
+            "GET /policies/esp-aws-lnu_009 ",
+            404,
+            "ResourceNotFoundException",
+            "no",
+        ),
+        ok("POST /policies/esp-aws-lnu_009 ", "{}"),
+        hang_up("POST /keys-and-certificate"),
+    ]);
+    let h = tempfile::tempdir().unwrap();
+    let run = aws_run(
+        h.path(),
+        Some(&fake.url),
+        &["aws", "create-thing", "lnu_009"],
+        &[],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let mints = fake
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("POST /keys-and-certificate"))
+        .count();
+    assert_eq!(mints, 1, "{:?}", fake.lines());
+    assert!(
+        run.why()
+            .contains("after the CreateKeysAndCertificate request was sent")
+            && run.why().contains("may have carried it out")
+            && run.why().contains("aws status"),
+        "{}",
+        run.why()
+    );
+    assert_no_secrets(&run);
+}
+
+/// A read whose answer was lost is simply asked again.
+#[test]
+fn a_lost_answer_to_a_read_is_asked_again() {
+    let fake = FakeAws::start(vec![
+        hang_up("GET /things/lnu_009 "),
+        fail(
+            "GET /things/lnu_009 ",
+            404,
+            "ResourceNotFoundException",
+            "no",
+        ),
+    ]);
+    let h = tempfile::tempdir().unwrap();
+    let run = aws_run(
+        h.path(),
+        Some(&fake.url),
+        &["aws", "status", "lnu_009"],
+        &[],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.why().contains("there is no thing lnu_009"),
+        "{}",
+        run.why()
+    );
+    assert_eq!(fake.lines().len(), 2, "{:?}", fake.lines());
+}

@@ -73,6 +73,18 @@ pub enum ControlError {
         /// rustls' reason.
         why: String,
     },
+    /// The connection broke after (part of) the request was sent and before the whole
+    /// answer came: whether AWS carried the operation out is unknown. Only operations that
+    /// are safe to repeat ([`Op::idempotent`]) are sent again.
+    #[error("the connection to {host} broke after the {} request was sent ({why}), so AWS IoT may have carried it out; see what exists with `esp-aws aws status THING` before running the command again", op.name())]
+    AnswerLost {
+        /// The operation.
+        op: Op,
+        /// host:port.
+        host: String,
+        /// What happened.
+        why: String,
+    },
     /// The response is not HTTP.
     #[error("AWS IoT at {host} sent a broken answer to {op}: {source}")]
     Http {
@@ -410,8 +422,13 @@ impl Client {
                         .unwrap_or_default();
                     is_retryable(resp.status, &code)
                 }
-                // A connection reset or timeout is transient too; TLS failures are not.
-                Err(ControlError::Connect { .. }) | Err(ControlError::Http { .. }) => true,
+                // Nothing was sent: trying again cannot do anything twice.
+                Err(ControlError::Connect { .. }) => true,
+                // Sent, answer lost: again only what is safe to repeat (a second
+                // CreateKeysAndCertificate would mint a second ACTIVE certificate).
+                Err(ControlError::AnswerLost { .. }) => op.idempotent(),
+                // An answer too large or not HTTP is what the server sends; TLS failures
+                // are not transient either.
                 Err(_) => false,
             };
             if retry && attempt < self.attempts {
@@ -425,7 +442,17 @@ impl Client {
                 std::thread::sleep(wait);
                 continue;
             }
-            let resp = outcome?;
+            let resp = match outcome {
+                // For an operation that is safe to repeat, a lost answer is just a broken
+                // connection.
+                Err(ControlError::AnswerLost { host, why, .. }) if op.idempotent() => {
+                    return Err(ControlError::Connect {
+                        host,
+                        source: std::io::Error::other(why),
+                    })
+                }
+                other => other?,
+            };
             if (200..300).contains(&resp.status) {
                 return Ok(resp.body);
             }
@@ -614,7 +641,15 @@ impl Client {
         request: &[u8],
         hostport: &str,
     ) -> Result<http::Response, ControlError> {
-        let io = |e: std::io::Error| classify_io(e, hostport);
+        // From the first byte written on, the server may act on the request.
+        let io = |e: std::io::Error| match classify_io(e, hostport) {
+            ControlError::Connect { host, source } => ControlError::AnswerLost {
+                op,
+                host,
+                why: source.to_string(),
+            },
+            other => other,
+        };
         stream.write_all(request).map_err(io)?;
         stream.flush().map_err(io)?;
         let mut buf = Vec::new();
@@ -632,13 +667,27 @@ impl Client {
                 Ok(Parsed::Complete(resp, _)) => return Ok(resp),
                 Ok(Parsed::Partial) if !closed => continue,
                 Ok(Parsed::Partial) => {
-                    return Err(ControlError::Http {
-                        op: op.name(),
+                    return Err(ControlError::AnswerLost {
+                        op,
                         host: hostport.into(),
-                        source: HttpError::Truncated {
-                            got: buf.len(),
-                            expected: 0,
-                        },
+                        why: format!(
+                            "the connection closed after {} bytes of the answer",
+                            buf.len()
+                        ),
+                    })
+                }
+                Err(_) if closed && buf.is_empty() => {
+                    return Err(ControlError::AnswerLost {
+                        op,
+                        host: hostport.into(),
+                        why: "the connection closed without an answer".into(),
+                    })
+                }
+                Err(HttpError::Truncated { got, expected }) => {
+                    return Err(ControlError::AnswerLost {
+                        op,
+                        host: hostport.into(),
+                        why: format!("the connection closed after {got} of {expected} body bytes"),
                     })
                 }
                 Err(source) => {

@@ -258,6 +258,36 @@ impl Op {
         }
     }
 
+    /// Whether sending the request twice leaves the account as sending it once: reads,
+    /// attachments and detachments, a status change, deletions. The `Create*` and
+    /// `Register*` operations are not (a second CreateKeysAndCertificate mints a second
+    /// certificate), so a request whose answer was lost is not sent again.
+    pub fn idempotent(self) -> bool {
+        match self {
+            Op::CreateThing
+            | Op::CreateKeysAndCertificate
+            | Op::CreateCertificateFromCsr
+            | Op::CreatePolicy
+            | Op::RegisterCertificateWithoutCa => false,
+            Op::DescribeThing
+            | Op::DeleteThing
+            | Op::DescribeCertificate
+            | Op::UpdateCertificate
+            | Op::DeleteCertificate
+            | Op::GetPolicy
+            | Op::DeletePolicy
+            | Op::AttachPolicy
+            | Op::DetachPolicy
+            | Op::ListAttachedPolicies
+            | Op::ListTargetsForPolicy
+            | Op::AttachThingPrincipal
+            | Op::DetachThingPrincipal
+            | Op::ListThingPrincipals
+            | Op::ListPrincipalThings
+            | Op::DescribeEndpoint => true,
+        }
+    }
+
     /// Whether the operation carries the principal in the `x-amzn-principal` header.
     pub fn uses_principal_header(self) -> bool {
         matches!(
