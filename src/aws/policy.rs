@@ -412,10 +412,29 @@ pub const SHADOW_ACTIONS: [&str; 3] = [
     "iot:DeleteThingShadow",
 ];
 
+/// Longest policy name AWS accepts.
+pub const POLICY_NAME_MAX: usize = 128;
+
+/// A policy name made from a thing name between `prefix` and `suffix`. Thing names may hold
+/// `:` and use 128 characters, policy names allow neither (`[\w+=,.@-]`, at most 128): `:`
+/// becomes `.`, and a name that would be too long uses the first 32 hex digits of the thing
+/// name's SHA-256 instead, so each thing still gets its own name.
+pub fn policy_name_for(prefix: &str, thing: &str, suffix: &str) -> String {
+    let name = format!("{prefix}{}{suffix}", thing.replace(':', "."));
+    if name.len() > POLICY_NAME_MAX {
+        let digest = crate::hex::encode(
+            ring::digest::digest(&ring::digest::SHA256, thing.as_bytes()).as_ref(),
+        );
+        format!("{prefix}{}{suffix}", &digest[..32])
+    } else {
+        name
+    }
+}
+
 /// The name of the least-privilege policy the host's `aws create-thing` makes for a thing
-/// (`esp-aws-THING`).
+/// (`esp-aws-THING`, see [`policy_name_for`]).
 pub fn default_policy_name(thing: &str) -> String {
-    format!("esp-aws-{thing}")
+    policy_name_for("esp-aws-", thing, "")
 }
 
 /// The resource ARN of a thing's shadow, as the shadow actions are authorised against:
@@ -594,6 +613,17 @@ fn parse_statement(s: &Map<String, Value>, variables: bool) -> Result<Statement,
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn policy_names_from_any_thing_name_are_valid_policy_names() {
+        assert_eq!(super::default_policy_name("lnu_002"), "esp-aws-lnu_002");
+        assert_eq!(super::default_policy_name("a:b"), "esp-aws-a.b");
+        let long = "x".repeat(128);
+        let name = super::default_policy_name(&long);
+        assert_eq!(name.len(), "esp-aws-".len() + 32);
+        assert_ne!(name, super::default_policy_name(&"y".repeat(128)));
+        assert_eq!(super::policy_name_for("", "a:b", "-policy"), "a.b-policy");
+    }
+
     use super::*;
 
     const R: &str = "us-east-1";
