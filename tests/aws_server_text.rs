@@ -156,3 +156,37 @@ fn a_lost_answer_to_a_read_is_asked_again() {
     );
     assert_eq!(fake.lines().len(), 2, "{:?}", fake.lines());
 }
+
+/// A list that does not end within the pages followed is an error, not a partial list that
+/// `delete-thing` would act on.
+#[test]
+fn a_list_without_end_stops_delete_thing_before_it_deletes_anything() {
+    let mut script = vec![ok("GET /things/lnu_009 ", THING)];
+    script.extend(std::iter::repeat_n(
+        ok(
+            "GET /things/lnu_009/principals?",
+            r#"{"principals":[],"nextToken":"more"}"#,
+        ),
+        101,
+    ));
+    let fake = FakeAws::start(script);
+    let h = tempfile::tempdir().unwrap();
+    let run = aws_run(
+        h.path(),
+        Some(&fake.url),
+        &["aws", "delete-thing", "lnu_009"],
+        &[],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.why()
+            .contains("AWS IoT answered ListThingPrincipals with more than 100 pages"),
+        "{}",
+        run.why()
+    );
+    assert!(
+        !fake.lines().iter().any(|l| l.starts_with("DELETE")),
+        "{:?}",
+        fake.lines()
+    );
+}

@@ -378,9 +378,13 @@ const BY_MARKER: Paging = Paging {
     next: "marker",
 };
 
+/// Most pages of one list that are followed (25,000 policies or 10,000 principals).
+const MAX_PAGES: u32 = 100;
+
 /// Every item of a paged list operation on `target` (a path parameter, or the principal
-/// header for ListPrincipalThings), following continuations up to 100 pages; `page` takes
-/// one decoded page apart into its items and the continuation.
+/// header for ListPrincipalThings), following continuations up to [`MAX_PAGES`] pages (an
+/// error when more remain: callers delete what the list names); `page` takes one decoded
+/// page apart into its items and the continuation.
 fn list_all<P: serde::de::DeserializeOwned>(
     c: &Client,
     op: Op,
@@ -390,12 +394,12 @@ fn list_all<P: serde::de::DeserializeOwned>(
 ) -> Result<Vec<String>, ControlError> {
     let mut out = Vec::new();
     let mut next: Option<String> = None;
-    for _ in 0..100 {
+    for _ in 0..MAX_PAGES {
         let mut query = vec![(paging.size.0, paging.size.1.to_string())];
         if let Some(n) = &next {
             query.push((paging.next, n.clone()));
         }
-        let by_principal = op == Op::ListPrincipalThings;
+        let by_principal = op.uses_principal_header();
         let call = Call {
             params: if by_principal { vec![] } else { vec![target] },
             principal: by_principal.then_some(target),
@@ -406,10 +410,13 @@ fn list_all<P: serde::de::DeserializeOwned>(
         out.extend(items);
         next = continuation.filter(|n| !n.is_empty());
         if next.is_none() {
-            break;
+            return Ok(out);
         }
     }
-    Ok(out)
+    Err(ControlError::TooManyPages {
+        op: op.name(),
+        pages: MAX_PAGES,
+    })
 }
 
 fn thing_principals(c: &Client, thing: &str) -> Result<Vec<String>, ControlError> {

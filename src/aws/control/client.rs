@@ -118,6 +118,15 @@ pub enum ControlError {
         /// How many attempts were made.
         attempts: u32,
     },
+    /// A paged list did not end within the pages a caller follows: acting on part of it
+    /// (deleting what it names) would leave the rest behind.
+    #[error("AWS IoT answered {op} with more than {pages} pages; stopped rather than act on part of the list")]
+    TooManyPages {
+        /// The operation.
+        op: &'static str,
+        /// The pages read.
+        pages: u32,
+    },
     /// The request could not be signed.
     #[error("the {op} request could not be signed: {why}")]
     Sign {
