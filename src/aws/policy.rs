@@ -412,16 +412,13 @@ pub const SHADOW_ACTIONS: [&str; 3] = [
     "iot:DeleteThingShadow",
 ];
 
-/// Longest policy name AWS accepts.
-pub const POLICY_NAME_MAX: usize = 128;
-
 /// A policy name made from a thing name between `prefix` and `suffix`. Thing names may hold
 /// `:` and use 128 characters, policy names allow neither (`[\w+=,.@-]`, at most 128): `:`
 /// becomes `.`, and a name that would be too long uses the first 32 hex digits of the thing
 /// name's SHA-256 instead, so each thing still gets its own name.
 pub fn policy_name_for(prefix: &str, thing: &str, suffix: &str) -> String {
     let name = format!("{prefix}{}{suffix}", thing.replace(':', "."));
-    if name.len() > POLICY_NAME_MAX {
+    if name.len() > crate::aws::names::POLICY_NAME_MAX {
         let digest = crate::hex::encode(
             ring::digest::digest(&ring::digest::SHA256, thing.as_bytes()).as_ref(),
         );

@@ -303,19 +303,13 @@ fn check_thing(thing: &str) -> anyhow::Result<()> {
 }
 
 fn check_policy_name(name: &str) -> anyhow::Result<()> {
-    let ok = (1..=128).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(Exit::usage(format!(
+    names::validate_policy_name(name).map_err(|_| {
+        Exit::usage(format!(
             "'{}' is not a policy name AWS accepts (1-128 of letters, digits and _+=,.@-)",
             names::escape(name)
         ))
-        .into())
-    }
+        .into()
+    })
 }
 
 /// Text from AWS (an ID, status, name or ARN) as it may appear in a printed line.
@@ -1038,10 +1032,7 @@ fn cache_key(c: &Client) -> String {
         &ring::digest::SHA256,
         c.resolved().credentials.access_key_id.as_bytes(),
     );
-    let short: String = digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let short = esp_aws::hex::encode(&digest.as_ref()[..8]);
     format!("{short}/{}/{}", c.region(), c.endpoint().display())
 }
 
@@ -1203,11 +1194,7 @@ pub fn explain_refusal(
     let Connected { client, .. } = connect(conn, device)
         .map_err(|e| log::info!("the account is not asked: {e:#}"))
         .ok()?;
-    let id: String = ring::digest::digest(&ring::digest::SHA256, cert_der)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let id = esp_aws::hex::encode(ring::digest::digest(&ring::digest::SHA256, cert_der).as_ref());
     let (value, _) = match status(&client, thing) {
         Ok(v) => v,
         Err(_) if handshake => return None,

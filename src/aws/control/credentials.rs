@@ -152,33 +152,7 @@ pub struct Resolved {
     pub profile: String,
 }
 
-type Sections = BTreeMap<String, BTreeMap<String, String>>;
-
-/// Parses an AWS INI file: `[name]` sections of `key = value` lines, `#`/`;` comments.
-/// Nested (indented) values such as `s3 =` sub-sections are kept as their raw lines.
-fn parse_ini(text: &str) -> Sections {
-    let mut out = Sections::new();
-    let mut current: Option<String> = None;
-    for line in text.lines() {
-        let t = line.trim();
-        if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
-            continue;
-        }
-        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-            let name = name.trim().to_string();
-            out.entry(name.clone()).or_default();
-            current = Some(name);
-        } else if let (Some(sec), Some((k, v))) = (&current, t.split_once('=')) {
-            if line.starts_with([' ', '\t']) {
-                continue;
-            }
-            out.entry(sec.clone())
-                .or_default()
-                .insert(k.trim().to_string(), v.trim().to_string());
-        }
-    }
-    out
-}
+use super::ini::{parse as parse_ini, Sections};
 
 fn home(env: &dyn Env) -> PathBuf {
     env.var("HOME")

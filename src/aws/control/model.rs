@@ -373,7 +373,13 @@ const ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 
 /// Percent-encodes one path segment or query value (RFC 3986 unreserved kept).
 pub fn encode_segment(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, ENCODE).to_string()
+    encode_bytes(s.as_bytes())
+}
+
+/// [`encode_segment`] of raw bytes: a decoded segment need not be UTF-8, and SigV4 signs
+/// its bytes.
+pub fn encode_bytes(bytes: &[u8]) -> String {
+    percent_encoding::percent_encode(bytes, ENCODE).to_string()
 }
 
 /// Decodes one percent-encoded path segment or query value; `None` if not UTF-8.
@@ -387,10 +393,17 @@ pub fn decode_segment(s: &str) -> Option<String> {
 /// A query string from `(name, value)` pairs, sorted by name as SigV4's canonical request
 /// wants them, each value percent-encoded. Empty for no pairs (no `?`).
 pub fn query_string(pairs: &[(&str, String)]) -> String {
-    let mut sorted: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| (encode_segment(k), encode_segment(v)))
-        .collect();
+    join_query(
+        pairs
+            .iter()
+            .map(|(k, v)| (encode_segment(k), encode_segment(v)))
+            .collect(),
+    )
+}
+
+/// Encoded `(name, value)` pairs sorted and joined as `a=1&b=2`: the query string the client
+/// sends is SigV4's canonical query string.
+pub fn join_query(mut sorted: Vec<(String, String)>) -> String {
     sorted.sort();
     sorted
         .iter()
