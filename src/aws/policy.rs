@@ -31,8 +31,6 @@ use serde_json::{Map, Value};
 
 /// The largest document AWS IoT accepts, counted without whitespace.
 pub const MAX_DOCUMENT_CHARS: usize = 2048;
-/// The `x-amzn-ErrorType` / `__type` of a refused policy document.
-pub const MALFORMED_ERROR_TYPE: &str = "MalformedPolicyException";
 /// The policy language version that enables policy variables.
 pub const VERSION_2012: &str = "2012-10-17";
 /// The older version, in which `${...}` is literal text.
@@ -132,8 +130,9 @@ impl Pattern {
     }
 }
 
-/// Glob matching with `*` and `?`, linear backtracking on the last `*` (no recursion, so a
-/// hostile pattern cannot blow the stack or take exponential time).
+/// Glob matching with `*` and `?`, backtracking only to the last `*` seen: at most
+/// (pattern length × subject length) steps and no recursion, so a hostile pattern cannot
+/// blow the stack or take exponential time.
 fn wildcard_match(tokens: &[Token], subject: &str, fold_case: bool) -> bool {
     let s: Vec<char> = subject.chars().collect();
     let eq = |a: char, b: char| {
@@ -213,20 +212,9 @@ impl Statement {
         self.effect
     }
 
-    /// Whether the statement has a `Condition` block (which is not evaluated: see the module
-    /// documentation).
-    pub fn has_condition(&self) -> bool {
-        self.has_condition
-    }
-
     /// The action patterns as written.
     pub fn actions(&self) -> impl Iterator<Item = &str> {
         self.actions.iter().map(|p| p.text.as_str())
-    }
-
-    /// The resource patterns as written.
-    pub fn resources(&self) -> impl Iterator<Item = &str> {
-        self.resources.iter().map(|p| p.text.as_str())
     }
 
     /// Whether this statement applies to `action` on `resource`.
@@ -695,7 +683,7 @@ mod tests {
     }
 
     #[test]
-    fn pathological_pattern_is_linear() {
+    fn many_stars_against_a_near_miss_end_without_a_match() {
         let p = Pattern::compile(&"*a".repeat(200), false);
         let s = "a".repeat(2000) + "b";
         assert!(!p.matches(&s, &Context::default(), false));

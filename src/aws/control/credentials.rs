@@ -86,7 +86,8 @@ pub enum CredentialsError {
     },
 }
 
-/// A set of AWS credentials. `Debug` shows the key ID only.
+/// A set of AWS credentials. `Debug` shows where they came from only: neither the key ID
+/// nor the secrets.
 #[derive(Clone)]
 pub struct Credentials {
     /// The access key ID (not a secret, but esp-aws does not print it either).

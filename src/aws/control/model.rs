@@ -238,26 +238,6 @@ impl Op {
         }
     }
 
-    /// The query parameters the operation defines (all optional on the wire unless the
-    /// operation's page says otherwise; esp-aws always sends `endpointType`,
-    /// `setAsActive` and `newStatus`).
-    pub fn query_params(self) -> &'static [&'static str] {
-        match self {
-            Op::DeleteThing => &["expectedVersion"],
-            Op::CreateKeysAndCertificate | Op::CreateCertificateFromCsr => &["setAsActive"],
-            Op::UpdateCertificate => &["newStatus"],
-            Op::DeleteCertificate => &["forceDelete"],
-            Op::ListAttachedPolicies => &["marker", "pageSize", "recursive"],
-            Op::ListTargetsForPolicy => &["marker", "pageSize"],
-            Op::AttachThingPrincipal => &["thingPrincipalType"],
-            Op::ListThingPrincipals | Op::ListPrincipalThings => {
-                &["maxResults", "nextToken", "thingPrincipalType"]
-            }
-            Op::DescribeEndpoint => &["endpointType"],
-            _ => &[],
-        }
-    }
-
     /// Whether sending the request twice leaves the account as sending it once: reads,
     /// attachments and detachments, a status change, deletions. The `Create*` and
     /// `Register*` operations are not (a second CreateKeysAndCertificate mints a second
@@ -293,19 +273,6 @@ impl Op {
         matches!(
             self,
             Op::AttachThingPrincipal | Op::DetachThingPrincipal | Op::ListPrincipalThings
-        )
-    }
-
-    /// Whether the request has a JSON body.
-    pub fn has_body(self) -> bool {
-        matches!(
-            self,
-            Op::CreateThing
-                | Op::CreateCertificateFromCsr
-                | Op::RegisterCertificateWithoutCa
-                | Op::CreatePolicy
-                | Op::AttachPolicy
-                | Op::DetachPolicy
         )
     }
 

@@ -344,8 +344,9 @@ pub fn verify(
     Ok(())
 }
 
-/// Signs `req` in place (adds `x-amz-date`, `x-amz-content-sha256` and `authorization`,
-/// signing every header present): for tests and for the simulator's own tools.
+/// Signs `req` in place (adds `x-amz-date` and `authorization`, signing every header
+/// present; the body's hash is in the canonical request, not a header): for tests and for
+/// the simulator's own tools.
 pub fn sign(req: &mut Request, creds: &Credentials, region: &str, service: &str, now: SystemTime) {
     let amz_date = format_amz_date(now);
     req.headers.retain(|(n, _)| {
