@@ -1071,24 +1071,25 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
         let policies = attached_policies(c, arn)?;
         let policies_shown: Vec<String> = policies.iter().map(|p| shown(p)).collect();
         let id = shown(id);
-        let mut docs = Vec::new();
-        for p in &policies {
+        // Each policy's name (shown) and document, parsed once for all the actions. The
+        // evaluator is the one the data endpoint uses, with a REST request's context (no
+        // MQTT policy variables); a document AWS holds but this grammar refuses grants
+        // nothing.
+        let mut named: Vec<(&String, PolicyDocument)> = Vec::new();
+        for (p, shown_p) in policies.iter().zip(&policies_shown) {
             if let Some(g) = get_policy(c, p)? {
-                docs.push(g.policy_document);
+                if let Ok(d) = PolicyDocument::parse(&g.policy_document) {
+                    named.push((shown_p, d));
+                }
             }
         }
-        // The evaluator the data endpoint uses, with a REST request's context (no MQTT
-        // policy variables); a document AWS holds but this grammar refuses grants nothing.
-        let parsed: Vec<PolicyDocument> = docs
-            .iter()
-            .filter_map(|d| PolicyDocument::parse(d).ok())
-            .collect();
+        let parsed: Vec<&PolicyDocument> = named.iter().map(|(_, d)| d).collect();
         let mut shadow = serde_json::Map::new();
         let mut denied_by = serde_json::Map::new();
         let mut all = true;
         for action in iot_policy::SHADOW_ACTIONS {
             let v = iot_policy::evaluate_proven(
-                &parsed,
+                parsed.iter().copied(),
                 action,
                 &thing_arn,
                 &iot_policy::Context::default(),
@@ -1123,20 +1124,17 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
             }
             shadow.insert(action.to_string(), json!(word));
             // Which policies refuse it by themselves (a Deny), so a sentence can name them.
-            let refusing: Vec<&String> = policies_shown
+            let refusing: Vec<&String> = named
                 .iter()
-                .zip(docs.iter())
                 .filter(|(_, d)| {
-                    PolicyDocument::parse(d).is_ok_and(|d| {
-                        iot_policy::evaluate_proven(
-                            [&d],
-                            action,
-                            &thing_arn,
-                            &iot_policy::Context::default(),
-                        ) == Decision::ExplicitDeny
-                    })
+                    iot_policy::evaluate_proven(
+                        [d],
+                        action,
+                        &thing_arn,
+                        &iot_policy::Context::default(),
+                    ) == Decision::ExplicitDeny
                 })
-                .map(|(name, _)| name)
+                .map(|(name, _)| *name)
                 .collect();
             if !refusing.is_empty() {
                 denied_by.insert(action.to_string(), json!(refusing));
