@@ -21,8 +21,14 @@ fn a_policy_denying_the_update_gets_the_403_sentence_from_shadow_set() {
         set.stderr,
         "error: AWS refused the request (403 Forbidden): the certificate is not ACTIVE or its policy lacks iot:UpdateThingShadow\n"
     );
-    // Reading is still allowed, and nothing was applied.
+    // Reading is still allowed (the answer is the 404 of a shadow never written, not the
+    // 403), and nothing was applied.
     let get = world.cli(["shadow", "get", "lnu_001"]);
-    assert_ne!(get.code, Some(0), "{}", get.stdout);
+    assert_eq!(get.code, Some(3), "{}", get.stderr);
+    assert_eq!(
+        get.stderr,
+        "error: thing 'lnu_001' has no shadow yet: create it with `esp-aws shadow set lnu_001 key=value`\n"
+    );
+    assert!(!get.stderr.contains("403"), "{}", get.stderr);
     assert_eq!(world.stored("lnu_001", None), None);
 }

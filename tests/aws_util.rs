@@ -126,6 +126,16 @@ pub fn fail(expect: &'static str, status: u16, error: &'static str, message: &st
     }
 }
 
+/// No answer: the connection is closed once the request has been read (status 0).
+pub fn hang_up(expect: &'static str) -> Reply {
+    Reply {
+        expect,
+        status: 0,
+        error: None,
+        body: String::new(),
+    }
+}
+
 /// A recorded request: its head (request line and headers) and body.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -192,6 +202,9 @@ impl FakeAws {
                     Some(r) if line.starts_with(r.expect) => r,
                     _ => fail("", 500, "UnexpectedRequest", "unexpected"),
                 };
+                if reply.status == 0 {
+                    continue;
+                }
                 let mut out = format!(
                     "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
                     reply.status,

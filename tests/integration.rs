@@ -75,6 +75,7 @@ mod aws_errors;
 mod aws_moto;
 mod aws_moto_register;
 mod aws_refused;
+mod aws_server_text;
 mod aws_sim_profile;
 mod aws_tls;
 mod mqtt_mosquitto;

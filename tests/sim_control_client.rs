@@ -166,3 +166,21 @@ fn the_csr_flow_through_the_client_issues_for_the_hosts_key() {
         key_pair.public_key_raw()
     );
 }
+
+/// Thing names may hold `:`, policy names may not: the default policy of `a:b` gets a name
+/// AWS accepts, and `delete-thing` finds it under that name again.
+#[test]
+fn a_thing_name_with_a_colon_gets_a_default_policy_aws_accepts() {
+    let world = World::start(Generation::V2_4);
+    let run = aws_cli(&world, &["aws", "create-thing", "a:b", "--output", "json"]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["policyName"], "esp-aws-a.b");
+    let mut account = world.sim.endpoint().account().clone();
+    account.reload().unwrap();
+    assert!(account.registry().policy("esp-aws-a.b").is_some());
+    let delete = aws_cli(&world, &["aws", "delete-thing", "a:b"]);
+    assert_eq!(delete.code, Some(0), "{}\n{}", delete.stdout, delete.stderr);
+    account.reload().unwrap();
+    assert!(account.registry().policy("esp-aws-a.b").is_none());
+}

@@ -39,6 +39,10 @@ pub enum NameError {
     /// The shadow name is longer than 64 characters.
     #[error("ShadowName has a maximum length of 64")]
     ShadowNameTooLong,
+    /// The policy name is empty, longer than 128 characters or holds a character outside
+    /// `[\w+=,.@-]`.
+    #[error("PolicyName must be 1 to 128 characters of [\\w+=,.@-]")]
+    PolicyName,
     /// The topic is empty.
     #[error("Topic must not be empty")]
     TopicEmpty,
@@ -217,6 +221,23 @@ pub fn validate_shadow_name(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Longest policy name AWS accepts.
+pub const POLICY_NAME_MAX: usize = 128;
+
+/// Checks a policy name: 1–128 characters of `[\w+=,.@-]` (ASCII letters, digits, `_`
+/// and `+=,.@-`), as CreatePolicy's `policyName` is constrained.
+pub fn validate_policy_name(name: &str) -> Result<(), NameError> {
+    let ok = (1..=POLICY_NAME_MAX).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError::PolicyName)
+    }
+}
+
 /// Checks a topic for publishing: non-empty, at most 256 bytes, no wildcards, at most 7
 /// forward slashes.
 pub fn validate_topic(topic: &str) -> Result<(), NameError> {
@@ -252,6 +273,20 @@ mod tests {
             validate_thing_name(&"x".repeat(129)),
             Err(NameError::ThingNameTooLong)
         );
+    }
+
+    #[test]
+    fn policy_names() {
+        assert_eq!(validate_policy_name("esp-aws-lnu_001"), Ok(()));
+        assert_eq!(validate_policy_name("a+=,.@-_Z9"), Ok(()));
+        assert_eq!(validate_policy_name(&"x".repeat(128)), Ok(()));
+        for bad in ["", "a:b", "a b", "é", "a/b", &"x".repeat(129)] {
+            assert_eq!(
+                validate_policy_name(bad),
+                Err(NameError::PolicyName),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -31,8 +31,6 @@ use serde_json::{Map, Value};
 
 /// The largest document AWS IoT accepts, counted without whitespace.
 pub const MAX_DOCUMENT_CHARS: usize = 2048;
-/// The `x-amzn-ErrorType` / `__type` of a refused policy document.
-pub const MALFORMED_ERROR_TYPE: &str = "MalformedPolicyException";
 /// The policy language version that enables policy variables.
 pub const VERSION_2012: &str = "2012-10-17";
 /// The older version, in which `${...}` is literal text.
@@ -132,8 +130,9 @@ impl Pattern {
     }
 }
 
-/// Glob matching with `*` and `?`, linear backtracking on the last `*` (no recursion, so a
-/// hostile pattern cannot blow the stack or take exponential time).
+/// Glob matching with `*` and `?`, backtracking only to the last `*` seen: at most
+/// (pattern length × subject length) steps and no recursion, so a hostile pattern cannot
+/// blow the stack or take exponential time.
 fn wildcard_match(tokens: &[Token], subject: &str, fold_case: bool) -> bool {
     let s: Vec<char> = subject.chars().collect();
     let eq = |a: char, b: char| {
@@ -213,20 +212,9 @@ impl Statement {
         self.effect
     }
 
-    /// Whether the statement has a `Condition` block (which is not evaluated: see the module
-    /// documentation).
-    pub fn has_condition(&self) -> bool {
-        self.has_condition
-    }
-
     /// The action patterns as written.
     pub fn actions(&self) -> impl Iterator<Item = &str> {
         self.actions.iter().map(|p| p.text.as_str())
-    }
-
-    /// The resource patterns as written.
-    pub fn resources(&self) -> impl Iterator<Item = &str> {
-        self.resources.iter().map(|p| p.text.as_str())
     }
 
     /// Whether this statement applies to `action` on `resource`.
@@ -412,10 +400,26 @@ pub const SHADOW_ACTIONS: [&str; 3] = [
     "iot:DeleteThingShadow",
 ];
 
+/// A policy name made from a thing name between `prefix` and `suffix`. Thing names may hold
+/// `:` and use 128 characters, policy names allow neither (`[\w+=,.@-]`, at most 128): `:`
+/// becomes `.`, and a name that would be too long uses the first 32 hex digits of the thing
+/// name's SHA-256 instead, so each thing still gets its own name.
+pub fn policy_name_for(prefix: &str, thing: &str, suffix: &str) -> String {
+    let name = format!("{prefix}{}{suffix}", thing.replace(':', "."));
+    if name.len() > crate::aws::names::POLICY_NAME_MAX {
+        let digest = crate::hex::encode(
+            ring::digest::digest(&ring::digest::SHA256, thing.as_bytes()).as_ref(),
+        );
+        format!("{prefix}{}{suffix}", &digest[..32])
+    } else {
+        name
+    }
+}
+
 /// The name of the least-privilege policy the host's `aws create-thing` makes for a thing
-/// (`esp-aws-THING`).
+/// (`esp-aws-THING`, see [`policy_name_for`]).
 pub fn default_policy_name(thing: &str) -> String {
-    format!("esp-aws-{thing}")
+    policy_name_for("esp-aws-", thing, "")
 }
 
 /// The resource ARN of a thing's shadow, as the shadow actions are authorised against:
@@ -594,6 +598,17 @@ fn parse_statement(s: &Map<String, Value>, variables: bool) -> Result<Statement,
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn policy_names_from_any_thing_name_are_valid_policy_names() {
+        assert_eq!(super::default_policy_name("lnu_002"), "esp-aws-lnu_002");
+        assert_eq!(super::default_policy_name("a:b"), "esp-aws-a.b");
+        let long = "x".repeat(128);
+        let name = super::default_policy_name(&long);
+        assert_eq!(name.len(), "esp-aws-".len() + 32);
+        assert_ne!(name, super::default_policy_name(&"y".repeat(128)));
+        assert_eq!(super::policy_name_for("", "a:b", "-policy"), "a.b-policy");
+    }
+
     use super::*;
 
     const R: &str = "us-east-1";
@@ -668,7 +683,7 @@ mod tests {
     }
 
     #[test]
-    fn pathological_pattern_is_linear() {
+    fn many_stars_against_a_near_miss_end_without_a_match() {
         let p = Pattern::compile(&"*a".repeat(200), false);
         let s = "a".repeat(2000) + "b";
         assert!(!p.matches(&s, &Context::default(), false));

@@ -303,19 +303,18 @@ fn check_thing(thing: &str) -> anyhow::Result<()> {
 }
 
 fn check_policy_name(name: &str) -> anyhow::Result<()> {
-    let ok = (1..=128).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(Exit::usage(format!(
+    names::validate_policy_name(name).map_err(|_| {
+        Exit::usage(format!(
             "'{}' is not a policy name AWS accepts (1-128 of letters, digits and _+=,.@-)",
             names::escape(name)
         ))
-        .into())
-    }
+        .into()
+    })
+}
+
+/// Text from AWS (an ID, status, name or ARN) as it may appear in a printed line.
+fn shown(s: &str) -> String {
+    client::clean_message(s)
 }
 
 /// `Some(..)` of a call's result, `None` when AWS says the resource does not exist.
@@ -373,9 +372,13 @@ const BY_MARKER: Paging = Paging {
     next: "marker",
 };
 
+/// Most pages of one list that are followed (25,000 policies or 10,000 principals).
+const MAX_PAGES: u32 = 100;
+
 /// Every item of a paged list operation on `target` (a path parameter, or the principal
-/// header for ListPrincipalThings), following continuations up to 100 pages; `page` takes
-/// one decoded page apart into its items and the continuation.
+/// header for ListPrincipalThings), following continuations up to [`MAX_PAGES`] pages (an
+/// error when more remain: callers delete what the list names); `page` takes one decoded
+/// page apart into its items and the continuation.
 fn list_all<P: serde::de::DeserializeOwned>(
     c: &Client,
     op: Op,
@@ -385,12 +388,12 @@ fn list_all<P: serde::de::DeserializeOwned>(
 ) -> Result<Vec<String>, ControlError> {
     let mut out = Vec::new();
     let mut next: Option<String> = None;
-    for _ in 0..100 {
+    for _ in 0..MAX_PAGES {
         let mut query = vec![(paging.size.0, paging.size.1.to_string())];
         if let Some(n) = &next {
             query.push((paging.next, n.clone()));
         }
-        let by_principal = op == Op::ListPrincipalThings;
+        let by_principal = op.uses_principal_header();
         let call = Call {
             params: if by_principal { vec![] } else { vec![target] },
             principal: by_principal.then_some(target),
@@ -401,10 +404,13 @@ fn list_all<P: serde::de::DeserializeOwned>(
         out.extend(items);
         next = continuation.filter(|n| !n.is_empty());
         if next.is_none() {
-            break;
+            return Ok(out);
         }
     }
-    Ok(out)
+    Err(ControlError::TooManyPages {
+        op: op.name(),
+        pages: MAX_PAGES,
+    })
 }
 
 fn thing_principals(c: &Client, thing: &str) -> Result<Vec<String>, ControlError> {
@@ -1026,10 +1032,7 @@ fn cache_key(c: &Client) -> String {
         &ring::digest::SHA256,
         c.resolved().credentials.access_key_id.as_bytes(),
     );
-    let short: String = digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let short = esp_aws::hex::encode(&digest.as_ref()[..8]);
     format!("{short}/{}/{}", c.region(), c.endpoint().display())
 }
 
@@ -1051,37 +1054,42 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
         ));
     };
     let thing_arn = t.thing_arn.clone();
+    // What AWS sent is matched and sent back as it is, and printed only as `shown`.
+    let arn_shown = shown(&thing_arn);
     let mut problems = Vec::new();
     let mut certs = Vec::new();
     let mut ready = false;
     let principals = thing_principals(c, thing)?;
     for arn in &principals {
         let Some(id) = cert_id_of(arn) else {
-            certs.push(json!({"principal": arn}));
+            certs.push(json!({"principal": shown(arn)}));
             continue;
         };
         let d: model::DescribeCertificateResponse =
             c.call_json(Op::DescribeCertificate, &call(vec![id]))?;
-        let st = d.certificate_description.status;
+        let st = shown(&d.certificate_description.status);
         let policies = attached_policies(c, arn)?;
-        let mut docs = Vec::new();
-        for p in &policies {
+        let policies_shown: Vec<String> = policies.iter().map(|p| shown(p)).collect();
+        let id = shown(id);
+        // Each policy's name (shown) and document, parsed once for all the actions. The
+        // evaluator is the one the data endpoint uses, with a REST request's context (no
+        // MQTT policy variables); a document AWS holds but this grammar refuses grants
+        // nothing.
+        let mut named: Vec<(&String, PolicyDocument)> = Vec::new();
+        for (p, shown_p) in policies.iter().zip(&policies_shown) {
             if let Some(g) = get_policy(c, p)? {
-                docs.push(g.policy_document);
+                if let Ok(d) = PolicyDocument::parse(&g.policy_document) {
+                    named.push((shown_p, d));
+                }
             }
         }
-        // The evaluator the data endpoint uses, with a REST request's context (no MQTT
-        // policy variables); a document AWS holds but this grammar refuses grants nothing.
-        let parsed: Vec<PolicyDocument> = docs
-            .iter()
-            .filter_map(|d| PolicyDocument::parse(d).ok())
-            .collect();
+        let parsed: Vec<&PolicyDocument> = named.iter().map(|(_, d)| d).collect();
         let mut shadow = serde_json::Map::new();
         let mut denied_by = serde_json::Map::new();
         let mut all = true;
         for action in iot_policy::SHADOW_ACTIONS {
             let v = iot_policy::evaluate_proven(
-                &parsed,
+                parsed.iter().copied(),
                 action,
                 &thing_arn,
                 &iot_policy::Context::default(),
@@ -1096,13 +1104,13 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
                 all = false;
                 problems.push(
                     format!(
-                        "{} {} {action} on {thing_arn}",
+                        "{} {} {action} on {arn_shown}",
                         if policies.is_empty() {
                             format!("certificate {id} has no policy, so nothing allows")
                         } else {
                             format!(
                                 "the policies of certificate {id} ({}) do not allow",
-                                policies.join(", ")
+                                policies_shown.join(", ")
                             )
                         },
                         if v == Decision::ExplicitDeny {
@@ -1116,20 +1124,17 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
             }
             shadow.insert(action.to_string(), json!(word));
             // Which policies refuse it by themselves (a Deny), so a sentence can name them.
-            let refusing: Vec<&String> = policies
+            let refusing: Vec<&String> = named
                 .iter()
-                .zip(docs.iter())
                 .filter(|(_, d)| {
-                    PolicyDocument::parse(d).is_ok_and(|d| {
-                        iot_policy::evaluate_proven(
-                            [&d],
-                            action,
-                            &thing_arn,
-                            &iot_policy::Context::default(),
-                        ) == Decision::ExplicitDeny
-                    })
+                    iot_policy::evaluate_proven(
+                        [d],
+                        action,
+                        &thing_arn,
+                        &iot_policy::Context::default(),
+                    ) == Decision::ExplicitDeny
                 })
-                .map(|(name, _)| name)
+                .map(|(name, _)| *name)
                 .collect();
             if !refusing.is_empty() {
                 denied_by.insert(action.to_string(), json!(refusing));
@@ -1144,9 +1149,9 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
         }
         certs.push(json!({
             "certificateId": id,
-            "certificateArn": arn,
+            "certificateArn": shown(arn),
             "status": st,
-            "policies": policies,
+            "policies": policies_shown,
             "shadowActions": shadow,
             "deniedBy": denied_by,
         }));
@@ -1163,7 +1168,7 @@ fn status(c: &Client, thing: &str) -> anyhow::Result<(serde_json::Value, Vec<Str
     }
     let value = json!({
         "thingName": thing,
-        "thingArn": thing_arn,
+        "thingArn": arn_shown,
         "region": c.region(),
         "certificates": certs,
         "ready": ready,
@@ -1187,11 +1192,7 @@ pub fn explain_refusal(
     let Connected { client, .. } = connect(conn, device)
         .map_err(|e| log::info!("the account is not asked: {e:#}"))
         .ok()?;
-    let id: String = ring::digest::digest(&ring::digest::SHA256, cert_der)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let id = esp_aws::hex::encode(ring::digest::digest(&ring::digest::SHA256, cert_der).as_ref());
     let (value, _) = match status(&client, thing) {
         Ok(v) => v,
         Err(_) if handshake => return None,
@@ -1340,31 +1341,34 @@ fn delete_thing(
         };
         let Some(id) = cert_id_of(arn) else {
             detach(c).map_err(|e| again(e, &done))?;
-            done.push(format!("principal {arn} detached"));
+            done.push(format!("principal {} detached", shown(arn)));
             continue;
         };
         let others: Vec<String> = principal_things(c, arn)
             .map_err(|e| again(e, &done))?
             .into_iter()
             .filter(|t| t != thing)
+            .map(|t| shown(&t))
             .collect();
+        // `id` goes back to AWS as it came; `shown_id` is what is printed.
+        let shown_id = shown(id);
         if keep || !others.is_empty() {
             detach(c).map_err(|e| again(e, &done))?;
             say(&format!(
-                "✓ certificate {id} detached from {thing} and kept{}",
+                "✓ certificate {shown_id} detached from {thing} and kept{}",
                 if others.is_empty() {
                     String::new()
                 } else {
                     format!(" (also attached to {})", others.join(", "))
                 }
             ));
-            done.push(format!("certificate {id} detached"));
-            kept_certs.push(id.to_string());
+            done.push(format!("certificate {shown_id} detached"));
+            kept_certs.push(shown_id.clone());
             continue;
         }
         set_status(c, id, CertificateStatus::Inactive).map_err(|e| again(e, &done))?;
-        say(&format!("✓ certificate {id} set INACTIVE"));
-        done.push(format!("certificate {id} INACTIVE"));
+        say(&format!("✓ certificate {shown_id} set INACTIVE"));
+        done.push(format!("certificate {shown_id} INACTIVE"));
         for p in attached_policies(c, arn).map_err(|e| again(e, &done))? {
             c.call(
                 Op::DetachPolicy,
@@ -1375,17 +1379,20 @@ fn delete_thing(
                 },
             )
             .map_err(|e| again(e, &done))?;
-            say(&format!("✓ policy {p} detached from certificate {id}"));
-            done.push(format!("policy {p} detached"));
+            let shown_p = shown(&p);
+            say(&format!(
+                "✓ policy {shown_p} detached from certificate {shown_id}"
+            ));
+            done.push(format!("policy {shown_p} detached"));
             detached_policies.push(p);
         }
         detach(c).map_err(|e| again(e, &done))?;
-        say(&format!("✓ certificate {id} detached from {thing}"));
+        say(&format!("✓ certificate {shown_id} detached from {thing}"));
         c.call(Op::DeleteCertificate, &call(vec![id]))
             .map_err(|e| again(e, &done))?;
-        say(&format!("✓ certificate {id} deleted"));
-        done.push(format!("certificate {id} deleted"));
-        deleted_certs.push(id.to_string());
+        say(&format!("✓ certificate {shown_id} deleted"));
+        done.push(format!("certificate {shown_id} deleted"));
+        deleted_certs.push(shown_id.clone());
     }
     // AWS applies a detach eventually: a DeleteThing right after it may still see the
     // principal (InvalidRequestException); ask again a few times.

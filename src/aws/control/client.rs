@@ -73,6 +73,18 @@ pub enum ControlError {
         /// rustls' reason.
         why: String,
     },
+    /// The connection broke after (part of) the request was sent and before the whole
+    /// answer came: whether AWS carried the operation out is unknown. Only operations that
+    /// are safe to repeat ([`Op::idempotent`]) are sent again.
+    #[error("the connection to {host} broke after the {} request was sent ({why}), so AWS IoT may have carried it out; see what exists with `esp-aws aws status THING` before running the command again", op.name())]
+    AnswerLost {
+        /// The operation.
+        op: Op,
+        /// host:port.
+        host: String,
+        /// What happened.
+        why: String,
+    },
     /// The response is not HTTP.
     #[error("AWS IoT at {host} sent a broken answer to {op}: {source}")]
     Http {
@@ -96,7 +108,8 @@ pub enum ControlError {
     Api {
         /// The operation.
         op: Op,
-        /// The error type (`ResourceAlreadyExistsException`), or empty if none was sent.
+        /// The error type (`ResourceAlreadyExistsException`), escaped, or empty if none
+        /// was sent.
         code: String,
         /// The HTTP status.
         status: u16,
@@ -104,6 +117,15 @@ pub enum ControlError {
         message: String,
         /// How many attempts were made.
         attempts: u32,
+    },
+    /// A paged list did not end within the pages a caller follows: acting on part of it
+    /// (deleting what it names) would leave the rest behind.
+    #[error("AWS IoT answered {op} with more than {pages} pages; stopped rather than act on part of the list")]
+    TooManyPages {
+        /// The operation.
+        op: &'static str,
+        /// The pages read.
+        pages: u32,
     },
     /// The request could not be signed.
     #[error("the {op} request could not be signed: {why}")]
@@ -220,8 +242,9 @@ fn api_sentence(op: Op, code: &str, status: u16, message: &str, attempts: u32) -
     }
 }
 
-/// Keeps AWS's message to one printable line of bounded length.
-fn clean_message(s: &str) -> String {
+/// Keeps text from AWS (a message, an ID, a name, an ARN) to one printable line of bounded
+/// length: a server's control characters must not reach the terminal.
+pub fn clean_message(s: &str) -> String {
     let one: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -408,8 +431,13 @@ impl Client {
                         .unwrap_or_default();
                     is_retryable(resp.status, &code)
                 }
-                // A connection reset or timeout is transient too; TLS failures are not.
-                Err(ControlError::Connect { .. }) | Err(ControlError::Http { .. }) => true,
+                // Nothing was sent: trying again cannot do anything twice.
+                Err(ControlError::Connect { .. }) => true,
+                // Sent, answer lost: again only what is safe to repeat (a second
+                // CreateKeysAndCertificate would mint a second ACTIVE certificate).
+                Err(ControlError::AnswerLost { .. }) => op.idempotent(),
+                // An answer too large or not HTTP is what the server sends; TLS failures
+                // are not transient either.
                 Err(_) => false,
             };
             if retry && attempt < self.attempts {
@@ -423,11 +451,23 @@ impl Client {
                 std::thread::sleep(wait);
                 continue;
             }
-            let resp = outcome?;
+            let resp = match outcome {
+                // For an operation that is safe to repeat, a lost answer is just a broken
+                // connection.
+                Err(ControlError::AnswerLost { host, why, .. }) if op.idempotent() => {
+                    return Err(ControlError::Connect {
+                        host,
+                        source: std::io::Error::other(why),
+                    })
+                }
+                other => other?,
+            };
             if (200..300).contains(&resp.status) {
                 return Ok(resp.body);
             }
+            // The error type is printed in the sentence; the server chose it.
             let code = model::error_type(resp.header(model::ERROR_TYPE_HEADER), &resp.body)
+                .map(|c| crate::aws::names::escape(&c))
                 .unwrap_or_default();
             let message = serde_json::from_slice::<model::ErrorBody>(&resp.body)
                 .ok()
@@ -610,7 +650,15 @@ impl Client {
         request: &[u8],
         hostport: &str,
     ) -> Result<http::Response, ControlError> {
-        let io = |e: std::io::Error| classify_io(e, hostport);
+        // From the first byte written on, the server may act on the request.
+        let io = |e: std::io::Error| match classify_io(e, hostport) {
+            ControlError::Connect { host, source } => ControlError::AnswerLost {
+                op,
+                host,
+                why: source.to_string(),
+            },
+            other => other,
+        };
         stream.write_all(request).map_err(io)?;
         stream.flush().map_err(io)?;
         let mut buf = Vec::new();
@@ -628,13 +676,27 @@ impl Client {
                 Ok(Parsed::Complete(resp, _)) => return Ok(resp),
                 Ok(Parsed::Partial) if !closed => continue,
                 Ok(Parsed::Partial) => {
-                    return Err(ControlError::Http {
-                        op: op.name(),
+                    return Err(ControlError::AnswerLost {
+                        op,
                         host: hostport.into(),
-                        source: HttpError::Truncated {
-                            got: buf.len(),
-                            expected: 0,
-                        },
+                        why: format!(
+                            "the connection closed after {} bytes of the answer",
+                            buf.len()
+                        ),
+                    })
+                }
+                Err(_) if closed && buf.is_empty() => {
+                    return Err(ControlError::AnswerLost {
+                        op,
+                        host: hostport.into(),
+                        why: "the connection closed without an answer".into(),
+                    })
+                }
+                Err(HttpError::Truncated { got, expected }) => {
+                    return Err(ControlError::AnswerLost {
+                        op,
+                        host: hostport.into(),
+                        why: format!("the connection closed after {got} of {expected} body bytes"),
                     })
                 }
                 Err(source) => {

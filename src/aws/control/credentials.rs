@@ -86,7 +86,8 @@ pub enum CredentialsError {
     },
 }
 
-/// A set of AWS credentials. `Debug` shows the key ID only.
+/// A set of AWS credentials. `Debug` shows where they came from only: neither the key ID
+/// nor the secrets.
 #[derive(Clone)]
 pub struct Credentials {
     /// The access key ID (not a secret, but esp-aws does not print it either).
@@ -152,33 +153,7 @@ pub struct Resolved {
     pub profile: String,
 }
 
-type Sections = BTreeMap<String, BTreeMap<String, String>>;
-
-/// Parses an AWS INI file: `[name]` sections of `key = value` lines, `#`/`;` comments.
-/// Nested (indented) values such as `s3 =` sub-sections are kept as their raw lines.
-fn parse_ini(text: &str) -> Sections {
-    let mut out = Sections::new();
-    let mut current: Option<String> = None;
-    for line in text.lines() {
-        let t = line.trim();
-        if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
-            continue;
-        }
-        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-            let name = name.trim().to_string();
-            out.entry(name.clone()).or_default();
-            current = Some(name);
-        } else if let (Some(sec), Some((k, v))) = (&current, t.split_once('=')) {
-            if line.starts_with([' ', '\t']) {
-                continue;
-            }
-            out.entry(sec.clone())
-                .or_default()
-                .insert(k.trim().to_string(), v.trim().to_string());
-        }
-    }
-    out
-}
+use super::ini::{parse as parse_ini, Sections};
 
 fn home(env: &dyn Env) -> PathBuf {
     env.var("HOME")
@@ -382,6 +357,9 @@ struct ProcessOutput {
     session_token: Option<String>,
 }
 
+/// Most bytes of a credential_process's stdout that are read.
+const PROCESS_OUTPUT_MAX: u64 = 64 * 1024;
+
 fn run_process(profile: &str, cmd: &str) -> Result<Credentials, CredentialsError> {
     let fail = |why: String| CredentialsError::Process {
         profile: profile.into(),
@@ -401,15 +379,37 @@ fn run_process(profile: &str, cmd: &str) -> Result<Credentials, CredentialsError
     };
     // Its stderr goes to the user (an MFA prompt, a login hint); its stdout holds the
     // secret and is only parsed.
-    let out = command
+    let mut child = command
         .stdin(std::process::Stdio::inherit())
         .stderr(std::process::Stdio::inherit())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .map_err(|e| fail(format!("could not be started: {e}")))?;
-    if !out.status.success() {
-        return Err(fail(format!("failed ({})", out.status)));
+    // A program that never stops printing must not fill memory: the JSON is a few KiB.
+    let mut stdout = Vec::new();
+    let read = match child.stdout.take() {
+        Some(pipe) => {
+            use std::io::Read;
+            pipe.take(PROCESS_OUTPUT_MAX + 1).read_to_end(&mut stdout)
+        }
+        None => Ok(0),
+    };
+    if stdout.len() as u64 > PROCESS_OUTPUT_MAX {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(fail(format!(
+            "printed more than {} KiB, which is not the credentials JSON",
+            PROCESS_OUTPUT_MAX / 1024
+        )));
     }
-    let parsed: ProcessOutput = serde_json::from_slice(&out.stdout).map_err(|_| {
+    let status = child
+        .wait()
+        .map_err(|e| fail(format!("could not be waited for: {e}")))?;
+    read.map_err(|e| fail(format!("could not be read: {e}")))?;
+    if !status.success() {
+        return Err(fail(format!("failed ({status})")));
+    }
+    let parsed: ProcessOutput = serde_json::from_slice(&stdout).map_err(|_| {
         fail("printed something other than the JSON AWS defines (Version, AccessKeyId, SecretAccessKey)".into())
     })?;
     if parsed.version != 1 {
@@ -428,6 +428,20 @@ fn run_process(profile: &str, cmd: &str) -> Result<Credentials, CredentialsError
 
 #[cfg(test)]
 mod tests {
+    #[cfg(unix)]
+    #[test]
+    fn a_credential_process_printing_too_much_is_refused() {
+        for cmd in ["head -c 100000 /dev/zero", "yes"] {
+            let e = super::run_process("p", cmd).unwrap_err().to_string();
+            assert!(e.contains("printed more than 64 KiB"), "{cmd}: {e}");
+        }
+        // Right at the bound it is read (and refused as not JSON).
+        let e = super::run_process("p", "head -c 65536 /dev/zero")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("other than the JSON"), "{e}");
+    }
+
     use super::*;
 
     struct Map(BTreeMap<&'static str, String>);

@@ -13,4 +13,5 @@
 pub mod client;
 #[cfg(feature = "control")]
 pub mod credentials;
+pub mod ini;
 pub mod model;

@@ -238,23 +238,33 @@ impl Op {
         }
     }
 
-    /// The query parameters the operation defines (all optional on the wire unless the
-    /// operation's page says otherwise; esp-aws always sends `endpointType`,
-    /// `setAsActive` and `newStatus`).
-    pub fn query_params(self) -> &'static [&'static str] {
+    /// Whether sending the request twice leaves the account as sending it once: reads,
+    /// attachments and detachments, a status change, deletions. The `Create*` and
+    /// `Register*` operations are not (a second CreateKeysAndCertificate mints a second
+    /// certificate), so a request whose answer was lost is not sent again.
+    pub fn idempotent(self) -> bool {
         match self {
-            Op::DeleteThing => &["expectedVersion"],
-            Op::CreateKeysAndCertificate | Op::CreateCertificateFromCsr => &["setAsActive"],
-            Op::UpdateCertificate => &["newStatus"],
-            Op::DeleteCertificate => &["forceDelete"],
-            Op::ListAttachedPolicies => &["marker", "pageSize", "recursive"],
-            Op::ListTargetsForPolicy => &["marker", "pageSize"],
-            Op::AttachThingPrincipal => &["thingPrincipalType"],
-            Op::ListThingPrincipals | Op::ListPrincipalThings => {
-                &["maxResults", "nextToken", "thingPrincipalType"]
-            }
-            Op::DescribeEndpoint => &["endpointType"],
-            _ => &[],
+            Op::CreateThing
+            | Op::CreateKeysAndCertificate
+            | Op::CreateCertificateFromCsr
+            | Op::CreatePolicy
+            | Op::RegisterCertificateWithoutCa => false,
+            Op::DescribeThing
+            | Op::DeleteThing
+            | Op::DescribeCertificate
+            | Op::UpdateCertificate
+            | Op::DeleteCertificate
+            | Op::GetPolicy
+            | Op::DeletePolicy
+            | Op::AttachPolicy
+            | Op::DetachPolicy
+            | Op::ListAttachedPolicies
+            | Op::ListTargetsForPolicy
+            | Op::AttachThingPrincipal
+            | Op::DetachThingPrincipal
+            | Op::ListThingPrincipals
+            | Op::ListPrincipalThings
+            | Op::DescribeEndpoint => true,
         }
     }
 
@@ -263,19 +273,6 @@ impl Op {
         matches!(
             self,
             Op::AttachThingPrincipal | Op::DetachThingPrincipal | Op::ListPrincipalThings
-        )
-    }
-
-    /// Whether the request has a JSON body.
-    pub fn has_body(self) -> bool {
-        matches!(
-            self,
-            Op::CreateThing
-                | Op::CreateCertificateFromCsr
-                | Op::RegisterCertificateWithoutCa
-                | Op::CreatePolicy
-                | Op::AttachPolicy
-                | Op::DetachPolicy
         )
     }
 
@@ -343,7 +340,13 @@ const ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 
 /// Percent-encodes one path segment or query value (RFC 3986 unreserved kept).
 pub fn encode_segment(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, ENCODE).to_string()
+    encode_bytes(s.as_bytes())
+}
+
+/// [`encode_segment`] of raw bytes: a decoded segment need not be UTF-8, and SigV4 signs
+/// its bytes.
+pub fn encode_bytes(bytes: &[u8]) -> String {
+    percent_encoding::percent_encode(bytes, ENCODE).to_string()
 }
 
 /// Decodes one percent-encoded path segment or query value; `None` if not UTF-8.
@@ -357,10 +360,17 @@ pub fn decode_segment(s: &str) -> Option<String> {
 /// A query string from `(name, value)` pairs, sorted by name as SigV4's canonical request
 /// wants them, each value percent-encoded. Empty for no pairs (no `?`).
 pub fn query_string(pairs: &[(&str, String)]) -> String {
-    let mut sorted: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| (encode_segment(k), encode_segment(v)))
-        .collect();
+    join_query(
+        pairs
+            .iter()
+            .map(|(k, v)| (encode_segment(k), encode_segment(v)))
+            .collect(),
+    )
+}
+
+/// Encoded `(name, value)` pairs sorted and joined as `a=1&b=2`: the query string the client
+/// sends is SigV4's canonical query string.
+pub fn join_query(mut sorted: Vec<(String, String)>) -> String {
     sorted.sort();
     sorted
         .iter()

@@ -714,13 +714,7 @@ impl Account {
 /// The name of the policy the account makes for a thing's identity: `<thing>-policy`, with
 /// the `:` a thing name may hold (but a policy name may not) as `.`.
 pub fn thing_policy_name(thing: &str) -> String {
-    let name = format!("{}-policy", thing.replace(':', "."));
-    // Policy names stop at 128 characters; thing names may use all 128.
-    if name.len() > 128 {
-        format!("{}-policy", &cert_id(thing.as_bytes())[..32])
-    } else {
-        name
-    }
+    crate::aws::policy::policy_name_for("", thing, "-policy")
 }
 
 /// The policy of the identities the simulator makes (`sim thing create`, `lnu_001`): the

@@ -78,24 +78,11 @@ pub fn load_or_create_credentials(dir: &Path) -> Result<Credentials, AccountErro
 }
 
 fn parse_credentials(text: &str) -> Option<Credentials> {
-    let mut in_default = false;
-    let (mut id, mut secret) = (None, None);
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_default = line == "[default]";
-        } else if in_default {
-            if let Some((k, v)) = line.split_once('=') {
-                match k.trim() {
-                    "aws_access_key_id" => id = Some(v.trim().to_string()),
-                    "aws_secret_access_key" => secret = Some(v.trim().to_string()),
-                    _ => {}
-                }
-            }
-        }
-    }
+    let sections = crate::aws::control::ini::parse(text);
+    let default = sections.get("default")?;
     Some(Credentials {
-        access_key_id: id?,
-        secret_access_key: secret?,
+        access_key_id: default.get("aws_access_key_id")?.clone(),
+        secret_access_key: default.get("aws_secret_access_key")?.clone(),
     })
 }
 
@@ -162,22 +149,12 @@ fn is_true(v: Option<String>) -> bool {
     v.as_deref() == Some("true")
 }
 
-fn valid_policy_name(n: &str) -> bool {
-    (1..=128).contains(&n.len())
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
-}
-
 fn valid_cert_id(id: &str) -> bool {
     id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 fn thing_arn(reg: &account::Registry, thing: &str) -> String {
-    format!(
-        "arn:aws:iot:{}:{}:thing/{thing}",
-        reg.region,
-        reg.account_id()
-    )
+    crate::aws::policy::shadow_arn(&reg.region, &reg.account_id(), thing, None)
 }
 
 fn policy_arn(reg: &account::Registry, name: &str) -> String {
@@ -518,7 +495,7 @@ pub fn run(
         }
         Op::CreatePolicy => {
             let name = param(0);
-            if !valid_policy_name(name) {
+            if crate::aws::names::validate_policy_name(name).is_err() {
                 return fail(
                     ErrorCode::InvalidRequest,
                     format!("Policy name '{name}' must be 1 to 128 characters of [\\w+=,.@-]"),

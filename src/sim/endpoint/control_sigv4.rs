@@ -17,6 +17,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::http::Request;
+use crate::aws::control::model as m;
+use crate::hex::encode as hex;
 
 /// The only algorithm SigV4 names.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -140,17 +142,6 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, SigV4Error> {
     })
 }
 
-/// Characters SigV4 leaves unencoded: RFC 3986 unreserved.
-const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
-fn encode(bytes: &[u8]) -> String {
-    percent_encoding::percent_encode(bytes, UNRESERVED).to_string()
-}
-
 /// The canonical URI of a raw request path: dot segments and empty segments removed (a
 /// trailing slash kept), then every segment encoded again as sent.
 pub fn canonical_uri(raw_path: &str) -> String {
@@ -167,7 +158,7 @@ pub fn canonical_uri(raw_path: &str) -> String {
     let mut out = String::new();
     for s in &segments {
         out.push('/');
-        out.push_str(&encode(s.as_bytes()));
+        out.push_str(&m::encode_segment(s));
     }
     if out.is_empty() || (raw_path.ends_with('/') && !segments.is_empty()) {
         out.push('/');
@@ -177,29 +168,21 @@ pub fn canonical_uri(raw_path: &str) -> String {
 
 /// The canonical query string: each name and value decoded, encoded the SigV4 way, sorted.
 pub fn canonical_query(raw_query: &str) -> String {
-    let mut pairs: Vec<(String, String)> = raw_query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
-            (encode(&dec(k)), encode(&dec(v)))
-        })
-        .collect();
-    pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    let dec = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
+    m::join_query(
+        raw_query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (m::encode_bytes(&dec(k)), m::encode_bytes(&dec(v)))
+            })
+            .collect(),
+    )
 }
 
 fn canonical_header_value(v: &str) -> String {
     v.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Hex SHA-256.
@@ -361,8 +344,9 @@ pub fn verify(
     Ok(())
 }
 
-/// Signs `req` in place (adds `x-amz-date`, `x-amz-content-sha256` and `authorization`,
-/// signing every header present): for tests and for the simulator's own tools.
+/// Signs `req` in place (adds `x-amz-date` and `authorization`, signing every header
+/// present; the body's hash is in the canonical request, not a header): for tests and for
+/// the simulator's own tools.
 pub fn sign(req: &mut Request, creds: &Credentials, region: &str, service: &str, now: SystemTime) {
     let amz_date = format_amz_date(now);
     req.headers.retain(|(n, _)| {
