@@ -19,7 +19,7 @@ use super::client::{AtClient, Error as AtError};
 use super::commands::{
     CloseLink, EchoOff, EnableSyslog, LinkStart, PassiveReceive, RecvData, Send, SetSysTimestamp,
     SntpConfig, SntpTime, SslAlpn, SslChecks, SslClientConfig, SslSni, StartSsl, StoredSslConfig,
-    SysTimestamp, MUTUAL_TLS,
+    SysTimestamp,
 };
 use crate::clock::{format_time, host_now};
 use crate::firmware::Generation;
@@ -459,10 +459,11 @@ impl<T: Transport> Session<T> {
     }
 
     /// Whether the module has mutual TLS with server verification stored
-    /// ([`MUTUAL_TLS`], one `AT+CIPSSLCCONF?`): what a session made by [`Session::resume`]
-    /// relies on, since it configures nothing.
+    /// (what [`SslClientConfig::mutual`] stores, one `AT+CIPSSLCCONF?`): what a session made
+    /// by [`Session::resume`] relies on, since it configures nothing.
     pub fn mutual_tls_stored(&mut self) -> Result<bool, AtError> {
-        Ok(self.client.run(&StoredSslConfig)? == Some(MUTUAL_TLS))
+        let mutual = SslClientConfig::mutual(self.info.generation).stored();
+        Ok(self.client.run(&StoredSslConfig)? == Some(mutual))
     }
 
     /// Leaves the link open for the next command (see [`Session::resume`]): forgets it
