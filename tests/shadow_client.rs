@@ -71,6 +71,15 @@ fn every_operation_answers_in_types() {
     let list = shadows.list("lnu_001", None, None).unwrap();
     assert_eq!(list["results"], json!(["config"]), "{list}");
 
+    // A QoS the API does not offer is refused before anything is sent.
+    match shadows.publish("dev/1/temp", 2, b"{}") {
+        Err(e @ ShadowError::Qos(2)) => assert_eq!(
+            e.to_string(),
+            "QoS 2 is not offered by the AWS IoT publish API, which takes 0 or 1"
+        ),
+        other => panic!("QoS 2: {other:?}"),
+    }
+    assert!(world.sim.endpoint().publications().is_empty());
     shadows.publish("dev/1/temp", 0, br#"{"t":21}"#).unwrap();
     assert_eq!(world.sim.endpoint().publications().len(), 1);
 

@@ -50,6 +50,9 @@ pub enum ShadowError {
         /// What the request does.
         effect: Effect,
     },
+    /// A publish asked for a QoS the REST API does not offer: nothing was sent.
+    #[error("QoS {0} is not offered by the AWS IoT publish API, which takes 0 or 1")]
+    Qos(u8),
     /// A 200 answer whose body is not the JSON it should be.
     #[error("{what} is not JSON: {cause}")]
     NotJson {
@@ -476,8 +479,12 @@ impl<T: Transport> ShadowClient<T> {
         json("the list", &response.body)
     }
 
-    /// Publishes `body` to `topic` through the REST API, at most once.
+    /// Publishes `body` to `topic` through the REST API, at most once, with QoS 0 or 1
+    /// (anything else is refused before anything is sent: it would go into the URL as is).
     pub fn publish(&mut self, topic: &str, qos: u8, body: &[u8]) -> Result<(), ShadowError> {
+        if qos > 1 {
+            return Err(ShadowError::Qos(qos));
+        }
         let target = shadow::publish_path(topic, qos);
         let response =
             shadow::publish_at_most_once(|| self.send_once("POST", &target, Some(body)))?;
