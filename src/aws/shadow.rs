@@ -466,16 +466,21 @@ impl ApiError {
 const MESSAGE_MAX: usize = 200;
 
 /// AWS's error body `{"code":…,"message":…}`, or its 403 body `{"message":…}`, escaped
-/// (whatever answered may send terminal escape sequences) and cut at 200 characters.
+/// (whatever answered may send terminal escape sequences) and cut at 200 characters. The
+/// cut falls between escapes, never inside one: half of `\x1b` would read as another byte.
 pub fn error_message(body: &[u8]) -> String {
     let text = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
-    let mut shown = crate::trace::escape(text.as_bytes());
-    if shown.len() > MESSAGE_MAX {
-        shown.truncate(MESSAGE_MAX);
-        shown.push('…');
+    let mut shown = String::new();
+    for byte in text.bytes() {
+        let escaped = crate::trace::escape(&[byte]);
+        if shown.len() + escaped.len() > MESSAGE_MAX {
+            shown.push('…');
+            break;
+        }
+        shown.push_str(&escaped);
     }
     shown
 }
@@ -779,6 +784,32 @@ pub fn publish_at_most_once<E: std::fmt::Display>(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn error_messages_are_escaped_and_cut_between_escapes() {
+        let body = json!({"code": 400, "message": "\u{1b}[2J wiped"}).to_string();
+        assert_eq!(error_message(body.as_bytes()), "\\x1b[2J wiped");
+        // A body that is not JSON is shown as text, cut at 200 characters.
+        let long = "b".repeat(250);
+        assert_eq!(
+            error_message(long.as_bytes()),
+            format!("{}…", "b".repeat(200))
+        );
+        // 197 characters and then an escape of 4: the escape is left out whole.
+        let message = format!("{}\u{1b}[2J", "a".repeat(197));
+        let body = json!({"message": message}).to_string();
+        assert_eq!(
+            error_message(body.as_bytes()),
+            format!("{}…", "a".repeat(197))
+        );
+        // Exactly 200 characters once escaped: nothing is cut.
+        let message = format!("{}\u{1b}", "a".repeat(196));
+        let body = json!({"message": message}).to_string();
+        assert_eq!(
+            error_message(body.as_bytes()),
+            format!("{}\\x1b", "a".repeat(196))
+        );
+    }
 
     #[test]
     fn items_follow_httpie() {
