@@ -200,10 +200,15 @@ pub fn parse_version(lines: &[String]) -> Result<Option<(String, Generation)>, S
     {
         return Err(line.clone());
     }
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (Some(major), minor) = (parts.next(), parts.next().unwrap_or(0)) else {
-        return Err(line.clone());
+    // The version starts with a digit, so `major` is there; a number too large for `u32`
+    // is unreadable, not 0 (which would be taken for 1.x).
+    let mut parts = version.split('.');
+    let number = |part: Option<&str>| match part {
+        None | Some("") => Ok(0),
+        Some(p) => p.parse::<u32>().map_err(|_| line.clone()),
     };
+    let major = number(parts.next())?;
+    let minor = number(parts.next())?;
     Ok(Some((version, Generation::of_release(major, minor))))
 }
 
@@ -846,5 +851,14 @@ mod tests {
         assert!(bad("AT version:\u{fffd}\u{fffd}(x)").is_err());
         assert!(bad("AT version:(no number)").is_err());
         assert!(bad("AT version:1.1.3.0(\u{fffd})").is_err());
+        // A number too large to read is not 0 (1.x) either, in either place.
+        let huge = "AT version:4294967296.1.0.0(x)";
+        assert_eq!(bad(huge), Err(huge.to_string()));
+        let huge = "AT version:4.99999999999.0.0(x)";
+        assert_eq!(bad(huge), Err(huge.to_string()));
+        assert_eq!(
+            v("AT version:4294967295.0(x)"),
+            Some(("4294967295.0".into(), Generation::V4_1))
+        );
     }
 }
