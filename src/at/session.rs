@@ -274,8 +274,13 @@ impl Probe {
                 // A reboot or a stale error from before: the next AT will tell.
                 Err(AtError::Rebooted(_)) => self.reboots += 1,
                 // The reply to a read an interrupted program sent (`+CIPRECVDATA:445,...`):
-                // refused, not buffered; the drain below lets the rest of it go by.
-                Err(e @ (AtError::Oversized { .. } | AtError::LineTooLong)) => oversized.push(e),
+                // refused, not buffered; the drain below lets the rest of it go by. A cut-off
+                // `+IPD` header of that program's link is stale the same way.
+                Err(
+                    e @ (AtError::Oversized { .. }
+                    | AtError::LineTooLong
+                    | AtError::MalformedIpd(_)),
+                ) => oversized.push(e),
                 Err(AtError::Busy(_)) => self.busy += 1,
                 Err(AtError::Failed { .. }) => {}
                 Err(AtError::DataMode(_)) => {
@@ -381,7 +386,8 @@ impl<T: Transport> Session<T> {
                     AtError::Rebooted(_)
                     | AtError::Failed { .. }
                     | AtError::Timeout { .. }
-                    | AtError::Oversized { .. },
+                    | AtError::Oversized { .. }
+                    | AtError::MalformedIpd(_),
                 ) if !last => {
                     reboots += usize::from(client.take_rebooted());
                     client.drain(Duration::from_millis(200), Duration::from_secs(3))?;
@@ -821,6 +827,51 @@ pub struct SendFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::{ScriptedTransport, Step};
+
+    fn expect(s: &str) -> Step {
+        Step::Expect(s.as_bytes().to_vec())
+    }
+    fn reply(s: &str) -> Step {
+        Step::Reply(s.as_bytes().to_vec())
+    }
+    const GMR_V1: &str =
+        "AT version:1.1.3.0(5a40576 - Nov 28 2018 12:50:55)\r\nSDK version:v3.0.7\r\n\r\nOK\r\n";
+
+    /// A malformed `+IPD` header left by an interrupted program's link, met by the probe or
+    /// by `AT+GMR`, is stale output like an oversized reply: the probe goes on.
+    #[test]
+    fn a_stale_malformed_ipd_does_not_abort_open() {
+        let during_probe = vec![
+            expect("AT\r\n"),
+            reply("\r\n+IPD,-1\r\n"),
+            expect("AT\r\n"),
+            reply("\r\nOK\r\n"),
+            expect("AT\r\n"),
+            reply("\r\nOK\r\n"),
+            expect("ATE0\r\n"),
+            reply("\r\nOK\r\n"),
+            expect("AT+GMR\r\n"),
+            reply(GMR_V1),
+        ];
+        let during_gmr = vec![
+            expect("AT\r\n"),
+            reply("\r\nOK\r\n"),
+            expect("ATE0\r\n"),
+            reply("\r\nOK\r\n"),
+            expect("AT+GMR\r\n"),
+            reply("\r\n+IPD,-1\r\n"),
+            expect("ATE0\r\n"),
+            reply("\r\nOK\r\n"),
+            expect("AT+GMR\r\n"),
+            reply(GMR_V1),
+        ];
+        for script in [during_probe, during_gmr] {
+            let session =
+                Session::open(ScriptedTransport::new(script), None, Timeouts::default()).unwrap();
+            assert_eq!(session.info().generation, Generation::V1_1_3);
+        }
+    }
 
     #[test]
     fn versions_map_to_generations() {
