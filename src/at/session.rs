@@ -226,19 +226,45 @@ struct Probe {
     prompt: bool,
 }
 
+/// The most text kept of what the probe saw: enough to recognise a boot log, bounded on a
+/// port that never stops talking.
+const SEEN_MAX: usize = 16 * 1024;
+
+/// Adds the drained lines among `events` to `seen` (up to [`SEEN_MAX`]).
+fn note_lines(seen: &mut String, events: &[super::digest::Event]) {
+    for event in events {
+        if let super::digest::Event::Line(l) = event {
+            if seen.len() >= SEEN_MAX {
+                return;
+            }
+            seen.push_str(&String::from_utf8_lossy(l));
+            seen.push('\n');
+        }
+    }
+}
+
 /// Waits, at most [`STREAM_WAIT`], until no byte has come for a while (events or not: a
-/// flash read's binary data forms none), and says whether any came meanwhile.
-fn wait_for_quiet<T: Transport>(client: &mut AtClient<T>) -> Result<bool, Error> {
+/// flash read's binary data forms none), and says whether any came meanwhile. The lines
+/// that came are added to `seen`; once they read as a boot log the wait ends there: a
+/// boot-looping log port never goes quiet, and is what the probe will name anyway.
+fn wait_for_quiet<T: Transport>(
+    client: &mut AtClient<T>,
+    seen: &mut String,
+) -> Result<bool, Error> {
     let end = Instant::now() + STREAM_WAIT;
-    let mut seen = client.bytes_read();
+    let mut read = client.bytes_read();
     let mut streamed = false;
     while Instant::now() < end {
-        client.drain(Duration::from_millis(100), Duration::from_millis(500))?;
-        if client.bytes_read() == seen {
+        let events = client.drain(Duration::from_millis(100), Duration::from_millis(500))?;
+        note_lines(seen, &events);
+        if client.bytes_read() == read {
             break;
         }
         streamed = true;
-        seen = client.bytes_read();
+        read = client.bytes_read();
+        if looks_like_boot_log(seen).is_some() {
+            break;
+        }
     }
     Ok(streamed)
 }
@@ -291,18 +317,14 @@ impl Probe {
             }
             stumbled = true;
             // A late answer to this attempt must not be taken for the next one's.
-            for event in client.drain(Duration::from_millis(150), Duration::from_secs(1))? {
-                if let super::digest::Event::Line(l) = event {
-                    self.seen.push_str(&String::from_utf8_lossy(&l));
-                    self.seen.push('\n');
-                }
-            }
+            let events = client.drain(Duration::from_millis(150), Duration::from_secs(1))?;
+            note_lines(&mut self.seen, &events);
             // Bytes still coming may be a long answer to a command an interrupted program
             // wrote just before it died, which the module began sending only after the
             // quiet period `open` waited for (a USB adapter or a busy host can hold bytes
             // back for longer): the module answers nothing before it ends, so wait it out
             // once and give the probe its attempt back, rather than report silence.
-            if !waited && wait_for_quiet(client)? {
+            if !waited && wait_for_quiet(client, &mut self.seen)? {
                 waited = true;
                 attempts += 1;
             }
@@ -328,8 +350,11 @@ impl<T: Transport> Session<T> {
         // Bytes still coming may be the rest of a long answer to a command an interrupted
         // program sent (a flash read takes seconds at 9600 baud): the module takes no
         // command before it ends, so wait for the line to go quiet (bounded) before probing.
+        // What comes meanwhile names a log port, but is no answer: it does not rule out a
+        // module in data mode below.
+        let mut before = String::new();
         if client.bytes_read() > 0 {
-            wait_for_quiet(&mut client)?;
+            wait_for_quiet(&mut client, &mut before)?;
             client.discard_stale(Duration::ZERO)?;
         }
         let mut probe = Probe::default();
@@ -349,7 +374,9 @@ impl<T: Transport> Session<T> {
             }
         }
         if !probe.answered {
-            return Err(match looks_like_boot_log(&probe.seen) {
+            let boot_log =
+                looks_like_boot_log(&probe.seen).or_else(|| looks_like_boot_log(&before));
+            return Err(match boot_log {
                 Some(what) => Error::LogPort(what.to_string()),
                 None if probe.reboots >= 2 => Error::RebootLoop,
                 None if probe.busy >= 2 => Error::StaysBusy,
@@ -837,6 +864,61 @@ mod tests {
     }
     const GMR_V1: &str =
         "AT version:1.1.3.0(5a40576 - Nov 28 2018 12:50:55)\r\nSDK version:v3.0.7\r\n\r\nOK\r\n";
+
+    /// A log port in a boot loop: a reset banner line every 2 ms, for at most `budget`
+    /// reads (then the read fails, as a port unplugged would).
+    struct BootLoop {
+        reads: usize,
+        budget: usize,
+    }
+
+    impl std::io::Read for BootLoop {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.reads += 1;
+            if self.reads > self.budget {
+                return Err(std::io::Error::other("read past the budget"));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            let line = b"rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n";
+            let n = line.len().min(buf.len());
+            buf[..n].copy_from_slice(&line[..n]);
+            Ok(n)
+        }
+    }
+
+    impl std::io::Write for BootLoop {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Transport for BootLoop {
+        fn set_read_timeout(&mut self, _timeout: Duration) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn clear_input(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A port that never goes quiet because it prints boot banners is not waited on for
+    /// [`STREAM_WAIT`]: the wait ends once its lines read as a boot log, and hands them on.
+    /// (One drain round reads for at most 500 ms, some 250 reads here; the whole wait would
+    /// take thousands.)
+    #[test]
+    fn waiting_for_quiet_ends_at_a_boot_log_and_keeps_its_lines() {
+        let mut client = AtClient::new(BootLoop {
+            reads: 0,
+            budget: 2000,
+        });
+        let mut seen = String::new();
+        assert!(wait_for_quiet(&mut client, &mut seen).unwrap());
+        assert_eq!(looks_like_boot_log(&seen), Some("a reset reason line"));
+        assert!(seen.len() <= SEEN_MAX + 100, "{}", seen.len());
+    }
 
     /// A malformed `+IPD` header left by an interrupted program's link, met by the probe or
     /// by `AT+GMR`, is stale output like an oversized reply: the probe goes on.
