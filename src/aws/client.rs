@@ -149,7 +149,8 @@ impl ResumeFacts<'_> {
 pub enum Operation {
     /// [`ShadowClient::get`].
     Get,
-    /// [`ShadowClient::update`]; `conditional` when it carries an expected `version`.
+    /// [`ShadowClient::update`]; `conditional` when its document carries an expected
+    /// `version` ([`Operation::update`] reads it from the document).
     Update {
         /// The update is conditioned on a version.
         conditional: bool,
@@ -163,6 +164,14 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The update that sends the request document `doc`: conditional when the document
+    /// holds a `version`, however it got there (a flag, or a document given whole).
+    pub fn update(doc: &Value) -> Operation {
+        Operation::Update {
+            conditional: doc.get("version").is_some(),
+        }
+    }
+
     /// Whether the operation may take the quick path, whose failure before anything was
     /// changed is met by running it again after the full set-up: a read, and an
     /// unconditional update (at most once by its `clientToken` read-back). A conditional
@@ -599,6 +608,14 @@ mod tests {
     fn only_reads_and_unconditional_updates_are_repeatable() {
         assert!(Operation::Get.repeatable());
         assert!(Operation::Update { conditional: false }.repeatable());
+        // The document decides: a `version` in it makes the update conditional.
+        assert!(
+            Operation::update(&serde_json::json!({"state": {"desired": {"a": 1}}})).repeatable()
+        );
+        assert!(!Operation::update(
+            &serde_json::json!({"state": {"desired": {"a": 1}}, "version": 3})
+        )
+        .repeatable());
         for op in [
             Operation::Update { conditional: true },
             Operation::Delete,
