@@ -413,12 +413,9 @@ impl<T: Transport> ShadowClient<T> {
         // The version this update was conditioned on.
         let sent = doc.get("version").and_then(Value::as_u64);
         if response.status == 409 {
-            let current = self
-                .current_version(thing, name)
-                .unwrap_or(sent.unwrap_or(0));
             return Err(ShadowError::Api(ApiError::VersionConflict {
                 sent: sent.unwrap_or(0),
-                current,
+                current: self.current_version(thing, name),
             }));
         }
         if response.status != 200 {

@@ -413,12 +413,12 @@ pub enum ApiError {
         name_flag: String,
     },
     /// 409 version conflict.
-    #[error("version conflict: the shadow is no longer at version {sent}; read it again (shadow get) and retry with --expected-version {current}")]
+    #[error("{}", version_conflict(*sent, *current))]
     VersionConflict {
         /// The version sent.
         sent: u64,
-        /// The shadow's version now, when it could be read (else the one sent).
-        current: u64,
+        /// The shadow's version now, when reading it back worked.
+        current: Option<u64>,
     },
     /// 413.
     #[error("AWS refused the document as too large (413): shadow state is limited to 8 KB")]
@@ -434,6 +434,20 @@ pub enum ApiError {
         /// AWS's message (or the body).
         message: String,
     },
+}
+
+/// The sentence of a 409: the version to retry with when the shadow could be read back,
+/// else where to find it (the version sent is stale, so it is not offered).
+fn version_conflict(sent: u64, current: Option<u64>) -> String {
+    let stale = format!("version conflict: the shadow is no longer at version {sent}");
+    match current {
+        Some(current) => format!(
+            "{stale}; read it again (shadow get) and retry with --expected-version {current}"
+        ),
+        None => format!(
+            "{stale}, and its version now could not be read: read it again (shadow get) and retry with --expected-version set to the version it shows"
+        ),
+    }
 }
 
 impl ApiError {
