@@ -840,12 +840,14 @@ pub enum Received {
     TimedOut,
 }
 
-/// Bytes that were not sent whole, and whether they may have reached the peer anyway.
+/// Bytes that were not sent whole (or a request that brought no answer), and whether they
+/// may have reached the peer anyway: what the at-most-once policies of
+/// [`crate::aws::shadow`] decide on, whichever layer failed (`E`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{error}")]
-pub struct SendFailure {
+pub struct SendFailure<E = AtError> {
     /// What went wrong.
-    pub error: AtError,
+    pub error: E,
     /// False only when the bytes provably did not leave whole (they were never written
     /// after the prompt, or not completely): the peer cannot have acted on them.
     pub may_have_left: bool,

@@ -21,7 +21,7 @@
 
 use serde_json::Value;
 
-use super::exchange::{self, RequestFailure};
+use super::exchange;
 use super::http::{encode_request, Response};
 use super::shadow::{self, ApiError, DeleteReply, Effect, SendFailure, UpdateError, UpdateReply};
 use crate::at::client::Error as AtError;
@@ -344,7 +344,7 @@ impl<T: Transport> ShadowClient<T> {
         // refuses never leaves.
         let bytes = encode_request(method, target, &self.host, body)
             .map_err(exchange::Error::Unsendable)?;
-        exchange::request(&mut self.session, &self.host, self.port, &bytes, true)
+        exchange::request(&mut self.session, &self.host, self.port, &bytes)
     }
 
     /// Sends one request without repeating it, saying on failure whether it may have
@@ -356,18 +356,10 @@ impl<T: Transport> ShadowClient<T> {
         body: Option<&[u8]>,
     ) -> Result<Response, SendFailure<exchange::Error>> {
         let bytes = encode_request(method, target, &self.host, body).map_err(|e| SendFailure {
-            error: AtError::UnsafeArgument(e.to_string()).into(),
+            error: exchange::Error::Unsendable(e),
             may_have_left: false,
         })?;
-        exchange::try_request(&mut self.session, &self.host, self.port, &bytes).map_err(
-            |RequestFailure {
-                 error,
-                 may_have_left,
-             }| SendFailure {
-                error,
-                may_have_left,
-            },
-        )
+        exchange::try_request(&mut self.session, &self.host, self.port, &bytes)
     }
 
     /// Reads a shadow (`name` for a named one): its document.

@@ -514,14 +514,7 @@ pub fn new_client_token() -> String {
     )
 }
 
-/// A request that did not bring an answer, and whether it may have reached the endpoint.
-#[derive(Debug)]
-pub struct SendFailure<E> {
-    /// What went wrong.
-    pub error: E,
-    /// False only when the request provably did not leave whole.
-    pub may_have_left: bool,
-}
+pub use crate::at::session::SendFailure;
 
 /// How an update ended when it did.
 #[derive(Debug)]
