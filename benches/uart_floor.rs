@@ -158,7 +158,7 @@ fn warm(world: &World, n: usize) -> (Samples, Samples, Samples) {
             let (t0, r0) = (tx.load(Ordering::Relaxed), rx.load(Ordering::Relaxed));
             let started = Instant::now();
             let response =
-                exchange::request(&mut session, &host, 8443, request, true).expect("warm request");
+                exchange::request(&mut session, &host, 8443, request).expect("warm request");
             let wall = started.elapsed().as_secs_f64();
             assert_eq!(
                 response.status, 200,

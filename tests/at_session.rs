@@ -79,7 +79,7 @@ fn v1_classic_flow_get_over_two_frames() {
     assert_eq!(session.info().version, "1.1.3.0");
     let now = session.ensure_clock(1_790_000_000, false).unwrap();
     assert_eq!(now, 1_795_564_200);
-    let response = exchange::request(&mut session, HOST, 8443, &request, true).unwrap();
+    let response = exchange::request(&mut session, HOST, 8443, &request).unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(response.body, body.to_vec());
     // CLOSED was glued to the body: the link is known to be gone.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use esp_aws::at::session::{Session, Timeouts};
 use esp_aws::aws::exchange;
 use esp_aws::aws::http::encode_request;
-use esp_aws::aws::shadow::{self, SendFailure, UpdateError, UpdateReply};
+use esp_aws::aws::shadow::{self, UpdateError, UpdateReply};
 use esp_aws::clock::PLAUSIBLE_SINCE;
 use esp_aws::firmware::Generation;
 use esp_aws::sim::at_firmware::fault::FaultSpec;
@@ -108,10 +108,7 @@ fn soak(generation: Generation, seed: u64, updates: usize) -> Figures {
         });
         let result = shadow::update_at_most_once(&doc, |method, body| {
             let bytes = encode_request(method, &target, &host, body).expect("a valid request");
-            exchange::try_request(&mut session, &host, 8443, &bytes).map_err(|f| SendFailure {
-                error: f.error,
-                may_have_left: f.may_have_left,
-            })
+            exchange::try_request(&mut session, &host, 8443, &bytes)
         });
         let outcome = match result {
             Ok(UpdateReply::Answered(r)) if r.status == 200 => Seen::Acked,

@@ -831,11 +831,7 @@ mod scripted {
                 reply(&format!("+CIPSSLCCONF:0,{stored}\r\n\r\nOK\r\n")),
             ];
             let mut session = resume(script);
-            assert_eq!(
-                provision::mutual_tls_stored(&mut session).unwrap(),
-                ok,
-                "{stored}"
-            );
+            assert_eq!(session.mutual_tls_stored().unwrap(), ok, "{stored}");
         }
     }
 }

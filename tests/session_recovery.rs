@@ -80,7 +80,7 @@ fn a_stale_send_ok_is_not_taken_for_this_requests() {
     ];
     let mut session =
         Session::resume(ScriptedTransport::new(script), None, timeouts(), HOST, 8443).unwrap();
-    let got = exchange::request(&mut session, HOST, 8443, &request, true).unwrap();
+    let got = exchange::request(&mut session, HOST, 8443, &request).unwrap();
     assert_eq!(got.status, 200);
     assert_eq!(got.body, body.to_vec());
 }

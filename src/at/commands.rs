@@ -221,55 +221,32 @@ impl Command for SntpConfig {
     }
 }
 
-/// `AT+CIPSSLCCONF`'s `<auth_mode>`: who proves what in the TLS handshake (`esp-at.md`
-/// §5.8).
+/// `AT+CIPSSLCCONF`'s `<auth_mode>` for the two settings this tool ever stores (`esp-at.md`
+/// §5.8). Modes 0 and 1 skip verifying the server, so they have no value here: nothing can
+/// ask the module for them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum TlsAuth {
-    /// 0: no certificates either way.
-    None = 0,
-    /// 1: the module presents its certificate and key; the server is not verified.
-    ClientCert = 1,
-    /// 2: the module verifies the server with its CA; it presents no certificate.
+enum TlsAuth {
+    /// 2: the module verifies the server with its CA; it presents no certificate (the TLS
+    /// diagnosis, which must not show the certificate to an unverified server).
     ServerVerify = 2,
     /// 3: both (what AWS IoT needs).
     Mutual = 3,
 }
 
-impl TlsAuth {
-    /// The number on the command line.
-    pub const fn code(self) -> u8 {
-        self as u8
-    }
-
-    /// The mode a stored setting's number names, if any.
-    pub fn from_code(code: u8) -> Option<TlsAuth> {
-        [
-            TlsAuth::None,
-            TlsAuth::ClientCert,
-            TlsAuth::ServerVerify,
-            TlsAuth::Mutual,
-        ]
-        .into_iter()
-        .find(|m| m.code() == code)
-    }
-}
-
 /// `AT+CIPSSLCCONF=<auth>,<pki>,<ca>` (the strict 1.1.3 form, which later generations
-/// accept too; `AT+CIPSSLCCONF=0` for no authentication) → whether the module found the
-/// credentials it checked.
+/// accept too) → whether the module found the credentials it checked. Only
+/// [`SslClientConfig::mutual`] and [`SslClientConfig::VERIFY_ONLY`] build one: both verify
+/// the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SslClientConfig {
-    /// The authentication mode.
-    pub auth: TlsAuth,
-    /// Certificate/key index.
-    pub pki: u8,
-    /// CA index.
-    pub ca: u8,
+    auth: TlsAuth,
+    pki: u8,
+    ca: u8,
     /// Whether an `ERROR` answer means "`client_cert` holds no valid AtPKI bin": 1.x saves
     /// the setting, checks the partitions and then answers `ERROR`; later generations never
     /// fail the checks, so there an `ERROR` is a refusal like any other.
-    pub error_means_no_cert: bool,
+    error_means_no_cert: bool,
 }
 
 impl SslClientConfig {
@@ -282,30 +259,62 @@ impl SslClientConfig {
             error_means_no_cert: generation.sslcconf_strict(),
         }
     }
+
+    /// Verify the server with CA 0, present no certificate (`AT+CIPSSLCCONF=2,0,0`; 1.1.3
+    /// needs both indices even when the certificate is not used).
+    pub const VERIFY_ONLY: SslClientConfig = SslClientConfig {
+        auth: TlsAuth::ServerVerify,
+        pki: 0,
+        ca: 0,
+        error_means_no_cert: false,
+    };
+
+    /// The setting `AT+CIPSSLCCONF?` reads back once this one is stored.
+    pub fn stored(&self) -> SslSetting {
+        SslSetting {
+            auth: self.auth as u8,
+            pki: self.pki,
+            ca: self.ca,
+        }
+    }
 }
 
-/// The mutual-TLS setting this tool relies on: present certificate/key 0 and verify the
-/// server with CA 0 (`AT+CIPSSLCCONF=3,0,0`), as `(auth, pki, ca)`.
-pub const MUTUAL_TLS: (u8, u8, u8) = (TlsAuth::Mutual.code(), 0, 0);
+/// A stored `AT+CIPSSLCCONF` setting of link 0 as the module reports it: any numbers the
+/// module holds, including modes this tool never stores, so that a wrong one can be named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SslSetting {
+    /// `<auth_mode>`.
+    pub auth: u8,
+    /// Certificate/key index.
+    pub pki: u8,
+    /// CA index.
+    pub ca: u8,
+}
 
-/// `AT+CIPSSLCCONF?` → the stored setting of link 0 as `(auth, pki, ca)` (every generation
-/// answers the query, `esp-at.md` §5.8), or `None` when no line for link 0 came.
+impl std::fmt::Display for SslSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{},{},{}", self.auth, self.pki, self.ca)
+    }
+}
+
+/// `AT+CIPSSLCCONF?` → the stored setting of link 0 (every generation answers the query,
+/// `esp-at.md` §5.8), or `None` when no line for link 0 came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredSslConfig;
 
 impl Command for StoredSslConfig {
-    type Response = Option<(u8, u8, u8)>;
+    type Response = Option<SslSetting>;
     fn line(&self) -> String {
         "AT+CIPSSLCCONF?".into()
     }
-    fn parse(&self, reply: Result<Reply, Error>) -> Result<Option<(u8, u8, u8)>, Error> {
+    fn parse(&self, reply: Result<Reply, Error>) -> Result<Option<SslSetting>, Error> {
         Ok(reply?.lines.iter().find_map(|line| parse_tls_mode(line)))
     }
 }
 
 /// `+CIPSSLCCONF:<link>,<auth>,<pki>,<ca>` for link 0 (also without the link id, as some
 /// documentation shows it).
-fn parse_tls_mode(line: &str) -> Option<(u8, u8, u8)> {
+fn parse_tls_mode(line: &str) -> Option<SslSetting> {
     let fields: Vec<u8> = line
         .trim()
         .strip_prefix("+CIPSSLCCONF:")?
@@ -313,7 +322,7 @@ fn parse_tls_mode(line: &str) -> Option<(u8, u8, u8)> {
         .map(|f| f.trim().parse::<u8>().ok())
         .collect::<Option<Vec<u8>>>()?;
     match fields[..] {
-        [0, auth, pki, ca] | [auth, pki, ca] => Some((auth, pki, ca)),
+        [0, auth, pki, ca] | [auth, pki, ca] => Some(SslSetting { auth, pki, ca }),
         _ => None,
     }
 }
@@ -335,11 +344,10 @@ pub enum SslChecks {
 impl Command for SslClientConfig {
     type Response = SslChecks;
     fn line(&self) -> String {
-        match self.auth {
-            // 1.1.3 refuses further parameters after mode 0.
-            TlsAuth::None => "AT+CIPSSLCCONF=0".into(),
-            auth => format!("AT+CIPSSLCCONF={},{},{}", auth.code(), self.pki, self.ca),
-        }
+        format!(
+            "AT+CIPSSLCCONF={},{},{}",
+            self.auth as u8, self.pki, self.ca
+        )
     }
     fn parse(&self, reply: Result<Reply, Error>) -> Result<SslChecks, Error> {
         let lines = match reply {
@@ -1079,11 +1087,7 @@ mod tests {
             SslClientConfig::mutual(Generation::V2_4).line(),
             "AT+CIPSSLCCONF=3,0,0"
         );
-        let none = SslClientConfig {
-            auth: TlsAuth::None,
-            ..SslClientConfig::mutual(Generation::V1_1_3)
-        };
-        assert_eq!(none.line(), "AT+CIPSSLCCONF=0");
+        assert_eq!(SslClientConfig::VERIFY_ONLY.line(), "AT+CIPSSLCCONF=2,0,0");
         assert_eq!(
             StartSsl {
                 host: "h".into(),
@@ -1300,16 +1304,22 @@ mod tests {
     }
 
     #[test]
-    fn tls_auth_modes_are_the_documented_numbers() {
-        for (mode, code) in [
-            (TlsAuth::None, 0),
-            (TlsAuth::ClientCert, 1),
-            (TlsAuth::ServerVerify, 2),
-            (TlsAuth::Mutual, 3),
-        ] {
-            assert_eq!(mode.code(), code);
-            assert_eq!(TlsAuth::from_code(code), Some(mode));
+    fn stored_settings_are_compared_with_what_was_stored() {
+        let stored = |line: &str| StoredSslConfig.parse(reply(&[line])).unwrap();
+        for g in [Generation::V1_1_3, Generation::V2_4, Generation::V4_1] {
+            let mutual = SslClientConfig::mutual(g).stored();
+            assert_eq!(stored("+CIPSSLCCONF:0,3,0,0"), Some(mutual));
+            assert_eq!(stored("+CIPSSLCCONF:3,0,0"), Some(mutual));
+            assert_ne!(stored("+CIPSSLCCONF:0,2,0,0"), Some(mutual));
+            assert_ne!(stored("+CIPSSLCCONF:0,3,0,1"), Some(mutual));
         }
-        assert_eq!(TlsAuth::from_code(4), None);
+        assert_eq!(
+            stored("+CIPSSLCCONF:0,2,0,0"),
+            Some(SslClientConfig::VERIFY_ONLY.stored())
+        );
+        // A mode this tool never stores is still read, so that it can be named.
+        let none = stored("+CIPSSLCCONF:0,0,0,0").unwrap();
+        assert_eq!(none.to_string(), "0,0,0");
+        assert_eq!(stored("+CIPSSLCCONF:1,3,0,0"), None);
     }
 }

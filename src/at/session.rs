@@ -19,7 +19,7 @@ use super::client::{AtClient, Error as AtError};
 use super::commands::{
     CloseLink, EchoOff, EnableSyslog, LinkStart, PassiveReceive, RecvData, Send, SetSysTimestamp,
     SntpConfig, SntpTime, SslAlpn, SslChecks, SslClientConfig, SslSni, StartSsl, StoredSslConfig,
-    SysTimestamp, MUTUAL_TLS,
+    SysTimestamp,
 };
 use crate::clock::{format_time, host_now};
 use crate::firmware::Generation;
@@ -200,10 +200,15 @@ pub fn parse_version(lines: &[String]) -> Result<Option<(String, Generation)>, S
     {
         return Err(line.clone());
     }
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (Some(major), minor) = (parts.next(), parts.next().unwrap_or(0)) else {
-        return Err(line.clone());
+    // The version starts with a digit, so `major` is there; a number too large for `u32`
+    // is unreadable, not 0 (which would be taken for 1.x).
+    let mut parts = version.split('.');
+    let number = |part: Option<&str>| match part {
+        None | Some("") => Ok(0),
+        Some(p) => p.parse::<u32>().map_err(|_| line.clone()),
     };
+    let major = number(parts.next())?;
+    let minor = number(parts.next())?;
     Ok(Some((version, Generation::of_release(major, minor))))
 }
 
@@ -221,19 +226,45 @@ struct Probe {
     prompt: bool,
 }
 
+/// The most text kept of what the probe saw: enough to recognise a boot log, bounded on a
+/// port that never stops talking.
+const SEEN_MAX: usize = 16 * 1024;
+
+/// Adds the drained lines among `events` to `seen` (up to [`SEEN_MAX`]).
+fn note_lines(seen: &mut String, events: &[super::digest::Event]) {
+    for event in events {
+        if let super::digest::Event::Line(l) = event {
+            if seen.len() >= SEEN_MAX {
+                return;
+            }
+            seen.push_str(&String::from_utf8_lossy(l));
+            seen.push('\n');
+        }
+    }
+}
+
 /// Waits, at most [`STREAM_WAIT`], until no byte has come for a while (events or not: a
-/// flash read's binary data forms none), and says whether any came meanwhile.
-fn wait_for_quiet<T: Transport>(client: &mut AtClient<T>) -> Result<bool, Error> {
+/// flash read's binary data forms none), and says whether any came meanwhile. The lines
+/// that came are added to `seen`; once they read as a boot log the wait ends there: a
+/// boot-looping log port never goes quiet, and is what the probe will name anyway.
+fn wait_for_quiet<T: Transport>(
+    client: &mut AtClient<T>,
+    seen: &mut String,
+) -> Result<bool, Error> {
     let end = Instant::now() + STREAM_WAIT;
-    let mut seen = client.bytes_read();
+    let mut read = client.bytes_read();
     let mut streamed = false;
     while Instant::now() < end {
-        client.drain(Duration::from_millis(100), Duration::from_millis(500))?;
-        if client.bytes_read() == seen {
+        let events = client.drain(Duration::from_millis(100), Duration::from_millis(500))?;
+        note_lines(seen, &events);
+        if client.bytes_read() == read {
             break;
         }
         streamed = true;
-        seen = client.bytes_read();
+        read = client.bytes_read();
+        if looks_like_boot_log(seen).is_some() {
+            break;
+        }
     }
     Ok(streamed)
 }
@@ -269,8 +300,13 @@ impl Probe {
                 // A reboot or a stale error from before: the next AT will tell.
                 Err(AtError::Rebooted(_)) => self.reboots += 1,
                 // The reply to a read an interrupted program sent (`+CIPRECVDATA:445,...`):
-                // refused, not buffered; the drain below lets the rest of it go by.
-                Err(e @ (AtError::Oversized { .. } | AtError::LineTooLong)) => oversized.push(e),
+                // refused, not buffered; the drain below lets the rest of it go by. A cut-off
+                // `+IPD` header of that program's link is stale the same way.
+                Err(
+                    e @ (AtError::Oversized { .. }
+                    | AtError::LineTooLong
+                    | AtError::MalformedIpd(_)),
+                ) => oversized.push(e),
                 Err(AtError::Busy(_)) => self.busy += 1,
                 Err(AtError::Failed { .. }) => {}
                 Err(AtError::DataMode(_)) => {
@@ -281,18 +317,14 @@ impl Probe {
             }
             stumbled = true;
             // A late answer to this attempt must not be taken for the next one's.
-            for event in client.drain(Duration::from_millis(150), Duration::from_secs(1))? {
-                if let super::digest::Event::Line(l) = event {
-                    self.seen.push_str(&String::from_utf8_lossy(&l));
-                    self.seen.push('\n');
-                }
-            }
+            let events = client.drain(Duration::from_millis(150), Duration::from_secs(1))?;
+            note_lines(&mut self.seen, &events);
             // Bytes still coming may be a long answer to a command an interrupted program
             // wrote just before it died, which the module began sending only after the
             // quiet period `open` waited for (a USB adapter or a busy host can hold bytes
             // back for longer): the module answers nothing before it ends, so wait it out
             // once and give the probe its attempt back, rather than report silence.
-            if !waited && wait_for_quiet(client)? {
+            if !waited && wait_for_quiet(client, &mut self.seen)? {
                 waited = true;
                 attempts += 1;
             }
@@ -318,8 +350,11 @@ impl<T: Transport> Session<T> {
         // Bytes still coming may be the rest of a long answer to a command an interrupted
         // program sent (a flash read takes seconds at 9600 baud): the module takes no
         // command before it ends, so wait for the line to go quiet (bounded) before probing.
+        // What comes meanwhile names a log port, but is no answer: it does not rule out a
+        // module in data mode below.
+        let mut before = String::new();
         if client.bytes_read() > 0 {
-            wait_for_quiet(&mut client)?;
+            wait_for_quiet(&mut client, &mut before)?;
             client.discard_stale(Duration::ZERO)?;
         }
         let mut probe = Probe::default();
@@ -339,7 +374,9 @@ impl<T: Transport> Session<T> {
             }
         }
         if !probe.answered {
-            return Err(match looks_like_boot_log(&probe.seen) {
+            let boot_log =
+                looks_like_boot_log(&probe.seen).or_else(|| looks_like_boot_log(&before));
+            return Err(match boot_log {
                 Some(what) => Error::LogPort(what.to_string()),
                 None if probe.reboots >= 2 => Error::RebootLoop,
                 None if probe.busy >= 2 => Error::StaysBusy,
@@ -376,7 +413,8 @@ impl<T: Transport> Session<T> {
                     AtError::Rebooted(_)
                     | AtError::Failed { .. }
                     | AtError::Timeout { .. }
-                    | AtError::Oversized { .. },
+                    | AtError::Oversized { .. }
+                    | AtError::MalformedIpd(_),
                 ) if !last => {
                     reboots += usize::from(client.take_rebooted());
                     client.drain(Duration::from_millis(200), Duration::from_secs(3))?;
@@ -459,10 +497,11 @@ impl<T: Transport> Session<T> {
     }
 
     /// Whether the module has mutual TLS with server verification stored
-    /// ([`MUTUAL_TLS`], one `AT+CIPSSLCCONF?`): what a session made by [`Session::resume`]
-    /// relies on, since it configures nothing.
+    /// (what [`SslClientConfig::mutual`] stores, one `AT+CIPSSLCCONF?`): what a session made
+    /// by [`Session::resume`] relies on, since it configures nothing.
     pub fn mutual_tls_stored(&mut self) -> Result<bool, AtError> {
-        Ok(self.client.run(&StoredSslConfig)? == Some(MUTUAL_TLS))
+        let mutual = SslClientConfig::mutual(self.info.generation).stored();
+        Ok(self.client.run(&StoredSslConfig)? == Some(mutual))
     }
 
     /// Leaves the link open for the next command (see [`Session::resume`]): forgets it
@@ -801,12 +840,14 @@ pub enum Received {
     TimedOut,
 }
 
-/// Bytes that were not sent whole, and whether they may have reached the peer anyway.
+/// Bytes that were not sent whole (or a request that brought no answer), and whether they
+/// may have reached the peer anyway: what the at-most-once policies of
+/// [`crate::aws::shadow`] decide on, whichever layer failed (`E`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{error}")]
-pub struct SendFailure {
+pub struct SendFailure<E = AtError> {
     /// What went wrong.
-    pub error: AtError,
+    pub error: E,
     /// False only when the bytes provably did not leave whole (they were never written
     /// after the prompt, or not completely): the peer cannot have acted on them.
     pub may_have_left: bool,
@@ -815,6 +856,106 @@ pub struct SendFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::{ScriptedTransport, Step};
+
+    fn expect(s: &str) -> Step {
+        Step::Expect(s.as_bytes().to_vec())
+    }
+    fn reply(s: &str) -> Step {
+        Step::Reply(s.as_bytes().to_vec())
+    }
+    const GMR_V1: &str =
+        "AT version:1.1.3.0(5a40576 - Nov 28 2018 12:50:55)\r\nSDK version:v3.0.7\r\n\r\nOK\r\n";
+
+    /// A log port in a boot loop: a reset banner line every 2 ms, for at most `budget`
+    /// reads (then the read fails, as a port unplugged would).
+    struct BootLoop {
+        reads: usize,
+        budget: usize,
+    }
+
+    impl std::io::Read for BootLoop {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.reads += 1;
+            if self.reads > self.budget {
+                return Err(std::io::Error::other("read past the budget"));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            let line = b"rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n";
+            let n = line.len().min(buf.len());
+            buf[..n].copy_from_slice(&line[..n]);
+            Ok(n)
+        }
+    }
+
+    impl std::io::Write for BootLoop {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Transport for BootLoop {
+        fn set_read_timeout(&mut self, _timeout: Duration) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn clear_input(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A port that never goes quiet because it prints boot banners is not waited on for
+    /// [`STREAM_WAIT`]: the wait ends once its lines read as a boot log, and hands them on.
+    /// (One drain round reads for at most 500 ms, some 250 reads here; the whole wait would
+    /// take thousands.)
+    #[test]
+    fn waiting_for_quiet_ends_at_a_boot_log_and_keeps_its_lines() {
+        let mut client = AtClient::new(BootLoop {
+            reads: 0,
+            budget: 2000,
+        });
+        let mut seen = String::new();
+        assert!(wait_for_quiet(&mut client, &mut seen).unwrap());
+        assert_eq!(looks_like_boot_log(&seen), Some("a reset reason line"));
+        assert!(seen.len() <= SEEN_MAX + 100, "{}", seen.len());
+    }
+
+    /// A malformed `+IPD` header left by an interrupted program's link, met by the probe or
+    /// by `AT+GMR`, is stale output like an oversized reply: the probe goes on.
+    #[test]
+    fn a_stale_malformed_ipd_does_not_abort_open() {
+        let during_probe = vec![
+            expect("AT\r\n"),
+            reply("\r\n+IPD,-1\r\n"),
+            expect("AT\r\n"),
+            reply("\r\nOK\r\n"),
+            expect("AT\r\n"),
+            reply("\r\nOK\r\n"),
+            expect("ATE0\r\n"),
+            reply("\r\nOK\r\n"),
+            expect("AT+GMR\r\n"),
+            reply(GMR_V1),
+        ];
+        let during_gmr = vec![
+            expect("AT\r\n"),
+            reply("\r\nOK\r\n"),
+            expect("ATE0\r\n"),
+            reply("\r\nOK\r\n"),
+            expect("AT+GMR\r\n"),
+            reply("\r\n+IPD,-1\r\n"),
+            expect("ATE0\r\n"),
+            reply("\r\nOK\r\n"),
+            expect("AT+GMR\r\n"),
+            reply(GMR_V1),
+        ];
+        for script in [during_probe, during_gmr] {
+            let session =
+                Session::open(ScriptedTransport::new(script), None, Timeouts::default()).unwrap();
+            assert_eq!(session.info().generation, Generation::V1_1_3);
+        }
+    }
 
     #[test]
     fn versions_map_to_generations() {
@@ -845,5 +986,14 @@ mod tests {
         assert!(bad("AT version:\u{fffd}\u{fffd}(x)").is_err());
         assert!(bad("AT version:(no number)").is_err());
         assert!(bad("AT version:1.1.3.0(\u{fffd})").is_err());
+        // A number too large to read is not 0 (1.x) either, in either place.
+        let huge = "AT version:4294967296.1.0.0(x)";
+        assert_eq!(bad(huge), Err(huge.to_string()));
+        let huge = "AT version:4.99999999999.0.0(x)";
+        assert_eq!(bad(huge), Err(huge.to_string()));
+        assert_eq!(
+            v("AT version:4294967295.0(x)"),
+            Some(("4294967295.0".into(), Generation::V4_1))
+        );
     }
 }

@@ -21,7 +21,7 @@
 
 use serde_json::Value;
 
-use super::exchange::{self, RequestFailure};
+use super::exchange;
 use super::http::{encode_request, Response};
 use super::shadow::{self, ApiError, DeleteReply, Effect, SendFailure, UpdateError, UpdateReply};
 use crate::at::client::Error as AtError;
@@ -50,6 +50,9 @@ pub enum ShadowError {
         /// What the request does.
         effect: Effect,
     },
+    /// A publish asked for a QoS the REST API does not offer: nothing was sent.
+    #[error("QoS {0} is not offered by the AWS IoT publish API, which takes 0 or 1")]
+    Qos(u8),
     /// A 200 answer whose body is not the JSON it should be.
     #[error("{what} is not JSON: {cause}")]
     NotJson {
@@ -146,7 +149,8 @@ impl ResumeFacts<'_> {
 pub enum Operation {
     /// [`ShadowClient::get`].
     Get,
-    /// [`ShadowClient::update`]; `conditional` when it carries an expected `version`.
+    /// [`ShadowClient::update`]; `conditional` when its document carries an expected
+    /// `version` ([`Operation::update`] reads it from the document).
     Update {
         /// The update is conditioned on a version.
         conditional: bool,
@@ -160,6 +164,14 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The update that sends the request document `doc`: conditional when the document
+    /// holds a `version`, however it got there (a flag, or a document given whole).
+    pub fn update(doc: &Value) -> Operation {
+        Operation::Update {
+            conditional: doc.get("version").is_some(),
+        }
+    }
+
     /// Whether the operation may take the quick path, whose failure before anything was
     /// changed is met by running it again after the full set-up: a read, and an
     /// unconditional update (at most once by its `clientToken` read-back). A conditional
@@ -332,7 +344,7 @@ impl<T: Transport> ShadowClient<T> {
         // refuses never leaves.
         let bytes = encode_request(method, target, &self.host, body)
             .map_err(exchange::Error::Unsendable)?;
-        exchange::request(&mut self.session, &self.host, self.port, &bytes, true)
+        exchange::request(&mut self.session, &self.host, self.port, &bytes)
     }
 
     /// Sends one request without repeating it, saying on failure whether it may have
@@ -344,18 +356,10 @@ impl<T: Transport> ShadowClient<T> {
         body: Option<&[u8]>,
     ) -> Result<Response, SendFailure<exchange::Error>> {
         let bytes = encode_request(method, target, &self.host, body).map_err(|e| SendFailure {
-            error: AtError::UnsafeArgument(e.to_string()).into(),
+            error: exchange::Error::Unsendable(e),
             may_have_left: false,
         })?;
-        exchange::try_request(&mut self.session, &self.host, self.port, &bytes).map_err(
-            |RequestFailure {
-                 error,
-                 may_have_left,
-             }| SendFailure {
-                error,
-                may_have_left,
-            },
-        )
+        exchange::try_request(&mut self.session, &self.host, self.port, &bytes)
     }
 
     /// Reads a shadow (`name` for a named one): its document.
@@ -401,12 +405,9 @@ impl<T: Transport> ShadowClient<T> {
         // The version this update was conditioned on.
         let sent = doc.get("version").and_then(Value::as_u64);
         if response.status == 409 {
-            let current = self
-                .current_version(thing, name)
-                .unwrap_or(sent.unwrap_or(0));
             return Err(ShadowError::Api(ApiError::VersionConflict {
                 sent: sent.unwrap_or(0),
-                current,
+                current: self.current_version(thing, name),
             }));
         }
         if response.status != 200 {
@@ -476,8 +477,12 @@ impl<T: Transport> ShadowClient<T> {
         json("the list", &response.body)
     }
 
-    /// Publishes `body` to `topic` through the REST API, at most once.
+    /// Publishes `body` to `topic` through the REST API, at most once, with QoS 0 or 1
+    /// (anything else is refused before anything is sent: it would go into the URL as is).
     pub fn publish(&mut self, topic: &str, qos: u8, body: &[u8]) -> Result<(), ShadowError> {
+        if qos > 1 {
+            return Err(ShadowError::Qos(qos));
+        }
         let target = shadow::publish_path(topic, qos);
         let response =
             shadow::publish_at_most_once(|| self.send_once("POST", &target, Some(body)))?;
@@ -592,6 +597,14 @@ mod tests {
     fn only_reads_and_unconditional_updates_are_repeatable() {
         assert!(Operation::Get.repeatable());
         assert!(Operation::Update { conditional: false }.repeatable());
+        // The document decides: a `version` in it makes the update conditional.
+        assert!(
+            Operation::update(&serde_json::json!({"state": {"desired": {"a": 1}}})).repeatable()
+        );
+        assert!(!Operation::update(
+            &serde_json::json!({"state": {"desired": {"a": 1}}, "version": 3})
+        )
+        .repeatable());
         for op in [
             Operation::Update { conditional: true },
             Operation::Delete,

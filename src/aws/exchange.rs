@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::http::{self, HttpError, Parsed, Response};
 use crate::at::client::Error as AtError;
-use crate::at::session::{self, Received, Session};
+use crate::at::session::{self, Received, SendFailure, Session};
 use crate::transport::Transport;
 
 /// Why a request brought no response.
@@ -34,11 +34,6 @@ pub enum Error {
     /// also its `source`: a chain printed with `{:#}` says it once.)
     #[error("the endpoint's response could not be read: {0}")]
     Http(HttpError),
-    /// The link dropped and the request may not be repeated safely.
-    #[error(
-        "the connection dropped before the response arrived; the update may or may not have been applied: read the shadow (shadow get) before retrying"
-    )]
-    DroppedUnsafe,
 }
 
 impl From<HttpError> for Error {
@@ -61,17 +56,6 @@ impl Error {
             _ => None,
         }
     }
-}
-
-/// A request that failed, and whether it may have reached the endpoint anyway.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{error}")]
-pub struct RequestFailure {
-    /// What went wrong.
-    pub error: Error,
-    /// False only when the request provably did not leave whole (it was never written
-    /// after its prompt, or not completely): the endpoint cannot have acted on it.
-    pub may_have_left: bool,
 }
 
 /// Reads until a whole HTTP response has arrived.
@@ -106,19 +90,17 @@ pub fn try_request<T: Transport>(
     host: &str,
     port: u16,
     request: &[u8],
-) -> Result<Response, RequestFailure> {
-    session
-        .open_link(host, port)
-        .map_err(|error| RequestFailure {
-            error: error.into(),
-            may_have_left: false,
-        })?;
+) -> Result<Response, SendFailure<Error>> {
+    session.open_link(host, port).map_err(|error| SendFailure {
+        error: error.into(),
+        may_have_left: false,
+    })?;
     let outcome = match session.send(request) {
-        Ok(()) => read_response(session, host).map_err(|error| RequestFailure {
+        Ok(()) => read_response(session, host).map_err(|error| SendFailure {
             error,
             may_have_left: true,
         }),
-        Err(f) => Err(RequestFailure {
+        Err(f) => Err(SendFailure {
             error: f.error.into(),
             may_have_left: f.may_have_left,
         }),
@@ -126,7 +108,7 @@ pub fn try_request<T: Transport>(
     match &outcome {
         Ok(_) => {}
         // `AT+CIPSEND` answered ERROR: there is no link to close.
-        Err(RequestFailure {
+        Err(SendFailure {
             error: Error::Link(session::Error::At(AtError::Failed { .. })),
             may_have_left: false,
         }) => session.forget_link(),
@@ -137,14 +119,14 @@ pub fn try_request<T: Transport>(
 
 /// Sends one HTTP request over the session's link (opening it if needed) and returns the
 /// response. If the link drops or the module reboots first, the request is repeated once
-/// on a new link when `retry_safe` says repeating it cannot do harm, or when it provably
-/// never left the module.
+/// on a new link: only requests that are harmless to repeat come here (a read, or a list);
+/// requests that change something go through [`try_request`] and the at-most-once
+/// policies of [`super::shadow`].
 pub fn request<T: Transport>(
     session: &mut Session<T>,
     host: &str,
     port: u16,
     request: &[u8],
-    retry_safe: bool,
 ) -> Result<Response, Error> {
     for attempt in 0..2 {
         let failure = match try_request(session, host, port, request) {
@@ -160,17 +142,8 @@ pub fn request<T: Transport>(
                     | AtError::Failed { .. }
             )
         );
-        let retryable = link_trouble && (retry_safe || !failure.may_have_left);
-        if !retryable || attempt == 1 {
-            let dropped = matches!(
-                failure.error.at(),
-                Some(AtError::LinkClosed | AtError::Rebooted(_))
-            );
-            return Err(if dropped && !retry_safe && failure.may_have_left {
-                Error::DroppedUnsafe
-            } else {
-                failure.error
-            });
+        if !link_trouble || attempt == 1 {
+            return Err(failure.error);
         }
         log::info!("link lost ({}); reconnecting once", failure.error);
     }

@@ -413,12 +413,12 @@ pub enum ApiError {
         name_flag: String,
     },
     /// 409 version conflict.
-    #[error("version conflict: the shadow is no longer at version {sent}; read it again (shadow get) and retry with --expected-version {current}")]
+    #[error("{}", version_conflict(*sent, *current))]
     VersionConflict {
         /// The version sent.
         sent: u64,
-        /// The shadow's version now, when it could be read (else the one sent).
-        current: u64,
+        /// The shadow's version now, when reading it back worked.
+        current: Option<u64>,
     },
     /// 413.
     #[error("AWS refused the document as too large (413): shadow state is limited to 8 KB")]
@@ -434,6 +434,20 @@ pub enum ApiError {
         /// AWS's message (or the body).
         message: String,
     },
+}
+
+/// The sentence of a 409: the version to retry with when the shadow could be read back,
+/// else where to find it (the version sent is stale, so it is not offered).
+fn version_conflict(sent: u64, current: Option<u64>) -> String {
+    let stale = format!("version conflict: the shadow is no longer at version {sent}");
+    match current {
+        Some(current) => format!(
+            "{stale}; read it again (shadow get) and retry with --expected-version {current}"
+        ),
+        None => format!(
+            "{stale}, and its version now could not be read: read it again (shadow get) and retry with --expected-version set to the version it shows"
+        ),
+    }
 }
 
 impl ApiError {
@@ -466,16 +480,21 @@ impl ApiError {
 const MESSAGE_MAX: usize = 200;
 
 /// AWS's error body `{"code":…,"message":…}`, or its 403 body `{"message":…}`, escaped
-/// (whatever answered may send terminal escape sequences) and cut at 200 characters.
+/// (whatever answered may send terminal escape sequences) and cut at 200 characters. The
+/// cut falls between escapes, never inside one: half of `\x1b` would read as another byte.
 pub fn error_message(body: &[u8]) -> String {
     let text = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
-    let mut shown = crate::trace::escape(text.as_bytes());
-    if shown.len() > MESSAGE_MAX {
-        shown.truncate(MESSAGE_MAX);
-        shown.push('…');
+    let mut shown = String::new();
+    for byte in text.bytes() {
+        let escaped = crate::trace::escape(&[byte]);
+        if shown.len() + escaped.len() > MESSAGE_MAX {
+            shown.push('…');
+            break;
+        }
+        shown.push_str(&escaped);
     }
     shown
 }
@@ -495,14 +514,7 @@ pub fn new_client_token() -> String {
     )
 }
 
-/// A request that did not bring an answer, and whether it may have reached the endpoint.
-#[derive(Debug)]
-pub struct SendFailure<E> {
-    /// What went wrong.
-    pub error: E,
-    /// False only when the request provably did not leave whole.
-    pub may_have_left: bool,
-}
+pub use crate::at::session::SendFailure;
 
 /// How an update ended when it did.
 #[derive(Debug)]
@@ -779,6 +791,32 @@ pub fn publish_at_most_once<E: std::fmt::Display>(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn error_messages_are_escaped_and_cut_between_escapes() {
+        let body = json!({"code": 400, "message": "\u{1b}[2J wiped"}).to_string();
+        assert_eq!(error_message(body.as_bytes()), "\\x1b[2J wiped");
+        // A body that is not JSON is shown as text, cut at 200 characters.
+        let long = "b".repeat(250);
+        assert_eq!(
+            error_message(long.as_bytes()),
+            format!("{}…", "b".repeat(200))
+        );
+        // 197 characters and then an escape of 4: the escape is left out whole.
+        let message = format!("{}\u{1b}[2J", "a".repeat(197));
+        let body = json!({"message": message}).to_string();
+        assert_eq!(
+            error_message(body.as_bytes()),
+            format!("{}…", "a".repeat(197))
+        );
+        // Exactly 200 characters once escaped: nothing is cut.
+        let message = format!("{}\u{1b}", "a".repeat(196));
+        let body = json!({"message": message}).to_string();
+        assert_eq!(
+            error_message(body.as_bytes()),
+            format!("{}\\x1b", "a".repeat(196))
+        );
+    }
 
     #[test]
     fn items_follow_httpie() {

@@ -138,13 +138,12 @@ enum ShadowCommand {
 }
 
 impl ShadowCommand {
-    /// The operation, as the library's link reuse policy sees it.
-    fn operation(&self) -> Operation {
+    /// The operation, as the library's link reuse policy sees it (`doc`: a `set`'s request
+    /// document).
+    fn operation(&self, doc: Option<&Value>) -> Operation {
         match self {
             ShadowCommand::Get { .. } => Operation::Get,
-            ShadowCommand::Set { version, .. } => Operation::Update {
-                conditional: version.is_some(),
-            },
+            ShadowCommand::Set { .. } => Operation::update(doc.unwrap_or(&Value::Null)),
             ShadowCommand::Delete { .. } => Operation::Delete,
             ShadowCommand::List { .. } => Operation::List,
             ShadowCommand::Publish { .. } => Operation::Publish,
@@ -229,8 +228,12 @@ fn print_json(value: &Value) -> anyhow::Result<()> {
 
 /// The quick path's client, when the library's link reuse policy allows it for this
 /// command and what the config file recorded at provisioning ([`ShadowClient::resume`]).
-fn quick_link(settings: &Settings, command: &ShadowCommand) -> Option<ShadowClient<AnyTransport>> {
-    if !command.operation().repeatable() {
+fn quick_link(
+    settings: &Settings,
+    command: &ShadowCommand,
+    doc: Option<&Value>,
+) -> Option<ShadowClient<AnyTransport>> {
+    if !command.operation(doc).repeatable() {
         return None;
     }
     let config = &settings.config;
@@ -301,7 +304,9 @@ fn run_on_module(
         _ => None,
     };
     let body = prepared.unwrap_or_default();
-    let quick = quick.then(|| quick_link(settings, &args.command)).flatten();
+    let quick = quick
+        .then(|| quick_link(settings, &args.command, doc.as_ref()))
+        .flatten();
     let outcome = client::run_reusing(
         quick,
         || connect(settings),

@@ -214,56 +214,21 @@ impl Bin {
     where
         I: IntoIterator<Item = (ItemKind, Vec<u8>)>,
     {
-        let mut groups: Vec<(ItemKind, Vec<Vec<u8>>)> = Vec::new();
-        for (kind, content) in pairs {
-            match groups.iter_mut().find(|(k, _)| *k == kind) {
-                Some((_, contents)) => contents.push(content),
-                None => groups.push((kind, vec![content])),
-            }
-        }
-        let mut items = Vec::new();
-        for (kind, contents) in groups {
-            if contents.len() > 256 {
-                return Err(EncodeError::TooManyOfKind { kind });
-            }
-            for (id, content) in contents.into_iter().enumerate() {
-                items.push(Item {
-                    kind,
-                    id: id as u8,
-                    content,
-                });
-            }
-        }
+        let items = number(pairs)?
+            .into_iter()
+            .map(|(kind, id, content)| Item { kind, id, content })
+            .collect();
         Ok(Bin { items })
     }
 
     /// The exact bytes AtPKI writes for these items.
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
-        let count = u16::try_from(self.items.len()).map_err(|_| EncodeError::TooManyItems {
-            count: self.items.len(),
-        })?;
-        for (index, item) in self.items.iter().enumerate() {
-            if item.content.len() > MAX_ITEM_LEN {
-                return Err(EncodeError::ItemTooLarge {
-                    index,
-                    len: item.content.len(),
-                });
-            }
-        }
-        let body: usize = self.items.iter().map(|i| record_len(i.content.len())).sum();
-        let mut out = Vec::with_capacity(HEADER_LEN + body);
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&count.to_le_bytes());
-        // body <= 65535 items * (4 + 65535 + 3) < 2^32
-        out.extend_from_slice(&(body as u32).to_le_bytes());
-        for item in &self.items {
-            out.push(item.kind.0);
-            out.push(item.id);
-            out.extend_from_slice(&(item.content.len() as u16).to_le_bytes());
-            out.extend_from_slice(&item.content);
-            out.resize(out.len() + padding(item.content.len()), 0xFF);
-        }
-        Ok(out)
+        encode_records(
+            self.items
+                .iter()
+                .map(|i| (i.kind, i.id, i.content.as_slice()))
+                .collect(),
+        )
     }
 
     /// Decodes a complete bin. Every byte must be accounted for: the header's length must
@@ -362,6 +327,69 @@ impl Bin {
     }
 }
 
+/// The bytes [`Bin::from_pairs`] followed by [`Bin::encode`] give, built from borrowed
+/// contents: a key goes from its [`crate::secret::Secret`] straight into the bin, with no
+/// plain copy left behind to be freed unzeroed.
+pub fn encode_pairs<'a, I>(pairs: I) -> Result<Vec<u8>, EncodeError>
+where
+    I: IntoIterator<Item = (ItemKind, &'a [u8])>,
+{
+    encode_records(number(pairs)?)
+}
+
+/// AtPKI.py's order and ids: grouped by type in order of first appearance, argument order
+/// within a type, ids counted per type from 0.
+fn number<T, I>(pairs: I) -> Result<Vec<(ItemKind, u8, T)>, EncodeError>
+where
+    I: IntoIterator<Item = (ItemKind, T)>,
+{
+    let mut groups: Vec<(ItemKind, Vec<T>)> = Vec::new();
+    for (kind, content) in pairs {
+        match groups.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, contents)) => contents.push(content),
+            None => groups.push((kind, vec![content])),
+        }
+    }
+    let mut items = Vec::new();
+    for (kind, contents) in groups {
+        if contents.len() > 256 {
+            return Err(EncodeError::TooManyOfKind { kind });
+        }
+        for (id, content) in contents.into_iter().enumerate() {
+            items.push((kind, id as u8, content));
+        }
+    }
+    Ok(items)
+}
+
+/// The bin's bytes for `(type, id, content)` records in storage order.
+fn encode_records(items: Vec<(ItemKind, u8, &[u8])>) -> Result<Vec<u8>, EncodeError> {
+    let count =
+        u16::try_from(items.len()).map_err(|_| EncodeError::TooManyItems { count: items.len() })?;
+    for (index, (_, _, content)) in items.iter().enumerate() {
+        if content.len() > MAX_ITEM_LEN {
+            return Err(EncodeError::ItemTooLarge {
+                index,
+                len: content.len(),
+            });
+        }
+    }
+    let body: usize = items.iter().map(|(_, _, c)| record_len(c.len())).sum();
+    let mut out = Vec::with_capacity(HEADER_LEN + body);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&count.to_le_bytes());
+    // body <= 65535 items * (4 + 65535 + 3) < 2^32
+    out.extend_from_slice(&(body as u32).to_le_bytes());
+    for (kind, id, content) in items {
+        out.push(kind.0);
+        out.push(id);
+        out.extend_from_slice(&(content.len() as u16).to_le_bytes());
+        out.extend_from_slice(content);
+        out.resize(out.len() + padding(content.len()), 0xFF);
+    }
+    Ok(out)
+}
+
 /// Offsets of the item headers as ESP-AT v1.x firmware (1.0–1.2) computes them when it walks
 /// to item `k`: it steps `4 + len + 4 - (len & 3)` per item, assuming 4 padding bytes where
 /// AtPKI wrote none (`len % 4 == 0`). Item 0 is always right; item k ≥ 1 is 4 bytes late for
@@ -398,6 +426,27 @@ pub fn v1_walk_hazards(bin: &Bin) -> Vec<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn borrowed_pairs_encode_as_owned_ones() {
+        let key: &[u8] = b"-----BEGIN PRIVATE KEY-----\nabc\n";
+        let pairs: [(ItemKind, &[u8]); 4] = [
+            (ItemKind::CERT, b"cert one"),
+            (ItemKind::KEY, key),
+            (ItemKind::CERT, b"cert two!"),
+            (ItemKind::CA, b""),
+        ];
+        let owned = Bin::from_pairs(pairs.iter().map(|(k, c)| (*k, c.to_vec())))
+            .unwrap()
+            .encode()
+            .unwrap();
+        assert_eq!(encode_pairs(pairs).unwrap(), owned);
+        let too_many = (0..257).map(|_| (ItemKind::CA, &b"x"[..]));
+        assert_eq!(
+            encode_pairs(too_many),
+            Err(EncodeError::TooManyOfKind { kind: ItemKind::CA })
+        );
+    }
 
     fn bin(items: &[(u8, u8, &[u8])]) -> Bin {
         Bin {

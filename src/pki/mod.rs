@@ -9,7 +9,7 @@ pub mod material;
 pub mod summary;
 
 use crate::secret::Secret;
-use atpki::{Bin, ItemKind};
+use atpki::ItemKind;
 
 /// Why a credential file or bin cannot be used. One sentence each, worded for the person
 /// who has to fix the file.
@@ -109,9 +109,9 @@ pub fn build(inputs: &[Input], partition_size: usize) -> Result<Vec<u8>, BuildEr
         }
         material::check_kind(input.kind, input.bytes.expose()).map_err(fail)?;
     }
-    let bin = Bin::from_pairs(inputs.iter().map(|i| (i.kind, i.bytes.expose().to_vec())))
+    // Encoded from borrowed bytes: a `Vec` copy of a key would be freed without being zeroed.
+    let bytes = atpki::encode_pairs(inputs.iter().map(|i| (i.kind, i.bytes.expose())))
         .map_err(|e| BuildError::Bin(e.into()))?;
-    let bytes = bin.encode().map_err(|e| BuildError::Bin(e.into()))?;
     if bytes.len() > partition_size {
         return Err(BuildError::Bin(Error::BinTooLarge {
             size: bytes.len(),

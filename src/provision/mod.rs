@@ -15,7 +15,7 @@
 //! a network (not joined, no IP address, no name resolution) as such, and tells a wrong CA from a
 //! refused certificate without ever presenting the client certificate to, or sending a
 //! request through, a server the module has not verified, and leaves mutual TLS with server
-//! verification (`AT+CIPSSLCCONF=3,0,0`) stored and read back; [`mutual_tls_stored`] lets a
+//! verification (`AT+CIPSSLCCONF=3,0,0`) stored and read back; [`Session::mutual_tls_stored`] lets a
 //! caller check that setting before it sends anything.
 //!
 //! Spec: `esp-at.md` §5.17 (`AT+SYSFLASH`), §5.18 (`AT+SYSMFG`), §6.2 (recipes), §5.8
@@ -31,8 +31,7 @@ pub use run::{run, Event, Phase, Plan, Provisioned, Warning};
 use crate::at::client::Error as AtError;
 use crate::at::commands::{
     CloseLink, FlashErase, FlashPartition, FlashPartitions, FlashRead, FlashWrite, LinkStart,
-    MfgKeys, MfgRead, MfgWrite, SslClientConfig, StartSsl, StoredSslConfig, TlsAuth,
-    DEFAULT_TIMEOUT,
+    MfgKeys, MfgRead, MfgWrite, SslClientConfig, StartSsl, StoredSslConfig, DEFAULT_TIMEOUT,
 };
 use crate::at::session::{Error as SessionError, Session};
 use crate::firmware::Generation;
@@ -224,32 +223,6 @@ pub fn write_credentials<T: Transport>(
     })
 }
 
-pub use crate::at::commands::MUTUAL_TLS;
-
-/// Verify the server with CA 0, present no certificate (`AT+CIPSSLCCONF=2,0,0`; 1.1.3 needs
-/// both indices even when the certificate is not used).
-const VERIFY_ONLY: SslClientConfig = SslClientConfig {
-    auth: TlsAuth::ServerVerify,
-    pki: 0,
-    ca: 0,
-    error_means_no_cert: false,
-};
-
-/// Reads the stored `AT+CIPSSLCCONF` setting of link 0 (every generation answers the
-/// query, `esp-at.md` §5.8): `(auth, pki, ca)`, or `None` when no line for link 0 came.
-pub fn stored_tls_mode<T: Transport>(
-    session: &mut Session<T>,
-) -> Result<Option<(u8, u8, u8)>, AtError> {
-    session.client().run(&StoredSslConfig)
-}
-
-/// Whether the module has mutual TLS with server verification stored (one query). A quick
-/// path that relies on the stored setting calls this before it sends anything; `false` (or
-/// an error) means it must take the full set-up, which stores it again.
-pub fn mutual_tls_stored<T: Transport>(session: &mut Session<T>) -> Result<bool, AtError> {
-    session.mutual_tls_stored()
-}
-
 /// Stores mutual TLS with server verification again (with the SNI, ALPN and receive mode
 /// of `host:port`) and reads it back.
 pub fn restore_mutual_tls<T: Transport>(
@@ -267,10 +240,11 @@ pub fn restore_mutual_tls<T: Transport>(
 /// Reads the stored setting back: mutual TLS with server verification, or
 /// [`Error::TrustNotRestored`] saying what the module holds instead.
 pub fn verify_mutual_tls<T: Transport>(session: &mut Session<T>) -> Result<(), Error> {
-    match stored_tls_mode(session) {
-        Ok(Some(mode)) if mode == MUTUAL_TLS => Ok(()),
-        Ok(Some((auth, pki, ca))) => Err(Error::TrustNotRestored {
-            found: format!("{auth},{pki},{ca}"),
+    let mutual = SslClientConfig::mutual(session.info().generation).stored();
+    match session.client().run(&StoredSslConfig) {
+        Ok(Some(setting)) if setting == mutual => Ok(()),
+        Ok(Some(setting)) => Err(Error::TrustNotRestored {
+            found: setting.to_string(),
         }),
         Ok(None) => Err(Error::TrustNotRestored {
             found: "nothing for link 0".into(),
@@ -292,7 +266,7 @@ fn server_verifies<T: Transport>(
     host: &str,
     port: u16,
 ) -> Result<bool, Error> {
-    session.client().run(&VERIFY_ONLY)?;
+    session.client().run(&SslClientConfig::VERIFY_ONLY)?;
     if session.info().generation.has_sni_alpn() {
         // Clear ALPN: with `x-amzn-http-ca` port 443 would ask for the certificate.
         if let Err(e) = session
