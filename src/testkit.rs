@@ -68,14 +68,7 @@ macro_rules! harness {
 /// `root/home/.aws`. Nothing is created; `.env(...)` and `.env_remove(...)` calls made on
 /// the command afterwards win, for tests that set such files up on purpose.
 pub fn isolate<'c>(cmd: &'c mut Command, root: &Path) -> &'c mut Command {
-    for (name, _) in std::env::vars_os() {
-        let inherited = name
-            .to_str()
-            .is_some_and(|n| n.starts_with("ESP_AWS_") || n.starts_with("AWS_"));
-        if inherited {
-            cmd.env_remove(&name);
-        }
-    }
+    crate::environment::drop_tool_settings(cmd);
     let home = root.join("home");
     cmd.env("HOME", &home)
         .env("XDG_CONFIG_HOME", root.join("xdg"))
