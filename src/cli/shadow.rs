@@ -436,7 +436,7 @@ fn perform<'a, T: Transport>(
             doc: client.get(named(thing), name.as_deref())?,
             thing: named(thing),
             name: name.as_deref(),
-            table: matches!(output.unwrap_or(*format), Format::Table | Format::Text),
+            table: output.unwrap_or(*format) == Format::Table,
         },
         ShadowCommand::Set { thing, name, .. } => Outcome::Updated {
             updated: client.update(named(thing), name.as_deref(), doc.unwrap_or(&Value::Null))?,
