@@ -570,6 +570,10 @@ pub mod err_code {
 /// `uart_baudrate`).
 pub const AT_BAUD: u32 = 115_200;
 
+/// Slowest and fastest baud rate ESP-AT's `AT+UART_CUR` and `AT+UART_DEF` accept on the
+/// ESP32 (80 to 5,000,000): what the tool accepts and what the simulated module takes.
+pub const BAUD_RANGE: std::ops::RangeInclusive<u32> = 80..=5_000_000;
+
 /// Where the main partition table lives (all ESP-IDF images).
 pub const PRIMARY_TABLE_OFFSET: u32 = 0x8000;
 /// Where ESP-AT flashes its secondary (`at_customize`) table on ESP32.

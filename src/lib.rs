@@ -25,6 +25,7 @@
 //! | [`secret`] | key bytes whose `Debug` shows only their length | |
 //! | [`sim`] | the virtual module (its AT firmware `sim::at_firmware`, its ROM `sim::rom_device`, on a pty or a TCP port) and the local AWS IoT endpoint; feature `sim` | all of the above |
 //! | [`clock`] | time in one place: the host clock, `asctime` both ways (driver and simulator), the earliest plausible module time, how times print | `esp-at.md` §5.6, §5.7 |
+//! | [`environment`] | the `ESP_AWS_*` and `AWS_*` variables that choose what the tool talks to, dropped for runs against the demo's or a test's own module and account | |
 //! | [`files`] | atomic file replacement (no half-written file, keys 0600) | |
 //! | [`hex`] | bytes as hex text and back (digests, fingerprints, names) | |
 //! | [`firmware`] | the ESP-AT generations: one row of capabilities each (asked by driver and simulator alike), ERR CODE values, partition addresses, flash facts | `esp-at.md` §1, §3 |
@@ -46,6 +47,7 @@
 pub mod at;
 pub mod aws;
 pub mod clock;
+pub mod environment;
 pub mod files;
 pub mod firmware;
 pub mod hex;

@@ -22,7 +22,8 @@ use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::firmware::Generation;
@@ -68,14 +69,7 @@ macro_rules! harness {
 /// `root/home/.aws`. Nothing is created; `.env(...)` and `.env_remove(...)` calls made on
 /// the command afterwards win, for tests that set such files up on purpose.
 pub fn isolate<'c>(cmd: &'c mut Command, root: &Path) -> &'c mut Command {
-    for (name, _) in std::env::vars_os() {
-        let inherited = name
-            .to_str()
-            .is_some_and(|n| n.starts_with("ESP_AWS_") || n.starts_with("AWS_"));
-        if inherited {
-            cmd.env_remove(&name);
-        }
-    }
+    crate::environment::drop_tool_settings(cmd);
     let home = root.join("home");
     cmd.env("HOME", &home)
         .env("XDG_CONFIG_HOME", root.join("xdg"))
@@ -104,6 +98,9 @@ pub fn tool_command(exe: impl AsRef<OsStr>, root: &Path) -> Command {
 pub struct Harness {
     exe: PathBuf,
     scratch: PathBuf,
+    /// This harness's directory for per-command homes (made on first use, under `scratch`),
+    /// shared by its clones, and the number of the next home in it.
+    homes: Arc<(Mutex<Option<PathBuf>>, AtomicU64)>,
 }
 
 impl Harness {
@@ -113,6 +110,7 @@ impl Harness {
         Harness {
             exe: exe.into(),
             scratch: scratch.into(),
+            homes: Arc::default(),
         }
     }
 
@@ -121,7 +119,7 @@ impl Harness {
         &self.exe
     }
 
-    /// The tool, [isolated](isolate) in a new directory of its own (under this process's
+    /// The tool, [isolated](isolate) in a new directory of its own (under this harness's
     /// directory in `scratch`), so that commands built here never share a user config:
     /// tests that need one shared build theirs with [`tool_command`].
     pub fn command(&self) -> Command {
@@ -136,25 +134,23 @@ impl Harness {
         )
     }
 
-    /// A new directory for one command's per-user files, in this process's directory
+    /// A new directory for one command's per-user files, in this harness's directory
     /// under `scratch` (kept, as the template account is: a command may outlive the call).
     pub fn home(&self) -> Result<PathBuf, Error> {
-        static ROOT: Mutex<Option<PathBuf>> = Mutex::new(None);
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let mut root = ROOT.lock().unwrap_or_else(|e| e.into_inner());
-        if root.is_none() {
-            std::fs::create_dir_all(&self.scratch)?;
-            let dir = tempfile::Builder::new()
-                .prefix("esp-aws-homes")
-                .tempdir_in(&self.scratch)?
-                .keep();
-            *root = Some(dir);
-        }
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = root
-            .as_ref()
-            .map(|r| r.join(n.to_string()))
-            .unwrap_or_default();
+        let (root, next) = &*self.homes;
+        let mut root = root.lock().unwrap_or_else(|e| e.into_inner());
+        let root = match root.as_ref() {
+            Some(dir) => dir.clone(),
+            None => {
+                std::fs::create_dir_all(&self.scratch)?;
+                let dir = tempfile::Builder::new()
+                    .prefix("esp-aws-homes")
+                    .tempdir_in(&self.scratch)?
+                    .keep();
+                root.insert(dir).clone()
+            }
+        };
+        let dir = root.join(next.fetch_add(1, Ordering::Relaxed).to_string());
         std::fs::create_dir_all(&dir)?;
         Ok(dir)
     }
@@ -482,5 +478,29 @@ impl Run {
     /// The last line of stderr (the failure sentence).
     pub fn why(&self) -> &str {
         self.stderr.lines().last().unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_harness_keeps_its_homes_under_its_own_scratch_directory() {
+        let first = tempfile::tempdir().unwrap();
+        let second = tempfile::tempdir().unwrap();
+        let a = Harness::new("esp-aws", first.path());
+        let b = Harness::new("esp-aws", second.path());
+        let (a1, b1, a2) = (
+            a.home().unwrap(),
+            b.home().unwrap(),
+            a.clone().home().unwrap(),
+        );
+        assert!(a1.starts_with(first.path()), "{}", a1.display());
+        assert!(b1.starts_with(second.path()), "{}", b1.display());
+        // A clone shares its harness's directory; every home is new.
+        assert_eq!(a1.parent(), a2.parent());
+        assert_ne!(a1, a2);
+        assert!(a1.is_dir() && a2.is_dir() && b1.is_dir());
     }
 }

@@ -5,7 +5,7 @@ use esp_aws::firmware::Generation;
 use esp_aws::sim::device::BootMode;
 
 use crate::sim_util::World;
-use crate::util::esp_aws;
+use crate::util::{esp_aws, esp_aws_command};
 
 /// The host's writes in a `--trace` transcript, in order.
 fn host_writes(stderr: &str) -> Vec<&str> {
@@ -92,6 +92,26 @@ fn demo_provisions_sets_and_gets_and_a_second_run_finds_the_module_provisioned()
         again.stdout
     );
     assert_eq!(certificates(), minted);
+}
+
+#[test]
+fn demo_ignores_the_callers_esp_aws_settings_and_leaves_their_config_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("demo");
+    let users = dir.path().join("users-config.toml");
+    let content = "[device.lab]\nport = \"/dev/ttyUSB7\"\n";
+    std::fs::write(&users, content).unwrap();
+    let mut cmd = esp_aws_command();
+    cmd.args(["demo", "--sntp-delay", "100", "--state"])
+        .arg(&state)
+        // Set after the isolation, as in a user's shell.
+        .env("ESP_AWS_CONFIG", &users)
+        .env("ESP_AWS_DEVICE", "lab")
+        .env("AWS_PROFILE", "no-such-profile");
+    let run = esp_aws::testkit::Run::of(cmd).unwrap();
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("✓ shadow get"), "{}", run.stdout);
+    assert_eq!(std::fs::read_to_string(&users).unwrap(), content);
 }
 
 #[test]

@@ -286,6 +286,36 @@ fn a_versioned_update_whose_answer_is_lost_may_have_been_applied() {
 }
 
 #[test]
+fn an_update_that_may_have_been_applied_leaves_the_in_flight_mark() {
+    // A 1.x module, whose shadow commands take the quick path onto the link the previous
+    // command left open.
+    let world = provisioned(Generation::V1_1_3);
+    assert_eq!(world.cli(["shadow", "set", "lnu_001", "a=1"]).code, Some(0));
+    let name: String = world
+        .sim
+        .port()
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    // World commands run with the world's directory as TMPDIR.
+    let mark = world.dir.path().join(format!("esp-aws-inflight-{name}"));
+    assert!(!mark.exists(), "a clean command left the mark");
+    let set = answer_lost(
+        &world,
+        ["shadow", "set", "lnu_001", "a=2", "--version", "1"],
+    );
+    says(&set, 4, "the update may have been applied");
+    // Its answer may still come on the link: the next command must not take it over.
+    assert!(mark.exists(), "exit 4 cleared the in-flight mark");
+    let get = world.cli(["shadow", "get", "lnu_001", "--trace"]);
+    assert_eq!(get.code, Some(0), "{}", get.stderr);
+    // The full set-up (it probes the module) rather than the quick path.
+    assert!(get.stderr.contains(">> AT+GMR"), "{}", get.stderr);
+    assert!(!mark.exists(), "a clean command kept the mark");
+}
+
+#[test]
 fn a_version_in_the_file_is_never_retried_and_a_conflict_names_it() {
     let world = with_a_shadow();
     // Lost answer: not sent again, however safe the file's version makes it look.

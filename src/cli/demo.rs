@@ -86,19 +86,6 @@ struct StepRun {
     elapsed: Duration,
 }
 
-/// The AWS variables that would point a step at another account, endpoint or profile.
-const AWS_CHOOSERS: [&str; 9] = [
-    "AWS_PROFILE",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_IOT",
-    "AWS_CA_BUNDLE",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_CONFIG_FILE",
-];
-
 /// Runs `esp-aws ARGS` (with `--trace` where the step talks to the module) in `dir` with `env` set, the transcript going to
 /// `transcript`.
 fn run_step(
@@ -116,14 +103,10 @@ fn run_step(
     if args.first().map(String::as_str) != Some("aws") {
         cmd.arg("--trace");
     }
-    cmd.current_dir(dir)
-        // The demo's module and account, not whatever the user's shell or config points at.
-        .env_remove("ESP_AWS_PORT")
-        .env_remove("ESP_AWS_BAUD")
-        .env_remove("ESP_AWS_ENDPOINT");
-    for v in AWS_CHOOSERS {
-        cmd.env_remove(v);
-    }
+    cmd.current_dir(dir);
+    // The demo's module and account, not whatever the user's shell points at: with
+    // ESP_AWS_CONFIG inherited, provision would write the demo's settings into the user's file.
+    esp_aws::environment::drop_tool_settings(&mut cmd);
     for (name, value) in env {
         cmd.env(name, value);
     }

@@ -16,7 +16,7 @@ use esp_aws::provision;
 use esp_aws::transport::Transport;
 use serde::Serialize;
 
-use super::format::{self, Format};
+use super::format::{Format, FormatArgs};
 use super::inflight::InFlight;
 use super::settings::{self, DeviceArgs, EndpointArgs, Settings};
 
@@ -45,13 +45,8 @@ pub struct DoctorArgs {
     /// Thing whose shadow to read [default: from the config file].
     #[arg(long, value_name = "NAME")]
     thing: Option<String>,
-    /// Output format: text (a checklist) or json (the checklist as one JSON document).
-    #[arg(long, value_name = "FORMAT", default_value = "text",
-          value_parser = super::format::parser(&[Format::Text, Format::Json]))]
-    format: Format,
-    /// Same as --format json (the older name).
-    #[arg(long, hide = true, conflicts_with = "format")]
-    json: bool,
+    #[command(flatten)]
+    format: FormatArgs,
     /// The AWS account asked why AWS refuses the module (when credentials are found, or
     /// `esp-aws sim` recorded its account).
     #[command(flatten)]
@@ -116,7 +111,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(super::exit::INTERRUPTED));
     }
     report.ok = report.checks.iter().all(|c| c.status != Status::Fail);
-    if format::chosen(args.format, args.json) == Format::Json {
+    if args.format.chosen() == Format::Json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for item in &report.checks {
@@ -185,12 +180,7 @@ fn walk(args: &DoctorArgs, report: &mut Report) -> Result<(), Stop> {
     }
     // A cut doctor leaves the in-flight mark, so that the next shadow command does not
     // take a link that may still carry the late answer to doctor's shadow read.
-    let mark = InFlight::begin(&settings.port);
-    let result = walk_module(args, report, &settings);
-    if result.is_ok() {
-        mark.finish();
-    }
-    result
+    InFlight::around(&settings.port, || walk_module(args, report, &settings))
 }
 
 fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> Result<(), Stop> {

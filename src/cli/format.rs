@@ -39,11 +39,26 @@ pub fn parser(allowed: &'static [Format]) -> impl TypedValueParser<Value = Forma
     })
 }
 
-/// `--format`, or `json` when the command's old `--json` flag was given.
-pub fn chosen(format: Format, json: bool) -> Format {
-    if json {
-        Format::Json
-    } else {
-        format
+/// `--format text|json` with the older `--json` kept as a hidden alias: the options of the
+/// commands that print a report (`pki inspect`, `pki check`, `doctor`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct FormatArgs {
+    /// Output format: text (lines to read), or json (one JSON document).
+    #[arg(long, value_name = "FORMAT", default_value = "text",
+          value_parser = parser(&[Format::Text, Format::Json]))]
+    format: Format,
+    /// Same as --format json (the older name).
+    #[arg(long, hide = true, conflicts_with = "format")]
+    json: bool,
+}
+
+impl FormatArgs {
+    /// `--format`, or `json` when the old `--json` flag was given.
+    pub fn chosen(self) -> Format {
+        if self.json {
+            Format::Json
+        } else {
+            self.format
+        }
     }
 }

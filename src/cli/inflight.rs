@@ -55,7 +55,7 @@ impl InFlight {
 
     /// Runs `f` and removes the mark only if it succeeded; a failure may have left the
     /// module mid-exchange, so the mark stays for the next command to see.
-    pub fn around<R>(port: &str, f: impl FnOnce() -> anyhow::Result<R>) -> anyhow::Result<R> {
+    pub fn around<R, E>(port: &str, f: impl FnOnce() -> Result<R, E>) -> Result<R, E> {
         let mark = InFlight::begin(port);
         let result = f();
         if result.is_ok() {

@@ -176,15 +176,11 @@ pub fn find_downloads(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    let pick = |what: &str,
+    let pick = |given: &Option<PathBuf>,
+                what: &str,
                 flag: &str,
                 matches: &dyn Fn(&str) -> bool|
      -> anyhow::Result<PathBuf> {
-        let given = match flag {
-            "--cert" => &given.cert,
-            "--key" => &given.key,
-            _ => &given.ca,
-        };
         if let Some(path) = given {
             return Ok(path.clone());
         }
@@ -206,14 +202,19 @@ pub fn find_downloads(
         }
     };
     let cert = pick(
+        &given.cert,
         "device certificate (*-certificate.pem.crt)",
         "--cert",
         &|n| n.ends_with("-certificate.pem.crt"),
     )?;
-    let key = pick("private key (*-private.pem.key)", "--key", &|n| {
-        n.ends_with("-private.pem.key")
-    })?;
+    let key = pick(
+        &given.key,
+        "private key (*-private.pem.key)",
+        "--key",
+        &|n| n.ends_with("-private.pem.key"),
+    )?;
     let ca = pick(
+        &given.ca,
         "Amazon root CA (AmazonRootCA1.pem or AmazonRootCA3.pem)",
         "--ca",
         &|n| n == "AmazonRootCA1.pem" || n == "AmazonRootCA3.pem",

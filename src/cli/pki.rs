@@ -11,7 +11,7 @@ use esp_aws::pki::material::{self, Material};
 use esp_aws::pki::{self as lib, summary, BuildError, Input};
 use serde_json::json;
 
-use super::format::{chosen, Format};
+use super::format::{Format, FormatArgs};
 
 /// Credential file commands.
 #[derive(Debug, Subcommand)]
@@ -45,13 +45,8 @@ pub enum PkiCommand {
         /// The bin.
         #[arg(value_name = "FILE.bin")]
         file: PathBuf,
-        /// Output format: text, or json (one JSON document).
-        #[arg(long, value_name = "FORMAT", default_value = "text",
-              value_parser = super::format::parser(&[Format::Text, Format::Json]))]
-        format: Format,
-        /// Same as --format json (the older name).
-        #[arg(long, hide = true, conflicts_with = "format")]
-        json: bool,
+        #[command(flatten)]
+        format: FormatArgs,
         /// Write each item back out as a file into DIR (keys with mode 0600).
         #[arg(long, value_name = "DIR")]
         extract: Option<PathBuf>,
@@ -74,13 +69,8 @@ pub enum PkiCommand {
         /// The AWS IoT data endpoint (`<prefix>-ats.iot.<region>.amazonaws.com`).
         #[arg(long, value_name = "HOST", env = "ESP_AWS_ENDPOINT")]
         endpoint: Option<String>,
-        /// Output format: text (a checklist), or json (one JSON document).
-        #[arg(long, value_name = "FORMAT", default_value = "text",
-              value_parser = super::format::parser(&[Format::Text, Format::Json]))]
-        format: Format,
-        /// Same as --format json (the older name).
-        #[arg(long, hide = true, conflicts_with = "format")]
-        json: bool,
+        #[command(flatten)]
+        format: FormatArgs,
     },
 }
 
@@ -94,26 +84,20 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<ExitCode> {
         PkiCommand::Inspect {
             file,
             format,
-            json,
             extract,
-        } => inspect(
-            &file,
-            chosen(format, json) == Format::Json,
-            extract.as_deref(),
-        ),
+        } => inspect(&file, format.chosen() == Format::Json, extract.as_deref()),
         PkiCommand::Check {
             cert,
             key,
             ca,
             endpoint,
             format,
-            json,
         } => check(
             &cert,
             &key,
             &ca,
             endpoint.as_deref(),
-            chosen(format, json) == Format::Json,
+            format.chosen() == Format::Json,
         ),
     }
 }

@@ -108,9 +108,6 @@ pub struct EndpointArgs {
     pub clock_timeout: Option<u64>,
 }
 
-/// Slowest and fastest baud rate accepted: the range of ESP-AT's `AT+UART_CUR` on the ESP32
-/// (80 to 5,000,000).
-pub const BAUD_RANGE: std::ops::RangeInclusive<u32> = 80..=5_000_000;
 /// Longest clock wait accepted, in seconds: SNTP answers in seconds; an hour is plenty.
 pub const CLOCK_TIMEOUT_MAX: u64 = 3600;
 
@@ -383,15 +380,22 @@ impl Config {
             })?;
         }
         if let Some(port) = &self.port {
-            if port.is_empty() || port.chars().any(char::is_control) {
-                return Err(format!(
-                    "port '{}' is not a serial port name",
-                    names::escape(port)
-                ));
-            }
+            check_port(port).map_err(|e| format!("port {e}"))?;
         }
         Ok(())
     }
+}
+
+/// An empty port name, or one holding a control character, names no device: refused before
+/// anything tries to open it.
+fn check_port(port: &str) -> Result<(), String> {
+    if port.is_empty() || port.chars().any(char::is_control) {
+        return Err(format!(
+            "'{}' is not a serial port name",
+            names::escape(port)
+        ));
+    }
+    Ok(())
 }
 
 fn check_endpoint_port(port: u16) -> Result<(), String> {
@@ -404,6 +408,7 @@ fn check_endpoint_port(port: u16) -> Result<(), String> {
 }
 
 fn check_baud(baud: u32) -> Result<u32, Exit> {
+    use esp_aws::firmware::BAUD_RANGE;
     if BAUD_RANGE.contains(&baud) {
         Ok(baud)
     } else {
@@ -514,14 +519,14 @@ impl Settings {
 pub fn resolve(device: &DeviceArgs, endpoint: Option<&EndpointArgs>) -> anyhow::Result<Settings> {
     let (config, config_file) = load_config(device)?;
     let port = match device.port.clone().or_else(|| config.port.clone()) {
-        Some(port) if port.is_empty() || port.chars().any(char::is_control) => {
-            return Err(Exit::usage(format!(
-                "'{}' is not a serial port name: pass --port with the module's port (list them with `esp-aws ports`)",
-                names::escape(&port)
-            ))
-            .into())
+        Some(port) => {
+            check_port(&port).map_err(|e| {
+                Exit::usage(format!(
+                    "{e}: pass --port with the module's port (list them with `esp-aws ports`)"
+                ))
+            })?;
+            port
         }
-        Some(port) => port,
         None => detect_port()?,
     };
     // A port the file took from a simulator is used only while that simulator runs.

@@ -265,9 +265,13 @@ pub fn run(mut args: ShadowArgs) -> anyhow::Result<ExitCode> {
     let in_flight = InFlight::begin(&settings.port);
     let result = run_on_module(&settings, &args, prepared, !in_flight.previous_cut());
     match result {
-        // Only a command that ended with the module idle and its link clean clears the mark.
+        // Only a command that ended with the module idle and its link clean clears the mark:
+        // after exit 4 the lost answer may still arrive on the link (a resumed link is even
+        // left open), so the next command must not take the quick path onto it.
         Ok(code) => {
-            in_flight.finish();
+            if code != ExitCode::from(MAY_HAVE_BEEN_APPLIED) {
+                in_flight.finish();
+            }
             Ok(code)
         }
         Err(e) if interrupted(&e) => {
@@ -437,7 +441,7 @@ fn perform<'a, T: Transport>(
             doc: client.get(named(thing), name.as_deref())?,
             thing: named(thing),
             name: name.as_deref(),
-            table: matches!(output.unwrap_or(*format), Format::Table | Format::Text),
+            table: output.unwrap_or(*format) == Format::Table,
         },
         ShadowCommand::Set { thing, name, .. } => Outcome::Updated {
             updated: client.update(named(thing), name.as_deref(), doc.unwrap_or(&Value::Null))?,

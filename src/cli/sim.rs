@@ -339,9 +339,7 @@ fn record_in_user_config(mut record: super::settings::Config) {
     };
     // A link given as a relative path means nothing from another directory.
     if let Some(port) = record.port.as_deref().filter(|p| !p.contains("://")) {
-        if let Ok(abs) = std::path::absolute(port) {
-            record.port = Some(abs.display().to_string());
-        }
+        record.port = Some(absolute(Path::new(port)).display().to_string());
     }
     let target = super::settings::DeviceArgs {
         config: Some(path.clone()),
@@ -694,7 +692,7 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
             endpoint_port: Some(8443),
             thing: info.as_ref().map(|i| i.thing.clone()),
             firmware: Some(firmware.name().to_string()),
-            sim: Some(std::path::absolute(&state).unwrap_or_else(|_| state.clone())),
+            sim: Some(absolute(&state)),
             aws_endpoint_url: Some(sim.endpoint().control_url()),
             aws_credentials_file: Some(absolute(
                 &state.join(esp_aws::sim::endpoint::control::CREDENTIALS_FILE),

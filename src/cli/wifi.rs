@@ -149,31 +149,30 @@ pub fn check_ssid(ssid: &str) -> anyhow::Result<()> {
 
 pub fn run(args: WifiArgs) -> anyhow::Result<ExitCode> {
     // Everything that can be checked is checked before the module is touched.
-    let join = match &args.command {
+    let (join, format) = match &args.command {
         WifiCommand::Join { ssid, password } => {
             check_ssid(ssid)?;
-            Some((ssid.clone(), password.password()?))
+            (Some((ssid.clone(), password.password()?)), Format::Text)
         }
-        WifiCommand::Status { .. } => None,
-    };
-    let format = match &args.command {
-        WifiCommand::Status { format } => *format,
-        WifiCommand::Join { .. } => Format::Text,
+        WifiCommand::Status { format } => (None, *format),
     };
     let settings = settings::resolve(&args.device, None)?;
     // A signal stops the exchange cleanly, and a cut leaves the in-flight mark for the
     // next command (see `super::inflight`).
-    crate::interrupt_flag();
-    super::inflight::InFlight::around(&settings.port, || on_module(&settings, join, format))
+    let cancel = crate::interrupt_flag();
+    super::inflight::InFlight::around(&settings.port, || {
+        on_module(&settings, join, format, cancel)
+    })
 }
 
 fn on_module(
     settings: &settings::Settings,
     join: Option<(String, String)>,
     format: Format,
+    cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 ) -> anyhow::Result<ExitCode> {
     let mut session = settings::open_session(settings)?;
-    session.set_cancel(crate::interrupt_flag());
+    session.set_cancel(cancel);
     let generation = session.info().generation;
     if let Some((ssid, password)) = join {
         wifi::join(session.client(), &ssid, &password)?;

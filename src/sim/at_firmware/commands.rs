@@ -137,6 +137,11 @@ pub(super) fn default_mfg() -> KvStore {
     store
 }
 
+/// The baud rates `AT+UART_CUR` and `AT+UART_DEF` accept, as [`Args::int_in`] takes them.
+fn baud_range() -> std::ops::RangeInclusive<i64> {
+    i64::from(*crate::firmware::BAUD_RANGE.start())..=i64::from(*crate::firmware::BAUD_RANGE.end())
+}
+
 fn render_value(value: &Value) -> Vec<u8> {
     let d = &value.data;
     let text = match (value.kind, d.len()) {
@@ -197,7 +202,7 @@ impl AtFirmware {
             }
             // The line settings belong to the carrier (the pty pump); the module accepts
             // them without changing its own behaviour.
-            ("+UART_DEF", Op::Set(p)) => Args(p).int_in(0, 80..=5_000_000).map(|_| self.ok()),
+            ("+UART_DEF", Op::Set(p)) => Args(p).int_in(0, baud_range()).map(|_| self.ok()),
             ("+SYSMSG", Op::Query) if known => {
                 let line = format!("+SYSMSG:{}\r\n", self.ram.sysmsg);
                 self.emit_str(&line);
@@ -210,7 +215,7 @@ impl AtFirmware {
                 self.ram.sysmsg = v as u8;
                 self.ok()
             }),
-            ("+UART_CUR", Op::Set(p)) => Args(p).int_in(0, 80..=5_000_000).map(|_| self.ok()),
+            ("+UART_CUR", Op::Set(p)) => Args(p).int_in(0, baud_range()).map(|_| self.ok()),
             ("+CIPSNTPCFG", Op::Set(p)) => self.sntp_set(&Args(p)),
             ("+CIPSNTPCFG", Op::Query) => {
                 self.sntp_query();
