@@ -315,10 +315,10 @@ pub enum EncodeError {
     /// An empty topic or topic filter.
     #[error("the {0} is empty")]
     EmptyTopic(&'static str),
-    /// `+` or `#` in a topic name.
+    /// `+` or `#` in a topic name (the topic escaped and cut, as in every message).
     #[error("the topic '{0}' holds + or #, which only a subscription's topic filter may contain")]
     WildcardInTopic(String),
-    /// A topic filter whose wildcards are misplaced.
+    /// A topic filter whose wildcards are misplaced (the filter escaped and cut).
     #[error("the topic filter '{0}' is not valid: '#' must be the last level and alone in it, '+' alone in its level")]
     BadFilter(String),
     /// A SUBSCRIBE, SUBACK or UNSUBSCRIBE without entries.
@@ -368,7 +368,8 @@ pub enum DecodeError {
     /// A CONNECT with another protocol name or level (a broker answers CONNACK 1).
     #[error("a CONNECT asks for protocol '{name}' level {level}, not MQTT 3.1.1")]
     Protocol {
-        /// The protocol name, lossily decoded.
+        /// The protocol name, lossily decoded, escaped and cut: it is up to 65535 bytes
+        /// from the peer and lands in a one-line message.
         name: String,
         /// The protocol level.
         level: u8,
@@ -443,12 +444,17 @@ fn put_str(out: &mut Vec<u8>, what: &'static str, s: &str) -> Result<(), EncodeE
     put_bytes(out, what, s.as_bytes())
 }
 
+/// A topic, filter or protocol name as a one-line message may show it.
+fn shown(value: &str) -> String {
+    crate::aws::names::escape(value)
+}
+
 fn check_topic_name(what: &'static str, topic: &str) -> Result<(), EncodeError> {
     if topic.is_empty() {
         return Err(EncodeError::EmptyTopic(what));
     }
     if topic.contains(['+', '#']) {
-        return Err(EncodeError::WildcardInTopic(topic.to_string()));
+        return Err(EncodeError::WildcardInTopic(shown(topic)));
     }
     Ok(())
 }
@@ -474,7 +480,7 @@ fn check_filter(filter: &str) -> Result<(), EncodeError> {
         return Err(EncodeError::EmptyTopic("topic filter"));
     }
     if !valid_filter(filter) {
-        return Err(EncodeError::BadFilter(filter.to_string()));
+        return Err(EncodeError::BadFilter(shown(filter)));
     }
     Ok(())
 }
@@ -789,7 +795,7 @@ fn decode_connect(r: &mut Reader<'_>) -> Result<Connect, DecodeError> {
     let level = r.u8()?;
     if name != PROTOCOL_NAME.as_bytes() || level != PROTOCOL_LEVEL {
         return Err(DecodeError::Protocol {
-            name: String::from_utf8_lossy(name).into_owned(),
+            name: shown(&String::from_utf8_lossy(name)),
             level,
         });
     }
@@ -1194,6 +1200,39 @@ mod tests {
                 level: 3
             })
         );
+    }
+
+    #[test]
+    fn names_from_the_wire_are_escaped_in_messages() {
+        // A CONNECT whose protocol name carries terminal escapes and is long.
+        let name = format!("\x1b]0;owned\x07{}", "M".repeat(1000));
+        let mut body = (name.len() as u16).to_be_bytes().to_vec();
+        body.extend_from_slice(name.as_bytes());
+        body.extend_from_slice(b"\x04\x02\x00\x00\x00\x01c");
+        let e = Packet::decode(0x10, &body).unwrap_err();
+        let text = e.to_string();
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+        assert!(text.len() < 200, "{} bytes", text.len());
+        let DecodeError::Protocol { name: shown, level } = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(level, 4);
+        assert!(shown.starts_with("\\u{1b}]0;owned"), "{shown}");
+        for packet in [
+            Packet::Publish(Publish::at_most_once("a/\x1b[2J+", Vec::new())),
+            Packet::Subscribe(Subscribe {
+                packet_id: 1,
+                filters: vec![("a#\x07".into(), QoS::AtMostOnce)],
+            }),
+        ] {
+            let text = packet.encode().unwrap_err().to_string();
+            assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+        }
+        let long = Packet::Publish(Publish::at_most_once(
+            format!("+{}", "t".repeat(1000)),
+            Vec::new(),
+        ));
+        assert!(long.encode().unwrap_err().to_string().len() < 300);
     }
 
     #[test]
