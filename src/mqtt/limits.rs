@@ -24,13 +24,11 @@
 
 use super::packet::{Connect, Publish, QoS, Subscribe};
 use super::shadow::ShadowTopic;
+use crate::aws::names::{basic_ingest, check_topic_size, TopicExcess};
 
 /// Longest client ID, in bytes.
 pub const CLIENT_ID_MAX: usize = 128;
-/// Longest topic, in bytes (beyond a Basic Ingest prefix).
-pub const TOPIC_MAX_BYTES: usize = 256;
-/// Most forward slashes in a topic or filter (beyond a Basic Ingest or shared prefix).
-pub const TOPIC_MAX_SLASHES: usize = 7;
+pub use crate::aws::names::{TOPIC_MAX_BYTES, TOPIC_MAX_SLASHES};
 /// Largest PUBLISH payload: 128 KB.
 pub const PAYLOAD_MAX: usize = 128 * 1024;
 /// Most topic filters in one SUBSCRIBE.
@@ -88,39 +86,19 @@ fn shown(topic: &str) -> String {
     crate::aws::names::escape(topic)
 }
 
-/// The part of a topic AWS counts: without a Basic Ingest prefix `$aws/rules/<rule>/`.
-fn counted(topic: &str) -> &str {
-    let Some(rest) = strip_prefix_ignore_case(topic, "$aws/rules/") else {
-        return topic;
-    };
-    match rest.split_once('/') {
-        Some((_rule, tail)) => tail,
-        None => "",
-    }
-}
-
-fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
-}
-
-fn check_size_and_depth(topic: &str, what: &str) -> Result<(), LimitError> {
-    let len = what.len();
-    if len > TOPIC_MAX_BYTES {
-        return Err(LimitError::TopicTooLong {
+/// Checks `counted` (a topic, or a filter without its `$share/<group>/`) with the one
+/// size and depth check, naming `topic` in the message.
+fn check_size_and_depth(topic: &str, counted: &str) -> Result<(), LimitError> {
+    check_topic_size(counted).map_err(|excess| match excess {
+        TopicExcess::TooLong(len) => LimitError::TopicTooLong {
             topic: shown(topic),
             len,
-        });
-    }
-    let slashes = what.matches('/').count();
-    if slashes > TOPIC_MAX_SLASHES {
-        return Err(LimitError::TopicTooDeep {
+        },
+        TopicExcess::TooDeep(slashes) => LimitError::TopicTooDeep {
             topic: shown(topic),
             slashes,
-        });
-    }
-    Ok(())
+        },
+    })
 }
 
 /// Checks a CONNECT's client ID and keep-alive.
@@ -145,7 +123,7 @@ pub fn check_client_id(client_id: &str) -> Result<(), LimitError> {
 
 /// Checks a topic to publish to: size, depth, and reserved topics.
 pub fn check_publish_topic(topic: &str) -> Result<(), LimitError> {
-    check_size_and_depth(topic, counted(topic))?;
+    check_size_and_depth(topic, topic)?;
     if topic.starts_with('$') && !publish_allowed_reserved(topic) {
         return Err(LimitError::ReservedTopic(shown(topic)));
     }
@@ -177,7 +155,7 @@ pub fn check_filter(filter: &str) -> Result<(), LimitError> {
     if inner.starts_with('$') && !inner.starts_with("$aws/") {
         return Err(LimitError::ReservedFilter(shown(filter)));
     }
-    check_size_and_depth(filter, counted(inner))
+    check_size_and_depth(filter, inner)
 }
 
 /// Checks a SUBSCRIBE: at most 8 filters, each valid for AWS, none at QoS 2.
@@ -206,8 +184,7 @@ pub fn check_subscribe(subscribe: &Subscribe) -> Result<(), LimitError> {
 /// (`$aws/rules/<rule>[/…]`). `<fmt>` is `json` or `cbor`. Responses, notifications and
 /// events are subscribe-only.
 pub fn publish_allowed_reserved(topic: &str) -> bool {
-    if let Some(rest) = strip_prefix_ignore_case(topic, "$aws/rules/") {
-        let rule = rest.split('/').next().unwrap_or("");
+    if let Some((rule, _)) = basic_ingest(topic) {
         return !rule.is_empty() && rule.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     }
     if let Some(t) = ShadowTopic::parse(topic) {
