@@ -22,7 +22,7 @@
 //! - "MQTT" page: QoS 2 is not supported (refused by the codec itself, see
 //!   [`super::packet::EncodeError::Qos2`]).
 
-use super::packet::{Connect, Publish, QoS, Subscribe};
+use super::packet::{Connect, Publish, Subscribe};
 use super::shadow::ShadowTopic;
 use crate::aws::names::{basic_ingest, check_topic_size, TopicExcess};
 
@@ -41,16 +41,16 @@ pub const KEEP_ALIVE_MAX: u16 = 1200;
 #[non_exhaustive]
 pub enum LimitError {
     /// Client ID over 128 bytes.
-    #[error("the client ID is {0} bytes long; AWS IoT accepts at most 128")]
+    #[error("the client ID is {0} bytes long; AWS IoT accepts at most {CLIENT_ID_MAX}")]
     ClientIdTooLong(usize),
     /// Client ID beginning with `$`.
     #[error("the client ID begins with '$', which AWS IoT reserves for IDs it generates")]
     ClientIdReserved,
     /// Keep-alive over 1200 s.
-    #[error("a keep-alive of {0} s is longer than AWS IoT's 1200 s: it would use 1200 s and disconnect a client that pings less often")]
+    #[error("a keep-alive of {0} s is longer than AWS IoT's {KEEP_ALIVE_MAX} s: it would use {KEEP_ALIVE_MAX} s and disconnect a client that pings less often")]
     KeepAliveTooLong(u16),
     /// Topic over 256 bytes.
-    #[error("the topic '{topic}' is {len} bytes long; AWS IoT accepts at most 256")]
+    #[error("the topic '{topic}' is {len} bytes long; AWS IoT accepts at most {TOPIC_MAX_BYTES}")]
     TopicTooLong {
         /// The topic, escaped and cut.
         topic: String,
@@ -58,7 +58,7 @@ pub enum LimitError {
         len: usize,
     },
     /// Topic or filter with more than 7 slashes.
-    #[error("the topic '{topic}' has {slashes} forward slashes; AWS IoT accepts at most 7")]
+    #[error("the topic '{topic}' has {slashes} forward slashes; AWS IoT accepts at most {TOPIC_MAX_SLASHES}")]
     TopicTooDeep {
         /// The topic, escaped and cut.
         topic: String,
@@ -72,14 +72,11 @@ pub enum LimitError {
     #[error("the topic filter '{0}' begins with '$' but not with '$aws/' or '$share/<group>/', which AWS IoT does not serve")]
     ReservedFilter(String),
     /// Payload over 128 KB.
-    #[error("the payload is {0} bytes long; AWS IoT accepts at most 131072 (128 KB)")]
+    #[error("the payload is {0} bytes long; AWS IoT accepts at most {PAYLOAD_MAX} ({kb} KB)", kb = PAYLOAD_MAX / 1024)]
     PayloadTooLarge(usize),
     /// More than 8 filters in one SUBSCRIBE.
-    #[error("one SUBSCRIBE asks for {0} topic filters; AWS IoT accepts at most 8 (send several)")]
+    #[error("one SUBSCRIBE asks for {0} topic filters; AWS IoT accepts at most {FILTERS_PER_SUBSCRIBE} (send several)")]
     TooManyFilters(usize),
-    /// QoS 2 asked for.
-    #[error("QoS 2 is not supported by AWS IoT (it never acknowledges it): use QoS 0 or 1")]
-    Qos2,
 }
 
 fn shown(topic: &str) -> String {
@@ -130,11 +127,8 @@ pub fn check_publish_topic(topic: &str) -> Result<(), LimitError> {
     Ok(())
 }
 
-/// Checks a PUBLISH: topic, payload size, QoS.
+/// Checks a PUBLISH: topic and payload size (QoS 2 is the encoder's to refuse).
 pub fn check_publish(publish: &Publish) -> Result<(), LimitError> {
-    if publish.qos == QoS::ExactlyOnce {
-        return Err(LimitError::Qos2);
-    }
     check_publish_topic(&publish.topic)?;
     if publish.payload.len() > PAYLOAD_MAX {
         return Err(LimitError::PayloadTooLarge(publish.payload.len()));
@@ -158,15 +152,13 @@ pub fn check_filter(filter: &str) -> Result<(), LimitError> {
     check_size_and_depth(filter, inner)
 }
 
-/// Checks a SUBSCRIBE: at most 8 filters, each valid for AWS, none at QoS 2.
+/// Checks a SUBSCRIBE: at most 8 filters, each valid for AWS (QoS 2 is the encoder's to
+/// refuse).
 pub fn check_subscribe(subscribe: &Subscribe) -> Result<(), LimitError> {
     if subscribe.filters.len() > FILTERS_PER_SUBSCRIBE {
         return Err(LimitError::TooManyFilters(subscribe.filters.len()));
     }
-    for (filter, qos) in &subscribe.filters {
-        if *qos == QoS::ExactlyOnce {
-            return Err(LimitError::Qos2);
-        }
+    for (filter, _qos) in &subscribe.filters {
         check_filter(filter)?;
     }
     Ok(())
@@ -210,6 +202,7 @@ pub fn publish_allowed_reserved(topic: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mqtt::packet::{EncodeError, QoS};
 
     #[test]
     fn client_ids() {
@@ -327,7 +320,11 @@ mod tests {
         assert_eq!(check_subscribe(&sub(9)), Err(LimitError::TooManyFilters(9)));
         let mut two = sub(1);
         two.filters[0].1 = QoS::ExactlyOnce;
-        assert_eq!(check_subscribe(&two), Err(LimitError::Qos2));
+        assert_eq!(check_subscribe(&two), Ok(()));
+        assert_eq!(
+            crate::mqtt::Packet::Subscribe(two).encode(),
+            Err(EncodeError::Qos2)
+        );
     }
 
     #[test]
@@ -342,7 +339,21 @@ mod tests {
         p.payload.clear();
         assert_eq!(check_publish(&p), Ok(()), "empty payloads are fine");
         p.qos = QoS::ExactlyOnce;
-        assert_eq!(check_publish(&p), Err(LimitError::Qos2));
+        assert_eq!(check_publish(&p), Ok(()));
+        assert_eq!(
+            crate::mqtt::Packet::Publish(p).encode(),
+            Err(EncodeError::Qos2)
+        );
+    }
+
+    #[test]
+    fn messages_name_the_limits() {
+        let e = check_client_id(&"c".repeat(200)).unwrap_err().to_string();
+        assert!(e.ends_with(&format!("at most {CLIENT_ID_MAX}")), "{e}");
+        let e = LimitError::PayloadTooLarge(PAYLOAD_MAX + 1).to_string();
+        assert!(e.ends_with("at most 131072 (128 KB)"), "{e}");
+        let e = LimitError::KeepAliveTooLong(1201).to_string();
+        assert!(e.contains("AWS IoT's 1200 s: it would use 1200 s"), "{e}");
     }
 
     #[test]

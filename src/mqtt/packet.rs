@@ -93,12 +93,18 @@ impl Connect {
 
 impl fmt::Debug for Connect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A password is a credential: its length is all a log may show.
+        // A password is a credential: its length is all a log may show. So may be a user
+        // name's query (AWS IoT custom authorizers read `name?token=…&signature=…`): only
+        // the part before '?' is shown, then the query's length.
+        let username = self.username.as_ref().map(|u| match u.split_once('?') {
+            Some((name, query)) => format!("{name}?<{} bytes>", query.len()),
+            None => u.clone(),
+        });
         f.debug_struct("Connect")
             .field("client_id", &self.client_id)
             .field("keep_alive", &self.keep_alive)
             .field("clean_session", &self.clean_session)
-            .field("username", &self.username)
+            .field("username", &username)
             .field(
                 "password",
                 &self
@@ -404,7 +410,7 @@ const TYPE_NAMES: [&str; 16] = [
 ];
 
 /// The name of packet type `t` (the high nibble of the first byte).
-pub fn type_name(t: u8) -> &'static str {
+fn type_name(t: u8) -> &'static str {
     TYPE_NAMES[usize::from(t & 0x0f)]
 }
 
@@ -449,14 +455,19 @@ fn shown(value: &str) -> String {
     crate::aws::names::escape(value)
 }
 
+/// Whether `topic` is a valid topic name (§4.7.1, §4.7.3): non-empty, no wildcard.
+fn valid_topic_name(topic: &str) -> bool {
+    !topic.is_empty() && !topic.contains(['+', '#'])
+}
+
 fn check_topic_name(what: &'static str, topic: &str) -> Result<(), EncodeError> {
-    if topic.is_empty() {
-        return Err(EncodeError::EmptyTopic(what));
+    if valid_topic_name(topic) {
+        Ok(())
+    } else if topic.is_empty() {
+        Err(EncodeError::EmptyTopic(what))
+    } else {
+        Err(EncodeError::WildcardInTopic(shown(topic)))
     }
-    if topic.contains(['+', '#']) {
-        return Err(EncodeError::WildcardInTopic(shown(topic)));
-    }
-    Ok(())
 }
 
 /// Whether `filter` is a syntactically valid topic filter (§4.7.1): non-empty, `#` only as
@@ -476,13 +487,13 @@ pub fn valid_filter(filter: &str) -> bool {
 }
 
 fn check_filter(filter: &str) -> Result<(), EncodeError> {
-    if filter.is_empty() {
-        return Err(EncodeError::EmptyTopic("topic filter"));
+    if valid_filter(filter) {
+        Ok(())
+    } else if filter.is_empty() {
+        Err(EncodeError::EmptyTopic("topic filter"))
+    } else {
+        Err(EncodeError::BadFilter(shown(filter)))
     }
-    if !valid_filter(filter) {
-        return Err(EncodeError::BadFilter(shown(filter)));
-    }
-    Ok(())
 }
 
 fn nonzero(id: u16, what: &'static str) -> Result<u16, EncodeError> {
@@ -715,7 +726,7 @@ impl Packet {
                     return Err(DecodeError::BadFlags { kind, flags });
                 }
                 let topic = r.string()?;
-                if topic.is_empty() || topic.contains(['+', '#']) {
+                if !valid_topic_name(&topic) {
                     return r.bad("the topic is empty or holds a wildcard");
                 }
                 let packet_id = if qos == QoS::AtMostOnce { 0 } else { r.id()? };
@@ -826,7 +837,7 @@ fn decode_connect(r: &mut Reader<'_>) -> Result<Connect, DecodeError> {
             None => return r.bad("will QoS 3"),
         };
         let topic = r.string()?;
-        if topic.is_empty() || topic.contains(['+', '#']) {
+        if !valid_topic_name(&topic) {
             return r.bad("the will topic is empty or holds a wildcard");
         }
         Some(Will {
@@ -929,9 +940,7 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
+    use crate::hex::encode as hex;
 
     fn round_trip(p: &Packet) -> Vec<u8> {
         let bytes = p.encode().unwrap();
@@ -1183,9 +1192,7 @@ mod tests {
             (0xd0, "00", "left over"),                        // PINGRESP with a body
         ];
         for (first, body, why) in cases {
-            let body: Vec<u8> = (0..body.replace(' ', "").len() / 2)
-                .map(|i| u8::from_str_radix(&body.replace(' ', "")[2 * i..2 * i + 2], 16).unwrap())
-                .collect();
+            let body = crate::hex::decode(&body.replace(' ', "")).unwrap();
             let result = Packet::decode(*first, &body);
             assert!(
                 result.is_err() && format!("{result:?}").contains(why),
@@ -1279,6 +1286,26 @@ mod tests {
         assert!(ConnectRefusal::NotAuthorized
             .to_string()
             .contains("not authorized"));
+    }
+
+    #[test]
+    fn debug_hides_a_user_name_query() {
+        let c = Connect {
+            username: Some("dev?x-amz-customauthorizer-signature=s3cr3t".into()),
+            password: Some(b"p".to_vec()),
+            ..Connect::new("c", 0)
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("\"dev?<39 bytes>\""), "{shown}");
+        let plain = format!(
+            "{:?}",
+            Connect {
+                username: Some("dev".into()),
+                ..c
+            }
+        );
+        assert!(plain.contains("\"dev\""), "{plain}");
     }
 
     #[test]
