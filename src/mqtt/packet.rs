@@ -414,8 +414,10 @@ fn type_name(t: u8) -> &'static str {
     TYPE_NAMES[usize::from(t & 0x0f)]
 }
 
-/// Appends the variable-length Remaining Length encoding of `len` (§2.2.3).
-fn put_length(out: &mut Vec<u8>, mut len: usize) {
+/// Appends the variable-length Remaining Length encoding of `len` (§2.2.3), one to four
+/// bytes for a `len` up to [`MAX_REMAINING_LENGTH`] (a larger one takes more bytes than
+/// MQTT allows: the encoder refuses such packets before calling this).
+pub fn encode_remaining_length(out: &mut Vec<u8>, mut len: usize) {
     loop {
         let mut byte = (len % 128) as u8;
         len /= 128;
@@ -541,7 +543,7 @@ impl Packet {
         }
         out.reserve(body.len() + 5);
         out.push(self.kind() << 4 | flags);
-        put_length(out, body.len());
+        encode_remaining_length(out, body.len());
         out.extend_from_slice(&body);
         Ok(())
     }
@@ -1047,7 +1049,7 @@ mod tests {
             (MAX_REMAINING_LENGTH, "ffffff7f"),
         ] {
             let mut out = Vec::new();
-            put_length(&mut out, len);
+            encode_remaining_length(&mut out, len);
             assert_eq!(hex(&out), expected, "{len}");
         }
         let big = Packet::Publish(Publish::at_most_once("t", vec![7u8; 20_000]));
