@@ -12,6 +12,7 @@ use std::cell::Cell;
 mod bounds_at;
 mod fuzz_props;
 mod mqtt_bounded;
+mod props_config;
 
 struct Counting;
 

@@ -22,22 +22,10 @@ use esp_aws::rom::slip::SlipDecoder;
 use proptest::prelude::*;
 
 use crate::peak_alloc;
+use crate::props_config::config;
 
 /// Cases per property when `PROPTEST_CASES` is not set.
 pub const DEFAULT_CASES: u32 = 2000;
-
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(DEFAULT_CASES);
-    ProptestConfig {
-        cases,
-        // Shrinking a failure of these is quick; a long shrink would only hide it.
-        max_shrink_iters: 2048,
-        ..ProptestConfig::default()
-    }
-}
 
 /// A length field: small, near a cap, or anywhere up to `u64::MAX`.
 fn length() -> impl Strategy<Value = u64> {
@@ -115,7 +103,7 @@ fn at_like() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(config(DEFAULT_CASES))]
 
     #[test]
     fn digester_on_any_bytes_is_bounded(

@@ -816,13 +816,35 @@ enum Cli {
 }
 
 /// One row: a module misbehaving in one way, one command, and the stable part of the
-/// sentence the command must end with ("" asserts only the invariants).
+/// sentence the command must end with ("" asserts only the invariants), its exit code, and
+/// text its stderr must not hold.
 struct Row {
     mis: Mis,
     v41: bool,
     cli: Cli,
     expect: &'static str,
+    code: i32,
+    absent: Option<&'static str>,
 }
+
+impl Row {
+    /// A row whose command ends with exit code `code` instead of 1.
+    const fn exit(self, code: i32) -> Row {
+        Row { code, ..self }
+    }
+
+    /// A row whose stderr must not mention `text` (a later step than the one that failed).
+    const fn without(self, text: &'static str) -> Row {
+        Row {
+            absent: Some(text),
+            ..self
+        }
+    }
+}
+
+/// What a partition row outside the flash is refused with.
+const IMPOSSIBLE: &str =
+    "partition 'client_cert' at 0xffffffff, 0xffffffff bytes long: it would end beyond the end of the flash";
 
 /// What a failed verification of written credentials says.
 const READBACK: &str = "the bytes read back differ from the bytes written";
@@ -833,15 +855,15 @@ const fn row(mis: Mis, cli: Cli, expect: &'static str) -> Row {
         v41: false,
         cli,
         expect,
+        code: 1,
+        absent: None,
     }
 }
 
 const fn row41(mis: Mis, cli: Cli, expect: &'static str) -> Row {
     Row {
-        mis,
         v41: true,
-        cli,
-        expect,
+        ..row(mis, cli, expect)
     }
 }
 
@@ -901,32 +923,56 @@ fn rows() -> Vec<Row> {
         row(IpdFlood, Get, "bytes of +IPD data that nobody read"),
         row(NoiseLines, Get, "bytes of response lines in answer to"),
         row(ClosedMidHttp, Get, "the connection closed after"),
-        row(ClosedMidHttp, Set, ""),
+        row(ClosedMidHttp, Set, "").exit(4),
         row(PreviousReply, Get, ""),
         row(PreviousReply, Provision, ""),
         row(BinaryNoise, Get, ""),
         row(NulBytes, Get, ""),
-        row(BadUtf8Gmr, Get, "firmware version is unreadable"),
-        row(SendOkNoPrompt, Set, "without a > prompt"),
-        row(PromptThenSilence, Set, ""),
+        row(
+            BadUtf8Gmr,
+            Get,
+            "the module's firmware version is unreadable: its AT+GMR answer says",
+        )
+        .without("CIPSNTPTIME"),
+        row(
+            SendOkNoPrompt,
+            Set,
+            "with SEND OK without a > prompt: it never asked for this request's payload, so nothing was sent",
+        ),
+        row(PromptThenSilence, Set, "").exit(4),
         row(WrongReadback, Provision, READBACK),
         row41(WrongReadback, Provision, READBACK),
         row(TruncatedReadback, Provision, READBACK),
-        row(NegativeLengths, Get, "malformed +IPD header"),
-        row(NotHttp, Get, "not valid HTTP"),
+        row(
+            NegativeLengths,
+            Get,
+            "received data with a malformed +IPD header ('+IPD,-1')",
+        ),
+        // The cause is printed once, not repeated after the sentence that holds it.
+        row(
+            NotHttp,
+            Get,
+            "error: the endpoint's response could not be read: the response is not valid HTTP: invalid HTTP version",
+        ),
         row(HugeContentLength, Get, "larger than 65536 bytes"),
         row(EndlessChunked, Get, "larger than 65536 bytes"),
         row(BadPartitionTable, Provision, "does not fit"),
         row(BadClock, Get, "+SYSTIMESTAMP:-99999999999999999999"),
-        row(SendFail, Set, "SEND FAIL"),
+        row(SendFail, Set, "SEND FAIL").exit(4),
         row(DoubleOk, Get, ""),
         row(DoubleOk, Provision, ""),
         row(ClosedAfterConnect, Get, "AT+CIPSEND"),
         row(EscapeGmr, Get, "\\x1b[2J"),
+        row(EscapeGmr, Doctor, "\\x1b[2J"),
         row(EscapeSysflash, Provision, "\\x1b[2J"),
-        row(ImpossiblePartitions, Provision, "client_cert"),
-        row(ImpossiblePartitions, Doctor, "client_cert"),
-        row(UnalignedPartitions, Provision, "client_cert"),
+        row(EscapeSysflash, Doctor, "\\x1b[2J"),
+        row(ImpossiblePartitions, Provision, IMPOSSIBLE),
+        row(ImpossiblePartitions, Doctor, IMPOSSIBLE),
+        row(
+            UnalignedPartitions,
+            Provision,
+            "partition 'client_cert' at 0x2a010, 0x2000 bytes long: data partitions start on 4 KiB flash sectors",
+        ),
     ]
 }
 
@@ -1073,8 +1119,18 @@ fn a_hostile_module_gets_a_clean_failure_in_bounded_memory() {
         if run.stderr.contains("panicked") {
             wrong.push("panicked".into());
         }
-        if run.code == Some(0) {
-            wrong.push("exit 0".into());
+        if run.code != Some(r.code) {
+            wrong.push(format!("exit {:?}, not {}", run.code, r.code));
+        }
+        // Module text in a message goes through one escaping function: terminal escape
+        // sequences and BEL bytes from a module never reach the user's terminal.
+        if format!("{}{}", run.stdout, run.stderr).contains(['\x1b', '\x07']) {
+            wrong.push("raw control bytes in the output".into());
+        }
+        if let Some(absent) = r.absent {
+            if run.stderr.contains(absent) {
+                wrong.push(format!("stderr mentions {absent:?}"));
+            }
         }
         if run.max_rss > CAP {
             wrong.push(format!("peak {} bytes", run.max_rss));
@@ -1100,97 +1156,4 @@ fn a_hostile_module_gets_a_clean_failure_in_bounded_memory() {
     }
     eprintln!("{table}");
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
-}
-
-/// Module text in a message goes through one escaping function: a module that answers
-/// terminal escape sequences and BEL bytes cannot reach the user's terminal with them.
-#[test]
-fn module_text_in_messages_is_escaped() {
-    for (mis, cli) in [
-        (Mis::EscapeGmr, Cli::Get),
-        (Mis::EscapeGmr, Cli::Doctor),
-        (Mis::EscapeSysflash, Cli::Provision),
-        (Mis::EscapeSysflash, Cli::Doctor),
-    ] {
-        let run = play(mis, false, cli);
-        let all = format!("{}{}", run.stdout, run.stderr);
-        assert!(
-            !all.contains('\x1b') && !all.contains('\x07'),
-            "{mis:?} {cli:?}: raw control bytes reached the terminal: {all:?}"
-        );
-        assert!(all.contains("\\x1b[2J"), "{mis:?} {cli:?}: {all:?}");
-        assert_ne!(run.code, Some(0), "{mis:?} {cli:?}");
-    }
-}
-
-/// Partition rows from `AT+SYSFLASH?` are checked before anything is written: a row outside
-/// the flash or off the sector grid is named, and provision does not report success.
-#[test]
-fn impossible_partitions_are_refused_with_a_sentence_naming_the_row() {
-    let run = play(Mis::ImpossiblePartitions, false, Cli::Provision);
-    assert_eq!(run.code, Some(1), "{run:?}");
-    let last = last_line(&run);
-    assert!(
-        last.contains("'client_cert'") && last.contains("0xffffffff"),
-        "{last}"
-    );
-    assert!(last.contains("beyond the end of the flash"), "{last}");
-    assert!(!run.stdout.contains("provisioned"), "{run:?}");
-    let run = play(Mis::UnalignedPartitions, false, Cli::Provision);
-    assert_eq!(run.code, Some(1), "{run:?}");
-    let last = last_line(&run);
-    assert!(
-        last.contains("'client_cert'") && last.contains("4 KiB"),
-        "{last}"
-    );
-    let run = play(Mis::ImpossiblePartitions, false, Cli::Doctor);
-    assert_eq!(run.code, Some(1), "{run:?}");
-    assert!(
-        run.stdout.contains("beyond the end of the flash"),
-        "{run:?}"
-    );
-}
-
-/// An `AT+GMR` answer that is not text says that the firmware version is unreadable, not
-/// that a later command got an unexpected answer.
-#[test]
-fn an_unreadable_firmware_version_is_named() {
-    let run = play(Mis::BadUtf8Gmr, false, Cli::Get);
-    assert_eq!(run.code, Some(1), "{run:?}");
-    let last = last_line(&run);
-    assert!(last.contains("firmware version is unreadable"), "{last}");
-    assert!(!run.stderr.contains("CIPSNTPTIME"), "{}", run.stderr);
-}
-
-/// An error whose text already holds its cause prints each sentence once.
-#[test]
-fn an_http_error_prints_its_cause_once() {
-    let run = play(Mis::NotHttp, false, Cli::Get);
-    assert_eq!(run.code, Some(1), "{run:?}");
-    assert_eq!(
-        last_line(&run),
-        "error: the endpoint's response could not be read: the response is not valid HTTP: invalid HTTP version",
-        "{}",
-        run.stderr
-    );
-}
-
-/// `SEND OK` with no `>` before it, and a malformed `+IPD` header, fail at once with a
-/// sentence rather than as a timeout.
-#[test]
-fn send_ok_without_prompt_and_malformed_ipd_are_named() {
-    let run = play(Mis::SendOkNoPrompt, false, Cli::Set);
-    assert_ne!(run.code, Some(0), "{run:?}");
-    assert!(
-        last_line(&run).contains("without a > prompt"),
-        "{}",
-        run.stderr
-    );
-    let run = play(Mis::NegativeLengths, false, Cli::Get);
-    assert_ne!(run.code, Some(0), "{run:?}");
-    assert!(
-        last_line(&run).contains("malformed +IPD header"),
-        "{}",
-        run.stderr
-    );
 }

@@ -80,3 +80,4 @@ mod aws_sim_profile;
 mod aws_tls;
 mod mqtt_mosquitto;
 mod mqtt_props;
+mod props_config;

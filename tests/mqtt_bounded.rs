@@ -3,30 +3,18 @@
 //! (The rest of the codec's properties are in `mqtt_props.rs`, in the integration binary.)
 
 use esp_aws::mqtt::decoder::DEFAULT_MAX_PACKET;
-use esp_aws::mqtt::packet::MAX_REMAINING_LENGTH;
+use esp_aws::mqtt::packet::{encode_remaining_length, MAX_REMAINING_LENGTH};
 use esp_aws::mqtt::Decoder;
 use proptest::prelude::*;
 
 use crate::peak_alloc;
+use crate::props_config::config;
 
-/// The Remaining Length encoding of `n` (at most MQTT's maximum).
-fn varint(mut n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            return out;
-        }
-    }
-}
+/// Cases per property when `PROPTEST_CASES` is not set.
+const DEFAULT_CASES: u32 = 500;
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+    #![proptest_config(config(DEFAULT_CASES))]
 
     #[test]
     fn mqtt_decoder_allocates_by_input_not_by_length_field(
@@ -36,7 +24,7 @@ proptest! {
         max in prop_oneof![Just(DEFAULT_MAX_PACKET), Just(MAX_REMAINING_LENGTH), 0usize..1000],
     ) {
         let mut data = vec![first];
-        data.extend(varint(length));
+        encode_remaining_length(&mut data, length);
         data.extend_from_slice(&tail);
         let (_, peak) = peak_alloc(|| {
             let mut d = Decoder::new(max);

@@ -158,7 +158,7 @@ impl Client {
             let mut buf = [0u8; 7];
             match self.stream.read(&mut buf) {
                 Ok(0) => {
-                    assert!(!self.decoder.in_packet(), "the broker closed mid-packet");
+                    assert_eq!(self.decoder.buffered(), 0, "the broker closed mid-packet");
                     return None;
                 }
                 Ok(n) => self.decoder.push(&buf[..n]),

@@ -4,7 +4,8 @@
 //! and the local endpoint rejects the same names AWS would. Spec: `aws-iot-shadow.md` §2
 //! (thingName 1–128 characters of `[a-zA-Z0-9:_-]`, shadowName 1–64 characters of
 //! `[$a-zA-Z0-9:_-]`, case-sensitive) and §5. Topic rules follow the AWS IoT message broker:
-//! at most 256 bytes of UTF-8, no MQTT wildcards, at most 7 forward slashes.
+//! at most 256 bytes of UTF-8, no MQTT wildcards, at most 7 forward slashes, a Basic Ingest
+//! prefix `$aws/rules/<rule>/` not counted (sources in [`crate::mqtt::limits`]).
 //!
 //! The endpoint host is checked here too, once, wherever it comes from (flag, environment,
 //! config file): it is copied into `AT+CIPSTART="SSL","<host>",…` and the HTTP `Host:`
@@ -17,9 +18,9 @@ use std::fmt;
 pub const THING_NAME_MAX: usize = 128;
 /// Longest shadow name AWS accepts.
 pub const SHADOW_NAME_MAX: usize = 64;
-/// Longest topic (in bytes) the message broker accepts.
+/// Longest topic (in bytes) the message broker accepts, beyond a Basic Ingest prefix.
 pub const TOPIC_MAX_BYTES: usize = 256;
-/// Most forward slashes a topic may contain.
+/// Most forward slashes a topic or filter may contain, beyond a Basic Ingest prefix.
 pub const TOPIC_MAX_SLASHES: usize = 7;
 
 /// Why a name was rejected. The `Display` text is the message AWS (or Greengrass, which
@@ -238,19 +239,56 @@ pub fn validate_policy_name(name: &str) -> Result<(), NameError> {
     }
 }
 
-/// Checks a topic for publishing: non-empty, at most 256 bytes, no wildcards, at most 7
-/// forward slashes.
+/// A Basic Ingest topic `$aws/rules/<rule>[/<rest>]` (the prefix matched without regard to
+/// case) taken apart: the rule name and the part AWS counts against its limits (`""` when
+/// nothing follows the rule).
+pub fn basic_ingest(topic: &str) -> Option<(&str, &str)> {
+    const PREFIX: &str = "$aws/rules/";
+    let head = topic.get(..PREFIX.len())?;
+    if !head.eq_ignore_ascii_case(PREFIX) {
+        return None;
+    }
+    let rest = &topic[PREFIX.len()..];
+    Some(rest.split_once('/').unwrap_or((rest, "")))
+}
+
+/// A topic or filter over AWS IoT's size or depth limit, with what was counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicExcess {
+    /// More than [`TOPIC_MAX_BYTES`] bytes.
+    TooLong(usize),
+    /// More than [`TOPIC_MAX_SLASHES`] forward slashes.
+    TooDeep(usize),
+}
+
+/// The one size and depth check of topics and filters, for the client's checks and the
+/// local endpoint alike: at most [`TOPIC_MAX_BYTES`] bytes and [`TOPIC_MAX_SLASHES`]
+/// slashes, a Basic Ingest prefix `$aws/rules/<rule>/` not counted.
+pub fn check_topic_size(topic: &str) -> Result<(), TopicExcess> {
+    let counted = basic_ingest(topic).map_or(topic, |(_rule, rest)| rest);
+    if counted.len() > TOPIC_MAX_BYTES {
+        return Err(TopicExcess::TooLong(counted.len()));
+    }
+    let slashes = counted.matches('/').count();
+    if slashes > TOPIC_MAX_SLASHES {
+        return Err(TopicExcess::TooDeep(slashes));
+    }
+    Ok(())
+}
+
+/// Checks a topic for publishing: non-empty, no wildcards, within [`check_topic_size`].
 pub fn validate_topic(topic: &str) -> Result<(), NameError> {
     if topic.is_empty() {
         return Err(NameError::TopicEmpty);
     }
-    if topic.len() > TOPIC_MAX_BYTES {
+    let size = check_topic_size(topic);
+    if let Err(TopicExcess::TooLong(_)) = size {
         return Err(NameError::TopicTooLong);
     }
     if topic.contains(['+', '#', '\0']) {
         return Err(NameError::TopicWildcard);
     }
-    if topic.matches('/').count() > TOPIC_MAX_SLASHES {
+    if size.is_err() {
         return Err(NameError::TopicTooDeep);
     }
     Ok(())
@@ -363,5 +401,22 @@ mod tests {
             validate_topic(&"t".repeat(257)),
             Err(NameError::TopicTooLong)
         );
+    }
+
+    #[test]
+    fn basic_ingest_prefix_is_not_counted_by_either_checker() {
+        // 7 slashes after `$aws/rules/r/`: AWS accepts it, and so do both checkers.
+        for ingest in ["$aws/rules/r/a/b/c/d/e/f/g", "$aws/rules/r/a/b/c/d/e/f/g/h"] {
+            assert_eq!(validate_topic(ingest), Ok(()), "{ingest}");
+            assert_eq!(crate::mqtt::limits::check_publish_topic(ingest), Ok(()));
+        }
+        let long = format!("$AWS/rules/r/{}", "t".repeat(256));
+        assert_eq!(validate_topic(&long), Ok(()));
+        assert_eq!(crate::mqtt::limits::check_publish_topic(&long), Ok(()));
+        let deep = "$aws/rules/r/a/b/c/d/e/f/g/h/i";
+        assert_eq!(validate_topic(deep), Err(NameError::TopicTooDeep));
+        assert!(crate::mqtt::limits::check_publish_topic(deep).is_err());
+        assert_eq!(basic_ingest("$aws/rules/r"), Some(("r", "")));
+        assert_eq!(basic_ingest("$aws/things/t"), None);
     }
 }

@@ -4,20 +4,30 @@
 //! Spec: MQTT 3.1.1 §2.2 (fixed header: one type/flags byte, then a Remaining Length of one
 //! to four bytes, seven bits each). The length is checked against the decoder's maximum as
 //! soon as its last byte is in, so an announced 256 MiB packet is an error after five bytes,
-//! not an allocation; the decoder never holds more than what it was given and not yet
-//! returned. After an error the stream is unusable (MQTT has no resynchronisation): the
+//! not an allocation. The decoder holds what it was given and not yet returned; a caller
+//! that calls [`Decoder::next_packet`] until `Ok(None)` after each push keeps that to one
+//! read plus the start of one packet (at most the maximum plus its five header bytes), and
+//! a push costs time in its own size however many packets it holds. After an error the stream is unusable (MQTT has no resynchronisation): the
 //! decoder drops its buffer, ignores further input and returns the same error again.
 
+use super::limits::PAYLOAD_MAX;
 use super::packet::{DecodeError, Packet, MAX_REMAINING_LENGTH};
 
 /// Default largest Remaining Length accepted: AWS IoT's 128 KiB payload with room for the
 /// topic (256 bytes, plus a Basic Ingest prefix) and the packet identifier.
-pub const DEFAULT_MAX_PACKET: usize = 128 * 1024 + 1024;
+pub const DEFAULT_MAX_PACKET: usize = PAYLOAD_MAX + 1024;
 
 /// An incremental MQTT packet decoder.
 #[derive(Debug)]
 pub struct Decoder {
+    /// Bytes received; those before `start` are already returned.
     buf: Vec<u8>,
+    /// Where the next packet begins in `buf`. Returned packets are not moved out one by
+    /// one (that is quadratic in the packets of one read): `buf` is compacted once per push.
+    start: usize,
+    /// Bytes moved by compaction, to test that it happens once per push.
+    #[cfg(test)]
+    moved: usize,
     max: usize,
     failed: Option<DecodeError>,
 }
@@ -76,6 +86,9 @@ impl Decoder {
     pub fn new(max_packet: usize) -> Decoder {
         Decoder {
             buf: Vec::new(),
+            start: 0,
+            #[cfg(test)]
+            moved: 0,
             max: max_packet.min(MAX_REMAINING_LENGTH),
             failed: None,
         }
@@ -87,20 +100,25 @@ impl Decoder {
     }
 
     /// Bytes held: received and not yet returned as a packet.
+    /// Non-zero after the packets are drained means a connection closing now cut one.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// Whether the decoder holds part of a packet (a connection closing now cut it).
-    pub fn in_packet(&self) -> bool {
-        !self.buf.is_empty()
+        self.buf.len() - self.start
     }
 
     /// Adds received bytes. Ignored after an error.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.failed.is_none() {
-            self.buf.extend_from_slice(bytes);
+        if self.failed.is_some() {
+            return;
         }
+        if self.start > 0 {
+            #[cfg(test)]
+            {
+                self.moved += self.buf.len() - self.start;
+            }
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
     }
 
     /// The next complete packet, `Ok(None)` if more bytes are needed, or the error that
@@ -113,6 +131,7 @@ impl Decoder {
             Ok(p) => Ok(p),
             Err(e) => {
                 self.buf = Vec::new();
+                self.start = 0;
                 self.failed = Some(e.clone());
                 Err(e)
             }
@@ -120,7 +139,8 @@ impl Decoder {
     }
 
     fn try_next(&mut self) -> Result<Option<Packet>, DecodeError> {
-        let (first, header_len, body_len) = match header(&self.buf, self.max)? {
+        let held = &self.buf[self.start..];
+        let (first, header_len, body_len) = match header(held, self.max)? {
             Header::Incomplete => return Ok(None),
             Header::Complete {
                 first,
@@ -129,14 +149,15 @@ impl Decoder {
             } => (first, header_len, body_len),
         };
         let total = header_len + body_len;
-        if self.buf.len() < total {
+        if held.len() < total {
             return Ok(None);
         }
-        let packet = Packet::decode(first, &self.buf[header_len..total])?;
-        self.buf.drain(..total);
-        if self.buf.is_empty() {
+        let packet = Packet::decode(first, &held[header_len..total])?;
+        self.start += total;
+        if self.start == self.buf.len() {
             // A large packet's capacity is not kept for the small ones that follow.
             self.buf = Vec::new();
+            self.start = 0;
         }
         Ok(Some(packet))
     }
@@ -144,6 +165,7 @@ impl Decoder {
     /// Forgets everything, errors included: for a new connection.
     pub fn reset(&mut self) {
         self.buf = Vec::new();
+        self.start = 0;
         self.failed = None;
     }
 }
@@ -243,7 +265,29 @@ mod tests {
         let mut d = Decoder::default();
         d.push(&[0x30, 0x80]);
         assert_eq!(d.next_packet(), Ok(None));
-        assert!(d.in_packet());
+        assert_eq!(d.buffered(), 2);
+    }
+
+    #[test]
+    fn many_packets_in_one_read_are_not_moved_one_by_one() {
+        // 100 000 PINGRESPs and half of one more in one read: taking each packet out by
+        // moving the rest forward would move about 10^10 bytes.
+        let mut bytes = [0xd0u8, 0].repeat(100_000);
+        bytes.push(0xd0);
+        let mut d = Decoder::default();
+        d.push(&bytes);
+        let mut n = 0;
+        while let Some(p) = d.next_packet().unwrap() {
+            assert_eq!(p, Packet::PingResp);
+            n += 1;
+        }
+        assert_eq!(n, 100_000);
+        assert_eq!(d.buffered(), 1);
+        assert_eq!(d.moved, 0, "nothing is moved before the next push");
+        d.push(&[0]);
+        assert_eq!(d.moved, 1, "the next push moves the one byte left");
+        assert_eq!(d.next_packet(), Ok(Some(Packet::PingResp)));
+        assert_eq!(d.buffered(), 0);
     }
 
     #[test]

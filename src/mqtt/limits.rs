@@ -22,15 +22,13 @@
 //! - "MQTT" page: QoS 2 is not supported (refused by the codec itself, see
 //!   [`super::packet::EncodeError::Qos2`]).
 
-use super::packet::{Connect, Publish, QoS, Subscribe};
+use super::packet::{Connect, Publish, Subscribe};
 use super::shadow::ShadowTopic;
+use crate::aws::names::{basic_ingest, check_topic_size, TopicExcess};
 
 /// Longest client ID, in bytes.
 pub const CLIENT_ID_MAX: usize = 128;
-/// Longest topic, in bytes (beyond a Basic Ingest prefix).
-pub const TOPIC_MAX_BYTES: usize = 256;
-/// Most forward slashes in a topic or filter (beyond a Basic Ingest or shared prefix).
-pub const TOPIC_MAX_SLASHES: usize = 7;
+pub use crate::aws::names::{TOPIC_MAX_BYTES, TOPIC_MAX_SLASHES};
 /// Largest PUBLISH payload: 128 KB.
 pub const PAYLOAD_MAX: usize = 128 * 1024;
 /// Most topic filters in one SUBSCRIBE.
@@ -43,16 +41,16 @@ pub const KEEP_ALIVE_MAX: u16 = 1200;
 #[non_exhaustive]
 pub enum LimitError {
     /// Client ID over 128 bytes.
-    #[error("the client ID is {0} bytes long; AWS IoT accepts at most 128")]
+    #[error("the client ID is {0} bytes long; AWS IoT accepts at most {CLIENT_ID_MAX}")]
     ClientIdTooLong(usize),
     /// Client ID beginning with `$`.
     #[error("the client ID begins with '$', which AWS IoT reserves for IDs it generates")]
     ClientIdReserved,
     /// Keep-alive over 1200 s.
-    #[error("a keep-alive of {0} s is longer than AWS IoT's 1200 s: it would use 1200 s and disconnect a client that pings less often")]
+    #[error("a keep-alive of {0} s is longer than AWS IoT's {KEEP_ALIVE_MAX} s: it would use {KEEP_ALIVE_MAX} s and disconnect a client that pings less often")]
     KeepAliveTooLong(u16),
     /// Topic over 256 bytes.
-    #[error("the topic '{topic}' is {len} bytes long; AWS IoT accepts at most 256")]
+    #[error("the topic '{topic}' is {len} bytes long; AWS IoT accepts at most {TOPIC_MAX_BYTES}")]
     TopicTooLong {
         /// The topic, escaped and cut.
         topic: String,
@@ -60,7 +58,7 @@ pub enum LimitError {
         len: usize,
     },
     /// Topic or filter with more than 7 slashes.
-    #[error("the topic '{topic}' has {slashes} forward slashes; AWS IoT accepts at most 7")]
+    #[error("the topic '{topic}' has {slashes} forward slashes; AWS IoT accepts at most {TOPIC_MAX_SLASHES}")]
     TopicTooDeep {
         /// The topic, escaped and cut.
         topic: String,
@@ -74,53 +72,30 @@ pub enum LimitError {
     #[error("the topic filter '{0}' begins with '$' but not with '$aws/' or '$share/<group>/', which AWS IoT does not serve")]
     ReservedFilter(String),
     /// Payload over 128 KB.
-    #[error("the payload is {0} bytes long; AWS IoT accepts at most 131072 (128 KB)")]
+    #[error("the payload is {0} bytes long; AWS IoT accepts at most {PAYLOAD_MAX} ({kb} KB)", kb = PAYLOAD_MAX / 1024)]
     PayloadTooLarge(usize),
     /// More than 8 filters in one SUBSCRIBE.
-    #[error("one SUBSCRIBE asks for {0} topic filters; AWS IoT accepts at most 8 (send several)")]
+    #[error("one SUBSCRIBE asks for {0} topic filters; AWS IoT accepts at most {FILTERS_PER_SUBSCRIBE} (send several)")]
     TooManyFilters(usize),
-    /// QoS 2 asked for.
-    #[error("QoS 2 is not supported by AWS IoT (it never acknowledges it): use QoS 0 or 1")]
-    Qos2,
 }
 
 fn shown(topic: &str) -> String {
     crate::aws::names::escape(topic)
 }
 
-/// The part of a topic AWS counts: without a Basic Ingest prefix `$aws/rules/<rule>/`.
-fn counted(topic: &str) -> &str {
-    let Some(rest) = strip_prefix_ignore_case(topic, "$aws/rules/") else {
-        return topic;
-    };
-    match rest.split_once('/') {
-        Some((_rule, tail)) => tail,
-        None => "",
-    }
-}
-
-fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
-}
-
-fn check_size_and_depth(topic: &str, what: &str) -> Result<(), LimitError> {
-    let len = what.len();
-    if len > TOPIC_MAX_BYTES {
-        return Err(LimitError::TopicTooLong {
+/// Checks `counted` (a topic, or a filter without its `$share/<group>/`) with the one
+/// size and depth check, naming `topic` in the message.
+fn check_size_and_depth(topic: &str, counted: &str) -> Result<(), LimitError> {
+    check_topic_size(counted).map_err(|excess| match excess {
+        TopicExcess::TooLong(len) => LimitError::TopicTooLong {
             topic: shown(topic),
             len,
-        });
-    }
-    let slashes = what.matches('/').count();
-    if slashes > TOPIC_MAX_SLASHES {
-        return Err(LimitError::TopicTooDeep {
+        },
+        TopicExcess::TooDeep(slashes) => LimitError::TopicTooDeep {
             topic: shown(topic),
             slashes,
-        });
-    }
-    Ok(())
+        },
+    })
 }
 
 /// Checks a CONNECT's client ID and keep-alive.
@@ -145,18 +120,15 @@ pub fn check_client_id(client_id: &str) -> Result<(), LimitError> {
 
 /// Checks a topic to publish to: size, depth, and reserved topics.
 pub fn check_publish_topic(topic: &str) -> Result<(), LimitError> {
-    check_size_and_depth(topic, counted(topic))?;
+    check_size_and_depth(topic, topic)?;
     if topic.starts_with('$') && !publish_allowed_reserved(topic) {
         return Err(LimitError::ReservedTopic(shown(topic)));
     }
     Ok(())
 }
 
-/// Checks a PUBLISH: topic, payload size, QoS.
+/// Checks a PUBLISH: topic and payload size (QoS 2 is the encoder's to refuse).
 pub fn check_publish(publish: &Publish) -> Result<(), LimitError> {
-    if publish.qos == QoS::ExactlyOnce {
-        return Err(LimitError::Qos2);
-    }
     check_publish_topic(&publish.topic)?;
     if publish.payload.len() > PAYLOAD_MAX {
         return Err(LimitError::PayloadTooLarge(publish.payload.len()));
@@ -177,18 +149,16 @@ pub fn check_filter(filter: &str) -> Result<(), LimitError> {
     if inner.starts_with('$') && !inner.starts_with("$aws/") {
         return Err(LimitError::ReservedFilter(shown(filter)));
     }
-    check_size_and_depth(filter, counted(inner))
+    check_size_and_depth(filter, inner)
 }
 
-/// Checks a SUBSCRIBE: at most 8 filters, each valid for AWS, none at QoS 2.
+/// Checks a SUBSCRIBE: at most 8 filters, each valid for AWS (QoS 2 is the encoder's to
+/// refuse).
 pub fn check_subscribe(subscribe: &Subscribe) -> Result<(), LimitError> {
     if subscribe.filters.len() > FILTERS_PER_SUBSCRIBE {
         return Err(LimitError::TooManyFilters(subscribe.filters.len()));
     }
-    for (filter, qos) in &subscribe.filters {
-        if *qos == QoS::ExactlyOnce {
-            return Err(LimitError::Qos2);
-        }
+    for (filter, _qos) in &subscribe.filters {
         check_filter(filter)?;
     }
     Ok(())
@@ -206,8 +176,7 @@ pub fn check_subscribe(subscribe: &Subscribe) -> Result<(), LimitError> {
 /// (`$aws/rules/<rule>[/…]`). `<fmt>` is `json` or `cbor`. Responses, notifications and
 /// events are subscribe-only.
 pub fn publish_allowed_reserved(topic: &str) -> bool {
-    if let Some(rest) = strip_prefix_ignore_case(topic, "$aws/rules/") {
-        let rule = rest.split('/').next().unwrap_or("");
+    if let Some((rule, _)) = basic_ingest(topic) {
         return !rule.is_empty() && rule.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     }
     if let Some(t) = ShadowTopic::parse(topic) {
@@ -233,6 +202,7 @@ pub fn publish_allowed_reserved(topic: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mqtt::packet::{EncodeError, QoS};
 
     #[test]
     fn client_ids() {
@@ -350,7 +320,11 @@ mod tests {
         assert_eq!(check_subscribe(&sub(9)), Err(LimitError::TooManyFilters(9)));
         let mut two = sub(1);
         two.filters[0].1 = QoS::ExactlyOnce;
-        assert_eq!(check_subscribe(&two), Err(LimitError::Qos2));
+        assert_eq!(check_subscribe(&two), Ok(()));
+        assert_eq!(
+            crate::mqtt::Packet::Subscribe(two).encode(),
+            Err(EncodeError::Qos2)
+        );
     }
 
     #[test]
@@ -365,7 +339,21 @@ mod tests {
         p.payload.clear();
         assert_eq!(check_publish(&p), Ok(()), "empty payloads are fine");
         p.qos = QoS::ExactlyOnce;
-        assert_eq!(check_publish(&p), Err(LimitError::Qos2));
+        assert_eq!(check_publish(&p), Ok(()));
+        assert_eq!(
+            crate::mqtt::Packet::Publish(p).encode(),
+            Err(EncodeError::Qos2)
+        );
+    }
+
+    #[test]
+    fn messages_name_the_limits() {
+        let e = check_client_id(&"c".repeat(200)).unwrap_err().to_string();
+        assert!(e.ends_with(&format!("at most {CLIENT_ID_MAX}")), "{e}");
+        let e = LimitError::PayloadTooLarge(PAYLOAD_MAX + 1).to_string();
+        assert!(e.ends_with("at most 131072 (128 KB)"), "{e}");
+        let e = LimitError::KeepAliveTooLong(1201).to_string();
+        assert!(e.contains("AWS IoT's 1200 s: it would use 1200 s"), "{e}");
     }
 
     #[test]

@@ -93,12 +93,18 @@ impl Connect {
 
 impl fmt::Debug for Connect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A password is a credential: its length is all a log may show.
+        // A password is a credential: its length is all a log may show. So may be a user
+        // name's query (AWS IoT custom authorizers read `name?token=…&signature=…`): only
+        // the part before '?' is shown, then the query's length.
+        let username = self.username.as_ref().map(|u| match u.split_once('?') {
+            Some((name, query)) => format!("{name}?<{} bytes>", query.len()),
+            None => u.clone(),
+        });
         f.debug_struct("Connect")
             .field("client_id", &self.client_id)
             .field("keep_alive", &self.keep_alive)
             .field("clean_session", &self.clean_session)
-            .field("username", &self.username)
+            .field("username", &username)
             .field(
                 "password",
                 &self
@@ -315,10 +321,10 @@ pub enum EncodeError {
     /// An empty topic or topic filter.
     #[error("the {0} is empty")]
     EmptyTopic(&'static str),
-    /// `+` or `#` in a topic name.
+    /// `+` or `#` in a topic name (the topic escaped and cut, as in every message).
     #[error("the topic '{0}' holds + or #, which only a subscription's topic filter may contain")]
     WildcardInTopic(String),
-    /// A topic filter whose wildcards are misplaced.
+    /// A topic filter whose wildcards are misplaced (the filter escaped and cut).
     #[error("the topic filter '{0}' is not valid: '#' must be the last level and alone in it, '+' alone in its level")]
     BadFilter(String),
     /// A SUBSCRIBE, SUBACK or UNSUBSCRIBE without entries.
@@ -368,7 +374,8 @@ pub enum DecodeError {
     /// A CONNECT with another protocol name or level (a broker answers CONNACK 1).
     #[error("a CONNECT asks for protocol '{name}' level {level}, not MQTT 3.1.1")]
     Protocol {
-        /// The protocol name, lossily decoded.
+        /// The protocol name, lossily decoded, escaped and cut: it is up to 65535 bytes
+        /// from the peer and lands in a one-line message.
         name: String,
         /// The protocol level.
         level: u8,
@@ -403,12 +410,14 @@ const TYPE_NAMES: [&str; 16] = [
 ];
 
 /// The name of packet type `t` (the high nibble of the first byte).
-pub fn type_name(t: u8) -> &'static str {
+fn type_name(t: u8) -> &'static str {
     TYPE_NAMES[usize::from(t & 0x0f)]
 }
 
-/// Appends the variable-length Remaining Length encoding of `len` (§2.2.3).
-fn put_length(out: &mut Vec<u8>, mut len: usize) {
+/// Appends the variable-length Remaining Length encoding of `len` (§2.2.3), one to four
+/// bytes for a `len` up to [`MAX_REMAINING_LENGTH`] (a larger one takes more bytes than
+/// MQTT allows: the encoder refuses such packets before calling this).
+pub fn encode_remaining_length(out: &mut Vec<u8>, mut len: usize) {
     loop {
         let mut byte = (len % 128) as u8;
         len /= 128;
@@ -443,14 +452,24 @@ fn put_str(out: &mut Vec<u8>, what: &'static str, s: &str) -> Result<(), EncodeE
     put_bytes(out, what, s.as_bytes())
 }
 
+/// A topic, filter or protocol name as a one-line message may show it.
+fn shown(value: &str) -> String {
+    crate::aws::names::escape(value)
+}
+
+/// Whether `topic` is a valid topic name (§4.7.1, §4.7.3): non-empty, no wildcard.
+fn valid_topic_name(topic: &str) -> bool {
+    !topic.is_empty() && !topic.contains(['+', '#'])
+}
+
 fn check_topic_name(what: &'static str, topic: &str) -> Result<(), EncodeError> {
-    if topic.is_empty() {
-        return Err(EncodeError::EmptyTopic(what));
+    if valid_topic_name(topic) {
+        Ok(())
+    } else if topic.is_empty() {
+        Err(EncodeError::EmptyTopic(what))
+    } else {
+        Err(EncodeError::WildcardInTopic(shown(topic)))
     }
-    if topic.contains(['+', '#']) {
-        return Err(EncodeError::WildcardInTopic(topic.to_string()));
-    }
-    Ok(())
 }
 
 /// Whether `filter` is a syntactically valid topic filter (§4.7.1): non-empty, `#` only as
@@ -470,13 +489,13 @@ pub fn valid_filter(filter: &str) -> bool {
 }
 
 fn check_filter(filter: &str) -> Result<(), EncodeError> {
-    if filter.is_empty() {
-        return Err(EncodeError::EmptyTopic("topic filter"));
+    if valid_filter(filter) {
+        Ok(())
+    } else if filter.is_empty() {
+        Err(EncodeError::EmptyTopic("topic filter"))
+    } else {
+        Err(EncodeError::BadFilter(shown(filter)))
     }
-    if !valid_filter(filter) {
-        return Err(EncodeError::BadFilter(filter.to_string()));
-    }
-    Ok(())
 }
 
 fn nonzero(id: u16, what: &'static str) -> Result<u16, EncodeError> {
@@ -524,7 +543,7 @@ impl Packet {
         }
         out.reserve(body.len() + 5);
         out.push(self.kind() << 4 | flags);
-        put_length(out, body.len());
+        encode_remaining_length(out, body.len());
         out.extend_from_slice(&body);
         Ok(())
     }
@@ -709,7 +728,7 @@ impl Packet {
                     return Err(DecodeError::BadFlags { kind, flags });
                 }
                 let topic = r.string()?;
-                if topic.is_empty() || topic.contains(['+', '#']) {
+                if !valid_topic_name(&topic) {
                     return r.bad("the topic is empty or holds a wildcard");
                 }
                 let packet_id = if qos == QoS::AtMostOnce { 0 } else { r.id()? };
@@ -789,7 +808,7 @@ fn decode_connect(r: &mut Reader<'_>) -> Result<Connect, DecodeError> {
     let level = r.u8()?;
     if name != PROTOCOL_NAME.as_bytes() || level != PROTOCOL_LEVEL {
         return Err(DecodeError::Protocol {
-            name: String::from_utf8_lossy(name).into_owned(),
+            name: shown(&String::from_utf8_lossy(name)),
             level,
         });
     }
@@ -820,7 +839,7 @@ fn decode_connect(r: &mut Reader<'_>) -> Result<Connect, DecodeError> {
             None => return r.bad("will QoS 3"),
         };
         let topic = r.string()?;
-        if topic.is_empty() || topic.contains(['+', '#']) {
+        if !valid_topic_name(&topic) {
             return r.bad("the will topic is empty or holds a wildcard");
         }
         Some(Will {
@@ -923,9 +942,7 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
+    use crate::hex::encode as hex;
 
     fn round_trip(p: &Packet) -> Vec<u8> {
         let bytes = p.encode().unwrap();
@@ -1032,7 +1049,7 @@ mod tests {
             (MAX_REMAINING_LENGTH, "ffffff7f"),
         ] {
             let mut out = Vec::new();
-            put_length(&mut out, len);
+            encode_remaining_length(&mut out, len);
             assert_eq!(hex(&out), expected, "{len}");
         }
         let big = Packet::Publish(Publish::at_most_once("t", vec![7u8; 20_000]));
@@ -1177,9 +1194,7 @@ mod tests {
             (0xd0, "00", "left over"),                        // PINGRESP with a body
         ];
         for (first, body, why) in cases {
-            let body: Vec<u8> = (0..body.replace(' ', "").len() / 2)
-                .map(|i| u8::from_str_radix(&body.replace(' ', "")[2 * i..2 * i + 2], 16).unwrap())
-                .collect();
+            let body = crate::hex::decode(&body.replace(' ', "")).unwrap();
             let result = Packet::decode(*first, &body);
             assert!(
                 result.is_err() && format!("{result:?}").contains(why),
@@ -1194,6 +1209,39 @@ mod tests {
                 level: 3
             })
         );
+    }
+
+    #[test]
+    fn names_from_the_wire_are_escaped_in_messages() {
+        // A CONNECT whose protocol name carries terminal escapes and is long.
+        let name = format!("\x1b]0;owned\x07{}", "M".repeat(1000));
+        let mut body = (name.len() as u16).to_be_bytes().to_vec();
+        body.extend_from_slice(name.as_bytes());
+        body.extend_from_slice(b"\x04\x02\x00\x00\x00\x01c");
+        let e = Packet::decode(0x10, &body).unwrap_err();
+        let text = e.to_string();
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+        assert!(text.len() < 200, "{} bytes", text.len());
+        let DecodeError::Protocol { name: shown, level } = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(level, 4);
+        assert!(shown.starts_with("\\u{1b}]0;owned"), "{shown}");
+        for packet in [
+            Packet::Publish(Publish::at_most_once("a/\x1b[2J+", Vec::new())),
+            Packet::Subscribe(Subscribe {
+                packet_id: 1,
+                filters: vec![("a#\x07".into(), QoS::AtMostOnce)],
+            }),
+        ] {
+            let text = packet.encode().unwrap_err().to_string();
+            assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+        }
+        let long = Packet::Publish(Publish::at_most_once(
+            format!("+{}", "t".repeat(1000)),
+            Vec::new(),
+        ));
+        assert!(long.encode().unwrap_err().to_string().len() < 300);
     }
 
     #[test]
@@ -1240,6 +1288,26 @@ mod tests {
         assert!(ConnectRefusal::NotAuthorized
             .to_string()
             .contains("not authorized"));
+    }
+
+    #[test]
+    fn debug_hides_a_user_name_query() {
+        let c = Connect {
+            username: Some("dev?x-amz-customauthorizer-signature=s3cr3t".into()),
+            password: Some(b"p".to_vec()),
+            ..Connect::new("c", 0)
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("\"dev?<39 bytes>\""), "{shown}");
+        let plain = format!(
+            "{:?}",
+            Connect {
+                username: Some("dev".into()),
+                ..c
+            }
+        );
+        assert!(plain.contains("\"dev\""), "{plain}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use super::http::Request;
 use super::shadow::{ErrorKind, ShadowError, ShadowKey};
 use crate::aws::names;
+use crate::mqtt::shadow::{Operation as ShadowOp, ShadowTopic};
 
 /// One REST operation with its validated arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,26 +145,22 @@ pub enum ShadowTopicAction {
 }
 
 /// Recognises `$aws/things/<thing>/shadow/update|delete` and the named-shadow form
-/// `$aws/things/<thing>/shadow/name/<shadow>/update|delete` (`aws-iot-shadow.md` §8).
+/// `$aws/things/<thing>/shadow/name/<shadow>/update|delete` (`aws-iot-shadow.md` §8): the
+/// requests [`ShadowTopic::parse`] finds, but `get`, which the endpoint does not serve
+/// over MQTT publishes.
 pub fn shadow_topic(topic: &str) -> Option<(ShadowKey, ShadowTopicAction)> {
-    let parts: Vec<&str> = topic.split('/').collect();
-    let (thing, shadow, verb) = match parts.as_slice() {
-        ["$aws", "things", thing, "shadow", verb] => (*thing, None, *verb),
-        ["$aws", "things", thing, "shadow", "name", shadow, verb] => (*thing, Some(*shadow), *verb),
-        _ => return None,
-    };
-    names::validate_thing_name(thing).ok()?;
-    if let Some(s) = shadow {
-        names::validate_shadow_name(s).ok()?;
+    let parsed = ShadowTopic::parse(topic)?;
+    if parsed.response.is_some() {
+        return None;
     }
-    let action = match verb {
-        "update" => ShadowTopicAction::Update,
-        "delete" => ShadowTopicAction::Delete,
-        _ => return None,
+    let action = match parsed.op {
+        ShadowOp::Update => ShadowTopicAction::Update,
+        ShadowOp::Delete => ShadowTopicAction::Delete,
+        ShadowOp::Get => return None,
     };
     let key = ShadowKey {
-        thing: thing.to_string(),
-        shadow: shadow.map(str::to_string),
+        thing: parsed.thing.to_string(),
+        shadow: parsed.shadow.map(str::to_string),
     };
     Some((key, action))
 }
@@ -195,6 +192,13 @@ mod tests {
         assert_eq!(shadow_topic("$aws/things/t/shadow/get"), None);
         assert_eq!(shadow_topic("$aws/things/t/shadow/update/delta"), None);
         assert_eq!(shadow_topic("things/t/shadow/update"), None);
+        assert_eq!(
+            shadow_topic("$aws/things/t/shadow/name/n/update/accepted"),
+            None
+        );
+        assert_eq!(shadow_topic("$aws/things/a b/shadow/update"), None);
+        assert_eq!(shadow_topic("$aws/things/t/shadow/name/n!/update"), None);
+        assert_eq!(shadow_topic("$aws/things/t/shadow/name/update"), None);
     }
 
     #[test]
