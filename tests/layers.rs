@@ -491,6 +491,11 @@ fn the_simulator_uses_only_codecs_and_facts() {
         // client sends and checks.
         "aws/policy",
         "aws/control/model",
+        // The AWS shared config/credentials file format, which the simulated account reads
+        // as the CLI does.
+        "aws/control/ini",
+        // Shadow topic names, which the endpoint's MQTT side routes by.
+        "mqtt/shadow",
         "rom/chip",
         "rom/command",
         "rom/packet",

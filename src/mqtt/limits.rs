@@ -202,6 +202,7 @@ pub fn publish_allowed_reserved(topic: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::names;
     use crate::mqtt::packet::{EncodeError, QoS};
 
     #[test]
@@ -376,5 +377,25 @@ mod tests {
             check_publish_topic(&t.request(crate::mqtt::shadow::Operation::Update)),
             Ok(())
         );
+    }
+
+    #[test]
+    fn basic_ingest_prefix_is_not_counted_by_either_checker() {
+        // 7 slashes after `$aws/rules/r/`: AWS accepts it, and so do both checkers.
+        for ingest in ["$aws/rules/r/a/b/c/d/e/f/g", "$aws/rules/r/a/b/c/d/e/f/g/h"] {
+            assert_eq!(names::validate_topic(ingest), Ok(()), "{ingest}");
+            assert_eq!(check_publish_topic(ingest), Ok(()));
+        }
+        let long = format!("$AWS/rules/r/{}", "t".repeat(256));
+        assert_eq!(names::validate_topic(&long), Ok(()));
+        assert_eq!(check_publish_topic(&long), Ok(()));
+        let deep = "$aws/rules/r/a/b/c/d/e/f/g/h/i";
+        assert_eq!(
+            names::validate_topic(deep),
+            Err(names::NameError::TopicTooDeep)
+        );
+        assert!(check_publish_topic(deep).is_err());
+        assert_eq!(names::basic_ingest("$aws/rules/r"), Some(("r", "")));
+        assert_eq!(names::basic_ingest("$aws/things/t"), None);
     }
 }
