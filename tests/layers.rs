@@ -496,6 +496,10 @@ fn the_simulator_uses_only_codecs_and_facts() {
         "aws/control/ini",
         // Shadow topic names, which the endpoint's MQTT side routes by.
         "mqtt/shadow",
+        // The MQTT codec and AWS's broker limits, which the endpoint's broker speaks and enforces.
+        "mqtt/packet",
+        "mqtt/decoder",
+        "mqtt/limits",
         "rom/chip",
         "rom/command",
         "rom/packet",

@@ -105,6 +105,9 @@ struct RunArgs {
     /// Port for the listener that plays AWS's port 443 with ALPN (default: ephemeral).
     #[arg(long)]
     alpn_port: Option<u16>,
+    /// Port for the listener that plays AWS's MQTT port 8883 (default: ephemeral).
+    #[arg(long)]
+    mqtt_port: Option<u16>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     bind: std::net::IpAddr,
@@ -622,6 +625,7 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     config.endpoint.region = args.region.clone();
     config.endpoint.rest_addr = SocketAddr::new(args.bind, args.rest_port.unwrap_or(0));
     config.endpoint.alpn_addr = SocketAddr::new(args.bind, args.alpn_port.unwrap_or(0));
+    config.endpoint.mqtt_addr = SocketAddr::new(args.bind, args.mqtt_port.unwrap_or(0));
     config.endpoint.log_file = args.log.clone();
     config.firmware = firmware;
     config.baud = args.baud;
@@ -661,9 +665,10 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     println!("local AWS IoT endpoint: {endpoint}");
     println!(
-        "  port 8443 (REST): {}, port 443 (ALPN): {}",
+        "  port 8443 (REST): {}, port 443 (ALPN): {}, port 8883 (MQTT): {}",
         sim.endpoint().rest_addr(),
-        sim.endpoint().alpn_addr()
+        sim.endpoint().alpn_addr(),
+        sim.endpoint().mqtt_addr()
     );
     println!(
         "  control plane (SigV4): {}, keys in {}",
@@ -796,6 +801,7 @@ fn run_endpoint(args: RunArgs) -> anyhow::Result<ExitCode> {
     config.region = args.region;
     config.rest_addr = SocketAddr::new(args.bind, args.rest_port.unwrap_or(0));
     config.alpn_addr = SocketAddr::new(args.bind, args.alpn_port.unwrap_or(0));
+    config.mqtt_addr = SocketAddr::new(args.bind, args.mqtt_port.unwrap_or(0));
     config.log_file = args.log;
     let handle = Endpoint::start(config)
         .with_context(|| format!("cannot start the endpoint in {}", state.display()))?;
@@ -807,6 +813,7 @@ fn run_endpoint(args: RunArgs) -> anyhow::Result<ExitCode> {
     println!("local AWS IoT endpoint: {}", handle.host());
     println!("  port 8443 (REST):         {}", handle.rest_addr());
     println!("  port 443 (ALPN x-amzn-http-ca): {}", handle.alpn_addr());
+    println!("  port 8883 (MQTT):         {}", handle.mqtt_addr());
     println!(
         "  control plane (SigV4):    {} (AWS_ENDPOINT_URL_IOT; keys: AWS_SHARED_CREDENTIALS_FILE={})",
         handle.control_url(),

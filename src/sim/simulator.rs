@@ -150,7 +150,8 @@ impl Simulator {
         let host = endpoint.host().to_string();
         let mut network = TcpNetwork::new()
             .route(&host, 8443, endpoint.rest_addr())
-            .route(&host, 443, endpoint.alpn_addr());
+            .route(&host, 443, endpoint.alpn_addr())
+            .route(&host, crate::sim::endpoint::MQTT_PORT, endpoint.mqtt_addr());
         for (name, ip) in &config.resolve {
             network = network.resolve(name, *ip);
         }

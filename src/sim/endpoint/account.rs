@@ -305,6 +305,33 @@ impl Registry {
             .collect();
         policy::evaluate(&documents, action, resource, &policy::Context::default())
     }
+
+    /// [`Registry::authorize`] for an MQTT request, whose policy variables
+    /// (`${iot:ClientId}`, `${iot:Connection.Thing.ThingName}`) `ctx` supplies.
+    pub fn authorize_in(
+        &self,
+        cert: &Certificate,
+        action: &str,
+        resource: &str,
+        ctx: &crate::aws::policy::Context<'_>,
+    ) -> crate::aws::policy::Decision {
+        use crate::aws::policy::{self, Decision, PolicyDocument};
+        if cert.denied_actions.iter().any(|a| a == action) {
+            return Decision::ExplicitDeny;
+        }
+        if cert.policy == Policy::Deny {
+            return Decision::ImplicitDeny;
+        }
+        let Some(names) = &cert.policies else {
+            return Decision::Allowed;
+        };
+        let documents: Vec<PolicyDocument> = names
+            .iter()
+            .filter_map(|n| self.policy(n))
+            .filter_map(|p| PolicyDocument::parse(&p.document).ok())
+            .collect();
+        policy::evaluate(&documents, action, resource, ctx)
+    }
 }
 
 /// A simulated account rooted in a state directory.

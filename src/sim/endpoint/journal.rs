@@ -93,7 +93,7 @@ pub struct Journal {
 }
 
 /// A ticket for an appended line: wait on it before acknowledging.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ticket(u64);
 
 impl Journal {

@@ -13,15 +13,21 @@
 //! | [`account`] | the simulated account: PKI, things, certificates, policies |
 //! | [`tls`] | server TLS configuration and the registry-backed client-certificate check |
 //! | `server` | the listeners: one thread per connection, keep-alive |
+//! | [`broker`] | the MQTT listener: AWS's broker behaviour and the shadow service on `$aws/things/…/shadow/…` |
 //! | [`control`], [`control_sigv4`] | the control plane (things, certificates, policies) on its own plain-HTTP listener, SigV4-checked |
 //!
-//! Two listeners play AWS's two certificate ports: the REST listener is port 8443 (client
+//! Three listeners play AWS's certificate ports: the REST listener is port 8443 (client
 //! certificate required, ALPN ignored), the ALPN listener is port 443 (ALPN `x-amzn-http-ca`
-//! selects the REST API; without it a request gets AWS's `Missing Authentication Token` 403).
-//! Spec: `aws-iot-shadow.md` §1–§7, with the mock choices of §10.
+//! selects the REST API, `x-amzn-mqtt-ca` MQTT; without either a request gets AWS's
+//! `Missing Authentication Token` 403), the MQTT listener is port 8883 (client certificate
+//! required). Every accepted shadow update or delete, over REST or MQTT, is announced on the
+//! shadow's MQTT topics in the order the journal stored them.
+//! Spec: `aws-iot-shadow.md` §1–§7, with the mock choices of §10; MQTT:
+//! `fixtures/shadow-mqtt/README.md`.
 
 pub mod account;
 pub mod api;
+pub mod broker;
 pub mod control;
 pub mod control_sigv4;
 pub mod http;
@@ -50,6 +56,8 @@ pub use shadow::{ShadowKey, ShadowRecord};
 pub const REST_PORT: u16 = 8443;
 /// The port AWS serves HTTPS on with ALPN `x-amzn-http-ca`.
 pub const ALPN_PORT: u16 = 443;
+/// The port AWS serves MQTT with a client certificate on.
+pub const MQTT_PORT: u16 = 8883;
 /// The file, inside the state directory, that describes a running endpoint to scripts.
 pub const SIM_JSON: &str = "sim.json";
 
@@ -112,6 +120,13 @@ pub struct EndpointConfig {
     pub alpn_addr: SocketAddr,
     /// Where the control-plane listener (plain HTTP, SigV4) binds; default `127.0.0.1:0`.
     pub control_addr: SocketAddr,
+    /// Where the MQTT ("8883") listener binds; default `127.0.0.1:0`.
+    pub mqtt_addr: SocketAddr,
+    /// The smallest MQTT keep-alive granted, seconds: AWS's 30 (tests lower it to see a
+    /// keep-alive timeout quickly).
+    pub mqtt_keep_alive_floor: u16,
+    /// How an MQTT CONNECT the policy refuses is answered.
+    pub mqtt_refusal: broker::MqttRefusal,
     /// Time source.
     pub clock: Arc<dyn Clock>,
     /// Append every request as a JSON line to this file.
@@ -163,6 +178,9 @@ impl EndpointConfig {
             rest_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             alpn_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             control_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            mqtt_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            mqtt_keep_alive_floor: 30,
+            mqtt_refusal: broker::MqttRefusal::HangUp,
             clock: Arc::new(SystemClock),
             log_file: None,
             close_after_error: true,
@@ -227,6 +245,9 @@ pub enum Listener {
     /// The port-443 listener.
     #[serde(rename = "443")]
     Alpn,
+    /// The port-8883 (MQTT) listener.
+    #[serde(rename = "8883")]
+    Mqtt,
 }
 
 /// One request as the endpoint saw and answered it.
@@ -327,6 +348,10 @@ impl<T> PushBounded<T> for VecDeque<T> {
 pub(crate) struct Shadows {
     store: Mutex<shadow::ShadowStore>,
     journal: journal::Journal,
+    /// MQTT messages announcing changes, queued in the order the changes were made and
+    /// published once their journal line is durable, so that subscribers see versions in
+    /// order and never one the endpoint could still lose.
+    pending: Mutex<VecDeque<(journal::Ticket, Vec<broker::Notice>)>>,
 }
 
 impl Shadows {
@@ -335,14 +360,21 @@ impl Shadows {
     }
 
     /// Runs a mutating operation; on success the change is durable before this returns.
+    /// Runs a mutating operation; on success the change is durable before this returns,
+    /// and the MQTT messages `notices` makes of it (from the outcome and the record before)
+    /// are handed to `publish`, in the order of the changes.
     pub(crate) fn mutate(
         &self,
         key: &ShadowKey,
         f: impl FnOnce(&mut shadow::ShadowStore) -> Result<shadow::UpdateOutcome, shadow::ShadowError>,
+        notices: impl FnOnce(&shadow::UpdateOutcome, Option<&ShadowRecord>) -> Vec<broker::Notice>,
+        publish: impl Fn(&broker::Notice),
     ) -> Result<String, shadow::ShadowError> {
         let (body, ticket) = {
             let mut store = self.lock();
+            let previous = store.record(key).cloned();
             let outcome = f(&mut store)?;
+            let messages = notices(&outcome, previous.as_ref());
             // The response echoes the request's clientToken: the journal records it.
             let token = serde_json::from_str::<serde_json::Value>(&outcome.body)
                 .ok()
@@ -350,15 +382,31 @@ impl Shadows {
             let ticket = self
                 .journal
                 .append_update(key, &outcome.record, token.as_deref());
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_back((ticket, messages));
             (outcome.body, ticket)
         };
-        self.journal.wait(ticket).map_err(|e| {
+        let stored = self.journal.wait(ticket);
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = stored {
             log::error!("{e}");
-            shadow::ShadowError::new(
+            pending.retain(|(t, _)| *t != ticket);
+            return Err(shadow::ShadowError::new(
                 shadow::ErrorKind::InternalFailure,
                 "Internal service failure",
-            )
-        })?;
+            ));
+        }
+        // Every change up to ours is durable: announce them in order (ours may already have
+        // gone with a later one's).
+        while pending.front().is_some_and(|(t, _)| *t <= ticket) {
+            if let Some((_, messages)) = pending.pop_front() {
+                for m in &messages {
+                    publish(m);
+                }
+            }
+        }
         Ok(body)
     }
 
@@ -380,6 +428,53 @@ pub(crate) struct Shared {
     /// Open connections, bounded, so that a flood cannot starve clients and dropping the
     /// handle can close them.
     pub(crate) connections: server::Connections,
+    /// The MQTT clients and their subscriptions.
+    pub(crate) broker: broker::Broker,
+}
+
+impl Shared {
+    /// UpdateThingShadow, for both front ends: applies and stores the update, then
+    /// publishes `/update/accepted`, `/update/documents` and (when due) `/update/delta`.
+    pub(crate) fn update_shadow(
+        &self,
+        key: &ShadowKey,
+        body: &[u8],
+        now: u64,
+    ) -> Result<String, shadow::ShadowError> {
+        self.shadows.mutate(
+            key,
+            |s| s.update(key, body, now),
+            |outcome, previous| {
+                broker::update_notices(key, body, &outcome.body, previous, &outcome.record, now)
+            },
+            |m| self.announce(m),
+        )
+    }
+
+    /// DeleteThingShadow, for both front ends: deletes, stores, then publishes
+    /// `/delete/accepted` (with the MQTT request's clientToken, if any).
+    pub(crate) fn delete_shadow(
+        &self,
+        key: &ShadowKey,
+        now: u64,
+        client_token: Option<&str>,
+    ) -> Result<String, shadow::ShadowError> {
+        self.shadows.mutate(
+            key,
+            |s| s.delete(key, now),
+            |outcome, _| broker::delete_notices(key, &outcome.body, client_token),
+            |m| self.announce(m),
+        )
+    }
+
+    fn announce(&self, m: &broker::Notice) {
+        self.broker.route(
+            self,
+            &m.topic,
+            m.payload.as_bytes(),
+            crate::mqtt::packet::QoS::AtMostOnce,
+        );
+    }
 }
 
 /// Starts endpoints.
@@ -436,7 +531,11 @@ impl Endpoint {
                 false,
                 config.cert_refusal == CertRefusal::Alert,
             )?),
-            vec![tls::ALPN_HTTP_CA.to_vec(), b"http/1.1".to_vec()],
+            vec![
+                tls::ALPN_HTTP_CA.to_vec(),
+                tls::ALPN_MQTT_CA.to_vec(),
+                b"http/1.1".to_vec(),
+            ],
             config.require_sni,
         )?;
 
@@ -445,17 +544,20 @@ impl Endpoint {
         let rest = bind(config.rest_addr)?;
         let alpn = bind(config.alpn_addr)?;
         let control = bind(config.control_addr)?;
+        let mqtt = bind(config.mqtt_addr)?;
         let local =
             |l: &TcpListener, addr| l.local_addr().map_err(|cause| Error::Bind { addr, cause });
         let control_addr = local(&control, config.control_addr)?;
         let credentials = control::load_or_create_credentials(account.dir())?;
         let rest_addr = local(&rest, config.rest_addr)?;
         let alpn_addr = local(&alpn, config.alpn_addr)?;
+        let mqtt_addr = local(&mqtt, config.mqtt_addr)?;
 
         let shared = Arc::new(Shared {
             shadows: Shadows {
                 store: Mutex::new(store),
                 journal,
+                pending: Mutex::new(VecDeque::new()),
             },
             log: RequestLog {
                 file: log_file,
@@ -467,6 +569,7 @@ impl Endpoint {
             faults: Mutex::new(std::collections::VecDeque::new()),
             stop: AtomicBool::new(false),
             connections: server::Connections::new(),
+            broker: broker::Broker::new(config.mqtt_keep_alive_floor, config.mqtt_refusal),
         });
         let control_stop = Arc::new(AtomicBool::new(false));
         let control_state = Arc::new(control::ControlState::new(
@@ -477,6 +580,17 @@ impl Endpoint {
         let acceptors = vec![
             control::spawn(control, control_state).map_err(|cause| Error::Bind {
                 addr: control_addr,
+                cause,
+            })?,
+            // The MQTT listener checks client certificates exactly as the REST one does.
+            server::spawn_acceptor(
+                mqtt,
+                Arc::clone(&rest_config),
+                Listener::Mqtt,
+                Arc::clone(&shared),
+            )
+            .map_err(|cause| Error::Bind {
+                addr: mqtt_addr,
                 cause,
             })?,
             server::spawn_acceptor(rest, rest_config, Listener::Rest, Arc::clone(&shared))
@@ -495,6 +609,7 @@ impl Endpoint {
             account,
             rest_addr,
             alpn_addr,
+            mqtt_addr,
             control_addr,
             control_stop,
             acceptors,
@@ -554,6 +669,7 @@ pub struct EndpointHandle {
     account: Account,
     rest_addr: SocketAddr,
     alpn_addr: SocketAddr,
+    mqtt_addr: SocketAddr,
     control_addr: SocketAddr,
     control_stop: Arc<AtomicBool>,
     acceptors: Vec<JoinHandle<()>>,
@@ -569,6 +685,8 @@ pub struct SimInfo {
     pub rest_addr: String,
     /// Bound address of the "443" listener.
     pub alpn_addr: String,
+    /// Bound address of the "8883" (MQTT) listener.
+    pub mqtt_addr: String,
     /// The control plane's base URL (`http://127.0.0.1:PORT`), for `AWS_ENDPOINT_URL_IOT`.
     pub control_url: String,
     /// The account's access key file (AWS shared-credentials format, profile `default`),
@@ -603,6 +721,16 @@ impl EndpointHandle {
         self.alpn_addr
     }
 
+    /// Bound address of the MQTT ("8883") listener.
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.mqtt_addr
+    }
+
+    /// How many MQTT clients are connected.
+    pub fn mqtt_clients(&self) -> usize {
+        self.shared.broker.connected()
+    }
+
     /// Bound address of the control-plane listener.
     pub fn control_addr(&self) -> SocketAddr {
         self.control_addr
@@ -625,7 +753,8 @@ impl EndpointHandle {
     }
 
     /// Where a connection to `(host, port)` should go: this endpoint's host (or a host under
-    /// `iot.<region>.amazonaws.com`) on 8443 is the REST listener, on 443 the ALPN listener.
+    /// `iot.<region>.amazonaws.com`) on 8443 is the REST listener, on 443 the ALPN listener,
+    /// on 8883 the MQTT listener.
     /// Anything else is not served here.
     pub fn resolve(&self, host: &str, port: u16) -> Option<SocketAddr> {
         let suffix = format!(".iot.{}.amazonaws.com", self.account.registry().region);
@@ -634,6 +763,7 @@ impl EndpointHandle {
         match (ours, port) {
             (true, REST_PORT) => Some(self.rest_addr),
             (true, ALPN_PORT) => Some(self.alpn_addr),
+            (true, MQTT_PORT) => Some(self.mqtt_addr),
             _ => None,
         }
     }
@@ -709,6 +839,7 @@ impl EndpointHandle {
             endpoint: self.host().to_string(),
             rest_addr: self.rest_addr.to_string(),
             alpn_addr: self.alpn_addr.to_string(),
+            mqtt_addr: self.mqtt_addr.to_string(),
             control_url: self.control_url(),
             credentials: self.account.dir().join(control::CREDENTIALS_FILE),
             region: self.account.registry().region.clone(),
@@ -744,10 +875,12 @@ impl Drop for EndpointHandle {
         // Wake the blocked accept calls.
         let _ = TcpStream::connect(self.rest_addr);
         let _ = TcpStream::connect(self.alpn_addr);
+        let _ = TcpStream::connect(self.mqtt_addr);
         let _ = TcpStream::connect(self.control_addr);
         for a in self.acceptors.drain(..) {
             let _ = a.join();
         }
+        self.shared.broker.close_all();
         self.shared.connections.close_all();
     }
 }

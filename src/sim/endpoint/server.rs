@@ -251,7 +251,12 @@ pub(super) fn spawn_acceptor(
                 let spawned = std::thread::Builder::new()
                     .name("endpoint-conn".into())
                     .spawn(move || {
-                        if let Err(e) = serve(stream, id, config, which, &conn_shared) {
+                        let served = match which {
+                            Listener::Mqtt => handshake(stream, id, config, &conn_shared)
+                                .and_then(|tls| super::broker::serve(tls, &conn_shared)),
+                            _ => serve(stream, id, config, which, &conn_shared),
+                        };
+                        if let Err(e) = served {
                             log::debug!("connection ended: {e}");
                         }
                         conn_shared.connections.remove(id);
@@ -275,13 +280,14 @@ struct Peer {
     rest_enabled: bool,
 }
 
-fn serve(
+/// The TLS handshake, bounded by [`HANDSHAKE_TIMEOUT`] as a whole; the connection is then
+/// idle (evictable) in the table.
+fn handshake(
     tcp: TcpStream,
     id: u64,
     config: Arc<ServerConfig>,
-    which: Listener,
     shared: &Shared,
-) -> io::Result<()> {
+) -> io::Result<StreamOwned<ServerConnection, TcpStream>> {
     tcp.set_nodelay(true)?;
     let conn = ServerConnection::new(config).map_err(io::Error::other)?;
     let mut tls = StreamOwned::new(conn, tcp);
@@ -304,6 +310,17 @@ fn serve(
     tls.sock.set_read_timeout(Some(IDLE_TIMEOUT))?;
     tls.sock.set_write_timeout(Some(IDLE_TIMEOUT))?;
     shared.connections.set_phase(id, Phase::Idle);
+    Ok(tls)
+}
+
+fn serve(
+    tcp: TcpStream,
+    id: u64,
+    config: Arc<ServerConfig>,
+    which: Listener,
+    shared: &Shared,
+) -> io::Result<()> {
+    let mut tls = handshake(tcp, id, config, shared)?;
     let peer_cert = tls.conn.peer_certificates().and_then(|c| c.first());
     if let Some(cert) = peer_cert {
         // With CertRefusal::Alert the verifier has already failed such a handshake; with
@@ -322,12 +339,17 @@ fn serve(
         .conn
         .alpn_protocol()
         .map(|p| String::from_utf8_lossy(p).into_owned());
+    // Port 443 with ALPN x-amzn-mqtt-ca is MQTT, as on AWS.
+    if which == Listener::Alpn && tls.conn.alpn_protocol() == Some(super::tls::ALPN_MQTT_CA) {
+        return super::broker::serve(tls, shared);
+    }
     let rest_enabled = match which {
         Listener::Rest => true,
         Listener::Alpn => {
             alpn.as_deref().map(str::as_bytes) == Some(super::tls::ALPN_HTTP_CA)
                 && cert_id.is_some()
         }
+        Listener::Mqtt => false,
     };
     let peer = Peer {
         listener: which,
@@ -602,10 +624,8 @@ fn dispatch(
     }
     match op {
         Operation::GetThingShadow(key) => shared.shadows.read(|s| s.get(&key, now)),
-        Operation::UpdateThingShadow(key) => shared
-            .shadows
-            .mutate(&key, |s| s.update(&key, &req.body, now)),
-        Operation::DeleteThingShadow(key) => shared.shadows.mutate(&key, |s| s.delete(&key, now)),
+        Operation::UpdateThingShadow(key) => shared.update_shadow(&key, &req.body, now),
+        Operation::DeleteThingShadow(key) => shared.delete_shadow(&key, now, None),
         Operation::ListNamedShadowsForThing {
             thing,
             page_size,
@@ -614,25 +634,10 @@ fn dispatch(
             .shadows
             .read(|s| s.list_named(&thing, page_size.as_deref(), next_token.as_deref(), now)),
         Operation::Publish { topic, qos } => {
-            // A publish to a shadow's reserved topic is a shadow request, as over MQTT. Its
-            // outcome would go to the /accepted or /rejected topics, which HTTP cannot
-            // subscribe to, so the publisher gets the plain OK either way.
-            match api::shadow_topic(&topic) {
-                Some((key, api::ShadowTopicAction::Update)) => {
-                    if let Err(e) = shared
-                        .shadows
-                        .mutate(&key, |s| s.update(&key, &req.body, now))
-                    {
-                        log::info!("{topic} rejected: {e}");
-                    }
-                }
-                Some((key, api::ShadowTopicAction::Delete)) => {
-                    if let Err(e) = shared.shadows.mutate(&key, |s| s.delete(&key, now)) {
-                        log::info!("{topic} rejected: {e}");
-                    }
-                }
-                None => {}
-            }
+            // Delivered to MQTT subscribers; on a shadow's request topic it is a shadow
+            // request, as over MQTT, answered on the /accepted or /rejected topics (the HTTP
+            // publisher gets the plain OK either way).
+            super::broker::publish_from_rest(shared, &topic, &req.body, qos);
             shared.log.publish(Publication {
                 topic,
                 qos,

@@ -27,6 +27,9 @@ use super::account::{read_registry, CertStatus, Certificate, Registry, ACCOUNT_F
 /// The ALPN protocol that selects certificate-authenticated HTTPS on port 443.
 pub const ALPN_HTTP_CA: &[u8] = b"x-amzn-http-ca";
 
+/// The ALPN protocol that selects MQTT with a client certificate on port 443.
+pub const ALPN_MQTT_CA: &[u8] = b"x-amzn-mqtt-ca";
+
 /// Why a certificate was refused after its chain checked out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryRefusal {
@@ -75,7 +78,12 @@ impl LiveRegistry {
 
     /// Looks a client certificate up: registered and ACTIVE, or why not.
     pub fn check(&self, der: &[u8]) -> Result<Certificate, RegistryRefusal> {
-        let id = super::account::cert_id(der);
+        self.check_id(&super::account::cert_id(der))
+    }
+
+    /// [`LiveRegistry::check`] by certificate ID.
+    pub fn check_id(&self, id: &str) -> Result<Certificate, RegistryRefusal> {
+        let id = id.to_string();
         let registry = self.current();
         match registry.certificate(&id) {
             None => Err(RegistryRefusal::Unknown(id)),
