@@ -26,6 +26,7 @@ mod document_rules;
 mod endpoint;
 mod endpoint_cli;
 mod endpoint_flood;
+mod endpoint_mqtt;
 mod endpoint_tls;
 mod endpoint_util;
 mod policy_endpoint;
