@@ -27,6 +27,7 @@ mod endpoint;
 mod endpoint_cli;
 mod endpoint_flood;
 mod endpoint_mqtt;
+mod endpoint_mqtt_peers;
 mod endpoint_tls;
 mod endpoint_util;
 mod policy_endpoint;

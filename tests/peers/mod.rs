@@ -307,6 +307,23 @@ pub fn mosquitto() -> PathBuf {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Debian's `mosquitto_sub`, installed with the `mosquitto-clients` package like
+/// [`mosquitto`].
+pub fn mosquitto_sub() -> PathBuf {
+    static SUB: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    SUB.get_or_init(|| apt_tool("mosquitto_sub", "mosquitto-clients"))
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Debian's `mosquitto_pub`, from `mosquitto-clients`.
+pub fn mosquitto_pub() -> PathBuf {
+    static PUB: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PUB.get_or_init(|| apt_tool("mosquitto_pub", "mosquitto-clients"))
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// `mosquitto_passwd`, from the same package as [`mosquitto`].
 pub fn mosquitto_passwd() -> PathBuf {
     mosquitto();

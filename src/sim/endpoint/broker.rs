@@ -906,11 +906,10 @@ pub(crate) fn update_notices(
             let mut m = Map::new();
             m.insert("version".into(), Value::from(current.version));
             m.insert("timestamp".into(), Value::from(now));
-            m.insert(
-                "metadata".into(),
-                Value::Object(delta_metadata(&delta, doc.metadata_desired.as_ref())),
-            );
+            // Key order as in AWS's published examples: version, timestamp, state, metadata.
+            let metadata = delta_metadata(&delta, doc.metadata_desired.as_ref());
             m.insert("state".into(), Value::Object(delta));
+            m.insert("metadata".into(), Value::Object(metadata));
             if let Some(t) = &token {
                 m.insert("clientToken".into(), Value::from(t.clone()));
             }
@@ -1003,7 +1002,7 @@ mod tests {
         // The whole delta, not only what this update sent; its metadata is desired's.
         assert_eq!(
             notices[2].payload,
-            r#"{"version":2,"timestamp":200,"metadata":{"b":{"c":{"timestamp":100}},"d":{"timestamp":200}},"state":{"b":{"c":2},"d":3},"clientToken":"k1"}"#
+            r#"{"version":2,"timestamp":200,"state":{"b":{"c":2},"d":3},"metadata":{"b":{"c":{"timestamp":100}},"d":{"timestamp":200}},"clientToken":"k1"}"#
         );
         // A reported-only update publishes no delta; neither does one that leaves none.
         let req = br#"{"state":{"reported":{"x":1}}}"#;
