@@ -477,7 +477,7 @@ fn a_subscriber_that_does_not_read_is_disconnected_and_the_publisher_is_not() {
             payload.clone(),
         )));
         sent += 1;
-        if sent % 16 == 0 {
+        if sent.is_multiple_of(16) {
             assert!(publisher.ping().is_empty());
         }
     }

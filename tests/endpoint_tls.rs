@@ -388,7 +388,8 @@ fn resolve_maps_aws_ports_to_listeners() {
     let h = &ep.handle;
     assert_eq!(h.resolve(h.host(), 8443), Some(h.rest_addr()));
     assert_eq!(h.resolve(h.host(), 443), Some(h.alpn_addr()));
-    assert_eq!(h.resolve(h.host(), 8883), None);
+    assert_eq!(h.resolve(h.host(), 8883), Some(h.mqtt_addr()));
+    assert_eq!(h.resolve(h.host(), 1883), None);
     assert_eq!(h.resolve("example.com", 8443), None);
     assert!(
         h.host().ends_with("-ats.iot.us-east-1.amazonaws.com"),

@@ -297,6 +297,15 @@ pub fn filter_matches(filter: &str, topic: &str) -> bool {
     }
 }
 
+/// A client ID for a client that sent none: random, so that two never take each other over.
+fn assigned_client_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    // Uniqueness is all that matters; a failing system RNG still yields a usable ID.
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    format!("esp-aws-{}", crate::hex::encode(&b))
+}
+
 /// The keep-alive AWS applies for a requested one, seconds.
 pub fn effective_keep_alive(requested: u16, floor: u16) -> u16 {
     if requested == 0 || requested > KEEP_ALIVE_MAX {
@@ -377,7 +386,7 @@ pub(crate) fn serve(
         if !connect.clean_session {
             return write_and_close(&mut tls, connack(ConnectRefusal::IdentifierRejected.code()));
         }
-        connect.client_id = format!("esp-aws-{}", super::server::new_request_id());
+        connect.client_id = assigned_client_id();
     }
     if let Err(e) = limits::check_client_id(&connect.client_id) {
         log::info!("MQTT CONNECT refused: {e}");
