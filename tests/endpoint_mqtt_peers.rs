@@ -279,3 +279,95 @@ fn aws_device_sdk_shadow_client_gets_updates_and_is_rejected_as_on_aws() {
         assert_eq!(ep.handle.shadow(&key).map(|r| r.version), Some(1));
     }
 }
+
+#[test]
+fn esp_aws_sim_serves_mqtt_where_sim_json_and_its_summary_say() {
+    let state = endpoint_util::fresh_state();
+    let port = {
+        // A port that was free a moment ago; the endpoint must bind exactly it.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let out_path = state.path().join("stdout.txt");
+    let out_file = std::fs::File::create(&out_path).unwrap();
+    let mut child = crate::util::esp_aws_command()
+        .args([
+            "sim",
+            "--no-module",
+            "--mqtt-port",
+            &port.to_string(),
+            "--state",
+        ])
+        .arg(state.path())
+        .stdout(out_file)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("esp-aws sim starts");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let info: Value = loop {
+        let text = std::fs::read_to_string(state.path().join("sim.json")).unwrap_or_default();
+        if let Ok(info) = serde_json::from_str::<Value>(&text) {
+            if info["pid"] == pid {
+                break info;
+            }
+        }
+        assert!(child.try_wait().unwrap().is_none(), "esp-aws sim exited");
+        assert!(std::time::Instant::now() < deadline, "no sim.json");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _child = Kill(child);
+    let mqtt_addr = info["mqtt_addr"].as_str().expect("sim.json has mqtt_addr");
+    assert_eq!(mqtt_addr, format!("127.0.0.1:{port}"));
+    let line = format!("port 8883 (MQTT):         {mqtt_addr}");
+    while !std::fs::read_to_string(&out_path).unwrap().contains(&line) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the summary lacks '{line}': {}",
+            std::fs::read_to_string(&out_path).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = |k: &str| info[k].as_str().unwrap().to_string();
+    let out = Command::new(peers::mosquitto_pub())
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
+        .args([
+            "--cafile",
+            &s("ca"),
+            "--cert",
+            &s("cert"),
+            "--key",
+            &s("key"),
+        ])
+        .args(["-i", &s("thing"), "-t", &format!("{T}/update")])
+        .args(["-m", r#"{"state":{"reported":{"via":"mqtt"}}}"#])
+        .output()
+        .expect("mosquitto_pub runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let creds = endpoint_util::Creds {
+        cert: Some((s("cert").into(), s("key").into())),
+        ca: s("ca").into(),
+    };
+    let rest: std::net::SocketAddr = s("rest_addr").parse().unwrap();
+    let mut conn =
+        endpoint_util::Conn::open(rest, &s("endpoint"), &creds, endpoint_util::Tls::Any, None)
+            .unwrap();
+    let got = conn.get("/things/lnu_001/shadow");
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert!(
+        got.body.contains(r#""reported":{"via":"mqtt"}"#),
+        "{}",
+        got.body
+    );
+}
