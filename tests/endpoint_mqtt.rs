@@ -13,7 +13,7 @@ use esp_aws::sim::endpoint::broker::MqttRefusal;
 use esp_aws::sim::endpoint::{CertStatus, Policy, ShadowKey};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::endpoint_util::{self, client_config, Creds, TestEndpoint, Tls};
 
@@ -561,4 +561,65 @@ fn the_product_wiring_routes_8883_and_sim_json_records_it() {
     let path = ep.handle.write_sim_json().unwrap();
     let info: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(info["mqtt_addr"], ep.handle.mqtt_addr().to_string());
+}
+
+#[test]
+fn thing_policy_variables_resolve_to_the_client_id_that_names_the_thing() {
+    let ep = endpoint_util::start();
+    // Replace lnu_001's policy with one written with AWS's thing policy variable.
+    let path = ep.state.path().join("account.json");
+    let mut registry: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let name = esp_aws::sim::endpoint::account::thing_policy_name("lnu_001");
+    let document = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect",
+             "Resource": "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"},
+            {"Effect": "Allow", "Action": "iot:Subscribe",
+             "Resource": "arn:aws:iot:*:*:topicfilter/$aws/things/${iot:Connection.Thing.ThingName}/shadow/*"},
+            {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+             "Resource": "arn:aws:iot:*:*:topic/$aws/things/${iot:Connection.Thing.ThingName}/shadow/*"}
+        ]
+    })
+    .to_string();
+    let policy = registry["policies"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|p| p["name"] == name.as_str())
+        .expect("lnu_001's policy");
+    policy["document"] = Value::from(document);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, registry.to_string()).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+
+    // Client ID = thing name: the variable resolves, its own topics are allowed.
+    let mut m = connected(&ep, "lnu_001");
+    assert_eq!(
+        m.subscribe(
+            1,
+            &[
+                "$aws/things/lnu_001/shadow/update/delta",
+                "$aws/things/other/shadow/update/delta"
+            ]
+        ),
+        vec![
+            SubscribeReturn::Granted(QoS::AtLeastOnce),
+            SubscribeReturn::Failure
+        ]
+    );
+    publish(
+        &mut m,
+        &format!("{T}/update"),
+        r#"{"state":{"desired":{"v":1}}}"#,
+        2,
+    );
+    assert_eq!(m.expect(), Packet::PubAck(2));
+    let (topic, delta) = m.message();
+    assert_eq!(topic, format!("{T}/update/delta"));
+    assert_eq!(delta["state"], json!({"v": 1}));
+    // Another client ID: no thing name, the variable does not resolve, no connection.
+    let mut m = Mqtt::open(&ep, "lnu_001");
+    assert_eq!(m.connect("lnu_001-tool", 60), None);
 }
