@@ -23,6 +23,7 @@
 //! (nom, futures) are unmaintained or pull more than they give. MQTT 3.1.1 is small; its
 //! decoder is fuzzed here like the other parsers (`tests/mqtt_props.rs`).
 
+pub mod client;
 pub mod decoder;
 pub mod limits;
 pub mod packet;
