@@ -78,6 +78,7 @@ mod aws_refused;
 mod aws_server_text;
 mod aws_sim_profile;
 mod aws_tls;
+mod mqtt_client;
 mod mqtt_mosquitto;
 mod mqtt_props;
 mod props_config;

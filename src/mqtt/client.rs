@@ -501,10 +501,7 @@ impl<L: Link> Client<L> {
                     })
                 }
                 None if self.link.now() >= deadline => {
-                    return Err(Error::Timeout(
-                        what,
-                        self.options.answer_timeout.as_secs(),
-                    ))
+                    return Err(Error::Timeout(what, self.options.answer_timeout.as_secs()))
                 }
                 None => {}
             }
@@ -518,9 +515,11 @@ impl<L: Link> Client<L> {
             if let Some(packet) = self.decoder.next_packet().map_err(Error::Protocol)? {
                 match packet {
                     // The connection works: what counts as losses in a row starts again.
+                    // Queued for the caller, who looks at the queue when this returns.
                     Packet::Publish(p) => {
                         self.losses = 0;
-                        self.take_message(p)?
+                        self.take_message(p)?;
+                        return Ok(None);
                     }
                     Packet::PingResp => {
                         self.losses = 0;
@@ -891,7 +890,9 @@ mod tests {
         assert!(matches!(c.publish(deep), Err(Error::Limit(_))));
         let big = Publish::at_most_once("a", vec![0u8; limits::PAYLOAD_MAX + 1]);
         assert!(matches!(c.publish(big), Err(Error::Limit(_))));
-        let many: Vec<(String, QoS)> = (0..9).map(|i| (format!("t/{i}"), QoS::AtMostOnce)).collect();
+        let many: Vec<(String, QoS)> = (0..9)
+            .map(|i| (format!("t/{i}"), QoS::AtMostOnce))
+            .collect();
         c.subscribe(&many).unwrap();
         // Nine filters went out as two SUBSCRIBEs of at most eight.
         let subs: Vec<usize> = c.link().sent[before..]
@@ -902,7 +903,10 @@ mod tests {
             })
             .collect();
         assert_eq!(subs, vec![8, 1]);
-        let mut long = Client::new(Scripted::new(|p, _| polite(p)), Options::new("x".repeat(129)));
+        let mut long = Client::new(
+            Scripted::new(|p, _| polite(p)),
+            Options::new("x".repeat(129)),
+        );
         assert!(matches!(long.connect(), Err(Error::Limit(_))));
         assert_eq!(long.link().opens, 0, "the link was not even opened");
     }
