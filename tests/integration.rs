@@ -53,6 +53,7 @@ mod injection_e2e;
 mod profiles;
 mod provision_e2e;
 mod shadow_e2e;
+mod shadow_watch;
 mod sim_cli;
 mod sim_defaults;
 mod sim_life;

@@ -32,6 +32,8 @@ pub struct MqttWorld {
     pub broker: Broker,
     /// mosquitto's plain listener, for mosquitto_pub/sub and the test's own clients.
     pub plain: u16,
+    /// The endpoint's host name and mosquitto's TLS listener, which stands in for its 8883.
+    route: (String, u16),
 }
 
 fn free_port() -> u16 {
@@ -72,16 +74,41 @@ impl MqttWorld {
                 ],
             );
             cfg.routes
-                .push((host, 8883, SocketAddr::from(([127, 0, 0, 1], tls))));
+                .push((host.clone(), 8883, SocketAddr::from(([127, 0, 0, 1], tls))));
             adjust(cfg);
-            slot = Some((broker, plain));
+            slot = Some((broker, plain, (host, tls)));
         });
-        let (broker, plain) = slot.unwrap();
+        let (broker, plain, route) = slot.unwrap();
         world.provision();
         MqttWorld {
             world,
             broker,
             plain,
+            route,
+        }
+    }
+
+    /// The same world after a power cycle, its module now configured by `adjust` (the
+    /// credentials and the broker stay).
+    pub fn restart_with(self, adjust: impl FnOnce(&mut SimulatorConfig)) -> MqttWorld {
+        let MqttWorld {
+            world,
+            broker,
+            plain,
+            route,
+        } = self;
+        let firmware = world.sim.firmware();
+        let (host, tls) = route.clone();
+        let world = world.restart_with(firmware, |cfg| {
+            cfg.routes
+                .push((host, 8883, SocketAddr::from(([127, 0, 0, 1], tls))));
+            adjust(cfg);
+        });
+        MqttWorld {
+            world,
+            broker,
+            plain,
+            route,
         }
     }
 

@@ -16,6 +16,7 @@ mod provision;
 mod settings;
 mod shadow;
 mod sim;
+mod watch;
 mod wifi;
 
 use std::process::ExitCode;

@@ -124,6 +124,26 @@ enum ShadowCommand {
               value_parser = super::format::parser(LIST_FORMATS))]
         format: Format,
     },
+    /// Print a shadow's current state, then each change as it arrives over MQTT
+    /// (`/update/documents`, `/update/delta`), until Ctrl-C (exit 130).
+    ///
+    /// On a terminal each change is a line to read; piped, each is one JSON object a line:
+    /// {"event":"current"|"documents"|"delta","thing","shadow","version","document"}, where
+    /// document is the message AWS sent. A version is printed once; versions that changed the
+    /// shadow without their message arriving are named on stderr.
+    Watch {
+        /// Thing name [default: the thing `esp-aws provision --thing` recorded].
+        thing: Option<String>,
+        /// Named shadow (default: the classic shadow).
+        #[arg(long)]
+        name: Option<String>,
+        /// Output format: table (lines to read; the default on a terminal) or json (one
+        /// object a line; the default when piped).
+        #[arg(long, value_name = "FORMAT", value_parser = super::format::parser(GET_FORMATS))]
+        output: Option<Format>,
+        #[command(flatten)]
+        broker: super::mqtt::BrokerArgs,
+    },
     /// Publish a message to an MQTT topic through the REST API (POST /topics/TOPIC).
     Publish {
         /// Topic.
@@ -147,6 +167,7 @@ impl ShadowCommand {
             ShadowCommand::Delete { .. } => Operation::Delete,
             ShadowCommand::List { .. } => Operation::List,
             ShadowCommand::Publish { .. } => Operation::Publish,
+            ShadowCommand::Watch { .. } => Operation::Get,
         }
     }
 
@@ -173,6 +194,7 @@ impl ShadowCommand {
             ShadowCommand::Get { thing, .. }
             | ShadowCommand::Set { thing, .. }
             | ShadowCommand::Delete { thing, .. }
+            | ShadowCommand::Watch { thing, .. }
             | ShadowCommand::List { thing, .. } => thing,
             ShadowCommand::Publish { .. } => return Ok(()),
         };
@@ -262,6 +284,15 @@ pub fn run(mut args: ShadowArgs) -> anyhow::Result<ExitCode> {
     args.command.resolve_thing(&settings)?;
     // Check what can be checked before the module is touched.
     let prepared = prepare(&args.command)?;
+    if let ShadowCommand::Watch {
+        thing,
+        name,
+        output,
+        broker,
+    } = &args.command
+    {
+        return super::watch::run(&settings, broker, named(thing), name.as_deref(), *output);
+    }
     let in_flight = InFlight::begin(&settings.port);
     let result = run_on_module(&settings, &args, prepared, !in_flight.previous_cut());
     match result {
@@ -326,7 +357,8 @@ fn prepare(command: &ShadowCommand) -> anyhow::Result<Option<Vec<u8>>> {
     let (thing, name, topic) = match command {
         ShadowCommand::Get { thing, name, .. }
         | ShadowCommand::Set { thing, name, .. }
-        | ShadowCommand::Delete { thing, name } => (thing.as_ref(), name.as_ref(), None),
+        | ShadowCommand::Delete { thing, name }
+        | ShadowCommand::Watch { thing, name, .. } => (thing.as_ref(), name.as_ref(), None),
         ShadowCommand::List { thing, .. } => (thing.as_ref(), None, None),
         ShadowCommand::Publish { topic, .. } => (None, None, Some(topic)),
     };
@@ -462,6 +494,9 @@ fn perform<'a, T: Transport>(
             doc: client.list(named(thing), *page_size, next_token.as_deref())?,
             json: *format == Format::Json,
         },
+        ShadowCommand::Watch { .. } => {
+            unreachable!("`run` hands a watch to `watch::run` before any operation")
+        }
         ShadowCommand::Publish { topic, qos, .. } => {
             client.publish(topic, *qos, body)?;
             Outcome::Published {

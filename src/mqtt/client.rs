@@ -243,7 +243,18 @@ impl<L: Link> Client<L> {
     /// IoT's limits before the link is opened.
     pub fn connect(&mut self) -> Result<(), Error> {
         limits::check_connect(&self.connect_packet())?;
-        self.connect_once()
+        match self.connect_once() {
+            // A link lost at once (a dropped connection, a module reboot) is tried again
+            // like any later loss; a refusal or a failed set-up is the caller's answer.
+            Err(e)
+                if e.lost() && !matches!(e, Error::Link(session::Error::ConnectFailed { .. })) =>
+            {
+                self.recover(e)?;
+                self.reconnected = None;
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     fn connect_packet(&self) -> Connect {
@@ -445,10 +456,17 @@ impl<L: Link> Client<L> {
             self.link.close();
             self.losses += 1;
             if self.losses > self.options.max_losses {
-                return Err(Error::Disconnected {
-                    client_id: self.options.client_id.clone(),
-                    losses: self.losses - 1,
-                    last: last.to_string(),
+                // A broker that keeps closing the connection is named as such; anything else
+                // (no network, a failed TLS handshake) is its own sentence.
+                let closed = matches!(last, Error::Link(session::Error::At(AtError::LinkClosed)));
+                return Err(if closed {
+                    Error::Disconnected {
+                        client_id: self.options.client_id.clone(),
+                        losses: self.losses - 1,
+                        last: last.to_string(),
+                    }
+                } else {
+                    last
                 });
             }
             log::warn!(
@@ -684,6 +702,9 @@ mod tests {
         Close,
     }
 
+    /// The scripted broker: what it answers to a packet, on the given connection (1, 2 …).
+    type Broker = Box<dyn FnMut(&Packet, u32) -> Vec<Reply>>;
+
     /// A link whose far end is a closure, on a clock of its own that jumps to each
     /// deadline when nothing is due (so that keep-alive is tested without waiting).
     struct Scripted {
@@ -692,7 +713,7 @@ mod tests {
         opens: u32,
         pending: VecDeque<Reply>,
         sent: Vec<Packet>,
-        broker: Box<dyn FnMut(&Packet, u32) -> Vec<Reply>>,
+        broker: Broker,
     }
 
     impl std::fmt::Debug for Scripted {
