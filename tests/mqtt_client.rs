@@ -513,3 +513,59 @@ fn a_connack_refusal_is_one_sentence() {
         run.stderr
     );
 }
+
+#[test]
+fn a_client_id_taken_over_again_and_again_is_named() {
+    let w = MqttWorld::start(Generation::V2_4, "allow_anonymous true", |_| {});
+    let mut sub = Running::spawn(w.world.command(["mqtt", "sub", "a/#"]));
+    sub.wait_stderr("subscribed to a/#");
+    // Another client with the same ID, connecting again each time it is taken over (as a
+    // second device with the same configuration would).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let thief = {
+        let stop = stop.clone();
+        let plain = w.plain;
+        std::thread::spawn(move || {
+            let mut connections = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let Ok(mut stream) = TcpStream::connect(("127.0.0.1", plain)) else {
+                    break;
+                };
+                let connect = Packet::Connect(Connect::new("lnu_001", 0))
+                    .encode()
+                    .unwrap();
+                stream.write_all(&connect).unwrap();
+                connections += 1;
+                stream
+                    .set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let mut buf = [0u8; 64];
+                // Until the broker closes it (another client took the ID) or the test ends.
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    match stream.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+            connections
+        })
+    };
+    let code = sub.wait();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let connections = thief.join().unwrap();
+    sub.drain_stderr();
+    assert_eq!(code, Some(1), "{:?}", sub.errors);
+    let last = sub.errors.last().unwrap();
+    assert!(
+        last.contains("another client may be connecting with the same client ID 'lnu_001'"),
+        "{last}"
+    );
+    assert!(connections > 1, "the other client was taken over too");
+}

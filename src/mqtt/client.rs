@@ -458,7 +458,13 @@ impl<L: Link> Client<L> {
             if self.losses > self.options.max_losses {
                 // A broker that keeps closing the connection is named as such; anything else
                 // (no network, a failed TLS handshake) is its own sentence.
-                let closed = matches!(last, Error::Link(session::Error::At(AtError::LinkClosed)));
+                // (`AT+CIPSEND` answers ERROR, or SEND FAIL, when the link closed under it.)
+                let closed = matches!(
+                    last,
+                    Error::Link(session::Error::At(
+                        AtError::LinkClosed | AtError::Failed { .. } | AtError::SendFailed
+                    ))
+                );
                 return Err(if closed {
                     Error::Disconnected {
                         client_id: self.options.client_id.clone(),
