@@ -249,3 +249,127 @@ fn watch_reconnects_through_faults_and_a_reboot_without_repeating_a_version() {
         "{subscribes} SUBSCRIBEs, {reconnections} reconnections"
     );
 }
+
+/// A shadow service for get, update and delete on the classic shadow of lnu_001, in AWS's
+/// shapes: 404 for a shadow that does not exist, 409 for an update whose version is not the
+/// shadow's. Runs until `stop`.
+fn serve_shadow(w: &MqttWorld, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let mut service = w.client("shadow-service");
+    service.subscribe(&format!("{PREFIX}/+"));
+    std::thread::spawn(move || {
+        let mut shadow: Option<(u64, Value)> = None;
+        let mut last_version = 0;
+        while !stop.load(Ordering::SeqCst) {
+            let Some(request) = service.message(Instant::now() + Duration::from_millis(200)) else {
+                continue;
+            };
+            let body: Value = serde_json::from_slice(&request.payload).unwrap();
+            let token = body["clientToken"].clone();
+            assert!(token.is_string(), "every request carries a clientToken");
+            let op = request.topic.rsplit('/').next().unwrap().to_string();
+            let reject = |code: u64, message: &str| {
+                (
+                    false,
+                    json!({"code": code, "message": message, "clientToken": token}),
+                )
+            };
+            let (accepted, answer) = match (op.as_str(), &shadow) {
+                ("get" | "delete", None) => reject(404, "No shadow exists with name: 'lnu_001'"),
+                ("get", Some((v, desired))) => (
+                    true,
+                    json!({"state": {"desired": desired}, "metadata": {}, "version": v,
+                           "timestamp": 1_700_000_000, "clientToken": token}),
+                ),
+                ("delete", Some((v, _))) => {
+                    let answer =
+                        json!({"version": v, "timestamp": 1_700_000_000, "clientToken": token});
+                    shadow = None;
+                    (true, answer)
+                }
+                ("update", current) => {
+                    let now = current.as_ref().map_or(last_version, |(v, _)| *v);
+                    match body.get("version").and_then(Value::as_u64) {
+                        Some(sent) if sent != now => reject(409, "Version conflict"),
+                        _ => {
+                            last_version = now + 1;
+                            let desired = body["state"]["desired"].clone();
+                            shadow = Some((last_version, desired));
+                            (
+                                true,
+                                json!({"state": body["state"], "metadata": {}, "version": last_version,
+                                       "timestamp": 1_700_000_000, "clientToken": token}),
+                            )
+                        }
+                    }
+                }
+                _ => continue,
+            };
+            let reply = if accepted { "accepted" } else { "rejected" };
+            service.publish(
+                &format!("{}/{reply}", request.topic),
+                answer.to_string().as_bytes(),
+            );
+        }
+    })
+}
+
+#[test]
+fn shadow_get_set_delete_via_mqtt_answer_as_rest_does() {
+    let w = MqttWorld::start(Generation::V1_1_3, "allow_anonymous true", |_| {});
+    let stop = Arc::new(AtomicBool::new(false));
+    let service = serve_shadow(&w, stop.clone());
+    let run = w.world.cli(["shadow", "get", "--via", "mqtt"]);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    assert!(
+        run.why().contains("thing 'lnu_001' has no shadow yet"),
+        "{}",
+        run.stderr
+    );
+
+    let run = w.world.cli(["shadow", "set", "--via", "mqtt", "prop1:=12"]);
+    crate::util::assert_ok(&run);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["state"]["desired"]["prop1"], 12);
+    assert_eq!(doc["version"], 1);
+    assert!(doc.get("clientToken").is_none(), "{doc}");
+    assert!(
+        run.stderr.contains("accepted: lnu_001 is now at version 1"),
+        "{}",
+        run.stderr
+    );
+
+    let run = w.world.cli(["shadow", "get", "--via", "mqtt"]);
+    crate::util::assert_ok(&run);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["state"]["desired"]["prop1"], 12);
+
+    let run = w.world.cli([
+        "shadow",
+        "set",
+        "--via",
+        "mqtt",
+        "--expected-version",
+        "7",
+        "x:=1",
+    ]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.why()
+            .contains("version conflict: the shadow is no longer at version 7")
+            && run.why().contains("--expected-version 1"),
+        "{}",
+        run.stderr
+    );
+
+    let run = w.world.cli(["shadow", "delete", "--via", "mqtt"]);
+    crate::util::assert_ok(&run);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["version"], 1);
+    let run = w.world.cli(["shadow", "get", "--via", "mqtt"]);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+
+    let run = w.world.cli(["shadow", "list", "--via", "mqtt"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    stop.store(true, Ordering::SeqCst);
+    service.join().unwrap();
+}

@@ -433,6 +433,13 @@ impl<L: Link> Client<L> {
         }
     }
 
+    /// Takes the note that the connection was made again since the last
+    /// [`Event::Reconnected`] (for a caller that knows its request went out on the new
+    /// connection, so that the reconnection does not concern it).
+    pub fn take_reconnected(&mut self) -> Option<String> {
+        self.reconnected.take()
+    }
+
     /// Says goodbye (DISCONNECT) and closes the link.
     pub fn disconnect(&mut self) {
         if self.connected {

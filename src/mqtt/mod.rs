@@ -28,6 +28,7 @@ pub mod decoder;
 pub mod limits;
 pub mod packet;
 pub mod shadow;
+pub mod shadow_client;
 
 pub use decoder::Decoder;
 pub use packet::{
