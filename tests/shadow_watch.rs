@@ -373,3 +373,30 @@ fn shadow_get_set_delete_via_mqtt_answer_as_rest_does() {
     stop.store(true, Ordering::SeqCst);
     service.join().unwrap();
 }
+
+#[test]
+fn a_second_command_on_the_watched_module_says_it_is_in_use() {
+    let w = MqttWorld::start(Generation::V1_1_3, "allow_anonymous true", |_| {});
+    let version = Arc::new(AtomicU64::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let service = serve_get(&w, version, stop.clone());
+    let mut watch = Running::spawn(w.world.command(["shadow", "watch"]));
+    watch.wait_stderr("watching lnu_001");
+    assert_eq!(event(&watch.line()), ("current".into(), 1));
+    // The module's one serial line (and, on 1.x, its one TLS link) is the watch's: a REST
+    // command is refused in one sentence, and the watch goes on.
+    let run = w.world.cli(["shadow", "get"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.why().contains(" is busy: another program"),
+        "{}",
+        run.stderr
+    );
+    let mut cloud = w.client("cloud");
+    cloud.publish(&format!("{PREFIX}/update/documents"), &documents(2));
+    assert_eq!(event(&watch.line()), ("documents".into(), 2));
+    assert_eq!(interrupt(&mut watch), Some(130));
+    stop.store(true, Ordering::SeqCst);
+    service.join().unwrap();
+}
