@@ -712,6 +712,7 @@ mod tests {
     /// What the scripted broker does with a packet the client sent.
     enum Reply {
         Packet(Packet),
+        Raw(Vec<u8>),
         Close,
     }
 
@@ -775,6 +776,7 @@ mod tests {
         fn receive(&mut self, deadline: Instant) -> Result<Received, session::Error> {
             match self.pending.pop_front() {
                 Some(Reply::Packet(p)) => Ok(Received::Bytes(p.encode().unwrap())),
+                Some(Reply::Raw(bytes)) => Ok(Received::Bytes(bytes)),
                 Some(Reply::Close) => {
                     self.open = false;
                     Ok(Received::Closed)
@@ -1007,5 +1009,42 @@ mod tests {
             c.next_event(t + Duration::from_secs(1)).unwrap(),
             Some(Event::Reconnected { .. })
         ));
+    }
+
+    #[test]
+    fn an_oversized_packet_is_refused_from_its_header_and_said_in_one_sentence() {
+        // Every connection's first PINGRESP is replaced by a PUBLISH header announcing
+        // 256 MiB, of which a few bytes follow.
+        let mut c = client(
+            Scripted::new(|p, _| match p {
+                Packet::PingReq => vec![Reply::Raw(vec![0x30, 0xff, 0xff, 0xff, 0x7f, 0, 1])],
+                _ => polite(p),
+            }),
+            10,
+        );
+        c.connect().unwrap();
+        let t = c.link().now();
+        let mut reconnections = 0;
+        let e = loop {
+            match c.next_event(t + Duration::from_secs(3600)) {
+                Ok(Some(Event::Reconnected { .. })) => reconnections += 1,
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            matches!(e, Error::Protocol(DecodeError::TooLarge { .. })),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with("the broker sent bytes that are not MQTT"),
+            "{e}"
+        );
+        assert_eq!(
+            reconnections, 5,
+            "each new connection was tried, then given up"
+        );
+        assert_eq!(c.decoder.buffered(), 0, "nothing of it was kept");
     }
 }
