@@ -107,7 +107,7 @@ pub enum Error {
     #[error("the broker refused the subscription to '{0}' (SUBACK failure): AWS IoT refuses a topic filter the certificate's policy does not allow with iot:Subscribe")]
     SubscriptionRefused(String),
     /// The connection kept being lost with nothing received in between.
-    #[error("the broker closed the connection {losses} times in a row just after it was made (last: {last}); another client may be connecting with the same client ID '{client_id}' (AWS IoT disconnects the older client when a new one connects with its ID): give each client its own --client-id")]
+    #[error("the broker closed the connection {losses} times in a row just after it was made (last: {last}); another client may be connecting with the same client ID '{client_id}' (AWS IoT disconnects the older client when a new one connects with its ID: give each client its own --client-id), or the certificate's policy may not allow what was asked (AWS IoT disconnects a client that publishes or subscribes where its policy does not allow it)")]
     Disconnected {
         /// The client ID in use.
         client_id: String,
