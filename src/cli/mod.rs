@@ -9,12 +9,14 @@ mod flash;
 mod format;
 mod inflight;
 mod input;
+mod mqtt;
 mod pki;
 mod ports;
 mod provision;
 mod settings;
 mod shadow;
 mod sim;
+mod watch;
 mod wifi;
 
 use std::process::ExitCode;
@@ -99,6 +101,8 @@ enum Command {
     /// AWS account side (step 1): create a thing with its certificate and policy, find the
     /// endpoint, check or delete a thing.
     Aws(aws::AwsArgs),
+    /// Publish and subscribe with MQTT through the module (like mosquitto_pub/sub).
+    Mqtt(mqtt::MqttArgs),
     /// Run the local AWS IoT endpoint (and, with a module, the virtual ESP32-AT).
     Sim(sim::SimArgs),
     /// Try everything without hardware: provision a virtual ESP32, set and read a shadow.
@@ -232,6 +236,7 @@ pub fn main() -> ExitCode {
         Command::Ports(args) => ports::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Mqtt(args) => mqtt::run(args),
         Command::Aws(args) => aws::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Flash(args) => flash::run(args),

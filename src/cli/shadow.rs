@@ -41,6 +41,14 @@ pub struct ShadowArgs {
     device: DeviceArgs,
     #[command(flatten)]
     endpoint: EndpointArgs,
+    #[command(flatten)]
+    broker: super::mqtt::BrokerArgs,
+    /// How get, set and delete reach the shadow: rest (HTTPS, port 8443 or 443), or mqtt
+    /// (the shadow's MQTT topics, port 8883; answers matched by clientToken). Output and
+    /// exit codes are the same.
+    #[arg(long, value_name = "API", default_value = "rest", global = true,
+          value_parser = clap::builder::PossibleValuesParser::new(["rest", "mqtt"]))]
+    via: String,
     #[command(subcommand)]
     command: ShadowCommand,
 }
@@ -124,6 +132,24 @@ enum ShadowCommand {
               value_parser = super::format::parser(LIST_FORMATS))]
         format: Format,
     },
+    /// Print a shadow's current state, then each change as it arrives over MQTT
+    /// (`/update/documents`, `/update/delta`), until Ctrl-C (exit 130).
+    ///
+    /// On a terminal each change is a line to read; piped, each is one JSON object a line:
+    /// {"event":"current"|"documents"|"delta","thing","shadow","version","document"}, where
+    /// document is the message AWS sent. A version is printed once; versions that changed the
+    /// shadow without their message arriving are named on stderr.
+    Watch {
+        /// Thing name [default: the thing `esp-aws provision --thing` recorded].
+        thing: Option<String>,
+        /// Named shadow (default: the classic shadow).
+        #[arg(long)]
+        name: Option<String>,
+        /// Output format: table (lines to read; the default on a terminal) or json (one
+        /// object a line; the default when piped).
+        #[arg(long, value_name = "FORMAT", value_parser = super::format::parser(GET_FORMATS))]
+        output: Option<Format>,
+    },
     /// Publish a message to an MQTT topic through the REST API (POST /topics/TOPIC).
     Publish {
         /// Topic.
@@ -147,6 +173,7 @@ impl ShadowCommand {
             ShadowCommand::Delete { .. } => Operation::Delete,
             ShadowCommand::List { .. } => Operation::List,
             ShadowCommand::Publish { .. } => Operation::Publish,
+            ShadowCommand::Watch { .. } => Operation::Get,
         }
     }
 
@@ -173,6 +200,7 @@ impl ShadowCommand {
             ShadowCommand::Get { thing, .. }
             | ShadowCommand::Set { thing, .. }
             | ShadowCommand::Delete { thing, .. }
+            | ShadowCommand::Watch { thing, .. }
             | ShadowCommand::List { thing, .. } => thing,
             ShadowCommand::Publish { .. } => return Ok(()),
         };
@@ -262,6 +290,23 @@ pub fn run(mut args: ShadowArgs) -> anyhow::Result<ExitCode> {
     args.command.resolve_thing(&settings)?;
     // Check what can be checked before the module is touched.
     let prepared = prepare(&args.command)?;
+    if let ShadowCommand::Watch {
+        thing,
+        name,
+        output,
+    } = &args.command
+    {
+        return super::watch::run(
+            &settings,
+            &args.broker,
+            named(thing),
+            name.as_deref(),
+            *output,
+        );
+    }
+    if args.via == "mqtt" {
+        return run_over_mqtt(&settings, &args, prepared);
+    }
     let in_flight = InFlight::begin(&settings.port);
     let result = run_on_module(&settings, &args, prepared, !in_flight.previous_cut());
     match result {
@@ -326,7 +371,8 @@ fn prepare(command: &ShadowCommand) -> anyhow::Result<Option<Vec<u8>>> {
     let (thing, name, topic) = match command {
         ShadowCommand::Get { thing, name, .. }
         | ShadowCommand::Set { thing, name, .. }
-        | ShadowCommand::Delete { thing, name } => (thing.as_ref(), name.as_ref(), None),
+        | ShadowCommand::Delete { thing, name }
+        | ShadowCommand::Watch { thing, name, .. } => (thing.as_ref(), name.as_ref(), None),
         ShadowCommand::List { thing, .. } => (thing.as_ref(), None, None),
         ShadowCommand::Publish { topic, .. } => (None, None, Some(topic)),
     };
@@ -462,6 +508,9 @@ fn perform<'a, T: Transport>(
             doc: client.list(named(thing), *page_size, next_token.as_deref())?,
             json: *format == Format::Json,
         },
+        ShadowCommand::Watch { .. } => {
+            unreachable!("`run` hands a watch to `watch::run` before any operation")
+        }
         ShadowCommand::Publish { topic, qos, .. } => {
             client.publish(topic, *qos, body)?;
             Outcome::Published {
@@ -657,4 +706,127 @@ fn print_table(thing: &str, name: Option<&str>, doc: &Value) {
     if rows.is_empty() {
         println!("(the shadow holds no state)");
     }
+}
+
+/// `shadow get|set|delete --via mqtt`: the same operation on the shadow's MQTT topics
+/// (`esp_aws::mqtt::shadow_client`), with the REST path's output and exit codes.
+fn run_over_mqtt(
+    settings: &Settings,
+    args: &ShadowArgs,
+    prepared: Option<Vec<u8>>,
+) -> anyhow::Result<ExitCode> {
+    use esp_aws::aws::shadow::{ApiError, Effect};
+    use esp_aws::mqtt::shadow::{Operation as Op, ShadowTopics};
+    use esp_aws::mqtt::shadow_client::{self, Reply};
+    let (thing, name, op, effect) = match &args.command {
+        ShadowCommand::Get { thing, name, .. } => (named(thing), name.as_deref(), Op::Get, None),
+        ShadowCommand::Set { thing, name, .. } => (
+            named(thing),
+            name.as_deref(),
+            Op::Update,
+            Some(Effect::Update),
+        ),
+        ShadowCommand::Delete { thing, name } => (
+            named(thing),
+            name.as_deref(),
+            Op::Delete,
+            Some(Effect::Delete),
+        ),
+        _ => {
+            return Err(Exit::usage(
+                "--via mqtt serves shadow get, set and delete; list and publish use the REST API",
+            )
+            .into())
+        }
+    };
+    let body: Value = match &prepared {
+        Some(bytes) => serde_json::from_slice(bytes).context("the update document is not JSON")?,
+        None => Value::Object(Default::default()),
+    };
+    let sent_version = body.get("version").and_then(Value::as_u64);
+    // A token the user gave is echoed as REST echoes it; the one added here is not shown.
+    let own_token = body.get("clientToken").is_none();
+    let strip_token = |mut doc: Value| {
+        if let (true, Some(map)) = (own_token, doc.as_object_mut()) {
+            map.remove("clientToken");
+        }
+        doc
+    };
+    let topics = ShadowTopics::new(thing, name).map_err(|e| Exit::usage(e.to_string()))?;
+    let client_id =
+        super::mqtt::client_id(&args.broker, settings).unwrap_or_else(|_| thing.to_string());
+    esp_aws::mqtt::limits::check_client_id(&client_id).map_err(|e| Exit::usage(e.to_string()))?;
+    if args.broker.mqtt_port == 443 {
+        return super::mqtt::failure(esp_aws::mqtt::client::Error::Port443);
+    }
+    let mark = InFlight::begin(&settings.port);
+    let mut client = super::mqtt::open_client(settings, &args.broker, &client_id)?;
+    let wait = settings.timeouts.response;
+    let result = client
+        .connect()
+        .map_err(shadow_client::Error::from)
+        .and_then(|()| shadow_client::request(&mut client, &topics, op, body, wait));
+    // A 409's sentence names the version now, as the REST path's does.
+    let current = match &result {
+        Ok(Reply::Rejected { code: 409, .. }) => {
+            match shadow_client::request(
+                &mut client,
+                &topics,
+                Op::Get,
+                Value::Object(Default::default()),
+                wait,
+            ) {
+                Ok(Reply::Accepted(doc)) => doc.get("version").and_then(Value::as_u64),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    client.disconnect();
+    let reply = match result {
+        Ok(reply) => reply,
+        Err(shadow_client::Error::Mqtt(e)) => return super::mqtt::failure(e),
+        Err(shadow_client::Error::MayHaveBeenApplied(reason)) => {
+            let effect = effect.unwrap_or(Effect::Update);
+            eprintln!("error: {reason}: {}", effect.consequence());
+            return Ok(ExitCode::from(MAY_HAVE_BEEN_APPLIED));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    mark.finish();
+    let outcome = match reply {
+        Reply::Accepted(doc) => Ok(match &args.command {
+            ShadowCommand::Get { format, output, .. } => Outcome::Got {
+                doc: strip_token(doc),
+                thing,
+                name,
+                table: output.unwrap_or(*format) == Format::Table,
+            },
+            ShadowCommand::Set { .. } => Outcome::Updated {
+                updated: Updated::Accepted(strip_token(doc)),
+                thing,
+                name,
+            },
+            _ => Outcome::Deleted {
+                deleted: Deleted::Answered(strip_token(doc)),
+                thing,
+                name,
+            },
+        }),
+        Reply::Rejected { code, message } => Err(ShadowError::Api(match code {
+            404 => ApiError::NoShadow {
+                thing: thing.to_string(),
+                named: name.map(|n| format!(" named '{n}'")).unwrap_or_default(),
+                name_flag: name.map(|n| format!(" --name {n}")).unwrap_or_default(),
+            },
+            409 => ApiError::VersionConflict {
+                sent: sent_version.unwrap_or_default(),
+                current,
+            },
+            413 => ApiError::TooLarge,
+            429 => ApiError::Throttled(message),
+            status => ApiError::Other { status, message },
+        })),
+    };
+    render(outcome)
 }

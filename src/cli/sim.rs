@@ -83,6 +83,10 @@ struct RunArgs {
     /// Make the module resolve HOST to ADDR (repeatable).
     #[arg(long, value_name = "HOST=ADDR")]
     resolve: Vec<String>,
+    /// Send the module's connections to HOST:PORT to ADDR:PORT instead (repeatable; for
+    /// tests, e.g. another MQTT broker standing in for the endpoint's port 8883).
+    #[arg(long, value_name = "HOST:PORT=ADDR:PORT", hide = true)]
+    route: Vec<String>,
     /// The simulated access point as SSID:PASSWORD (the SSID cannot hold a ':'); the
     /// module has joined it unless --wifi-down [default: esp-aws-sim:esp-aws-sim].
     #[arg(long, value_name = "SSID:PASSWORD")]
@@ -543,6 +547,23 @@ fn git_exposure_warning(state: &Path) -> Option<String> {
     ))
 }
 
+fn parse_route(items: &[String]) -> anyhow::Result<Vec<(String, u16, SocketAddr)>> {
+    items
+        .iter()
+        .map(|item| {
+            let bad = || super::Exit::usage(format!("--route '{item}' is not HOST:PORT=ADDR:PORT"));
+            let (from, to) = item.split_once('=').ok_or_else(bad)?;
+            let (host, port) = from.rsplit_once(':').ok_or_else(bad)?;
+            let port: u16 = port.parse().map_err(|_| bad())?;
+            let to: SocketAddr = to.parse().map_err(|_| bad())?;
+            if host.is_empty() {
+                return Err(bad().into());
+            }
+            Ok((host.to_string(), port, to))
+        })
+        .collect()
+}
+
 fn parse_resolve(items: &[String]) -> anyhow::Result<Vec<(String, IpAddr)>> {
     items
         .iter()
@@ -601,6 +622,7 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let resolve = parse_resolve(&args.resolve)?;
+    let routes = parse_route(&args.route)?;
     // Refused before anything is created: --link replaces only a link of our own.
     if let Some(link) = &args.link {
         #[cfg(unix)]
@@ -632,6 +654,7 @@ fn run_module(args: RunArgs) -> anyhow::Result<ExitCode> {
     config.boot = args.boot.into();
     config.faults = faults;
     config.resolve = resolve;
+    config.routes = routes;
     config.sntp_delay = Duration::from_millis(args.sntp_delay);
     config.listen = args.listen;
     let wifi_ap = wifi.clone();
@@ -844,4 +867,30 @@ fn run_endpoint(args: RunArgs) -> anyhow::Result<ExitCode> {
     drop(handle);
     eprintln!("endpoint stopped");
     Ok(ExitCode::from(super::exit::INTERRUPTED))
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_host_port_to_address() {
+        let routes = parse_route(&["a.example:8883=127.0.0.1:1883".into()]).unwrap();
+        assert_eq!(
+            routes,
+            vec![(
+                "a.example".to_string(),
+                8883,
+                SocketAddr::from(([127, 0, 0, 1], 1883))
+            )]
+        );
+        for bad in [
+            "a.example=127.0.0.1:1",
+            ":1=127.0.0.1:1",
+            "a:x=127.0.0.1:1",
+            "a:1=b",
+        ] {
+            assert!(parse_route(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
 }

@@ -60,6 +60,9 @@ pub struct SimulatorConfig {
     pub sntp_delay: Duration,
     /// Extra host names the module resolves (`--resolve HOST=ADDR`).
     pub resolve: Vec<(String, IpAddr)>,
+    /// Extra routes: connections to `(host, port)` go to the address (another broker or
+    /// server standing in for a port of the endpoint, in tests).
+    pub routes: Vec<(String, u16, SocketAddr)>,
     /// Keep the flash image in the state directory (a restarted simulator keeps its
     /// credentials, like a module keeps them across power cycles).
     pub persist_flash: bool,
@@ -85,6 +88,7 @@ impl SimulatorConfig {
             faults: None,
             sntp_delay: Duration::from_secs(2),
             resolve: Vec::new(),
+            routes: Vec::new(),
             persist_flash: true,
             listen: None,
             wifi: AccessPoint::default(),
@@ -154,6 +158,9 @@ impl Simulator {
             .route(&host, crate::sim::endpoint::MQTT_PORT, endpoint.mqtt_addr());
         for (name, ip) in &config.resolve {
             network = network.resolve(name, *ip);
+        }
+        for (route_host, route_port, addr) in &config.routes {
+            network = network.route(route_host, *route_port, *addr);
         }
         let wifi = WifiSwitch::default();
         let mut at = AtFirmware::builder(generation)

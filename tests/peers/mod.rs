@@ -332,6 +332,17 @@ pub fn mosquitto_passwd() -> PathBuf {
     })
 }
 
+/// `mosquitto_pub` or `mosquitto_sub` (Debian's `mosquitto-clients`), installed like
+/// [`mosquitto`].
+pub fn mosquitto_client(name: &str) -> PathBuf {
+    static CLIENTS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let pub_path = CLIENTS
+        .get_or_init(|| apt_tool("mosquitto_pub", "mosquitto-clients"))
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"));
+    pub_path.with_file_name(name)
+}
+
 /// The executable `binary` of the Debian package `package`, installed with apt-get (once,
 /// under a lock) when missing and running as root.
 fn apt_tool(binary: &str, package: &str) -> Result<PathBuf, String> {
