@@ -63,6 +63,7 @@ mod hostile_module;
 mod keys_exposed;
 mod mitm;
 mod provision_lib;
+mod provision_mqtt_slots;
 mod provision_rom;
 mod redaction;
 

@@ -26,6 +26,8 @@ use super::settings::{self, DeviceArgs, EndpointArgs, Settings};
     after_help = "Checks, in order: port opens, something answers AT, firmware generation, Wi-Fi,
 clock, the local files when given (every pre-flight check), credentials on the module
 (compared with the local files, or else checked like them: key matches certificate, CA),
+on ESP-AT 2.x and later what the mqtt_* slots hold (AT+MQTTUSERCFG scheme 5 reads them, not
+client_*; a difference is a warning, as REST does not use them),
 endpoint, TLS connection (a failure is probed with handshakes in which the module verifies
 the endpoint and presents no certificate, to tell a wrong CA from a refused certificate;
 mutual TLS with server verification is stored again and read back afterwards), shadow read.
@@ -253,6 +255,14 @@ fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> R
     }
 
     let stored = check_module_credentials(&mut session, local.as_ref(), report)?;
+    if info.generation.has_mqtt_slots() {
+        check_mqtt_slots(
+            &mut session,
+            local.as_ref().unwrap_or(&stored),
+            local.is_some(),
+            report,
+        );
+    }
     if local.is_none() {
         // Without local files, the module's own credentials get the same checks.
         preflight(&stored, None, report, "credentials")?;
@@ -412,6 +422,74 @@ fn preflight(
         }
     }
     Ok(())
+}
+
+/// Reads the `mqtt_*` slots (2.x+) and says what each holds compared with `expected` (the
+/// local files when `local`, else the client slots), and, when they are not the same
+/// credentials, which slots the firmware's MQTT client reads. Never stops the walk: the
+/// host's connections read the client slots.
+fn check_mqtt_slots<T: Transport>(
+    session: &mut Session<T>,
+    expected: &provision::Credentials,
+    local: bool,
+    report: &mut Report,
+) {
+    const CHECK: &str = "mqtt-slots";
+    let slots = match provision::read_slots(session, &provision::Slot::MQTT) {
+        Ok(slots) => slots,
+        Err(e) => {
+            report.warn(CHECK, format!("the mqtt_* slots could not be read: {e}"));
+            return;
+        }
+    };
+    let mut same = true;
+    for entry in &slots {
+        let name = entry.slot.name();
+        let against = if local {
+            "the local file".to_string()
+        } else {
+            entry.slot.client().name().to_string()
+        };
+        let want = expected.content(entry.slot);
+        match entry.content.as_ref().map(|c| c.expose()) {
+            Some(held) if held == want => report.pass(
+                CHECK,
+                format!("{name} holds the same {} bytes as {against}", held.len()),
+            ),
+            Some(held) if esp_aws::pki::material::classify(held).is_ok() => {
+                same = false;
+                report.warn(
+                    CHECK,
+                    format!(
+                        "{name} holds {} bytes that differ from {against} (SHA-256 {}… vs {}…)",
+                        held.len(),
+                        &fingerprint(held)[..11],
+                        &fingerprint(want)[..11]
+                    ),
+                );
+            }
+            Some(held) => {
+                same = false;
+                report.warn(
+                    CHECK,
+                    format!(
+                        "{name} holds {} bytes that are no usable credential",
+                        held.len()
+                    ),
+                );
+            }
+            None => {
+                same = false;
+                report.warn(CHECK, format!("{name} holds no credential"));
+            }
+        }
+    }
+    if !same {
+        report.warn(
+            CHECK,
+            "AT+MQTTUSERCFG scheme 5 reads mqtt_cert, mqtt_key and mqtt_ca, not the client_* slots, so the firmware's own MQTT client does not present these credentials until `esp-aws provision --for mqtt` writes them there",
+        );
+    }
 }
 
 /// Reads the credential slots back and says whether they hold usable credentials, and
