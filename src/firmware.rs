@@ -103,10 +103,26 @@ const V2_COMMANDS: &[&str] = &[
     "+CIPSTATE",
     "+SYSMSG",
     "+CWSTATE",
+    // The firmware's own MQTT client (`esp-at.md` §5.20): in the lib from v2.0,
+    // `AT+MQTTALPN` from v2.4 (`account-mqtt-nvs-fleet.md` §2a).
+    "+MQTTUSERCFG",
+    "+MQTTCONNCFG",
+    "+MQTTALPN",
+    "+MQTTCONN",
+    "+MQTTPUB",
+    "+MQTTPUBRAW",
+    "+MQTTSUB",
+    "+MQTTUNSUB",
+    "+MQTTCLEAN",
 ];
 
 /// Commands added in 3.x/4.x.
-const V4_COMMANDS: &[&str] = &["+SYSMFG", "+CIPRECVTYPE"];
+const V4_COMMANDS: &[&str] = &[
+    "+SYSMFG",
+    "+CIPRECVTYPE",
+    // From v3.4 (`account-mqtt-nvs-fleet.md` §2a).
+    "+MQTTSNI",
+];
 
 const V1_1_3: Profile = Profile {
     name: "1.1.3",
@@ -717,7 +733,7 @@ mod tests {
     /// Which generation knows which command.
     #[test]
     fn commands_per_generation() {
-        let rows: [(&str, [bool; 3]); 8] = [
+        let rows: [(&str, [bool; 3]); 11] = [
             ("+CIPSEND", [true, true, true]),
             ("E0", [true, true, true]),
             ("+CIPSSLCSNI", [false, true, true]),
@@ -725,6 +741,9 @@ mod tests {
             ("+CWSTATE", [false, true, true]),
             ("+SYSMFG", [false, false, true]),
             ("+CIPRECVTYPE", [false, false, true]),
+            ("+MQTTCONN", [false, true, true]),
+            ("+MQTTPUBRAW", [false, true, true]),
+            ("+MQTTSNI", [false, false, true]),
             ("+NOSUCH", [false, false, false]),
         ];
         for (name, expected) in rows {
@@ -741,6 +760,7 @@ mod tests {
             assert_eq!(g.has_command("+CWSTATE"), g.has_cwstate(), "{g}");
             assert_eq!(g.has_command("+SYSLOG"), g.has_syslog(), "{g}");
             assert_eq!(g.has_command("+SYSMFG"), g.credentials_in_nvs(), "{g}");
+            assert_eq!(g.has_command("+MQTTUSERCFG"), g.has_mqtt_slots(), "{g}");
             if let Some(cmd) = g.passive_receive() {
                 assert!(g.has_command(cmd), "{g} {cmd}");
             }

@@ -33,6 +33,7 @@ mod sim_control;
 mod sim_control_client;
 
 mod sim_at;
+mod sim_at_mqtt;
 mod sim_wifi;
 mod wifi_e2e;
 

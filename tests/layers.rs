@@ -496,6 +496,10 @@ fn the_simulator_uses_only_codecs_and_facts() {
         "aws/control/ini",
         // Shadow topic names, which the endpoint's MQTT side routes by.
         "mqtt/shadow",
+        // The MQTT 3.1.1 codec, which the virtual module's own MQTT client (`AT+MQTT*`)
+        // speaks.
+        "mqtt/packet",
+        "mqtt/decoder",
         "rom/chip",
         "rom/command",
         "rom/packet",
