@@ -426,3 +426,95 @@ fn firmware_1_1_3_has_no_mqtt_commands() {
         );
     }
 }
+
+/// Writes the test identity's files into `slots` through the provisioning library.
+fn write_slots(world: &World, pki: &Path, files: [&str; 3], slots: &[esp_aws::provision::Slot]) {
+    let io = esp_aws::transport::open(&world.port(), world.baud()).unwrap();
+    let mut session =
+        esp_aws::at::session::Session::open(io, None, esp_aws::at::session::Timeouts::default())
+            .unwrap();
+    let read = |f: &str| std::fs::read(pki.join(f)).unwrap();
+    let creds = esp_aws::provision::Credentials {
+        cert: read(files[0]),
+        key: read(files[1]).into(),
+        ca: read(files[2]),
+    };
+    esp_aws::provision::write_credentials(&mut session, &creds, slots, &mut |_| {}).unwrap();
+}
+
+#[test]
+fn doctor_mqtt_checks_the_firmware_client_and_names_the_slots_it_reads() {
+    use esp_aws::provision::Slot;
+    for generation in [Generation::V2_4, Generation::V4_1] {
+        let pki = tempfile::tempdir().unwrap();
+        make_pki(pki.path());
+        let broker = broker(pki.path());
+        let world = world(generation);
+        let device = ["device.pem", "device.key", "ca.pem"];
+        write_slots(&world, pki.path(), device, &Slot::ALL);
+        let p = |f: &str| pki.path().join(f).into_os_string();
+        let doctor = || {
+            world.cli([
+                "doctor".into(),
+                "--mqtt".into(),
+                "--mqtt-port".into(),
+                broker.port().to_string().into(),
+                "--endpoint".into(),
+                BROKER.into(),
+                "--thing".into(),
+                "esp-device".into(),
+                "--cert".into(),
+                p("device.pem"),
+                "--key".into(),
+                p("device.key"),
+                "--ca".into(),
+                p("ca.pem"),
+            ])
+        };
+        let run = doctor();
+        assert_eq!(
+            run.code,
+            Some(0),
+            "{generation}:\n{}\n{}",
+            run.stdout,
+            run.stderr
+        );
+        let expected = format!(
+            "the firmware's MQTT client connected to {BROKER}:{} with scheme 5 (the mqtt_* slots) as client ID 'esp-device'",
+            broker.port()
+        );
+        assert!(
+            run.stdout.contains(&expected),
+            "{generation}: {}",
+            run.stdout
+        );
+        assert!(broker.log().contains("esp-device"), "{}", broker.log());
+        // No REST step follows.
+        assert!(!run.stdout.contains("shadow"), "{}", run.stdout);
+
+        // Another identity (another CA) in the MQTT slots only: the diagnosis names them.
+        let other = tempfile::tempdir().unwrap();
+        make_pki(other.path());
+        write_slots(&world, other.path(), device, &Slot::MQTT);
+        let run = doctor();
+        assert_eq!(run.code, Some(1), "{generation}:\n{}", run.stdout);
+        let last = run.stdout.lines().last().unwrap();
+        assert!(
+            last.starts_with("✗ mqtt") && last.contains("because the mqtt_* slots do not hold the module's credentials (see the mqtt-slots lines): AT+MQTTUSERCFG scheme 5 reads only mqtt_cert, mqtt_key and mqtt_ca; run `esp-aws provision --for mqtt`"),
+            "{generation}: {}",
+            run.stdout
+        );
+    }
+    // 1.1.3 has no MQTT client to check.
+    let world = World::start(Generation::V1_1_3);
+    world.provision();
+    let run = world.cli(["doctor", "--mqtt", "--thing", "lnu_001"]);
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    assert!(
+        run.stdout.lines().last().unwrap().contains(
+            "ESP-AT 1.1.3 has no MQTT AT commands (they came with ESP-AT 2.0), so there is no firmware MQTT client to check"
+        ),
+        "{}",
+        run.stdout
+    );
+}

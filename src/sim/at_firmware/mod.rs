@@ -822,6 +822,14 @@ mod tests {
         b"AT+SYSTIMESTAMP=4294967295\r\n",
         b"AT+CIPSNTPTIME?\r\n",
         b"\xf1\xf1\x01\x00\xff\xff\xff\xff",
+        b"AT+MQTTUSERCFG=0,5,\"c\",\"\",\"\",0,0,\"\"\r\n",
+        b"AT+MQTTCONNCFG=0,0,0,\"w\",\"m\",1,1\r\n",
+        b"AT+MQTTCONN=0,\"127.0.0.1\",8883,1\r\n",
+        b"AT+MQTTSUB=0,\"a/#\",1\r\n",
+        b"AT+MQTTPUBRAW=0,\"a\",3,1,0\r\n",
+        b"AT+MQTTPUB=0,\"a\",\"\",0,0\r\n",
+        b"AT+MQTTCLEAN=0\r\n",
+        b"AT+MQTTCONN?\r\n",
     ];
 
     fn chunk() -> impl Strategy<Value = Vec<u8>> {

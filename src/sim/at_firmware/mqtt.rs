@@ -777,6 +777,10 @@ impl AtFirmware {
 
     /// A command waiting for an acknowledgement that will not come answers its failure.
     fn fail_mqtt_wait(&mut self) {
+        // Another command (an `AT+CIPSTART` under way, a prompt) keeps its mode.
+        if !matches!(self.ram.mode, Mode::Busy(Job::Mqtt { .. })) {
+            return;
+        }
         let Mode::Busy(Job::Mqtt { wait, .. }) = std::mem::take(&mut self.ram.mode) else {
             return;
         };
