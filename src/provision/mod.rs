@@ -1,15 +1,19 @@
-//! Writing client credentials onto a module over its AT port, verified, touching only what
+//! Writing credentials onto a module over its AT port, verified, touching only what
 //! differs.
 //!
 //! 1.x/2.x firmware reads AtPKI bins from the `client_cert`, `client_key` and `client_ca`
 //! partitions (found with `AT+SYSFLASH?`, never assumed); 3.1+ firmware reads raw PEM from
-//! the `mfg_nvs` namespaces of the same names (`AT+SYSMFG`). Each slot is read back first
-//! and skipped when it already holds the right bytes (flash wear, and speed), otherwise
-//! erased, written in chunks of at most 4 KiB, and read back again. A run interrupted
-//! anywhere leaves slots that the next run finds different and repairs. [`run`] is the
-//! whole AT-side run (Wi-Fi, clock, slots, TLS) reporting [`Event`]s, which the CLI renders
-//! and the benchmarks drive; [`read_back`] reads the three slots back the same way (what
-//! `doctor` checks).
+//! the `mfg_nvs` namespaces of the same names (`AT+SYSMFG`). On 2.x and later the same
+//! files also go into `mqtt_cert`, `mqtt_key` and `mqtt_ca` (partitions on 2.x–3.0,
+//! namespaces on 3.1+), which the firmware's own MQTT client reads (`AT+MQTTUSERCFG`
+//! scheme 5) instead of `client_*`; [`Purposes`] (`provision --for rest,mqtt`) chooses.
+//! Every slot is located and its bytes built before the first write; each is then read
+//! back first and skipped when it already holds the right bytes (flash wear, and speed),
+//! otherwise erased, written in chunks of at most 4 KiB, and read back again. A run
+//! interrupted anywhere leaves slots that the next run finds different and repairs. [`run`]
+//! is the whole AT-side run (Wi-Fi, clock, slots, TLS) reporting [`Event`]s, which the CLI
+//! renders and the benchmarks drive; [`read_back`] and [`read_slots`] read the slots back
+//! the same way (what `doctor` checks).
 //!
 //! It also owns the module's trust setting: [`explain_tls_failure`] names a module without
 //! a network (not joined, no IP address, no name resolution) as such, and tells a wrong CA from a
@@ -18,8 +22,9 @@
 //! verification (`AT+CIPSSLCCONF=3,0,0`) stored and read back; [`Session::mutual_tls_stored`] lets a
 //! caller check that setting before it sends anything.
 //!
-//! Spec: `esp-at.md` §5.17 (`AT+SYSFLASH`), §5.18 (`AT+SYSMFG`), §6.2 (recipes), §5.8
-//! (`AT+CIPSSLCCONF`), §5.9 (SNI, ALPN); `aws-iot-shadow.md` §1 (port 443 without ALPN).
+//! Spec: `esp-at.md` §2.8–§2.9 (which slot serves what), §5.17 (`AT+SYSFLASH`), §5.18
+//! (`AT+SYSMFG`), §5.20 (MQTT), §6.2 (recipes), §5.8 (`AT+CIPSSLCCONF`), §5.9 (SNI, ALPN);
+//! `aws-iot-shadow.md` §1 (port 443 without ALPN).
 
 mod purpose;
 mod read_back;

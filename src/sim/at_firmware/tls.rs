@@ -5,6 +5,8 @@
 //!   F1F1 header checked, item chosen by *position* (type and id bytes never looked at),
 //!   with v1.x's item walk in "1.1.3" ([`crate::pki::atpki::v1_walk_offsets`] documents it).
 //! * "4.1": raw blobs from the `mfg_nvs` namespaces of the same names.
+//! * `AT+MQTTCONN` with schemes 4/5 (2.4+) reads the `mqtt_cert`/`mqtt_key`/`mqtt_ca`
+//!   slots the same way, never `client_*` (`esp-at.md` §2.8, §5.20).
 //! * Items are parsed like mbedTLS parses a NUL-terminated buffer: PEM when the C string
 //!   (up to the first NUL) holds a `-----BEGIN` line, DER otherwise. An AtPKI-wrapped blob
 //!   in "4.1" therefore fails: its header contains NUL bytes.
