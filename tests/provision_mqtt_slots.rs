@@ -546,3 +546,45 @@ fn doctor_reports_what_each_slot_holds_and_which_slots_scheme_5_reads() {
         assert!(run.stdout.contains(SCHEME5), "{generation}: {}", run.stdout);
     }
 }
+
+/// A custom 2.x build whose table lists no `mqtt_*` partitions: unasked, the client slots
+/// are written and the user is told the MQTT ones could not be; asked (`--for mqtt`), the
+/// run stops before anything is written.
+#[test]
+fn a_2_x_table_without_mqtt_partitions_gets_the_client_slots_and_a_warning() {
+    use esp_aws::firmware::SECONDARY_TABLE_OFFSET;
+    use esp_aws::partition;
+    let world = World::start(Generation::V2_4);
+    let table: Vec<_> = Generation::V2_4
+        .secondary_table()
+        .into_iter()
+        .filter(|p| !p.name.starts_with("mqtt_"))
+        .collect();
+    world.sim.flash().modify(|f| {
+        f.erase(SECONDARY_TABLE_OFFSET, 0x1000).unwrap();
+        f.write(SECONDARY_TABLE_OFFSET, &partition::encode(&table))
+            .unwrap();
+    });
+    let before = world.flash_counters();
+    let run = provision(&world, &["--for", "mqtt"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(
+        run.stderr.lines().last().unwrap(),
+        "error: the module has no 'mqtt_cert' partition (AT+SYSFLASH? does not list it): its firmware was built without MQTT slots; provision with --for rest"
+    );
+    assert_eq!(world.flash_counters(), before, "written before the refusal");
+
+    let run = provision(&world, &[]);
+    assert_ok(&run);
+    assert!(
+        run.stdout
+            .contains("3 slots written (client_cert, client_key, client_ca), 0 unchanged;"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("! this firmware's partition table lists no mqtt_cert/mqtt_key/mqtt_ca partitions, so only the client slots were written"),
+        "{}",
+        run.stderr
+    );
+}
