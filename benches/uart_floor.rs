@@ -119,6 +119,7 @@ fn warm(world: &World, n: usize) -> (Samples, Samples, Samples) {
             port: 8443,
             wifi: None,
             time_from_host: false,
+            purposes: None,
         },
         |_| {},
     )

@@ -35,6 +35,8 @@ struct Profile {
     systimestamp: bool,
     passive_receive: Option<&'static str>,
     credentials_in_nvs: bool,
+    /// `mqtt_cert`/`mqtt_key`/`mqtt_ca` slots, read by `AT+MQTTUSERCFG` schemes 4 and 5.
+    mqtt_slots: bool,
     cwstate: bool,
     syslog: bool,
     err_code_always: bool,
@@ -101,10 +103,26 @@ const V2_COMMANDS: &[&str] = &[
     "+CIPSTATE",
     "+SYSMSG",
     "+CWSTATE",
+    // The firmware's own MQTT client (`esp-at.md` §5.20): in the lib from v2.0,
+    // `AT+MQTTALPN` from v2.4 (`account-mqtt-nvs-fleet.md` §2a).
+    "+MQTTUSERCFG",
+    "+MQTTCONNCFG",
+    "+MQTTALPN",
+    "+MQTTCONN",
+    "+MQTTPUB",
+    "+MQTTPUBRAW",
+    "+MQTTSUB",
+    "+MQTTUNSUB",
+    "+MQTTCLEAN",
 ];
 
 /// Commands added in 3.x/4.x.
-const V4_COMMANDS: &[&str] = &["+SYSMFG", "+CIPRECVTYPE"];
+const V4_COMMANDS: &[&str] = &[
+    "+SYSMFG",
+    "+CIPRECVTYPE",
+    // From v3.4 (`account-mqtt-nvs-fleet.md` §2a).
+    "+MQTTSNI",
+];
 
 const V1_1_3: Profile = Profile {
     name: "1.1.3",
@@ -119,6 +137,7 @@ const V1_1_3: Profile = Profile {
     systimestamp: false,
     passive_receive: None,
     credentials_in_nvs: false,
+    mqtt_slots: false,
     cwstate: false,
     syslog: false,
     err_code_always: true,
@@ -158,6 +177,7 @@ const V2_4: Profile = Profile {
     systimestamp: true,
     passive_receive: Some("+CIPRECVMODE"),
     credentials_in_nvs: false,
+    mqtt_slots: true,
     cwstate: true,
     syslog: true,
     err_code_always: false,
@@ -197,6 +217,7 @@ const V4_1: Profile = Profile {
     systimestamp: true,
     passive_receive: Some("+CIPRECVTYPE"),
     credentials_in_nvs: true,
+    mqtt_slots: true,
     cwstate: true,
     syslog: true,
     err_code_always: false,
@@ -292,6 +313,13 @@ impl Generation {
     /// in `mfg_nvs`.
     pub fn uses_pki_partitions(self) -> bool {
         !self.credentials_in_nvs()
+    }
+
+    /// Whether the firmware has the `mqtt_cert`/`mqtt_key`/`mqtt_ca` credential slots that
+    /// `AT+MQTTUSERCFG` schemes 4 and 5 read instead of `client_*` (`esp-at.md` §2.8, §2.9,
+    /// §5.20): AtPKI partitions on 2.x–3.0 ([`MQTT_PKI`]), `mfg_nvs` namespaces on 3.1+.
+    pub fn has_mqtt_slots(self) -> bool {
+        self.profile().mqtt_slots
     }
 
     /// `AT+CWSTATE?`: the station's connection state can be asked.
@@ -458,9 +486,9 @@ impl Generation {
                         pki("wpa2_cert", 9, 0x31000, 0x2000),
                         pki("wpa2_key", 10, 0x33000, 0x2000),
                         pki("wpa2_ca", 11, 0x35000, 0x2000),
-                        pki("mqtt_cert", 12, 0x37000, 0x2000),
-                        pki("mqtt_key", 13, 0x39000, 0x2000),
-                        pki("mqtt_ca", 14, 0x3b000, 0x2000),
+                        pki(MQTT_PKI[0].0, 12, MQTT_PKI[0].1, MQTT_PKI[0].2),
+                        pki(MQTT_PKI[1].0, 13, MQTT_PKI[1].1, MQTT_PKI[1].2),
+                        pki(MQTT_PKI[2].0, 14, MQTT_PKI[2].1, MQTT_PKI[2].2),
                     ]);
                 }
                 table.push(fatfs);
@@ -585,6 +613,16 @@ pub const CLIENT_PKI: [(&str, u32, u32); 3] = [
     ("client_key", 0x2c000, 0x2000),
     ("client_ca", 0x2e000, 0x2000),
 ];
+/// The MQTT credential partitions (name, offset, size) of the 2.x–3.0 ESP32 images, which
+/// `AT+MQTTUSERCFG` schemes 4/5 read (`esp-at.md` §2.8, §3.2: subtypes 12/13/14). They hold
+/// the same `cert`/`key`/`ca` AtPKI bins as the client slots (no `mqtt_*` AtPKI type exists,
+/// §2.2). On 3.1+ the same names are `mfg_nvs` namespaces whose key is the namespace itself
+/// (§2.9).
+pub const MQTT_PKI: [(&str, u32, u32); 3] = [
+    ("mqtt_cert", 0x37000, 0x2000),
+    ("mqtt_key", 0x39000, 0x2000),
+    ("mqtt_ca", 0x3b000, 0x2000),
+];
 /// Where the `mfg_nvs` partition of the 3.1+ ESP32 images starts (`esp-at.md` §3.2).
 pub const MFG_NVS_OFFSET: u32 = 0x21000;
 /// The size of that `mfg_nvs` partition.
@@ -655,6 +693,7 @@ mod tests {
             "AT+SYSTIMESTAMP": Generation::has_systimestamp => [false, true, true];
             "passive receive": |g| g.passive_receive().is_some() => [false, true, true];
             "credentials in NVS": Generation::credentials_in_nvs => [false, false, true];
+            "mqtt_* slots": Generation::has_mqtt_slots => [false, true, true];
             "AtPKI partitions": Generation::uses_pki_partitions => [true, true, false];
             "AT+CWSTATE": Generation::has_cwstate => [false, true, true];
             "AT+SYSLOG": Generation::has_syslog => [false, true, true];
@@ -694,7 +733,7 @@ mod tests {
     /// Which generation knows which command.
     #[test]
     fn commands_per_generation() {
-        let rows: [(&str, [bool; 3]); 8] = [
+        let rows: [(&str, [bool; 3]); 11] = [
             ("+CIPSEND", [true, true, true]),
             ("E0", [true, true, true]),
             ("+CIPSSLCSNI", [false, true, true]),
@@ -702,6 +741,9 @@ mod tests {
             ("+CWSTATE", [false, true, true]),
             ("+SYSMFG", [false, false, true]),
             ("+CIPRECVTYPE", [false, false, true]),
+            ("+MQTTCONN", [false, true, true]),
+            ("+MQTTPUBRAW", [false, true, true]),
+            ("+MQTTSNI", [false, false, true]),
             ("+NOSUCH", [false, false, false]),
         ];
         for (name, expected) in rows {
@@ -718,6 +760,7 @@ mod tests {
             assert_eq!(g.has_command("+CWSTATE"), g.has_cwstate(), "{g}");
             assert_eq!(g.has_command("+SYSLOG"), g.has_syslog(), "{g}");
             assert_eq!(g.has_command("+SYSMFG"), g.credentials_in_nvs(), "{g}");
+            assert_eq!(g.has_command("+MQTTUSERCFG"), g.has_mqtt_slots(), "{g}");
             if let Some(cmd) = g.passive_receive() {
                 assert!(g.has_command(cmd), "{g} {cmd}");
             }
@@ -798,6 +841,14 @@ mod tests {
             for (name, offset, size) in CLIENT_PKI {
                 let p = table.iter().find(|p| p.name == name).unwrap();
                 assert_eq!((p.offset, p.size), (offset, size), "{g} {name}");
+            }
+            // The MQTT partitions exactly where the generation has MQTT slots.
+            for (name, offset, size) in MQTT_PKI {
+                let p = table.iter().find(|p| p.name == name);
+                assert_eq!(p.is_some(), g.has_mqtt_slots(), "{g} {name}");
+                if let Some(p) = p {
+                    assert_eq!((p.offset, p.size), (offset, size), "{g} {name}");
+                }
             }
         }
     }

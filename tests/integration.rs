@@ -35,6 +35,7 @@ mod sim_control;
 mod sim_control_client;
 
 mod sim_at;
+mod sim_at_mqtt;
 mod sim_wifi;
 mod wifi_e2e;
 
@@ -66,6 +67,7 @@ mod hostile_module;
 mod keys_exposed;
 mod mitm;
 mod provision_lib;
+mod provision_mqtt_slots;
 mod provision_rom;
 mod redaction;
 

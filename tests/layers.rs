@@ -496,7 +496,8 @@ fn the_simulator_uses_only_codecs_and_facts() {
         "aws/control/ini",
         // Shadow topic names, which the endpoint's MQTT side routes by.
         "mqtt/shadow",
-        // The MQTT codec and AWS's broker limits, which the endpoint's broker speaks and enforces.
+        // The MQTT codec and AWS's broker limits: the endpoint's broker speaks and enforces
+        // them, and the virtual module's own MQTT client (`AT+MQTT*`) speaks the codec.
         "mqtt/packet",
         "mqtt/decoder",
         "mqtt/limits",

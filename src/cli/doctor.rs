@@ -26,7 +26,11 @@ use super::settings::{self, DeviceArgs, EndpointArgs, Settings};
     after_help = "Checks, in order: port opens, something answers AT, firmware generation, Wi-Fi,
 clock, the local files when given (every pre-flight check), credentials on the module
 (compared with the local files, or else checked like them: key matches certificate, CA),
-endpoint, TLS connection (a failure is probed with handshakes in which the module verifies
+on ESP-AT 2.x and later what the mqtt_* slots hold (AT+MQTTUSERCFG scheme 5 reads them, not
+client_*; a difference is a warning, as REST does not use them),
+endpoint, with --mqtt the firmware's own MQTT client (AT+MQTTUSERCFG scheme 5 and AT+MQTTCONN
+to the endpoint's port 8883, instead of the REST steps that follow), TLS connection (a failure
+is probed with handshakes in which the module verifies
 the endpoint and presents no certificate, to tell a wrong CA from a refused certificate;
 mutual TLS with server verification is stored again and read back afterwards), shadow read.
 Stops at the first failure.
@@ -51,6 +55,14 @@ pub struct DoctorArgs {
     /// `esp-aws sim` recorded its account).
     #[command(flatten)]
     aws: super::aws::AwsConn,
+    /// Check the firmware's own MQTT client instead of REST (ESP-AT 2.x and later): connect
+    /// with AT+MQTTUSERCFG scheme 5, which reads the mqtt_* slots, and AT+MQTTCONN, with
+    /// the thing name as client ID.
+    #[arg(long)]
+    mqtt: bool,
+    /// With --mqtt: the endpoint's MQTT port (8883, or 443 with ALPN x-amzn-mqtt-ca).
+    #[arg(long, value_name = "PORT", default_value_t = 8883, requires = "mqtt")]
+    mqtt_port: u16,
 }
 
 #[derive(Debug, Serialize)]
@@ -253,6 +265,13 @@ fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> R
     }
 
     let stored = check_module_credentials(&mut session, local.as_ref(), report)?;
+    let mqtt_slots_hold_them = info.generation.has_mqtt_slots()
+        && check_mqtt_slots(
+            &mut session,
+            local.as_ref().unwrap_or(&stored),
+            local.is_some(),
+            report,
+        );
     if local.is_none() {
         // Without local files, the module's own credentials get the same checks.
         preflight(&stored, None, report, "credentials")?;
@@ -280,11 +299,21 @@ fn walk_module(args: &DoctorArgs, report: &mut Report, settings: &Settings) -> R
         ),
     }
 
+    let thing = args.thing.clone().or_else(|| settings.config.thing.clone());
+    if args.mqtt {
+        return check_mqtt(
+            &mut session,
+            &endpoint,
+            args.mqtt_port,
+            thing.as_deref(),
+            mqtt_slots_hold_them,
+            report,
+        );
+    }
     let port = settings.endpoint_port;
     if let Some(warning) = provision::name_check_warning(info.generation) {
         report.warn("tls", warning);
     }
-    let thing = args.thing.clone().or_else(|| settings.config.thing.clone());
     // What the account says about the module's certificate, asked only when AWS refused
     // it in the handshake (a wrong CA is the module's side, not the account's).
     let account = |cause: provision::Error| match (&thing, &cause) {
@@ -412,6 +441,138 @@ fn preflight(
         }
     }
     Ok(())
+}
+
+/// The live check of the firmware's own MQTT client (`doctor --mqtt`): scheme 5 (verify
+/// the server, present the `mqtt_*` certificate), `AT+MQTTCONN` to `endpoint:port`, then
+/// `AT+MQTTCLEAN`. A failure gets one sentence from what the walk found so far: the clock
+/// was checked, `slots_hold_them` says whether the `mqtt_*` slots hold the credentials.
+fn check_mqtt<T: Transport>(
+    session: &mut Session<T>,
+    endpoint: &str,
+    port: u16,
+    thing: Option<&str>,
+    slots_hold_them: bool,
+    report: &mut Report,
+) -> Result<(), Stop> {
+    const CHECK: &str = "mqtt";
+    let generation = session.info().generation;
+    if !generation.has_command("+MQTTCONN") {
+        return Err(report.fail(
+            CHECK,
+            format!("ESP-AT {generation} has no MQTT AT commands (they came with ESP-AT 2.0), so there is no firmware MQTT client to check"),
+        ));
+    }
+    // AWS's thing policy variables need the client ID to be the thing name.
+    let client_id = thing.unwrap_or("esp-aws-doctor");
+    let timeout = std::time::Duration::from_secs(30);
+    // What an earlier program left configured or connected is dropped first.
+    let _ = session.client().command("AT+MQTTCLEAN=0", timeout);
+    let mut setup = vec![format!(
+        "AT+MQTTUSERCFG=0,5,\"{client_id}\",\"\",\"\",0,0,\"\""
+    )];
+    if port == 443 {
+        // AWS serves MQTT on 443 only to clients that ask for it by ALPN.
+        setup.push("AT+MQTTALPN=0,1,\"x-amzn-mqtt-ca\"".to_string());
+    }
+    for command in &setup {
+        if let Err(e) = session.client().command(command, timeout) {
+            return Err(report.fail(CHECK, format!("the module refused {command}: {e}")));
+        }
+    }
+    let connect = format!("AT+MQTTCONN=0,\"{endpoint}\",{port},0");
+    let result = session.client().command(&connect, timeout);
+    let _ = session.client().command("AT+MQTTCLEAN=0", timeout);
+    match result {
+        Ok(reply) if reply.lines.iter().any(|l| l.starts_with("+MQTTCONNECTED:")) => {
+            report.pass(
+                CHECK,
+                format!("the firmware's MQTT client connected to {endpoint}:{port} with scheme 5 (the mqtt_* slots) as client ID '{client_id}'"),
+            );
+            Ok(())
+        }
+        Ok(_) => Err(report.fail(
+            CHECK,
+            "AT+MQTTCONN answered OK without announcing +MQTTCONNECTED",
+        )),
+        Err(_) if !slots_hold_them => Err(report.fail(
+            CHECK,
+            format!("the firmware's MQTT client could not connect to {endpoint}:{port} because the mqtt_* slots do not hold the module's credentials (see the mqtt-slots lines): AT+MQTTUSERCFG scheme 5 reads only mqtt_cert, mqtt_key and mqtt_ca; run `esp-aws provision --for mqtt`"),
+        )),
+        Err(_) => Err(report.fail(
+            CHECK,
+            format!("the firmware's MQTT client could not connect to {endpoint}:{port} although the mqtt_* slots hold the same credentials as the client slots and the clock is set: the endpoint refused the connection or is unreachable there; check that port {port} is reachable, that the certificate is ACTIVE, and that its policy allows iot:Connect for client ID '{client_id}' (with thing policy variables it must be the thing name)"),
+        )),
+    }
+}
+
+/// Reads the `mqtt_*` slots (2.x+) and says what each holds compared with `expected` (the
+/// local files when `local`, else the client slots), and, when they are not the same
+/// credentials, which slots the firmware's MQTT client reads. Never stops the walk: the
+/// host's connections read the client slots. Returns whether every slot holds its file.
+fn check_mqtt_slots<T: Transport>(
+    session: &mut Session<T>,
+    expected: &provision::Credentials,
+    local: bool,
+    report: &mut Report,
+) -> bool {
+    const CHECK: &str = "mqtt-slots";
+    let slots = match provision::read_slots(session, &provision::Slot::MQTT) {
+        Ok(slots) => slots,
+        Err(e) => {
+            report.warn(CHECK, format!("the mqtt_* slots could not be read: {e}"));
+            return false;
+        }
+    };
+    let mut same = true;
+    for entry in &slots {
+        let name = entry.slot.name();
+        let against = if local {
+            "the local file".to_string()
+        } else {
+            entry.slot.client().name().to_string()
+        };
+        let want = expected.content(entry.slot);
+        match entry.content.as_ref().map(|c| c.expose()) {
+            Some(held) if held == want => report.pass(
+                CHECK,
+                format!("{name} holds the same {} bytes as {against}", held.len()),
+            ),
+            Some(held) if esp_aws::pki::material::classify(held).is_ok() => {
+                same = false;
+                report.warn(
+                    CHECK,
+                    format!(
+                        "{name} holds {} bytes that differ from {against} (SHA-256 {}… vs {}…)",
+                        held.len(),
+                        &fingerprint(held)[..11],
+                        &fingerprint(want)[..11]
+                    ),
+                );
+            }
+            Some(held) => {
+                same = false;
+                report.warn(
+                    CHECK,
+                    format!(
+                        "{name} holds {} bytes that are no usable credential",
+                        held.len()
+                    ),
+                );
+            }
+            None => {
+                same = false;
+                report.warn(CHECK, format!("{name} holds no credential"));
+            }
+        }
+    }
+    if !same {
+        report.warn(
+            CHECK,
+            "AT+MQTTUSERCFG scheme 5 reads mqtt_cert, mqtt_key and mqtt_ca, not the client_* slots, so the firmware's own MQTT client does not present these credentials until `esp-aws provision --for mqtt` writes them there",
+        );
+    }
+    same
 }
 
 /// Reads the credential slots back and says whether they hold usable credentials, and

@@ -38,7 +38,12 @@ pub enum Via {
   esp-aws provision --via rom --port /dev/ttyUSB0 --from ~/Downloads/lnu_001 --endpoint HOST --flash-baud 921600
 
 The credentials are checked first (as `esp-aws pki check` does); nothing is written if a
-check fails. Slots that already hold the same bytes are not rewritten.")]
+check fails. Slots that already hold the same bytes are not rewritten.
+
+--for says which slots are written: rest = client_cert/client_key/client_ca, which the
+host's TLS sockets use (REST, and MQTT spoken by esp-aws); mqtt = mqtt_cert/mqtt_key/mqtt_ca,
+which the firmware's own MQTT client reads (AT+MQTTUSERCFG scheme 5 reads these, not
+client_*). Default: both on ESP-AT 2.x and later, rest on 1.x (which has no MQTT slots).")]
 pub struct ProvisionArgs {
     #[command(flatten)]
     device: DeviceArgs,
@@ -53,6 +58,11 @@ pub struct ProvisionArgs {
     /// download UART and the module must be, or be reset, into download mode).
     #[arg(long, value_enum, default_value = "at")]
     via: Via,
+    /// What the credentials are for: rest (client_* slots), mqtt (mqtt_* slots, which
+    /// AT+MQTTUSERCFG scheme 5 reads), or rest,mqtt [default: both on ESP-AT 2.x and later,
+    /// rest on 1.x].
+    #[arg(long = "for", value_name = "USES")]
+    purposes: Option<provision::Purposes>,
     /// With --via rom: reset strategies and line rate.
     #[command(flatten)]
     rom: RomArgs,
@@ -461,15 +471,21 @@ fn run_at(
             port: settings.endpoint_port,
             wifi: wifi.as_ref().map(|(s, p)| (s.as_str(), p.as_str())),
             time_from_host: settings.time_from_host,
+            purposes: args.purposes,
         },
         |event| render.event(event),
     );
     render.clear();
-    let slots = result?.slots;
+    let done = result?;
+    let slots = done.slots;
 
     // 6. Live check.
     let port = settings.endpoint_port;
     let live = match &thing {
+        // The host's connections read the client slots, which were not written.
+        _ if !done.purposes.rest => {
+            "not run: --for mqtt wrote only the mqtt_* slots, which the firmware's own MQTT client (AT+MQTTUSERCFG scheme 5) reads, not the host's connections".to_string()
+        }
         Some(thing) => {
             let mut client = ShadowClient::new(session, &endpoint, port);
             let read = steps.phase("live check: reading the shadow", || client.get(thing, None));
@@ -574,27 +590,37 @@ fn run_rom(
             }
         ),
     );
-    let (layout, slots) = rom_pki::write_credentials(&mut loader, creds, |event| {
-        let (r, what) = match event {
-            Event::Verified(r) => (r, "written and verified (MD5)"),
-            Event::Unchanged(r) => (r, "unchanged (MD5 matched), not rewritten"),
-            // Each slot is one ROM region: its line says all there is.
-            Event::Started(_)
-            | Event::Finished(_)
-            | Event::ClockSet(_)
-            | Event::Checking(_)
-            | Event::Written { .. }
-            | Event::Verifying(_)
-            | Event::Warning(_) => return,
-        };
-        steps.done(
-            "✓",
-            &format!("{} at {}: {} bytes, {what}", r.slot, r.location, r.bytes),
-        );
-    })
-    .with_context(|| port.to_string())?;
+    let (layout, slots) =
+        rom_pki::write_credentials_for(&mut loader, creds, args.purposes, |event| {
+            let (r, what) = match event {
+                Event::Verified(r) => (r, "written and verified (MD5)"),
+                Event::Unchanged(r) => (r, "unchanged (MD5 matched), not rewritten"),
+                // Each slot is one ROM region: its line says all there is.
+                Event::Started(_)
+                | Event::Finished(_)
+                | Event::ClockSet(_)
+                | Event::Checking(_)
+                | Event::Written { .. }
+                | Event::Verifying(_)
+                | Event::Warning(_) => return,
+            };
+            steps.done(
+                "✓",
+                &format!("{} at {}: {} bytes, {what}", r.slot, r.location, r.bytes),
+            );
+        })
+        .with_context(|| port.to_string())?;
     if layout.source == TableSource::Fallback {
-        eprintln!("! no partition table at 0x20000 (erased, or not an ESP-AT image): the ESP32 1.x/2.x slots 0x2a000/0x2c000/0x2e000 were assumed");
+        let offsets: Vec<String> = layout
+            .slots
+            .iter()
+            .map(|s| format!("{:#x}", s.offset))
+            .collect();
+        eprintln!(
+            "! no partition table at 0x20000 (erased, or not an ESP-AT image): the ESP32 {} slots {} were assumed",
+            if args.purposes.is_some_and(|p| p.mqtt) { "2.x" } else { "1.x/2.x" },
+            offsets.join("/")
+        );
     }
     let booted = flash::finish(&mut loader, port, &args.rom)?;
 

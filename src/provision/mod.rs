@@ -1,15 +1,19 @@
-//! Writing client credentials onto a module over its AT port, verified, touching only what
+//! Writing credentials onto a module over its AT port, verified, touching only what
 //! differs.
 //!
 //! 1.x/2.x firmware reads AtPKI bins from the `client_cert`, `client_key` and `client_ca`
 //! partitions (found with `AT+SYSFLASH?`, never assumed); 3.1+ firmware reads raw PEM from
-//! the `mfg_nvs` namespaces of the same names (`AT+SYSMFG`). Each slot is read back first
-//! and skipped when it already holds the right bytes (flash wear, and speed), otherwise
-//! erased, written in chunks of at most 4 KiB, and read back again. A run interrupted
-//! anywhere leaves slots that the next run finds different and repairs. [`run`] is the
-//! whole AT-side run (Wi-Fi, clock, slots, TLS) reporting [`Event`]s, which the CLI renders
-//! and the benchmarks drive; [`read_back`] reads the three slots back the same way (what
-//! `doctor` checks).
+//! the `mfg_nvs` namespaces of the same names (`AT+SYSMFG`). On 2.x and later the same
+//! files also go into `mqtt_cert`, `mqtt_key` and `mqtt_ca` (partitions on 2.x–3.0,
+//! namespaces on 3.1+), which the firmware's own MQTT client reads (`AT+MQTTUSERCFG`
+//! scheme 5) instead of `client_*`; [`Purposes`] (`provision --for rest,mqtt`) chooses.
+//! Every slot is located and its bytes built before the first write; each is then read
+//! back first and skipped when it already holds the right bytes (flash wear, and speed),
+//! otherwise erased, written in chunks of at most 4 KiB, and read back again. A run
+//! interrupted anywhere leaves slots that the next run finds different and repairs. [`run`]
+//! is the whole AT-side run (Wi-Fi, clock, slots, TLS) reporting [`Event`]s, which the CLI
+//! renders and the benchmarks drive; [`read_back`] and [`read_slots`] read the slots back
+//! the same way (what `doctor` checks).
 //!
 //! It also owns the module's trust setting: [`explain_tls_failure`] names a module without
 //! a network (not joined, no IP address, no name resolution) as such, and tells a wrong CA from a
@@ -18,14 +22,17 @@
 //! verification (`AT+CIPSSLCCONF=3,0,0`) stored and read back; [`Session::mutual_tls_stored`] lets a
 //! caller check that setting before it sends anything.
 //!
-//! Spec: `esp-at.md` §5.17 (`AT+SYSFLASH`), §5.18 (`AT+SYSMFG`), §6.2 (recipes), §5.8
-//! (`AT+CIPSSLCCONF`), §5.9 (SNI, ALPN); `aws-iot-shadow.md` §1 (port 443 without ALPN).
+//! Spec: `esp-at.md` §2.8–§2.9 (which slot serves what), §5.17 (`AT+SYSFLASH`), §5.18
+//! (`AT+SYSMFG`), §5.20 (MQTT), §6.2 (recipes), §5.8 (`AT+CIPSSLCCONF`), §5.9 (SNI, ALPN);
+//! `aws-iot-shadow.md` §1 (port 443 without ALPN).
 
+mod purpose;
 mod read_back;
 pub mod rom;
 mod run;
 
-pub use read_back::{read_back, ReadBack, StoredSlot};
+pub use purpose::{ParseError as PurposeError, Purpose, Purposes};
+pub use read_back::{read_back, read_slots, ReadBack, StoredSlot};
 pub use run::{run, Event, Phase, Plan, Provisioned, Warning};
 
 use crate::at::client::Error as AtError;
@@ -54,6 +61,12 @@ pub enum Error {
     /// The firmware's partition table lacks a credential partition.
     #[error("the module has no '{0}' partition (AT+SYSFLASH? does not list it): its firmware was built without PKI slots")]
     NoPartition(&'static str),
+    /// A 2.x+ module whose partition table lacks an MQTT credential partition.
+    #[error("the module has no '{0}' partition (AT+SYSFLASH? does not list it): its firmware was built without MQTT slots; provision with --for rest")]
+    NoMqttPartition(&'static str),
+    /// MQTT slots were asked for on firmware that has none.
+    #[error("ESP-AT {0} has no mqtt_cert/mqtt_key/mqtt_ca slots (its MQTT AT commands came with 2.0, and host-side MQTT uses the client slots): provision with --for rest")]
+    NoMqttSlots(Generation),
     /// A bin does not fit its partition.
     #[error("{slot}: {cause}")]
     Build {
@@ -150,8 +163,9 @@ pub struct SlotReport {
     pub outcome: Outcome,
 }
 
-/// A client credential slot: a partition on 1.x/2.x, an NVS namespace on 3.1+, of the
-/// same name.
+/// A credential slot: a partition on 1.x/2.x, an NVS namespace on 3.1+, of the same name.
+/// The `client_*` slots serve the host's TLS sockets, the `mqtt_*` slots (2.x+) the
+/// firmware's own MQTT client (see [`Purpose`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Slot {
     /// `client_cert`: the device certificate.
@@ -160,35 +174,82 @@ pub enum Slot {
     Key,
     /// `client_ca`: the root CA.
     Ca,
+    /// `mqtt_cert`: the device certificate for `AT+MQTTUSERCFG` scheme 4/5.
+    MqttCert,
+    /// `mqtt_key`: its private key.
+    MqttKey,
+    /// `mqtt_ca`: the root CA the MQTT client verifies the broker with.
+    MqttCa,
 }
 
 impl Slot {
-    /// The three, in the order they are written and reported.
-    pub const ALL: [Slot; 3] = [Slot::Cert, Slot::Key, Slot::Ca];
+    /// The client slots, in the order they are written and reported.
+    pub const CLIENT: [Slot; 3] = [Slot::Cert, Slot::Key, Slot::Ca];
+    /// The MQTT slots, in the order they are written and reported.
+    pub const MQTT: [Slot; 3] = [Slot::MqttCert, Slot::MqttKey, Slot::MqttCa];
+    /// Every slot: the client slots, then the MQTT slots.
+    pub const ALL: [Slot; 6] = [
+        Slot::Cert,
+        Slot::Key,
+        Slot::Ca,
+        Slot::MqttCert,
+        Slot::MqttKey,
+        Slot::MqttCa,
+    ];
 
-    /// The partition (and namespace) name.
+    /// The partition (and namespace) name, from [`crate::firmware::CLIENT_PKI`] and
+    /// [`crate::firmware::MQTT_PKI`].
     pub fn name(self) -> &'static str {
+        use crate::firmware::{CLIENT_PKI, MQTT_PKI};
         match self {
-            Slot::Cert => "client_cert",
-            Slot::Key => "client_key",
-            Slot::Ca => "client_ca",
+            Slot::Cert => CLIENT_PKI[0].0,
+            Slot::Key => CLIENT_PKI[1].0,
+            Slot::Ca => CLIENT_PKI[2].0,
+            Slot::MqttCert => MQTT_PKI[0].0,
+            Slot::MqttKey => MQTT_PKI[1].0,
+            Slot::MqttCa => MQTT_PKI[2].0,
         }
     }
 
-    /// The AtPKI item type the slot's bin holds.
-    pub fn kind(self) -> ItemKind {
+    /// Which use reads this slot.
+    pub fn purpose(self) -> Purpose {
         match self {
-            Slot::Cert => ItemKind::CERT,
+            Slot::Cert | Slot::Key | Slot::Ca => Purpose::Rest,
+            Slot::MqttCert | Slot::MqttKey | Slot::MqttCa => Purpose::Mqtt,
+        }
+    }
+
+    /// The client slot holding the same file (itself for a client slot).
+    pub fn client(self) -> Slot {
+        match self {
+            Slot::Cert | Slot::MqttCert => Slot::Cert,
+            Slot::Key | Slot::MqttKey => Slot::Key,
+            Slot::Ca | Slot::MqttCa => Slot::Ca,
+        }
+    }
+
+    /// The AtPKI item type the slot's bin holds: the `mqtt_*` partitions reuse the
+    /// `cert`/`key`/`ca` bins (`esp-at.md` §2.2).
+    pub fn kind(self) -> ItemKind {
+        match self.client() {
             Slot::Key => ItemKind::KEY,
             Slot::Ca => ItemKind::CA,
+            _ => ItemKind::CERT,
         }
     }
 
     /// Whether the slot holds a private key (its reads and writes are redacted in traces).
     pub fn is_secret(self) -> bool {
-        match self {
-            Slot::Key => true,
-            Slot::Cert | Slot::Ca => false,
+        self.client() == Slot::Key
+    }
+
+    /// The NVS key a 3.1+ namespace without keys gets: the client namespaces hold several
+    /// files in the default image (`client_cert.0`, …), the MQTT ones one file under the
+    /// namespace's own name (`mqtt_cert`; `esp-at.md` §2.9, §5.18).
+    pub fn new_mfg_key(self) -> String {
+        match self.purpose() {
+            Purpose::Rest => format!("{}.0", self.name()),
+            Purpose::Mqtt => self.name().to_string(),
         }
     }
 }
@@ -196,31 +257,204 @@ impl Slot {
 impl Credentials {
     /// The file `slot` holds.
     pub fn content(&self, slot: Slot) -> &[u8] {
-        match slot {
-            Slot::Cert => &self.cert,
+        match slot.client() {
             Slot::Key => self.key.expose(),
             Slot::Ca => &self.ca,
+            _ => &self.cert,
         }
     }
 }
 
-/// Writes the credentials the way the module's generation reads them.
+/// Writes the credentials into `slots` the way the module's generation reads them. Every
+/// slot is located, and every bin built, before the first byte is written: a module
+/// without one of the partitions, or a file too large for one, is left untouched.
 pub fn write_credentials<T: Transport>(
     session: &mut Session<T>,
     creds: &Credentials,
+    slots: &[Slot],
     progress: &mut dyn FnMut(Event),
 ) -> Result<Vec<SlotReport>, Error> {
-    let result = if session.info().generation.uses_pki_partitions() {
-        write_partitions(session, creds, progress)
-    } else {
-        write_mfg(session, creds, progress)
-    };
+    let result = plan_writes(session, creds, slots).and_then(|planned| {
+        planned
+            .iter()
+            .map(|p| write_slot(session, p, progress))
+            .collect()
+    });
     // A reboot mid-way is not a failure of the files: say that a re-run finishes the job.
     result.map_err(|e| match e {
         Error::At(AtError::Rebooted(command)) => Error::Interrupted(command),
         Error::At(AtError::Timeout { command, .. }) => Error::Stalled(command),
         e => e,
     })
+}
+
+/// Where one slot's bytes go and what they are.
+struct PlannedWrite {
+    slot: Slot,
+    target: Target,
+    /// The bytes the slot must hold: an AtPKI bin in a partition, the file itself in NVS.
+    data: Secret,
+}
+
+/// A partition (1.x/2.x), or an `mfg_nvs` key (3.1+) and whether it exists yet.
+enum Target {
+    Partition { offset: u32 },
+    Mfg { key: String, present: bool },
+}
+
+impl Target {
+    fn location(&self) -> String {
+        match self {
+            Target::Partition { offset } => format!("{offset:#x}"),
+            Target::Mfg { key, .. } => key.clone(),
+        }
+    }
+}
+
+/// Locates every slot and builds its bytes; writes nothing.
+fn plan_writes<T: Transport>(
+    session: &mut Session<T>,
+    creds: &Credentials,
+    slots: &[Slot],
+) -> Result<Vec<PlannedWrite>, Error> {
+    if !session.info().generation.uses_pki_partitions() {
+        return slots
+            .iter()
+            .map(|&slot| {
+                let (key, present) = mfg_key_for(session, slot)?;
+                Ok(PlannedWrite {
+                    slot,
+                    target: Target::Mfg { key, present },
+                    // Raw PEM, no AtPKI header: the 3.1+ TLS stack parses the blob as it is.
+                    data: creds.content(slot).into(),
+                })
+            })
+            .collect();
+    }
+    let table = session.client().run(&FlashPartitions)?;
+    slots
+        .iter()
+        .map(|&slot| {
+            let name = slot.name();
+            let FlashPartition { offset, size, .. } = table
+                .iter()
+                .find(|p| p.name == name)
+                .cloned()
+                .ok_or(match slot.purpose() {
+                    Purpose::Rest => Error::NoPartition(name),
+                    Purpose::Mqtt => Error::NoMqttPartition(name),
+                })?;
+            crate::partition::check_credential_row(name, offset, size, true)?;
+            let bin = pki::build(
+                &[Input {
+                    kind: slot.kind(),
+                    bytes: creds.content(slot).into(),
+                }],
+                size as usize,
+            )
+            .map_err(|cause| Error::Build { slot: name, cause })?;
+            Ok(PlannedWrite {
+                slot,
+                target: Target::Partition { offset },
+                data: bin.into(),
+            })
+        })
+        .collect()
+}
+
+/// Reads what `planned`'s slot holds now: the bin's length of the partition, or the NVS
+/// value (`None` when the key does not exist).
+fn read_slot<T: Transport>(
+    session: &mut Session<T>,
+    planned: &PlannedWrite,
+) -> Result<Option<Vec<u8>>, Error> {
+    let (slot, secret) = (planned.slot.name(), planned.slot.is_secret());
+    match &planned.target {
+        Target::Partition { .. } => Ok(Some(session.client().run(&FlashRead {
+            name: slot.to_string(),
+            offset: 0,
+            len: planned.data.len(),
+            secret,
+        })?)),
+        Target::Mfg { key, .. } => mfg_read(
+            session,
+            &MfgRead {
+                namespace: slot.to_string(),
+                key: key.clone(),
+                secret,
+            },
+        ),
+    }
+}
+
+/// Writes one planned slot unless it already holds its bytes, and reads it back.
+fn write_slot<T: Transport>(
+    session: &mut Session<T>,
+    planned: &PlannedWrite,
+    progress: &mut dyn FnMut(Event),
+) -> Result<SlotReport, Error> {
+    let (entry, data) = (planned.slot, planned.data.expose());
+    let (slot, secret) = (entry.name(), entry.is_secret());
+    let report = |outcome| SlotReport {
+        slot,
+        location: planned.target.location(),
+        bytes: data.len(),
+        outcome,
+    };
+    progress(Event::Checking(entry));
+    let exists = !matches!(planned.target, Target::Mfg { present: false, .. });
+    if exists && read_slot(session, planned)?.as_deref() == Some(data) {
+        let report = report(Outcome::Unchanged);
+        progress(Event::Unchanged(report.clone()));
+        return Ok(report);
+    }
+    let mut done = 0;
+    match &planned.target {
+        Target::Partition { .. } => {
+            // NOR flash only clears bits: without an erase the new bytes AND into the old.
+            session.client().run(&FlashErase(slot.to_string()))?;
+            for chunk in data.chunks(MAX_WRITE) {
+                progress(Event::Written {
+                    slot: entry,
+                    done,
+                    total: data.len(),
+                });
+                session.client().run_with_payload(&FlashWrite {
+                    name: slot,
+                    offset: done,
+                    data: chunk,
+                    secret,
+                })?;
+                done += chunk.len();
+            }
+        }
+        Target::Mfg { key, .. } => {
+            progress(Event::Written {
+                slot: entry,
+                done,
+                total: data.len(),
+            });
+            session.client().run_with_payload(&MfgWrite {
+                namespace: slot,
+                key,
+                data,
+                secret,
+            })?;
+            done = data.len();
+        }
+    }
+    progress(Event::Written {
+        slot: entry,
+        done,
+        total: data.len(),
+    });
+    progress(Event::Verifying(entry));
+    if read_slot(session, planned)?.as_deref() != Some(data) {
+        return Err(Error::VerifyFailed(slot));
+    }
+    let report = report(Outcome::Written);
+    progress(Event::Verified(report.clone()));
+    Ok(report)
 }
 
 /// Stores mutual TLS with server verification again (with the SNI, ALPN and receive mode
@@ -360,150 +594,6 @@ pub fn name_check_warning(generation: Generation) -> Option<&'static str> {
     (!generation.checks_host_name()).then_some(Warning::NoHostNameCheck.sentence())
 }
 
-fn write_partitions<T: Transport>(
-    session: &mut Session<T>,
-    creds: &Credentials,
-    progress: &mut dyn FnMut(Event),
-) -> Result<Vec<SlotReport>, Error> {
-    let table = session.client().run(&FlashPartitions)?;
-    let mut reports = Vec::new();
-    for entry in Slot::ALL {
-        let (slot, kind) = (entry.name(), entry.kind());
-        let FlashPartition { offset, size, .. } = table
-            .iter()
-            .find(|p| p.name == slot)
-            .cloned()
-            .ok_or(Error::NoPartition(slot))?;
-        crate::partition::check_credential_row(slot, offset, size, true)?;
-        let bin = pki::build(
-            &[Input {
-                kind,
-                bytes: creds.content(entry).into(),
-            }],
-            size as usize,
-        )
-        .map_err(|cause| Error::Build { slot, cause })?;
-        let secret = entry.is_secret();
-        let read_back = FlashRead {
-            name: slot.to_string(),
-            offset: 0,
-            len: bin.len(),
-            secret,
-        };
-        let read = |session: &mut Session<T>| session.client().run(&read_back);
-        progress(Event::Checking(entry));
-        let location = format!("{offset:#x}");
-        if read(session)? == bin {
-            let report = SlotReport {
-                slot,
-                location,
-                bytes: bin.len(),
-                outcome: Outcome::Unchanged,
-            };
-            progress(Event::Unchanged(report.clone()));
-            reports.push(report);
-            continue;
-        }
-        // NOR flash only clears bits: without an erase the new bytes AND into the old ones.
-        session.client().run(&FlashErase(slot.to_string()))?;
-        let mut done = 0;
-        for chunk in bin.chunks(MAX_WRITE) {
-            progress(Event::Written {
-                slot: entry,
-                done,
-                total: bin.len(),
-            });
-            session.client().run_with_payload(&FlashWrite {
-                name: slot,
-                offset: done,
-                data: chunk,
-                secret,
-            })?;
-            done += chunk.len();
-        }
-        progress(Event::Written {
-            slot: entry,
-            done,
-            total: bin.len(),
-        });
-        progress(Event::Verifying(entry));
-        if read(session)? != bin {
-            return Err(Error::VerifyFailed(slot));
-        }
-        let report = SlotReport {
-            slot,
-            location,
-            bytes: bin.len(),
-            outcome: Outcome::Written,
-        };
-        progress(Event::Verified(report.clone()));
-        reports.push(report);
-    }
-    Ok(reports)
-}
-
-fn write_mfg<T: Transport>(
-    session: &mut Session<T>,
-    creds: &Credentials,
-    progress: &mut dyn FnMut(Event),
-) -> Result<Vec<SlotReport>, Error> {
-    let mut reports = Vec::new();
-    for entry in Slot::ALL {
-        let slot = entry.name();
-        progress(Event::Checking(entry));
-        let (key, present) = mfg_key(session, slot)?;
-        let data = creds.content(entry);
-        let secret = entry.is_secret();
-        let read_back = MfgRead {
-            namespace: slot.to_string(),
-            key: key.clone(),
-            secret,
-        };
-        let read = |session: &mut Session<T>| mfg_read(session, &read_back);
-        if present && read(session)?.as_deref() == Some(data) {
-            let report = SlotReport {
-                slot,
-                location: key,
-                bytes: data.len(),
-                outcome: Outcome::Unchanged,
-            };
-            progress(Event::Unchanged(report.clone()));
-            reports.push(report);
-            continue;
-        }
-        progress(Event::Written {
-            slot: entry,
-            done: 0,
-            total: data.len(),
-        });
-        // Raw PEM, no AtPKI header: the 3.1+ TLS stack parses the blob as it is.
-        session.client().run_with_payload(&MfgWrite {
-            namespace: slot,
-            key: &key,
-            data,
-            secret,
-        })?;
-        progress(Event::Written {
-            slot: entry,
-            done: data.len(),
-            total: data.len(),
-        });
-        progress(Event::Verifying(entry));
-        if read(session)?.as_deref() != Some(data) {
-            return Err(Error::VerifyFailed(slot));
-        }
-        let report = SlotReport {
-            slot,
-            location: key,
-            bytes: data.len(),
-            outcome: Outcome::Written,
-        };
-        progress(Event::Verified(report.clone()));
-        reports.push(report);
-    }
-    Ok(reports)
-}
-
 /// The NVS key a credential namespace stores its file under, and whether it exists yet:
 /// the name the image already uses (`client_cert.0` in the default image, which holds two
 /// files; `<ns>` when a namespace holds one), else `<ns>.0`.
@@ -511,12 +601,30 @@ pub fn mfg_key<T: Transport>(
     session: &mut Session<T>,
     slot: &str,
 ) -> Result<(String, bool), Error> {
+    let new = format!("{slot}.0");
+    mfg_key_or(session, slot, new)
+}
+
+/// [`mfg_key`] for one of the credential slots, whose new key follows the firmware's
+/// naming ([`Slot::new_mfg_key`]).
+pub fn mfg_key_for<T: Transport>(
+    session: &mut Session<T>,
+    slot: Slot,
+) -> Result<(String, bool), Error> {
+    mfg_key_or(session, slot.name(), slot.new_mfg_key())
+}
+
+fn mfg_key_or<T: Transport>(
+    session: &mut Session<T>,
+    namespace: &str,
+    new: String,
+) -> Result<(String, bool), Error> {
     // An unknown namespace (ERROR) has no keys yet: `MfgKeys` reads it so.
-    let mut keys = session.client().run(&MfgKeys(slot.to_string()))?;
+    let mut keys = session.client().run(&MfgKeys(namespace.to_string()))?;
     keys.sort();
     Ok(match keys.into_iter().next() {
         Some(key) => (key, true),
-        None => (format!("{slot}.0"), false),
+        None => (new, false),
     })
 }
 

@@ -1,4 +1,4 @@
-//! Reading a module's client credentials back: what `doctor` compares with the local files
+//! Reading a module's credential slots back: what `doctor` compares with the local files
 //! and checks as credentials, found where the firmware itself reads them (`esp-at.md` §5.17
 //! for the 1.x/2.x partitions, whose AtPKI bin is decoded to its item, §5.18 for the 3.1+
 //! `mfg_nvs` namespaces, whose value is the file itself).
@@ -10,7 +10,7 @@ use crate::pki::material;
 use crate::secret::Secret;
 use crate::transport::Transport;
 
-use super::{mfg_key, mfg_read, Credentials, Error, Slot};
+use super::{mfg_key_for, mfg_read, Credentials, Error, Slot};
 
 /// What one credential slot holds.
 #[derive(Debug, Clone)]
@@ -41,7 +41,7 @@ impl StoredSlot {
     }
 }
 
-/// The three credential slots of a module, in [`Slot::ALL`] order.
+/// The three client credential slots of a module, in [`Slot::CLIENT`] order.
 #[derive(Debug, Clone)]
 pub struct ReadBack {
     /// `client_cert`, `client_key`, `client_ca`.
@@ -49,12 +49,13 @@ pub struct ReadBack {
 }
 
 impl ReadBack {
-    /// What `slot` holds.
+    /// What the client slot holding `slot`'s file holds (a read-back holds the client
+    /// slots; [`read_slots`] reads the MQTT ones).
     pub fn get(&self, slot: Slot) -> &StoredSlot {
-        match slot {
-            Slot::Cert => &self.slots[0],
+        match slot.client() {
             Slot::Key => &self.slots[1],
             Slot::Ca => &self.slots[2],
+            _ => &self.slots[0],
         }
     }
 
@@ -69,9 +70,23 @@ impl ReadBack {
     }
 }
 
-/// Reads the three credential slots the way the module's generation stores them. Nothing is
-/// written; every read is kept out of traces.
+/// Reads the three client credential slots the way the module's generation stores them.
+/// Nothing is written; every read is kept out of traces.
 pub fn read_back<T: Transport>(session: &mut Session<T>) -> Result<ReadBack, Error> {
+    let [cert, key, ca]: [StoredSlot; 3] = read_slots(session, &Slot::CLIENT)?
+        .try_into()
+        .map_err(|_| Error::NoPartition(Slot::Cert.name()))?;
+    Ok(ReadBack {
+        slots: [cert, key, ca],
+    })
+}
+
+/// Reads `slots` (client or MQTT ones) the way the module's generation stores them, in
+/// that order. Nothing is written; every read is kept out of traces.
+pub fn read_slots<T: Transport>(
+    session: &mut Session<T>,
+    slots: &[Slot],
+) -> Result<Vec<StoredSlot>, Error> {
     let partitions = session.info().generation.uses_pki_partitions();
     let table = if partitions {
         session.client().run(&FlashPartitions)?
@@ -105,7 +120,7 @@ pub fn read_back<T: Transport>(session: &mut Session<T>) -> Result<ReadBack, Err
                 content,
             })
         } else {
-            let (key, _) = mfg_key(session, name)?;
+            let (key, _) = mfg_key_for(session, slot)?;
             let content = mfg_read(
                 session,
                 &MfgRead {
@@ -122,7 +137,5 @@ pub fn read_back<T: Transport>(session: &mut Session<T>) -> Result<ReadBack, Err
             })
         }
     };
-    Ok(ReadBack {
-        slots: [read(Slot::Cert)?, read(Slot::Key)?, read(Slot::Ca)?],
-    })
+    slots.iter().map(|&slot| read(slot)).collect()
 }

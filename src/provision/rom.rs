@@ -1,6 +1,7 @@
 //! Writing a device's AWS IoT credentials through the ROM bootloader (`provision --via rom`):
 //! the same AtPKI bins the AT path writes, put straight into the `client_cert`,
-//! `client_key` and `client_ca` partitions with [`RomLoader`].
+//! `client_key` and `client_ca` partitions with [`RomLoader`], and, on 2.x–3.0 tables that
+//! list them, into `mqtt_cert`, `mqtt_key` and `mqtt_ca` (`--for`, [`Purposes`]).
 //!
 //! The partitions are found in ESP-AT's secondary partition table, read from flash at
 //! 0x20000 (`esp-at.md` §3.4); only when no table is there (erased flash) are the ESP32
@@ -20,7 +21,7 @@ use md5::{Digest, Md5};
 use crate::firmware::{Generation, SECONDARY_TABLE_OFFSET};
 use crate::partition::{self, Partition, ENTRY_LEN, TABLE_LEN};
 use crate::pki::{self as atpki_build, Input};
-use crate::provision::{Credentials, Event, Outcome, Phase, Slot, SlotReport};
+use crate::provision::{Credentials, Event, Outcome, Phase, Purpose, Purposes, Slot, SlotReport};
 use crate::rom::loader::{self, RomLoader, WriteMethod, WriteReport};
 use crate::secret::Secret;
 use crate::transport::Transport;
@@ -30,11 +31,27 @@ pub const SECTOR: u32 = crate::firmware::SECTOR_SIZE as u32;
 
 /// The credential partitions of ESP-AT 1.x/2.x on ESP32 (`esp-at.md` §3.2), used only when
 /// the flash holds no secondary table.
-pub const FALLBACK_SLOTS: [PkiSlot; 3] = [fallback_slot(0), fallback_slot(1), fallback_slot(2)];
+pub const FALLBACK_SLOTS: [PkiSlot; 3] = [
+    fallback_slot(Slot::Cert, crate::firmware::CLIENT_PKI[0]),
+    fallback_slot(Slot::Key, crate::firmware::CLIENT_PKI[1]),
+    fallback_slot(Slot::Ca, crate::firmware::CLIENT_PKI[2]),
+];
 
-const fn fallback_slot(i: usize) -> PkiSlot {
-    let (name, offset, size) = crate::firmware::CLIENT_PKI[i];
-    PkiSlot { name, offset, size }
+/// The MQTT partitions of ESP-AT 2.x–3.0 on ESP32, assumed without a table only when
+/// `--for mqtt` asks for them.
+pub const FALLBACK_MQTT_SLOTS: [PkiSlot; 3] = [
+    fallback_slot(Slot::MqttCert, crate::firmware::MQTT_PKI[0]),
+    fallback_slot(Slot::MqttKey, crate::firmware::MQTT_PKI[1]),
+    fallback_slot(Slot::MqttCa, crate::firmware::MQTT_PKI[2]),
+];
+
+const fn fallback_slot(slot: Slot, (name, offset, size): (&'static str, u32, u32)) -> PkiSlot {
+    PkiSlot {
+        slot,
+        name,
+        offset,
+        size,
+    }
 }
 
 /// Why credentials could not be written through the ROM.
@@ -50,6 +67,9 @@ pub enum Error {
     /// The table has no such credential partition.
     #[error("the partition table at {SECONDARY_TABLE_OFFSET:#x} has no '{0}' partition: this firmware was built without PKI slots")]
     NoPartition(&'static str),
+    /// MQTT slots were asked for, and the table has none.
+    #[error("the partition table at {SECONDARY_TABLE_OFFSET:#x} has no '{0}' partition: this is ESP-AT 1.x, which has no MQTT slots, or a build without them; provision with --for rest")]
+    NoMqttSlots(&'static str),
     /// A credential partition's row cannot describe a real partition.
     #[error(transparent)]
     Partition(#[from] crate::partition::RowError),
@@ -66,6 +86,8 @@ pub enum Error {
 /// One credential partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PkiSlot {
+    /// The slot the partition is.
+    pub slot: Slot,
     /// Partition label (`client_cert`, …).
     pub name: &'static str,
     /// Absolute flash address.
@@ -83,11 +105,12 @@ pub enum TableSource {
     Fallback,
 }
 
-/// The three credential partitions and where their addresses came from.
+/// The credential partitions to write and where their addresses came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
-    /// `client_cert`, `client_key`, `client_ca`, in that order.
-    pub slots: [PkiSlot; 3],
+    /// `client_cert`, `client_key`, `client_ca`, then `mqtt_cert`, `mqtt_key`, `mqtt_ca`,
+    /// those that are written, in that order.
+    pub slots: Vec<PkiSlot>,
     /// Table or defaults.
     pub source: TableSource,
 }
@@ -145,67 +168,94 @@ pub fn read_table<T: Transport>(loader: &mut RomLoader<T>) -> Result<Vec<Partiti
     Ok(partition::parse(&bytes))
 }
 
-/// Finds the credential partitions: from the secondary table, or, when there is none, the
-/// ESP32 1.x/2.x defaults.
-pub fn find_slots<T: Transport>(loader: &mut RomLoader<T>) -> Result<Layout, Error> {
+/// Finds the credential partitions to write for `wanted` (`None`: the default for what the
+/// table shows): from the secondary table, or, when there is none, the ESP32 1.x/2.x
+/// defaults.
+pub fn find_slots<T: Transport>(
+    loader: &mut RomLoader<T>,
+    wanted: Option<Purposes>,
+) -> Result<Layout, Error> {
     let table = read_table(loader)?;
-    layout_from_table(&table)
+    layout_for(&table, wanted)
 }
 
-/// The credential partitions a parsed secondary table names (empty: no table).
+/// The credential partitions a parsed secondary table names (empty: no table), for the
+/// uses its firmware has by default: `mqtt_*` too when the table lists them (2.x–3.0).
 pub fn layout_from_table(table: &[Partition]) -> Result<Layout, Error> {
+    layout_for(table, None)
+}
+
+/// The credential partitions a parsed secondary table names for `wanted` (`None`: both
+/// where the table lists `mqtt_*` partitions, else REST only). Without a table the ESP32
+/// defaults are assumed, the MQTT ones only when asked for.
+pub fn layout_for(table: &[Partition], wanted: Option<Purposes>) -> Result<Layout, Error> {
     if table.is_empty() {
+        let mut slots = Vec::new();
+        let wanted = wanted.unwrap_or(Purposes::REST);
+        if wanted.rest {
+            slots.extend(FALLBACK_SLOTS);
+        }
+        if wanted.mqtt {
+            slots.extend(FALLBACK_MQTT_SLOTS);
+        }
         return Ok(Layout {
-            slots: FALLBACK_SLOTS,
+            slots,
             source: TableSource::Fallback,
         });
     }
     if table.iter().any(|p| p.name == "mfg_nvs") {
         return Err(Error::NvsFirmware);
     }
-    let find = |name: &'static str| {
-        table
-            .iter()
-            .find(|p| p.name == name)
-            .map(|p| PkiSlot {
-                name,
-                offset: p.offset,
-                size: p.size,
-            })
-            .ok_or(Error::NoPartition(name))
-            .and_then(|slot| {
-                crate::partition::check_credential_row(name, slot.offset, slot.size, false)?;
-                Ok(slot)
-            })
+    let listed = |slot: Slot| table.iter().find(|p| p.name == slot.name());
+    let has_mqtt = Slot::MQTT.iter().all(|&s| listed(s).is_some());
+    let wanted = wanted.unwrap_or(if has_mqtt {
+        Purposes::BOTH
+    } else {
+        Purposes::REST
+    });
+    let find = |slot: Slot| -> Result<PkiSlot, Error> {
+        let name = slot.name();
+        let p = listed(slot).ok_or(match slot.purpose() {
+            Purpose::Rest => Error::NoPartition(name),
+            Purpose::Mqtt => Error::NoMqttSlots(name),
+        })?;
+        crate::partition::check_credential_row(name, p.offset, p.size, false)?;
+        Ok(PkiSlot {
+            slot,
+            name,
+            offset: p.offset,
+            size: p.size,
+        })
     };
     Ok(Layout {
-        slots: [
-            find(Slot::Cert.name())?,
-            find(Slot::Key.name())?,
-            find(Slot::Ca.name())?,
-        ],
+        slots: wanted
+            .slots()
+            .into_iter()
+            .map(find)
+            .collect::<Result<_, _>>()?,
         source: TableSource::Secondary,
     })
 }
 
-/// Builds the three bins for `layout`, each checked against its partition's size. Nothing
-/// is written, so a failure here leaves the device untouched.
+/// Builds the bins for `layout`, each checked against its partition's size. Nothing is
+/// written, so a failure here leaves the device untouched.
 pub fn plan(layout: &Layout, creds: &Credentials) -> Result<Vec<PlannedSlot>, Error> {
     layout
         .slots
         .iter()
-        .zip(Slot::ALL)
-        .map(|(slot, entry)| {
-            let name = entry.name();
-            let bytes = creds.content(entry);
+        .map(|slot| {
+            let entry = slot.slot;
             let bin = atpki_build::build(
                 &[Input {
                     kind: entry.kind(),
-                    bytes: bytes.into(),
+                    bytes: creds.content(entry).into(),
                 }],
                 slot.size as usize,
             )
-            .map_err(|cause| Error::Build { slot: name, cause })?;
+            .map_err(|cause| Error::Build {
+                slot: entry.name(),
+                cause,
+            })?;
             Ok(PlannedSlot {
                 slot: *slot,
                 bin: bin.into(),
@@ -261,9 +311,20 @@ pub fn write_slot<T: Transport>(
 pub fn write_credentials<T: Transport>(
     loader: &mut RomLoader<T>,
     creds: &Credentials,
+    on_event: impl FnMut(Event),
+) -> Result<(Layout, Vec<RomSlotReport>), Error> {
+    write_credentials_for(loader, creds, None, on_event)
+}
+
+/// [`write_credentials`] for the uses `wanted` (`None`: the default for the table, see
+/// [`layout_for`]).
+pub fn write_credentials_for<T: Transport>(
+    loader: &mut RomLoader<T>,
+    creds: &Credentials,
+    wanted: Option<Purposes>,
     mut on_event: impl FnMut(Event),
 ) -> Result<(Layout, Vec<RomSlotReport>), Error> {
-    let layout = find_slots(loader)?;
+    let layout = find_slots(loader, wanted)?;
     let planned = plan(&layout, creds)?;
     on_event(Event::Started(Phase::Credentials));
     let mut reports = Vec::with_capacity(planned.len());
@@ -286,9 +347,23 @@ mod tests {
     #[test]
     fn every_pki_generation_table_gives_its_slots() {
         for generation in [Generation::V1_1_3, Generation::V2_4] {
-            let layout = layout_from_table(&generation.secondary_table()).unwrap();
+            let table = generation.secondary_table();
+            let layout = layout_for(&table, Some(Purposes::REST)).unwrap();
             assert_eq!(layout.source, TableSource::Secondary);
             assert_eq!(layout.slots, FALLBACK_SLOTS, "{generation}");
+            // By default the MQTT slots too, where the table has them.
+            let mut expected = FALLBACK_SLOTS.to_vec();
+            if generation.has_mqtt_slots() {
+                expected.extend(FALLBACK_MQTT_SLOTS);
+            }
+            assert_eq!(layout_from_table(&table).unwrap().slots, expected);
+            let mqtt = layout_for(&table, Some(Purposes::MQTT));
+            if generation.has_mqtt_slots() {
+                assert_eq!(mqtt.unwrap().slots, FALLBACK_MQTT_SLOTS);
+            } else {
+                let err = mqtt.unwrap_err();
+                assert!(matches!(err, Error::NoMqttSlots("mqtt_cert")), "{err}");
+            }
         }
     }
 
@@ -322,6 +397,7 @@ mod tests {
     fn bytes_of_a_sector_outside_the_partition_are_kept() {
         // A 0x800-byte partition in the middle of a sector: both neighbours survive.
         let slot = PkiSlot {
+            slot: Slot::Ca,
             name: "client_ca",
             offset: 0x40400,
             size: 0x800,

@@ -6,12 +6,13 @@
 //! It reports progress as [`Event`]s; the CLI renders them (a bar on a terminal, lines in a
 //! pipe) and the benchmarks drive the same function. Spec: `esp-at.md` §6.2 (the recipe).
 
+use crate::at::commands::FlashPartitions;
 use crate::at::session::{Error as SessionError, Session};
 use crate::clock::PLAUSIBLE_SINCE;
 use crate::pki::material::{self, Material};
 use crate::transport::Transport;
 
-use super::{verify_mutual_tls, write_credentials, Credentials, Error, Slot, SlotReport};
+use super::{verify_mutual_tls, write_credentials, Credentials, Error, Purposes, Slot, SlotReport};
 
 /// A step of the run that takes noticeable time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +21,7 @@ pub enum Phase {
     Wifi,
     /// Waiting until the module's clock is past the certificate's start.
     Clock,
-    /// Comparing, writing and verifying the three slots.
+    /// Comparing, writing and verifying the slots.
     Credentials,
     /// Storing mutual TLS with server verification and reading it back.
     Tls,
@@ -32,6 +33,9 @@ pub enum Phase {
 pub enum Warning {
     /// ESP-AT 1.x checks the chain but not the host name (`esp-at.md` §2.7, §5.9).
     NoHostNameCheck,
+    /// A 2.x build whose partition table lists no `mqtt_*` partitions: only the client
+    /// slots were written.
+    NoMqttPartitions,
 }
 
 impl Warning {
@@ -39,6 +43,7 @@ impl Warning {
     pub fn sentence(self) -> &'static str {
         match self {
             Warning::NoHostNameCheck => "firmware 1.x checks no host name: any certificate that chains to the root CA on the module is accepted for any name, so anyone holding such a certificate for another name can pose as the endpoint; ESP-AT 2.1 and later check the name",
+            Warning::NoMqttPartitions => "this firmware's partition table lists no mqtt_cert/mqtt_key/mqtt_ca partitions, so only the client slots were written and the firmware's own MQTT client (AT+MQTTUSERCFG scheme 5) has no credentials to read",
         }
     }
 }
@@ -92,6 +97,9 @@ pub struct Plan<'a> {
     pub wifi: Option<(&'a str, &'a str)>,
     /// Set the module's clock from the host's instead of waiting for SNTP.
     pub time_from_host: bool,
+    /// Which slots to write (`--for`); `None`: [`Purposes::default_for`] the module's
+    /// generation.
+    pub purposes: Option<Purposes>,
 }
 
 impl std::fmt::Debug for Plan<'_> {
@@ -103,6 +111,7 @@ impl std::fmt::Debug for Plan<'_> {
             .field("port", &self.port)
             .field("wifi", &self.wifi.map(|(ssid, _)| ssid))
             .field("time_from_host", &self.time_from_host)
+            .field("purposes", &self.purposes)
             .finish()
     }
 }
@@ -110,8 +119,10 @@ impl std::fmt::Debug for Plan<'_> {
 /// What a finished run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provisioned {
-    /// Each slot, written or unchanged, in [`Slot::ALL`] order.
+    /// Each slot, written or unchanged, in [`Purposes::slots`] order.
     pub slots: Vec<SlotReport>,
+    /// What the slots were written for.
+    pub purposes: Purposes,
     /// The module's clock after the clock phase (Unix seconds).
     pub clock: i64,
 }
@@ -123,6 +134,13 @@ pub fn run<T: Transport>(
     mut on_event: impl FnMut(Event),
 ) -> Result<Provisioned, Error> {
     let generation = session.info().generation;
+    let purposes = plan
+        .purposes
+        .unwrap_or_else(|| Purposes::default_for(generation));
+    // Refused before the module is asked to do anything.
+    if purposes.mqtt && !generation.has_mqtt_slots() {
+        return Err(Error::NoMqttSlots(generation));
+    }
     // A module that cannot reach AWS is told so before anything is written.
     if let Some((ssid, password)) = plan.wifi {
         on_event(Event::Started(Phase::Wifi));
@@ -140,18 +158,39 @@ pub fn run<T: Transport>(
     on_event(Event::ClockSet(clock));
     on_event(Event::Finished(Phase::Clock));
 
+    // Unasked, the MQTT slots are written where the build has them: a custom 2.x table
+    // without them is no reason to refuse the client slots.
+    let mut purposes = purposes;
+    if plan.purposes.is_none() && purposes.mqtt && generation.uses_pki_partitions() {
+        let table = session.client().run(&FlashPartitions)?;
+        if !Slot::MQTT
+            .iter()
+            .all(|s| table.iter().any(|p| p.name == s.name()))
+        {
+            purposes.mqtt = false;
+            on_event(Event::Warning(Warning::NoMqttPartitions));
+        }
+    }
     on_event(Event::Started(Phase::Credentials));
-    let slots = write_credentials(session, plan.creds, &mut on_event)?;
+    let slots = write_credentials(session, plan.creds, &purposes.slots(), &mut on_event)?;
     on_event(Event::Finished(Phase::Credentials));
 
-    on_event(Event::Started(Phase::Tls));
-    session.configure_tls(plan.endpoint, plan.port)?;
-    verify_mutual_tls(session)?;
-    on_event(Event::Finished(Phase::Tls));
+    // `AT+CIPSSLCCONF` configures the host's sockets, which read the client slots; the
+    // firmware's MQTT client takes its scheme with `AT+MQTTUSERCFG` on every connection.
+    if purposes.rest {
+        on_event(Event::Started(Phase::Tls));
+        session.configure_tls(plan.endpoint, plan.port)?;
+        verify_mutual_tls(session)?;
+        on_event(Event::Finished(Phase::Tls));
+    }
     if !generation.checks_host_name() {
         on_event(Event::Warning(Warning::NoHostNameCheck));
     }
-    Ok(Provisioned { slots, clock })
+    Ok(Provisioned {
+        slots,
+        purposes,
+        clock,
+    })
 }
 
 /// The first certificate's start of validity: the module's clock must be past it, or the

@@ -268,8 +268,11 @@ impl AtFirmware {
                 Some(result) => result,
                 None => match self.ip_command(name, op) {
                     Some(result) => result,
-                    None if self.known(name) => Err(OP_ERROR),
-                    None => Err(UNSUPPORTED),
+                    None => match self.mqtt_command(name, op) {
+                        Some(result) => result,
+                        None if self.known(name) => Err(OP_ERROR),
+                        None => Err(UNSUPPORTED),
+                    },
                 },
             },
         };
@@ -514,6 +517,9 @@ impl AtFirmware {
                 }
             }
             PromptTarget::CipSend { link } => self.finish_send(link, buf),
+            PromptTarget::MqttPubRaw { topic, qos, retain } => {
+                self.finish_pubraw(topic, qos, retain, buf)
+            }
         }
     }
 

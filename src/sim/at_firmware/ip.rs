@@ -401,6 +401,7 @@ impl AtFirmware {
             sni: self.ram.sni[id].clone(),
             alpn: self.ram.alpn[id].clone(),
             host,
+            mqtt: false,
         };
         let mfg = self.mfg();
         let source = CredentialSource {
@@ -437,6 +438,7 @@ impl AtFirmware {
         match &self.ram.mode {
             Mode::Busy(Job::Join { .. }) => self.run_join(),
             Mode::Busy(Job::Connect { .. }) => self.run_connect(),
+            Mode::Busy(Job::Mqtt { .. }) => self.run_mqtt_job(),
             _ => {}
         }
     }

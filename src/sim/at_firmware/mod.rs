@@ -31,6 +31,7 @@ mod commands;
 pub mod fault;
 mod ip;
 mod link;
+mod mqtt;
 pub mod net;
 mod parse;
 mod store;
@@ -287,9 +288,23 @@ impl std::fmt::Debug for Mode {
 
 #[derive(Debug)]
 enum PromptTarget {
-    CipSend { link: usize },
-    SysFlash { addr: u32, in_range: bool },
-    SysMfg { ns: String, key: String, kind: u8 },
+    CipSend {
+        link: usize,
+    },
+    SysFlash {
+        addr: u32,
+        in_range: bool,
+    },
+    SysMfg {
+        ns: String,
+        key: String,
+        kind: u8,
+    },
+    MqttPubRaw {
+        topic: String,
+        qos: crate::mqtt::packet::QoS,
+        retain: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -309,6 +324,11 @@ enum Job {
         link: usize,
         deadline: Duration,
         not_before: Duration,
+    },
+    /// An MQTT command waiting for the broker (CONNACK, PUBACK, SUBACK, UNSUBACK).
+    Mqtt {
+        wait: mqtt::Wait,
+        deadline: Duration,
     },
 }
 
@@ -333,6 +353,8 @@ struct Ram {
     sysmsg: u8,
     /// The current line overflowed [`MAX_LINE`] and is being discarded.
     overflow: bool,
+    /// The firmware's MQTT client (`AT+MQTT*`).
+    mqtt: mqtt::Mqtt,
 }
 
 impl Default for Ram {
@@ -355,6 +377,7 @@ impl Default for Ram {
             station: wifi::Station::default(),
             sysmsg: 0,
             overflow: false,
+            mqtt: mqtt::Mqtt::default(),
         }
     }
 }
@@ -555,6 +578,7 @@ impl AtFirmware {
         for link in self.ram.links.iter_mut().flatten() {
             link.abort();
         }
+        self.ram.mqtt.abort();
         self.ram = Ram::default();
         self.booting_until = Some(self.now + self.ready_delay);
     }
@@ -605,6 +629,9 @@ impl AtFirmware {
         self.clock.set_unix_millis(self.wall_ms(now));
         self.follow_access_point();
         self.pump_links();
+        if !matches!(self.ram.mode, Mode::Busy(Job::Mqtt { .. })) {
+            self.pump_mqtt();
+        }
         self.run_job();
     }
 
@@ -638,10 +665,14 @@ impl AtFirmware {
                     }
                     consider((*deadline).max(self.now + NET_POLL));
                 }
+                Job::Mqtt { deadline, .. } => consider((*deadline).max(self.now + NET_POLL)),
             }
         }
-        if self.ram.links.iter().any(Option::is_some) {
+        if self.ram.links.iter().any(Option::is_some) || self.ram.mqtt.active() {
             consider(self.now + NET_POLL);
+        }
+        if let Some(due) = self.ram.mqtt.ping_due() {
+            consider(due.max(self.now));
         }
         next
     }
@@ -791,6 +822,14 @@ mod tests {
         b"AT+SYSTIMESTAMP=4294967295\r\n",
         b"AT+CIPSNTPTIME?\r\n",
         b"\xf1\xf1\x01\x00\xff\xff\xff\xff",
+        b"AT+MQTTUSERCFG=0,5,\"c\",\"\",\"\",0,0,\"\"\r\n",
+        b"AT+MQTTCONNCFG=0,0,0,\"w\",\"m\",1,1\r\n",
+        b"AT+MQTTCONN=0,\"127.0.0.1\",8883,1\r\n",
+        b"AT+MQTTSUB=0,\"a/#\",1\r\n",
+        b"AT+MQTTPUBRAW=0,\"a\",3,1,0\r\n",
+        b"AT+MQTTPUB=0,\"a\",\"\",0,0\r\n",
+        b"AT+MQTTCLEAN=0\r\n",
+        b"AT+MQTTCONN?\r\n",
     ];
 
     fn chunk() -> impl Strategy<Value = Vec<u8>> {

@@ -5,6 +5,8 @@
 //!   F1F1 header checked, item chosen by *position* (type and id bytes never looked at),
 //!   with v1.x's item walk in "1.1.3" ([`crate::pki::atpki::v1_walk_offsets`] documents it).
 //! * "4.1": raw blobs from the `mfg_nvs` namespaces of the same names.
+//! * `AT+MQTTCONN` with schemes 4/5 (2.4+) reads the `mqtt_cert`/`mqtt_key`/`mqtt_ca`
+//!   slots the same way, never `client_*` (`esp-at.md` §2.8, §5.20).
 //! * Items are parsed like mbedTLS parses a NUL-terminated buffer: PEM when the C string
 //!   (up to the first NUL) holds a `-----BEGIN` line, DER otherwise. An AtPKI-wrapped blob
 //!   in "4.1" therefore fails: its header contains NUL bytes.
@@ -31,7 +33,8 @@ use crate::sim::device::SharedFlash;
 
 use super::store::KvStore;
 
-/// One of the three client credential slots.
+/// One of the credential slots: the client ones (`AT+CIPSTART`) or the MQTT ones
+/// (`AT+MQTTCONN` with schemes 4/5, 2.4+).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
     /// `client_cert`.
@@ -40,15 +43,25 @@ pub enum Slot {
     Key,
     /// `client_ca`.
     Ca,
+    /// `mqtt_cert`.
+    MqttCert,
+    /// `mqtt_key`.
+    MqttKey,
+    /// `mqtt_ca`.
+    MqttCa,
 }
 
 impl Slot {
-    /// Partition (1.1.3, 2.4) or namespace (4.1) name.
+    /// Partition (1.1.3, 2.4) or namespace (4.1) name, from the firmware facts.
     pub fn name(self) -> &'static str {
+        use crate::firmware::{CLIENT_PKI, MQTT_PKI};
         match self {
-            Slot::Cert => "client_cert",
-            Slot::Key => "client_key",
-            Slot::Ca => "client_ca",
+            Slot::Cert => CLIENT_PKI[0].0,
+            Slot::Key => CLIENT_PKI[1].0,
+            Slot::Ca => CLIENT_PKI[2].0,
+            Slot::MqttCert => MQTT_PKI[0].0,
+            Slot::MqttKey => MQTT_PKI[1].0,
+            Slot::MqttCa => MQTT_PKI[2].0,
         }
     }
 }
@@ -226,8 +239,11 @@ pub struct TlsParams {
     pub sni: Option<String>,
     /// `AT+CIPSSLCALPN` (2.4+).
     pub alpn: Vec<String>,
-    /// The `AT+CIPSTART` host.
+    /// The `AT+CIPSTART` (or `AT+MQTTCONN`) host.
     pub host: String,
+    /// Read the `mqtt_*` slots instead of `client_*` (`AT+MQTTUSERCFG` schemes 4/5 read
+    /// only those, `esp-at.md` §2.8, §5.20).
+    pub mqtt: bool,
 }
 
 /// Builds the TLS client for one `AT+CIPSTART`. `Err` carries the log-port reason; the AT
@@ -249,10 +265,15 @@ pub fn client(
     };
     // Read in the firmware's order: cert, key, then CA (`cert_len`, `prvtkey_len`,
     // `ca_len` on the log port).
+    let [cert_slot, key_slot, ca_slot] = if params.mqtt {
+        [Slot::MqttCert, Slot::MqttKey, Slot::MqttCa]
+    } else {
+        [Slot::Cert, Slot::Key, Slot::Ca]
+    };
     let own_cert = if params.auth & 1 != 0 {
-        let cert = source.item(Slot::Cert, params.pki as usize)?;
+        let cert = source.item(cert_slot, params.pki as usize)?;
         log.push(format!("cert_len={}", cert.len()));
-        let key = source.item(Slot::Key, params.pki as usize)?;
+        let key = source.item(key_slot, params.pki as usize)?;
         log.push(format!("prvtkey_len={}", key.len()));
         let chain = parse_certs(&cert)?;
         let key = provider
@@ -264,7 +285,7 @@ pub fn client(
         None
     };
     let verifier = if params.auth & 2 != 0 {
-        let ca = source.item(Slot::Ca, params.ca as usize)?;
+        let ca = source.item(ca_slot, params.ca as usize)?;
         log.push(format!("ca_len={}", ca.len()));
         let mut roots = RootCertStore::empty();
         for cert in parse_certs(&ca)? {
