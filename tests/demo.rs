@@ -43,6 +43,14 @@ fn demo_provisions_sets_and_gets_and_a_second_run_finds_the_module_provisioned()
         "✓ shadow set",
         "$ esp-aws shadow get lnu_002\n",
         "✓ shadow get",
+        // The watch ends the demo: the current document, then what an application's REST
+        // update caused, through the module over MQTT.
+        "$ esp-aws shadow watch lnu_002 --count 2\n",
+        "version 1 (current): desired {\"prop1\":\"12\"}",
+        "(an application updates the shadow over REST",
+        "version 2 (documents): desired {\"prop1\":\"13\"}",
+        "version 2 delta: {\"prop1\":\"13\"}",
+        "✓ shadow watch: the delta arrived over MQTT",
     ] {
         let found = run.stdout[at..].find(step);
         assert!(
@@ -84,7 +92,13 @@ fn demo_provisions_sets_and_gets_and_a_second_run_finds_the_module_provisioned()
         "{}",
         again.stdout
     );
-    assert!(again.stdout.contains(r#""version":2"#), "{}", again.stdout);
+    // The first run ended at version 2 (its set, then the application's update).
+    assert!(again.stdout.contains(r#""version":3"#), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("version 4 delta: {\"prop1\":\"13\"}"),
+        "{}",
+        again.stdout
+    );
     // The account already holds the thing and its identity: nothing new is minted.
     assert!(
         again.stdout.contains("✓ thing lnu_002 exists; reusing it"),

@@ -1,8 +1,9 @@
 //! `esp-aws demo`: the first command a newcomer runs. It starts the local AWS IoT endpoint
 //! (with the simulated account's control plane) and a virtual module in this process, then
 //! runs the real commands against them as a user would against an AWS account and hardware
-//! (`aws create-thing`, `provision`, `shadow set`, `shadow get`), each as its own `esp-aws`
-//! process, so what it shows is exactly what those commands do.
+//! (`aws create-thing`, `provision`, `shadow set`, `shadow get`, then `shadow watch` while an
+//! application updates the shadow over REST), each as its own `esp-aws` process, so what it
+//! shows is exactly what those commands do.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -346,10 +347,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             transcript_path.display()
         );
     }
+
+    // 3. The other direction: a watch through the module while the cloud side writes.
+    watch_step(
+        &exe,
+        &dir,
+        &device,
+        &sim,
+        &downloads,
+        &mut transcript,
+        &transcript_path,
+    )?;
     transcript.flush()?;
 
     println!(
-        "\ndone in {:.1} s: created the thing in the account, provisioned, set prop1=12 and read it back through the module's TLS socket",
+        "\ndone in {:.1} s: created the thing in the account, provisioned, set prop1=12 and read it back through the module's TLS socket, then watched the change an application made arrive over MQTT",
         demo_started.elapsed().as_secs_f64()
     );
     println!(
@@ -361,6 +373,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("\nthe virtual ESP32 stays on {port} until Ctrl-C; try (from any directory):");
         let flags = format!("--port {port} --baud {} --endpoint {host}", args.baud);
         println!("  {me} shadow get {THING} --format table {flags}");
+        println!("  {me} shadow watch {THING} {flags}");
         println!("  {me} shadow set {THING} prop1:=13 led.on:=true --reported {flags}");
         println!("  {me} doctor --thing {THING} {flags}");
         println!("  {me} at --port {port} AT+GMR 'AT+CIPSNTPTIME?'");
@@ -380,6 +393,192 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("                                    the same on a real module and AWS account (credentials as the AWS CLI finds them)");
     drop(sim);
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the application writes while the demo watches.
+const CLOUD_UPDATE: &str = r#"{"state":{"desired":{"prop1":"13"}}}"#;
+
+/// `esp-aws shadow watch THING --count 2` through the module; once it has printed the
+/// current document, an application updates the shadow over REST with the thing's
+/// certificate (as a back end would), and the watch prints the `/update/documents` and
+/// `/update/delta` that the update caused, then ends.
+fn watch_step(
+    exe: &Path,
+    dir: &Path,
+    device: &[String],
+    sim: &Simulator,
+    downloads: &Path,
+    transcript: &mut std::fs::File,
+    transcript_path: &Path,
+) -> anyhow::Result<()> {
+    let args: Vec<String> = [
+        "shadow", "watch", THING, "--count", "2", "--output", "table",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain(device.iter().cloned())
+    .collect();
+    println!("\n$ esp-aws shadow watch {THING} --count 2");
+    writeln!(transcript, "\n$ esp-aws {} --trace", args.join(" "))?;
+    let started = Instant::now();
+    let mut cmd = Command::new(exe);
+    cmd.args(&args).arg("--trace").current_dir(dir);
+    esp_aws::environment::drop_tool_settings(&mut cmd);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take();
+    let out_thread = std::thread::spawn(move || {
+        if let Some(out) = stdout {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let stderr = child.stderr.take();
+    let err_thread = std::thread::spawn(move || {
+        stderr.map_or_else(Vec::new, |err| {
+            BufReader::new(err)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
+        })
+    });
+    let outcome = (|| -> anyhow::Result<Vec<String>> {
+        let mut printed = Vec::new();
+        // The current document first: from then on the watch is subscribed.
+        let first = lines
+            .recv_timeout(STEP_TIMEOUT)
+            .map_err(|_| anyhow::anyhow!("the watch printed no current document"))?;
+        println!("  {first}");
+        printed.push(first);
+        println!("  (an application updates the shadow over REST: POST /things/{THING}/shadow {CLOUD_UPDATE})");
+        let status = cloud_update(sim, downloads)?;
+        writeln!(
+            transcript,
+            "(REST update by an application: {CLOUD_UPDATE} -> HTTP {status})"
+        )?;
+        if status != 200 {
+            bail!("the endpoint answered the application's update with HTTP {status}");
+        }
+        let end = Instant::now() + STEP_TIMEOUT;
+        while let Ok(line) = lines.recv_timeout(end.saturating_duration_since(Instant::now())) {
+            println!("  {line}");
+            printed.push(line);
+        }
+        Ok(printed)
+    })();
+    // The watch ends by itself after two changes; a failure above leaves it running.
+    let code = loop {
+        if let Some(status) = child.try_wait()? {
+            break status.code();
+        }
+        if outcome.is_err() || started.elapsed() > STEP_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = out_thread.join();
+    let stderr = err_thread.join().unwrap_or_default();
+    for line in &stderr {
+        writeln!(transcript, "{line}")?;
+        if !is_trace_line(line) && outcome.is_err() {
+            println!("  {line}");
+        }
+    }
+    let printed = outcome?;
+    for line in &printed {
+        writeln!(transcript, "stdout: {line}")?;
+    }
+    // The claim checked: the delta printed is the version the endpoint stores.
+    let key = esp_aws::sim::endpoint::ShadowKey {
+        thing: THING.to_string(),
+        shadow: None,
+    };
+    let stored = sim
+        .endpoint()
+        .shadow(&key)
+        .map(|record| record.version)
+        .unwrap_or_default();
+    let delta = format!("version {stored} delta:");
+    if code != Some(0)
+        || !printed
+            .iter()
+            .any(|l| l.starts_with(&delta) && l.contains("prop1"))
+    {
+        bail!(
+            "the demo's watch did not show the delta of version {stored} (exit {}); the device transcript is in {}",
+            code.map_or("by signal".to_string(), |c| c.to_string()),
+            transcript_path.display()
+        );
+    }
+    println!(
+        "✓ shadow watch: the delta arrived over MQTT ({:.2} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// An application's shadow update over REST (mutual TLS with the thing's downloaded
+/// certificate, the server verified against the account's root CA): its HTTP status.
+fn cloud_update(sim: &Simulator, downloads: &Path) -> anyhow::Result<u16> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let none = super::input::Downloads {
+        cert: None,
+        key: None,
+        ca: None,
+    };
+    let (cert, key, ca) = super::input::find_downloads(downloads, &none)?;
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&read(&ca)?) {
+        roots.add(c.with_context(|| format!("{} holds no PEM certificate", ca.display()))?)?;
+    }
+    let certs = CertificateDer::pem_slice_iter(&read(&cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{} holds no PEM certificate", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_slice(&read(&key)?)
+        .with_context(|| format!("{} holds no PEM private key", key.display()))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)?;
+    let host = sim.endpoint().host().to_string();
+    let name = rustls::pki_types::ServerName::try_from(host.clone())?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)?;
+    let tcp = std::net::TcpStream::connect(sim.endpoint().rest_addr())?;
+    tcp.set_read_timeout(Some(STEP_TIMEOUT))?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let request = esp_aws::aws::http::encode_request(
+        "POST",
+        &format!("/things/{THING}/shadow"),
+        &host,
+        Some(CLOUD_UPDATE.as_bytes()),
+    )?;
+    tls.write_all(&request)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = std::io::Read::read(&mut tls, &mut chunk)?;
+        buf.extend_from_slice(&chunk[..n]);
+        match esp_aws::aws::http::parse_response(&buf, n == 0)? {
+            esp_aws::aws::http::Parsed::Complete(response, _) => return Ok(response.status),
+            esp_aws::aws::http::Parsed::Partial if n == 0 => {
+                bail!("the endpoint closed the connection before answering the update")
+            }
+            esp_aws::aws::http::Parsed::Partial => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -149,6 +149,10 @@ enum ShadowCommand {
         /// object a line; the default when piped).
         #[arg(long, value_name = "FORMAT", value_parser = super::format::parser(GET_FORMATS))]
         output: Option<Format>,
+        /// Exit (0) after this many change lines (documents or delta) have been printed,
+        /// like mosquitto_sub -C; the current document does not count.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
     },
     /// Publish a message to an MQTT topic through the REST API (POST /topics/TOPIC).
     Publish {
@@ -294,6 +298,7 @@ pub fn run(mut args: ShadowArgs) -> anyhow::Result<ExitCode> {
         thing,
         name,
         output,
+        count,
     } = &args.command
     {
         return super::watch::run(
@@ -302,6 +307,7 @@ pub fn run(mut args: ShadowArgs) -> anyhow::Result<ExitCode> {
             named(thing),
             name.as_deref(),
             *output,
+            *count,
         );
     }
     if args.via == "mqtt" {

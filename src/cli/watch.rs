@@ -42,6 +42,7 @@ pub fn run(
     thing: &str,
     name: Option<&str>,
     output: Option<Format>,
+    count: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
     let topics = ShadowTopics::new(thing, name).map_err(|e| Exit::usage(e.to_string()))?;
     let client_id = broker
@@ -69,11 +70,15 @@ pub fn run(
         last_delta: None,
         tokens: 0,
         said_none: false,
+        remaining: count,
     };
     let result = watch.run(&mut client);
     client.disconnect();
     let e = match result {
-        Ok(never) => match never {},
+        Ok(()) => {
+            mark.finish();
+            return Ok(ExitCode::SUCCESS);
+        }
         Err(e) => e,
     };
     match e.downcast::<MqttError>() {
@@ -100,16 +105,17 @@ struct Watch {
     tokens: u64,
     /// "No shadow yet" was said.
     said_none: bool,
+    /// Change events still to print before the watch ends (`--count`); `None`: no end.
+    remaining: Option<u64>,
 }
-
-enum Never {}
 
 fn version_of(value: &Value) -> Option<u64> {
     value.get("version").and_then(Value::as_u64)
 }
 
 impl Watch {
-    fn run<L: Link>(&mut self, client: &mut Client<L>) -> anyhow::Result<Never> {
+    /// Watches until `--count` change events were printed (`Ok`) or something ends it.
+    fn run<L: Link>(&mut self, client: &mut Client<L>) -> anyhow::Result<()> {
         client.connect()?;
         let filters: Vec<(String, QoS)> = [
             self.topics.delta(),
@@ -126,7 +132,7 @@ impl Watch {
             self.shown()
         );
         self.fetch(client)?;
-        loop {
+        while self.remaining != Some(0) {
             let deadline = Instant::now() + Duration::from_secs(3600);
             match client.next_event(deadline)? {
                 Some(Event::Message(m)) => self.handle(&m)?,
@@ -137,6 +143,7 @@ impl Watch {
                 None => {}
             }
         }
+        Ok(())
     }
 
     fn shown(&self) -> String {
@@ -294,8 +301,18 @@ impl Watch {
         }
     }
 
-    fn print(&self, event: &str, version: u64, document: &Value) -> anyhow::Result<()> {
+    fn print(&mut self, event: &str, version: u64, document: &Value) -> anyhow::Result<()> {
         use std::io::Write;
+        if event != "current" {
+            if let Some(n) = self.remaining.as_mut() {
+                // Messages handled after the last counted one (a /get's pending ones) are
+                // not printed: the watch ends with exactly `--count` changes.
+                if *n == 0 {
+                    return Ok(());
+                }
+                *n -= 1;
+            }
+        }
         let line = match self.format {
             Format::Json => json!({
                 "event": event,
