@@ -61,6 +61,7 @@ mod sim_cli;
 mod sim_defaults;
 mod sim_life;
 mod trace_shape;
+mod watch_soak;
 
 mod flash_cli;
 mod hostile_module;
