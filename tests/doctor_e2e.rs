@@ -230,7 +230,7 @@ fn port_443_on_1_x_and_the_log_uart_are_named() {
     let run = doctor(&world, &["--endpoint-port", "443"]);
     assert_eq!(
         failure(&run),
-        ("tls".into(), "port 443 needs ALPN x-amzn-http-ca, which ESP-AT 1.x cannot send (AT+CIPSSLCALPN arrived in 2.1): use port 8443".into())
+        ("tls".into(), "port 443 needs ALPN (x-amzn-http-ca for REST, x-amzn-mqtt-ca for MQTT), which ESP-AT 1.x cannot send (AT+CIPSSLCALPN arrived in 2.1): use port 8443 for REST, 8883 for MQTT".into())
     );
     // Scripts get the same sentence.
     let json = doctor(&world, &["--endpoint-port", "443", "--json"]);
@@ -242,7 +242,7 @@ fn port_443_on_1_x_and_the_log_uart_are_named() {
         &serde_json::json!({
             "check": "tls",
             "status": "fail",
-            "message": "port 443 needs ALPN x-amzn-http-ca, which ESP-AT 1.x cannot send (AT+CIPSSLCALPN arrived in 2.1): use port 8443"
+            "message": "port 443 needs ALPN (x-amzn-http-ca for REST, x-amzn-mqtt-ca for MQTT), which ESP-AT 1.x cannot send (AT+CIPSSLCALPN arrived in 2.1): use port 8443 for REST, 8883 for MQTT"
         })
     );
     crate::sim_util::with_log_port(|port| {

@@ -393,7 +393,7 @@ fn port_443_is_refused_on_1_x_before_writing_and_works_with_alpn_on_2_4() {
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert_eq!(
         error_line(&run),
-        "error: port 443 needs ALPN x-amzn-http-ca, which ESP-AT 1.x cannot send (AT+CIPSSLCALPN arrived in 2.1): use port 8443"
+        "error: port 443 needs ALPN (x-amzn-http-ca for REST, x-amzn-mqtt-ca for MQTT), which ESP-AT 1.x cannot send (AT+CIPSSLCALPN arrived in 2.1): use port 8443 for REST, 8883 for MQTT"
     );
     assert_eq!(world.credential_counters(), before);
 

@@ -147,7 +147,7 @@ fn port_443_uses_alpn_where_the_firmware_has_it() {
     assert_eq!(refused.code, Some(1));
     assert_eq!(
         refused.stderr,
-        "error: port 443 needs ALPN x-amzn-http-ca, which ESP-AT 1.x cannot send (AT+CIPSSLCALPN arrived in 2.1): use port 8443\n"
+        "error: port 443 needs ALPN (x-amzn-http-ca for REST, x-amzn-mqtt-ca for MQTT), which ESP-AT 1.x cannot send (AT+CIPSSLCALPN arrived in 2.1): use port 8443 for REST, 8883 for MQTT\n"
     );
 }
 

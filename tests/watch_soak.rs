@@ -222,3 +222,44 @@ fn a_watch_through_faults_prints_every_version_once_or_reports_it() {
 fn a_watch_through_faults_on_4_1_prints_every_version_once_or_reports_it() {
     soak(Generation::V4_1);
 }
+
+/// MQTT on port 443 goes through the endpoint's ALPN listener with `x-amzn-mqtt-ca`, as on
+/// AWS (an MQTT CONNECT under `x-amzn-http-ca` would be taken for HTTP there); firmware 1.x,
+/// which cannot send ALPN, is refused in one sentence.
+#[test]
+fn mqtt_on_port_443_uses_the_mqtt_alpn() {
+    let world = World::start(Generation::V2_4);
+    world.provision();
+    let set = world.cli(["shadow", "set", "lnu_001", "prop1=12"]);
+    crate::util::assert_ok(&set);
+    let get = world.cli([
+        "shadow",
+        "get",
+        "lnu_001",
+        "--via",
+        "mqtt",
+        "--mqtt-port",
+        "443",
+    ]);
+    crate::util::assert_ok(&get);
+    let doc: Value = serde_json::from_str(&get.stdout).unwrap();
+    assert_eq!(doc["state"]["desired"]["prop1"], "12", "{}", get.stdout);
+
+    let world = World::start(Generation::V1_1_3);
+    world.provision();
+    let get = world.cli([
+        "shadow",
+        "get",
+        "lnu_001",
+        "--via",
+        "mqtt",
+        "--mqtt-port",
+        "443",
+    ]);
+    assert_eq!(get.code, Some(1), "{}", get.stderr);
+    assert!(
+        get.why().contains("x-amzn-mqtt-ca") && get.why().contains("8883 for MQTT"),
+        "{}",
+        get.stderr
+    );
+}

@@ -82,7 +82,7 @@ pub enum Error {
     HostTimeUnsupported,
     /// Port 443 needs ALPN, which 1.x lacks.
     #[error(
-        "port 443 needs ALPN x-amzn-http-ca, which ESP-AT 1.x cannot send (AT+CIPSSLCALPN arrived in 2.1): use port 8443"
+        "port 443 needs ALPN (x-amzn-http-ca for REST, x-amzn-mqtt-ca for MQTT), which ESP-AT 1.x cannot send (AT+CIPSSLCALPN arrived in 2.1): use port 8443 for REST, 8883 for MQTT"
     )]
     AlpnUnsupported,
     /// `AT+CIPSSLCCONF` reported missing credentials.
@@ -152,6 +152,8 @@ pub struct Session<T: Transport> {
     link: Option<(String, u16)>,
     passive: bool,
     tls_configured: bool,
+    /// What the link carries, which picks the ALPN protocol on port 443.
+    protocol: Protocol,
     /// The clock requirement of the last `ensure_clock`, restored after a reboot.
     clock_need: Option<(i64, bool)>,
     /// Passive mode: the module announced data that has not all been fetched yet.
@@ -453,6 +455,7 @@ impl<T: Transport> Session<T> {
             link: None,
             passive: false,
             tls_configured: false,
+            protocol: Protocol::Http,
             clock_need: None,
             fetching: false,
         })
@@ -491,6 +494,7 @@ impl<T: Transport> Session<T> {
             link: Some((host.to_string(), port)),
             passive: false,
             tls_configured: true,
+            protocol: Protocol::Http,
             clock_need: None,
             fetching: false,
         })
@@ -590,9 +594,22 @@ impl<T: Transport> Session<T> {
     }
 
     /// Configures mutual TLS (certificate 0, CA 0), SNI where the firmware has it, ALPN for
-    /// port 443, and passive receive where the firmware has it.
+    /// port 443 (the HTTP protocol unless [`Session::configure_tls_for`] chose another),
+    /// and passive receive where the firmware has it.
     pub fn configure_tls(&mut self, host: &str, port: u16) -> Result<(), Error> {
         self.after_reboot_retry(|s| s.configure_tls_once(host, port))
+    }
+
+    /// [`Session::configure_tls`] for links that carry `protocol`; links opened again after
+    /// a reboot are set up for it too.
+    pub fn configure_tls_for(
+        &mut self,
+        host: &str,
+        port: u16,
+        protocol: Protocol,
+    ) -> Result<(), Error> {
+        self.protocol = protocol;
+        self.configure_tls(host, port)
     }
 
     /// Runs `step`; if the module reboots during it, brings the session back (echo off,
@@ -642,7 +659,8 @@ impl<T: Transport> Session<T> {
             // (AWS's default endpoints accept that).
             let _ = self.client.run(&SslSni(host.to_string()));
             if port == 443 {
-                self.client.run(&SslAlpn("x-amzn-http-ca".into()))?;
+                self.client
+                    .run(&SslAlpn(self.protocol.alpn_on_443().into()))?;
             }
         }
         if g.passive_receive().is_some() {
@@ -838,6 +856,27 @@ pub enum Received {
     Closed,
     /// Nothing came before the deadline.
     TimedOut,
+}
+
+/// What a TLS link carries: on port 443 AWS IoT tells the protocols apart by ALPN (AWS IoT
+/// Developer Guide, "Protocols, port mappings, and authentication": `x-amzn-http-ca` for
+/// HTTPS, `x-amzn-mqtt-ca` for MQTT with X.509 client certificates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTPS (the Device Shadow REST API).
+    Http,
+    /// MQTT.
+    Mqtt,
+}
+
+impl Protocol {
+    /// The ALPN protocol name AWS IoT expects on port 443.
+    pub fn alpn_on_443(self) -> &'static str {
+        match self {
+            Protocol::Http => "x-amzn-http-ca",
+            Protocol::Mqtt => "x-amzn-mqtt-ca",
+        }
+    }
 }
 
 /// Bytes that were not sent whole (or a request that brought no answer), and whether they

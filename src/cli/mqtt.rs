@@ -147,7 +147,7 @@ pub fn open_client(
 /// left exits 4, anything else is an error (exit 1).
 pub fn failure(e: MqttError) -> anyhow::Result<ExitCode> {
     let code = match &e {
-        MqttError::Limit(_) | MqttError::Unsendable(_) | MqttError::Port443 => USAGE,
+        MqttError::Limit(_) | MqttError::Unsendable(_) => USAGE,
         MqttError::MayHaveBeenDelivered => MAY_HAVE_BEEN_APPLIED,
         e if e.cancelled() => {
             eprintln!("error: interrupted");
@@ -164,9 +164,6 @@ pub fn run(args: MqttArgs) -> anyhow::Result<ExitCode> {
     let client_id = client_id(&args.broker, &settings)?;
     // Everything that can be refused is refused before the module is touched.
     esp_aws::mqtt::limits::check_client_id(&client_id).map_err(|e| Exit::usage(e.to_string()))?;
-    if args.broker.mqtt_port == 443 {
-        return failure(MqttError::Port443);
-    }
     match &args.command {
         MqttCommand::Pub {
             topic,

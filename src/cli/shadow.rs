@@ -762,9 +762,6 @@ fn run_over_mqtt(
     let client_id =
         super::mqtt::client_id(&args.broker, settings).unwrap_or_else(|_| thing.to_string());
     esp_aws::mqtt::limits::check_client_id(&client_id).map_err(|e| Exit::usage(e.to_string()))?;
-    if args.broker.mqtt_port == 443 {
-        return super::mqtt::failure(esp_aws::mqtt::client::Error::Port443);
-    }
     let mark = InFlight::begin(&settings.port);
     let mut client = super::mqtt::open_client(settings, &args.broker, &client_id)?;
     let wait = settings.timeouts.response;

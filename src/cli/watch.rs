@@ -51,9 +51,6 @@ pub fn run(
         .or_else(|| settings.config.thing.clone())
         .unwrap_or_else(|| thing.to_string());
     esp_aws::mqtt::limits::check_client_id(&client_id).map_err(|e| Exit::usage(e.to_string()))?;
-    if broker.mqtt_port == 443 {
-        return super::mqtt::failure(MqttError::Port443);
-    }
     let format = output.unwrap_or(if settings::stdout_is_terminal() {
         Format::Table
     } else {

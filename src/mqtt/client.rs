@@ -122,9 +122,6 @@ pub enum Error {
     /// More messages arrived than are held while an answer is awaited.
     #[error("the broker sent more than {INBOX_MAX} messages while an acknowledgement was awaited: stopping rather than buffering more")]
     Flood,
-    /// Port 443 needs the MQTT ALPN, which the module's TLS set-up does not send yet.
-    #[error("MQTT on port 443 needs ALPN x-amzn-mqtt-ca, which esp-aws does not send yet: use port 8883")]
-    Port443,
 }
 
 impl Error {
@@ -661,11 +658,8 @@ impl<T: Transport> SessionLink<T> {
         min_time: i64,
         time_from_host: bool,
     ) -> Result<SessionLink<T>, Error> {
-        if port == 443 {
-            return Err(Error::Port443);
-        }
         session.ensure_clock(min_time, time_from_host)?;
-        session.configure_tls(host, port)?;
+        session.configure_tls_for(host, port, session::Protocol::Mqtt)?;
         Ok(SessionLink {
             session,
             host: host.to_string(),
