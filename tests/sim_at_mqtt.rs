@@ -355,6 +355,44 @@ fn scheme_5_with_provisioned_mqtt_slots_talks_to_mosquitto() {
     }
 }
 
+/// The `split-mqtt` fault: a message comes in more `+MQTTSUBRECV` pieces than the 1024-byte
+/// buffer makes, at random points, each still no longer than the buffer, and together the
+/// bytes mosquitto_pub sent.
+#[test]
+fn split_mqtt_cuts_messages_into_more_pieces_that_still_add_up() {
+    let pki = tempfile::tempdir().unwrap();
+    make_pki(pki.path());
+    let broker = broker(pki.path());
+    let world = World::start_with(Generation::V2_4, |c| {
+        c.resolve
+            .push((BROKER.to_string(), IpAddr::from([127, 0, 0, 1])));
+        c.faults = Some(("split-mqtt=1".parse().unwrap(), 11));
+    });
+    provision_mqtt(&world, pki.path());
+    let mut at = At::open(&world);
+    at.ok(r#"AT+MQTTUSERCFG=0,5,"esp-device","","",0,0,"""#);
+    at.ok(&format!(r#"AT+MQTTCONN=0,"{BROKER}",{},0"#, broker.port()));
+    at.ok(r#"AT+MQTTSUB=0,"esp/in",0"#);
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let file = pki.path().join("payload.bin");
+    std::fs::write(&file, &payload).unwrap();
+    let mut publish = Command::new(client_tool("mosquitto_pub"));
+    tls_args(&mut publish, &broker, pki.path());
+    publish.args(["-t", "esp/in", "-f"]).arg(&file);
+    let out = publish.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pieces = at.receive("esp/in", payload.len());
+    let sizes: Vec<usize> = pieces.iter().map(Vec::len).collect();
+    // Without the fault: 1013, 1024, 963.
+    assert!(sizes.len() > 3, "{sizes:?}");
+    assert!(sizes.iter().all(|&n| (1..=1024).contains(&n)), "{sizes:?}");
+    assert_eq!(pieces.concat(), payload);
+}
+
 #[test]
 fn scheme_5_reads_the_mqtt_slots_not_the_client_slots() {
     for generation in [Generation::V2_4, Generation::V4_1] {

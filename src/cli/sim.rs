@@ -66,7 +66,7 @@ struct RunArgs {
     #[arg(long, value_enum, default_value = "normal")]
     boot: BootArg,
     /// Faults to inject: comma-separated split-ipd, glue-closed, urc, reboot, drop,
-    /// send-fail, ntp-down, noise, slow-handshake, each optionally =RATE (0..1), or all.
+    /// send-fail, ntp-down, noise, slow-handshake, split-mqtt, each optionally =RATE (0..1), or all.
     #[arg(long, value_name = "LIST")]
     faults: Option<String>,
     /// Seed of the fault generator (the same seed replays the same faults).

@@ -28,6 +28,7 @@ use crate::mqtt::decoder::Decoder;
 use crate::mqtt::packet::{Connect, Packet, Publish, QoS, Subscribe, SubscribeReturn, Will};
 
 use super::commands::{Args, PARA_INVALID, PARA_NUM};
+use super::fault::Fault;
 use super::link::Link;
 use super::parse::Op;
 use super::tls::{self, CredentialSource, TlsParams};
@@ -919,7 +920,10 @@ impl AtFirmware {
         let mut room = RECV_BUFFER.saturating_sub(header).max(1);
         let mut rest = &publish.payload[..];
         loop {
-            let n = room.min(rest.len());
+            let mut n = room.min(rest.len());
+            if n >= 2 && self.faults.fires(Fault::SplitMqtt) {
+                n = self.faults.rng().range(1, n);
+            }
             let head = format!("+MQTTSUBRECV:0,\"{}\",{n},", publish.topic);
             self.emit_str(&head);
             self.emit(&rest[..n]);
