@@ -214,17 +214,11 @@ fn watch_reconnects_through_faults_and_a_reboot_without_repeating_a_version() {
         "a delta printed twice or out of order: {deltas_seen:?}"
     );
     // Every version is printed, or named on stderr as missed.
-    let mut named = Vec::new();
-    for l in &watch.errors {
-        if let Some(rest) = l.strip_prefix("warning: versions ") {
-            let mut words = rest.split(' ');
-            let a: u64 = words.next().unwrap().parse().unwrap();
-            let b: u64 = words.nth(1).unwrap().parse().unwrap();
-            named.extend(a..=b);
-        } else if let Some(rest) = l.strip_prefix("warning: version ") {
-            named.push(rest.split(' ').next().unwrap().parse().unwrap());
-        }
-    }
+    let named: Vec<u64> = watch
+        .errors
+        .iter()
+        .flat_map(|l| crate::watch_soak::named_versions(l))
+        .collect();
     for v in 1..=UPDATES {
         assert!(
             documents_seen.contains(&v) || named.contains(&v),

@@ -41,7 +41,7 @@ fn seed() -> u64 {
 }
 
 /// The versions a "warning: version(s) A [to B] …" line names.
-fn named_versions(line: &str) -> Vec<u64> {
+pub fn named_versions(line: &str) -> Vec<u64> {
     if let Some(rest) = line.strip_prefix("warning: versions ") {
         let mut words = rest.split(' ');
         let a: u64 = words.next().unwrap().parse().unwrap();

@@ -421,7 +421,7 @@ impl<L: Link> Client<L> {
                     // out of place.
                     return Err(Error::Unexpected {
                         expected: "PUBLISH or PINGRESP",
-                        got: packet_name(&packet),
+                        got: packet.name(),
                     });
                 }
                 Err(e) if e.lost() => self.recover(e)?,
@@ -525,7 +525,7 @@ impl<L: Link> Client<L> {
                 Some(p) => {
                     return Err(Error::Unexpected {
                         expected: what,
-                        got: packet_name(&p),
+                        got: p.name(),
                     })
                 }
                 None if self.link.now() >= deadline => {
@@ -616,25 +616,6 @@ impl<L: Link> Client<L> {
         }
         self.inbox.push_back(publish);
         Ok(())
-    }
-}
-
-fn packet_name(packet: &Packet) -> &'static str {
-    match packet {
-        Packet::Connect(_) => "CONNECT",
-        Packet::ConnAck { .. } => "CONNACK",
-        Packet::Publish(_) => "PUBLISH",
-        Packet::PubAck(_) => "PUBACK",
-        Packet::PubRec(_) => "PUBREC",
-        Packet::PubRel(_) => "PUBREL",
-        Packet::PubComp(_) => "PUBCOMP",
-        Packet::Subscribe(_) => "SUBSCRIBE",
-        Packet::SubAck { .. } => "SUBACK",
-        Packet::Unsubscribe { .. } => "UNSUBSCRIBE",
-        Packet::UnsubAck(_) => "UNSUBACK",
-        Packet::PingReq => "PINGREQ",
-        Packet::PingResp => "PINGRESP",
-        Packet::Disconnect => "DISCONNECT",
     }
 }
 

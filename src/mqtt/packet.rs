@@ -507,6 +507,11 @@ fn nonzero(id: u16, what: &'static str) -> Result<u16, EncodeError> {
 }
 
 impl Packet {
+    /// The packet type's name in the specification (`CONNECT`, `PUBACK`, …), for messages.
+    pub fn name(&self) -> &'static str {
+        type_name(self.kind())
+    }
+
     /// The packet type (1–14).
     pub fn kind(&self) -> u8 {
         match self {

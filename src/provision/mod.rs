@@ -163,68 +163,14 @@ pub struct SlotReport {
     pub outcome: Outcome,
 }
 
-/// A credential slot: a partition on 1.x/2.x, an NVS namespace on 3.1+, of the same name.
-/// The `client_*` slots serve the host's TLS sockets, the `mqtt_*` slots (2.x+) the
-/// firmware's own MQTT client (see [`Purpose`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Slot {
-    /// `client_cert`: the device certificate.
-    Cert,
-    /// `client_key`: the private key.
-    Key,
-    /// `client_ca`: the root CA.
-    Ca,
-    /// `mqtt_cert`: the device certificate for `AT+MQTTUSERCFG` scheme 4/5.
-    MqttCert,
-    /// `mqtt_key`: its private key.
-    MqttKey,
-    /// `mqtt_ca`: the root CA the MQTT client verifies the broker with.
-    MqttCa,
-}
+pub use crate::firmware::Slot;
 
 impl Slot {
-    /// The client slots, in the order they are written and reported.
-    pub const CLIENT: [Slot; 3] = [Slot::Cert, Slot::Key, Slot::Ca];
-    /// The MQTT slots, in the order they are written and reported.
-    pub const MQTT: [Slot; 3] = [Slot::MqttCert, Slot::MqttKey, Slot::MqttCa];
-    /// Every slot: the client slots, then the MQTT slots.
-    pub const ALL: [Slot; 6] = [
-        Slot::Cert,
-        Slot::Key,
-        Slot::Ca,
-        Slot::MqttCert,
-        Slot::MqttKey,
-        Slot::MqttCa,
-    ];
-
-    /// The partition (and namespace) name, from [`crate::firmware::CLIENT_PKI`] and
-    /// [`crate::firmware::MQTT_PKI`].
-    pub fn name(self) -> &'static str {
-        use crate::firmware::{CLIENT_PKI, MQTT_PKI};
-        match self {
-            Slot::Cert => CLIENT_PKI[0].0,
-            Slot::Key => CLIENT_PKI[1].0,
-            Slot::Ca => CLIENT_PKI[2].0,
-            Slot::MqttCert => MQTT_PKI[0].0,
-            Slot::MqttKey => MQTT_PKI[1].0,
-            Slot::MqttCa => MQTT_PKI[2].0,
-        }
-    }
-
     /// Which use reads this slot.
     pub fn purpose(self) -> Purpose {
         match self {
             Slot::Cert | Slot::Key | Slot::Ca => Purpose::Rest,
             Slot::MqttCert | Slot::MqttKey | Slot::MqttCa => Purpose::Mqtt,
-        }
-    }
-
-    /// The client slot holding the same file (itself for a client slot).
-    pub fn client(self) -> Slot {
-        match self {
-            Slot::Cert | Slot::MqttCert => Slot::Cert,
-            Slot::Key | Slot::MqttKey => Slot::Key,
-            Slot::Ca | Slot::MqttCa => Slot::Ca,
         }
     }
 

@@ -899,7 +899,7 @@ impl AtFirmware {
                     }
                 }
             }
-            other => self.log(format!("mqtt: ignored packet type {}", other.kind())),
+            other => self.log(format!("mqtt: ignored {}", other.name())),
         }
     }
 

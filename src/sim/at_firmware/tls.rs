@@ -33,38 +33,9 @@ use crate::sim::device::SharedFlash;
 
 use super::store::KvStore;
 
-/// One of the credential slots: the client ones (`AT+CIPSTART`) or the MQTT ones
-/// (`AT+MQTTCONN` with schemes 4/5, 2.4+).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
-    /// `client_cert`.
-    Cert,
-    /// `client_key`.
-    Key,
-    /// `client_ca`.
-    Ca,
-    /// `mqtt_cert`.
-    MqttCert,
-    /// `mqtt_key`.
-    MqttKey,
-    /// `mqtt_ca`.
-    MqttCa,
-}
-
-impl Slot {
-    /// Partition (1.1.3, 2.4) or namespace (4.1) name, from the firmware facts.
-    pub fn name(self) -> &'static str {
-        use crate::firmware::{CLIENT_PKI, MQTT_PKI};
-        match self {
-            Slot::Cert => CLIENT_PKI[0].0,
-            Slot::Key => CLIENT_PKI[1].0,
-            Slot::Ca => CLIENT_PKI[2].0,
-            Slot::MqttCert => MQTT_PKI[0].0,
-            Slot::MqttKey => MQTT_PKI[1].0,
-            Slot::MqttCa => MQTT_PKI[2].0,
-        }
-    }
-}
+/// The credential slots: the client ones (`AT+CIPSTART`) and the MQTT ones (`AT+MQTTCONN`
+/// with schemes 4/5, 2.4+).
+pub use crate::firmware::Slot;
 
 /// Where credentials are read from: the flash (and, on "4.1", the mfg key store).
 #[derive(Debug)]

@@ -352,7 +352,7 @@ pub(crate) fn serve(
         match decoder.next_packet() {
             Ok(Some(Packet::Connect(c))) => break c,
             Ok(Some(other)) => {
-                log::info!("MQTT: {} before CONNECT: closed", kind_name(&other));
+                log::info!("MQTT: {} before CONNECT: closed", other.name());
                 return Ok(());
             }
             Err(DecodeError::Protocol { name, level }) => {
@@ -585,25 +585,6 @@ fn write_and_close(
     Ok(())
 }
 
-fn kind_name(p: &Packet) -> &'static str {
-    match p {
-        Packet::Connect(_) => "CONNECT",
-        Packet::ConnAck { .. } => "CONNACK",
-        Packet::Publish(_) => "PUBLISH",
-        Packet::PubAck(_) => "PUBACK",
-        Packet::PubRec(_) => "PUBREC",
-        Packet::PubRel(_) => "PUBREL",
-        Packet::PubComp(_) => "PUBCOMP",
-        Packet::Subscribe(_) => "SUBSCRIBE",
-        Packet::SubAck { .. } => "SUBACK",
-        Packet::Unsubscribe { .. } => "UNSUBSCRIBE",
-        Packet::UnsubAck(_) => "UNSUBACK",
-        Packet::PingReq => "PINGREQ",
-        Packet::PingResp => "PINGRESP",
-        Packet::Disconnect => "DISCONNECT",
-    }
-}
-
 fn may_publish(shared: &Shared, session: &Session, topic: &str) -> bool {
     let registry = shared.registry.current();
     let resource = policy::topic_arn(&registry.region, &registry.account_id(), topic);
@@ -715,7 +696,7 @@ fn handle(shared: &Shared, session: &Session, packet: Packet) -> Result<bool, St
         // waits for them. QoS 2 releases belong to a flow AWS does not have.
         Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) => Ok(true),
         Packet::Disconnect => Ok(false),
-        other => Err(format!("unexpected {} from the client", kind_name(&other))),
+        other => Err(format!("unexpected {} from the client", other.name())),
     }
 }
 
