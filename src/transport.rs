@@ -41,7 +41,7 @@ pub enum OpenError {
     #[error("{0} does not exist: check the cable, or list ports with `esp-aws ports`")]
     NotFound(String),
     /// Held by another process.
-    #[error("{0} is busy: another program (a serial monitor, ModemManager, brltty) holds it; close it and retry")]
+    #[error("{0} is busy: another program (a serial monitor, a running `esp-aws shadow watch` or `mqtt sub`, ModemManager, brltty) holds it; close it and retry")]
     Busy(String),
     /// No permission.
     #[error("no permission to open {0}: add yourself to the `dialout` group (sudo usermod -aG dialout $USER) and log in again")]

@@ -52,7 +52,7 @@ fn a_port_held_by_another_program_is_busy() {
     assert_eq!(run.code, Some(1));
     assert_eq!(
         run.stderr,
-        format!("error: {port} is busy: another program (a serial monitor, ModemManager, brltty) holds it; close it and retry\n")
+        format!("error: {port} is busy: another program (a serial monitor, a running `esp-aws shadow watch` or `mqtt sub`, ModemManager, brltty) holds it; close it and retry\n")
     );
 }
 

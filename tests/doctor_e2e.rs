@@ -287,7 +287,7 @@ fn a_busy_port_a_silent_port_and_no_wi_fi_are_named() {
         let run = doctor(&world, &[]);
         assert_eq!(
             failure(&run),
-            ("port".into(), format!("{port} is busy: another program (a serial monitor, ModemManager, brltty) holds it; close it and retry"))
+            ("port".into(), format!("{port} is busy: another program (a serial monitor, a running `esp-aws shadow watch` or `mqtt sub`, ModemManager, brltty) holds it; close it and retry"))
         );
     }
     crate::sim_util::with_silent_port(|silent| {

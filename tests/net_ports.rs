@@ -345,7 +345,7 @@ fn the_tcp_port_takes_one_client_at_a_time_and_the_next_after_a_hang_up() {
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
         run.stderr.contains(&format!(
-            "socket://{addr} closed the connection (ser2net, esp_rfc2217_server and `esp-aws sim --listen` serve one client at a time: is another program connected?)"
+            "socket://{addr} closed the connection (ser2net, esp_rfc2217_server and `esp-aws sim --listen` serve one client at a time: is another program, such as a running `esp-aws shadow watch` or `mqtt sub`, connected?)"
         )),
         "{}",
         run.stderr

@@ -389,8 +389,9 @@ fn a_second_command_on_the_watched_module_says_it_is_in_use() {
     assert_eq!(said.len(), 1, "{}", run.stderr);
     // A pty says it is busy; a socket:// line serves one client and says so.
     assert!(
-        said[0].contains(" is busy: another program")
-            || said[0].contains("is another program connected?"),
+        said[0].contains(
+            " is busy: another program (a serial monitor, a running `esp-aws shadow watch`"
+        ) || said[0].contains("serve one client at a time"),
         "{}",
         run.stderr
     );

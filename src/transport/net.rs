@@ -201,7 +201,7 @@ fn connect(spec: &PortSpec, host: &str, port: u16) -> Result<TcpStream, OpenErro
 fn closed(label: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::UnexpectedEof,
-        format!("{label} closed the connection (ser2net, esp_rfc2217_server and `esp-aws sim --listen` serve one client at a time: is another program connected?)"),
+        format!("{label} closed the connection (ser2net, esp_rfc2217_server and `esp-aws sim --listen` serve one client at a time: is another program, such as a running `esp-aws shadow watch` or `mqtt sub`, connected?)"),
     )
 }
 
