@@ -83,7 +83,7 @@ pub const MAX_SUBSCRIPTIONS: usize = 50;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Socket reads waiting for a connection's thread; a client sending faster than its
 /// connection handles packets is held back by TCP flow control, not by memory.
-const WAKE_SLOTS: usize = 8;
+pub const WAKE_SLOTS: usize = 8;
 /// Bytes one socket read takes.
 const READ_CHUNK: usize = 16 * 1024;
 /// How often a connection checks that its certificate is still ACTIVE.
