@@ -2,9 +2,12 @@
 //! `x-amzn-mqtt-ca`), mutual TLS with the same certificate check as the REST listener, and the
 //! Device Shadow service on the reserved `$aws/things/<thing>/shadow/…` topics.
 //!
-//! One thread per connection, like the REST listener: it owns the TLS stream, reads with a
-//! short timeout and, between reads, writes what other connections queued for it. Everything
-//! held per connection is bounded: the decoder refuses a packet over 128 KiB plus headers
+//! One thread per connection, like the REST listener: it owns the TLS state and sleeps on a
+//! bounded channel that wakes it for either of two things: bytes a small reader thread took
+//! off the socket, or a message another connection queued for it. A queued message is
+//! therefore written as soon as it is queued, and an idle connection wakes only for its
+//! periodic certificate check. Everything held per connection is bounded: the channel holds
+//! at most [`WAKE_SLOTS`] socket reads, the decoder refuses a packet over 128 KiB plus headers
 //! before buffering it, a connection keeps at most [`MAX_SUBSCRIPTIONS`] filters, and its
 //! outgoing queue at most [`OUTBOX_MAX_BYTES`]: a subscriber that does not read is
 //! disconnected instead of making the broker hold its messages.
@@ -44,6 +47,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,8 +81,11 @@ pub const OUTBOX_MAX_BYTES: usize = 4 * DEFAULT_MAX_PACKET;
 pub const MAX_SUBSCRIPTIONS: usize = 50;
 /// How long a connection may take to send CONNECT after the TLS handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long one read waits before the connection looks at its queue again.
-const POLL: Duration = Duration::from_millis(20);
+/// Socket reads waiting for a connection's thread; a client sending faster than its
+/// connection handles packets is held back by TCP flow control, not by memory.
+pub const WAKE_SLOTS: usize = 8;
+/// Bytes one socket read takes.
+const READ_CHUNK: usize = 16 * 1024;
 /// How often a connection checks that its certificate is still ACTIVE.
 const STATUS_POLL: Duration = Duration::from_millis(250);
 /// A write blocked this long (the peer stopped reading) ends the connection.
@@ -110,6 +117,19 @@ struct Session {
     /// A handle on the socket, to interrupt a blocked read or write.
     socket: TcpStream,
     next_packet_id: AtomicU16,
+    /// Wakes the connection's thread to write what was queued.
+    wake: SyncSender<Wake>,
+}
+
+/// What wakes a connection's thread.
+#[derive(Debug)]
+enum Wake {
+    /// TLS records the reader thread took off the socket.
+    Net(Vec<u8>),
+    /// The socket's end (`None`) or its read error.
+    NetEnd(Option<String>),
+    /// A message was queued in the outbox, or the session was closed.
+    Outbox,
 }
 
 #[derive(Debug, Default)]
@@ -143,7 +163,17 @@ impl Session {
         }
         out.bytes += bytes.len();
         out.queue.push_back(bytes);
+        drop(out);
+        self.notify();
         true
+    }
+
+    /// Wakes the connection's thread. A full channel already holds wake-ups, after each of
+    /// which the thread writes the whole outbox; a closed one means the thread has ended.
+    fn notify(&self) {
+        match self.wake.try_send(Wake::Outbox) {
+            Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
+        }
     }
 
     fn send_packet(&self, packet: &Packet) {
@@ -164,6 +194,7 @@ impl Session {
     fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         let _ = self.socket.shutdown(Shutdown::Both);
+        self.notify();
     }
 
     fn packet_id(&self) -> u16 {
@@ -420,6 +451,7 @@ pub(crate) fn serve(
     // 1.5 × keep-alive, in milliseconds.
     let silence_limit = Duration::from_millis(u64::from(keep_alive) * 1500);
 
+    let (wake, woken) = mpsc::sync_channel(WAKE_SLOTS);
     let session = Arc::new(Session {
         id: shared.broker.next_id.fetch_add(1, Ordering::Relaxed),
         client_id: connect.client_id.clone(),
@@ -430,7 +462,16 @@ pub(crate) fn serve(
         closed: AtomicBool::new(false),
         socket: tls.sock.try_clone()?,
         next_packet_id: AtomicU16::new(1),
+        wake: wake.clone(),
     });
+    // From here the connection's thread only writes to the socket; the reader thread reads
+    // it, blocking until bytes arrive or the socket is shut down (close, takeover, stop).
+    let StreamOwned { mut conn, mut sock } = tls;
+    sock.set_read_timeout(None)?;
+    let reader_sock = sock.try_clone()?;
+    let reader = std::thread::Builder::new()
+        .name("endpoint-mqtt-read".into())
+        .spawn(move || read_socket(reader_sock, wake))?;
     shared.broker.register(&session);
     session.send_packet(&Packet::ConnAck {
         session_present: false,
@@ -440,20 +481,20 @@ pub(crate) fn serve(
         "MQTT client '{}' connected (keep-alive {keep_alive} s)",
         session.client_id
     );
-    let end = run(
-        &mut tls,
-        &mut decoder,
-        &mut chunk,
-        shared,
-        &session,
-        silence_limit,
-    );
+    let mut link = Link {
+        conn: &mut conn,
+        sock: &mut sock,
+        decoder: &mut decoder,
+        chunk: &mut chunk,
+    };
+    let end = run(&mut link, &woken, shared, &session, silence_limit);
     shared.broker.unregister(&session);
     session.closed.store(true, Ordering::SeqCst);
     match end {
         End::Clean => {
-            tls.conn.send_close_notify();
-            let _ = tls.conn.complete_io(&mut tls.sock);
+            conn.send_close_notify();
+            let _ = write_tls(&mut conn, &mut sock);
+            let _ = sock.shutdown(Shutdown::Both);
         }
         End::Abrupt(why) => {
             log::debug!("MQTT client '{}' disconnected: {why}", session.client_id);
@@ -464,41 +505,137 @@ pub(crate) fn serve(
                         .route(shared, &will.topic, &will.message, will.qos);
                 }
             }
-            let _ = tls.sock.shutdown(Shutdown::Both);
+            let _ = sock.shutdown(Shutdown::Both);
         }
     }
+    // The shut-down socket ends the reader's read; a reader waiting for room in the channel
+    // is released by dropping the receiving end.
+    drop(woken);
+    let _ = reader.join();
     Ok(())
 }
 
-/// The session's loop: write what is queued, read and handle packets, watch the
-/// keep-alive and the certificate.
+/// The reader thread: hands each socket read to the connection's thread until the socket
+/// ends or that thread is gone.
+fn read_socket(mut sock: TcpStream, wake: SyncSender<Wake>) {
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let event = match sock.read(&mut buf) {
+            Ok(0) => Wake::NetEnd(None),
+            Ok(n) => Wake::Net(buf[..n].to_vec()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Wake::NetEnd(Some(e.to_string())),
+        };
+        let last = matches!(event, Wake::NetEnd(_));
+        if wake.send(event).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// The connection's TLS state and socket, and the MQTT decoder fed from them.
+struct Link<'a> {
+    conn: &'a mut ServerConnection,
+    sock: &'a mut TcpStream,
+    decoder: &'a mut Decoder,
+    chunk: &'a mut [u8],
+}
+
+impl Link<'_> {
+    /// Moves decrypted bytes into the decoder; `true` once the client sent close_notify.
+    fn drain_plaintext(&mut self) -> Result<bool, String> {
+        loop {
+            match self.conn.reader().read(self.chunk) {
+                Ok(0) => return Ok(true),
+                Ok(n) => self.decoder.push(&self.chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Feeds TLS records read from the socket; `true` once the client sent close_notify.
+    fn feed(&mut self, mut records: &[u8]) -> Result<bool, String> {
+        while !records.is_empty() {
+            self.conn
+                .read_tls(&mut records)
+                .map_err(|e| e.to_string())?;
+            if let Err(e) = self.conn.process_new_packets() {
+                // The alert rustls queued for the client.
+                let _ = write_tls(self.conn, self.sock);
+                return Err(format!("TLS: {e}"));
+            }
+            if self.drain_plaintext()? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Writes the queued packets, and whatever TLS itself has to send.
+    fn flush(&mut self, session: &Session) -> io::Result<()> {
+        for bytes in session.take_outbox() {
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let n = self.conn.writer().write(rest)?;
+                rest = &rest[n..];
+                // rustls holds a bounded amount of encrypted output: send it before more.
+                if n == 0 && !self.conn.wants_write() {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                write_tls(self.conn, self.sock)?;
+            }
+        }
+        write_tls(self.conn, self.sock)
+    }
+}
+
+/// Sends every TLS record rustls has ready (blocking up to the socket's write timeout).
+fn write_tls(conn: &mut ServerConnection, sock: &mut TcpStream) -> io::Result<()> {
+    while conn.wants_write() {
+        conn.write_tls(sock)?;
+    }
+    sock.flush()
+}
+
+/// The session's loop: handle what was read, write what is queued, watch the keep-alive and
+/// the certificate, then sleep until the socket or the outbox has something.
 fn run(
-    tls: &mut StreamOwned<ServerConnection, TcpStream>,
-    decoder: &mut Decoder,
-    chunk: &mut [u8],
+    link: &mut Link<'_>,
+    woken: &Receiver<Wake>,
     shared: &Shared,
     session: &Arc<Session>,
     silence_limit: Duration,
 ) -> End {
     let mut last_heard = Instant::now();
     let mut last_status = Instant::now();
+    const CLIENT_CLOSED: &str = "the client closed the connection";
+    // Set when the socket ended: the packets that came before the end are handled first
+    // (a DISCONNECT followed by close_notify is a clean end).
+    let mut ended: Option<String> = None;
+    // Bytes the CONNECT phase decrypted but did not read yet.
+    match link.drain_plaintext() {
+        Ok(false) => {}
+        Ok(true) => ended = Some(CLIENT_CLOSED.into()),
+        Err(e) => return End::Abrupt(e),
+    }
     loop {
         if session.closed.load(Ordering::SeqCst) || shared.stop.load(Ordering::SeqCst) {
             return End::Abrupt("closed by the broker".into());
         }
         // Packets already buffered (CONNECT may have arrived with more).
         loop {
-            match decoder.next_packet() {
+            match link.decoder.next_packet() {
                 Ok(Some(p)) => {
                     last_heard = Instant::now();
                     match handle(shared, session, p) {
                         Ok(true) => {}
                         Ok(false) => {
-                            let _ = flush(tls, session);
+                            let _ = link.flush(session);
                             return End::Clean;
                         }
                         Err(why) => {
-                            let _ = flush(tls, session);
+                            let _ = link.flush(session);
                             return End::Abrupt(why);
                         }
                     }
@@ -507,8 +644,11 @@ fn run(
                 Err(e) => return End::Abrupt(e.to_string()),
             }
         }
-        if let Err(e) = flush(tls, session) {
+        if let Err(e) = link.flush(session) {
             return End::Abrupt(format!("write failed: {e}"));
+        }
+        if let Some(why) = ended {
+            return End::Abrupt(why);
         }
         if last_heard.elapsed() > silence_limit {
             return End::Abrupt("keep-alive timeout".into());
@@ -521,28 +661,21 @@ fn run(
                 return End::Abrupt("the client certificate is no longer ACTIVE".into());
             }
         }
-        if tls.sock.set_read_timeout(Some(POLL)).is_err() {
-            return End::Abrupt("socket closed".into());
+        // Sleeps until the reader or a publisher wakes it, at the latest for the next
+        // certificate and keep-alive check.
+        let next_check = STATUS_POLL.saturating_sub(last_status.elapsed());
+        match woken.recv_timeout(next_check) {
+            Ok(Wake::Net(records)) => match link.feed(&records) {
+                Ok(false) => {}
+                Ok(true) => ended = Some(CLIENT_CLOSED.into()),
+                Err(e) => ended = Some(e),
+            },
+            Ok(Wake::NetEnd(None)) => ended = Some(CLIENT_CLOSED.into()),
+            Ok(Wake::NetEnd(Some(e))) => ended = Some(e),
+            Ok(Wake::Outbox) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return End::Abrupt("socket closed".into()),
         }
-        match read(tls, chunk) {
-            Ok(Some(0)) => return End::Abrupt("the client closed the connection".into()),
-            Ok(Some(n)) => decoder.push(&chunk[..n]),
-            Ok(None) => {}
-            Err(e) => return End::Abrupt(e.to_string()),
-        }
     }
-}
-
-/// Writes the queued packets.
-fn flush(tls: &mut StreamOwned<ServerConnection, TcpStream>, session: &Session) -> io::Result<()> {
-    let queued = session.take_outbox();
-    if queued.is_empty() {
-        return Ok(());
-    }
-    for bytes in queued {
-        tls.write_all(&bytes)?;
-    }
-    tls.flush()
 }
 
 /// One read: `Some(n)` bytes (0 at the end), `None` when nothing came in time.
