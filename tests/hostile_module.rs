@@ -192,6 +192,11 @@ impl Fake {
     fn command(&mut self, line: &[u8]) {
         let cmd = String::from_utf8_lossy(line).into_owned();
         let mut reply = Vec::new();
+        // A module babbling without end answers nothing more: every later command's answer
+        // is the noise, whenever the host sends it.
+        if self.mis == Mis::NoiseLines && self.flood.is_some() {
+            return;
+        }
         match self.mis {
             Mis::Silent => return,
             Mis::Garbage => {

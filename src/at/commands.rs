@@ -105,12 +105,40 @@ impl<T: Transport> AtClient<T> {
 }
 
 /// The module's words go into the message escaped (see [`crate::trace::escape`]): a
-/// module can answer terminal escape sequences.
+/// module can answer terminal escape sequences. A long answer (a babbling module's, up to
+/// the reply cap) is shown by its start and its end, with its size, so that the message
+/// stays one sentence.
 fn unexpected(command: &str, reply: &Reply) -> Error {
     Error::Unexpected {
         command: command.to_string(),
-        reply: crate::trace::escape(reply.lines.join(" | ").as_bytes()),
+        reply: shown_reply(&reply.lines),
     }
+}
+
+/// How much of an unexpected answer a message quotes, at each end.
+const QUOTED_END: usize = 80;
+
+fn shown_reply(lines: &[String]) -> String {
+    let joined = lines.join(" | ");
+    let escape = |s: &str| crate::trace::escape(s.as_bytes());
+    if joined.len() <= 2 * QUOTED_END + 40 {
+        return escape(&joined);
+    }
+    let mut head = QUOTED_END;
+    while !joined.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = joined.len() - QUOTED_END;
+    while !joined.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{} … [{} lines, {} bytes in all] … {}",
+        escape(&joined[..head]),
+        lines.len(),
+        joined.len(),
+        escape(&joined[tail..])
+    )
 }
 
 macro_rules! simple {
@@ -1026,6 +1054,34 @@ mod tests {
             lines: lines.iter().map(|l| l.to_string()).collect(),
             binary: None,
         })
+    }
+
+    #[test]
+    fn an_unexpected_answer_of_thousands_of_lines_is_quoted_by_its_ends() {
+        let mut lines = vec!["noise from the \u{1b}[2Jmodule".to_string(); 3000];
+        lines.push("+SYSTIMESTAMP:1796333693".into());
+        let got = unexpected(
+            "AT+SYSTIMESTAMP?",
+            &Reply {
+                lines,
+                binary: None,
+            },
+        )
+        .to_string();
+        assert!(got.len() < 400, "{} bytes: {got}", got.len());
+        assert!(got.starts_with("unexpected answer to AT+SYSTIMESTAMP?: noise from the "));
+        assert!(got.contains("[3001 lines, "), "{got}");
+        assert!(got.ends_with("+SYSTIMESTAMP:1796333693"), "{got}");
+        assert!(!got.contains('\u{1b}'), "{got}");
+        // A short one is quoted whole.
+        let short = unexpected(
+            "AT",
+            &Reply {
+                lines: vec!["what?".into()],
+                binary: None,
+            },
+        );
+        assert_eq!(short.to_string(), "unexpected answer to AT: what?");
     }
 
     #[test]
