@@ -121,6 +121,13 @@ def run(esp, op, host):
             "status_while_open": status_open,
             "status_after": esp.status,
         }
+    if op == "scan":
+        esp.begin()
+        return {"aps": esp.scan_APs()}
+    if op == "autoconnect":
+        esp.begin()
+        esp.set_autoconnect(True)
+        return {"autoconnect": True}
     if op == "tcp_connect":
         joined(esp)
         return {"opened": esp.socket_connect(esp.TYPE_TCP, host, 8443)}
