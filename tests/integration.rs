@@ -84,6 +84,7 @@ mod aws_refused;
 mod aws_server_text;
 mod aws_sim_profile;
 mod aws_tls;
+mod drivers_atcontrol;
 mod mqtt_client;
 mod mqtt_mosquitto;
 mod mqtt_props;
